@@ -1,0 +1,268 @@
+//! Dotted version vector sets (DVVSet).
+//!
+//! From Almeida, Gonçalves, Preguiça et al., "Dotted Version Vectors:
+//! Efficient Causality Tracking for Distributed Key-Value Stores" (and the
+//! compact "DVVSet" form of "Scalable and Accurate Causality Tracking for
+//! Eventually Consistent Stores", DAIS 2014). A DVVSet holds, per actor (a
+//! node that coordinated writes), a counter and the values written at that
+//! actor that are still live. Value `i` of an entry (newest first) has the dot
+//! `(actor, counter - i)`. Concurrent writes therefore stay as siblings, and
+//! the set's size is bounded by the number of coordinating actors: no client
+//! ids, no pruning.
+//!
+//! Every value here is a plain data structure; entries are kept sorted by
+//! actor so that equal sets have equal encodings (Merkle hashes depend on it).
+
+use serde::{Deserialize, Serialize};
+
+/// The id that appears in dots: a node's actor id, fresh for every data
+/// directory so that a node that lost its data never reuses a dot.
+pub type ActorId = u64;
+
+/// One actor's entry: its counter and the live values it coordinated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry<V> {
+    /// The coordinating actor.
+    pub actor: ActorId,
+    /// The highest dot counter this set knows for `actor`.
+    pub counter: u64,
+    /// Live values, newest first: `values[i]` has dot `(actor, counter - i)`.
+    pub values: Vec<V>,
+}
+
+/// A dotted version vector set over values of type `V`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dvvset<V> {
+    /// Entries sorted by actor, at most one per actor.
+    entries: Vec<Entry<V>>,
+}
+
+/// A version vector: what a reader has seen, handed back with a write so the
+/// coordinator can discard exactly the values the writer knew about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VersionVector {
+    /// `(actor, counter)` pairs sorted by actor, counters above zero.
+    entries: Vec<(ActorId, u64)>,
+}
+
+impl VersionVector {
+    /// The empty vector: the context of a writer that has read nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builds a vector from pairs in any order; duplicate actors keep their
+    /// highest counter and zero counters are dropped, so the result is
+    /// canonical.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (ActorId, u64)>) -> Self {
+        let mut entries: Vec<(ActorId, u64)> = pairs.into_iter().filter(|p| p.1 > 0).collect();
+        entries.sort_unstable();
+        let mut out: Vec<(ActorId, u64)> = Vec::with_capacity(entries.len());
+        for (actor, counter) in entries {
+            match out.last_mut() {
+                Some(last) if last.0 == actor => last.1 = last.1.max(counter),
+                _ => out.push((actor, counter)),
+            }
+        }
+        Self { entries: out }
+    }
+
+    /// The `(actor, counter)` pairs, sorted by actor.
+    pub fn pairs(&self) -> &[(ActorId, u64)] {
+        &self.entries
+    }
+
+    /// The counter known for `actor` (zero when absent).
+    pub fn get(&self, actor: ActorId) -> u64 {
+        self.entries
+            .binary_search_by_key(&actor, |p| p.0)
+            .map(|i| self.entries[i].1)
+            .unwrap_or(0)
+    }
+
+    /// True when every counter here is at most the one in `other`.
+    pub fn covered_by(&self, other: &Self) -> bool {
+        self.entries.iter().all(|&(a, c)| c <= other.get(a))
+    }
+
+    /// True when nothing has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl<V> Default for Dvvset<V> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<V: Clone + PartialEq> Dvvset<V> {
+    /// The empty set: a key never written.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A set that knows the dots of `context` but holds no values: the
+    /// writer's knowledge, ready to be synced with the stored set.
+    pub fn from_context(context: &VersionVector) -> Self {
+        Self {
+            entries: context
+                .pairs()
+                .iter()
+                .map(|&(actor, counter)| Entry {
+                    actor,
+                    counter,
+                    values: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Builds a set from entries, checking the invariants a decoded set must
+    /// hold (sorted unique actors, no more values than the counter allows).
+    pub fn from_entries(entries: Vec<Entry<V>>) -> Option<Self> {
+        let sorted = entries.windows(2).all(|w| w[0].actor < w[1].actor);
+        let bounded = entries.iter().all(|e| e.values.len() as u64 <= e.counter);
+        (sorted && bounded).then_some(Self { entries })
+    }
+
+    /// The entries, sorted by actor.
+    pub fn entries(&self) -> &[Entry<V>] {
+        &self.entries
+    }
+
+    /// True when the decoded form respects the invariants (see
+    /// [`Dvvset::from_entries`]); decoders call it on untrusted input.
+    pub fn is_well_formed(&self) -> bool {
+        self.entries.windows(2).all(|w| w[0].actor < w[1].actor)
+            && self
+                .entries
+                .iter()
+                .all(|e| e.values.len() as u64 <= e.counter)
+    }
+
+    /// Records a new value written at `actor`: a fresh dot
+    /// `(actor, counter + 1)`. Existing values stay (they are concurrent with
+    /// the new one unless an earlier sync with a context discarded them).
+    pub fn event(&mut self, actor: ActorId, value: V) {
+        match self.entries.binary_search_by_key(&actor, |e| e.actor) {
+            Ok(i) => {
+                let entry = &mut self.entries[i];
+                entry.counter += 1;
+                entry.values.insert(0, value);
+            }
+            Err(i) => self.entries.insert(
+                i,
+                Entry {
+                    actor,
+                    counter: 1,
+                    values: vec![value],
+                },
+            ),
+        }
+    }
+
+    /// A coordinated write: the stored set (`self`) updated with `value`
+    /// written at `actor` by a client that had seen `context`. Values the
+    /// context covers are discarded; values it has not seen remain siblings.
+    pub fn update(&self, context: &VersionVector, actor: ActorId, value: V) -> Self {
+        let mut next = Self::from_context(context).sync(self);
+        next.event(actor, value);
+        next
+    }
+
+    /// Merges two replicas' sets: the result holds every value that neither
+    /// side knows to be obsolete. Commutative, associative and idempotent.
+    pub fn sync(&self, other: &Self) -> Self {
+        let (a, b) = (&self.entries, &other.entries);
+        let mut out = Vec::with_capacity(a.len().max(b.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].actor.cmp(&b[j].actor) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i].clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j].clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(merge_entries(&a[i], &b[j]));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        Self { entries: out }
+    }
+
+    /// The causal past of the whole set as a version vector: the context a
+    /// reader hands back so its next write supersedes everything it saw.
+    pub fn join(&self) -> VersionVector {
+        VersionVector {
+            entries: self
+                .entries
+                .iter()
+                .filter(|e| e.counter > 0)
+                .map(|e| (e.actor, e.counter))
+                .collect(),
+        }
+    }
+
+    /// Every live value (siblings), in actor order, newest first per actor.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.entries.iter().flat_map(|e| e.values.iter())
+    }
+
+    /// Number of live values.
+    pub fn value_count(&self) -> usize {
+        self.entries.iter().map(|e| e.values.len()).sum()
+    }
+
+    /// True when `self`'s history is strictly contained in `other`'s: every
+    /// counter is at most `other`'s and the two differ.
+    pub fn less(&self, other: &Self) -> bool {
+        let (mine, theirs) = (self.join(), other.join());
+        mine != theirs && mine.covered_by(&theirs)
+    }
+
+    /// True when both sets know exactly the same dots.
+    pub fn equal_history(&self, other: &Self) -> bool {
+        self.join() == other.join()
+    }
+}
+
+/// Merges two entries of the same actor. The one with the higher counter
+/// knows more of the history; values the other still holds but the higher one
+/// has discarded are gone, and values the lower one has discarded are dropped
+/// from the higher one's list too.
+fn merge_entries<V: Clone>(x: &Entry<V>, y: &Entry<V>) -> Entry<V> {
+    let (hi, lo) = if x.counter >= y.counter {
+        (x, y)
+    } else {
+        (y, x)
+    };
+    // Dots at or below `floor` are obsolete in an entry.
+    let hi_floor = hi.counter - hi.values.len() as u64;
+    let lo_floor = lo.counter - lo.values.len() as u64;
+    if hi_floor >= lo_floor {
+        hi.clone()
+    } else {
+        // `lo` has discarded dots up to `lo_floor`; keep only hi's newer ones.
+        let keep = (hi.counter - lo_floor) as usize;
+        Entry {
+            actor: hi.actor,
+            counter: hi.counter,
+            values: hi.values[..keep.min(hi.values.len())].to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,30 @@
+//! `quire-shared`: the logic every Quire process agrees on, with no I/O.
+//!
+//! Nodes and clients must hash keys, walk the ring, merge versions and encode
+//! messages identically, so that logic lives here once. Nothing in this crate
+//! opens a socket, reads a clock or touches a file: time is passed in, and
+//! every function can be property-tested in microseconds.
+//!
+//! # Layout
+//!
+//! - [`ring`]: key positions (MD5), partitions, the claim of partitions by
+//!   nodes, preference lists.
+//! - [`dvvset`]: dotted version vector sets, the per-key version history that
+//!   keeps concurrent writes as siblings.
+//! - [`object`]: what a key stores (a DVVSet of timestamped values or
+//!   tombstones) and the opaque context token handed to applications.
+//! - [`membership`]: the membership document: members, stores, owners, epoch.
+//! - [`limits`]: sizes checked before anything is allocated or stored.
+//! - [`wire`]: requests, responses, error codes and length-prefixed framing.
+
+pub mod dvvset;
+pub mod limits;
+pub mod membership;
+pub mod object;
+pub mod ring;
+pub mod wire;
+
+pub use dvvset::{ActorId, Dvvset, VersionVector};
+pub use membership::{Durability, Member, Membership, MembershipError, StoreConfig};
+pub use object::{Context, ContextError, Object, Value};
+pub use ring::{NodeId, PreferenceList};

@@ -1,0 +1,127 @@
+//! What a key stores and what a reader gets back to write with.
+//!
+//! A key's stored object is a [`Dvvset`] of [`Value`]s: bytes or a tombstone,
+//! each with the writer's wall-clock timestamp (for last-write-wins stores).
+//! Readers receive the object's siblings and a [`Context`]: the join of the
+//! set, encoded as an opaque token that the next write hands back.
+
+use crate::dvvset::{Dvvset, VersionVector};
+use serde::{Deserialize, Serialize};
+
+/// One version of a key: the bytes written, or a tombstone for a delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Value {
+    /// Milliseconds since the Unix epoch at the writer, passed in by the
+    /// client; used only to collapse siblings in last-write-wins stores.
+    pub timestamp_ms: u64,
+    /// The bytes, or `None` for a tombstone.
+    pub data: Option<Vec<u8>>,
+}
+
+impl Value {
+    /// A value holding `data`.
+    pub fn bytes(data: Vec<u8>, timestamp_ms: u64) -> Self {
+        Self {
+            timestamp_ms,
+            data: Some(data),
+        }
+    }
+
+    /// A tombstone: a delete is a write of one.
+    pub fn tombstone(timestamp_ms: u64) -> Self {
+        Self {
+            timestamp_ms,
+            data: None,
+        }
+    }
+
+    /// True for a delete marker.
+    pub fn is_tombstone(&self) -> bool {
+        self.data.is_none()
+    }
+
+    /// Bytes this value occupies on the wire and on disk (for limits).
+    pub fn size_bytes(&self) -> usize {
+        self.data.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// The stored form of a key: its DVVSet of values.
+pub type Object = Dvvset<Value>;
+
+/// Format byte in front of a stored or transmitted context token, so the
+/// encoding can change without misreading old tokens.
+const CONTEXT_FORMAT: u8 = 1;
+
+/// The causal context a reader hands back when it writes: "I have seen
+/// these versions". Opaque to applications; encoded as a hex token for
+/// command lines and JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context(pub VersionVector);
+
+/// Why a context token could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ContextError {
+    /// The token is not hexadecimal.
+    #[error("context token is not hexadecimal")]
+    NotHex,
+    /// The token is empty or its format byte is unknown.
+    #[error("context token has an unknown format (was it copied whole?)")]
+    UnknownFormat,
+    /// The token's body does not decode to a version vector.
+    #[error("context token is corrupt")]
+    Corrupt,
+}
+
+impl Context {
+    /// The context of a writer that has read nothing.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// The opaque token form: hex of a format byte and the postcard-encoded
+    /// version vector.
+    pub fn to_token(&self) -> String {
+        let mut bytes = vec![CONTEXT_FORMAT];
+        bytes.extend(postcard::to_allocvec(&self.0).expect("version vectors always encode"));
+        hex::encode(bytes)
+    }
+
+    /// Parses a token made by [`Context::to_token`]. An empty string is the
+    /// empty context.
+    pub fn from_token(token: &str) -> Result<Self, ContextError> {
+        if token.is_empty() {
+            return Ok(Self::empty());
+        }
+        let bytes = hex::decode(token.trim()).map_err(|_| ContextError::NotHex)?;
+        match bytes.split_first() {
+            Some((&CONTEXT_FORMAT, body)) => {
+                let vv: VersionVector =
+                    postcard::from_bytes(body).map_err(|_| ContextError::Corrupt)?;
+                // Re-canonicalise: a hand-made token must not smuggle in an
+                // unsorted vector.
+                Ok(Self(VersionVector::from_pairs(vv.pairs().iter().copied())))
+            }
+            _ => Err(ContextError::UnknownFormat),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_token_round_trips() {
+        let c = Context(VersionVector::from_pairs([(7, 3), (1, 9)]));
+        assert_eq!(Context::from_token(&c.to_token()).unwrap(), c);
+        assert_eq!(Context::from_token("").unwrap(), Context::empty());
+    }
+
+    #[test]
+    fn bad_tokens_are_typed_errors() {
+        assert_eq!(Context::from_token("zz"), Err(ContextError::NotHex));
+        assert_eq!(Context::from_token("02"), Err(ContextError::UnknownFormat));
+        assert_eq!(Context::from_token("01ff"), Err(ContextError::Corrupt));
+    }
+}

@@ -1,0 +1,233 @@
+//! The request set between clients and nodes, and its framing.
+//!
+//! One request per QUIC bidirectional stream: the client writes one frame
+//! and finishes its side; the node answers with one frame. A frame is a
+//! 4-byte big-endian payload length and a postcard payload. postcard is not
+//! self-describing, so the ALPN string ([`ALPN`]) versions the whole wire.
+//! Lengths are checked against the receiver's limit before any allocation.
+
+use crate::dvvset::VersionVector;
+use crate::membership::Membership;
+use crate::object::{Object, Value};
+use crate::ring::NodeId;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// ALPN protocol id; a peer speaking another version fails the handshake.
+pub const ALPN: &[u8] = b"quire/1";
+/// Protocol version carried in `Hello`, equal to the ALPN's.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Bytes of the length prefix.
+pub const FRAME_HEADER_BYTES: usize = 4;
+
+/// What a client asks of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Who are you, and do we speak the same protocol in the same cluster?
+    Hello {
+        /// The client's protocol version.
+        protocol_version: u32,
+        /// The cluster the client believes it talks to, if it knows.
+        cluster_id: Option<u64>,
+    },
+    /// The node's local object for a key.
+    Get {
+        /// Store name.
+        store: String,
+        /// User key.
+        key: Vec<u8>,
+    },
+    /// A coordinated write: the node records `value` as a new event at its
+    /// own actor, discarding the versions `context` has seen.
+    Put {
+        /// Store name.
+        store: String,
+        /// User key.
+        key: Vec<u8>,
+        /// The value or tombstone.
+        value: Value,
+        /// What the writer had read.
+        context: VersionVector,
+    },
+    /// Merge a coordinator's result into the local object.
+    Replicate {
+        /// Store name.
+        store: String,
+        /// User key.
+        key: Vec<u8>,
+        /// The object to sync in.
+        object: Object,
+        /// `Some(home)` when this node stands in for an unreachable home
+        /// replica (sloppy quorum); the object is kept as a hint.
+        hint: Option<NodeId>,
+    },
+    /// The node's newest membership document.
+    GetMembership,
+    /// Offer a membership document; kept if its epoch is newer.
+    PutMembership {
+        /// The document.
+        membership: Membership,
+    },
+}
+
+impl Request {
+    /// A short name for logs and errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Get { .. } => "get",
+            Request::Put { .. } => "put",
+            Request::Replicate { .. } => "replicate",
+            Request::GetMembership => "get-membership",
+            Request::PutMembership { .. } => "put-membership",
+        }
+    }
+}
+
+/// A node's answer. Every answer carries the node's membership epoch so
+/// clients notice a newer document without asking.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The node's membership epoch (0 before it has one).
+    pub epoch: u64,
+    /// The outcome.
+    pub result: Result<Reply, ErrorReply>,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Answer to `Hello`.
+    Hello {
+        /// The node's id.
+        node_id: NodeId,
+        /// The actor id in the dots this node makes (new per data directory).
+        actor_id: u64,
+        /// The cluster the node belongs to, once it has a membership document.
+        cluster_id: Option<u64>,
+        /// The node's protocol version.
+        protocol_version: u32,
+    },
+    /// Answer to `Get`: the local object, if any.
+    Object(Option<Object>),
+    /// Answer to `Put` and `Replicate`: the object now stored.
+    Stored(Object),
+    /// Answer to `GetMembership`.
+    Membership(Option<Membership>),
+    /// Answer to `PutMembership`: the epoch the node now holds.
+    MembershipEpoch(u64),
+}
+
+/// A refused request: a code to branch on and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ErrorReply {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// Details, naming the offending value and the limit.
+    pub message: String,
+}
+
+/// Typed reasons a node refuses a request. Nothing stored is touched when a
+/// request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The frame did not decode as a request (random bytes, unknown tag,
+    /// truncated payload).
+    Malformed,
+    /// The frame's length exceeds the node's limit; it was not read.
+    FrameTooLarge,
+    /// The key is empty.
+    EmptyKey,
+    /// The key exceeds 480 bytes.
+    KeyTooLarge,
+    /// The value exceeds the node's limit.
+    ValueTooLarge,
+    /// The store does not exist in the node's membership document.
+    UnknownStore,
+    /// The request names another cluster.
+    WrongCluster,
+    /// The client speaks another protocol version.
+    ProtocolMismatch,
+    /// The node has not been given a membership document yet.
+    NoMembership,
+    /// A membership document failed validation.
+    InvalidMembership,
+    /// A replicated object violates the DVVSet invariants.
+    InvalidObject,
+    /// The node's storage failed; the request had no effect.
+    Storage,
+    /// The node is shutting down or overloaded; retry elsewhere.
+    Unavailable,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    /// The announced length is over the limit.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Announced length.
+        len: u64,
+        /// Receiver's limit.
+        max: u32,
+    },
+    /// The payload is not a valid message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Encodes `msg` as a complete frame (length prefix and payload).
+pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
+    let payload = postcard::to_allocvec(msg).expect("wire messages always encode");
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+/// Reads a frame header and checks the payload length against `max` before
+/// the caller allocates anything.
+pub fn payload_len(header: [u8; FRAME_HEADER_BYTES], max: u32) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header);
+    if len > max {
+        return Err(FrameError::TooLarge {
+            len: len as u64,
+            max,
+        });
+    }
+    Ok(len as usize)
+}
+
+/// Decodes a payload; trailing bytes are an error so that a frame means
+/// exactly one message.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    match postcard::take_from_bytes::<T>(payload) {
+        Ok((msg, [])) => Ok(msg),
+        Ok((_, rest)) => Err(FrameError::Malformed(format!(
+            "{} trailing bytes after the message",
+            rest.len()
+        ))),
+        Err(e) => Err(FrameError::Malformed(e.to_string())),
+    }
+}
+
+/// Decodes a complete frame held in memory (tests, fuzzing).
+pub fn decode_frame<T: DeserializeOwned>(frame: &[u8], max: u32) -> Result<T, FrameError> {
+    let header: [u8; FRAME_HEADER_BYTES] = frame
+        .get(..FRAME_HEADER_BYTES)
+        .and_then(|h| h.try_into().ok())
+        .ok_or_else(|| FrameError::Malformed("frame shorter than its header".into()))?;
+    let len = payload_len(header, max)?;
+    let payload = &frame[FRAME_HEADER_BYTES..];
+    if payload.len() != len {
+        return Err(FrameError::Malformed(format!(
+            "frame announces {len} bytes but holds {}",
+            payload.len()
+        )));
+    }
+    decode_payload(payload)
+}
+
+#[cfg(test)]
+mod tests;

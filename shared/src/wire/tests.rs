@@ -1,0 +1,122 @@
+//! Wire laws: every message round-trips; no truncated or corrupted frame
+//! panics the decoder.
+
+use super::*;
+use crate::dvvset::Dvvset;
+use proptest::prelude::*;
+
+fn value() -> impl Strategy<Value = Value> {
+    (
+        any::<u64>(),
+        prop::option::of(prop::collection::vec(any::<u8>(), 0..64)),
+    )
+        .prop_map(|(timestamp_ms, data)| Value { timestamp_ms, data })
+}
+
+fn object() -> impl Strategy<Value = Object> {
+    prop::collection::vec((1u64..5, value()), 0..6).prop_map(|events| {
+        let mut o = Dvvset::new();
+        for (actor, v) in events {
+            o.event(actor, v);
+        }
+        o
+    })
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    let key = prop::collection::vec(any::<u8>(), 0..40);
+    prop_oneof![
+        (any::<u32>(), any::<Option<u64>>()).prop_map(|(protocol_version, cluster_id)| {
+            Request::Hello {
+                protocol_version,
+                cluster_id,
+            }
+        }),
+        ("[a-z]{1,8}", key.clone()).prop_map(|(store, key)| Request::Get { store, key }),
+        (
+            "[a-z]{1,8}",
+            key.clone(),
+            value(),
+            prop::collection::vec((any::<u64>(), 1u64..9), 0..4)
+        )
+            .prop_map(|(store, key, value, ctx)| Request::Put {
+                store,
+                key,
+                value,
+                context: VersionVector::from_pairs(ctx)
+            }),
+        ("[a-z]{1,8}", key, object(), any::<Option<u64>>()).prop_map(
+            |(store, key, object, hint)| Request::Replicate {
+                store,
+                key,
+                object,
+                hint
+            }
+        ),
+        Just(Request::GetMembership),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn requests_round_trip(req in request()) {
+        let frame = encode_frame(&req);
+        prop_assert_eq!(decode_frame::<Request>(&frame, u32::MAX).unwrap(), req);
+    }
+
+    #[test]
+    fn truncated_frames_are_errors(req in request(), cut in 0usize..200) {
+        let frame = encode_frame(&req);
+        let cut = cut % frame.len();
+        prop_assert!(decode_frame::<Request>(&frame[..cut], u32::MAX).is_err());
+    }
+
+    #[test]
+    fn corrupted_frames_never_panic(req in request(), at in any::<usize>(), byte in any::<u8>()) {
+        let mut frame = encode_frame(&req);
+        let at = at % frame.len();
+        frame[at] = byte;
+        let _ = decode_frame::<Request>(&frame, u32::MAX);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..128)) {
+        let _ = decode_payload::<Request>(&bytes);
+        let _ = decode_payload::<Response>(&bytes);
+    }
+}
+
+#[test]
+fn oversized_frames_are_refused_from_the_header() {
+    let header = (1u32 << 30).to_be_bytes();
+    assert_eq!(
+        payload_len(header, 1 << 20),
+        Err(FrameError::TooLarge {
+            len: 1 << 30,
+            max: 1 << 20
+        })
+    );
+}
+
+#[test]
+fn unknown_tags_are_malformed() {
+    assert!(matches!(
+        decode_payload::<Request>(&[200]),
+        Err(FrameError::Malformed(_))
+    ));
+}
+
+#[test]
+fn responses_round_trip() {
+    let r = Response {
+        epoch: 4,
+        result: Err(ErrorReply {
+            code: ErrorCode::UnknownStore,
+            message: "no store x".into(),
+        }),
+    };
+    assert_eq!(
+        decode_frame::<Response>(&encode_frame(&r), 1024).unwrap(),
+        r
+    );
+}
