@@ -1,1 +1,175 @@
-pub fn x() {}
+//! `quire-node`: a Quire storage node. Dumb and durable on purpose.
+//!
+//! A node keeps versioned objects (DVVSets) in LMDB and answers a small
+//! request set over QUIC with mutual TLS. It never calls another node: all
+//! coordination (quorums, replication, repair) lives in the client SDK.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML config file.
+//! - [`storage`]: the LMDB environment, the only code that knows LMDB.
+//! - [`writer`]: the writer thread, batching writes into one commit.
+//! - [`handler`]: validation and dispatch of requests.
+//! - [`server`]: QUIC accept loop, one request per stream.
+//! - [`tls`]: TLS 1.3 with required client certificates.
+
+pub mod config;
+pub mod handler;
+pub mod server;
+pub mod storage;
+pub mod tls;
+pub mod writer;
+
+use config::NodeConfig;
+use handler::NodeState;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+pub use storage::Identity;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Storage failed to open.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// TLS material is missing or invalid.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The bound address could not be recorded in the data directory.
+    #[error("cannot write {path}: {source}")]
+    AddrFile {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// File in the data directory holding the address the node is bound to, so
+/// tools can find a node started on port 0.
+pub const LISTEN_ADDR_FILE: &str = "listen-addr";
+
+/// A node serving in this process (tests, `quire` tooling).
+pub struct RunningNode {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Node and actor ids.
+    pub identity: Identity,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stops serving, drains in-flight requests and closes storage. When
+    /// this returns the data directory may be opened again.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+fn transport(config: &NodeConfig) -> quinn::TransportConfig {
+    let l = &config.limits;
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(l.streams_per_connection_max.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .receive_window(l.connection_window_bytes.into())
+        .stream_receive_window((l.frame_bytes_max + 64).into())
+        .max_idle_timeout(Some(
+            Duration::from_millis(l.idle_timeout_ms.into())
+                .try_into()
+                .expect("idle timeout fits a QUIC varint"),
+        ));
+    t
+}
+
+/// Opens storage, binds the listen address and starts serving in the
+/// background. Returns once the node accepts connections.
+pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+    config.validate()?;
+    let (storage, identity) =
+        storage::Storage::open(&config.data_dir, config.storage.map_size_bytes)?;
+    let (writer, writer_thread) = writer::Writer::start(
+        storage.clone(),
+        identity.actor_id,
+        config.storage.batch_writes_max,
+    );
+    let state = Arc::new(NodeState::new(
+        identity,
+        storage,
+        writer,
+        config.limits.clone(),
+    )?);
+
+    let crypto = tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.ca)?;
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+        .map_err(|e| tls::TlsError::Rustls(e.to_string()))?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    server_config.transport_config(Arc::new(transport(&config)));
+    let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
+        NodeError::Bind {
+            addr: config.listen,
+            source,
+        }
+    })?;
+    let addr = endpoint.local_addr().map_err(|source| NodeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let addr_path = config.data_dir.join(LISTEN_ADDR_FILE);
+    std::fs::write(&addr_path, addr.to_string()).map_err(|source| NodeError::AddrFile {
+        path: addr_path.display().to_string(),
+        source,
+    })?;
+    tracing::info!(%addr, node_id = format!("{:016x}", identity.node_id), "node serving");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server::serve(endpoint, state, async {
+            let _ = stopped.await;
+        })
+        .await;
+        // `serve` has dropped every connection; the last state handle goes
+        // here, which stops the writer after its queued writes.
+        let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    });
+    Ok(RunningNode {
+        addr,
+        identity,
+        stop,
+        task,
+    })
+}
+
+/// Runs a node until `shutdown` resolves, then stops it cleanly.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let node = start(config).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    node.stop().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (what systemd sends on stop).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,112 @@
+//! The QUIC server: one connection per client, one request per
+//! bidirectional stream.
+//!
+//! A stream carries one request frame; the node answers with one response
+//! frame and finishes the stream. A bad frame is answered with a typed error
+//! on its own stream, so the connection and its other requests carry on.
+
+use crate::handler::NodeState;
+use quire_shared::wire::{
+    decode_payload, encode_frame, payload_len, ErrorCode, FrameError, Request, FRAME_HEADER_BYTES,
+};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long shutdown waits for in-flight requests to finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts connections until `shutdown` resolves, then closes the endpoint
+/// and waits (bounded) for connections to drain.
+pub async fn serve(
+    endpoint: quinn::Endpoint,
+    state: Arc<NodeState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let state = state.clone();
+                connections.spawn(async move {
+                    match incoming.await {
+                        Ok(conn) => serve_connection(conn, state).await,
+                        Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                    }
+                });
+            }
+            // Reap finished connection tasks so the set does not grow.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = &mut shutdown => break,
+        }
+    }
+    endpoint.close(0u32.into(), b"node shutting down");
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, endpoint.wait_idle()).await;
+}
+
+async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
+    let peer = conn.remote_address();
+    tracing::debug!(%peer, "client connected");
+    let mut streams = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    let state = state.clone();
+                    streams.spawn(async move { serve_stream(send, recv, &state).await });
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, reason = %e, "connection closed");
+                    break;
+                }
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+        }
+    }
+    // Let requests already read finish and answer (their writes may have
+    // committed; the client learns the outcome if it is still there).
+    while streams.join_next().await.is_some() {}
+}
+
+async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, state: &NodeState) {
+    let response = match read_request(&mut recv, state.limits.frame_bytes_max).await {
+        Ok(request) => {
+            tracing::trace!(kind = request.kind(), "request");
+            state.handle(request).await
+        }
+        Err(FrameError::TooLarge { len, max }) => {
+            // Do not read the body: tell the peer to stop sending it.
+            let _ = recv.stop(0u32.into());
+            state.refusal(
+                ErrorCode::FrameTooLarge,
+                format!("request frame of {len} bytes exceeds the node's limit of {max}"),
+            )
+        }
+        Err(FrameError::Malformed(message)) => state.refusal(ErrorCode::Malformed, message),
+    };
+    let frame = encode_frame(&response);
+    if let Err(e) = send.write_all(&frame).await {
+        tracing::debug!(error = %e, "client went away before the response");
+        return;
+    }
+    let _ = send.finish();
+}
+
+async fn read_request(recv: &mut quinn::RecvStream, max: u32) -> Result<Request, FrameError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|e| FrameError::Malformed(format!("incomplete frame header: {e}")))?;
+    let len = payload_len(header, max)?;
+    let mut payload = vec![0u8; len];
+    recv.read_exact(&mut payload)
+        .await
+        .map_err(|e| FrameError::Malformed(format!("frame shorter than announced: {e}")))?;
+    decode_payload(&payload)
+}

@@ -1,0 +1,247 @@
+//! LMDB storage: the only file that knows LMDB.
+//!
+//! One environment per node with named databases:
+//! - `data`: `store length ‖ store ‖ partition (u32 BE) ‖ key` → object
+//! - `hints`: `home node (u64 BE) ‖ data key` → object held for another node
+//! - `meta`: node id, actor id, membership document
+//!
+//! Stored objects and documents carry a format byte in front of their
+//! postcard bytes so the layout can evolve. Reads run on the caller's thread
+//! in a read transaction; all writes go through [`crate::writer`], which
+//! batches them into one transaction each.
+
+use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
+use quire_shared::{Membership, NodeId, Object};
+use serde::{de::DeserializeOwned, Serialize};
+use std::path::Path;
+
+/// Format byte of stored objects and meta records.
+const FORMAT_V1: u8 = 1;
+const META_NODE_ID: &[u8] = b"node_id";
+const META_ACTOR_ID: &[u8] = b"actor_id";
+const META_MEMBERSHIP: &[u8] = b"membership";
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// LMDB reported an error.
+    #[error("lmdb: {0}")]
+    Lmdb(#[from] lmdb::Error),
+    /// The data directory could not be created.
+    #[error("data directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A stored record does not decode: the database is damaged or newer
+    /// than this binary.
+    #[error("stored record under {0} does not decode")]
+    Corrupt(String),
+    /// The batch this write was part of did not commit; nothing of it was
+    /// stored.
+    #[error("write not committed: {0}")]
+    NotCommitted(String),
+    /// The writer thread is gone (node shutting down).
+    #[error("storage writer stopped")]
+    WriterStopped,
+}
+
+/// The node's identity, made once per data directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Identity in the membership document.
+    pub node_id: NodeId,
+    /// Actor in dots; new whenever the data directory is new (never reused
+    /// after data loss, see Riak's kv679).
+    pub actor_id: u64,
+}
+
+/// Handle to the LMDB environment and its databases. Cheap to share.
+#[derive(Clone)]
+pub struct Storage {
+    env: std::sync::Arc<Environment>,
+    data: Database,
+    hints: Database,
+    meta: Database,
+}
+
+/// The LMDB key of a user key.
+pub fn data_key(store: &str, partition: u32, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + store.len() + 4 + key.len());
+    k.push(store.len() as u8);
+    k.extend_from_slice(store.as_bytes());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+fn hint_key(home: NodeId, data_key: &[u8]) -> Vec<u8> {
+    let mut k = home.to_be_bytes().to_vec();
+    k.extend_from_slice(data_key);
+    k
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT_V1];
+    out.extend(postcard::to_allocvec(v).expect("stored records always encode"));
+    out
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8], what: &[u8]) -> Result<T, StorageError> {
+    match bytes.split_first() {
+        Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
+            .map_err(|_| StorageError::Corrupt(String::from_utf8_lossy(what).into_owned())),
+        _ => Err(StorageError::Corrupt(
+            String::from_utf8_lossy(what).into_owned(),
+        )),
+    }
+}
+
+fn get_in<T: DeserializeOwned>(
+    txn: &impl Transaction,
+    db: Database,
+    key: &[u8],
+) -> Result<Option<T>, StorageError> {
+    match txn.get(db, &key) {
+        Ok(bytes) => decode(bytes, key).map(Some),
+        Err(lmdb::Error::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Storage {
+    /// Opens (creating if needed) the environment in `dir` and returns it
+    /// with the node's identity, made on first open.
+    pub fn open(dir: &Path, map_size_bytes: u64) -> Result<(Self, Identity), StorageError> {
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let env = Environment::new()
+            .set_flags(EnvironmentFlags::NO_TLS)
+            .set_max_dbs(8)
+            .set_map_size(map_size_bytes as usize)
+            .open(dir)?;
+        let data = env.create_db(Some("data"), DatabaseFlags::empty())?;
+        let hints = env.create_db(Some("hints"), DatabaseFlags::empty())?;
+        let meta = env.create_db(Some("meta"), DatabaseFlags::empty())?;
+        let storage = Self {
+            env: std::sync::Arc::new(env),
+            data,
+            hints,
+            meta,
+        };
+        let identity = storage.load_or_create_identity()?;
+        Ok((storage, identity))
+    }
+
+    fn load_or_create_identity(&self) -> Result<Identity, StorageError> {
+        let mut txn = self.env.begin_rw_txn()?;
+        let mut id = |name: &[u8]| -> Result<u64, StorageError> {
+            if let Some(v) = get_in::<u64>(&txn, self.meta, name)? {
+                return Ok(v);
+            }
+            // Zero is reserved so that "no id" can never be confused with one.
+            let v = loop {
+                let v: u64 = rand::random();
+                if v != 0 {
+                    break v;
+                }
+            };
+            txn.put(self.meta, &name, &encode(&v), WriteFlags::empty())?;
+            Ok(v)
+        };
+        let identity = Identity {
+            node_id: id(META_NODE_ID)?,
+            actor_id: id(META_ACTOR_ID)?,
+        };
+        txn.commit()?;
+        Ok(identity)
+    }
+
+    /// The stored object under `data_key`, if any.
+    pub fn get(&self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
+        let txn = self.env.begin_ro_txn()?;
+        get_in(&txn, self.data, data_key)
+    }
+
+    /// The stored membership document, if any.
+    pub fn membership(&self) -> Result<Option<Membership>, StorageError> {
+        let txn = self.env.begin_ro_txn()?;
+        get_in(&txn, self.meta, META_MEMBERSHIP)
+    }
+
+    /// Starts a write transaction (writer thread only).
+    pub(crate) fn begin_write(&self) -> Result<WriteTxn<'_>, StorageError> {
+        Ok(WriteTxn {
+            txn: self.env.begin_rw_txn()?,
+            storage: self,
+        })
+    }
+}
+
+/// A write transaction with typed accessors; commit or drop (abort).
+pub(crate) struct WriteTxn<'env> {
+    txn: lmdb::RwTransaction<'env>,
+    storage: &'env Storage,
+}
+
+impl WriteTxn<'_> {
+    /// The object under `data_key`, seeing this transaction's own writes.
+    pub fn get_object(&self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
+        get_in(&self.txn, self.storage.data, data_key)
+    }
+
+    /// Stores `object` under `data_key`.
+    pub fn put_object(&mut self, data_key: &[u8], object: &Object) -> Result<(), StorageError> {
+        let bytes = encode(object);
+        Ok(self
+            .txn
+            .put(self.storage.data, &data_key, &bytes, WriteFlags::empty())?)
+    }
+
+    /// The hint object held for `home` under `data_key`.
+    pub fn get_hint(&self, home: NodeId, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
+        get_in(&self.txn, self.storage.hints, &hint_key(home, data_key))
+    }
+
+    /// Stores a hint object held for `home`.
+    pub fn put_hint(
+        &mut self,
+        home: NodeId,
+        data_key: &[u8],
+        object: &Object,
+    ) -> Result<(), StorageError> {
+        let bytes = encode(object);
+        Ok(self.txn.put(
+            self.storage.hints,
+            &hint_key(home, data_key),
+            &bytes,
+            WriteFlags::empty(),
+        )?)
+    }
+
+    /// The membership document as this transaction sees it.
+    pub fn get_membership(&self) -> Result<Option<Membership>, StorageError> {
+        get_in(&self.txn, self.storage.meta, META_MEMBERSHIP)
+    }
+
+    /// Stores the membership document.
+    pub fn put_membership(&mut self, doc: &Membership) -> Result<(), StorageError> {
+        let bytes = encode(doc);
+        Ok(self.txn.put(
+            self.storage.meta,
+            &META_MEMBERSHIP,
+            &bytes,
+            WriteFlags::empty(),
+        )?)
+    }
+
+    /// Commits; with the default environment flags LMDB fsyncs before this
+    /// returns, so an acknowledged write survives a crash.
+    pub fn commit(self) -> Result<(), StorageError> {
+        Ok(self.txn.commit()?)
+    }
+}
