@@ -1,0 +1,333 @@
+//! The `Client`: the application's handle on a Quire cluster.
+//!
+//! It pulls membership from a seed, keeps the newest document it sees, and
+//! runs the quorum machines for get, put and delete over one reused QUIC
+//! connection per node.
+
+use crate::config::ClientConfig;
+use crate::driver::{drive, EpochObserver};
+use crate::error::ClientError;
+use crate::quorum::get::GetMachine;
+use crate::quorum::put::{PutMachine, PutRequest};
+use crate::transport::Transport;
+use quire_shared::limits::check_key;
+use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::{Context, Membership, NodeId, PreferenceList, StoreConfig, Value};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What a get found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetResult {
+    /// The live values (siblings): more than one means concurrent writes
+    /// the application should reconcile. Tombstones are left out.
+    pub siblings: Vec<Vec<u8>>,
+    /// Hand this back with the next write of the key so that it supersedes
+    /// everything read here. Present even when the key is not found.
+    pub context: Context,
+}
+
+impl GetResult {
+    /// True when at least one live value exists.
+    pub fn found(&self) -> bool {
+        !self.siblings.is_empty()
+    }
+}
+
+/// What a put or delete did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutResult {
+    /// The context after this write: pass it to a follow-up write of the
+    /// same key to replace this value rather than add a sibling.
+    pub context: Context,
+    /// How many replicas acknowledged before the call returned.
+    pub acknowledged: usize,
+}
+
+/// One node as seen by [`Client::status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Address.
+    pub addr: String,
+    /// Whether it answered a `Hello` in time.
+    pub up: bool,
+    /// The node's membership epoch when it answered.
+    pub epoch: Option<u64>,
+}
+
+struct Inner {
+    config: ClientConfig,
+    transport: Transport,
+    membership: RwLock<Arc<Membership>>,
+}
+
+/// A handle on a cluster; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Client {
+    /// Sets up TLS and pulls membership from the first seed that answers.
+    pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
+        let transport = Transport::new(&config.tls, &config.timeouts)?;
+        let timeout = Duration::from_millis(config.timeouts.request_ms);
+        let mut tried = Vec::new();
+        let mut newest: Option<Membership> = None;
+        for seed in &config.seeds {
+            match transport.call(seed, &Request::GetMembership, timeout).await {
+                Ok(Response {
+                    result: Ok(Reply::Membership(Some(doc))),
+                    ..
+                }) => {
+                    if newest.as_ref().is_none_or(|n| n.epoch < doc.epoch) {
+                        newest = Some(doc);
+                    }
+                    // One answer is enough to start; newer epochs arrive
+                    // with every response.
+                    break;
+                }
+                Ok(Response {
+                    result: Ok(Reply::Membership(None)),
+                    ..
+                }) => tried.push(format!("{seed}: no membership document yet")),
+                Ok(other) => tried.push(format!("{seed}: unexpected answer {:?}", other.result)),
+                Err(e) => tried.push(e.to_string()),
+            }
+        }
+        let doc = newest.ok_or(ClientError::NoSeedReachable(tried))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                transport,
+                membership: RwLock::new(Arc::new(doc)),
+            }),
+        })
+    }
+
+    /// The newest membership document this client knows.
+    pub fn membership(&self) -> Arc<Membership> {
+        self.inner
+            .membership
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.config.timeouts.request_ms)
+    }
+
+    fn store(&self, doc: &Membership, store: &str) -> Result<StoreConfig, ClientError> {
+        doc.store(store).cloned().ok_or_else(|| ClientError::UnknownStore {
+            store: store.to_string(),
+            known: doc
+                .stores
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// The partition and preference list of `key` in `store`, home replicas
+    /// first.
+    pub fn locate(&self, store: &str, key: &[u8]) -> Result<PreferenceList, ClientError> {
+        let doc = self.membership();
+        let config = self.store(&doc, store)?;
+        Ok(doc.preference_list(store, key, config.n as usize))
+    }
+
+    /// Reacts to a node's epoch: fetch a newer document from it, or push
+    /// ours to a node that is behind. Membership spreads through clients.
+    fn observer(&self) -> EpochObserver {
+        let client = self.clone();
+        Arc::new(move |node: NodeId, response: &Response| {
+            let mine = client.membership();
+            if response.epoch == mine.epoch {
+                return;
+            }
+            let Some(addr) = mine.member(node).map(|m| m.addr.clone()) else {
+                return;
+            };
+            let client = client.clone();
+            let behind = response.epoch < mine.epoch;
+            tokio::spawn(async move { client.exchange_membership(&addr, behind).await });
+        })
+    }
+
+    async fn exchange_membership(&self, addr: &str, push: bool) {
+        let t = &self.inner.transport;
+        let timeout = self.request_timeout();
+        if push {
+            let doc = (*self.membership()).clone();
+            let _ = t
+                .call(addr, &Request::PutMembership { membership: doc }, timeout)
+                .await;
+            return;
+        }
+        if let Ok(Response {
+            result: Ok(Reply::Membership(Some(doc))),
+            ..
+        }) = t.call(addr, &Request::GetMembership, timeout).await
+        {
+            self.adopt(doc);
+        }
+    }
+
+    /// Keeps `doc` if it is valid, of our cluster and newer than ours.
+    fn adopt(&self, doc: Membership) {
+        let mut current = self
+            .inner
+            .membership
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if doc.cluster_id == current.cluster_id
+            && doc.epoch > current.epoch
+            && doc.validate().is_ok()
+        {
+            tracing::info!(epoch = doc.epoch, "adopted newer membership");
+            *current = Arc::new(doc);
+        }
+    }
+
+    /// Reads `key` from `store`: every sibling, and the context to write
+    /// with. Succeeds when `R` home replicas answer.
+    pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
+        let doc = self.membership();
+        let config = self.store(&doc, store)?;
+        check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
+        let list = doc.preference_list(store, key, config.n as usize);
+        let machine = GetMachine::new(
+            Instant::now(),
+            store,
+            key,
+            list.home(),
+            config.r as usize,
+            self.request_timeout(),
+        );
+        let outcome = drive(machine, &self.inner.transport, &doc, self.observer()).await?;
+        Ok(GetResult {
+            siblings: outcome
+                .object
+                .values()
+                .filter_map(|v| v.data.clone())
+                .collect(),
+            context: Context(outcome.object.join()),
+        })
+    }
+
+    /// Writes `value` under `key`. `context` is what the writer read
+    /// (`GetResult::context`, or `Context::empty()` for a blind write):
+    /// values it saw are replaced, values it did not see stay as siblings.
+    /// Succeeds when `W` replicas have stored the write.
+    pub async fn put(
+        &self,
+        store: &str,
+        key: &[u8],
+        value: Vec<u8>,
+        context: &Context,
+    ) -> Result<PutResult, ClientError> {
+        self.write(store, key, Value::bytes(value, now_ms()), context)
+            .await
+    }
+
+    /// Deletes `key`: writes a tombstone with `context`. Values the context
+    /// has not seen survive (a concurrent add wins over a delete).
+    pub async fn delete(
+        &self,
+        store: &str,
+        key: &[u8],
+        context: &Context,
+    ) -> Result<PutResult, ClientError> {
+        self.write(store, key, Value::tombstone(now_ms()), context)
+            .await
+    }
+
+    async fn write(
+        &self,
+        store: &str,
+        key: &[u8],
+        value: Value,
+        context: &Context,
+    ) -> Result<PutResult, ClientError> {
+        let doc = self.membership();
+        let config = self.store(&doc, store)?;
+        check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
+        let list = doc.preference_list(store, key, config.n as usize);
+        let machine = PutMachine::new(
+            Instant::now(),
+            PutRequest {
+                store: store.to_string(),
+                key: key.to_vec(),
+                value,
+                context: context.0.clone(),
+            },
+            list.home(),
+            config.w as usize,
+            self.request_timeout(),
+        );
+        let outcome = drive(machine, &self.inner.transport, &doc, self.observer()).await?;
+        Ok(PutResult {
+            context: Context(outcome.object.join()),
+            acknowledged: outcome.stored_on.len(),
+        })
+    }
+
+    /// Asks every member for a `Hello`; a node that does not answer within
+    /// the connect timeout is reported down.
+    pub async fn status(&self) -> Vec<NodeStatus> {
+        let doc = self.membership();
+        let timeout = Duration::from_millis(self.inner.config.timeouts.connect_ms.max(500));
+        let hello = Request::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: Some(doc.cluster_id),
+        };
+        let calls = doc.members.iter().map(|m| {
+            let t = self.inner.transport.clone();
+            let hello = hello.clone();
+            let m = m.clone();
+            async move {
+                let answer = t.call(&m.addr, &hello, timeout).await;
+                let (up, epoch) = match answer {
+                    Ok(Response {
+                        epoch,
+                        result: Ok(Reply::Hello { node_id, .. }),
+                    }) if node_id == m.id => (true, Some(epoch)),
+                    _ => (false, None),
+                };
+                NodeStatus {
+                    id: m.id,
+                    addr: m.addr,
+                    up,
+                    epoch,
+                }
+            }
+        });
+        let mut out = Vec::new();
+        for call in calls.map(tokio::spawn).collect::<Vec<_>>() {
+            if let Ok(s) = call.await {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// The underlying transport, for admin requests to single nodes.
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// Closes connections to every node.
+    pub fn close(&self) {
+        self.inner.transport.close();
+    }
+}

@@ -1,0 +1,57 @@
+//! The SDK's error type: one enum, every variant saying what to do next.
+
+use crate::quorum::{MachineError, QuorumError};
+use crate::transport::{SetupError, TransportError};
+use quire_shared::wire::{ErrorCode, ErrorReply};
+use quire_shared::ContextError;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The client config could not be read.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// TLS or the local socket could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// No seed answered with a membership document.
+    #[error("no seed answered with a membership document: {}", .0.join("; "))]
+    NoSeedReachable(Vec<String>),
+    /// The store does not exist in the membership document.
+    #[error("store {store:?} does not exist (stores: {known})")]
+    UnknownStore {
+        /// The name asked for.
+        store: String,
+        /// The stores that exist, comma-separated.
+        known: String,
+    },
+    /// The request is invalid (bad key, value too large); no node stored it.
+    #[error("invalid request ({code:?}): {message}")]
+    Invalid {
+        /// The reason code, as a node would give it.
+        code: ErrorCode,
+        /// Details.
+        message: String,
+    },
+    /// A context token does not decode.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// Too few replicas answered.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+    /// A single-node request failed in transport.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A single node refused a request.
+    #[error("node refused: {0}")]
+    Refused(ErrorReply),
+}
+
+impl From<MachineError> for ClientError {
+    fn from(e: MachineError) -> Self {
+        match e {
+            MachineError::Quorum(q) => ClientError::Quorum(q),
+            MachineError::Rejected(code, message) => ClientError::Invalid { code, message },
+        }
+    }
+}

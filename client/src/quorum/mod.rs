@@ -1,0 +1,126 @@
+//! The quorum state machines, sans I/O.
+//!
+//! Written the quinn-proto way: a machine takes replies and timeouts with
+//! `now` passed in, and hands out requests to send and, eventually, an
+//! outcome. It never touches a socket or a clock, so the same code runs under
+//! the tokio driver ([`crate::driver`]) and under a seeded simulation that
+//! drops, delays and reorders replies.
+
+pub mod get;
+pub mod put;
+
+use quire_shared::wire::{ErrorCode, ErrorReply, Request};
+use quire_shared::NodeId;
+use std::fmt;
+use std::time::Instant;
+
+/// A request the machine wants sent to one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outbound {
+    /// The node.
+    pub node: NodeId,
+    /// What to send.
+    pub request: Request,
+}
+
+/// Why one node did not contribute to a quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeFailure {
+    /// The node answered with a refusal.
+    Refused(ErrorReply),
+    /// The request never got an answer (connect failure, timeout, broken
+    /// stream).
+    Unreachable(String),
+    /// The node answered with a reply of the wrong kind.
+    Unexpected(String),
+}
+
+impl fmt::Display for NodeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeFailure::Refused(e) => write!(f, "refused ({:?}: {})", e.code, e.message),
+            NodeFailure::Unreachable(why) => write!(f, "unreachable ({why})"),
+            NodeFailure::Unexpected(what) => write!(f, "unexpected answer ({what})"),
+        }
+    }
+}
+
+impl NodeFailure {
+    /// True when every replica would refuse the same way, because the
+    /// request itself is at fault: trying more nodes cannot help.
+    pub fn is_request_error(&self) -> bool {
+        matches!(
+            self,
+            NodeFailure::Refused(ErrorReply {
+                code: ErrorCode::EmptyKey
+                    | ErrorCode::KeyTooLarge
+                    | ErrorCode::ValueTooLarge
+                    | ErrorCode::InvalidObject
+                    | ErrorCode::Malformed
+                    | ErrorCode::FrameTooLarge,
+                ..
+            })
+        )
+    }
+}
+
+/// A quorum that could not be reached: how many were needed, how many
+/// answered, and what the others said.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} needed {needed} replicas but only {succeeded} succeeded{}", describe(.failures, *.timed_out))]
+pub struct QuorumError {
+    /// `get` or `put`.
+    pub operation: &'static str,
+    /// R or W.
+    pub needed: usize,
+    /// Replicas that answered successfully.
+    pub succeeded: usize,
+    /// What each failed replica said.
+    pub failures: Vec<(NodeId, NodeFailure)>,
+    /// True when the request's deadline passed with replies outstanding.
+    pub timed_out: bool,
+}
+
+fn describe(failures: &[(NodeId, NodeFailure)], timed_out: bool) -> String {
+    let mut s = String::new();
+    for (node, why) in failures {
+        s.push_str(&format!("; node {node:016x}: {why}"));
+    }
+    if timed_out {
+        s.push_str("; the others did not answer before the deadline");
+    }
+    s
+}
+
+/// How a machine is pumped; implemented by the get and put machines.
+pub trait Machine {
+    /// The successful result.
+    type Outcome;
+    /// The next request to send, if any.
+    fn poll_send(&mut self) -> Option<Outbound>;
+    /// A node's answer (or its failure) arrived.
+    fn handle_reply(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        reply: Result<quire_shared::wire::Reply, NodeFailure>,
+    );
+    /// Called at or after [`Machine::poll_timeout`].
+    fn handle_timeout(&mut self, now: Instant);
+    /// When the machine next needs [`Machine::handle_timeout`].
+    fn poll_timeout(&self) -> Instant;
+    /// The final result, once decided; `None` while waiting.
+    fn poll_outcome(&mut self) -> Option<Result<Self::Outcome, MachineError>>;
+}
+
+/// How a quorum operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MachineError {
+    /// Not enough replicas answered.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+    /// A node refused the request itself (bad key, value too large): every
+    /// replica would.
+    #[error("request refused: {0:?}: {1}")]
+    Rejected(ErrorCode, String),
+}

@@ -1,0 +1,232 @@
+//! QUIC transport: one reused connection per node, one request per stream.
+//!
+//! Connections are made lazily and kept; a closed one is replaced on the next
+//! request. Each node has its own slot lock so concurrent requests to a node
+//! share one handshake instead of racing several.
+
+use crate::config::{TlsFiles, Timeouts};
+use quire_shared::wire::{
+    decode_payload, encode_frame, payload_len, FrameError, Request, Response, ALPN,
+    FRAME_HEADER_BYTES,
+};
+use quire_shared::limits::FRAME_BYTES_CEILING;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// TLS server name every node certificate carries; the cluster CA vouches
+/// for membership, the name only satisfies TLS.
+pub const NODE_SERVER_NAME: &str = "quire-node";
+
+/// Why a request to one node failed before it produced an answer.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TransportError {
+    /// The address is not a valid socket address.
+    #[error("bad node address {0:?}")]
+    BadAddress(String),
+    /// No connection could be made (refused, unreachable, handshake failed).
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The node.
+        addr: SocketAddr,
+        /// The cause.
+        reason: String,
+    },
+    /// The request did not complete in time.
+    #[error("no answer from {0} in time")]
+    Timeout(SocketAddr),
+    /// The stream or connection broke mid-request.
+    #[error("request to {addr} failed: {reason}")]
+    Stream {
+        /// The node.
+        addr: SocketAddr,
+        /// The cause.
+        reason: String,
+    },
+    /// The node's answer did not decode.
+    #[error("bad answer from {addr}: {reason}")]
+    BadResponse {
+        /// The node.
+        addr: SocketAddr,
+        /// The cause.
+        reason: String,
+    },
+}
+
+/// Why the transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// TLS files missing or invalid.
+    #[error("cannot load {what} from {path}: {message}")]
+    Pem {
+        /// Which file.
+        what: &'static str,
+        /// Its path.
+        path: String,
+        /// The cause.
+        message: String,
+    },
+    /// rustls or quinn refused the configuration.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The local UDP socket could not be bound.
+    #[error("cannot bind a local UDP socket: {0}")]
+    Bind(std::io::Error),
+}
+
+fn pem_err(what: &'static str, path: &std::path::Path, e: impl std::fmt::Display) -> SetupError {
+    SetupError::Pem {
+        what,
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn client_crypto(files: &TlsFiles) -> Result<rustls::ClientConfig, SetupError> {
+    let load_certs = |path: &std::path::Path, what| -> Result<Vec<CertificateDer<'static>>, SetupError> {
+        let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| pem_err(what, path, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| pem_err(what, path, e))?;
+        if certs.is_empty() {
+            return Err(pem_err(what, path, "no certificate found"));
+        }
+        Ok(certs)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(&files.ca, "CA certificate")? {
+        roots.add(c).map_err(|e| pem_err("CA certificate", &files.ca, e))?;
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| pem_err("private key", &files.key, e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| SetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(load_certs(&files.cert, "client certificate")?, key)
+        .map_err(|e| SetupError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    Ok(config)
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
+
+/// The client's QUIC endpoint and its connections, one per node.
+#[derive(Clone)]
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    slots: Arc<Mutex<HashMap<SocketAddr, Slot>>>,
+    connect_timeout: Duration,
+}
+
+impl Transport {
+    /// Binds a local UDP socket and loads the TLS identity.
+    pub fn new(tls: &TlsFiles, timeouts: &Timeouts) -> Result<Self, SetupError> {
+        let crypto = client_crypto(tls)?;
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+            .map_err(|e| SetupError::Tls(e.to_string()))?;
+        let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
+        let mut transport = quinn::TransportConfig::default();
+        // Keep idle connections alive well inside the node's idle timeout.
+        transport
+            .keep_alive_interval(Some(Duration::from_secs(5)))
+            .max_concurrent_uni_streams(0u32.into());
+        client_config.transport_config(Arc::new(transport));
+        // Any local IPv4 address, any port: the kernel picks the route.
+        let bind: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(SetupError::Bind)?;
+        endpoint.set_default_client_config(client_config);
+        Ok(Self {
+            endpoint,
+            slots: Arc::default(),
+            connect_timeout: Duration::from_millis(timeouts.connect_ms),
+        })
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr)
+            .or_default()
+            .clone();
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref() {
+            if conn.close_reason().is_none() {
+                return Ok(conn.clone());
+            }
+        }
+        *guard = None;
+        let connect_err = |reason: String| TransportError::Connect { addr, reason };
+        let connecting = self
+            .endpoint
+            .connect(addr, NODE_SERVER_NAME)
+            .map_err(|e| connect_err(e.to_string()))?;
+        let conn = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| connect_err(format!("no handshake within {:?}", self.connect_timeout)))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends one request to the node at `addr` and waits up to `timeout` for
+    /// its answer.
+    pub async fn call(
+        &self,
+        addr: &str,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, TransportError> {
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| TransportError::BadAddress(addr.to_string()))?;
+        let frame = encode_frame(request);
+        match tokio::time::timeout(timeout, self.exchange(addr, &frame)).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout(addr)),
+        }
+    }
+
+    async fn exchange(&self, addr: SocketAddr, frame: &[u8]) -> Result<Response, TransportError> {
+        let conn = self.connection(addr).await?;
+        let stream_err = |reason: String| TransportError::Stream { addr, reason };
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_err(e.to_string()))?;
+        send.write_all(frame).await.map_err(|e| stream_err(e.to_string()))?;
+        let _ = send.finish();
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        recv.read_exact(&mut header)
+            .await
+            .map_err(|e| stream_err(e.to_string()))?;
+        let bad = |e: FrameError| TransportError::BadResponse { addr, reason: e.to_string() };
+        let len = payload_len(header, FRAME_BYTES_CEILING).map_err(bad)?;
+        let mut payload = vec![0u8; len];
+        recv.read_exact(&mut payload)
+            .await
+            .map_err(|e| stream_err(e.to_string()))?;
+        decode_payload(&payload).map_err(bad)
+    }
+
+    /// Sends raw bytes as a request and returns the raw answer; for tests of
+    /// the node's handling of malformed input.
+    pub async fn call_raw(
+        &self,
+        addr: SocketAddr,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, TransportError> {
+        match tokio::time::timeout(timeout, self.exchange(addr, bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout(addr)),
+        }
+    }
+
+    /// Closes every connection (clean goodbye to the nodes).
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"client closing");
+    }
+}
