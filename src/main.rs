@@ -1,1 +1,130 @@
-fn main() {}
+//! The `quire` command line: run a local cluster, read and write keys,
+//! inspect the cluster. Every command takes `--json` for scripts.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Quire: an always-writeable, Dynamo-style key-value store.
+///
+/// Start a local three-node cluster with `quire up`, then from another
+/// terminal `quire put default cart apple` and `quire get default cart`.
+/// Client commands find the cluster through a client config: `--config`,
+/// else $QUIRE_CONFIG, else ./quire-local/client.toml (what `quire up`
+/// writes).
+#[derive(Parser)]
+#[command(name = "quire", version, about, long_about)]
+struct Cli {
+    /// Config file: the client config for client commands, the node config
+    /// for `quire node`.
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local cluster: each node its own process on 127.0.0.1, until
+    /// Ctrl-C. The first run creates DIR (CA, certificates, configs); later
+    /// runs restart the same cluster with its data.
+    Up {
+        /// Number of nodes (default 3 for a new cluster; an existing one keeps
+        /// its count).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// The cluster directory.
+        #[arg(long, default_value = "quire-local")]
+        dir: PathBuf,
+        /// Node K listens on port P+K-1 (default 7400 for a new cluster);
+        /// 0 lets each node pick a free port.
+        #[arg(long, value_name = "P")]
+        base_port: Option<u16>,
+    },
+    /// Stop the nodes of a local cluster left running (e.g. after `quire up`
+    /// was killed).
+    Down {
+        /// The cluster directory.
+        #[arg(long, default_value = "quire-local")]
+        dir: PathBuf,
+    },
+    /// Run one storage node from its config (`--config node.toml`); the same
+    /// as the `quire-node` binary.
+    Node,
+    /// Write VALUE under KEY. Without --context the write is blind: it does
+    /// not replace any value already there, they become siblings.
+    Put {
+        /// Store name.
+        store: String,
+        /// Key (UTF-8 text).
+        key: String,
+        /// Value (UTF-8 text).
+        value: String,
+        /// The context token from a `get` of this key: the write replaces
+        /// the values that get returned.
+        #[arg(long, value_name = "TOKEN")]
+        context: Option<String>,
+    },
+    /// Read KEY: every sibling value and the context token to write with.
+    Get {
+        /// Store name.
+        store: String,
+        /// Key (UTF-8 text).
+        key: String,
+    },
+    /// Delete KEY (writes a tombstone). Values the --context has not seen
+    /// survive the delete.
+    Delete {
+        /// Store name.
+        store: String,
+        /// Key (UTF-8 text).
+        key: String,
+        /// The context token from a `get` of this key.
+        #[arg(long, value_name = "TOKEN")]
+        context: Option<String>,
+    },
+    /// Show the membership epoch, every node (up or down) and the stores.
+    Status,
+    /// Show KEY's partition and preference list, home replicas first.
+    Locate {
+        /// Store name.
+        store: String,
+        /// Key (UTF-8 text).
+        key: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Node => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("quire: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli.command, cli.config, cli.json)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quire: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

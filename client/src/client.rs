@@ -127,15 +127,17 @@ impl Client {
     }
 
     fn store(&self, doc: &Membership, store: &str) -> Result<StoreConfig, ClientError> {
-        doc.store(store).cloned().ok_or_else(|| ClientError::UnknownStore {
-            store: store.to_string(),
-            known: doc
-                .stores
-                .iter()
-                .map(|s| s.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+        doc.store(store)
+            .cloned()
+            .ok_or_else(|| ClientError::UnknownStore {
+                store: store.to_string(),
+                known: doc
+                    .stores
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// The partition and preference list of `key` in `store`, home replicas
@@ -274,6 +276,7 @@ impl Client {
             list.home(),
             config.w as usize,
             self.request_timeout(),
+            Duration::from_millis(self.inner.config.timeouts.attempt_ms),
         );
         let outcome = drive(machine, &self.inner.transport, &doc, self.observer()).await?;
         Ok(PutResult {

@@ -39,6 +39,9 @@ pub struct Timeouts {
     pub request_ms: u64,
     /// Establishing a QUIC connection to one node.
     pub connect_ms: u64,
+    /// How long a put's coordinator gets to answer before the next home
+    /// replica is asked to coordinate instead.
+    pub attempt_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -46,6 +49,7 @@ impl Default for Timeouts {
         Self {
             request_ms: 3_000,
             connect_ms: 1_000,
+            attempt_ms: 1_000,
         }
     }
 }
@@ -86,7 +90,11 @@ impl ClientConfig {
             message: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.tls.cert, &mut config.tls.key, &mut config.tls.ca] {
+        for p in [
+            &mut config.tls.cert,
+            &mut config.tls.key,
+            &mut config.tls.ca,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

@@ -29,8 +29,7 @@ pub async fn drive<M: Machine>(
             let transport = transport.clone();
             let observer = observer.clone();
             let addr = membership.member(out.node).map(|m| m.addr.clone());
-            // Bounded by the machine's own deadline: nobody waits longer.
-            let budget = machine.poll_timeout().saturating_duration_since(Instant::now());
+            let budget = out.deadline.saturating_duration_since(Instant::now());
             tokio::spawn(async move {
                 let result = match addr {
                     None => Err(NodeFailure::Unexpected("node not in membership".into())),

@@ -4,18 +4,18 @@
 //! request. Each node has its own slot lock so concurrent requests to a node
 //! share one handshake instead of racing several.
 
-use crate::config::{TlsFiles, Timeouts};
+use crate::config::{Timeouts, TlsFiles};
+use quire_shared::limits::FRAME_BYTES_CEILING;
 use quire_shared::wire::{
     decode_payload, encode_frame, payload_len, FrameError, Request, Response, ALPN,
     FRAME_HEADER_BYTES,
 };
-use quire_shared::limits::FRAME_BYTES_CEILING;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// TLS server name every node certificate carries; the cluster CA vouches
 /// for membership, the name only satisfies TLS.
@@ -86,21 +86,25 @@ fn pem_err(what: &'static str, path: &std::path::Path, e: impl std::fmt::Display
 }
 
 fn client_crypto(files: &TlsFiles) -> Result<rustls::ClientConfig, SetupError> {
-    let load_certs = |path: &std::path::Path, what| -> Result<Vec<CertificateDer<'static>>, SetupError> {
-        let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| pem_err(what, path, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| pem_err(what, path, e))?;
-        if certs.is_empty() {
-            return Err(pem_err(what, path, "no certificate found"));
-        }
-        Ok(certs)
-    };
+    let load_certs =
+        |path: &std::path::Path, what| -> Result<Vec<CertificateDer<'static>>, SetupError> {
+            let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| pem_err(what, path, e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| pem_err(what, path, e))?;
+            if certs.is_empty() {
+                return Err(pem_err(what, path, "no certificate found"));
+            }
+            Ok(certs)
+        };
     let mut roots = rustls::RootCertStore::empty();
     for c in load_certs(&files.ca, "CA certificate")? {
-        roots.add(c).map_err(|e| pem_err("CA certificate", &files.ca, e))?;
+        roots
+            .add(c)
+            .map_err(|e| pem_err("CA certificate", &files.ca, e))?;
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| pem_err("private key", &files.key, e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| pem_err("private key", &files.key, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -112,7 +116,18 @@ fn client_crypto(files: &TlsFiles) -> Result<rustls::ClientConfig, SetupError> {
     Ok(config)
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<quinn::Connection>>>;
+/// One node's connection state. Connects are single-flight: callers queue
+/// on the slot's lock, and a caller that waited behind a failed attempt
+/// gets that failure at once instead of starting another (a dead node would
+/// otherwise cost every queued request a full connect timeout in turn).
+#[derive(Default)]
+struct SlotState {
+    connection: Option<quinn::Connection>,
+    /// The last failed connect: when it ended and why.
+    failed: Option<(Instant, TransportError)>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 
 /// The client's QUIC endpoint and its connections, one per node.
 #[derive(Clone)]
@@ -154,24 +169,43 @@ impl Transport {
             .entry(addr)
             .or_default()
             .clone();
+        let waited_from = Instant::now();
         let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref() {
+        if let Some(conn) = guard.connection.as_ref() {
             if conn.close_reason().is_none() {
                 return Ok(conn.clone());
             }
         }
-        *guard = None;
+        guard.connection = None;
+        if let Some((at, e)) = &guard.failed {
+            if *at >= waited_from {
+                return Err(e.clone());
+            }
+        }
         let connect_err = |reason: String| TransportError::Connect { addr, reason };
-        let connecting = self
-            .endpoint
-            .connect(addr, NODE_SERVER_NAME)
-            .map_err(|e| connect_err(e.to_string()))?;
-        let conn = tokio::time::timeout(self.connect_timeout, connecting)
-            .await
-            .map_err(|_| connect_err(format!("no handshake within {:?}", self.connect_timeout)))?
-            .map_err(|e| connect_err(e.to_string()))?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+        let attempt = async {
+            let connecting = self
+                .endpoint
+                .connect(addr, NODE_SERVER_NAME)
+                .map_err(|e| connect_err(e.to_string()))?;
+            tokio::time::timeout(self.connect_timeout, connecting)
+                .await
+                .map_err(|_| {
+                    connect_err(format!("no handshake within {:?}", self.connect_timeout))
+                })?
+                .map_err(|e| connect_err(e.to_string()))
+        };
+        match attempt.await {
+            Ok(conn) => {
+                guard.connection = Some(conn.clone());
+                guard.failed = None;
+                Ok(conn)
+            }
+            Err(e) => {
+                guard.failed = Some((Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
     }
 
     /// Sends one request to the node at `addr` and waits up to `timeout` for
@@ -195,14 +229,22 @@ impl Transport {
     async fn exchange(&self, addr: SocketAddr, frame: &[u8]) -> Result<Response, TransportError> {
         let conn = self.connection(addr).await?;
         let stream_err = |reason: String| TransportError::Stream { addr, reason };
-        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| stream_err(e.to_string()))?;
-        send.write_all(frame).await.map_err(|e| stream_err(e.to_string()))?;
+        let (mut send, mut recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| stream_err(e.to_string()))?;
+        send.write_all(frame)
+            .await
+            .map_err(|e| stream_err(e.to_string()))?;
         let _ = send.finish();
         let mut header = [0u8; FRAME_HEADER_BYTES];
         recv.read_exact(&mut header)
             .await
             .map_err(|e| stream_err(e.to_string()))?;
-        let bad = |e: FrameError| TransportError::BadResponse { addr, reason: e.to_string() };
+        let bad = |e: FrameError| TransportError::BadResponse {
+            addr,
+            reason: e.to_string(),
+        };
         let len = payload_len(header, FRAME_BYTES_CEILING).map_err(bad)?;
         let mut payload = vec![0u8; len];
         recv.read_exact(&mut payload)
@@ -223,6 +265,24 @@ impl Transport {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout(addr)),
         }
+    }
+
+    /// The id of the open connection to `addr`, if any. Two equal answers
+    /// mean requests in between shared one connection (tests check that a
+    /// refused request does not cost the connection).
+    pub fn connection_id(&self, addr: SocketAddr) -> Option<usize> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&addr)?
+            .clone();
+        let guard = slot.try_lock().ok()?;
+        guard
+            .connection
+            .as_ref()
+            .filter(|c| c.close_reason().is_none())
+            .map(|c| c.stable_id())
     }
 
     /// Closes every connection (clean goodbye to the nodes).

@@ -42,10 +42,12 @@ impl GetMachine {
         r: usize,
         timeout: Duration,
     ) -> Self {
+        let deadline = now + timeout;
         let outbox = home
             .iter()
             .map(|&node| Outbound {
                 node,
+                deadline,
                 request: Request::Get {
                     store: store.to_string(),
                     key: key.to_vec(),

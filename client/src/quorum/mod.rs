@@ -8,6 +8,8 @@
 
 pub mod get;
 pub mod put;
+#[cfg(test)]
+mod tests;
 
 use quire_shared::wire::{ErrorCode, ErrorReply, Request};
 use quire_shared::NodeId;
@@ -21,6 +23,10 @@ pub struct Outbound {
     pub node: NodeId,
     /// What to send.
     pub request: Request,
+    /// The call is abandoned at this instant. It may outlive the machine's
+    /// interest in it: a put coordinator that is slow to answer is replaced,
+    /// yet its late answer is still welcome.
+    pub deadline: Instant,
 }
 
 /// Why one node did not contribute to a quorum.

@@ -2,7 +2,11 @@
 //!
 //! The first home replica coordinates: it assigns the new dot and returns the
 //! resulting object, which is then replicated to the other home replicas. A
-//! coordinator that fails is replaced by the next home replica. The put
+//! coordinator that fails, or does not answer within the attempt timeout, is
+//! replaced by the next home replica; if a replaced coordinator answers
+//! late, its object is used all the same (it may then hold the value as a
+//! sibling of the replacement's, which a read shows and a resolver folds —
+//! Dynamo's behaviour when coordinators change mid-write). The put
 //! succeeds once `W` replicas (coordinator included) have stored the object;
 //! replication to the rest carries on in the background.
 
@@ -24,10 +28,15 @@ pub struct PutOutcome {
 }
 
 enum Phase {
-    /// Waiting for the coordinator `home[index]`.
-    Coordinating { index: usize },
+    /// Waiting for the coordinator `home[index]` until `until`; once every
+    /// home replica was tried (`index == home.len()`), waiting for a late
+    /// answer from a replaced one until the deadline.
+    Coordinating { index: usize, until: Instant },
     /// Replicating the coordinator's object; waiting on `pending`.
-    Replicating { object: Object, pending: Vec<NodeId> },
+    Replicating {
+        object: Object,
+        pending: Vec<NodeId>,
+    },
 }
 
 /// What the put writes.
@@ -48,7 +57,10 @@ pub struct PutMachine {
     request: PutRequest,
     home: Vec<NodeId>,
     w: usize,
+    attempt: Duration,
     phase: Phase,
+    /// Coordinators replaced for being slow that may still answer.
+    late: Vec<NodeId>,
     acks: Vec<NodeId>,
     failures: Vec<(NodeId, NodeFailure)>,
     deadline: Instant,
@@ -59,38 +71,56 @@ pub struct PutMachine {
 
 impl PutMachine {
     /// Starts a put to the `home` replicas needing `w` acknowledgements
-    /// within `timeout`.
+    /// within `timeout`, giving each coordinator `attempt` to answer before
+    /// the next home replica is asked.
     pub fn new(
         now: Instant,
         request: PutRequest,
         home: &[NodeId],
         w: usize,
         timeout: Duration,
+        attempt: Duration,
     ) -> Self {
         let mut m = Self {
             request,
             home: home.to_vec(),
             w,
-            phase: Phase::Coordinating { index: 0 },
+            attempt,
+            phase: Phase::Coordinating {
+                index: 0,
+                until: now + attempt,
+            },
             acks: Vec::new(),
+            late: Vec::new(),
             failures: Vec::new(),
             deadline: now + timeout,
             outbox: VecDeque::new(),
             outcome: None,
             done: false,
         };
-        m.ask_coordinator(0);
+        m.ask_coordinator(now, 0);
         m
     }
 
-    fn ask_coordinator(&mut self, index: usize) {
+    fn ask_coordinator(&mut self, now: Instant, index: usize) {
         let Some(&node) = self.home.get(index) else {
-            return self.fail(false);
+            if self.late.is_empty() {
+                return self.fail(false);
+            }
+            self.phase = Phase::Coordinating {
+                index: self.home.len(),
+                until: self.deadline,
+            };
+            return;
         };
-        self.phase = Phase::Coordinating { index };
+        self.phase = Phase::Coordinating {
+            index,
+            until: (now + self.attempt).min(self.deadline),
+        };
         let r = &self.request;
         self.outbox.push_back(Outbound {
             node,
+            deadline: self.deadline,
             request: Request::Put {
                 store: r.store.clone(),
                 key: r.key.clone(),
@@ -135,7 +165,7 @@ impl Machine for PutMachine {
         self.outbox.pop_front()
     }
 
-    fn handle_reply(&mut self, _now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
+    fn handle_reply(&mut self, now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
         if self.done {
             return;
         }
@@ -149,11 +179,22 @@ impl Machine for PutMachine {
             }
         }
         match &mut self.phase {
-            Phase::Coordinating { index } => {
-                if self.home.get(*index) != Some(&node) {
-                    return; // not the coordinator we are waiting for
-                }
+            Phase::Coordinating { index, .. } => {
                 let index = *index;
+                let current = self.home.get(index) == Some(&node);
+                let was_late = self.late.contains(&node);
+                if !current && !was_late {
+                    return; // not a coordinator we wait for
+                }
+                self.late.retain(|&n| n != node);
+                if !current && reply.is_err() {
+                    // A replaced coordinator failed after all; its timeout
+                    // is recorded. Give up if nobody else can answer.
+                    if index >= self.home.len() && self.late.is_empty() {
+                        self.fail(false);
+                    }
+                    return;
+                }
                 match reply {
                     Ok(Reply::Stored(object)) => {
                         self.acks.push(node);
@@ -162,6 +203,7 @@ impl Machine for PutMachine {
                         for &other in &others {
                             self.outbox.push_back(Outbound {
                                 node: other,
+                                deadline: self.deadline,
                                 request: Request::Replicate {
                                     store: self.request.store.clone(),
                                     key: self.request.key.clone(),
@@ -181,7 +223,7 @@ impl Machine for PutMachine {
                             .map(|r| NodeFailure::Unexpected(format!("{r:?}")))
                             .unwrap_or_else(|f| f);
                         self.failures.push((node, failure));
-                        self.ask_coordinator(index + 1);
+                        self.ask_coordinator(now, index + 1);
                     }
                 }
             }
@@ -203,13 +245,30 @@ impl Machine for PutMachine {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if !self.done && now >= self.deadline {
-            self.fail(true);
+        if self.done {
+            return;
+        }
+        if now >= self.deadline {
+            return self.fail(true);
+        }
+        if let Phase::Coordinating { index, until } = self.phase {
+            if now >= until && index < self.home.len() {
+                self.late.push(self.home[index]);
+                let failure = NodeFailure::Unreachable(format!(
+                    "no answer as coordinator within {:?}",
+                    self.attempt
+                ));
+                self.failures.push((self.home[index], failure));
+                self.ask_coordinator(now, index + 1);
+            }
         }
     }
 
     fn poll_timeout(&self) -> Instant {
-        self.deadline
+        match self.phase {
+            Phase::Coordinating { until, .. } => until.min(self.deadline),
+            Phase::Replicating { .. } => self.deadline,
+        }
     }
 
     fn poll_outcome(&mut self) -> Option<Result<PutOutcome, MachineError>> {

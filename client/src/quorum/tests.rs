@@ -1,0 +1,207 @@
+//! The quorum machines driven by hand: replies, failures and timeouts in
+//! chosen orders, no sockets. (The seeded simulation of issue #4 builds on
+//! these.)
+
+use super::get::GetMachine;
+use super::put::{PutMachine, PutRequest};
+use super::{Machine, MachineError, NodeFailure, Outbound};
+use quire_shared::dvvset::VersionVector;
+use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request};
+use quire_shared::{Dvvset, NodeId, Object, Value};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+const ATTEMPT: Duration = Duration::from_secs(1);
+
+fn drain<M: Machine>(m: &mut M) -> Vec<Outbound> {
+    std::iter::from_fn(|| m.poll_send()).collect()
+}
+
+fn object(actor: u64, data: &[u8]) -> Object {
+    let mut o = Dvvset::new();
+    o.event(actor, Value::bytes(data.to_vec(), 1));
+    o
+}
+
+fn down(why: &str) -> Result<Reply, NodeFailure> {
+    Err(NodeFailure::Unreachable(why.into()))
+}
+
+fn put_machine(now: Instant) -> PutMachine {
+    put_machine_with(now, ATTEMPT)
+}
+
+fn put_machine_with(now: Instant, attempt: Duration) -> PutMachine {
+    let request = PutRequest {
+        store: "s".into(),
+        key: b"k".to_vec(),
+        value: Value::bytes(b"v".to_vec(), 1),
+        context: VersionVector::new(),
+    };
+    PutMachine::new(now, request, &[1, 2, 3], 2, TIMEOUT, attempt)
+}
+
+#[test]
+fn get_succeeds_at_r_and_syncs_the_answers() {
+    let now = Instant::now();
+    let mut m = GetMachine::new(now, "s", b"k", &[1, 2, 3], 2, TIMEOUT);
+    let sent = drain(&mut m);
+    assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [1, 2, 3]);
+    m.handle_reply(now, 1, Ok(Reply::Object(Some(object(1, b"a")))));
+    assert!(m.poll_outcome().is_none(), "one answer is not R=2");
+    m.handle_reply(now, 2, Ok(Reply::Object(Some(object(2, b"b")))));
+    let out = m.poll_outcome().expect("decided").expect("success");
+    assert_eq!(
+        out.object.value_count(),
+        2,
+        "concurrent values are siblings"
+    );
+    assert_eq!(out.replies.len(), 2);
+}
+
+#[test]
+fn get_fails_as_soon_as_r_is_out_of_reach() {
+    let now = Instant::now();
+    let mut m = GetMachine::new(now, "s", b"k", &[1, 2, 3], 2, TIMEOUT);
+    drain(&mut m);
+    m.handle_reply(now, 1, down("x"));
+    assert!(m.poll_outcome().is_none());
+    m.handle_reply(now, 2, down("y"));
+    match m.poll_outcome() {
+        Some(Err(MachineError::Quorum(q))) => {
+            assert_eq!((q.needed, q.succeeded, q.failures.len()), (2, 0, 2));
+            assert!(!q.timed_out);
+        }
+        other => panic!("expected a quorum error, got {other:?}"),
+    }
+}
+
+#[test]
+fn get_times_out_with_what_it_had() {
+    let now = Instant::now();
+    let mut m = GetMachine::new(now, "s", b"k", &[1, 2, 3], 2, TIMEOUT);
+    drain(&mut m);
+    m.handle_reply(now, 1, Ok(Reply::Object(None)));
+    m.handle_timeout(m.poll_timeout());
+    match m.poll_outcome() {
+        Some(Err(MachineError::Quorum(q))) => assert!(q.timed_out && q.succeeded == 1),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+#[test]
+fn put_coordinates_then_replicates_and_succeeds_at_w() {
+    let now = Instant::now();
+    let mut m = put_machine(now);
+    let sent = drain(&mut m);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].node, 1);
+    assert!(matches!(sent[0].request, Request::Put { .. }));
+    let stored = object(11, b"v");
+    m.handle_reply(now, 1, Ok(Reply::Stored(stored.clone())));
+    let replicas = drain(&mut m);
+    assert_eq!(replicas.iter().map(|o| o.node).collect::<Vec<_>>(), [2, 3]);
+    assert!(replicas
+        .iter()
+        .all(|o| matches!(&o.request, Request::Replicate { object, .. } if *object == stored)));
+    assert!(m.poll_outcome().is_none());
+    m.handle_reply(now, 3, Ok(Reply::Stored(stored.clone())));
+    let out = m.poll_outcome().expect("decided").expect("success");
+    assert_eq!(out.stored_on, vec![1, 3]);
+    assert_eq!(out.object, stored);
+}
+
+#[test]
+fn a_failed_coordinator_is_replaced_by_the_next_home_replica() {
+    let now = Instant::now();
+    let mut m = put_machine(now);
+    drain(&mut m);
+    m.handle_reply(now, 1, down("refused"));
+    let sent = drain(&mut m);
+    assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [2]);
+    m.handle_reply(now, 2, Ok(Reply::Stored(object(12, b"v"))));
+    let replicas: Vec<NodeId> = drain(&mut m).iter().map(|o| o.node).collect();
+    assert_eq!(replicas, [1, 3], "the failed node still gets a copy");
+    m.handle_reply(now, 1, down("still down"));
+    m.handle_reply(now, 3, Ok(Reply::Stored(object(12, b"v"))));
+    let out = m.poll_outcome().expect("decided").expect("success");
+    assert_eq!(out.stored_on, vec![2, 3]);
+}
+
+#[test]
+fn a_silent_coordinator_is_replaced_after_the_attempt_timeout() {
+    let now = Instant::now();
+    let mut m = put_machine(now);
+    drain(&mut m);
+    assert_eq!(m.poll_timeout(), now + ATTEMPT);
+    m.handle_timeout(now + ATTEMPT);
+    let sent = drain(&mut m);
+    assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [2]);
+    assert_eq!(
+        sent[0].deadline,
+        now + TIMEOUT,
+        "calls live to the deadline"
+    );
+    // The replaced coordinator answers late: its object is used.
+    let late = object(11, b"v");
+    m.handle_reply(now + ATTEMPT, 1, Ok(Reply::Stored(late.clone())));
+    let replicas: Vec<NodeId> = drain(&mut m).iter().map(|o| o.node).collect();
+    assert_eq!(replicas, [2, 3]);
+    m.handle_reply(now + ATTEMPT, 3, Ok(Reply::Stored(late.clone())));
+    let out = m.poll_outcome().expect("decided").expect("success");
+    assert_eq!(out.object, late);
+}
+
+#[test]
+fn a_put_fails_when_every_coordinator_fails() {
+    let now = Instant::now();
+    let mut m = put_machine(now);
+    for node in [1, 2, 3] {
+        let sent = drain(&mut m);
+        assert_eq!(sent[0].node, node);
+        m.handle_reply(now, node, down("gone"));
+    }
+    match m.poll_outcome() {
+        Some(Err(MachineError::Quorum(q))) => {
+            assert_eq!((q.needed, q.succeeded, q.failures.len()), (2, 0, 3))
+        }
+        other => panic!("expected a quorum error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_put_waits_for_a_late_coordinator_until_the_deadline() {
+    let now = Instant::now();
+    let attempt = Duration::from_millis(500);
+    let mut m = put_machine_with(now, attempt);
+    let mut t = now;
+    for _ in 0..3 {
+        drain(&mut m);
+        t += attempt;
+        m.handle_timeout(t);
+    }
+    assert_eq!(m.poll_timeout(), now + TIMEOUT);
+    assert!(m.poll_outcome().is_none(), "slow nodes may still answer");
+    m.handle_timeout(now + TIMEOUT);
+    match m.poll_outcome() {
+        Some(Err(MachineError::Quorum(q))) => assert!(q.timed_out),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_request_error_is_not_retried_elsewhere() {
+    let now = Instant::now();
+    let mut m = put_machine(now);
+    drain(&mut m);
+    let refusal = ErrorReply {
+        code: ErrorCode::ValueTooLarge,
+        message: "too big".into(),
+    };
+    m.handle_reply(now, 1, Err(NodeFailure::Refused(refusal)));
+    assert!(drain(&mut m).is_empty());
+    assert!(matches!(
+        m.poll_outcome(),
+        Some(Err(MachineError::Rejected(ErrorCode::ValueTooLarge, _)))
+    ));
+}

@@ -1,0 +1,125 @@
+//! Certificates for a cluster: one CA, a certificate per node and one for
+//! clients, all generated with rcgen.
+//!
+//! Node certificates carry the DNS name the SDK verifies
+//! ([`quire_client::transport::NODE_SERVER_NAME`]), so nodes can move between
+//! addresses without new certificates. Every key stays on this machine.
+
+use quire_client::transport::NODE_SERVER_NAME;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+
+/// Why certificates could not be made or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// rcgen refused the parameters.
+    #[error("cannot generate certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Clone, Debug)]
+pub struct Pem {
+    /// The certificate.
+    pub cert: String,
+    /// The private key (PKCS#8).
+    pub key: String,
+}
+
+impl Pem {
+    /// Writes `cert` and `key` files; the key is readable by its owner only.
+    pub fn write(&self, cert_path: &Path, key_path: &Path) -> Result<(), CertError> {
+        write_file(cert_path, &self.cert, 0o644)?;
+        write_file(key_path, &self.key, 0o600)
+    }
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), CertError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |source| CertError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::write(path, text).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
+}
+
+/// A cluster CA able to sign node and client certificates.
+pub struct ClusterCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl ClusterCa {
+    /// A new self-signed CA named after the cluster.
+    pub fn generate(cluster_name: &str) -> Result<Self, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("Quire cluster CA {cluster_name}"),
+        );
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key)?;
+        Ok(Self { cert, key })
+    }
+
+    /// The CA certificate and key.
+    pub fn pem(&self) -> Pem {
+        Pem {
+            cert: self.cert.pem(),
+            key: self.key.serialize_pem(),
+        }
+    }
+
+    /// A node certificate: valid for [`NODE_SERVER_NAME`], `localhost` and
+    /// 127.0.0.1, usable as a TLS server.
+    pub fn node(&self, node_name: &str) -> Result<Pem, CertError> {
+        self.sign(
+            node_name,
+            vec![
+                NODE_SERVER_NAME.to_string(),
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+            ],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    /// A client certificate, usable as a TLS client only.
+    pub fn client(&self, client_name: &str) -> Result<Pem, CertError> {
+        self.sign(client_name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn sign(
+        &self,
+        common_name: &str,
+        names: Vec<String>,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<Pem, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(names)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
+    }
+}

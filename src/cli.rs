@@ -1,0 +1,246 @@
+//! What each `quire` command does and prints.
+
+use crate::Command;
+use anyhow::{anyhow, bail, Context as _};
+use quire::local::{self, UpOptions};
+use quire::{Client, ClientConfig, Context};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// Where client commands look for a config when neither `--config` nor
+/// `$QUIRE_CONFIG` names one.
+const CLIENT_CONFIG_DEFAULT: &str = "quire-local/client.toml";
+
+fn client_config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("QUIRE_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(CLIENT_CONFIG_DEFAULT))
+}
+
+async fn connect(flag: Option<PathBuf>) -> anyhow::Result<Client> {
+    let path = client_config_path(flag);
+    if !path.exists() {
+        bail!(
+            "no client config at {}: start a local cluster with `quire up`, or pass --config FILE or set QUIRE_CONFIG",
+            path.display()
+        );
+    }
+    let config = ClientConfig::load(&path)?;
+    Ok(Client::connect(config).await?)
+}
+
+fn context(token: Option<&str>) -> anyhow::Result<Context> {
+    match token {
+        None => Ok(Context::empty()),
+        Some(t) => {
+            Context::from_token(t).context("--context is not a token printed by `quire get`")
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs one command.
+pub async fn run(command: Command, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    match command {
+        Command::Up {
+            nodes,
+            dir,
+            base_port,
+        } => up(dir, nodes, base_port, json).await,
+        Command::Down { dir } => {
+            let stopped = local::down(&dir)?;
+            if json {
+                println!("{}", json!({ "ok": true, "stopped": stopped }));
+            } else {
+                println!("stopped {stopped} node process(es) of {}", dir.display());
+            }
+            Ok(())
+        }
+        Command::Node => {
+            let path = config.ok_or_else(|| anyhow!("`quire node` needs --config NODE.toml"))?;
+            let node_config = quire_node::config::NodeConfig::load(&path)?;
+            quire_node::run(node_config, quire_node::shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Put {
+            store,
+            key,
+            value,
+            context: token,
+        } => {
+            let ctx = context(token.as_deref())?;
+            let client = connect(config).await?;
+            let result = client
+                .put(&store, key.as_bytes(), value.into_bytes(), &ctx)
+                .await?;
+            print_write(&result, json);
+            Ok(())
+        }
+        Command::Delete {
+            store,
+            key,
+            context: token,
+        } => {
+            let ctx = context(token.as_deref())?;
+            let client = connect(config).await?;
+            let result = client.delete(&store, key.as_bytes(), &ctx).await?;
+            print_write(&result, json);
+            Ok(())
+        }
+        Command::Get { store, key } => {
+            let client = connect(config).await?;
+            let result = client.get(&store, key.as_bytes()).await?;
+            let values: Vec<String> = result.siblings.iter().map(|v| text(v)).collect();
+            let token = result.context.to_token();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "found": result.found(), "values": values, "context": token })
+                );
+            } else {
+                match values.as_slice() {
+                    [] => println!("not found"),
+                    [one] => println!("{one}"),
+                    many => {
+                        for (i, v) in many.iter().enumerate() {
+                            println!("sibling {}: {v}", i + 1);
+                        }
+                    }
+                }
+                println!("context: {token}");
+            }
+            Ok(())
+        }
+        Command::Status => {
+            let client = connect(config).await?;
+            let doc = client.membership();
+            let nodes = client.status().await;
+            if json {
+                let nodes: Vec<_> = nodes
+                    .iter()
+                    .map(|n| json!({ "id": format!("{:016x}", n.id), "addr": n.addr, "up": n.up }))
+                    .collect();
+                let stores: Vec<_> = doc
+                    .stores
+                    .iter()
+                    .map(|s| json!({ "name": s.name, "n": s.n, "r": s.r, "w": s.w }))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({ "epoch": doc.epoch, "nodes": nodes, "stores": stores })
+                );
+            } else {
+                println!(
+                    "cluster {:016x}, epoch {}, {} partitions",
+                    doc.cluster_id, doc.epoch, doc.partitions
+                );
+                for n in &nodes {
+                    let state = if n.up { "up" } else { "DOWN" };
+                    println!("node {:016x}  {:<21}  {state}", n.id, n.addr);
+                }
+                for s in &doc.stores {
+                    println!(
+                        "store {}  n={} r={} w={}  {:?}",
+                        s.name, s.n, s.r, s.w, s.durability
+                    );
+                }
+            }
+            client.close();
+            Ok(())
+        }
+        Command::Locate { store, key } => {
+            let client = connect(config).await?;
+            let doc = client.membership();
+            let list = client.locate(&store, key.as_bytes())?;
+            let addr = |id| doc.member(id).map_or("?", |m| m.addr.as_str()).to_string();
+            if json {
+                let nodes: Vec<_> = list
+                    .nodes
+                    .iter()
+                    .map(|id| json!({ "id": format!("{id:016x}"), "addr": addr(*id) }))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({ "partition": list.partition, "preference_list": nodes })
+                );
+            } else {
+                println!("partition {}", list.partition);
+                for (i, id) in list.nodes.iter().enumerate() {
+                    let role = if i < list.n { "home" } else { "extended" };
+                    println!("{:>2}. {id:016x}  {:<21}  {role}", i + 1, addr(*id));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_write(result: &quire::PutResult, json: bool) {
+    let token = result.context.to_token();
+    if json {
+        println!("{}", json!({ "ok": true, "context": token }));
+    } else {
+        println!(
+            "ok (stored on {} replicas)\ncontext: {token}",
+            result.acknowledged
+        );
+    }
+}
+
+async fn up(
+    dir: PathBuf,
+    nodes: Option<usize>,
+    base_port: Option<u16>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the quire executable")?;
+    let options = UpOptions {
+        dir: dir.clone(),
+        nodes,
+        base_port,
+        exe,
+    };
+    let ready = |doc: &quire::Membership, layout: &local::layout::Layout| {
+        let client_config = layout.client_config();
+        if json {
+            let nodes: Vec<_> = doc
+                .members
+                .iter()
+                .map(|m| json!({ "id": format!("{:016x}", m.id), "addr": m.addr }))
+                .collect();
+            println!(
+                "{}",
+                json!({ "ready": true, "epoch": doc.epoch, "nodes": nodes,
+                        "client_config": client_config.display().to_string() })
+            );
+        } else {
+            let addrs: Vec<&str> = doc.members.iter().map(|m| m.addr.as_str()).collect();
+            println!(
+                "quire: cluster ready: {} nodes ({}), epoch {}",
+                doc.members.len(),
+                addrs.join(", "),
+                doc.epoch
+            );
+            for s in &doc.stores {
+                println!("  store {} (n={}, r={}, w={})", s.name, s.n, s.r, s.w);
+            }
+            if client_config != Path::new(CLIENT_CONFIG_DEFAULT) {
+                println!(
+                    "  clients: export QUIRE_CONFIG={}",
+                    std::path::absolute(&client_config)
+                        .unwrap_or(client_config.clone())
+                        .display()
+                );
+            }
+            println!("  try: quire put default hello world && quire get default hello");
+            println!("  Ctrl-C stops every node; `quire up` again restarts them with their data.");
+        }
+    };
+    local::up(options, quire_node::shutdown_signal(), ready).await?;
+    if !json {
+        println!("quire: stopped every node of {}", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! Quire: an always-writeable, Dynamo-style key-value store.
+//!
+//! This crate is the `quire` command line and the one-stop import for
+//! applications: it re-exports the SDK ([`quire_client`]) and the shared
+//! types, and adds the tooling the CLI and tests share.
+//!
+//! # Layout
+//!
+//! - [`certs`]: the cluster CA and node/client certificates (rcgen).
+//! - [`admin`]: forming a cluster and handing out its membership document.
+//! - [`local`]: `quire up` / `quire down`, a local cluster of node processes.
+
+pub mod admin;
+pub mod certs;
+pub mod local;
+
+pub use quire_client::{
+    Client, ClientConfig, ClientError, Context, GetResult, Membership, NodeStatus, PreferenceList,
+    PutResult,
+};
+pub use quire_shared as shared;

@@ -1,0 +1,246 @@
+//! The on-disk layout of a local cluster directory, and its creation.
+//!
+//! ```text
+//! DIR/cluster.toml            cluster id, node count, base port
+//! DIR/ca.pem, ca-key.pem      the cluster CA
+//! DIR/client.pem, client-key.pem, client.toml
+//! DIR/node-K/node.toml        config for `quire-node --config`
+//! DIR/node-K/node.pem, node-key.pem
+//! DIR/node-K/data/            LMDB environment and node identity
+//! DIR/node-K/pid, node.log    written by `quire up`
+//! ```
+//!
+//! Every path inside the configs is relative, so the directory can move.
+
+use crate::certs::{CertError, ClusterCa};
+use quire_client::config::{ClientConfig, Timeouts, TlsFiles as ClientTls};
+use quire_node::config::{Limits, NodeConfig, StorageSettings, TlsFiles as NodeTls};
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// Why a cluster directory could not be created or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file is not what `quire up` wrote.
+    #[error("{path} is not a valid cluster file: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Certificates could not be generated.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// The request does not fit the existing cluster.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
+    move |source| LayoutError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// `DIR/cluster.toml`: what stays fixed across runs of `quire up`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// The cluster id, hex.
+    pub cluster_id: String,
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Node K listens on `base_port + K - 1`; 0 means any free port.
+    pub base_port: u16,
+}
+
+impl ClusterFile {
+    /// The cluster id as a number.
+    pub fn id(&self) -> Result<u64, LayoutError> {
+        u64::from_str_radix(&self.cluster_id, 16).map_err(|e| LayoutError::Parse {
+            path: "cluster.toml".into(),
+            message: format!("cluster_id: {e}"),
+        })
+    }
+}
+
+/// A local cluster directory.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl Layout {
+    /// The layout rooted at `dir` (nothing is touched yet).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// `DIR/cluster.toml`.
+    pub fn cluster_file(&self) -> PathBuf {
+        self.dir.join("cluster.toml")
+    }
+
+    /// `DIR/client.toml`.
+    pub fn client_config(&self) -> PathBuf {
+        self.dir.join("client.toml")
+    }
+
+    /// `DIR/node-K` for K = 1..=N.
+    pub fn node_dir(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("node-{k}"))
+    }
+
+    /// `DIR/node-K/node.toml`.
+    pub fn node_config(&self, k: usize) -> PathBuf {
+        self.node_dir(k).join("node.toml")
+    }
+
+    /// `DIR/node-K/pid`.
+    pub fn pid_file(&self, k: usize) -> PathBuf {
+        self.node_dir(k).join("pid")
+    }
+
+    /// `DIR/node-K/node.log`.
+    pub fn log_file(&self, k: usize) -> PathBuf {
+        self.node_dir(k).join("node.log")
+    }
+
+    /// The address node K's process bound (it writes it on start).
+    pub fn bound_addr_file(&self, k: usize) -> PathBuf {
+        self.node_dir(k)
+            .join("data")
+            .join(quire_node::LISTEN_ADDR_FILE)
+    }
+
+    /// Reads `cluster.toml`, or `None` if this directory holds no cluster.
+    pub fn read(&self) -> Result<Option<ClusterFile>, LayoutError> {
+        let path = self.cluster_file();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let file: ClusterFile = toml::from_str(&text).map_err(|e| LayoutError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        file.id()?;
+        Ok(Some(file))
+    }
+
+    /// Creates a new cluster directory: CA, certificates, node configs.
+    pub fn create(&self, nodes: usize, base_port: u16) -> Result<ClusterFile, LayoutError> {
+        if nodes == 0 {
+            return Err(LayoutError::Mismatch(
+                "a cluster needs at least one node".into(),
+            ));
+        }
+        if base_port != 0 && usize::from(base_port) + nodes - 1 > usize::from(u16::MAX) {
+            return Err(LayoutError::Mismatch(format!(
+                "ports {base_port}..{} do not fit below 65536",
+                usize::from(base_port) + nodes - 1
+            )));
+        }
+        std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let cluster_id: u64 = rand::random();
+        let file = ClusterFile {
+            cluster_id: format!("{cluster_id:016x}"),
+            nodes,
+            base_port,
+        };
+        let ca = ClusterCa::generate(&file.cluster_id)?;
+        ca.pem()
+            .write(&self.dir.join("ca.pem"), &self.dir.join("ca-key.pem"))?;
+        ca.client("quire-client")?.write(
+            &self.dir.join("client.pem"),
+            &self.dir.join("client-key.pem"),
+        )?;
+        for k in 1..=nodes {
+            let dir = self.node_dir(k);
+            std::fs::create_dir_all(dir.join("data")).map_err(io_err(&dir))?;
+            ca.node(&format!("quire-node-{k}"))?
+                .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
+            self.write_node_config(k, base_port)?;
+        }
+        // Written last: a directory with cluster.toml is complete.
+        self.write_toml(&self.cluster_file(), &file)?;
+        Ok(file)
+    }
+
+    /// The address node K is configured to listen on.
+    pub fn listen_addr(k: usize, base_port: u16) -> SocketAddr {
+        let port = if base_port == 0 {
+            0
+        } else {
+            base_port + (k as u16 - 1)
+        };
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+    }
+
+    /// Writes `DIR/node-K/node.toml` for `base_port`.
+    pub fn write_node_config(&self, k: usize, base_port: u16) -> Result<(), LayoutError> {
+        let config = NodeConfig {
+            listen: Self::listen_addr(k, base_port),
+            data_dir: "data".into(),
+            tls: NodeTls {
+                cert: "node.pem".into(),
+                key: "node-key.pem".into(),
+                ca: "../ca.pem".into(),
+            },
+            limits: Limits::default(),
+            storage: StorageSettings::default(),
+        };
+        self.write_toml(&self.node_config(k), &config)
+    }
+
+    /// Writes `DIR/client.toml` with `seeds`.
+    pub fn write_client_config(&self, seeds: Vec<String>) -> Result<(), LayoutError> {
+        let config = ClientConfig {
+            seeds,
+            tls: ClientTls {
+                cert: "client.pem".into(),
+                key: "client-key.pem".into(),
+                ca: "ca.pem".into(),
+            },
+            timeouts: Timeouts::default(),
+        };
+        self.write_toml(&self.client_config(), &config)
+    }
+
+    /// Records a new base port in `cluster.toml` and the node configs.
+    pub fn change_base_port(
+        &self,
+        file: &mut ClusterFile,
+        base_port: u16,
+    ) -> Result<(), LayoutError> {
+        for k in 1..=file.nodes {
+            self.write_node_config(k, base_port)?;
+        }
+        file.base_port = base_port;
+        self.write_toml(&self.cluster_file(), file)
+    }
+
+    fn write_toml(&self, path: &Path, value: &impl Serialize) -> Result<(), LayoutError> {
+        let text = toml::to_string_pretty(value).map_err(|e| LayoutError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        // Write then rename, so a crash never leaves half a config.
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io_err(path))
+    }
+}

@@ -1,0 +1,84 @@
+//! Node processes of a local cluster: spawn, find by pid file, signal.
+//!
+//! Each node is its own OS process (`quire node --config ...`), in its own
+//! process group so a Ctrl-C in the terminal reaches `quire up` only, which
+//! then stops the nodes in order.
+
+use super::layout::{Layout, LayoutError};
+use rustix::process::{kill_process, test_kill_process, Pid, Signal};
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Reads a pid file; `None` if it is missing or unreadable.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// True if `pid` is a live process that looks like a Quire node (the
+/// command line is checked so a recycled pid is not mistaken for one).
+pub fn is_node_alive(pid: i32) -> bool {
+    let Some(p) = Pid::from_raw(pid) else {
+        return false;
+    };
+    if test_kill_process(p).is_err() {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => {
+            let text = String::from_utf8_lossy(&cmdline);
+            text.contains("quire") && text.contains("--config")
+        }
+        // Not Linux, or gone: trust the signal probe.
+        Err(_) => true,
+    }
+}
+
+/// Sends `signal` to `pid`; a process that is already gone is not an error.
+pub fn signal(pid: i32, signal: Signal) {
+    if let Some(p) = Pid::from_raw(pid) {
+        let _ = kill_process(p, signal);
+    }
+}
+
+/// SIGTERM, the signal a node treats as "stop cleanly".
+pub const STOP: Signal = Signal::TERM;
+
+/// SIGKILL, for a node that did not stop in time.
+pub const KILL: Signal = Signal::KILL;
+
+/// Starts node K of `layout` as a child process running `exe node`, logging
+/// to `DIR/node-K/node.log`, and records its pid.
+pub fn spawn_node(exe: &Path, layout: &Layout, k: usize) -> Result<Child, LayoutError> {
+    let log_path = layout.log_file(k);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| LayoutError::Io { path, source }
+    };
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io(&log_path))?;
+    let log2 = log.try_clone().map_err(io(&log_path))?;
+    // A stale address from the last run must not be mistaken for this one.
+    let addr_file = layout.bound_addr_file(k);
+    match std::fs::remove_file(&addr_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&addr_file)(e)),
+        _ => {}
+    }
+    let child = Command::new(exe)
+        .arg("--config")
+        .arg(layout.node_config(k))
+        .arg("node")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0)
+        .spawn()
+        .map_err(io(exe))?;
+    let pid_path = layout.pid_file(k);
+    std::fs::write(&pid_path, child.id().to_string()).map_err(io(&pid_path))?;
+    Ok(child)
+}
