@@ -11,7 +11,7 @@
 //! - [`quorum`]: the get and put state machines, sans I/O.
 //! - [`driver`]: the tokio glue that pumps a machine over the transport.
 //! - [`client`]: the public [`Client`] API.
-//! - [`error`]: [`ClientError`].
+//! - [`error`]: the SDK error type, [`ClientError`].
 
 pub mod client;
 pub mod config;

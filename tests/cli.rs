@@ -1,0 +1,290 @@
+//! The `quire` binary end to end: `quire up` starts three node processes,
+//! `put`/`get --json` round-trip through them, a node killed with SIGKILL
+//! does not stop reads or writes, SIGINT stops every node, and `up` again
+//! brings the data back.
+
+use quire::local::process::{is_node_alive, read_pid};
+use rustix::process::{kill_process, Pid, Signal};
+use serde_json::Value as Json;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const QUIRE: &str = env!("CARGO_BIN_EXE_quire");
+
+/// A running `quire up`; on drop (a failed test) its nodes are stopped.
+struct Up {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Up {
+    /// Starts `quire up` and waits for its `ready` line.
+    fn start(dir: &Path) -> Self {
+        let mut child = Command::new(QUIRE)
+            .args(["up", "--base-port", "0", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn quire up");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let up = Up {
+            child,
+            dir: dir.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("ready") => return up,
+                Ok(_) => {}
+                Err(e) => panic!("quire up never printed ready: {e}"),
+            }
+        }
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        (1..=3)
+            .map(|k| {
+                read_pid(&self.dir.join(format!("node-{k}/pid"))).expect("quire up wrote a pid")
+            })
+            .collect()
+    }
+
+    /// Sends `signal` and waits for `quire up` to exit.
+    fn stop(mut self, signal: Signal) -> std::process::ExitStatus {
+        let pid = Pid::from_raw(self.child.id() as i32).unwrap();
+        kill_process(pid, signal).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "quire up did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = quire::local::down(&self.dir);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn quire(config: &Path, args: &[&str]) -> Output {
+    Command::new(QUIRE)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run quire")
+}
+
+/// Runs a command that must succeed and print one JSON document.
+fn quire_json(config: &Path, args: &[&str]) -> Json {
+    let out = quire(config, args);
+    assert!(
+        out.status.success(),
+        "quire {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "quire {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn values(doc: &Json) -> Vec<&str> {
+    doc["values"]
+        .as_array()
+        .expect("values is an array")
+        .iter()
+        .map(|v| v.as_str().expect("values are strings"))
+        .collect()
+}
+
+#[test]
+fn up_put_get_kill_a_node_stop_and_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let config = dir.join("client.toml");
+
+    let up = Up::start(&dir);
+    for k in 1..=3 {
+        assert!(dir.join(format!("node-{k}/node.toml")).exists());
+    }
+    let pids = up.pids();
+    assert!(
+        pids.iter().all(|&p| is_node_alive(p)),
+        "three node processes"
+    );
+    assert_eq!(
+        pids.iter().collect::<std::collections::HashSet<_>>().len(),
+        3
+    );
+
+    // Status and locate shapes.
+    let status = quire_json(&config, &["status", "--json"]);
+    assert!(status["epoch"].as_u64().unwrap() >= 1);
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert!(nodes.iter().all(|n| n["up"] == true && n["id"].is_string()));
+    let stores = status["stores"].as_array().unwrap();
+    assert_eq!(stores[0]["name"], "default");
+    assert_eq!(
+        (
+            stores[0]["n"].clone(),
+            stores[0]["r"].clone(),
+            stores[0]["w"].clone()
+        ),
+        (3.into(), 2.into(), 2.into())
+    );
+    let located = quire_json(&config, &["locate", "default", "cart", "--json"]);
+    assert!(located["partition"].as_u64().unwrap() < 256);
+    assert_eq!(located["preference_list"].as_array().unwrap().len(), 3);
+
+    // Round trip.
+    let put = quire_json(&config, &["put", "default", "cart", "apple", "--json"]);
+    assert_eq!(put["ok"], true);
+    let got = quire_json(&config, &["get", "default", "cart", "--json"]);
+    assert_eq!(got["found"], true);
+    assert_eq!(values(&got), ["apple"]);
+    let token = got["context"].as_str().unwrap().to_string();
+    quire_json(
+        &config,
+        &[
+            "put",
+            "default",
+            "cart",
+            "apple,pear",
+            "--context",
+            &token,
+            "--json",
+        ],
+    );
+    let got = quire_json(&config, &["get", "default", "cart", "--json"]);
+    assert_eq!(values(&got), ["apple,pear"]);
+
+    // Delete, and a missing key.
+    quire_json(&config, &["put", "default", "gone", "x", "--json"]);
+    let ctx = quire_json(&config, &["get", "default", "gone", "--json"])["context"].clone();
+    let del = quire_json(
+        &config,
+        &[
+            "delete",
+            "default",
+            "gone",
+            "--context",
+            ctx.as_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(del["ok"], true);
+    let got = quire_json(&config, &["get", "default", "gone", "--json"]);
+    assert_eq!(got["found"], false);
+    assert!(values(&got).is_empty());
+
+    // Errors: one line on stderr, non-zero exit.
+    let bad = quire(&config, &["get", "nostore", "k"]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one-line reason: {stderr}"
+    );
+    assert!(stderr.contains("nostore"), "{stderr}");
+    let missing = quire(&tmp.path().join("nope.toml"), &["get", "default", "k"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("quire up"));
+
+    // kill -9 one node: reads and writes go on.
+    kill_process(Pid::from_raw(pids[1]).unwrap(), Signal::KILL).unwrap();
+    let mut written = Vec::new();
+    for i in 0..6 {
+        let key = format!("after-kill-{i}");
+        quire_json(
+            &config,
+            &["put", "default", &key, &format!("v{i}"), "--json"],
+        );
+        written.push(key);
+    }
+    for (i, key) in written.iter().enumerate() {
+        let got = quire_json(&config, &["get", "default", key, "--json"]);
+        assert_eq!(values(&got), [format!("v{i}").as_str()]);
+    }
+    let got = quire_json(&config, &["get", "default", "cart", "--json"]);
+    assert_eq!(values(&got), ["apple,pear"], "acknowledged before the kill");
+    let status = quire_json(&config, &["status", "--json"]);
+    let up_count = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["up"] == true)
+        .count();
+    assert_eq!(up_count, 2);
+
+    // SIGINT: `quire up` stops every node process and exits cleanly.
+    let exit = up.stop(Signal::INT);
+    assert!(exit.success(), "quire up exited with {exit}");
+    for pid in &pids {
+        assert!(!is_node_alive(*pid), "node pid {pid} outlived quire up");
+    }
+
+    // `quire up` again: same cluster, same data (including what was
+    // written while a node was dead).
+    let up = Up::start(&dir);
+    let got = quire_json(&config, &["get", "default", "cart", "--json"]);
+    assert_eq!(values(&got), ["apple,pear"]);
+    for (i, key) in written.iter().enumerate() {
+        let got = quire_json(&config, &["get", "default", key, "--json"]);
+        assert_eq!(values(&got), [format!("v{i}").as_str()]);
+    }
+    let status = quire_json(&config, &["status", "--json"]);
+    assert!(status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["up"] == true));
+    let pids = up.pids();
+    let exit = up.stop(Signal::TERM);
+    assert!(exit.success());
+    for pid in &pids {
+        assert!(!is_node_alive(*pid));
+    }
+}
+
+#[test]
+fn a_second_up_on_a_running_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let up = Up::start(&dir);
+    let second = Command::new(QUIRE)
+        .args(["up", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
+    // The first cluster is unharmed.
+    let config = dir.join("client.toml");
+    quire_json(&config, &["put", "default", "k", "v", "--json"]);
+    assert!(up.stop(Signal::TERM).success());
+}
