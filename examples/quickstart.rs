@@ -23,13 +23,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Merge what we read and write it back with the read's context: the
     // merge replaces every value the read returned.
-    let mut merged: Vec<u8> = read.siblings.join(&b","[..]);
+    let mut merged: Vec<u8> = read.values().join(&b","[..]);
     merged.extend_from_slice(b",pear");
     client
         .put("default", b"cart", merged, &read.context)
         .await?;
     let read = client.get("default", b"cart").await?;
-    for value in &read.siblings {
+    for value in read.values() {
         println!("cart: {}", String::from_utf8_lossy(value));
     }
 

@@ -7,7 +7,9 @@
 
 use quire_client::transport::Transport;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
-use quire_shared::{Durability, Member, Membership, MembershipError, NodeId, StoreConfig};
+use quire_shared::{
+    ConflictPolicy, Durability, Member, Membership, MembershipError, NodeId, StoreConfig,
+};
 use std::time::{Duration, Instant};
 
 /// Partitions of a new cluster (the design's default `Q`).
@@ -16,9 +18,9 @@ pub const PARTITIONS_DEFAULT: u32 = 256;
 /// The store every new cluster starts with.
 pub const DEFAULT_STORE: &str = "default";
 
-/// Why a cluster could not be formed.
+/// Why a cluster could not be formed or changed.
 #[derive(Debug, thiserror::Error)]
-pub enum FormError {
+pub enum AdminError {
     /// A node never answered `Hello`.
     #[error("node at {addr} did not answer within {waited_ms} ms: {last_error}")]
     NoAnswer {
@@ -52,6 +54,9 @@ pub enum FormError {
     /// The document is invalid.
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    /// No node took the changed document.
+    #[error("no node accepted the new membership document: {0}")]
+    NotAccepted(String),
     /// A node refused the document.
     #[error("node at {addr} refused the membership document: {message}")]
     Refused {
@@ -72,6 +77,7 @@ pub fn default_store(nodes: usize) -> StoreConfig {
         r: n.min(2),
         w: n.min(2),
         durability: Durability::Sync,
+        policy: ConflictPolicy::Siblings,
     }
 }
 
@@ -85,7 +91,7 @@ async fn hello(
     transport: &Transport,
     addr: &str,
     deadline: Instant,
-) -> Result<(NodeId, u64, Option<u64>), FormError> {
+) -> Result<(NodeId, u64, Option<u64>), AdminError> {
     let started = Instant::now();
     let request = Request::Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -109,7 +115,7 @@ async fn hello(
             Err(e) => e.to_string(),
         };
         if Instant::now() >= deadline {
-            return Err(FormError::NoAnswer {
+            return Err(AdminError::NoAnswer {
                 addr: addr.to_string(),
                 waited_ms: started.elapsed().as_millis(),
                 last_error,
@@ -143,14 +149,14 @@ pub async fn form_cluster(
     addrs: &[String],
     stores: Vec<StoreConfig>,
     wait: Duration,
-) -> Result<Membership, FormError> {
+) -> Result<Membership, AdminError> {
     let deadline = Instant::now() + wait;
     let mut members = Vec::new();
     let mut newest: Option<Membership> = None;
     for addr in addrs {
         let (id, epoch, theirs) = hello(transport, addr, deadline).await?;
         if let Some(theirs) = theirs.filter(|t| *t != cluster_id) {
-            return Err(FormError::WrongCluster {
+            return Err(AdminError::WrongCluster {
                 addr: addr.clone(),
                 theirs,
                 ours: cluster_id,
@@ -180,7 +186,7 @@ pub async fn form_cluster(
             let same_ids = doc.members.len() == members.len()
                 && doc.members.iter().zip(&members).all(|(a, b)| a.id == b.id);
             if !same_ids {
-                return Err(FormError::MembersChanged {
+                return Err(AdminError::MembersChanged {
                     running: ids(members.iter().map(|m| m.id)),
                     members: ids(doc.members.iter().map(|m| m.id)),
                 });
@@ -200,34 +206,78 @@ pub async fn form_cluster(
             doc
         }
     };
-    for m in &doc.members {
-        let answer = transport
-            .call(
-                &m.addr,
-                &Request::PutMembership {
-                    membership: doc.clone(),
-                },
-                Duration::from_millis(3_000),
-            )
-            .await;
-        match answer {
-            Ok(Response {
-                result: Ok(Reply::MembershipEpoch(_)),
-                ..
-            }) => {}
-            Ok(other) => {
-                return Err(FormError::Refused {
-                    addr: m.addr.clone(),
-                    message: format!("{:?}", other.result),
-                })
-            }
-            Err(e) => {
-                return Err(FormError::Refused {
-                    addr: m.addr.clone(),
-                    message: e.to_string(),
-                })
-            }
+    for (addr, result) in push_membership(transport, &doc).await {
+        if let Err(message) = result {
+            return Err(AdminError::Refused { addr, message });
         }
     }
     Ok(doc)
+}
+
+/// Offers `doc` to every member; returns each member's address and whether
+/// it now holds this document (or a newer one).
+pub async fn push_membership(
+    transport: &Transport,
+    doc: &Membership,
+) -> Vec<(String, Result<(), String>)> {
+    let mut out = Vec::new();
+    for m in &doc.members {
+        let request = Request::PutMembership {
+            membership: doc.clone(),
+        };
+        let answer = transport
+            .call(&m.addr, &request, Duration::from_millis(3_000))
+            .await;
+        let result = match answer {
+            Ok(Response {
+                result: Ok(Reply::MembershipEpoch(epoch)),
+                ..
+            }) if epoch >= doc.epoch => Ok(()),
+            Ok(other) => Err(format!("{:?}", other.result)),
+            Err(e) => Err(e.to_string()),
+        };
+        out.push((m.addr.clone(), result));
+    }
+    out
+}
+
+/// Adds `store` to the cluster: a new document at the next epoch, pushed to
+/// every member. Succeeds when at least one member took it (clients carry
+/// it to the others); unreachable members are listed in the result.
+pub async fn create_store(
+    transport: &Transport,
+    current: &Membership,
+    store: StoreConfig,
+) -> Result<(Membership, Vec<String>), AdminError> {
+    let mut doc = current.clone();
+    if doc.store(&store.name).is_some() {
+        return Err(MembershipError::DuplicateStore(store.name).into());
+    }
+    doc.stores.push(store);
+    doc.stores.sort_by(|a, b| a.name.cmp(&b.name));
+    doc.epoch += 1;
+    doc.validate()?;
+    let results = push_membership(transport, &doc).await;
+    let missed: Vec<String> = results
+        .iter()
+        .filter_map(|(addr, r)| r.as_ref().err().map(|e| format!("{addr}: {e}")))
+        .collect();
+    if missed.len() == results.len() {
+        return Err(AdminError::NotAccepted(missed.join("; ")));
+    }
+    // Two changes made at once share an epoch; nodes keep the first they
+    // see. Check that ours is the one kept.
+    let (addr, _) = results
+        .iter()
+        .find(|(_, r)| r.is_ok())
+        .expect("one member accepted");
+    if let Some(held) = stored_document(transport, addr).await {
+        if held.epoch == doc.epoch && held != doc {
+            return Err(AdminError::NotAccepted(format!(
+                "another membership change took epoch {} first; retry",
+                doc.epoch
+            )));
+        }
+    }
+    Ok((doc, missed))
 }

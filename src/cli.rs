@@ -1,8 +1,9 @@
 //! What each `quire` command does and prints.
 
-use crate::Command;
+use crate::{Command, StoreCommand};
 use anyhow::{anyhow, bail, Context as _};
 use quire::local::{self, UpOptions};
+use quire::shared::{ConflictPolicy, Durability, StoreConfig};
 use quire::{Client, ClientConfig, Context};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -92,7 +93,7 @@ pub async fn run(command: Command, config: Option<PathBuf>, json: bool) -> anyho
         Command::Get { store, key } => {
             let client = connect(config).await?;
             let result = client.get(&store, key.as_bytes()).await?;
-            let values: Vec<String> = result.siblings.iter().map(|v| text(v)).collect();
+            let values: Vec<String> = result.values().into_iter().map(text).collect();
             let token = result.context.to_token();
             if json {
                 println!(
@@ -125,7 +126,10 @@ pub async fn run(command: Command, config: Option<PathBuf>, json: bool) -> anyho
                 let stores: Vec<_> = doc
                     .stores
                     .iter()
-                    .map(|s| json!({ "name": s.name, "n": s.n, "r": s.r, "w": s.w }))
+                    .map(|s| {
+                        json!({ "name": s.name, "n": s.n, "r": s.r, "w": s.w,
+                                "policy": s.policy.name(), "durability": s.durability.name() })
+                    })
                     .collect();
                 println!(
                     "{}",
@@ -142,10 +146,60 @@ pub async fn run(command: Command, config: Option<PathBuf>, json: bool) -> anyho
                 }
                 for s in &doc.stores {
                     println!(
-                        "store {}  n={} r={} w={}  {:?}",
-                        s.name, s.n, s.r, s.w, s.durability
+                        "store {}  n={} r={} w={}  policy {}  durability {}",
+                        s.name,
+                        s.n,
+                        s.r,
+                        s.w,
+                        s.policy.name(),
+                        s.durability.name()
                     );
                 }
+            }
+            client.close();
+            Ok(())
+        }
+        Command::Store(StoreCommand::Create {
+            name,
+            n,
+            r,
+            w,
+            policy,
+        }) => {
+            let client = connect(config).await?;
+            let store = StoreConfig {
+                name,
+                n,
+                r,
+                w,
+                policy: if policy == "lww" {
+                    ConflictPolicy::Lww
+                } else {
+                    ConflictPolicy::Siblings
+                },
+                // Every write is fsynced before it is acknowledged; a
+                // `buffered` mode comes with its flush interval (issue #4).
+                durability: Durability::Sync,
+            };
+            let (doc, missed) =
+                quire::admin::create_store(client.transport(), &client.membership(), store.clone())
+                    .await?;
+            for m in &missed {
+                eprintln!("quire: warning: {m} (it will learn the store from clients)");
+            }
+            if json {
+                println!("{}", json!({ "ok": true, "epoch": doc.epoch }));
+            } else {
+                println!(
+                    "created store {} (n={}, r={}, w={}, policy {}, durability {}) at epoch {}",
+                    store.name,
+                    store.n,
+                    store.r,
+                    store.w,
+                    store.policy.name(),
+                    store.durability.name(),
+                    doc.epoch
+                );
             }
             client.close();
             Ok(())

@@ -90,12 +90,39 @@ enum Command {
     },
     /// Show the membership epoch, every node (up or down) and the stores.
     Status,
+    /// Manage stores (named keyspaces with their own N, R, W and policy).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Show KEY's partition and preference list, home replicas first.
     Locate {
         /// Store name.
         store: String,
         /// Key (UTF-8 text).
         key: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Create a store. N replicas per key; a get waits for R answers, a put
+    /// for W stored copies (R + W > N makes reads see the latest
+    /// acknowledged write while no node fails).
+    Create {
+        /// Store name: 1 to 24 bytes of a-z, 0-9, '_' or '-'.
+        name: String,
+        /// Replicas per key.
+        #[arg(long, default_value_t = 3)]
+        n: u8,
+        /// Answers a get waits for.
+        #[arg(long, default_value_t = 2)]
+        r: u8,
+        /// Stored copies a put waits for.
+        #[arg(long, default_value_t = 2)]
+        w: u8,
+        /// How concurrent writes are resolved: `siblings` keeps them all
+        /// for the application, `lww` keeps the newest timestamp.
+        #[arg(long, default_value = "siblings", value_parser = ["siblings", "lww"])]
+        policy: String,
     },
 }
 

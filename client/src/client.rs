@@ -9,10 +9,13 @@ use crate::driver::{drive, EpochObserver};
 use crate::error::ClientError;
 use crate::quorum::get::GetMachine;
 use crate::quorum::put::{PutMachine, PutRequest};
+use crate::resolve::Sibling;
+use crate::store::Store;
 use crate::transport::Transport;
 use quire_shared::limits::check_key;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Context, Membership, NodeId, PreferenceList, StoreConfig, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct GetResult {
     /// The live values (siblings): more than one means concurrent writes
     /// the application should reconcile. Tombstones are left out.
-    pub siblings: Vec<Vec<u8>>,
+    pub siblings: Vec<Sibling>,
     /// Hand this back with the next write of the key so that it supersedes
     /// everything read here. Present even when the key is not found.
     pub context: Context,
@@ -32,6 +35,18 @@ impl GetResult {
     pub fn found(&self) -> bool {
         !self.siblings.is_empty()
     }
+
+    /// The siblings' bytes.
+    pub fn values(&self) -> Vec<&[u8]> {
+        self.siblings.iter().map(|s| s.value.as_slice()).collect()
+    }
+}
+
+/// Counters of one client, for operators and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Replicas sent a newer copy after a get found them missing or behind.
+    pub read_repairs: u64,
 }
 
 /// What a put or delete did.
@@ -61,6 +76,7 @@ struct Inner {
     config: ClientConfig,
     transport: Transport,
     membership: RwLock<Arc<Membership>>,
+    read_repairs: Arc<AtomicU64>,
 }
 
 /// A handle on a cluster; cheap to clone and share between tasks.
@@ -109,6 +125,7 @@ impl Client {
                 config,
                 transport,
                 membership: RwLock::new(Arc::new(doc)),
+                read_repairs: Arc::default(),
             }),
         })
     }
@@ -126,7 +143,7 @@ impl Client {
         Duration::from_millis(self.inner.config.timeouts.request_ms)
     }
 
-    fn store(&self, doc: &Membership, store: &str) -> Result<StoreConfig, ClientError> {
+    fn store_config(&self, doc: &Membership, store: &str) -> Result<StoreConfig, ClientError> {
         doc.store(store)
             .cloned()
             .ok_or_else(|| ClientError::UnknownStore {
@@ -144,7 +161,7 @@ impl Client {
     /// first.
     pub fn locate(&self, store: &str, key: &[u8]) -> Result<PreferenceList, ClientError> {
         let doc = self.membership();
-        let config = self.store(&doc, store)?;
+        let config = self.store_config(&doc, store)?;
         Ok(doc.preference_list(store, key, config.n as usize))
     }
 
@@ -205,7 +222,7 @@ impl Client {
     /// with. Succeeds when `R` home replicas answer.
     pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
         let doc = self.membership();
-        let config = self.store(&doc, store)?;
+        let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
         let list = doc.preference_list(store, key, config.n as usize);
         let machine = GetMachine::new(
@@ -216,12 +233,27 @@ impl Client {
             config.r as usize,
             self.request_timeout(),
         );
-        let outcome = drive(machine, &self.inner.transport, &doc, self.observer()).await?;
+        let repairs = self.inner.read_repairs.clone();
+        let outcome = drive(
+            machine,
+            &self.inner.transport,
+            doc,
+            self.observer(),
+            move |m: &GetMachine| {
+                repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
+            },
+        )
+        .await?;
         Ok(GetResult {
             siblings: outcome
                 .object
                 .values()
-                .filter_map(|v| v.data.clone())
+                .filter_map(|v| {
+                    v.data.clone().map(|value| Sibling {
+                        value,
+                        timestamp_ms: v.timestamp_ms,
+                    })
+                })
                 .collect(),
             context: Context(outcome.object.join()),
         })
@@ -262,7 +294,7 @@ impl Client {
         context: &Context,
     ) -> Result<PutResult, ClientError> {
         let doc = self.membership();
-        let config = self.store(&doc, store)?;
+        let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
         let list = doc.preference_list(store, key, config.n as usize);
         let machine = PutMachine::new(
@@ -278,7 +310,14 @@ impl Client {
             self.request_timeout(),
             Duration::from_millis(self.inner.config.timeouts.attempt_ms),
         );
-        let outcome = drive(machine, &self.inner.transport, &doc, self.observer()).await?;
+        let outcome = drive(
+            machine,
+            &self.inner.transport,
+            doc,
+            self.observer(),
+            |_: &PutMachine| {},
+        )
+        .await?;
         Ok(PutResult {
             context: Context(outcome.object.join()),
             acknowledged: outcome.stored_on.len(),
@@ -322,6 +361,20 @@ impl Client {
             }
         }
         out
+    }
+
+    /// A handle on `store` that reconciles siblings with the store's
+    /// policy from the membership document (see [`Store::with_resolver`]).
+    pub fn store(&self, store: &str) -> Result<Store, ClientError> {
+        let config = self.store_config(&self.membership(), store)?;
+        Ok(Store::new(self.clone(), config))
+    }
+
+    /// This client's counters.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            read_repairs: self.inner.read_repairs.load(Ordering::Relaxed),
+        }
     }
 
     /// The underlying transport, for admin requests to single nodes.

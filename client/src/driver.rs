@@ -2,7 +2,9 @@
 //!
 //! Each outbound request runs as its own task, so a request the machine no
 //! longer waits for (replication past `W`) still completes in the
-//! background.
+//! background. The pump itself runs as a task too: the caller gets the
+//! outcome as soon as it is decided, while the machine carries on until it
+//! is finished (a get repairing stale replicas).
 
 use crate::quorum::{Machine, MachineError, NodeFailure};
 use crate::transport::Transport;
@@ -10,19 +12,52 @@ use quire_shared::wire::Response;
 use quire_shared::{Membership, NodeId};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Observes every node answer (the client uses it to spread membership).
 pub type EpochObserver = Arc<dyn Fn(NodeId, &Response) + Send + Sync>;
 
-/// Runs `machine` to its outcome.
-pub async fn drive<M: Machine>(
-    mut machine: M,
+/// Runs `machine` and returns its outcome; `finished` is called with the
+/// machine once it has nothing left to do (possibly after this returns).
+pub async fn drive<M>(
+    machine: M,
     transport: &Transport,
-    membership: &Membership,
+    membership: Arc<Membership>,
     observer: EpochObserver,
-) -> Result<M::Outcome, MachineError> {
+    finished: impl FnOnce(&M) + Send + 'static,
+) -> Result<M::Outcome, MachineError>
+where
+    M: Machine + Send + 'static,
+    M::Outcome: Send + 'static,
+{
+    let (outcome_tx, outcome_rx) = oneshot::channel();
+    let transport = transport.clone();
+    tokio::spawn(pump(
+        machine, transport, membership, observer, outcome_tx, finished,
+    ));
+    match outcome_rx.await {
+        Ok(outcome) => outcome,
+        // The pump only ends without an outcome if the runtime shuts down.
+        Err(_) => Err(MachineError::Quorum(crate::quorum::QuorumError {
+            operation: "request",
+            needed: 1,
+            succeeded: 0,
+            failures: Vec::new(),
+            timed_out: true,
+        })),
+    }
+}
+
+async fn pump<M: Machine>(
+    mut machine: M,
+    transport: Transport,
+    membership: Arc<Membership>,
+    observer: EpochObserver,
+    outcome_tx: oneshot::Sender<Result<M::Outcome, MachineError>>,
+    finished: impl FnOnce(&M),
+) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, Result<_, NodeFailure>)>();
+    let mut outcome_tx = Some(outcome_tx);
     loop {
         while let Some(out) = machine.poll_send() {
             let tx = tx.clone();
@@ -45,7 +80,13 @@ pub async fn drive<M: Machine>(
             });
         }
         if let Some(outcome) = machine.poll_outcome() {
-            return outcome;
+            if let Some(sender) = outcome_tx.take() {
+                let _ = sender.send(outcome);
+            }
+        }
+        if outcome_tx.is_none() && machine.poll_finished() {
+            finished(&machine);
+            return;
         }
         let deadline = machine.poll_timeout();
         tokio::select! {

@@ -11,6 +11,9 @@
 //! - [`quorum`]: the get and put state machines, sans I/O.
 //! - [`driver`]: the tokio glue that pumps a machine over the transport.
 //! - [`client`]: the public [`Client`] API.
+//! - [`store`]: [`Store`], a store handle with conflict resolution and
+//!   read-modify-write.
+//! - [`resolve`]: [`Resolver`]s that reconcile siblings.
 //! - [`error`]: the SDK error type, [`ClientError`].
 
 pub mod client;
@@ -18,9 +21,13 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod quorum;
+pub mod resolve;
+pub mod store;
 pub mod transport;
 
-pub use client::{Client, GetResult, NodeStatus, PutResult};
+pub use client::{Client, ClientStats, GetResult, NodeStatus, PutResult};
 pub use config::ClientConfig;
 pub use error::ClientError;
-pub use quire_shared::{Context, Membership, PreferenceList};
+pub use quire_shared::{ConflictPolicy, Context, Membership, PreferenceList};
+pub use resolve::{merge_with, KeepSiblings, LastWriteWins, Resolver, Sibling};
+pub use store::{Retry, Store};

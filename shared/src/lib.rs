@@ -25,6 +25,8 @@ pub mod ring;
 pub mod wire;
 
 pub use dvvset::{ActorId, Dvvset, VersionVector};
-pub use membership::{Durability, Member, Membership, MembershipError, StoreConfig};
+pub use membership::{
+    ConflictPolicy, Durability, Member, Membership, MembershipError, StoreConfig,
+};
 pub use object::{Context, ContextError, Object, Value};
 pub use ring::{NodeId, PreferenceList};

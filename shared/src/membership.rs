@@ -32,6 +32,41 @@ pub enum Durability {
     Buffered,
 }
 
+/// How a store's concurrent writes are resolved by default.
+///
+/// The policy lives in the membership document so that every client of a
+/// store agrees on it; an application may still override it per handle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConflictPolicy {
+    /// Concurrent values are all kept and returned as siblings for the
+    /// application to reconcile (Dynamo's default: no write is lost).
+    #[default]
+    Siblings,
+    /// The value with the newest timestamp wins; the others are discarded
+    /// when read and when stored. Simple, but a concurrent write can vanish.
+    Lww,
+}
+
+impl ConflictPolicy {
+    /// The policy's name on the command line and in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictPolicy::Siblings => "siblings",
+            ConflictPolicy::Lww => "lww",
+        }
+    }
+}
+
+impl Durability {
+    /// The mode's name on the command line and in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Buffered => "buffered",
+        }
+    }
+}
+
 /// A named keyspace with its own replication settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreConfig {
@@ -45,6 +80,8 @@ pub struct StoreConfig {
     pub w: u8,
     /// When nodes acknowledge writes to this store.
     pub durability: Durability,
+    /// How concurrent writes are resolved unless a client says otherwise.
+    pub policy: ConflictPolicy,
 }
 
 /// The cluster's shape at one epoch.
@@ -213,6 +250,7 @@ mod tests {
             r,
             w,
             durability: Durability::Sync,
+            policy: ConflictPolicy::Siblings,
         }
     }
 

@@ -13,7 +13,7 @@
 pub mod layout;
 pub mod process;
 
-use crate::admin::{form_cluster, FormError};
+use crate::admin::{form_cluster, AdminError};
 use layout::{Layout, LayoutError};
 use quire_client::config::ClientConfig;
 use quire_client::transport::Transport;
@@ -77,7 +77,7 @@ pub enum LocalError {
     Client(String),
     /// The nodes would not form a cluster.
     #[error(transparent)]
-    Form(#[from] FormError),
+    Form(#[from] AdminError),
 }
 
 /// What `quire up` was asked for.

@@ -117,6 +117,11 @@ pub trait Machine {
     fn poll_timeout(&self) -> Instant;
     /// The final result, once decided; `None` while waiting.
     fn poll_outcome(&mut self) -> Option<Result<Self::Outcome, MachineError>>;
+    /// True when the machine has nothing left to do, even after its
+    /// outcome (a get keeps listening for late answers to repair them).
+    fn poll_finished(&self) -> bool {
+        true
+    }
 }
 
 /// How a quorum operation failed.
