@@ -9,13 +9,17 @@
 //! - [`certs`]: the cluster CA and node/client certificates (rcgen).
 //! - [`admin`]: forming a cluster and handing out its membership document.
 //! - [`local`]: `quire up` / `quire down`, a local cluster of node processes.
+//! - [`embedded`]: a cluster of real nodes inside this process (examples,
+//!   benchmarks).
 
 pub mod admin;
 pub mod certs;
+pub mod embedded;
 pub mod local;
 
 pub use quire_client::{
-    Client, ClientConfig, ClientError, Context, GetResult, Membership, NodeStatus, PreferenceList,
-    PutResult,
+    merge_with, Client, ClientConfig, ClientError, ClientStats, ConflictPolicy, Context, GetResult,
+    KeepSiblings, LastWriteWins, Membership, NodeStatus, PreferenceList, PutResult, Resolver,
+    Retry, Sibling, Store,
 };
 pub use quire_shared as shared;

@@ -52,8 +52,11 @@ pub struct ClientStats {
 /// What a put or delete did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutResult {
-    /// The context after this write: pass it to a follow-up write of the
-    /// same key to replace this value rather than add a sibling.
+    /// The live values the coordinator holds after this write: the value
+    /// just written, plus any concurrent sibling it did not replace.
+    pub siblings: Vec<Sibling>,
+    /// The context covering exactly `siblings`. A follow-up write with it
+    /// replaces all of them, so merge them first if there are several.
     pub context: Context,
     /// How many replicas acknowledged before the call returned.
     pub acknowledged: usize,
@@ -83,6 +86,19 @@ struct Inner {
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+}
+
+/// The object's values that are not tombstones.
+fn live_siblings(object: &quire_shared::Object) -> Vec<Sibling> {
+    object
+        .values()
+        .filter_map(|v| {
+            v.data.clone().map(|value| Sibling {
+                value,
+                timestamp_ms: v.timestamp_ms,
+            })
+        })
+        .collect()
 }
 
 fn now_ms() -> u64 {
@@ -245,16 +261,7 @@ impl Client {
         )
         .await?;
         Ok(GetResult {
-            siblings: outcome
-                .object
-                .values()
-                .filter_map(|v| {
-                    v.data.clone().map(|value| Sibling {
-                        value,
-                        timestamp_ms: v.timestamp_ms,
-                    })
-                })
-                .collect(),
+            siblings: live_siblings(&outcome.object),
             context: Context(outcome.object.join()),
         })
     }
@@ -319,6 +326,7 @@ impl Client {
         )
         .await?;
         Ok(PutResult {
+            siblings: live_siblings(&outcome.object),
             context: Context(outcome.object.join()),
             acknowledged: outcome.stored_on.len(),
         })

@@ -80,16 +80,22 @@ impl Store {
         Ok(read)
     }
 
-    /// Writes `value`, replacing what `context` saw.
+    /// Writes `value`, replacing what `context` saw. The result's siblings
+    /// (the value plus any concurrent ones) are reconciled like a read's.
     pub async fn put(
         &self,
         key: &[u8],
         value: Vec<u8>,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
-        self.client
+        let mut result = self
+            .client
             .put(&self.config.name, key, value, context)
-            .await
+            .await?;
+        if result.siblings.len() > 1 {
+            result.siblings = self.resolver.resolve(result.siblings);
+        }
+        Ok(result)
     }
 
     /// Deletes what `context` saw; values it did not see survive.
