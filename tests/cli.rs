@@ -181,6 +181,48 @@ fn up_put_get_kill_a_node_stop_and_restart() {
     let got = quire_json(&config, &["get", "default", "cart", "--json"]);
     assert_eq!(values(&got), ["apple,pear"]);
 
+    // Two writes with the same stale context: siblings, shown by `get`;
+    // a write with that get's context replaces both.
+    let stale = quire_json(&config, &["get", "default", "cart", "--json"])["context"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for v in ["apple,pear,fig", "apple,pear,kiwi"] {
+        let put = quire_json(
+            &config,
+            &["put", "default", "cart", v, "--context", &stale, "--json"],
+        );
+        assert!(put["context"].is_string());
+    }
+    let got = quire_json(&config, &["get", "default", "cart", "--json"]);
+    let mut siblings = values(&got);
+    siblings.sort();
+    assert_eq!(siblings, ["apple,pear,fig", "apple,pear,kiwi"]);
+    let text = quire(&config, &["get", "default", "cart"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("sibling 1:") && text.contains("sibling 2:"),
+        "{text}"
+    );
+    let merged_ctx = got["context"].as_str().unwrap().to_string();
+    quire_json(
+        &config,
+        &[
+            "put",
+            "default",
+            "cart",
+            "apple,pear",
+            "--context",
+            &merged_ctx,
+            "--json",
+        ],
+    );
+    let got = quire_json(&config, &["get", "default", "cart", "--json"]);
+    assert_eq!(values(&got), ["apple,pear"]);
+    let bad_ctx = quire(&config, &["put", "default", "cart", "x", "--context", "zz"]);
+    assert!(!bad_ctx.status.success());
+    assert!(String::from_utf8_lossy(&bad_ctx.stderr).contains("context"));
+
     // Delete, and a missing key.
     quire_json(&config, &["put", "default", "gone", "x", "--json"]);
     let ctx = quire_json(&config, &["get", "default", "gone", "--json"])["context"].clone();
@@ -286,5 +328,36 @@ fn a_second_up_on_a_running_directory_is_refused() {
     // The first cluster is unharmed.
     let config = dir.join("client.toml");
     quire_json(&config, &["put", "default", "k", "v", "--json"]);
+
+    // A new store, usable at once by the next command.
+    let created = quire_json(
+        &config,
+        &[
+            "store", "create", "prices", "--n", "2", "--r", "1", "--w", "1", "--policy", "lww",
+            "--json",
+        ],
+    );
+    assert_eq!(created["ok"], true);
+    let status = quire_json(&config, &["status", "--json"]);
+    let prices = status["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "prices")
+        .expect("the new store is listed")
+        .clone();
+    assert_eq!(
+        (prices["n"].as_u64(), prices["policy"].as_str()),
+        (Some(2), Some("lww"))
+    );
+    quire_json(&config, &["put", "prices", "p", "1", "--json"]);
+    quire_json(&config, &["put", "prices", "p", "2", "--json"]);
+    let again = quire(&config, &["store", "create", "prices"]);
+    assert!(!again.status.success(), "a store cannot be created twice");
+    let too_big = quire(&config, &["store", "create", "big", "--n", "5"]);
+    assert!(
+        !too_big.status.success(),
+        "N above the node count is refused"
+    );
     assert!(up.stop(Signal::TERM).success());
 }
