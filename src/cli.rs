@@ -204,6 +204,50 @@ pub async fn run(command: Command, config: Option<PathBuf>, json: bool) -> anyho
             client.close();
             Ok(())
         }
+        Command::Maintain { once, interval_ms } => {
+            let client = connect(config).await?;
+            let print = |r: &quire_client::MaintenanceReport| {
+                if json {
+                    println!(
+                        "{}",
+                        json!({ "hints_delivered": r.hints_delivered,
+                                "hints_dropped": r.hints_dropped,
+                                "hints_pending": r.hints_pending,
+                                "unreachable": r.unreachable })
+                    );
+                } else {
+                    println!(
+                        "hints delivered {}, dropped {}, pending {}{}",
+                        r.hints_delivered,
+                        r.hints_dropped,
+                        r.hints_pending,
+                        if r.unreachable.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; unreachable: {}", r.unreachable.join("; "))
+                        }
+                    );
+                }
+            };
+            if once {
+                print(&client.maintain_once().await);
+            } else {
+                let shutdown = quire_node::shutdown_signal();
+                tokio::pin!(shutdown);
+                loop {
+                    let report = client.maintain_once().await;
+                    if report.hints_delivered > 0 || report.hints_pending > 0 {
+                        print(&report);
+                    }
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(interval_ms)) => {}
+                    }
+                }
+            }
+            client.close();
+            Ok(())
+        }
         Command::Locate { store, key } => {
             let client = connect(config).await?;
             let doc = client.membership();

@@ -93,6 +93,17 @@ enum Command {
     /// Manage stores (named keyspaces with their own N, R, W and policy).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Deliver hints: objects that stand-ins hold for nodes that were down
+    /// go home and are dropped from the stand-ins. Runs every few seconds
+    /// until Ctrl-C, or one pass with --once.
+    Maintain {
+        /// One pass, print a summary, exit.
+        #[arg(long)]
+        once: bool,
+        /// Pause between passes.
+        #[arg(long, default_value_t = 2_000, value_name = "MS")]
+        interval_ms: u64,
+    },
     /// Show KEY's partition and preference list, home replicas first.
     Locate {
         /// Store name.

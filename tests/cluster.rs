@@ -124,6 +124,7 @@ async fn a_restarted_node_keeps_its_data() {
         let get = Request::Get {
             store: STORE.into(),
             key: format!("k{i}").into_bytes(),
+            hint: None,
         };
         let answer = t
             .call(&node.addr(), &get, Duration::from_secs(5))

@@ -155,6 +155,7 @@ async fn held_by(
     let get = Request::Get {
         store: STORE.into(),
         key: key.to_vec(),
+        hint: None,
     };
     match t
         .call(addr, &get, Duration::from_secs(5))

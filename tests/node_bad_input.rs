@@ -29,6 +29,7 @@ async fn stored_object(t: &Transport, addr: &str, key: &[u8]) -> Option<Object> 
     let get = Request::Get {
         store: "default".into(),
         key: key.to_vec(),
+        hint: None,
     };
     match t.call(addr, &get, T).await.expect("get answered").result {
         Ok(Reply::Object(o)) => o,
@@ -42,6 +43,7 @@ fn put(key: &[u8], len: usize) -> Request {
         key: key.to_vec(),
         value: Value::bytes(vec![7; len], 1),
         context: VersionVector::new(),
+        hint: None,
     }
 }
 
@@ -122,6 +124,7 @@ async fn bad_requests_get_typed_errors_and_the_connection_keeps_serving() {
     let unknown = Request::Get {
         store: "nope".into(),
         key: b"k".to_vec(),
+        hint: None,
     };
     assert_eq!(
         code_of(t.call(&addr_text, &unknown, T).await),
@@ -203,6 +206,7 @@ async fn a_node_without_membership_refuses_data_requests() {
     let get = Request::Get {
         store: "default".into(),
         key: b"k".to_vec(),
+        hint: None,
     };
     assert_eq!(
         code_of(t.call(&node.addr(), &get, T).await),

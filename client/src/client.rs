@@ -5,13 +5,16 @@
 //! connection per node.
 
 use crate::config::ClientConfig;
-use crate::driver::{drive, EpochObserver};
+use crate::driver::{drive, Calls, NodeObserver};
 use crate::error::ClientError;
+use crate::health::Health;
 use crate::quorum::get::GetMachine;
 use crate::quorum::put::{PutMachine, PutRequest};
+use crate::quorum::targets::{choose, spares, Target};
 use crate::resolve::Sibling;
 use crate::store::Store;
 use crate::transport::Transport;
+use crate::transport::TransportError;
 use quire_shared::limits::check_key;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Context, Membership, NodeId, PreferenceList, StoreConfig, Value};
@@ -80,6 +83,7 @@ struct Inner {
     transport: Transport,
     membership: RwLock<Arc<Membership>>,
     read_repairs: Arc<AtomicU64>,
+    health: Health,
 }
 
 /// A handle on a cluster; cheap to clone and share between tasks.
@@ -99,6 +103,46 @@ fn live_siblings(object: &quire_shared::Object) -> Vec<Sibling> {
             })
         })
         .collect()
+}
+
+/// Probes down nodes with backoff until the client is dropped.
+async fn probe_loop(inner: std::sync::Weak<Inner>) {
+    let hello = Request::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster_id: None,
+    };
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let due = inner.health.due_probes(Instant::now());
+        if due.is_empty() {
+            continue;
+        }
+        let doc = inner
+            .membership
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let timeout = Duration::from_millis(inner.config.timeouts.attempt_ms);
+        for node in due {
+            let Some(addr) = doc.member(node).map(|m| m.addr.clone()) else {
+                inner.health.mark_up(node); // gone from the cluster
+                continue;
+            };
+            let transport = inner.transport.clone();
+            let weak = Arc::downgrade(&inner);
+            let hello = hello.clone();
+            tokio::spawn(async move {
+                let answered = transport.call(&addr, &hello, timeout).await.is_ok();
+                if let (true, Some(inner)) = (answered, weak.upgrade()) {
+                    tracing::debug!(node = format!("{node:016x}"), "node back up");
+                    inner.health.mark_up(node);
+                }
+            });
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -136,14 +180,43 @@ impl Client {
             }
         }
         let doc = newest.ok_or(ClientError::NoSeedReachable(tried))?;
-        Ok(Self {
+        let client = Self {
             inner: Arc::new(Inner {
                 config,
                 transport,
                 membership: RwLock::new(Arc::new(doc)),
                 read_repairs: Arc::default(),
+                health: Health::default(),
             }),
-        })
+        };
+        tokio::spawn(probe_loop(Arc::downgrade(&client.inner)));
+        Ok(client)
+    }
+
+    /// Nodes this client currently believes down.
+    pub fn down_nodes(&self) -> Vec<NodeId> {
+        self.inner.health.down_nodes()
+    }
+
+    /// The replicas a request for `key` goes to now: the sloppy quorum's
+    /// first `N` healthy nodes of the preference list.
+    pub fn targets(&self, store: &str, key: &[u8]) -> Result<Vec<Target>, ClientError> {
+        let list = self.locate(store, key)?;
+        Ok(choose(&list, |n| self.inner.health.is_up(n)))
+    }
+
+    /// Feeds one call's result to failure detection and membership.
+    pub(crate) fn observe(&self, node: NodeId, result: Result<&Response, &TransportError>) {
+        (self.observer())(node, result)
+    }
+
+    fn calls(&self, membership: Arc<Membership>) -> Calls {
+        Calls {
+            transport: self.inner.transport.clone(),
+            membership,
+            observer: self.observer(),
+            call_timeout: Duration::from_millis(self.inner.config.timeouts.attempt_ms),
+        }
     }
 
     /// The newest membership document this client knows.
@@ -181,22 +254,34 @@ impl Client {
         Ok(doc.preference_list(store, key, config.n as usize))
     }
 
-    /// Reacts to a node's epoch: fetch a newer document from it, or push
-    /// ours to a node that is behind. Membership spreads through clients.
-    fn observer(&self) -> EpochObserver {
+    /// Reacts to each call: a transport failure marks the node down; an
+    /// answer marks it up, and its epoch may fetch a newer document from it
+    /// or push ours to it. Membership spreads through clients.
+    fn observer(&self) -> NodeObserver {
         let client = self.clone();
-        Arc::new(move |node: NodeId, response: &Response| {
-            let mine = client.membership();
-            if response.epoch == mine.epoch {
-                return;
-            }
-            let Some(addr) = mine.member(node).map(|m| m.addr.clone()) else {
-                return;
-            };
-            let client = client.clone();
-            let behind = response.epoch < mine.epoch;
-            tokio::spawn(async move { client.exchange_membership(&addr, behind).await });
-        })
+        Arc::new(
+            move |node: NodeId, result: Result<&Response, &TransportError>| {
+                let response = match result {
+                    Ok(response) => response,
+                    Err(e) => {
+                        tracing::debug!(node = format!("{node:016x}"), error = %e, "node down");
+                        client.inner.health.mark_down(node, Instant::now());
+                        return;
+                    }
+                };
+                client.inner.health.mark_up(node);
+                let mine = client.membership();
+                if response.epoch == mine.epoch {
+                    return;
+                }
+                let Some(addr) = mine.member(node).map(|m| m.addr.clone()) else {
+                    return;
+                };
+                let client = client.clone();
+                let behind = response.epoch < mine.epoch;
+                tokio::spawn(async move { client.exchange_membership(&addr, behind).await });
+            },
+        )
     }
 
     async fn exchange_membership(&self, addr: &str, push: bool) {
@@ -241,24 +326,19 @@ impl Client {
         let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
         let list = doc.preference_list(store, key, config.n as usize);
+        let targets = choose(&list, |n| self.inner.health.is_up(n));
         let machine = GetMachine::new(
             Instant::now(),
             store,
             key,
-            list.home(),
+            &targets,
             config.r as usize,
             self.request_timeout(),
         );
         let repairs = self.inner.read_repairs.clone();
-        let outcome = drive(
-            machine,
-            &self.inner.transport,
-            doc,
-            self.observer(),
-            move |m: &GetMachine| {
-                repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
-            },
-        )
+        let outcome = drive(machine, self.calls(doc), move |m: &GetMachine| {
+            repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
+        })
         .await?;
         Ok(GetResult {
             siblings: live_siblings(&outcome.object),
@@ -304,6 +384,9 @@ impl Client {
         let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
         let list = doc.preference_list(store, key, config.n as usize);
+        let is_up = |n| self.inner.health.is_up(n);
+        let targets = choose(&list, is_up);
+        let spares = spares(&list, &targets, is_up);
         let machine = PutMachine::new(
             Instant::now(),
             PutRequest {
@@ -312,19 +395,13 @@ impl Client {
                 value,
                 context: context.0.clone(),
             },
-            list.home(),
+            &targets,
+            &spares,
             config.w as usize,
             self.request_timeout(),
             Duration::from_millis(self.inner.config.timeouts.attempt_ms),
         );
-        let outcome = drive(
-            machine,
-            &self.inner.transport,
-            doc,
-            self.observer(),
-            |_: &PutMachine| {},
-        )
-        .await?;
+        let outcome = drive(machine, self.calls(doc), |_: &PutMachine| {}).await?;
         Ok(PutResult {
             siblings: live_siblings(&outcome.object),
             context: Context(outcome.object.join()),
@@ -383,6 +460,11 @@ impl Client {
         ClientStats {
             read_repairs: self.inner.read_repairs.load(Ordering::Relaxed),
         }
+    }
+
+    /// The config this client was built from.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
     }
 
     /// The underlying transport, for admin requests to single nodes.

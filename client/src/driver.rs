@@ -6,24 +6,37 @@
 //! outcome as soon as it is decided, while the machine carries on until it
 //! is finished (a get repairing stale replicas).
 
-use crate::quorum::{Machine, MachineError, NodeFailure};
-use crate::transport::Transport;
+use crate::quorum::{Machine, MachineError, NodeFailure, QuorumError};
+use crate::transport::{Transport, TransportError};
 use quire_shared::wire::Response;
 use quire_shared::{Membership, NodeId};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
-/// Observes every node answer (the client uses it to spread membership).
-pub type EpochObserver = Arc<dyn Fn(NodeId, &Response) + Send + Sync>;
+/// Observes every call's result: answers spread membership and mark nodes
+/// up, transport failures mark them down.
+pub type NodeObserver = Arc<dyn Fn(NodeId, Result<&Response, &TransportError>) + Send + Sync>;
+
+/// How a machine's calls are made.
+#[derive(Clone)]
+pub struct Calls {
+    /// The transport.
+    pub transport: Transport,
+    /// Where each node is.
+    pub membership: Arc<Membership>,
+    /// Sees every result.
+    pub observer: NodeObserver,
+    /// No single call waits longer than this (nor past its deadline): a
+    /// node silent this long is treated as down.
+    pub call_timeout: Duration,
+}
 
 /// Runs `machine` and returns its outcome; `finished` is called with the
 /// machine once it has nothing left to do (possibly after this returns).
 pub async fn drive<M>(
     machine: M,
-    transport: &Transport,
-    membership: Arc<Membership>,
-    observer: EpochObserver,
+    calls: Calls,
     finished: impl FnOnce(&M) + Send + 'static,
 ) -> Result<M::Outcome, MachineError>
 where
@@ -31,14 +44,11 @@ where
     M::Outcome: Send + 'static,
 {
     let (outcome_tx, outcome_rx) = oneshot::channel();
-    let transport = transport.clone();
-    tokio::spawn(pump(
-        machine, transport, membership, observer, outcome_tx, finished,
-    ));
+    tokio::spawn(pump(machine, calls, outcome_tx, finished));
     match outcome_rx.await {
         Ok(outcome) => outcome,
         // The pump only ends without an outcome if the runtime shuts down.
-        Err(_) => Err(MachineError::Quorum(crate::quorum::QuorumError {
+        Err(_) => Err(MachineError::Quorum(QuorumError {
             operation: "request",
             needed: 1,
             succeeded: 0,
@@ -50,9 +60,7 @@ where
 
 async fn pump<M: Machine>(
     mut machine: M,
-    transport: Transport,
-    membership: Arc<Membership>,
-    observer: EpochObserver,
+    calls: Calls,
     outcome_tx: oneshot::Sender<Result<M::Outcome, MachineError>>,
     finished: impl FnOnce(&M),
 ) {
@@ -61,19 +69,25 @@ async fn pump<M: Machine>(
     loop {
         while let Some(out) = machine.poll_send() {
             let tx = tx.clone();
-            let transport = transport.clone();
-            let observer = observer.clone();
-            let addr = membership.member(out.node).map(|m| m.addr.clone());
-            let budget = out.deadline.saturating_duration_since(Instant::now());
+            let transport = calls.transport.clone();
+            let observer = calls.observer.clone();
+            let addr = calls.membership.member(out.node).map(|m| m.addr.clone());
+            let budget = out
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .min(calls.call_timeout);
             tokio::spawn(async move {
                 let result = match addr {
                     None => Err(NodeFailure::Unexpected("node not in membership".into())),
                     Some(addr) => match transport.call(&addr, &out.request, budget).await {
                         Ok(response) => {
-                            observer(out.node, &response);
+                            observer(out.node, Ok(&response));
                             response.result.map_err(NodeFailure::Refused)
                         }
-                        Err(e) => Err(NodeFailure::Unreachable(e.to_string())),
+                        Err(e) => {
+                            observer(out.node, Err(&e));
+                            Err(NodeFailure::Unreachable(e.to_string()))
+                        }
                     },
                 };
                 let _ = tx.send((out.node, result));

@@ -10,6 +10,8 @@
 //! - [`transport`]: QUIC + mutual TLS, one reused connection per node.
 //! - [`quorum`]: the get and put state machines, sans I/O.
 //! - [`driver`]: the tokio glue that pumps a machine over the transport.
+//! - [`health`]: failure detection, local to the client.
+//! - [`maintain`]: hint delivery, a pass at a time.
 //! - [`client`]: the public [`Client`] API.
 //! - [`store`]: [`Store`], a store handle with conflict resolution and
 //!   read-modify-write.
@@ -20,6 +22,8 @@ pub mod client;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod health;
+pub mod maintain;
 pub mod quorum;
 pub mod resolve;
 pub mod store;
@@ -28,6 +32,7 @@ pub mod transport;
 pub use client::{Client, ClientStats, GetResult, NodeStatus, PutResult};
 pub use config::ClientConfig;
 pub use error::ClientError;
+pub use maintain::MaintenanceReport;
 pub use quire_shared::{ConflictPolicy, Context, Membership, PreferenceList};
 pub use resolve::{merge_with, KeepSiblings, LastWriteWins, Resolver, Sibling};
 pub use store::{Retry, Store};

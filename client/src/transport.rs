@@ -117,13 +117,15 @@ fn client_crypto(files: &TlsFiles) -> Result<rustls::ClientConfig, SetupError> {
 }
 
 /// One node's connection state. Connects are single-flight: callers queue
-/// on the slot's lock, and a caller that waited behind a failed attempt
-/// gets that failure at once instead of starting another (a dead node would
-/// otherwise cost every queued request a full connect timeout in turn).
+/// on the slot's lock, and a caller that was already waiting when a failed
+/// attempt began gets that failure at once instead of starting another (a
+/// dead node would otherwise cost every queued request a full connect
+/// timeout in turn). An attempt that began before a caller arrived may
+/// predate a restart, so that caller tries afresh.
 #[derive(Default)]
 struct SlotState {
     connection: Option<quinn::Connection>,
-    /// The last failed connect: when it ended and why.
+    /// The last failed connect: when it began and why it failed.
     failed: Option<(Instant, TransportError)>,
 }
 
@@ -183,6 +185,7 @@ impl Transport {
             }
         }
         let connect_err = |reason: String| TransportError::Connect { addr, reason };
+        let began = Instant::now();
         let attempt = async {
             let connecting = self
                 .endpoint
@@ -202,7 +205,7 @@ impl Transport {
                 Ok(conn)
             }
             Err(e) => {
-                guard.failed = Some((Instant::now(), e.clone()));
+                guard.failed = Some((began, e.clone()));
                 Err(e)
             }
         }

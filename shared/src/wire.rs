@@ -36,6 +36,10 @@ pub enum Request {
         store: String,
         /// User key.
         key: Vec<u8>,
+        /// `Some(home)` when asking a stand-in: answer from the hints it
+        /// holds for the key (for `home` or any other home replica), so an
+        /// acknowledged hinted write is visible to reads.
+        hint: Option<NodeId>,
     },
     /// A coordinated write: the node records `value` as a new event at its
     /// own actor, discarding the versions `context` has seen.
@@ -48,6 +52,9 @@ pub enum Request {
         value: Value,
         /// What the writer had read.
         context: VersionVector,
+        /// `Some(home)` when every home replica is unreachable and this
+        /// node coordinates as a stand-in: the result is kept as a hint.
+        hint: Option<NodeId>,
     },
     /// Merge a coordinator's result into the local object.
     Replicate {
@@ -60,6 +67,25 @@ pub enum Request {
         /// `Some(home)` when this node stands in for an unreachable home
         /// replica (sloppy quorum); the object is kept as a hint.
         hint: Option<NodeId>,
+    },
+    /// A page of the hints this node holds for `target`, in key order,
+    /// starting after `after` (a cursor from the previous page).
+    Hints {
+        /// The home node the hints are for.
+        target: NodeId,
+        /// Resume after this cursor; `None` for the first page.
+        after: Option<Vec<u8>>,
+        /// Most hints in the page.
+        limit: u32,
+    },
+    /// Forget hints for `target` that were delivered: each is dropped only
+    /// if the held object is no newer than the one given (a hint updated
+    /// since it was read is kept for the next delivery).
+    DropHints {
+        /// The home node the hints were for.
+        target: NodeId,
+        /// The delivered hints, as read.
+        hints: Vec<Hint>,
     },
     /// The node's newest membership document.
     GetMembership,
@@ -78,6 +104,8 @@ impl Request {
             Request::Get { .. } => "get",
             Request::Put { .. } => "put",
             Request::Replicate { .. } => "replicate",
+            Request::Hints { .. } => "hints",
+            Request::DropHints { .. } => "drop-hints",
             Request::GetMembership => "get-membership",
             Request::PutMembership { .. } => "put-membership",
         }
@@ -112,10 +140,30 @@ pub enum Reply {
     Object(Option<Object>),
     /// Answer to `Put` and `Replicate`: the object now stored.
     Stored(Object),
+    /// Answer to `Hints`.
+    Hints {
+        /// The page.
+        hints: Vec<Hint>,
+        /// Cursor for the next page; `None` when this was the last.
+        next: Option<Vec<u8>>,
+    },
+    /// Answer to `DropHints`: how many were dropped.
+    Dropped(u32),
     /// Answer to `GetMembership`.
     Membership(Option<Membership>),
     /// Answer to `PutMembership`: the epoch the node now holds.
     MembershipEpoch(u64),
+}
+
+/// An object a stand-in holds for an unreachable home replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hint {
+    /// Store name.
+    pub store: String,
+    /// User key.
+    pub key: Vec<u8>,
+    /// The object to deliver home.
+    pub object: Object,
 }
 
 /// A refused request: a code to branch on and a message for people.

@@ -29,6 +29,9 @@ pub const NODES_DEFAULT: usize = 3;
 /// First port of a new local cluster unless `--base-port` says otherwise.
 pub const BASE_PORT_DEFAULT: u16 = 7400;
 
+/// Pause between hint-delivery passes while `quire up` runs.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How long nodes get to start and to stop cleanly.
 const NODE_GRACE: Duration = Duration::from_secs(30);
 
@@ -255,6 +258,20 @@ pub async fn up(
         .map_err(|e| LocalError::Client(e.to_string()))?;
     let doc = form_cluster(&transport, cluster_id, &addrs, Vec::new(), NODE_GRACE).await?;
     transport.close();
+    // Hint delivery for the local cluster, while it runs.
+    let maintenance = quire_client::Client::connect(config)
+        .await
+        .map_err(|e| LocalError::Client(e.to_string()))?;
+    let maintainer = maintenance.clone();
+    let maintenance_task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(MAINTENANCE_INTERVAL).await;
+            let report = maintainer.maintain_once().await;
+            if report.hints_delivered > 0 {
+                tracing::info!(delivered = report.hints_delivered, "hints delivered");
+            }
+        }
+    });
     ready(&doc, &layout);
 
     tokio::pin!(shutdown);
@@ -268,6 +285,8 @@ pub async fn up(
             },
         }
     }
+    maintenance_task.abort();
+    maintenance.close();
     tokio::task::block_in_place(|| nodes.stop());
     Ok(())
 }

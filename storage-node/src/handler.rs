@@ -4,10 +4,10 @@
 //! written, so bad input never touches stored data.
 
 use crate::config::Limits;
-use crate::storage::{data_key, Identity, Storage, StorageError};
+use crate::storage::{data_key, split_data_key, Identity, Storage, StorageError};
 use crate::writer::{WriteOp, WriteOutcome, Writer};
 use quire_shared::limits::{check_key, check_value};
-use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::wire::{ErrorCode, ErrorReply, Hint, Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::Membership;
 use std::sync::{Arc, RwLock};
 
@@ -24,6 +24,9 @@ pub struct NodeState {
     /// Size limits.
     pub limits: Limits,
 }
+
+/// Most hints returned in one page.
+const HINTS_PAGE_MAX: usize = 1_000;
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
     ErrorReply {
@@ -141,9 +144,24 @@ impl NodeState {
                     protocol_version: PROTOCOL_VERSION,
                 })
             }
-            Request::Get { store, key } => {
+            Request::Get { store, key, hint } => {
                 let dk = self.locate(&store, &key)?;
-                let object = self.storage.get(&dk).map_err(storage_failed)?;
+                let object = match hint {
+                    None => self.storage.get(&dk),
+                    // Which home a stand-in holds the key for depends on
+                    // the order failures were seen in: answer with all.
+                    Some(home) => {
+                        let mut homes: Vec<_> = self
+                            .membership()
+                            .map(|m| m.members.iter().map(|m| m.id).collect())
+                            .unwrap_or_default();
+                        homes.push(home);
+                        homes.sort_unstable();
+                        homes.dedup();
+                        self.storage.get_hints(&homes, &dk)
+                    }
+                }
+                .map_err(storage_failed)?;
                 Ok(Reply::Object(object))
             }
             Request::Put {
@@ -151,20 +169,57 @@ impl NodeState {
                 key,
                 value,
                 context,
+                hint,
             } => {
                 let dk = self.locate(&store, &key)?;
                 check_value(value.size_bytes(), self.limits.value_bytes_max)
                     .map_err(|(code, msg)| refuse(code, msg))?;
+                let members = self
+                    .membership()
+                    .map(|m| m.members.iter().map(|m| m.id).collect())
+                    .unwrap_or_default();
                 match self
                     .write(WriteOp::Put {
                         data_key: dk,
                         value,
                         context,
+                        hint,
+                        members,
                     })
                     .await?
                 {
                     WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
-                    WriteOutcome::Membership(_) => unreachable!("a put stores an object"),
+                    _ => unreachable!("a put stores an object"),
+                }
+            }
+            Request::Hints {
+                target,
+                after,
+                limit,
+            } => {
+                let limit = (limit as usize).clamp(1, HINTS_PAGE_MAX);
+                let page = self
+                    .storage
+                    .hints_page(target, after.as_deref(), limit)
+                    .map_err(storage_failed)?;
+                let next = (page.len() == limit).then(|| page[page.len() - 1].0.clone());
+                let hints = page
+                    .into_iter()
+                    .filter_map(|(dk, object)| {
+                        let (store, _, key) = split_data_key(&dk)?;
+                        Some(Hint { store, key, object })
+                    })
+                    .collect();
+                Ok(Reply::Hints { hints, next })
+            }
+            Request::DropHints { target, hints } => {
+                let mut items = Vec::with_capacity(hints.len());
+                for h in hints {
+                    items.push((self.locate(&h.store, &h.key)?, h.object));
+                }
+                match self.write(WriteOp::DropHints { target, items }).await? {
+                    WriteOutcome::Dropped(n) => Ok(Reply::Dropped(n)),
+                    _ => unreachable!("dropping hints drops hints"),
                 }
             }
             Request::Replicate {
@@ -193,7 +248,7 @@ impl NodeState {
                     .await?
                 {
                     WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
-                    WriteOutcome::Membership(_) => unreachable!("a replicate stores an object"),
+                    _ => unreachable!("a replicate stores an object"),
                 }
             }
             Request::GetMembership => {
@@ -226,7 +281,7 @@ impl NodeState {
                 }
                 Ok(Reply::MembershipEpoch(epoch))
             }
-            WriteOutcome::Stored(_) => unreachable!("a membership write stores a document"),
+            _ => unreachable!("a membership write stores a document"),
         }
     }
 }

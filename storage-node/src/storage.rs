@@ -77,6 +77,19 @@ pub fn data_key(store: &str, partition: u32, key: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Splits a data key into store, partition and user key; `None` if it is
+/// not one `data_key` made.
+pub fn split_data_key(data_key: &[u8]) -> Option<(String, u32, Vec<u8>)> {
+    let (&len, rest) = data_key.split_first()?;
+    let len = usize::from(len);
+    if rest.len() < len + 4 {
+        return None;
+    }
+    let store = std::str::from_utf8(&rest[..len]).ok()?.to_string();
+    let partition = u32::from_be_bytes(rest[len..len + 4].try_into().ok()?);
+    Some((store, partition, rest[len + 4..].to_vec()))
+}
+
 fn hint_key(home: NodeId, data_key: &[u8]) -> Vec<u8> {
     let mut k = home.to_be_bytes().to_vec();
     k.extend_from_slice(data_key);
@@ -167,6 +180,54 @@ impl Storage {
         get_in(&txn, self.data, data_key)
     }
 
+    /// Every hint held under `data_key`, for any of `homes`, synced into
+    /// one object; `None` if there is none.
+    pub fn get_hints(
+        &self,
+        homes: &[NodeId],
+        data_key: &[u8],
+    ) -> Result<Option<Object>, StorageError> {
+        let txn = self.env.begin_ro_txn()?;
+        let mut out: Option<Object> = None;
+        for &home in homes {
+            if let Some(o) = get_in::<Object>(&txn, self.hints, &hint_key(home, data_key))? {
+                out = Some(match out {
+                    Some(acc) => acc.sync(&o),
+                    None => o,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` hints held for `home`, in data-key order, starting
+    /// after data key `after`. Returns `(data key, object)` pairs.
+    pub fn hints_page(
+        &self,
+        home: NodeId,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Object)>, StorageError> {
+        use lmdb::Cursor;
+        let txn = self.env.begin_ro_txn()?;
+        let mut cursor = txn.open_ro_cursor(self.hints)?;
+        let prefix = home.to_be_bytes();
+        let start = hint_key(home, after.unwrap_or(&[]));
+        let mut out = Vec::new();
+        for item in cursor.iter_from(&start) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let dk = &k[prefix.len()..];
+            if after == Some(dk) {
+                continue; // the cursor itself was delivered already
+            }
+            out.push((dk.to_vec(), decode(v, k)?));
+        }
+        Ok(out)
+    }
+
     /// The stored membership document, if any.
     pub fn membership(&self) -> Result<Option<Membership>, StorageError> {
         let txn = self.env.begin_ro_txn()?;
@@ -221,6 +282,30 @@ impl WriteTxn<'_> {
             &bytes,
             WriteFlags::empty(),
         )?)
+    }
+
+    /// Removes the hint held for `home` under `data_key`.
+    pub fn del_hint(&mut self, home: NodeId, data_key: &[u8]) -> Result<(), StorageError> {
+        match self
+            .txn
+            .del(self.storage.hints, &hint_key(home, data_key), None)
+        {
+            Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A meta record (ids, counters).
+    pub fn get_meta_u64(&self, name: &[u8]) -> Result<Option<u64>, StorageError> {
+        get_in(&self.txn, self.storage.meta, name)
+    }
+
+    /// Stores a meta record.
+    pub fn put_meta_u64(&mut self, name: &[u8], value: u64) -> Result<(), StorageError> {
+        let bytes = encode(&value);
+        Ok(self
+            .txn
+            .put(self.storage.meta, &name, &bytes, WriteFlags::empty())?)
     }
 
     /// The membership document as this transaction sees it.

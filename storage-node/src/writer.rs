@@ -24,6 +24,19 @@ pub enum WriteOp {
         value: Value,
         /// What the writer had seen.
         context: VersionVector,
+        /// `Some(home)`: coordinate as a stand-in and keep the result as a
+        /// hint for `home`.
+        hint: Option<NodeId>,
+        /// Every member: a stand-in's base object merges its hint copies
+        /// of the key for all of them.
+        members: Vec<NodeId>,
+    },
+    /// Forget delivered hints for `target` unless they changed since.
+    DropHints {
+        /// The home node.
+        target: NodeId,
+        /// `(data key, object as delivered)`.
+        items: Vec<(Vec<u8>, Object)>,
     },
     /// Sync a replicated object into the local one (or into the hint area
     /// for `hint`).
@@ -46,7 +59,19 @@ pub enum WriteOutcome {
     Stored(Object),
     /// The membership document now held (the offered one or a newer one).
     Membership(Membership),
+    /// Hints dropped.
+    Dropped(u32),
 }
+
+/// Meta record of the actor a stand-in uses for the dots it makes.
+///
+/// A stand-in forgets a hinted object once it is delivered home, and with
+/// it the dots it made for that key; reusing one of those dots for another
+/// value would make the home replica treat two values as one and drop one.
+/// So the stand-in actor is replaced whenever delivered hints are dropped:
+/// dots of a new actor cannot collide with forgotten ones. Stand-ins only
+/// coordinate when every home replica is down, so this adds few actors.
+const META_HINT_ACTOR: &[u8] = b"hint_actor";
 
 type Job = (WriteOp, oneshot::Sender<Result<WriteOutcome, StorageError>>);
 
@@ -114,6 +139,37 @@ impl Writer {
     }
 }
 
+/// The writer's identity for the dots it makes.
+struct Actors {
+    /// The node's own actor (home replica coordination).
+    node: u64,
+    /// The stand-in actor (see [`META_HINT_ACTOR`]); 0 until loaded.
+    hint: u64,
+}
+
+fn fresh_actor() -> u64 {
+    loop {
+        let v: u64 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn load_hint_actor(storage: &Storage) -> Result<u64, StorageError> {
+    let mut txn = storage.begin_write()?;
+    let actor = match txn.get_meta_u64(META_HINT_ACTOR)? {
+        Some(a) => a,
+        None => {
+            let a = fresh_actor();
+            txn.put_meta_u64(META_HINT_ACTOR, a)?;
+            a
+        }
+    };
+    txn.commit()?;
+    Ok(actor)
+}
+
 fn run(
     storage: Storage,
     actor_id: u64,
@@ -121,6 +177,10 @@ fn run(
     mut rx: mpsc::Receiver<Job>,
     stats: &WriterStats,
 ) {
+    let mut actors = Actors {
+        node: actor_id,
+        hint: 0,
+    };
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -130,8 +190,20 @@ fn run(
                 Err(_) => break,
             }
         }
+        if actors.hint == 0 {
+            // Loaded lazily so a storage failure is reported to a caller.
+            match load_hint_actor(&storage) {
+                Ok(a) => actors.hint = a,
+                Err(e) => {
+                    for (_, reply) in batch.drain(..) {
+                        let _ = reply.send(Err(StorageError::NotCommitted(e.to_string())));
+                    }
+                    continue;
+                }
+            }
+        }
         let writes = batch.len() as u64;
-        if commit_batch(&storage, actor_id, &mut batch) {
+        if commit_batch(&storage, &mut actors, &mut batch) {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(writes, Ordering::Relaxed);
         }
@@ -140,15 +212,20 @@ fn run(
 
 /// Applies and commits one batch, then answers every job in it. True if
 /// the batch committed.
-fn commit_batch(storage: &Storage, actor_id: u64, batch: &mut Vec<Job>) -> bool {
+fn commit_batch(storage: &Storage, actors: &mut Actors, batch: &mut Vec<Job>) -> bool {
     let mut results: Vec<Result<WriteOutcome, StorageError>> = Vec::with_capacity(batch.len());
+    let hint_actor_before = actors.hint;
     let committed = (|| -> Result<(), StorageError> {
         let mut txn = storage.begin_write()?;
         for (op, _) in batch.iter() {
-            results.push(apply(&mut txn, actor_id, op));
+            results.push(apply(&mut txn, actors, op));
         }
         txn.commit()
     })();
+    if committed.is_err() {
+        // Nothing was stored, the stand-in actor change included.
+        actors.hint = hint_actor_before;
+    }
     for (i, (_, reply)) in batch.drain(..).enumerate() {
         let outcome = match &committed {
             // A failed commit stored nothing: every write in the batch fails.
@@ -166,7 +243,7 @@ fn commit_batch(storage: &Storage, actor_id: u64, batch: &mut Vec<Job>) -> bool 
 
 fn apply(
     txn: &mut crate::storage::WriteTxn<'_>,
-    actor_id: u64,
+    actors: &mut Actors,
     op: &WriteOp,
 ) -> Result<WriteOutcome, StorageError> {
     match op {
@@ -174,11 +251,51 @@ fn apply(
             data_key,
             value,
             context,
+            hint: None,
+            ..
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
-            let next = stored.update(context, actor_id, value.clone());
+            let next = stored.update(context, actors.node, value.clone());
             txn.put_object(data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
+        }
+        WriteOp::Put {
+            data_key,
+            value,
+            context,
+            hint: Some(home),
+            members,
+        } => {
+            // Every local copy of the key, so the new dot is above any
+            // dot this stand-in actor made for it and still remembers.
+            let mut base = txn.get_object(data_key)?.unwrap_or_default();
+            for m in members.iter().chain(std::iter::once(home)) {
+                if let Some(held) = txn.get_hint(*m, data_key)? {
+                    base = base.sync(&held);
+                }
+            }
+            let next = base.update(context, actors.hint, value.clone());
+            txn.put_hint(*home, data_key, &next)?;
+            Ok(WriteOutcome::Stored(next))
+        }
+        WriteOp::DropHints { target, items } => {
+            let mut dropped = 0;
+            for (data_key, delivered) in items {
+                let Some(held) = txn.get_hint(*target, data_key)? else {
+                    continue;
+                };
+                // Drop only what was delivered: a hint written to since
+                // the read has news for the home node.
+                if held.less(delivered) || held.equal_history(delivered) {
+                    txn.del_hint(*target, data_key)?;
+                    dropped += 1;
+                }
+            }
+            if dropped > 0 {
+                actors.hint = fresh_actor();
+                txn.put_meta_u64(META_HINT_ACTOR, actors.hint)?;
+            }
+            Ok(WriteOutcome::Dropped(dropped))
         }
         WriteOp::Replicate {
             data_key,
@@ -237,6 +354,8 @@ mod tests {
                             data_key: data_key("s", 0, &i.to_be_bytes()),
                             value: Value::bytes(i.to_be_bytes().to_vec(), 1),
                             context: VersionVector::new(),
+                            hint: None,
+                            members: Vec::new(),
                         })
                         .await
                 })
@@ -276,6 +395,8 @@ mod tests {
                 data_key: key.clone(),
                 value: Value::bytes(b"v".to_vec(), 1),
                 context: VersionVector::new(),
+                hint: None,
+                members: Vec::new(),
             };
             let Ok(WriteOutcome::Stored(o)) = writer.write(op).await else {
                 panic!("put failed");
@@ -307,6 +428,8 @@ mod tests {
                 data_key: key.clone(),
                 value: Value::bytes(b"local".to_vec(), 1),
                 context: VersionVector::new(),
+                hint: None,
+                members: Vec::new(),
             })
             .await
             .unwrap();

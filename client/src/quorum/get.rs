@@ -8,6 +8,7 @@
 //! deadline passes), syncs everything it heard, and sends the result to each
 //! replica whose copy was missing or older: read repair (Dynamo §4.7).
 
+use super::targets::Target;
 use super::{Machine, MachineError, NodeFailure, Outbound, QuorumError};
 use quire_shared::wire::{Reply, Request};
 use quire_shared::{NodeId, Object};
@@ -29,6 +30,8 @@ pub struct GetMachine {
     key: Vec<u8>,
     r: usize,
     asked: usize,
+    /// Targets that are not home replicas: never repaired.
+    stand_ins: Vec<NodeId>,
     deadline: Instant,
     outbox: VecDeque<Outbound>,
     replies: Vec<(NodeId, Option<Object>)>,
@@ -42,25 +45,27 @@ pub struct GetMachine {
 }
 
 impl GetMachine {
-    /// Starts a get of `key` in `store` from the `home` replicas, needing
-    /// `r` answers within `timeout`.
+    /// Starts a get of `key` in `store` from `targets`, needing `r`
+    /// answers within `timeout`. Only home replicas (targets without a
+    /// hint) are repaired: a stand-in keeps what it holds as a hint.
     pub fn new(
         now: Instant,
         store: &str,
         key: &[u8],
-        home: &[NodeId],
+        targets: &[Target],
         r: usize,
         timeout: Duration,
     ) -> Self {
         let deadline = now + timeout;
-        let outbox = home
+        let outbox = targets
             .iter()
-            .map(|&node| Outbound {
+            .map(|&Target { node, hint }| Outbound {
                 node,
                 deadline,
                 request: Request::Get {
                     store: store.to_string(),
                     key: key.to_vec(),
+                    hint,
                 },
             })
             .collect();
@@ -68,7 +73,12 @@ impl GetMachine {
             store: store.to_string(),
             key: key.to_vec(),
             r,
-            asked: home.len(),
+            asked: targets.len(),
+            stand_ins: targets
+                .iter()
+                .filter(|t| t.hint.is_some())
+                .map(|t| t.node)
+                .collect(),
             deadline,
             outbox,
             replies: Vec::new(),
@@ -136,6 +146,9 @@ impl GetMachine {
             return;
         }
         for (node, copy) in &self.replies {
+            if self.stand_ins.contains(node) {
+                continue;
+            }
             let behind = copy.as_ref().is_none_or(|c| !c.equal_history(&synced));
             if behind {
                 self.repairs += 1;

@@ -8,6 +8,7 @@
 
 pub mod get;
 pub mod put;
+pub mod targets;
 #[cfg(test)]
 mod tests;
 

@@ -1,7 +1,9 @@
 //! The put machine: one coordinator, then replication, success at `W`.
 //!
-//! The first home replica coordinates: it assigns the new dot and returns the
-//! resulting object, which is then replicated to the other home replicas. A
+//! The first target (a healthy home replica, or a stand-in when every home
+//! replica is down; see [`super::targets`]) coordinates: it assigns the new
+//! dot and returns the resulting object, which is then replicated to the
+//! other targets, stand-ins with their hint. A
 //! coordinator that fails, or does not answer within the attempt timeout, is
 //! replaced by the next home replica; if a replaced coordinator answers
 //! late, its object is used all the same (it may then hold the value as a
@@ -10,6 +12,7 @@
 //! succeeds once `W` replicas (coordinator included) have stored the object;
 //! replication to the rest carries on in the background.
 
+use super::targets::Target;
 use super::{Machine, MachineError, NodeFailure, Outbound, QuorumError};
 use quire_shared::dvvset::VersionVector;
 use quire_shared::wire::{Reply, Request};
@@ -55,35 +58,51 @@ pub struct PutRequest {
 /// Coordinates one put.
 pub struct PutMachine {
     request: PutRequest,
+    /// The targets in coordinator order.
     home: Vec<NodeId>,
+    /// Each target's hint.
+    hints: Vec<Option<NodeId>>,
     w: usize,
     attempt: Duration,
     phase: Phase,
     /// Coordinators replaced for being slow that may still answer.
     late: Vec<NodeId>,
+    /// Nodes of the extended list not yet used: each takes the place of a
+    /// target that fails, with a hint for the home replica it replaces.
+    spares: VecDeque<NodeId>,
+    /// Targets that failed (their place went to a spare, if any).
+    dead: Vec<NodeId>,
     acks: Vec<NodeId>,
     failures: Vec<(NodeId, NodeFailure)>,
     deadline: Instant,
     outbox: VecDeque<Outbound>,
     outcome: Option<Result<PutOutcome, MachineError>>,
+    /// The outcome is decided.
     done: bool,
+    /// The outcome was a success (replication may go on).
+    succeeded: bool,
+    /// The deadline passed: stop waiting for replicas.
+    expired: bool,
 }
 
 impl PutMachine {
-    /// Starts a put to the `home` replicas needing `w` acknowledgements
+    /// Starts a put to `targets` (falling back on `spares`) needing `w`
+    /// acknowledgements
     /// within `timeout`, giving each coordinator `attempt` to answer before
     /// the next home replica is asked.
     pub fn new(
         now: Instant,
         request: PutRequest,
-        home: &[NodeId],
+        targets: &[Target],
+        spares: &[NodeId],
         w: usize,
         timeout: Duration,
         attempt: Duration,
     ) -> Self {
         let mut m = Self {
             request,
-            home: home.to_vec(),
+            home: targets.iter().map(|t| t.node).collect(),
+            hints: targets.iter().map(|t| t.hint).collect(),
             w,
             attempt,
             phase: Phase::Coordinating {
@@ -92,11 +111,15 @@ impl PutMachine {
             },
             acks: Vec::new(),
             late: Vec::new(),
+            spares: spares.iter().copied().collect(),
+            dead: Vec::new(),
             failures: Vec::new(),
             deadline: now + timeout,
             outbox: VecDeque::new(),
             outcome: None,
             done: false,
+            succeeded: false,
+            expired: false,
         };
         m.ask_coordinator(now, 0);
         m
@@ -126,6 +149,36 @@ impl PutMachine {
                 key: r.key.clone(),
                 value: r.value.clone(),
                 context: r.context.clone(),
+                hint: self.hints[index],
+            },
+        });
+    }
+
+    /// Gives a failed target's place to the next spare: it becomes a
+    /// stand-in for the home replica the failed target was (or stood in
+    /// for). Returns the spare and its hint.
+    fn substitute(&mut self, failed: NodeId) -> Option<(NodeId, NodeId)> {
+        let index = self.home.iter().position(|&n| n == failed)?;
+        if self.dead.contains(&failed) {
+            return None;
+        }
+        self.dead.push(failed);
+        let home = self.hints[index].unwrap_or(failed);
+        let spare = self.spares.pop_front()?;
+        self.home.push(spare);
+        self.hints.push(Some(home));
+        Some((spare, home))
+    }
+
+    fn replicate(&mut self, node: NodeId, hint: Option<NodeId>, object: &Object) {
+        self.outbox.push_back(Outbound {
+            node,
+            deadline: self.deadline,
+            request: Request::Replicate {
+                store: self.request.store.clone(),
+                key: self.request.key.clone(),
+                object: object.clone(),
+                hint,
             },
         });
     }
@@ -143,10 +196,14 @@ impl PutMachine {
     }
 
     fn check(&mut self) {
+        if self.done {
+            return;
+        }
         let Phase::Replicating { object, pending } = &self.phase else {
             return;
         };
         if self.acks.len() >= self.w {
+            self.succeeded = true;
             self.outcome = Some(Ok(PutOutcome {
                 object: object.clone(),
                 stored_on: self.acks.clone(),
@@ -166,7 +223,11 @@ impl Machine for PutMachine {
     }
 
     fn handle_reply(&mut self, now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
-        if self.done {
+        // After a successful outcome the machine keeps placing replicas:
+        // a late replication failure still gets a stand-in, so the write
+        // reaches N nodes and not just W.
+        let replicating = matches!(self.phase, Phase::Replicating { .. });
+        if self.done && !(replicating && self.succeeded) {
             return;
         }
         if let Err(failure) = &reply {
@@ -198,20 +259,22 @@ impl Machine for PutMachine {
                 match reply {
                     Ok(Reply::Stored(object)) => {
                         self.acks.push(node);
-                        let others: Vec<NodeId> =
-                            self.home.iter().copied().filter(|&n| n != node).collect();
-                        for &other in &others {
-                            self.outbox.push_back(Outbound {
-                                node: other,
-                                deadline: self.deadline,
-                                request: Request::Replicate {
-                                    store: self.request.store.clone(),
-                                    key: self.request.key.clone(),
-                                    object: object.clone(),
-                                    hint: None,
-                                },
-                            });
+                        let others: Vec<(NodeId, Option<NodeId>)> = self
+                            .home
+                            .iter()
+                            .zip(&self.hints)
+                            // Not the coordinator, nor a failed target, nor
+                            // a stand-in for the coordinator itself (a slow
+                            // coordinator that answered late holds it).
+                            .filter(|(&n, &h)| {
+                                n != node && !self.dead.contains(&n) && h != Some(node)
+                            })
+                            .map(|(&n, &h)| (n, h))
+                            .collect();
+                        for &(other, hint) in &others {
+                            self.replicate(other, hint, &object);
                         }
+                        let others: Vec<NodeId> = others.into_iter().map(|(n, _)| n).collect();
                         self.phase = Phase::Replicating {
                             object,
                             pending: others,
@@ -223,21 +286,33 @@ impl Machine for PutMachine {
                             .map(|r| NodeFailure::Unexpected(format!("{r:?}")))
                             .unwrap_or_else(|f| f);
                         self.failures.push((node, failure));
+                        self.substitute(node);
                         self.ask_coordinator(now, index + 1);
                     }
                 }
             }
-            Phase::Replicating { pending, .. } => {
+            Phase::Replicating { pending, object } => {
                 let Some(pos) = pending.iter().position(|&n| n == node) else {
                     return;
                 };
                 pending.swap_remove(pos);
-                match reply {
-                    Ok(Reply::Stored(_)) => self.acks.push(node),
-                    Ok(other) => self
-                        .failures
-                        .push((node, NodeFailure::Unexpected(format!("{other:?}")))),
-                    Err(f) => self.failures.push((node, f)),
+                let object = object.clone();
+                let failure = match reply {
+                    Ok(Reply::Stored(_)) => {
+                        self.acks.push(node);
+                        None
+                    }
+                    Ok(other) => Some(NodeFailure::Unexpected(format!("{other:?}"))),
+                    Err(f) => Some(f),
+                };
+                if let Some(failure) = failure {
+                    self.failures.push((node, failure));
+                    if let Some((spare, home)) = self.substitute(node) {
+                        self.replicate(spare, Some(home), &object);
+                        if let Phase::Replicating { pending, .. } = &mut self.phase {
+                            pending.push(spare);
+                        }
+                    }
                 }
                 self.check();
             }
@@ -245,6 +320,9 @@ impl Machine for PutMachine {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.deadline {
+            self.expired = true;
+        }
         if self.done {
             return;
         }
@@ -253,7 +331,10 @@ impl Machine for PutMachine {
         }
         if let Phase::Coordinating { index, until } = self.phase {
             if now >= until && index < self.home.len() {
-                self.late.push(self.home[index]);
+                let slow = self.home[index];
+                self.late.push(slow);
+                // Placed like a failed one: a spare takes its replica role.
+                self.substitute(slow);
                 let failure = NodeFailure::Unreachable(format!(
                     "no answer as coordinator within {:?}",
                     self.attempt
@@ -273,5 +354,13 @@ impl Machine for PutMachine {
 
     fn poll_outcome(&mut self) -> Option<Result<PutOutcome, MachineError>> {
         self.outcome.take()
+    }
+
+    fn poll_finished(&self) -> bool {
+        let replicating = match &self.phase {
+            Phase::Replicating { pending, .. } => !pending.is_empty(),
+            Phase::Coordinating { .. } => false,
+        };
+        self.done && self.outbox.is_empty() && (!replicating || !self.succeeded || self.expired)
     }
 }

@@ -4,6 +4,7 @@
 
 use super::get::GetMachine;
 use super::put::{PutMachine, PutRequest};
+use super::targets::Target;
 use super::{Machine, MachineError, NodeFailure, Outbound};
 use quire_shared::dvvset::VersionVector;
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request};
@@ -27,6 +28,13 @@ fn down(why: &str) -> Result<Reply, NodeFailure> {
     Err(NodeFailure::Unreachable(why.into()))
 }
 
+fn home3() -> Vec<Target> {
+    [1, 2, 3]
+        .iter()
+        .map(|&node| Target { node, hint: None })
+        .collect()
+}
+
 fn put_machine(now: Instant) -> PutMachine {
     put_machine_with(now, ATTEMPT)
 }
@@ -38,13 +46,13 @@ fn put_machine_with(now: Instant, attempt: Duration) -> PutMachine {
         value: Value::bytes(b"v".to_vec(), 1),
         context: VersionVector::new(),
     };
-    PutMachine::new(now, request, &[1, 2, 3], 2, TIMEOUT, attempt)
+    PutMachine::new(now, request, &home3(), &[4, 5], 2, TIMEOUT, attempt)
 }
 
 #[test]
 fn get_succeeds_at_r_and_syncs_the_answers() {
     let now = Instant::now();
-    let mut m = GetMachine::new(now, "s", b"k", &[1, 2, 3], 2, TIMEOUT);
+    let mut m = GetMachine::new(now, "s", b"k", &home3(), 2, TIMEOUT);
     let sent = drain(&mut m);
     assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [1, 2, 3]);
     m.handle_reply(now, 1, Ok(Reply::Object(Some(object(1, b"a")))));
@@ -62,7 +70,7 @@ fn get_succeeds_at_r_and_syncs_the_answers() {
 #[test]
 fn get_fails_as_soon_as_r_is_out_of_reach() {
     let now = Instant::now();
-    let mut m = GetMachine::new(now, "s", b"k", &[1, 2, 3], 2, TIMEOUT);
+    let mut m = GetMachine::new(now, "s", b"k", &home3(), 2, TIMEOUT);
     drain(&mut m);
     m.handle_reply(now, 1, down("x"));
     assert!(m.poll_outcome().is_none());
@@ -79,7 +87,7 @@ fn get_fails_as_soon_as_r_is_out_of_reach() {
 #[test]
 fn get_times_out_with_what_it_had() {
     let now = Instant::now();
-    let mut m = GetMachine::new(now, "s", b"k", &[1, 2, 3], 2, TIMEOUT);
+    let mut m = GetMachine::new(now, "s", b"k", &home3(), 2, TIMEOUT);
     drain(&mut m);
     m.handle_reply(now, 1, Ok(Reply::Object(None)));
     m.handle_timeout(m.poll_timeout());
@@ -120,12 +128,19 @@ fn a_failed_coordinator_is_replaced_by_the_next_home_replica() {
     let sent = drain(&mut m);
     assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [2]);
     m.handle_reply(now, 2, Ok(Reply::Stored(object(12, b"v"))));
-    let replicas: Vec<NodeId> = drain(&mut m).iter().map(|o| o.node).collect();
-    assert_eq!(replicas, [1, 3], "the failed node still gets a copy");
-    m.handle_reply(now, 1, down("still down"));
-    m.handle_reply(now, 3, Ok(Reply::Stored(object(12, b"v"))));
+    let replicas = drain(&mut m);
+    let nodes: Vec<NodeId> = replicas.iter().map(|o| o.node).collect();
+    assert_eq!(nodes, [3, 4], "a spare takes the failed node's place");
+    assert!(
+        matches!(
+            replicas[1].request,
+            Request::Replicate { hint: Some(1), .. }
+        ),
+        "the spare holds the copy as a hint for node 1"
+    );
+    m.handle_reply(now, 4, Ok(Reply::Stored(object(12, b"v"))));
     let out = m.poll_outcome().expect("decided").expect("success");
-    assert_eq!(out.stored_on, vec![2, 3]);
+    assert_eq!(out.stored_on, vec![2, 4]);
 }
 
 #[test]
@@ -156,14 +171,15 @@ fn a_silent_coordinator_is_replaced_after_the_attempt_timeout() {
 fn a_put_fails_when_every_coordinator_fails() {
     let now = Instant::now();
     let mut m = put_machine(now);
-    for node in [1, 2, 3] {
+    // The home replicas, then the spares standing in for them.
+    for node in [1, 2, 3, 4, 5] {
         let sent = drain(&mut m);
         assert_eq!(sent[0].node, node);
         m.handle_reply(now, node, down("gone"));
     }
     match m.poll_outcome() {
         Some(Err(MachineError::Quorum(q))) => {
-            assert_eq!((q.needed, q.succeeded, q.failures.len()), (2, 0, 3))
+            assert_eq!((q.needed, q.succeeded, q.failures.len()), (2, 0, 5))
         }
         other => panic!("expected a quorum error, got {other:?}"),
     }
@@ -175,7 +191,8 @@ fn a_put_waits_for_a_late_coordinator_until_the_deadline() {
     let attempt = Duration::from_millis(500);
     let mut m = put_machine_with(now, attempt);
     let mut t = now;
-    for _ in 0..3 {
+    // Three home replicas and two spares, each silent for its attempt.
+    for _ in 0..5 {
         drain(&mut m);
         t += attempt;
         m.handle_timeout(t);
@@ -187,6 +204,35 @@ fn a_put_waits_for_a_late_coordinator_until_the_deadline() {
         Some(Err(MachineError::Quorum(q))) => assert!(q.timed_out),
         other => panic!("expected a timeout, got {other:?}"),
     }
+}
+
+#[test]
+fn a_replica_that_fails_is_replaced_by_a_spare_with_a_hint() {
+    let now = Instant::now();
+    let mut m = put_machine(now);
+    drain(&mut m);
+    let stored = object(11, b"v");
+    m.handle_reply(now, 1, Ok(Reply::Stored(stored.clone())));
+    drain(&mut m);
+    m.handle_reply(now, 2, down("gone"));
+    m.handle_reply(now, 3, down("gone"));
+    let sent = drain(&mut m);
+    assert_eq!(sent.len(), 2);
+    assert!(matches!(
+        sent[0].request,
+        Request::Replicate { hint: Some(2), .. }
+    ));
+    assert!(matches!(
+        sent[1].request,
+        Request::Replicate { hint: Some(3), .. }
+    ));
+    assert!(m.poll_outcome().is_none());
+    m.handle_reply(now, 5, Ok(Reply::Stored(stored.clone())));
+    let out = m
+        .poll_outcome()
+        .expect("decided")
+        .expect("W reached with a stand-in");
+    assert_eq!(out.stored_on, vec![1, 5]);
 }
 
 #[test]

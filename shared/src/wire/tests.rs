@@ -32,7 +32,11 @@ fn request() -> impl Strategy<Value = Request> {
                 cluster_id,
             }
         }),
-        ("[a-z]{1,8}", key.clone()).prop_map(|(store, key)| Request::Get { store, key }),
+        ("[a-z]{1,8}", key.clone()).prop_map(|(store, key)| Request::Get {
+            store,
+            key,
+            hint: None
+        }),
         (
             "[a-z]{1,8}",
             key.clone(),
@@ -43,7 +47,8 @@ fn request() -> impl Strategy<Value = Request> {
                 store,
                 key,
                 value,
-                context: VersionVector::from_pairs(ctx)
+                context: VersionVector::from_pairs(ctx),
+                hint: None,
             }),
         ("[a-z]{1,8}", key, object(), any::<Option<u64>>()).prop_map(
             |(store, key, object, hint)| Request::Replicate {

@@ -1,0 +1,131 @@
+//! Maintenance any client may run: hint delivery (Dynamo §4.6).
+//!
+//! Stand-ins keep objects for home replicas that were down. A pass asks
+//! every node for the hints it holds for each other node, replicates them
+//! home, and once the home node has stored them tells the stand-in to drop
+//! them. A hint written to between delivery and drop stays for the next
+//! pass, so nothing acknowledged is lost on the way.
+
+use crate::client::Client;
+use quire_shared::wire::{Hint, Reply, Request, Response};
+use quire_shared::Member;
+use std::time::Duration;
+
+/// Hints asked for per page.
+const HINTS_PAGE: u32 = 256;
+
+/// What one maintenance pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Hints stored by their home node.
+    pub hints_delivered: u64,
+    /// Hints the stand-ins dropped after delivery.
+    pub hints_dropped: u64,
+    /// Hints left where they are (home node unreachable, or changed since
+    /// read); the next pass tries again.
+    pub hints_pending: u64,
+    /// Nodes that could not be asked or delivered to, with why.
+    pub unreachable: Vec<String>,
+}
+
+impl Client {
+    /// Runs one hint-delivery pass over every node of the cluster.
+    pub async fn maintain_once(&self) -> MaintenanceReport {
+        let doc = self.membership();
+        let mut report = MaintenanceReport::default();
+        for holder in &doc.members {
+            for target in &doc.members {
+                if target.id != holder.id {
+                    self.deliver(holder, target, &mut report).await;
+                }
+            }
+        }
+        report.unreachable.sort();
+        report.unreachable.dedup();
+        report
+    }
+
+    async fn call(&self, node: &Member, request: &Request) -> Result<Reply, String> {
+        let timeout = Duration::from_millis(self.config().timeouts.request_ms);
+        let answer = self.transport().call(&node.addr, request, timeout).await;
+        // What maintenance learns about a node's health, requests use.
+        self.observe(node.id, answer.as_ref());
+        match answer {
+            Ok(Response { result: Ok(r), .. }) => Ok(r),
+            Ok(Response { result: Err(e), .. }) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn deliver(&self, holder: &Member, target: &Member, report: &mut MaintenanceReport) {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = Request::Hints {
+                target: target.id,
+                after: after.clone(),
+                limit: HINTS_PAGE,
+            };
+            let (hints, next) = match self.call(holder, &page).await {
+                Ok(Reply::Hints { hints, next }) => (hints, next),
+                Ok(other) => {
+                    report
+                        .unreachable
+                        .push(format!("{}: answered {other:?}", holder.addr));
+                    return;
+                }
+                Err(e) => {
+                    report.unreachable.push(format!("{}: {e}", holder.addr));
+                    return;
+                }
+            };
+            if hints.is_empty() {
+                return;
+            }
+            let mut delivered: Vec<Hint> = Vec::new();
+            let mut target_down = false;
+            for hint in hints {
+                if target_down {
+                    report.hints_pending += 1;
+                    continue;
+                }
+                let replicate = Request::Replicate {
+                    store: hint.store.clone(),
+                    key: hint.key.clone(),
+                    object: hint.object.clone(),
+                    hint: None,
+                };
+                match self.call(target, &replicate).await {
+                    Ok(Reply::Stored(_)) => delivered.push(hint),
+                    Ok(other) => {
+                        report.hints_pending += 1;
+                        tracing::warn!(target = %target.addr, answer = ?other, "hint not stored");
+                    }
+                    Err(e) => {
+                        report.hints_pending += 1;
+                        report.unreachable.push(format!("{}: {e}", target.addr));
+                        target_down = true;
+                    }
+                }
+            }
+            let sent = delivered.len() as u64;
+            report.hints_delivered += sent;
+            if !delivered.is_empty() {
+                let drop = Request::DropHints {
+                    target: target.id,
+                    hints: delivered,
+                };
+                match self.call(holder, &drop).await {
+                    Ok(Reply::Dropped(n)) => {
+                        report.hints_dropped += u64::from(n);
+                        report.hints_pending += sent - u64::from(n).min(sent);
+                    }
+                    _ => report.hints_pending += sent,
+                }
+            }
+            match next {
+                Some(cursor) if !target_down => after = Some(cursor),
+                _ => return,
+            }
+        }
+    }
+}
