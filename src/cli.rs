@@ -165,6 +165,7 @@ pub async fn run(command: Command, config: Option<PathBuf>, json: bool) -> anyho
             r,
             w,
             policy,
+            durability,
         }) => {
             let client = connect(config).await?;
             let store = StoreConfig {
@@ -177,9 +178,11 @@ pub async fn run(command: Command, config: Option<PathBuf>, json: bool) -> anyho
                 } else {
                     ConflictPolicy::Siblings
                 },
-                // Every write is fsynced before it is acknowledged; a
-                // `buffered` mode comes with its flush interval (issue #4).
-                durability: Durability::Sync,
+                durability: if durability == "buffered" {
+                    Durability::Buffered
+                } else {
+                    Durability::Sync
+                },
             };
             let (doc, missed) =
                 quire::admin::create_store(client.transport(), &client.membership(), store.clone())

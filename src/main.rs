@@ -134,6 +134,12 @@ enum StoreCommand {
         /// for the application, `lww` keeps the newest timestamp.
         #[arg(long, default_value = "siblings", value_parser = ["siblings", "lww"])]
         policy: String,
+        /// `sync` fsyncs before a write is acknowledged; `buffered` flushes
+        /// every 100 ms (node setting `storage.flush_interval_ms`): faster,
+        /// and an OS crash or power loss may undo the last interval's
+        /// acknowledged writes (a node process crash loses nothing).
+        #[arg(long, default_value = "sync", value_parser = ["sync", "buffered"])]
+        durability: String,
     },
 }
 

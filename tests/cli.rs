@@ -333,7 +333,19 @@ fn a_second_up_on_a_running_directory_is_refused() {
     let created = quire_json(
         &config,
         &[
-            "store", "create", "prices", "--n", "2", "--r", "1", "--w", "1", "--policy", "lww",
+            "store",
+            "create",
+            "prices",
+            "--n",
+            "2",
+            "--r",
+            "1",
+            "--w",
+            "1",
+            "--policy",
+            "lww",
+            "--durability",
+            "buffered",
             "--json",
         ],
     );
@@ -350,6 +362,7 @@ fn a_second_up_on_a_running_directory_is_refused() {
         (prices["n"].as_u64(), prices["policy"].as_str()),
         (Some(2), Some("lww"))
     );
+    assert_eq!(prices["durability"], "buffered");
     quire_json(&config, &["put", "prices", "p", "1", "--json"]);
     quire_json(&config, &["put", "prices", "p", "2", "--json"]);
     let again = quire(&config, &["store", "create", "prices"]);

@@ -78,6 +78,9 @@ pub struct StorageSettings {
     pub map_size_bytes: u64,
     /// Most writes committed together in one transaction (group commit).
     pub batch_writes_max: usize,
+    /// How often writes to `buffered` stores are flushed to disk: what an
+    /// OS crash or power loss may undo (a process crash loses nothing).
+    pub flush_interval_ms: u32,
 }
 
 impl Default for StorageSettings {
@@ -85,6 +88,7 @@ impl Default for StorageSettings {
         Self {
             map_size_bytes: 16 << 30,
             batch_writes_max: 256,
+            flush_interval_ms: 100,
         }
     }
 }
@@ -155,9 +159,12 @@ impl NodeConfig {
                 "limits.frame_bytes_max must hold a maximum value plus 4096 bytes and be at most {FRAME_BYTES_CEILING}"
             )));
         }
-        if l.streams_per_connection_max == 0 || self.storage.batch_writes_max == 0 {
+        if l.streams_per_connection_max == 0
+            || self.storage.batch_writes_max == 0
+            || self.storage.flush_interval_ms == 0
+        {
             return Err(ConfigError::Invalid(
-                "limits.streams_per_connection_max and storage.batch_writes_max must be positive"
+                "limits.streams_per_connection_max, storage.batch_writes_max and storage.flush_interval_ms must be positive"
                     .into(),
             ));
         }

@@ -8,7 +8,7 @@ use crate::storage::{data_key, split_data_key, Identity, Storage, StorageError};
 use crate::writer::{WriteOp, WriteOutcome, Writer};
 use quire_shared::limits::{check_key, check_value};
 use quire_shared::wire::{ErrorCode, ErrorReply, Hint, Reply, Request, Response, PROTOCOL_VERSION};
-use quire_shared::Membership;
+use quire_shared::{Durability, Membership};
 use std::sync::{Arc, RwLock};
 
 /// Everything a request handler needs; shared by all connections.
@@ -111,7 +111,16 @@ impl NodeState {
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome, ErrorReply> {
-        self.writer.write(op).await.map_err(storage_failed)
+        self.writer.write(op, true).await.map_err(storage_failed)
+    }
+
+    /// A data write, fsynced before the answer unless `store` is buffered.
+    async fn write_data(&self, store: &str, op: WriteOp) -> Result<WriteOutcome, ErrorReply> {
+        let durable = self
+            .membership()
+            .and_then(|m| m.store(store).map(|s| s.durability))
+            .is_none_or(|d| d == Durability::Sync);
+        self.writer.write(op, durable).await.map_err(storage_failed)
     }
 
     async fn dispatch(&self, request: Request) -> Result<Reply, ErrorReply> {
@@ -179,13 +188,16 @@ impl NodeState {
                     .map(|m| m.members.iter().map(|m| m.id).collect())
                     .unwrap_or_default();
                 match self
-                    .write(WriteOp::Put {
-                        data_key: dk,
-                        value,
-                        context,
-                        hint,
-                        members,
-                    })
+                    .write_data(
+                        &store,
+                        WriteOp::Put {
+                            data_key: dk,
+                            value,
+                            context,
+                            hint,
+                            members,
+                        },
+                    )
                     .await?
                 {
                     WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
@@ -240,11 +252,14 @@ impl NodeState {
                         .map_err(|(code, msg)| refuse(code, msg))?;
                 }
                 match self
-                    .write(WriteOp::Replicate {
-                        data_key: dk,
-                        object,
-                        hint,
-                    })
+                    .write_data(
+                        &store,
+                        WriteOp::Replicate {
+                            data_key: dk,
+                            object,
+                            hint,
+                        },
+                    )
                     .await?
                 {
                     WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),

@@ -106,6 +106,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         storage.clone(),
         identity.actor_id,
         config.storage.batch_writes_max,
+        Duration::from_millis(config.storage.flush_interval_ms.into()),
     );
     let state = Arc::new(NodeState::new(
         identity,

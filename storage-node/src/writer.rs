@@ -4,7 +4,11 @@
 //! fsync. Concurrent writes are therefore queued here, and the writer applies
 //! everything waiting (up to a batch limit) in one transaction, commits once,
 //! then answers every caller. A batch's writes are acknowledged only after
-//! the commit, so an acknowledged write is on disk.
+//! the commit; when the batch holds a write to a `sync` store it is also
+//! fsynced first, so such an acknowledged write survives power loss. Writes
+//! to `buffered` stores are flushed by a flusher thread on an interval:
+//! they survive a process crash (the commit reached the OS) but an OS crash
+//! or power loss may undo the last interval.
 
 use crate::storage::{Storage, StorageError};
 use quire_shared::dvvset::VersionVector;
@@ -73,7 +77,11 @@ pub enum WriteOutcome {
 /// coordinate when every home replica is down, so this adds few actors.
 const META_HINT_ACTOR: &[u8] = b"hint_actor";
 
-type Job = (WriteOp, oneshot::Sender<Result<WriteOutcome, StorageError>>);
+type Job = (
+    WriteOp,
+    bool,
+    oneshot::Sender<Result<WriteOutcome, StorageError>>,
+);
 
 /// Handle to the writer thread; clone freely.
 #[derive(Clone)]
@@ -90,6 +98,8 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Writes applied in committed transactions.
     pub writes: AtomicU64,
+    /// fsyncs made before acknowledging (batches holding a `sync` write).
+    pub syncs: AtomicU64,
 }
 
 impl WriterStats {
@@ -112,13 +122,25 @@ impl Writer {
         storage: Storage,
         actor_id: u64,
         batch_writes_max: usize,
+        flush_interval: std::time::Duration,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("quire-writer".into())
-            .spawn(move || run(storage, actor_id, batch_writes_max, rx, &thread_stats))
+            .spawn(move || {
+                let flusher = Flusher::start(storage.clone(), flush_interval);
+                run(
+                    storage,
+                    actor_id,
+                    batch_writes_max,
+                    rx,
+                    &thread_stats,
+                    &flusher,
+                );
+                flusher.stop();
+            })
             .expect("spawning the writer thread");
         (Self { jobs: tx, stats }, handle)
     }
@@ -128,14 +150,75 @@ impl Writer {
         &self.stats
     }
 
-    /// Queues `op` and waits for its commit.
-    pub async fn write(&self, op: WriteOp) -> Result<WriteOutcome, StorageError> {
+    /// Queues `op` and waits for its commit; with `durable`, also for the
+    /// fsync that follows it.
+    pub async fn write(&self, op: WriteOp, durable: bool) -> Result<WriteOutcome, StorageError> {
         let (tx, rx) = oneshot::channel();
         self.jobs
-            .send((op, tx))
+            .send((op, durable, tx))
             .await
             .map_err(|_| StorageError::WriterStopped)?;
         rx.await.map_err(|_| StorageError::WriterStopped)?
+    }
+}
+
+/// Flushes buffered commits to disk on an interval.
+struct Flusher {
+    state: Arc<(std::sync::Mutex<FlushState>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct FlushState {
+    dirty: bool,
+    stopping: bool,
+}
+
+impl Flusher {
+    fn start(storage: Storage, interval: std::time::Duration) -> Self {
+        let state: Arc<(std::sync::Mutex<FlushState>, std::sync::Condvar)> = Arc::default();
+        let shared = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("quire-flusher".into())
+            .spawn(move || loop {
+                let (lock, wake) = &*shared;
+                let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let (mut guard, _) = wake
+                    .wait_timeout(guard, interval)
+                    .unwrap_or_else(|e| e.into_inner());
+                let flush = std::mem::take(&mut guard.dirty);
+                let stopping = guard.stopping;
+                drop(guard);
+                if flush {
+                    if let Err(e) = storage.sync() {
+                        tracing::error!(error = %e, "flushing buffered writes failed");
+                    }
+                }
+                if stopping {
+                    return;
+                }
+            })
+            .expect("spawning the flusher thread");
+        Self {
+            state,
+            thread: Some(thread),
+        }
+    }
+
+    fn mark_dirty(&self) {
+        self.state.0.lock().unwrap_or_else(|e| e.into_inner()).dirty = true;
+    }
+
+    /// Flushes what is left and stops the thread.
+    fn stop(mut self) {
+        {
+            let mut s = self.state.0.lock().unwrap_or_else(|e| e.into_inner());
+            s.stopping = true;
+        }
+        self.state.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -176,6 +259,7 @@ fn run(
     batch_max: usize,
     mut rx: mpsc::Receiver<Job>,
     stats: &WriterStats,
+    flusher: &Flusher,
 ) {
     let mut actors = Actors {
         node: actor_id,
@@ -195,7 +279,7 @@ fn run(
             match load_hint_actor(&storage) {
                 Ok(a) => actors.hint = a,
                 Err(e) => {
-                    for (_, reply) in batch.drain(..) {
+                    for (_, _, reply) in batch.drain(..) {
                         let _ = reply.send(Err(StorageError::NotCommitted(e.to_string())));
                     }
                     continue;
@@ -203,7 +287,7 @@ fn run(
             }
         }
         let writes = batch.len() as u64;
-        if commit_batch(&storage, &mut actors, &mut batch) {
+        if commit_batch(&storage, &mut actors, &mut batch, flusher, stats) {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(writes, Ordering::Relaxed);
         }
@@ -212,12 +296,18 @@ fn run(
 
 /// Applies and commits one batch, then answers every job in it. True if
 /// the batch committed.
-fn commit_batch(storage: &Storage, actors: &mut Actors, batch: &mut Vec<Job>) -> bool {
+fn commit_batch(
+    storage: &Storage,
+    actors: &mut Actors,
+    batch: &mut Vec<Job>,
+    flusher: &Flusher,
+    stats: &WriterStats,
+) -> bool {
     let mut results: Vec<Result<WriteOutcome, StorageError>> = Vec::with_capacity(batch.len());
     let hint_actor_before = actors.hint;
     let committed = (|| -> Result<(), StorageError> {
         let mut txn = storage.begin_write()?;
-        for (op, _) in batch.iter() {
+        for (op, _, _) in batch.iter() {
             results.push(apply(&mut txn, actors, op));
         }
         txn.commit()
@@ -226,11 +316,23 @@ fn commit_batch(storage: &Storage, actors: &mut Actors, batch: &mut Vec<Job>) ->
         // Nothing was stored, the stand-in actor change included.
         actors.hint = hint_actor_before;
     }
-    for (i, (_, reply)) in batch.drain(..).enumerate() {
-        let outcome = match &committed {
+    // One fsync for the whole batch if any write in it needs one.
+    let synced = if committed.is_ok() && batch.iter().any(|(_, durable, _)| *durable) {
+        stats.syncs.fetch_add(1, Ordering::Relaxed);
+        storage.sync().map_err(|e| e.to_string())
+    } else {
+        if committed.is_ok() {
+            flusher.mark_dirty();
+        }
+        Ok(())
+    };
+    for (i, (_, durable, reply)) in batch.drain(..).enumerate() {
+        let outcome = match (&committed, &synced) {
             // A failed commit stored nothing: every write in the batch fails.
-            Err(e) => Err(StorageError::NotCommitted(e.to_string())),
-            Ok(()) => results
+            (Err(e), _) => Err(StorageError::NotCommitted(e.to_string())),
+            // Committed but not known to be on disk: not acknowledged.
+            (Ok(()), Err(e)) if durable => Err(StorageError::NotCommitted(e.clone())),
+            _ => results
                 .get_mut(i)
                 .map(|r| std::mem::replace(r, Err(StorageError::WriterStopped)))
                 .unwrap_or(Err(StorageError::WriterStopped)),
@@ -336,6 +438,8 @@ mod tests {
     use super::*;
     use crate::storage::data_key;
 
+    const FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
+
     fn open(dir: &std::path::Path) -> (Storage, crate::storage::Identity) {
         Storage::open(dir, 64 << 20).expect("storage opens")
     }
@@ -344,19 +448,22 @@ mod tests {
     async fn concurrent_writes_share_commits_and_all_land() {
         let dir = tempfile::tempdir().unwrap();
         let (storage, id) = open(dir.path());
-        let (writer, thread) = Writer::start(storage.clone(), id.actor_id, 256);
+        let (writer, thread) = Writer::start(storage.clone(), id.actor_id, 256, FLUSH);
         let tasks: Vec<_> = (0..400u32)
             .map(|i| {
                 let writer = writer.clone();
                 tokio::spawn(async move {
                     writer
-                        .write(WriteOp::Put {
-                            data_key: data_key("s", 0, &i.to_be_bytes()),
-                            value: Value::bytes(i.to_be_bytes().to_vec(), 1),
-                            context: VersionVector::new(),
-                            hint: None,
-                            members: Vec::new(),
-                        })
+                        .write(
+                            WriteOp::Put {
+                                data_key: data_key("s", 0, &i.to_be_bytes()),
+                                value: Value::bytes(i.to_be_bytes().to_vec(), 1),
+                                context: VersionVector::new(),
+                                hint: None,
+                                members: Vec::new(),
+                            },
+                            true,
+                        )
                         .await
                 })
             })
@@ -385,12 +492,39 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffered_writes_skip_the_fsync_that_sync_writes_wait_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, id) = open(dir.path());
+        let (writer, thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
+        let put = |i: u8| WriteOp::Put {
+            data_key: data_key("s", 0, &[i]),
+            value: Value::bytes(vec![i], 1),
+            context: VersionVector::new(),
+            hint: None,
+            members: Vec::new(),
+        };
+        for i in 0..5 {
+            writer.write(put(i), false).await.unwrap();
+        }
+        assert_eq!(writer.stats().syncs.load(Ordering::Relaxed), 0);
+        for i in 5..8 {
+            writer.write(put(i), true).await.unwrap();
+        }
+        assert_eq!(writer.stats().syncs.load(Ordering::Relaxed), 3);
+        for i in 0..8 {
+            assert!(storage.get(&data_key("s", 0, &[i])).unwrap().is_some());
+        }
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn identity_and_data_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let key = data_key("s", 3, b"k");
         let first = {
             let (storage, id) = open(dir.path());
-            let (writer, thread) = Writer::start(storage, id.actor_id, 8);
+            let (writer, thread) = Writer::start(storage, id.actor_id, 8, FLUSH);
             let op = WriteOp::Put {
                 data_key: key.clone(),
                 value: Value::bytes(b"v".to_vec(), 1),
@@ -398,7 +532,7 @@ mod tests {
                 hint: None,
                 members: Vec::new(),
             };
-            let Ok(WriteOutcome::Stored(o)) = writer.write(op).await else {
+            let Ok(WriteOutcome::Stored(o)) = writer.write(op, true).await else {
                 panic!("put failed");
             };
             assert_eq!(
@@ -419,26 +553,32 @@ mod tests {
     async fn replicate_syncs_and_an_older_membership_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let (storage, id) = open(dir.path());
-        let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, 8);
+        let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
         let key = data_key("s", 0, b"k");
         let mut remote = Object::new();
         remote.event(7, Value::bytes(b"remote".to_vec(), 1));
         writer
-            .write(WriteOp::Put {
-                data_key: key.clone(),
-                value: Value::bytes(b"local".to_vec(), 1),
-                context: VersionVector::new(),
-                hint: None,
-                members: Vec::new(),
-            })
+            .write(
+                WriteOp::Put {
+                    data_key: key.clone(),
+                    value: Value::bytes(b"local".to_vec(), 1),
+                    context: VersionVector::new(),
+                    hint: None,
+                    members: Vec::new(),
+                },
+                true,
+            )
             .await
             .unwrap();
         writer
-            .write(WriteOp::Replicate {
-                data_key: key.clone(),
-                object: remote,
-                hint: None,
-            })
+            .write(
+                WriteOp::Replicate {
+                    data_key: key.clone(),
+                    object: remote,
+                    hint: None,
+                },
+                true,
+            )
             .await
             .unwrap();
         assert_eq!(storage.get(&key).unwrap().unwrap().value_count(), 2);
@@ -453,8 +593,12 @@ mod tests {
         newer.epoch = 5;
         let mut older = newer.clone();
         older.epoch = 4;
-        writer.write(WriteOp::Membership(newer)).await.unwrap();
-        let Ok(WriteOutcome::Membership(held)) = writer.write(WriteOp::Membership(older)).await
+        writer
+            .write(WriteOp::Membership(newer), true)
+            .await
+            .unwrap();
+        let Ok(WriteOutcome::Membership(held)) =
+            writer.write(WriteOp::Membership(older), true).await
         else {
             panic!("membership write failed");
         };
