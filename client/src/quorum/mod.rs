@@ -8,6 +8,8 @@
 
 pub mod get;
 pub mod put;
+#[cfg(test)]
+mod sim;
 pub mod targets;
 #[cfg(test)]
 mod tests;

@@ -295,6 +295,14 @@ impl Machine for PutMachine {
                 let Some(pos) = pending.iter().position(|&n| n == node) else {
                     return;
                 };
+                // A replaced coordinator's late answer to its `Put` is not
+                // an answer to our `Replicate`: only a copy that covers the
+                // replicated object counts.
+                if let Ok(Reply::Stored(held)) = &reply {
+                    if !(object.less(held) || object.equal_history(held)) {
+                        return;
+                    }
+                }
                 pending.swap_remove(pos);
                 let object = object.clone();
                 let failure = match reply {
