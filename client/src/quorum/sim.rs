@@ -128,8 +128,10 @@ impl World {
                 decided_at = Some(now);
                 outcome = o.ok();
             }
-            if decided_at.is_some() && machine.poll_finished() {
-                return (outcome, decided_at.unwrap(), machine);
+            if let Some(at) = decided_at {
+                if machine.poll_finished() {
+                    return (outcome, at, machine);
+                }
             }
             let timer = machine.poll_timeout();
             match self.in_flight.first_key_value() {
