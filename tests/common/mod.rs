@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
+pub mod proxy;
+
 use quire::admin::{default_store, form_cluster};
 use quire::certs::ClusterCa;
 use quire::shared::{Membership, StoreConfig};
@@ -124,6 +126,10 @@ pub struct TestCluster {
     pub nodes: Vec<TestNode>,
     /// The document the nodes hold.
     pub membership: Membership,
+    /// Fault proxies in front of the nodes (same order), when started
+    /// with [`TestCluster::start_proxied`]; members' addresses are then the
+    /// proxies'.
+    pub proxies: Vec<proxy::FaultProxy>,
 }
 
 /// Client timeouts for tests: generous enough for a loaded 2-core CI box.
@@ -141,9 +147,24 @@ impl TestCluster {
         Self::start_with(n, Vec::new(), Limits::default()).await
     }
 
+    /// Starts `n` nodes, each behind a fault proxy, and forms the cluster
+    /// with the proxies' addresses: clients reach nodes only through them.
+    pub async fn start_proxied(n: usize) -> Self {
+        Self::start_inner(n, Vec::new(), Limits::default(), true).await
+    }
+
     /// Starts `n` nodes with `limits` and forms a cluster with `stores`
     /// (the `default` store if empty).
     pub async fn start_with(n: usize, stores: Vec<StoreConfig>, limits: Limits) -> Self {
+        Self::start_inner(n, stores, limits, false).await
+    }
+
+    async fn start_inner(
+        n: usize,
+        stores: Vec<StoreConfig>,
+        limits: Limits,
+        proxied: bool,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = Pki::generate(dir.path());
         let mut nodes = Vec::new();
@@ -162,7 +183,17 @@ impl TestCluster {
         } else {
             stores
         };
-        let addrs: Vec<String> = nodes.iter().map(TestNode::addr).collect();
+        let mut proxies = Vec::new();
+        if proxied {
+            for node in &nodes {
+                proxies.push(proxy::FaultProxy::start(node.config.listen).await);
+            }
+        }
+        let addrs: Vec<String> = if proxied {
+            proxies.iter().map(|p| p.addr.to_string()).collect()
+        } else {
+            nodes.iter().map(TestNode::addr).collect()
+        };
         let transport = Transport::new(&pki.client_tls(), &test_timeouts()).expect("transport");
         let membership = form_cluster(&transport, 42, &addrs, stores, Duration::from_secs(10))
             .await
@@ -173,13 +204,19 @@ impl TestCluster {
             pki,
             nodes,
             membership,
+            proxies,
         }
     }
 
-    /// A client config naming every node as a seed.
+    /// A client config naming every member as a seed.
     pub fn client_config(&self) -> ClientConfig {
         ClientConfig {
-            seeds: self.nodes.iter().map(TestNode::addr).collect(),
+            seeds: self
+                .membership
+                .members
+                .iter()
+                .map(|m| m.addr.clone())
+                .collect(),
             tls: self.pki.client_tls(),
             timeouts: test_timeouts(),
         }
