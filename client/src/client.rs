@@ -63,6 +63,8 @@ pub struct PutResult {
     pub context: Context,
     /// How many replicas acknowledged before the call returned.
     pub acknowledged: usize,
+    /// Which nodes those were, coordinator first.
+    pub stored_on: Vec<NodeId>,
 }
 
 /// One node as seen by [`Client::status`].
@@ -406,6 +408,7 @@ impl Client {
             siblings: live_siblings(&outcome.object),
             context: Context(outcome.object.join()),
             acknowledged: outcome.stored_on.len(),
+            stored_on: outcome.stored_on,
         })
     }
 

@@ -192,8 +192,14 @@ impl Layout {
 
     /// Writes `DIR/node-K/node.toml` for `base_port`.
     pub fn write_node_config(&self, k: usize, base_port: u16) -> Result<(), LayoutError> {
+        self.write_node_config_at(k, Self::listen_addr(k, base_port))
+    }
+
+    /// Writes `DIR/node-K/node.toml` listening on `listen` (e.g. to restart
+    /// a node started on port 0 at the address it had).
+    pub fn write_node_config_at(&self, k: usize, listen: SocketAddr) -> Result<(), LayoutError> {
         let config = NodeConfig {
-            listen: Self::listen_addr(k, base_port),
+            listen,
             data_dir: "data".into(),
             tls: NodeTls {
                 cert: "node.pem".into(),

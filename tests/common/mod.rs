@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
+pub mod procs;
 pub mod proxy;
 
 use quire::admin::{default_store, form_cluster};
