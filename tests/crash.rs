@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 const STORE: &str = "default";
 
+/// Acknowledged writes: key -> (value, nodes that stored it).
+type Acked = Arc<Mutex<HashMap<String, (Vec<u8>, Vec<u64>)>>>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_a_replica_killed_mid_stream() {
     let mut cluster = ProcCluster::start(3, false).await;
@@ -33,8 +36,7 @@ async fn acknowledged_writes_survive_a_replica_killed_mid_stream() {
         .find(|&id| cluster.k_of(id) == victim_k)
         .unwrap();
 
-    // Acknowledged writes: key -> (value, nodes that stored it).
-    let acked: Arc<Mutex<HashMap<String, (Vec<u8>, Vec<u64>)>>> = Arc::default();
+    let acked: Acked = Arc::default();
     let failed = Arc::new(Mutex::new(0usize));
     let writers: Vec<_> = (0..4)
         .map(|w| {
