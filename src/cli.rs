@@ -251,6 +251,7 @@ pub async fn run(command: Command, config: Option<PathBuf>, json: bool) -> anyho
             client.close();
             Ok(())
         }
+        Command::Bench(args) => bench(args, config, json).await,
         Command::Locate { store, key } => {
             let client = connect(config).await?;
             let doc = client.membership();
@@ -343,5 +344,215 @@ async fn up(
     if !json {
         println!("quire: stopped every node of {}", dir.display());
     }
+    Ok(())
+}
+
+/// `quire bench`.
+async fn bench(args: crate::BenchArgs, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    use quire::bench::keys::KeyChooser;
+    use quire::bench::run::{load, run as run_workload, Pace, RunSpec, Target};
+    use quire::bench::{print_table, BenchReport, Workload};
+    use quire::local::ephemeral::{peak_memory_bytes, EphemeralCluster};
+
+    let workloads: Vec<Workload> = args
+        .workloads
+        .split(',')
+        .map(|w| {
+            Workload::parse(w).ok_or_else(|| anyhow!("unknown workload {w:?}: use a, b, c or f"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let nrw = match &args.store_nrw {
+        None => None,
+        Some(text) => {
+            let parts: Vec<u8> = text
+                .split(',')
+                .map(|p| p.trim().parse::<u8>())
+                .collect::<Result<_, _>>()
+                .context("--store-nrw takes N,R,W, e.g. 1,1,1")?;
+            let [n, r, w] = parts[..] else {
+                bail!("--store-nrw takes three numbers N,R,W");
+            };
+            Some(StoreConfig {
+                name: "bench_nrw".into(),
+                n,
+                r,
+                w,
+                durability: Durability::Sync,
+                policy: ConflictPolicy::Siblings,
+            })
+        }
+    };
+    if args.concurrency == 0 || args.records == 0 {
+        bail!("--concurrency and --records must be positive");
+    }
+    let keys = if args.distribution == "uniform" {
+        KeyChooser::uniform(args.records)
+    } else {
+        KeyChooser::zipfian(args.records, 0.99)
+    };
+
+    // The cluster: fresh and local, or the configured one.
+    let mut local = None;
+    let client = match args.local_nodes {
+        Some(n) => {
+            let exe = std::env::current_exe().context("cannot find the quire executable")?;
+            let mut stores = vec![quire::admin::default_store(n)];
+            stores.extend(nrw.clone());
+            let cluster = EphemeralCluster::start(&exe, n, stores).await?;
+            let client = Client::connect(cluster.client_config.clone()).await?;
+            local = Some(cluster);
+            client
+        }
+        None => {
+            let client = connect(config).await?;
+            if let Some(store) = &nrw {
+                if client.membership().store(&store.name).is_none() {
+                    quire::admin::create_store(
+                        client.transport(),
+                        &client.membership(),
+                        store.clone(),
+                    )
+                    .await?;
+                    client.close();
+                    connect(None).await?
+                } else {
+                    client
+                }
+            } else {
+                client
+            }
+        }
+    };
+
+    let mut targets: Vec<(String, Target)> = Vec::new();
+    let default = client.membership().store("default").cloned();
+    if let Some(s) = default {
+        targets.push((
+            format!("quire default ({},{},{})", s.n, s.r, s.w),
+            Target::Store {
+                client: client.clone(),
+                store: "default".into(),
+            },
+        ));
+    }
+    if let Some(s) = &nrw {
+        targets.push((
+            format!("quire bench_nrw ({},{},{})", s.n, s.r, s.w),
+            Target::Store {
+                client: client.clone(),
+                store: s.name.clone(),
+            },
+        ));
+    }
+    let echo_dir = tempfile::tempdir()?;
+    let mut _echo = None;
+    if args.baseline.is_some() {
+        let server =
+            quire::bench::echo::EchoServer::start(echo_dir.path(), args.value_bytes).await?;
+        targets.push((
+            "quic-echo".into(),
+            Target::Echo {
+                transport: server.transport.clone(),
+                addr: server.addr.to_string(),
+            },
+        ));
+        _echo = Some(server);
+    }
+    if targets.is_empty() {
+        bail!("the cluster has no `default` store to measure");
+    }
+
+    let mut reports = Vec::new();
+    for (name, target) in &targets {
+        let base = RunSpec {
+            workload: Workload::C,
+            records: args.records,
+            value_bytes: args.value_bytes,
+            concurrency: args.concurrency,
+            duration: std::time::Duration::from_secs(args.duration_s),
+            pace: Pace::Closed,
+            keys: keys.clone(),
+        };
+        if !json {
+            eprintln!("quire bench: {name}: loading {} records", args.records);
+        }
+        let contexts = quire::bench::run::Contexts::default();
+        let load_secs = if args.no_load {
+            0.0
+        } else {
+            load(target, &base, &contexts)
+                .await
+                .map_err(|e| anyhow!(e))?
+                .as_secs_f64()
+        };
+        let mut runs = Vec::new();
+        for &workload in &workloads {
+            let mut spec = RunSpec {
+                workload,
+                ..base.clone()
+            };
+            let mut closed_rate = None;
+            if args.mode != "open" {
+                if !json {
+                    eprintln!(
+                        "quire bench: {name}: workload {} closed loop",
+                        workload.name()
+                    );
+                }
+                let r = run_workload(target, &spec, args.seed, &contexts).await;
+                closed_rate = Some(r.ops_per_sec);
+                runs.push(r);
+            }
+            if args.mode != "closed" {
+                let rate = args
+                    .rate
+                    .or(closed_rate.map(|r| r / 2.0))
+                    .ok_or_else(|| anyhow!("--mode open needs --rate"))?;
+                if !json {
+                    eprintln!(
+                        "quire bench: {name}: workload {} open loop at {rate:.0} ops/s",
+                        workload.name()
+                    );
+                }
+                spec.pace = Pace::Open {
+                    rate: rate.max(1.0),
+                };
+                runs.push(run_workload(target, &spec, args.seed, &contexts).await);
+            }
+        }
+        reports.push(BenchReport {
+            target: name.clone(),
+            records: args.records,
+            value_bytes: args.value_bytes,
+            concurrency: args.concurrency,
+            distribution: args.distribution.clone(),
+            load_secs,
+            node_peak_memory_bytes: Vec::new(),
+            runs,
+        });
+    }
+    if let (Some(cluster), Some(first)) = (&local, reports.first_mut()) {
+        first.node_peak_memory_bytes = cluster
+            .pids()
+            .into_iter()
+            .filter_map(peak_memory_bytes)
+            .collect();
+    }
+    if json {
+        println!("{}", serde_json::to_string(&reports)?);
+    } else {
+        for r in &reports {
+            print_table(r);
+            println!();
+        }
+    }
+    if let Some(path) = &args.plot {
+        quire::bench::plot::draw(&reports, path)?;
+        if !json {
+            println!("latency chart written to {}", path.display());
+        }
+    }
+    client.close();
+    drop(local);
     Ok(())
 }

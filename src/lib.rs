@@ -8,11 +8,13 @@
 //!
 //! - [`certs`]: the cluster CA and node/client certificates (rcgen).
 //! - [`admin`]: forming a cluster and handing out its membership document.
+//! - [`bench`]: `quire bench`, YCSB-style workloads and baselines.
 //! - [`local`]: `quire up` / `quire down`, a local cluster of node processes.
 //! - [`embedded`]: a cluster of real nodes inside this process (examples,
 //!   benchmarks).
 
 pub mod admin;
+pub mod bench;
 pub mod certs;
 pub mod embedded;
 pub mod local;

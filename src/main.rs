@@ -104,6 +104,10 @@ enum Command {
         #[arg(long, default_value_t = 2_000, value_name = "MS")]
         interval_ms: u64,
     },
+    /// Measure throughput and tail latency with YCSB-style workloads (A:
+    /// 50/50 read/update, B: 95/5, C: read only, F: read/read-modify-write),
+    /// against the configured cluster or a fresh local one, with baselines.
+    Bench(BenchArgs),
     /// Show KEY's partition and preference list, home replicas first.
     Locate {
         /// Store name.
@@ -141,6 +145,58 @@ enum StoreCommand {
         #[arg(long, default_value = "sync", value_parser = ["sync", "buffered"])]
         durability: String,
     },
+}
+
+/// Options of `quire bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads to run, comma-separated.
+    #[arg(long, default_value = "a,b,c,f")]
+    workloads: String,
+    /// Key choice: `zipfian` (0.99, hot keys scattered) or `uniform`.
+    #[arg(long, default_value = "zipfian", value_parser = ["zipfian", "uniform"])]
+    distribution: String,
+    /// Records loaded before the runs (and chosen from).
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    value_bytes: usize,
+    /// Concurrent operations.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds per workload run.
+    #[arg(long, default_value_t = 10)]
+    duration_s: u64,
+    /// `closed` (as fast as possible), `open` (at --rate, latency from each
+    /// operation's intended start), or `both` (open at --rate, else at half
+    /// the closed-loop throughput just measured).
+    #[arg(long, default_value = "both", value_parser = ["closed", "open", "both"])]
+    mode: String,
+    /// Target operations per second for open loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Start a fresh cluster of this many local node processes (temporary
+    /// directories, removed afterwards) instead of using --config.
+    #[arg(long, value_name = "N")]
+    local_nodes: Option<usize>,
+    /// Also measure a store with these N,R,W (e.g. 1,1,1: the cost of
+    /// replication against none).
+    #[arg(long, value_name = "N,R,W")]
+    store_nrw: Option<String>,
+    /// Also measure a baseline: `quic-echo` (a bare QUIC server that
+    /// answers at once: the transport's ceiling).
+    #[arg(long, value_parser = ["quic-echo"])]
+    baseline: Option<String>,
+    /// Skip loading (the records are there from an earlier run).
+    #[arg(long)]
+    no_load: bool,
+    /// Draw the latency percentiles per workload into this PNG.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Seed of the operation mix and key choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 fn main() -> ExitCode {

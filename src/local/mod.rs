@@ -9,7 +9,9 @@
 //!
 //! - [`layout`]: the directory, certificates and configs.
 //! - [`process`]: spawning and signalling node processes.
+//! - [`ephemeral`]: a throwaway cluster for benchmarks.
 
+pub mod ephemeral;
 pub mod layout;
 pub mod process;
 

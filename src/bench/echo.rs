@@ -1,0 +1,124 @@
+//! The transport's ceiling: a bare quinn server with the node's TLS setup
+//! that answers every request with a canned reply of the same size a node
+//! would send, with no storage and no quorum behind it.
+
+use crate::certs::{CertError, ClusterCa};
+use quire_client::config::{Timeouts, TlsFiles};
+use quire_client::transport::Transport;
+use quire_shared::limits::FRAME_BYTES_CEILING;
+use quire_shared::wire::{
+    decode_payload, encode_frame, payload_len, Reply, Request, Response, FRAME_HEADER_BYTES,
+};
+use quire_shared::{Dvvset, Value};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A running echo server and a transport to reach it.
+pub struct EchoServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// A client transport with the matching certificates.
+    pub transport: Transport,
+    endpoint: quinn::Endpoint,
+}
+
+/// Why the echo baseline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EchoError {
+    /// Certificates.
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    /// TLS or socket setup.
+    #[error("echo server setup: {0}")]
+    Setup(String),
+}
+
+impl EchoServer {
+    /// Starts on 127.0.0.1 (free port) with certificates written to `dir`;
+    /// gets are answered with a `value_bytes` value.
+    pub async fn start(dir: &Path, value_bytes: usize) -> Result<Self, EchoError> {
+        let ca = ClusterCa::generate("echo")?;
+        ca.pem()
+            .write(&dir.join("ca.pem"), &dir.join("ca-key.pem"))?;
+        ca.node("echo")?
+            .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
+        ca.client("echo-client")?
+            .write(&dir.join("client.pem"), &dir.join("client-key.pem"))?;
+        let setup = |e: &dyn std::fmt::Display| EchoError::Setup(e.to_string());
+        let crypto = quire_node::tls::server_config(
+            &dir.join("node.pem"),
+            &dir.join("node-key.pem"),
+            &dir.join("ca.pem"),
+        )
+        .map_err(|e| setup(&e))?;
+        let quic =
+            quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| setup(&e))?;
+        let server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().expect("literal"))
+            .map_err(|e| setup(&e))?;
+        let addr = endpoint.local_addr().map_err(|e| setup(&e))?;
+        let mut object = Dvvset::new();
+        object.event(1, Value::bytes(vec![b'x'; value_bytes], 1));
+        let get_reply = Arc::new(encode_frame(&Response {
+            epoch: 1,
+            result: Ok(Reply::Object(Some(object.clone()))),
+        }));
+        let put_reply = Arc::new(encode_frame(&Response {
+            epoch: 1,
+            result: Ok(Reply::Stored(object)),
+        }));
+        let accept = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accept.accept().await {
+                let (get_reply, put_reply) = (get_reply.clone(), put_reply.clone());
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                        let (get_reply, put_reply) = (get_reply.clone(), put_reply.clone());
+                        tokio::spawn(async move {
+                            let mut header = [0u8; FRAME_HEADER_BYTES];
+                            if recv.read_exact(&mut header).await.is_err() {
+                                return;
+                            }
+                            let Ok(len) = payload_len(header, FRAME_BYTES_CEILING) else {
+                                return;
+                            };
+                            let mut payload = vec![0u8; len];
+                            if recv.read_exact(&mut payload).await.is_err() {
+                                return;
+                            }
+                            let reply = match decode_payload::<Request>(&payload) {
+                                Ok(Request::Get { .. }) => get_reply,
+                                _ => put_reply,
+                            };
+                            let _ = send.write_all(&reply).await;
+                            let _ = send.finish();
+                        });
+                    }
+                });
+            }
+        });
+        let transport = Transport::new(
+            &TlsFiles {
+                cert: dir.join("client.pem"),
+                key: dir.join("client-key.pem"),
+                ca: dir.join("ca.pem"),
+            },
+            &Timeouts::default(),
+        )
+        .map_err(|e| setup(&e))?;
+        Ok(Self {
+            addr,
+            transport,
+            endpoint,
+        })
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.transport.close();
+        self.endpoint.close(0u32.into(), b"done");
+    }
+}
