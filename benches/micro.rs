@@ -71,7 +71,9 @@ fn wire(c: &mut Criterion) {
         hint: None,
     };
     let frame = encode_frame(&put);
-    c.bench_function("encode Put 1 KiB", |b| b.iter(|| encode_frame(black_box(&put))));
+    c.bench_function("encode Put 1 KiB", |b| {
+        b.iter(|| encode_frame(black_box(&put)))
+    });
     c.bench_function("decode Put 1 KiB", |b| {
         b.iter(|| decode_frame::<Request>(black_box(&frame), 1 << 20))
     });

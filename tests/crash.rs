@@ -147,3 +147,34 @@ async fn acknowledged_writes_survive_a_replica_killed_mid_stream() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_resets_connections_from_before_its_crash() {
+    let mut cluster = ProcCluster::start(1, false).await;
+    let t = quire_client::transport::Transport::new(
+        &cluster.client_config.tls,
+        &cluster.client_config.timeouts,
+    )
+    .unwrap();
+    let addr = cluster.node_addrs[0].to_string();
+    let ask = Request::GetMembership;
+    t.call(&addr, &ask, Duration::from_secs(5)).await.unwrap();
+    cluster.kill(1);
+    cluster.restart(1);
+    // The client still holds the old connection. The new process answers
+    // its packets with a stateless reset (its secret survived the crash),
+    // so the request fails at once instead of waiting for the timeout.
+    let started = Instant::now();
+    let first = t.call(&addr, &ask, Duration::from_secs(10)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(2),
+        "the old connection hung for {waited:?}: {first:?}"
+    );
+    // And the next request connects afresh.
+    let again = t.call(&addr, &ask, Duration::from_secs(5)).await;
+    assert!(
+        matches!(again, Ok(ref r) if matches!(r.result, Ok(Reply::Membership(Some(_))))),
+        "{again:?}"
+    );
+}

@@ -183,3 +183,47 @@ async fn every_home_replica_down_a_stand_in_coordinates() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_home_replicas_killed_with_sigkill_then_restarted() {
+    let mut cluster = common::procs::ProcCluster::start(5, false).await;
+    let client = quire::Client::connect(cluster.client_config.clone())
+        .await
+        .unwrap();
+    let key = b"cart-99";
+    let home = client.locate(STORE, key).unwrap().home().to_vec();
+    let killed: Vec<usize> = home[1..].iter().map(|&id| cluster.k_of(id)).collect();
+    for &k in &killed {
+        cluster.kill(k);
+    }
+    client
+        .put(STORE, key, b"kiwi".to_vec(), &Context::empty())
+        .await
+        .expect("hinted put with two home replicas killed");
+    let read = client.get(STORE, key).await.expect("get with R=2");
+    assert_eq!(read.values(), vec![b"kiwi"]);
+
+    for &k in &killed {
+        cluster.restart(k);
+    }
+    // The client's connections to the killed processes are dead; its
+    // probes reconnect and mark the restarted nodes up.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !client.down_nodes().is_empty() {
+        assert!(Instant::now() < deadline, "down: {:?}", client.down_nodes());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = client.maintain_once().await;
+    assert!(report.hints_delivered >= 2, "{report:?}");
+    assert_eq!(report.hints_pending, 0, "{report:?}");
+    let t = Transport::new(&cluster.client_config.tls, &Default::default()).unwrap();
+    for &id in &home {
+        let addr = cluster.node_addrs[cluster.k_of(id) - 1].to_string();
+        assert_eq!(local_value(&t, &addr, key).await, Some(b"kiwi".to_vec()));
+    }
+    for m in &cluster.membership.members {
+        for &h in &home {
+            assert_eq!(hints_held(&t, &m.addr, h).await, 0, "hints are gone");
+        }
+    }
+}

@@ -45,6 +45,27 @@ impl Client {
         report
     }
 
+    /// Runs [`Client::maintain_once`] every `interval` in the background
+    /// until the returned handle is aborted or the runtime stops. An
+    /// application that links the SDK runs this in one of its instances
+    /// (any client may; passes by several clients are harmless).
+    pub fn spawn_maintenance(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let client = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let report = client.maintain_once().await;
+                if report.hints_delivered > 0 || report.hints_pending > 0 {
+                    tracing::info!(
+                        delivered = report.hints_delivered,
+                        pending = report.hints_pending,
+                        "hint delivery pass"
+                    );
+                }
+            }
+        })
+    }
+
     async fn call(&self, node: &Member, request: &Request) -> Result<Reply, String> {
         let timeout = Duration::from_millis(self.config().timeouts.request_ms);
         let answer = self.transport().call(&node.addr, request, timeout).await;

@@ -225,7 +225,31 @@ impl Transport {
         let frame = encode_frame(request);
         match tokio::time::timeout(timeout, self.exchange(addr, &frame)).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout(addr)),
+            Err(_) => {
+                self.drop_connection(addr);
+                Err(TransportError::Timeout(addr))
+            }
+        }
+    }
+
+    /// Forgets the connection to `addr` after a request on it went
+    /// unanswered. A node killed and restarted on the same address does
+    /// not know the old connection, and the client would otherwise keep
+    /// sending into it until the idle timeout; the next request connects
+    /// afresh.
+    fn drop_connection(&self, addr: SocketAddr) {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&addr)
+            .cloned();
+        if let Some(slot) = slot {
+            if let Ok(mut state) = slot.try_lock() {
+                if let Some(conn) = state.connection.take() {
+                    conn.close(0u32.into(), b"no answer");
+                }
+            }
         }
     }
 

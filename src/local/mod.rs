@@ -264,16 +264,7 @@ pub async fn up(
     let maintenance = quire_client::Client::connect(config)
         .await
         .map_err(|e| LocalError::Client(e.to_string()))?;
-    let maintainer = maintenance.clone();
-    let maintenance_task = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(MAINTENANCE_INTERVAL).await;
-            let report = maintainer.maintain_once().await;
-            if report.hints_delivered > 0 {
-                tracing::info!(delivered = report.hints_delivered, "hints delivered");
-            }
-        }
-    });
+    let maintenance_task = maintenance.spawn_maintenance(MAINTENANCE_INTERVAL);
     ready(&doc, &layout);
 
     tokio::pin!(shutdown);

@@ -120,12 +120,34 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         .map_err(|e| tls::TlsError::Rustls(e.to_string()))?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server_config.transport_config(Arc::new(transport(&config)));
-    let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
-        NodeError::Bind {
-            addr: config.listen,
-            source,
-        }
-    })?;
+    let bind_err = |source| NodeError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
+    // Stateless resets keyed by the node's persistent secret: a client
+    // still holding a connection from before a restart learns at its first
+    // packet that the connection is gone.
+    // Connection ids are signed with a key from the same secret, so the
+    // restarted node recognises them as its own and answers with a reset
+    // instead of dropping the packets.
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.reset_secret);
+    let cid_key = u64::from_le_bytes(
+        identity.reset_secret[..8]
+            .try_into()
+            .expect("eight bytes of a 32-byte secret"),
+    ) ^ 0x5155_4952_455f_4349;
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let endpoint = quinn::Endpoint::new(
+        endpoint_config,
+        Some(server_config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(bind_err)?;
     let addr = endpoint.local_addr().map_err(|source| NodeError::Bind {
         addr: config.listen,
         source,

@@ -18,6 +18,7 @@ use std::path::Path;
 /// Format byte of stored objects and meta records.
 const FORMAT_V1: u8 = 1;
 const META_NODE_ID: &[u8] = b"node_id";
+const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_ACTOR_ID: &[u8] = b"actor_id";
 const META_MEMBERSHIP: &[u8] = b"membership";
 
@@ -56,6 +57,10 @@ pub struct Identity {
     /// Actor in dots; new whenever the data directory is new (never reused
     /// after data loss, see Riak's kv679).
     pub actor_id: u64,
+    /// Secret behind the node's QUIC stateless-reset tokens (RFC 9000
+    /// §10.3). Kept across restarts so a restarted node can tell clients
+    /// that their old connections are gone, at once.
+    pub reset_secret: [u8; 32],
 }
 
 /// Handle to the LMDB environment and its databases. Cheap to share.
@@ -170,12 +175,30 @@ impl Storage {
             txn.put(self.meta, &name, &encode(&v), WriteFlags::empty())?;
             Ok(v)
         };
-        let identity = Identity {
-            node_id: id(META_NODE_ID)?,
-            actor_id: id(META_ACTOR_ID)?,
+        let node_id = id(META_NODE_ID)?;
+        let actor_id = id(META_ACTOR_ID)?;
+        let reset_secret = match get_in::<[u8; 32]>(&txn, self.meta, META_RESET_SECRET)? {
+            Some(s) => s,
+            None => {
+                let s: [u8; 32] = rand::random();
+                txn.put(
+                    self.meta,
+                    &META_RESET_SECRET,
+                    &encode(&s),
+                    WriteFlags::empty(),
+                )?;
+                s
+            }
         };
         txn.commit()?;
-        Ok(identity)
+        // The environment does not fsync on commit: an identity must be on
+        // disk before the node answers as it.
+        self.sync()?;
+        Ok(Identity {
+            node_id,
+            actor_id,
+            reset_secret,
+        })
     }
 
     /// The stored object under `data_key`, if any.
