@@ -236,6 +236,40 @@ impl<V: Clone + PartialEq> Dvvset<V> {
     pub fn equal_history(&self, other: &Self) -> bool {
         self.join() == other.join()
     }
+
+    /// Last-write-wins collapse: keeps only the newest value, where
+    /// `newer(a, b)` says `a` was written after `b` (for Quire's values, by
+    /// their timestamps), and forgets the others while keeping the whole
+    /// causal history: the join is unchanged, so a write with this set's
+    /// context still supersedes every value it had. The winner becomes its
+    /// actor's newest value (as in the reference `dvvset:lww/2`). Among
+    /// values no one is newer than, the first in actor order wins, so every
+    /// replica picks the same one.
+    pub fn lww(&self, newer: impl Fn(&V, &V) -> bool) -> Self {
+        let mut winner: Option<(usize, &V)> = None;
+        for (i, e) in self.entries.iter().enumerate() {
+            for v in &e.values {
+                if winner.is_none_or(|(_, w)| newer(v, w)) {
+                    winner = Some((i, v));
+                }
+            }
+        }
+        Self {
+            entries: self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| Entry {
+                    actor: e.actor,
+                    counter: e.counter,
+                    values: match winner {
+                        Some((w, v)) if w == i => vec![v.clone()],
+                        _ => Vec::new(),
+                    },
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Merges two entries of the same actor. The one with the higher counter
@@ -266,3 +300,5 @@ fn merge_entries<V: Clone>(x: &Entry<V>, y: &Entry<V>) -> Entry<V> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;

@@ -28,5 +28,5 @@ pub use dvvset::{ActorId, Dvvset, VersionVector};
 pub use membership::{
     ConflictPolicy, Durability, Member, Membership, MembershipError, StoreConfig,
 };
-pub use object::{Context, ContextError, Object, Value};
+pub use object::{last_write_wins, Context, ContextError, Object, Value};
 pub use ring::{NodeId, PreferenceList};

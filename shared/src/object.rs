@@ -44,6 +44,18 @@ impl Value {
     pub fn size_bytes(&self) -> usize {
         self.data.as_ref().map_or(0, Vec::len)
     }
+
+    /// Last-write-wins order: the later timestamp wins; on a tie the
+    /// greater bytes, and any value beats a tombstone, so every node and
+    /// client picks the same winner.
+    pub fn newer_than(&self, other: &Value) -> bool {
+        (self.timestamp_ms, &self.data) > (other.timestamp_ms, &other.data)
+    }
+}
+
+/// Collapses `object` to its newest value for a last-write-wins store.
+pub fn last_write_wins(object: &Object) -> Object {
+    object.lww(Value::newer_than)
 }
 
 /// The stored form of a key: its DVVSet of values.

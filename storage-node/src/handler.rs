@@ -8,7 +8,7 @@ use crate::storage::{data_key, split_data_key, Identity, Storage, StorageError};
 use crate::writer::{WriteOp, WriteOutcome, Writer};
 use quire_shared::limits::{check_key, check_value};
 use quire_shared::wire::{ErrorCode, ErrorReply, Hint, Reply, Request, Response, PROTOCOL_VERSION};
-use quire_shared::{Durability, Membership};
+use quire_shared::{ConflictPolicy, Durability, Membership};
 use std::sync::{Arc, RwLock};
 
 /// Everything a request handler needs; shared by all connections.
@@ -114,6 +114,14 @@ impl NodeState {
         self.writer.write(op, true).await.map_err(storage_failed)
     }
 
+    /// True when `store` resolves conflicts by last write wins: nodes then
+    /// keep only the newest value.
+    fn is_lww(&self, store: &str) -> bool {
+        self.membership()
+            .and_then(|m| m.store(store).map(|s| s.policy))
+            .is_some_and(|p| p == ConflictPolicy::Lww)
+    }
+
     /// A data write, fsynced before the answer unless `store` is buffered.
     async fn write_data(&self, store: &str, op: WriteOp) -> Result<WriteOutcome, ErrorReply> {
         let durable = self
@@ -196,6 +204,7 @@ impl NodeState {
                             context,
                             hint,
                             members,
+                            lww: self.is_lww(&store),
                         },
                     )
                     .await?
@@ -258,6 +267,7 @@ impl NodeState {
                             data_key: dk,
                             object,
                             hint,
+                            lww: self.is_lww(&store),
                         },
                     )
                     .await?

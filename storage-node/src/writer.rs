@@ -34,6 +34,8 @@ pub enum WriteOp {
         /// Every member: a stand-in's base object merges its hint copies
         /// of the key for all of them.
         members: Vec<NodeId>,
+        /// The store is last-write-wins: keep only the newest value.
+        lww: bool,
     },
     /// Forget delivered hints for `target` unless they changed since.
     DropHints {
@@ -51,6 +53,8 @@ pub enum WriteOp {
         object: Object,
         /// Home node when stored as a hint.
         hint: Option<NodeId>,
+        /// The store is last-write-wins: keep only the newest value.
+        lww: bool,
     },
     /// Keep `doc` if it is newer than the stored document.
     Membership(Membership),
@@ -343,6 +347,15 @@ fn commit_batch(
     committed.is_ok()
 }
 
+/// In a last-write-wins store only the newest value is kept on disk.
+fn collapse(object: Object, lww: bool) -> Object {
+    if lww {
+        quire_shared::last_write_wins(&object)
+    } else {
+        object
+    }
+}
+
 fn apply(
     txn: &mut crate::storage::WriteTxn<'_>,
     actors: &mut Actors,
@@ -354,10 +367,11 @@ fn apply(
             value,
             context,
             hint: None,
+            lww,
             ..
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
-            let next = stored.update(context, actors.node, value.clone());
+            let next = collapse(stored.update(context, actors.node, value.clone()), *lww);
             txn.put_object(data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
         }
@@ -367,6 +381,7 @@ fn apply(
             context,
             hint: Some(home),
             members,
+            lww,
         } => {
             // Every local copy of the key, so the new dot is above any
             // dot this stand-in actor made for it and still remembers.
@@ -376,7 +391,7 @@ fn apply(
                     base = base.sync(&held);
                 }
             }
-            let next = base.update(context, actors.hint, value.clone());
+            let next = collapse(base.update(context, actors.hint, value.clone()), *lww);
             txn.put_hint(*home, data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
         }
@@ -403,9 +418,10 @@ fn apply(
             data_key,
             object,
             hint: None,
+            lww,
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
-            let next = stored.sync(object);
+            let next = collapse(stored.sync(object), *lww);
             if next != stored {
                 txn.put_object(data_key, &next)?;
             }
@@ -415,9 +431,10 @@ fn apply(
             data_key,
             object,
             hint: Some(home),
+            lww,
         } => {
             let stored = txn.get_hint(*home, data_key)?.unwrap_or_default();
-            let next = stored.sync(object);
+            let next = collapse(stored.sync(object), *lww);
             if next != stored {
                 txn.put_hint(*home, data_key, &next)?;
             }
@@ -461,6 +478,7 @@ mod tests {
                                 context: VersionVector::new(),
                                 hint: None,
                                 members: Vec::new(),
+                                lww: false,
                             },
                             true,
                         )
@@ -502,6 +520,7 @@ mod tests {
             context: VersionVector::new(),
             hint: None,
             members: Vec::new(),
+            lww: false,
         };
         for i in 0..5 {
             writer.write(put(i), false).await.unwrap();
@@ -531,6 +550,7 @@ mod tests {
                 context: VersionVector::new(),
                 hint: None,
                 members: Vec::new(),
+                lww: false,
             };
             let Ok(WriteOutcome::Stored(o)) = writer.write(op, true).await else {
                 panic!("put failed");
@@ -565,6 +585,7 @@ mod tests {
                     context: VersionVector::new(),
                     hint: None,
                     members: Vec::new(),
+                    lww: false,
                 },
                 true,
             )
@@ -576,6 +597,7 @@ mod tests {
                     data_key: key.clone(),
                     object: remote,
                     hint: None,
+                    lww: false,
                 },
                 true,
             )
