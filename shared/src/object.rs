@@ -14,7 +14,9 @@ pub struct Value {
     /// Milliseconds since the Unix epoch at the writer, passed in by the
     /// client; used only to collapse siblings in last-write-wins stores.
     pub timestamp_ms: u64,
-    /// The bytes, or `None` for a tombstone.
+    /// The bytes, or `None` for a tombstone. Encoded as one byte string
+    /// (the same bytes on the wire as a sequence of `u8`, written at once).
+    #[serde(with = "serde_bytes")]
     pub data: Option<Vec<u8>>,
 }
 
@@ -135,5 +137,40 @@ mod tests {
         assert_eq!(Context::from_token("zz"), Err(ContextError::NotHex));
         assert_eq!(Context::from_token("02"), Err(ContextError::UnknownFormat));
         assert_eq!(Context::from_token("01ff"), Err(ContextError::Corrupt));
+    }
+
+    #[test]
+    fn byte_string_encoding_matches_the_byte_sequence_encoding() {
+        // Values stored before data was a byte string still decode: postcard
+        // writes both as a length and the raw bytes.
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct Plain {
+            timestamp_ms: u64,
+            data: Option<Vec<u8>>,
+        }
+        for data in [None, Some(vec![]), Some((0..=255).collect::<Vec<u8>>())] {
+            let v = Value {
+                timestamp_ms: 1_700_000_000_123,
+                data: data.clone(),
+            };
+            let plain = Plain {
+                timestamp_ms: v.timestamp_ms,
+                data,
+            };
+            let a = postcard::to_allocvec(&v).unwrap();
+            assert_eq!(a, postcard::to_allocvec(&plain).unwrap());
+            assert_eq!(postcard::from_bytes::<Value>(&a).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn lww_order_prefers_later_then_greater_then_values_over_tombstones() {
+        let a = Value::bytes(b"a".to_vec(), 5);
+        let b = Value::bytes(b"b".to_vec(), 5);
+        let t = Value::tombstone(5);
+        let later = Value::tombstone(6);
+        assert!(b.newer_than(&a) && !a.newer_than(&b));
+        assert!(a.newer_than(&t));
+        assert!(later.newer_than(&b));
     }
 }

@@ -35,6 +35,7 @@ pub enum Request {
         /// Store name.
         store: String,
         /// User key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// `Some(home)` when asking a stand-in: answer from the hints it
         /// holds for the key (for `home` or any other home replica), so an
@@ -47,6 +48,7 @@ pub enum Request {
         /// Store name.
         store: String,
         /// User key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value or tombstone.
         value: Value,
@@ -61,6 +63,7 @@ pub enum Request {
         /// Store name.
         store: String,
         /// User key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The object to sync in.
         object: Object,
@@ -74,6 +77,7 @@ pub enum Request {
         /// The home node the hints are for.
         target: NodeId,
         /// Resume after this cursor; `None` for the first page.
+        #[serde(with = "serde_bytes")]
         after: Option<Vec<u8>>,
         /// Most hints in the page.
         limit: u32,
@@ -145,6 +149,7 @@ pub enum Reply {
         /// The page.
         hints: Vec<Hint>,
         /// Cursor for the next page; `None` when this was the last.
+        #[serde(with = "serde_bytes")]
         next: Option<Vec<u8>>,
     },
     /// Answer to `DropHints`: how many were dropped.
@@ -161,6 +166,7 @@ pub struct Hint {
     /// Store name.
     pub store: String,
     /// User key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The object to deliver home.
     pub object: Object,
