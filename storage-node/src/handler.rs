@@ -25,6 +25,16 @@ pub struct NodeState {
     pub limits: Limits,
 }
 
+/// The writer answered an operation with the outcome of another kind: a
+/// bug, reported to the client as a storage failure instead of a panic.
+fn unexpected(outcome: &WriteOutcome) -> ErrorReply {
+    tracing::error!(?outcome, "writer returned an unexpected outcome");
+    refuse(
+        ErrorCode::Storage,
+        format!("internal error: unexpected writer outcome {outcome:?}"),
+    )
+}
+
 /// Most hints returned in one page.
 const HINTS_PAGE_MAX: usize = 1_000;
 
@@ -210,7 +220,7 @@ impl NodeState {
                     .await?
                 {
                     WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
-                    _ => unreachable!("a put stores an object"),
+                    other => Err(unexpected(&other)),
                 }
             }
             Request::Hints {
@@ -240,7 +250,7 @@ impl NodeState {
                 }
                 match self.write(WriteOp::DropHints { target, items }).await? {
                     WriteOutcome::Dropped(n) => Ok(Reply::Dropped(n)),
-                    _ => unreachable!("dropping hints drops hints"),
+                    other => Err(unexpected(&other)),
                 }
             }
             Request::Replicate {
@@ -273,7 +283,7 @@ impl NodeState {
                     .await?
                 {
                     WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
-                    _ => unreachable!("a replicate stores an object"),
+                    other => Err(unexpected(&other)),
                 }
             }
             Request::GetMembership => {
@@ -306,7 +316,7 @@ impl NodeState {
                 }
                 Ok(Reply::MembershipEpoch(epoch))
             }
-            _ => unreachable!("a membership write stores a document"),
+            other => Err(unexpected(&other)),
         }
     }
 }
