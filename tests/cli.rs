@@ -85,11 +85,20 @@ impl Drop for Up {
     }
 }
 
+/// Runs `quire --config CONFIG ARGS` from a directory without a
+/// `quire-local/` and without `$QUIRE_CONFIG`, so a command that dropped
+/// `--config` on the way would fail instead of finding another cluster.
 fn quire(config: &Path, args: &[&str]) -> Output {
+    let cwd = config
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
     Command::new(QUIRE)
         .arg("--config")
         .arg(config)
         .args(args)
+        .current_dir(cwd)
+        .env_remove("QUIRE_CONFIG")
         .output()
         .expect("run quire")
 }
@@ -373,4 +382,57 @@ fn a_second_up_on_a_running_directory_is_refused() {
         "N above the node count is refused"
     );
     assert!(up.stop(Signal::TERM).success());
+}
+
+/// `quire bench --config FILE --store-nrw` creates its extra store in the
+/// configured cluster and goes on measuring that same cluster (it once
+/// reconnected without the config after creating the store).
+#[test]
+fn bench_with_a_config_creates_its_store_in_that_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let up = Up::start(&dir);
+    let config = dir.join("client.toml");
+    let reports = quire_json(
+        &config,
+        &[
+            "bench",
+            "--records",
+            "50",
+            "--duration-s",
+            "1",
+            "--concurrency",
+            "2",
+            "--workloads",
+            "c",
+            "--mode",
+            "closed",
+            "--store-nrw",
+            "1,1,1",
+            "--json",
+        ],
+    );
+    let targets: Vec<&str> = reports
+        .as_array()
+        .expect("a list of reports")
+        .iter()
+        .map(|r| r["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        ["quire default (3,2,2)", "quire bench_nrw (1,1,1)"]
+    );
+    let status = quire_json(&config, &["status", "--json"]);
+    let stores: Vec<&str> = status["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stores, ["bench_nrw", "default"]);
+    // Closed-set options refuse anything else with a clear message.
+    let bad = quire(&config, &["bench", "--mode", "sideways"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("closed"));
+    up.stop(Signal::INT);
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 const HINTS_PAGE: u32 = 256;
 
 /// What one maintenance pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MaintenanceReport {
     /// Hints stored by their home node.
     pub hints_delivered: u64,

@@ -21,7 +21,7 @@ pub mod run;
 use serde::Serialize;
 
 /// A YCSB core workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     /// 50% reads, 50% updates.
     A,
@@ -50,17 +50,6 @@ impl Workload {
             Workload::B => "B",
             Workload::C => "C",
             Workload::F => "F",
-        }
-    }
-
-    /// Parses `a`, `b`, `c` or `f`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "a" => Some(Workload::A),
-            "b" => Some(Workload::B),
-            "c" => Some(Workload::C),
-            "f" => Some(Workload::F),
-            _ => None,
         }
     }
 }
@@ -124,9 +113,12 @@ pub struct BenchReport {
     pub runs: Vec<WorkloadReport>,
 }
 
-/// Prints `report` as a table.
-pub fn print_table(report: &BenchReport) {
-    println!(
+/// Renders `report` as a table, line by line into `out`.
+pub fn write_table(report: &BenchReport, out: &mut String) {
+    use std::fmt::Write as _;
+    // Writing into a String cannot fail.
+    let _ = writeln!(
+        out,
         "target {}: {} records of {} B, {} workers, {} keys, load {:.1} s",
         report.target,
         report.records,
@@ -135,13 +127,15 @@ pub fn print_table(report: &BenchReport) {
         report.distribution,
         report.load_secs
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{:<4} {:<12} {:<7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8}",
         "wl", "pace", "op", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "errors", "siblings"
     );
     for run in &report.runs {
         for k in &run.kinds {
-            println!(
+            let _ = writeln!(
+                out,
                 "{:<4} {:<12} {:<7} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8}",
                 run.workload,
                 run.pace,
@@ -155,7 +149,8 @@ pub fn print_table(report: &BenchReport) {
                 run.siblings_seen
             );
         }
-        println!(
+        let _ = writeln!(
+            out,
             "{:<4} {:<12} {:<7} {:>10.0}",
             run.workload, run.pace, "all", run.ops_per_sec
         );
@@ -166,6 +161,6 @@ pub fn print_table(report: &BenchReport) {
             .iter()
             .map(|b| format!("{:.1} MiB", *b as f64 / (1 << 20) as f64))
             .collect();
-        println!("node peak memory: {}", mib.join(", "));
+        let _ = writeln!(out, "node peak memory: {}", mib.join(", "));
     }
 }

@@ -1,0 +1,277 @@
+//! Looking after a cluster from the command line: `status`, `store create`
+//! and `maintain` (hint delivery).
+
+use super::output::{line, print, Report};
+use super::{connect, ConfigArg};
+use clap::ValueEnum;
+use quire::shared::{ConflictPolicy, Durability, StoreConfig};
+use quire_client::MaintenanceReport;
+use serde::Serialize;
+use std::time::Duration;
+
+/// `quire store ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Create a store. N replicas per key; a get waits for R answers, a put
+    /// for W stored copies (R + W > N makes reads see the latest
+    /// acknowledged write while no node fails).
+    Create(CreateStoreArgs),
+}
+
+/// `quire store create`.
+#[derive(clap::Args, Debug)]
+pub struct CreateStoreArgs {
+    /// Store name: 1 to 24 bytes of a-z, 0-9, '_' or '-'.
+    name: String,
+    /// Replicas per key.
+    #[arg(long, default_value_t = 3)]
+    n: u8,
+    /// Answers a get waits for.
+    #[arg(long, default_value_t = 2)]
+    r: u8,
+    /// Stored copies a put waits for.
+    #[arg(long, default_value_t = 2)]
+    w: u8,
+    /// How concurrent writes are resolved.
+    #[arg(long, value_enum, default_value_t = PolicyArg::Siblings)]
+    policy: PolicyArg,
+    /// When a write is acknowledged relative to the disk.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
+    durability: DurabilityArg,
+}
+
+/// `--policy`: the closed set of conflict policies.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PolicyArg {
+    /// Keep every concurrent value as a sibling for the application.
+    Siblings,
+    /// Keep the newest timestamp; concurrent older writes are dropped.
+    Lww,
+}
+
+impl From<PolicyArg> for ConflictPolicy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Siblings => ConflictPolicy::Siblings,
+            PolicyArg::Lww => ConflictPolicy::Lww,
+        }
+    }
+}
+
+/// `--durability`: the closed set of durability modes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DurabilityArg {
+    /// fsync before a write is acknowledged.
+    Sync,
+    /// Flushed every 100 ms (node setting `storage.flush_interval_ms`):
+    /// faster; an OS crash or power loss may undo the last interval's
+    /// acknowledged writes (a node process crash loses nothing).
+    Buffered,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::Sync => Durability::Sync,
+            DurabilityArg::Buffered => Durability::Buffered,
+        }
+    }
+}
+
+/// `quire maintain`.
+#[derive(clap::Args, Debug)]
+pub struct MaintainArgs {
+    /// One pass, print a summary, exit.
+    #[arg(long)]
+    once: bool,
+    /// Pause between passes.
+    #[arg(long, default_value_t = 2_000, value_name = "MS")]
+    interval_ms: u64,
+}
+
+/// A store as `status` and `store create` show it.
+#[derive(Serialize)]
+struct StoreView {
+    name: String,
+    n: u8,
+    r: u8,
+    w: u8,
+    policy: &'static str,
+    durability: &'static str,
+}
+
+impl StoreView {
+    fn of(s: &StoreConfig) -> Self {
+        Self {
+            name: s.name.clone(),
+            n: s.n,
+            r: s.r,
+            w: s.w,
+            policy: s.policy.name(),
+            durability: s.durability.name(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "n={} r={} w={}  policy {}  durability {}",
+            self.n, self.r, self.w, self.policy, self.durability
+        )
+    }
+}
+
+/// A node as `status` shows it.
+#[derive(Serialize)]
+struct NodeView {
+    id: String,
+    addr: String,
+    up: bool,
+}
+
+/// What `status` prints.
+#[derive(Serialize)]
+struct Status {
+    #[serde(skip)]
+    cluster_id: u64,
+    epoch: u64,
+    #[serde(skip)]
+    partitions: u32,
+    nodes: Vec<NodeView>,
+    stores: Vec<StoreView>,
+}
+
+impl Report for Status {
+    fn text(&self, out: &mut String) {
+        line(
+            out,
+            format_args!(
+                "cluster {:016x}, epoch {}, {} partitions",
+                self.cluster_id, self.epoch, self.partitions
+            ),
+        );
+        for n in &self.nodes {
+            let state = if n.up { "up" } else { "DOWN" };
+            line(out, format_args!("node {}  {:<21}  {state}", n.id, n.addr));
+        }
+        for s in &self.stores {
+            line(out, format_args!("store {}  {}", s.name, s.describe()));
+        }
+    }
+}
+
+/// `quire status`.
+pub async fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    let client = connect(config).await?;
+    let doc = client.membership();
+    let nodes = client.status().await;
+    let status = Status {
+        cluster_id: doc.cluster_id,
+        epoch: doc.epoch,
+        partitions: doc.partitions,
+        nodes: nodes
+            .iter()
+            .map(|n| NodeView {
+                id: format!("{:016x}", n.id),
+                addr: n.addr.clone(),
+                up: n.up,
+            })
+            .collect(),
+        stores: doc.stores.iter().map(StoreView::of).collect(),
+    };
+    client.close();
+    print(&status, json)
+}
+
+/// What `store create` prints.
+#[derive(Serialize)]
+struct Created {
+    ok: bool,
+    epoch: u64,
+    #[serde(skip)]
+    store: StoreView,
+}
+
+impl Report for Created {
+    fn text(&self, out: &mut String) {
+        let s = &self.store;
+        line(
+            out,
+            format_args!(
+                "created store {} (n={}, r={}, w={}, policy {}, durability {}) at epoch {}",
+                s.name, s.n, s.r, s.w, s.policy, s.durability, self.epoch
+            ),
+        );
+    }
+}
+
+/// `quire store ...`.
+pub async fn store(command: StoreCommand, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    let StoreCommand::Create(args) = command;
+    let client = connect(config).await?;
+    let store = StoreConfig {
+        name: args.name,
+        n: args.n,
+        r: args.r,
+        w: args.w,
+        policy: args.policy.into(),
+        durability: args.durability.into(),
+    };
+    let (doc, missed) =
+        quire::admin::create_store(client.transport(), &client.membership(), store.clone()).await?;
+    for m in &missed {
+        eprintln!("quire: warning: {m} (it will learn the store from clients)");
+    }
+    client.close();
+    let created = Created {
+        ok: true,
+        epoch: doc.epoch,
+        store: StoreView::of(&store),
+    };
+    print(&created, json)
+}
+
+/// What a maintenance pass prints.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Pass(MaintenanceReport);
+
+impl Report for Pass {
+    fn text(&self, out: &mut String) {
+        let r = &self.0;
+        let unreachable = if r.unreachable.is_empty() {
+            String::new()
+        } else {
+            format!("; unreachable: {}", r.unreachable.join("; "))
+        };
+        line(
+            out,
+            format_args!(
+                "hints delivered {}, dropped {}, pending {}{unreachable}",
+                r.hints_delivered, r.hints_dropped, r.hints_pending
+            ),
+        );
+    }
+}
+
+/// `quire maintain`.
+pub async fn maintain(args: MaintainArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    let client = connect(config).await?;
+    if args.once {
+        print(&Pass(client.maintain_once().await), json)?;
+    } else {
+        let shutdown = quire_node::shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            let report = client.maintain_once().await;
+            if report.hints_delivered > 0 || report.hints_pending > 0 {
+                print(&Pass(report), json)?;
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(Duration::from_millis(args.interval_ms)) => {}
+            }
+        }
+    }
+    client.close();
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! A cluster on this machine: `up`, `down`, and `node` (one storage node in
+//! the foreground, as the systemd unit runs it).
+
+use super::output::{line, print, Report};
+use super::{ConfigArg, CLIENT_CONFIG_DEFAULT};
+use anyhow::{anyhow, Context as _};
+use quire::local::{self, UpOptions};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// `quire up`.
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Number of nodes (default 3 for a new cluster; an existing one keeps
+    /// its count).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// The cluster directory.
+    #[arg(long, default_value = "quire-local")]
+    dir: PathBuf,
+    /// Node K listens on port P+K-1 (default 7400 for a new cluster); 0
+    /// lets each node pick a free port.
+    #[arg(long, value_name = "P")]
+    base_port: Option<u16>,
+}
+
+/// `quire down`.
+#[derive(clap::Args, Debug)]
+pub struct DownArgs {
+    /// The cluster directory.
+    #[arg(long, default_value = "quire-local")]
+    dir: PathBuf,
+}
+
+/// What `down` prints.
+#[derive(Serialize)]
+struct Stopped {
+    ok: bool,
+    stopped: usize,
+    #[serde(skip)]
+    dir: PathBuf,
+}
+
+impl Report for Stopped {
+    fn text(&self, out: &mut String) {
+        line(
+            out,
+            format_args!(
+                "stopped {} node process(es) of {}",
+                self.stopped,
+                self.dir.display()
+            ),
+        );
+    }
+}
+
+/// `quire down`.
+pub fn down(args: DownArgs, json: bool) -> anyhow::Result<()> {
+    let stopped = local::down(&args.dir)?;
+    print(
+        &Stopped {
+            ok: true,
+            stopped,
+            dir: args.dir,
+        },
+        json,
+    )
+}
+
+/// `quire node`.
+pub async fn node(config: ConfigArg) -> anyhow::Result<()> {
+    let path = config.ok_or_else(|| anyhow!("`quire node` needs --config NODE.toml"))?;
+    let node_config = quire_node::config::NodeConfig::load(&path)?;
+    quire_node::run(node_config, quire_node::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// A member as `up` announces it.
+#[derive(Serialize)]
+struct MemberView {
+    id: String,
+    addr: String,
+}
+
+/// What `up` prints once every node serves.
+#[derive(Serialize)]
+struct Ready {
+    ready: bool,
+    epoch: u64,
+    nodes: Vec<MemberView>,
+    client_config: String,
+    #[serde(skip)]
+    stores: Vec<String>,
+    #[serde(skip)]
+    export: Option<String>,
+}
+
+impl Report for Ready {
+    fn text(&self, out: &mut String) {
+        let addrs: Vec<&str> = self.nodes.iter().map(|m| m.addr.as_str()).collect();
+        line(
+            out,
+            format_args!(
+                "quire: cluster ready: {} nodes ({}), epoch {}",
+                self.nodes.len(),
+                addrs.join(", "),
+                self.epoch
+            ),
+        );
+        for s in &self.stores {
+            line(out, format_args!("  store {s}"));
+        }
+        if let Some(path) = &self.export {
+            line(out, format_args!("  clients: export QUIRE_CONFIG={path}"));
+        }
+        line(
+            out,
+            format_args!("  try: quire put default hello world && quire get default hello"),
+        );
+        line(
+            out,
+            format_args!(
+                "  Ctrl-C stops every node; `quire up` again restarts them with their data."
+            ),
+        );
+    }
+}
+
+/// `quire up`: runs until Ctrl-C.
+pub async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the quire executable")?;
+    let options = UpOptions {
+        dir: args.dir.clone(),
+        nodes: args.nodes,
+        base_port: args.base_port,
+        exe,
+    };
+    let ready = |doc: &quire::Membership, layout: &local::layout::Layout| {
+        let client_config = layout.client_config();
+        let export = (client_config != Path::new(CLIENT_CONFIG_DEFAULT)).then(|| {
+            std::path::absolute(&client_config)
+                .unwrap_or(client_config.clone())
+                .display()
+                .to_string()
+        });
+        let ready = Ready {
+            ready: true,
+            epoch: doc.epoch,
+            nodes: doc
+                .members
+                .iter()
+                .map(|m| MemberView {
+                    id: format!("{:016x}", m.id),
+                    addr: m.addr.clone(),
+                })
+                .collect(),
+            client_config: client_config.display().to_string(),
+            stores: doc
+                .stores
+                .iter()
+                .map(|s| format!("{} (n={}, r={}, w={})", s.name, s.n, s.r, s.w))
+                .collect(),
+            export,
+        };
+        if let Err(e) = print(&ready, json) {
+            eprintln!("quire: {e:#}");
+        }
+    };
+    local::up(options, quire_node::shutdown_signal(), ready).await?;
+    if !json {
+        println!("quire: stopped every node of {}", args.dir.display());
+    }
+    Ok(())
+}

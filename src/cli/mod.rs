@@ -1,0 +1,101 @@
+//! What each `quire` command does and prints, one module per command group.
+//!
+//! # Layout
+//!
+//! - [`data`][data]: `put`, `get`, `delete`, `locate`.
+//! - [`admin`][admin]: `status`, `store create`, `maintain`.
+//! - [`local`][local]: `up`, `down`, `node`.
+//! - [`bench`][bench]: `bench`.
+//! - [`output`][output]: one printer for text and `--json`.
+
+pub mod admin;
+pub mod bench;
+pub mod data;
+pub mod local;
+pub mod output;
+
+use anyhow::bail;
+use clap::Subcommand;
+use quire::{Client, ClientConfig};
+use std::path::PathBuf;
+
+/// Where client commands look for a config when neither `--config` nor
+/// `$QUIRE_CONFIG` names one.
+pub const CLIENT_CONFIG_DEFAULT: &str = "quire-local/client.toml";
+
+/// The global `--config FILE`, if given.
+pub type ConfigArg = Option<PathBuf>;
+
+/// Every `quire` command.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a local cluster: each node its own process on 127.0.0.1, until
+    /// Ctrl-C. The first run creates DIR (CA, certificates, configs); later
+    /// runs restart the same cluster with its data.
+    Up(local::UpArgs),
+    /// Stop the nodes of a local cluster left running (e.g. after `quire up`
+    /// was killed).
+    Down(local::DownArgs),
+    /// Run one storage node from its config (`--config node.toml`); the same
+    /// as the `quire-node` binary.
+    Node,
+    /// Write VALUE under KEY. Without --context the write is blind: it does
+    /// not replace any value already there, they become siblings.
+    Put(data::PutArgs),
+    /// Read KEY: every sibling value and the context token to write with.
+    Get(data::KeyArgs),
+    /// Delete KEY (writes a tombstone). Values the --context has not seen
+    /// survive the delete.
+    Delete(data::DeleteArgs),
+    /// Show the membership epoch, every node (up or down) and the stores.
+    Status,
+    /// Manage stores (named keyspaces with their own N, R, W and policy).
+    #[command(subcommand)]
+    Store(admin::StoreCommand),
+    /// Deliver hints: objects that stand-ins hold for nodes that were down
+    /// go home and are dropped from the stand-ins. Runs every few seconds
+    /// until Ctrl-C, or one pass with --once.
+    Maintain(admin::MaintainArgs),
+    /// Measure throughput and tail latency with YCSB-style workloads (A:
+    /// 50/50 read/update, B: 95/5, C: read only, F: read/read-modify-write),
+    /// against the configured cluster or a fresh local one, with baselines.
+    Bench(bench::BenchArgs),
+    /// Show KEY's partition and preference list, home replicas first.
+    Locate(data::KeyArgs),
+}
+
+/// Runs one command.
+pub async fn run(command: Command, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    match command {
+        Command::Up(args) => local::up(args, json).await,
+        Command::Down(args) => local::down(args, json),
+        Command::Node => local::node(config).await,
+        Command::Put(args) => data::put(args, config, json).await,
+        Command::Get(args) => data::get(args, config, json).await,
+        Command::Delete(args) => data::delete(args, config, json).await,
+        Command::Locate(args) => data::locate(args, config, json).await,
+        Command::Status => admin::status(config, json).await,
+        Command::Store(command) => admin::store(command, config, json).await,
+        Command::Maintain(args) => admin::maintain(args, config, json).await,
+        Command::Bench(args) => bench::bench(args, config, json).await,
+    }
+}
+
+fn client_config_path(flag: ConfigArg) -> PathBuf {
+    flag.or_else(|| std::env::var_os("QUIRE_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(CLIENT_CONFIG_DEFAULT))
+}
+
+/// A fresh client from `--config`, else `$QUIRE_CONFIG`, else the local
+/// cluster's config.
+pub async fn connect(flag: ConfigArg) -> anyhow::Result<Client> {
+    let path = client_config_path(flag);
+    if !path.exists() {
+        bail!(
+            "no client config at {}: start a local cluster with `quire up`, or pass --config FILE or set QUIRE_CONFIG",
+            path.display()
+        );
+    }
+    let config = ClientConfig::load(&path)?;
+    Ok(Client::connect(config).await?)
+}
