@@ -10,7 +10,7 @@
 //! `cargo run --release --example shopping_cart [SHOPPERS] [OPS_PER_SHOPPER]`
 //! exits 0 only if no add was lost.
 
-use quire::embedded::EmbeddedCluster;
+use quire::cluster::ClusterBuilder;
 use quire::{merge_with, Client, Context, Resolver, Sibling, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -245,17 +245,17 @@ pub async fn shop(client: &Client, w: Workload, seed: u64) -> Result<Report, qui
     Ok(report)
 }
 
-/// Starts a cluster in `dir`, shops, stops the cluster.
-pub async fn run(
-    dir: &std::path::Path,
-    w: Workload,
-    seed: u64,
-) -> Result<Report, Box<dyn std::error::Error>> {
-    let cluster = EmbeddedCluster::start(dir, 3, Vec::new()).await?;
-    let client = Client::connect(cluster.client_config.clone()).await?;
+/// Starts a three-node cluster in this process (real nodes, in a
+/// temporary directory), shops, stops the cluster.
+pub async fn run(w: Workload, seed: u64) -> Result<Report, Box<dyn std::error::Error>> {
+    let mut cluster = ClusterBuilder::new(3)
+        .map_size_bytes(1 << 30)
+        .start()
+        .await?;
+    let client = cluster.client().await?;
     let report = shop(&client, w, seed).await;
     client.close();
-    cluster.stop().await;
+    cluster.stop_all().await;
     Ok(report?)
 }
 
@@ -270,13 +270,6 @@ async fn main() -> std::process::ExitCode {
     if let Some(n) = args.next().and_then(|a| a.parse().ok()) {
         w.ops_per_shopper = n;
     }
-    let dir = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("shopping_cart: no temp dir: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
     println!(
         "{} shoppers x {} operations on {} carts (stale reads {:.0}%, removes {:.0}%)",
         w.shoppers,
@@ -285,7 +278,7 @@ async fn main() -> std::process::ExitCode {
         w.stale_share * 100.0,
         w.remove_share * 100.0
     );
-    match run(dir.path(), w, rand::random()).await {
+    match run(w, rand::random()).await {
         Ok(r) => {
             println!("adds acknowledged:     {}", r.adds_acknowledged);
             println!("removes acknowledged:  {}", r.removes_acknowledged);

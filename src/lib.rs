@@ -9,14 +9,14 @@
 //! - [`certs`]: the cluster CA and node/client certificates (rcgen).
 //! - [`admin`]: forming a cluster and handing out its membership document.
 //! - [`bench`]: `quire bench`, YCSB-style workloads and baselines.
-//! - [`local`]: `quire up` / `quire down`, a local cluster of node processes.
-//! - [`embedded`]: a cluster of real nodes inside this process (examples,
-//!   benchmarks).
+//! - [`cluster`]: the one launcher of local clusters (in this process or as
+//!   node processes), used by the CLI, the bench, the examples and the tests.
+//! - [`local`]: `quire up` / `quire down` on top of it.
 
 pub mod admin;
 pub mod bench;
 pub mod certs;
-pub mod embedded;
+pub mod cluster;
 pub mod local;
 
 pub use quire_client::{

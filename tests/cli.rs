@@ -3,7 +3,7 @@
 //! does not stop reads or writes, SIGINT stops every node, and `up` again
 //! brings the data back.
 
-use quire::local::process::{is_node_alive, read_pid};
+use quire::cluster::process::{is_node_alive, read_pid};
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value as Json;
 use std::io::{BufRead, BufReader};

@@ -113,7 +113,7 @@ async fn a_restarted_node_keeps_its_data() {
     // Stop every node, restart them on the same ports and data.
     cluster.stop_all().await;
     for node in &mut cluster.nodes {
-        node.start().await;
+        node.start().await.expect("node restarts");
     }
 
     // Each node, asked alone, still holds what it acknowledged.

@@ -193,7 +193,7 @@ async fn a_replica_that_missed_a_write_holds_it_after_one_get() {
         .await
         .unwrap();
     writer.close();
-    cluster.nodes[2].start().await;
+    cluster.nodes[2].start().await.expect("node restarts");
     let t = cluster.transport();
     let missed = cluster.nodes[2].addr();
     assert_eq!(
@@ -256,13 +256,12 @@ async fn update_reads_resolves_and_writes_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shopping_carts_lose_no_add() {
-    let dir = tempfile::tempdir().unwrap();
     let w = shopping_cart::Workload {
         shoppers: 6,
         ops_per_shopper: 350,
         ..Default::default()
     };
-    let report = shopping_cart::run(dir.path(), w, 7).await.unwrap();
+    let report = shopping_cart::run(w, 7).await.unwrap();
     eprintln!("{report:?}");
     assert!(
         report.adds_acknowledged >= 1000,

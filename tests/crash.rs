@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::procs::ProcCluster;
+use common::TestCluster;
 use quire::shared::wire::{Reply, Request};
 use quire::{Client, Context};
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ type Acked = Arc<Mutex<HashMap<String, (Vec<u8>, Vec<u64>)>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_a_replica_killed_mid_stream() {
-    let mut cluster = ProcCluster::start(3, false).await;
+    let mut cluster = TestCluster::processes(3, false).await;
     assert_eq!(
         cluster.membership.store(STORE).unwrap().durability,
         quire::shared::Durability::Sync
@@ -67,7 +67,7 @@ async fn acknowledged_writes_survive_a_replica_killed_mid_stream() {
         assert!(Instant::now() < deadline, "writes never got going");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    cluster.kill(victim_k);
+    cluster.kill(victim_k).await;
     let acked_before_kill: Vec<String> = acked
         .lock()
         .unwrap()
@@ -92,7 +92,7 @@ async fn acknowledged_writes_survive_a_replica_killed_mid_stream() {
     assert!(!acked_before_kill.is_empty());
 
     // Restart: LMDB must open cleanly (the node serves again).
-    cluster.restart(victim_k);
+    cluster.restart(victim_k).await;
     let transport = quire_client::transport::Transport::new(
         &cluster.client_config.tls,
         &cluster.client_config.timeouts,
@@ -150,7 +150,7 @@ async fn acknowledged_writes_survive_a_replica_killed_mid_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_resets_connections_from_before_its_crash() {
-    let mut cluster = ProcCluster::start(1, false).await;
+    let mut cluster = TestCluster::processes(1, false).await;
     let t = quire_client::transport::Transport::new(
         &cluster.client_config.tls,
         &cluster.client_config.timeouts,
@@ -159,8 +159,8 @@ async fn a_restarted_node_resets_connections_from_before_its_crash() {
     let addr = cluster.node_addrs[0].to_string();
     let ask = Request::GetMembership;
     t.call(&addr, &ask, Duration::from_secs(5)).await.unwrap();
-    cluster.kill(1);
-    cluster.restart(1);
+    cluster.kill(1).await;
+    cluster.restart(1).await;
     // The client still holds the old connection. The new process answers
     // its packets with a stateless reset (its secret survived the crash),
     // so the request fails at once instead of waiting for the timeout.

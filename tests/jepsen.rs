@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::procs::ProcCluster;
 use common::proxy::Fault;
+use common::TestCluster;
 use quire::{Client, Sibling};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -48,7 +48,7 @@ struct Log {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_adds_survive_kills_and_partitions() {
-    let mut cluster = ProcCluster::start(NODES, true).await;
+    let mut cluster = TestCluster::processes(NODES, true).await;
     let stop = Arc::new(AtomicBool::new(false));
     let max_siblings = Arc::new(AtomicUsize::new(1));
 
@@ -105,7 +105,7 @@ async fn acknowledged_adds_survive_kills_and_partitions() {
         let faulty = killed.len() + partitioned.len();
         if !killed.is_empty() && rng.gen_bool(0.5) {
             let k = killed.swap_remove(rng.gen_range(0..killed.len()));
-            cluster.restart(k);
+            cluster.restart(k).await;
             actions.push(format!("restart {k}"));
         } else if !partitioned.is_empty() && rng.gen_bool(0.5) {
             let k = partitioned.swap_remove(rng.gen_range(0..partitioned.len()));
@@ -119,7 +119,7 @@ async fn acknowledged_adds_survive_kills_and_partitions() {
                 }
             };
             if rng.gen_bool(0.5) {
-                cluster.kill(k);
+                cluster.kill(k).await;
                 killed.push(k);
                 actions.push(format!("kill {k}"));
             } else {
@@ -140,7 +140,7 @@ async fn acknowledged_adds_survive_kills_and_partitions() {
 
     // Heal everything.
     for k in killed {
-        cluster.restart(k);
+        cluster.restart(k).await;
     }
     for p in &cluster.proxies {
         p.set(Fault::Pass);

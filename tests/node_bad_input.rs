@@ -194,15 +194,9 @@ async fn bad_requests_get_typed_errors_and_the_connection_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_membership_refuses_data_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = common::Pki::generate(dir.path());
-    let mut node = common::TestNode {
-        config: common::TestNode::config(&dir.path().join("data"), &pki, Limits::default()),
-        running: None,
-        node_id: 0,
-    };
-    node.start().await;
-    let t = Transport::new(&pki.client_tls(), &common::test_timeouts()).unwrap();
+    let mut launched = common::builder(1).launch().await.expect("node starts");
+    let t = Transport::new(&launched.layout().client_tls(), &common::test_timeouts()).unwrap();
+    let node = &mut launched.nodes[0];
     let get = Request::Get {
         store: "default".into(),
         key: b"k".to_vec(),
@@ -223,7 +217,7 @@ async fn a_client_certificate_from_another_ca_is_refused() {
     // The foreign client trusts our CA (so it would accept the node), but
     // its own certificate chains to another CA.
     let mut tls = foreign.client_tls();
-    tls.ca = cluster.pki.client_tls().ca;
+    tls.ca = cluster.layout().client_tls().ca;
     let t = Transport::new(&tls, &common::test_timeouts()).unwrap();
     let answer = t
         .call(&cluster.nodes[0].addr(), &Request::GetMembership, T)

@@ -102,7 +102,7 @@ async fn two_home_replicas_down_writes_go_to_stand_ins_and_come_home() {
 
     // The home replicas come back; one pass delivers.
     for &id in &home[1..] {
-        cluster.node_by_id(id).start().await;
+        cluster.node_by_id(id).start().await.expect("node restarts");
     }
     let report = client.maintain_once().await;
     assert!(report.hints_delivered >= 2, "{report:?}");
@@ -158,7 +158,7 @@ async fn every_home_replica_down_a_stand_in_coordinates() {
         .unwrap();
 
     for &id in &home {
-        cluster.node_by_id(id).start().await;
+        cluster.node_by_id(id).start().await.expect("node restarts");
     }
     let report = client.maintain_once().await;
     // Two stand-ins exist, so two home replicas got hints; the third gets
@@ -186,7 +186,7 @@ async fn every_home_replica_down_a_stand_in_coordinates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_home_replicas_killed_with_sigkill_then_restarted() {
-    let mut cluster = common::procs::ProcCluster::start(5, false).await;
+    let mut cluster = common::TestCluster::processes(5, false).await;
     let client = quire::Client::connect(cluster.client_config.clone())
         .await
         .unwrap();
@@ -194,7 +194,7 @@ async fn two_home_replicas_killed_with_sigkill_then_restarted() {
     let home = client.locate(STORE, key).unwrap().home().to_vec();
     let killed: Vec<usize> = home[1..].iter().map(|&id| cluster.k_of(id)).collect();
     for &k in &killed {
-        cluster.kill(k);
+        cluster.kill(k).await;
     }
     client
         .put(STORE, key, b"kiwi".to_vec(), &Context::empty())
@@ -204,7 +204,7 @@ async fn two_home_replicas_killed_with_sigkill_then_restarted() {
     assert_eq!(read.values(), vec![b"kiwi"]);
 
     for &k in &killed {
-        cluster.restart(k);
+        cluster.restart(k).await;
     }
     // The client's connections to the killed processes are dead; its
     // probes reconnect and mark the restarted nodes up.

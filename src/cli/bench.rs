@@ -8,7 +8,8 @@ use clap::ValueEnum;
 use quire::bench::keys::KeyChooser;
 use quire::bench::run::{load, run as run_workload, Contexts, Pace, RunSpec, Target};
 use quire::bench::{write_table, BenchReport, Workload, WorkloadReport};
-use quire::local::ephemeral::{peak_memory_bytes, EphemeralCluster};
+use quire::cluster::process::peak_memory_bytes;
+use quire::cluster::{ClusterBuilder, LocalCluster};
 use quire::shared::{ConflictPolicy, Durability, StoreConfig};
 use quire::Client;
 use serde::Serialize;
@@ -170,13 +171,17 @@ async fn cluster(
     args: &BenchArgs,
     extra: Option<&StoreConfig>,
     config: ConfigArg,
-) -> anyhow::Result<(Client, Option<EphemeralCluster>)> {
+) -> anyhow::Result<(Client, Option<LocalCluster>)> {
     if let Some(n) = args.local_nodes {
         let exe = std::env::current_exe().context("cannot find the quire executable")?;
         let mut stores = vec![quire::admin::default_store(n)];
         stores.extend(extra.cloned());
-        let cluster = EphemeralCluster::start(&exe, n, stores).await?;
-        let client = Client::connect(cluster.client_config.clone()).await?;
+        let cluster = ClusterBuilder::new(n)
+            .processes(exe)
+            .stores(stores)
+            .start()
+            .await?;
+        let client = cluster.client().await?;
         return Ok((client, Some(cluster)));
     }
     let client = connect(config.clone()).await?;

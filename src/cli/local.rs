@@ -135,7 +135,7 @@ pub async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
         base_port: args.base_port,
         exe,
     };
-    let ready = |doc: &quire::Membership, layout: &local::layout::Layout| {
+    let ready = |doc: &quire::Membership, layout: &quire::cluster::layout::Layout| {
         let client_config = layout.client_config();
         let export = (client_config != Path::new(CLIENT_CONFIG_DEFAULT)).then(|| {
             std::path::absolute(&client_config)

@@ -1,28 +1,16 @@
-//! A local cluster for development and tests: `quire up` and `quire down`.
+//! A local cluster for development: `quire up` and `quire down`.
 //!
-//! `up` creates the cluster directory on first use (see [`layout`]), starts
-//! every node as its own process, forms the cluster and supervises the
-//! nodes until told to stop; run again on the same directory it restarts
-//! the same nodes with their data.
-//!
-//! # Layout
-//!
-//! - [`layout`]: the directory, certificates and configs.
-//! - [`process`]: spawning and signalling node processes.
-//! - [`ephemeral`]: a throwaway cluster for benchmarks.
+//! `up` starts the nodes of a cluster directory as processes through the
+//! one launcher ([`crate::cluster::ClusterBuilder`]), supervises them and
+//! runs hint delivery until told to stop; run again on the same directory it
+//! restarts the same nodes with their data. `down` stops nodes whose `up`
+//! is gone, from their pid files.
 
-pub mod ephemeral;
-pub mod layout;
-pub mod process;
-
-use crate::admin::{form_cluster, AdminError};
-use layout::{Layout, LayoutError};
-use quire_client::config::ClientConfig;
-use quire_client::transport::Transport;
+use crate::cluster::layout::{Layout, LayoutError};
+use crate::cluster::{process, ClusterBuilder, ClusterError, LocalCluster, NODE_GRACE};
 use quire_shared::Membership;
 use std::future::Future;
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Nodes in a new local cluster unless `--nodes` says otherwise.
@@ -34,15 +22,15 @@ pub const BASE_PORT_DEFAULT: u16 = 7400;
 /// Pause between hint-delivery passes while `quire up` runs.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// How long nodes get to start and to stop cleanly.
-const NODE_GRACE: Duration = Duration::from_secs(30);
-
 /// Why `quire up` or `quire down` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
     /// The directory or its files.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// Starting or forming the cluster.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// A node of this directory is still running.
     #[error(
         "node-{k} of {dir} is already running (pid {pid}); stop it with `quire down --dir {dir}`"
@@ -55,34 +43,6 @@ pub enum LocalError {
         /// The cluster directory.
         dir: String,
     },
-    /// A node process exited while starting.
-    #[error("node-{k} exited while starting ({status}); its log {log} ends with:\n{tail}")]
-    NodeDied {
-        /// Node number.
-        k: usize,
-        /// How it exited.
-        status: String,
-        /// Its log file.
-        log: String,
-        /// The last lines of the log.
-        tail: String,
-    },
-    /// A node did not report its address in time.
-    #[error("node-{k} did not start listening within {secs} s; see {log}")]
-    NodeSlow {
-        /// Node number.
-        k: usize,
-        /// Seconds waited.
-        secs: u64,
-        /// Its log file.
-        log: String,
-    },
-    /// The client side (TLS files) could not be set up.
-    #[error("cannot set up the admin client: {0}")]
-    Client(String),
-    /// The nodes would not form a cluster.
-    #[error(transparent)]
-    Form(#[from] AdminError),
 }
 
 /// What `quire up` was asked for.
@@ -99,103 +59,6 @@ pub struct UpOptions {
     pub exe: PathBuf,
 }
 
-fn log_tail(path: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(5)..].join("\n")
-}
-
-/// Node processes started by `up`, stopped on drop if not stopped before.
-struct Nodes {
-    layout: Layout,
-    children: Vec<(usize, Child)>,
-    reported: Vec<usize>,
-}
-
-impl Nodes {
-    /// SIGTERM every node, wait for them, SIGKILL stragglers, remove pid
-    /// files.
-    fn stop(&mut self) {
-        for (_, child) in &self.children {
-            process::signal(child.id() as i32, process::STOP);
-        }
-        let deadline = Instant::now() + NODE_GRACE;
-        for (k, child) in &mut self.children {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        eprintln!("quire: node-{k} did not stop in time; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-            let _ = std::fs::remove_file(self.layout.pid_file(*k));
-        }
-        self.children.clear();
-    }
-
-    /// Reports nodes that exited since the last call, once each; true when
-    /// none is left.
-    fn check(&mut self) -> bool {
-        for (k, child) in &mut self.children {
-            if self.reported.contains(k) {
-                continue;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                self.reported.push(*k);
-                let config = self.layout.node_config(*k);
-                eprintln!(
-                    "quire: node-{k} exited ({status}); restart it by hand with \
-                     `quire-node --config {0}` (or `quire --config {0} node`)",
-                    config.display()
-                );
-            }
-        }
-        self.reported.len() == self.children.len()
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Waits for node K to write its bound address.
-async fn bound_addr(layout: &Layout, k: usize, child: &mut Child) -> Result<String, LocalError> {
-    let deadline = Instant::now() + NODE_GRACE;
-    let path = layout.bound_addr_file(k);
-    loop {
-        if let Ok(addr) = std::fs::read_to_string(&path) {
-            if !addr.trim().is_empty() {
-                return Ok(addr.trim().to_string());
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            // The node may have written its last words just now.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            return Err(LocalError::NodeDied {
-                k,
-                status: status.to_string(),
-                log: layout.log_file(k).display().to_string(),
-                tail: log_tail(&layout.log_file(k)),
-            });
-        }
-        if Instant::now() >= deadline {
-            return Err(LocalError::NodeSlow {
-                k,
-                secs: NODE_GRACE.as_secs(),
-                log: layout.log_file(k).display().to_string(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Runs a local cluster until `shutdown` resolves: create or reuse the
 /// directory, start the nodes, form the cluster, call `ready` with the
 /// membership document, supervise, then stop every node.
@@ -205,74 +68,44 @@ pub async fn up(
     ready: impl FnOnce(&Membership, &Layout),
 ) -> Result<(), LocalError> {
     let layout = Layout::new(&options.dir);
-    let file = match layout.read()? {
-        None => layout.create(
-            options.nodes.unwrap_or(NODES_DEFAULT),
-            options.base_port.unwrap_or(BASE_PORT_DEFAULT),
-        )?,
-        Some(mut file) => {
-            if let Some(n) = options.nodes.filter(|n| *n != file.nodes) {
-                return Err(LayoutError::Mismatch(format!(
-                    "{} holds a {}-node cluster; --nodes {n} would need rebalancing, which \
-                     `quire up` does not do (use another --dir for a new cluster)",
-                    options.dir.display(),
-                    file.nodes
-                ))
-                .into());
-            }
-            if let Some(p) = options.base_port.filter(|p| *p != file.base_port) {
-                layout.change_base_port(&mut file, p)?;
-            }
-            file
-        }
-    };
-    let cluster_id = file.id()?;
-    for k in 1..=file.nodes {
-        if let Some(pid) = process::read_pid(&layout.pid_file(k)) {
-            if process::is_node_alive(pid) {
-                return Err(LocalError::AlreadyRunning {
-                    k,
-                    pid,
-                    dir: options.dir.display().to_string(),
-                });
+    let existing = layout.read()?;
+    if let Some(mut file) = existing.clone() {
+        for k in 1..=file.nodes {
+            if let Some(pid) = process::read_pid(&layout.pid_file(k)) {
+                if process::is_node_alive(pid) {
+                    return Err(LocalError::AlreadyRunning {
+                        k,
+                        pid,
+                        dir: options.dir.display().to_string(),
+                    });
+                }
             }
         }
+        if let Some(p) = options.base_port.filter(|p| *p != file.base_port) {
+            layout.change_base_port(&mut file, p)?;
+        }
     }
-
-    let mut nodes = Nodes {
-        layout: layout.clone(),
-        children: Vec::new(),
-        reported: Vec::new(),
-    };
-    for k in 1..=file.nodes {
-        let child = process::spawn_node(&options.exe, &layout, k)?;
-        nodes.children.push((k, child));
-    }
-    let mut addrs = Vec::new();
-    for (k, child) in &mut nodes.children {
-        addrs.push(bound_addr(&layout, *k, child).await?);
-    }
-    // The admin client uses the client certificate; seeds do not matter.
-    layout.write_client_config(addrs.clone())?;
-    let config = ClientConfig::load(&layout.client_config())
-        .map_err(|e| LocalError::Client(e.to_string()))?;
-    let transport = Transport::new(&config.tls, &config.timeouts)
-        .map_err(|e| LocalError::Client(e.to_string()))?;
-    let doc = form_cluster(&transport, cluster_id, &addrs, Vec::new(), NODE_GRACE).await?;
-    transport.close();
+    let nodes = options
+        .nodes
+        .or(existing.as_ref().map(|f| f.nodes))
+        .unwrap_or(NODES_DEFAULT);
+    let mut cluster = ClusterBuilder::new(nodes)
+        .processes(&options.exe)
+        .dir(&options.dir)
+        .base_port(options.base_port.unwrap_or(BASE_PORT_DEFAULT))
+        .start()
+        .await?;
     // Hint delivery for the local cluster, while it runs.
-    let maintenance = quire_client::Client::connect(config)
-        .await
-        .map_err(|e| LocalError::Client(e.to_string()))?;
+    let maintenance = cluster.client().await.map_err(ClusterError::from)?;
     let maintenance_task = maintenance.spawn_maintenance(MAINTENANCE_INTERVAL);
-    ready(&doc, &layout);
+    ready(cluster.membership(), cluster.layout());
 
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tick.tick() => if nodes.check() {
+            _ = tick.tick() => if report_exits(&mut cluster) {
                 eprintln!("quire: every node has exited; stopping");
                 break;
             },
@@ -280,8 +113,24 @@ pub async fn up(
     }
     maintenance_task.abort();
     maintenance.close();
-    tokio::task::block_in_place(|| nodes.stop());
+    cluster.stop_all().await;
     Ok(())
+}
+
+/// Reports nodes that exited since the last call; true when none is left.
+fn report_exits(cluster: &mut LocalCluster) -> bool {
+    for node in &mut cluster.nodes {
+        if let Some(status) = node.exited() {
+            let config = cluster.layout.node_config(node.k);
+            eprintln!(
+                "quire: node-{} exited ({status}); restart it by hand with \
+                 `quire-node --config {1}` (or `quire --config {1} node`)",
+                node.k,
+                config.display()
+            );
+        }
+    }
+    cluster.nodes.iter().all(|n| !n.running())
 }
 
 /// Stops the nodes of a cluster directory whose `quire up` is gone (or

@@ -1,137 +1,27 @@
 //! Test harness: real nodes (LMDB in temp dirs, QUIC + mutual TLS on
-//! 127.0.0.1 port 0) in this process, and the certificates they need.
+//! 127.0.0.1 port 0), started by the same launcher as `quire up`
+//! ([`quire::cluster::ClusterBuilder`]), in this process or as node
+//! processes, optionally each behind a fault proxy.
 //!
 //! Nothing here stands in for a node: every request goes over a real QUIC
 //! connection to a real `quire_node` serving real LMDB.
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
-pub mod procs;
 pub mod proxy;
 
-use quire::admin::{default_store, form_cluster};
 use quire::certs::ClusterCa;
+use quire::cluster::{ClusterBuilder, LocalCluster, LocalNode};
 use quire::shared::{Membership, StoreConfig};
 use quire::{Client, ClientConfig};
 use quire_client::config::{Timeouts, TlsFiles as ClientTls};
 use quire_client::transport::Transport;
-use quire_node::config::{Limits, NodeConfig, StorageSettings, TlsFiles as NodeTls};
-use quire_node::RunningNode;
+use quire_node::config::Limits;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-/// Certificates for one test cluster, written into a directory.
-pub struct Pki {
-    /// The directory holding the PEM files.
-    pub dir: PathBuf,
-}
-
-impl Pki {
-    /// Generates a CA, one node certificate (shared by all test nodes: they
-    /// all answer to the same server name) and a client certificate.
-    pub fn generate(dir: &Path) -> Self {
-        let ca = ClusterCa::generate("test").expect("CA");
-        ca.pem()
-            .write(&dir.join("ca.pem"), &dir.join("ca-key.pem"))
-            .expect("write CA");
-        ca.node("test-node")
-            .expect("node cert")
-            .write(&dir.join("node.pem"), &dir.join("node-key.pem"))
-            .expect("write node cert");
-        ca.client("test-client")
-            .expect("client cert")
-            .write(&dir.join("client.pem"), &dir.join("client-key.pem"))
-            .expect("write client cert");
-        Self {
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// The TLS files of a node.
-    pub fn node_tls(&self) -> NodeTls {
-        NodeTls {
-            cert: self.dir.join("node.pem"),
-            key: self.dir.join("node-key.pem"),
-            ca: self.dir.join("ca.pem"),
-        }
-    }
-
-    /// The TLS files of a client.
-    pub fn client_tls(&self) -> ClientTls {
-        ClientTls {
-            cert: self.dir.join("client.pem"),
-            key: self.dir.join("client-key.pem"),
-            ca: self.dir.join("ca.pem"),
-        }
-    }
-}
-
-/// One node of a test cluster; stopped and restarted on the same port and
-/// data directory.
-pub struct TestNode {
-    /// Its config; `listen` holds the bound address once started.
-    pub config: NodeConfig,
-    /// The serving node, while it runs.
-    pub running: Option<RunningNode>,
-    /// Its id, known from its first start (kept across restarts).
-    pub node_id: u64,
-}
-
-impl TestNode {
-    /// A node config on 127.0.0.1:0 with its data under `dir`.
-    pub fn config(dir: &Path, pki: &Pki, limits: Limits) -> NodeConfig {
-        NodeConfig {
-            listen: "127.0.0.1:0".parse().expect("literal"),
-            data_dir: dir.to_owned(),
-            tls: pki.node_tls(),
-            limits,
-            storage: StorageSettings {
-                // Small map: tests store little, and many envs may be open.
-                map_size_bytes: 256 << 20,
-                ..StorageSettings::default()
-            },
-        }
-    }
-
-    /// Starts (or restarts) the node; a restart reuses the port it bound.
-    pub async fn start(&mut self) {
-        assert!(self.running.is_none(), "node already running");
-        let node = quire_node::start(self.config.clone())
-            .await
-            .expect("node starts");
-        self.config.listen = node.addr;
-        self.node_id = node.identity.node_id;
-        self.running = Some(node);
-    }
-
-    /// Stops the node cleanly (storage closed when this returns).
-    pub async fn stop(&mut self) {
-        if let Some(node) = self.running.take() {
-            node.stop().await;
-        }
-    }
-
-    /// `host:port` for clients.
-    pub fn addr(&self) -> String {
-        self.config.listen.to_string()
-    }
-}
-
-/// A cluster of in-process nodes, formed with a membership document.
-pub struct TestCluster {
-    /// Holds every file; removed on drop.
-    pub dir: tempfile::TempDir,
-    /// Certificates.
-    pub pki: Pki,
-    /// The nodes, in start order.
-    pub nodes: Vec<TestNode>,
-    /// The document the nodes hold.
-    pub membership: Membership,
-    /// Fault proxies in front of the nodes (same order), when started
-    /// with [`TestCluster::start_proxied`]; members' addresses are then the
-    /// proxies'.
-    pub proxies: Vec<proxy::FaultProxy>,
-}
+/// The `quire` binary, for clusters of node processes.
+pub const QUIRE: &str = env!("CARGO_BIN_EXE_quire");
 
 /// Client timeouts for tests: generous enough for a loaded 2-core CI box.
 pub fn test_timeouts() -> Timeouts {
@@ -142,112 +32,174 @@ pub fn test_timeouts() -> Timeouts {
     }
 }
 
+/// A launcher set up for tests: small LMDB maps (many environments are
+/// open at once) and test timeouts.
+pub fn builder(n: usize) -> ClusterBuilder {
+    ClusterBuilder::new(n)
+        .map_size_bytes(256 << 20)
+        .client_timeouts(test_timeouts())
+}
+
+/// A formed test cluster and, when proxied, the fault proxies its members
+/// are reached through.
+pub struct TestCluster {
+    /// The cluster; dropping it stops every node.
+    pub cluster: LocalCluster,
+    /// Fault proxies in front of the nodes (node-1 first), when proxied;
+    /// members' addresses are then the proxies'.
+    pub proxies: Vec<proxy::FaultProxy>,
+    /// The document the nodes were formed with.
+    pub membership: Membership,
+    /// A client config naming every member.
+    pub client_config: ClientConfig,
+    /// Each node's own address (node-1 first), fixed across restarts.
+    pub node_addrs: Vec<SocketAddr>,
+}
+
+impl std::ops::Deref for TestCluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for TestCluster {
+    fn deref_mut(&mut self) -> &mut LocalCluster {
+        &mut self.cluster
+    }
+}
+
 impl TestCluster {
-    /// Starts `n` nodes and forms a cluster with the `default` store.
+    /// `n` nodes in this process with the `default` store.
     pub async fn start(n: usize) -> Self {
-        Self::start_with(n, Vec::new(), Limits::default()).await
+        Self::from(builder(n), false).await
     }
 
-    /// Starts `n` nodes, each behind a fault proxy, and forms the cluster
-    /// with the proxies' addresses: clients reach nodes only through them.
+    /// `n` nodes in this process, each behind a fault proxy.
     pub async fn start_proxied(n: usize) -> Self {
-        Self::start_inner(n, Vec::new(), Limits::default(), true).await
+        Self::from(builder(n), true).await
     }
 
-    /// Starts `n` nodes with `limits` and forms a cluster with `stores`
-    /// (the `default` store if empty).
+    /// `n` nodes in this process with `limits` and `stores` (the `default`
+    /// store if empty).
     pub async fn start_with(n: usize, stores: Vec<StoreConfig>, limits: Limits) -> Self {
-        Self::start_inner(n, stores, limits, false).await
+        Self::from(builder(n).stores(stores).node_limits(limits), false).await
     }
 
-    async fn start_inner(
-        n: usize,
-        stores: Vec<StoreConfig>,
-        limits: Limits,
-        proxied: bool,
-    ) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pki = Pki::generate(dir.path());
-        let mut nodes = Vec::new();
-        for k in 1..=n {
-            let data = dir.path().join(format!("node-{k}"));
-            let mut node = TestNode {
-                config: TestNode::config(&data, &pki, limits.clone()),
-                running: None,
-                node_id: 0,
-            };
-            node.start().await;
-            nodes.push(node);
-        }
-        let stores = if stores.is_empty() {
-            vec![default_store(n)]
-        } else {
-            stores
-        };
+    /// `n` node processes (`quire node`), behind proxies if `proxied`: for
+    /// tests that kill -9 a node.
+    pub async fn processes(n: usize, proxied: bool) -> Self {
+        Self::from(builder(n).processes(QUIRE), proxied).await
+    }
+
+    /// Launches `builder`'s nodes and forms them, through proxies if
+    /// `proxied`.
+    pub async fn from(builder: ClusterBuilder, proxied: bool) -> Self {
+        let launched = builder.launch().await.expect("nodes start");
+        let node_addrs = launched.node_addrs();
         let mut proxies = Vec::new();
         if proxied {
-            for node in &nodes {
-                proxies.push(proxy::FaultProxy::start(node.config.listen).await);
+            for addr in &node_addrs {
+                proxies.push(proxy::FaultProxy::start(*addr).await);
             }
         }
-        let addrs: Vec<String> = if proxied {
-            proxies.iter().map(|p| p.addr.to_string()).collect()
+        let cluster = if proxied {
+            let addrs = proxies.iter().map(|p| p.addr.to_string()).collect();
+            launched.form_as(addrs).await
         } else {
-            nodes.iter().map(TestNode::addr).collect()
-        };
-        let transport = Transport::new(&pki.client_tls(), &test_timeouts()).expect("transport");
-        let membership = form_cluster(&transport, 42, &addrs, stores, Duration::from_secs(10))
-            .await
-            .expect("cluster forms");
-        transport.close();
-        Self {
-            dir,
-            pki,
-            nodes,
-            membership,
-            proxies,
+            launched.form().await
         }
-    }
-
-    /// A client config naming every member as a seed.
-    pub fn client_config(&self) -> ClientConfig {
-        ClientConfig {
-            seeds: self
-                .membership
-                .members
-                .iter()
-                .map(|m| m.addr.clone())
-                .collect(),
-            tls: self.pki.client_tls(),
-            timeouts: test_timeouts(),
+        .expect("cluster forms");
+        Self {
+            membership: cluster.membership().clone(),
+            client_config: cluster.client_config(),
+            cluster,
+            proxies,
+            node_addrs,
         }
     }
 
     /// A connected SDK client.
     pub async fn client(&self) -> Client {
-        Client::connect(self.client_config())
-            .await
-            .expect("client connects")
+        self.cluster.client().await.expect("client connects")
     }
 
     /// A bare transport with the client certificate, for single-node
     /// requests.
     pub fn transport(&self) -> Transport {
-        Transport::new(&self.pki.client_tls(), &test_timeouts()).expect("transport")
+        Transport::new(&self.client_config.tls, &test_timeouts()).expect("transport")
     }
 
     /// The node with id `id`.
-    pub fn node_by_id(&mut self, id: u64) -> &mut TestNode {
-        self.nodes
-            .iter_mut()
-            .find(|n| n.node_id == id)
-            .expect("a node with that id")
+    pub fn node_by_id(&mut self, id: u64) -> &mut LocalNode {
+        self.cluster.node_by_id(id).expect("a node with that id")
     }
 
-    /// Stops every node.
-    pub async fn stop_all(&mut self) {
-        for n in &mut self.nodes {
-            n.stop().await;
+    /// The node number (from 1) of member `id`.
+    pub fn k_of(&self, id: u64) -> usize {
+        self.cluster
+            .nodes
+            .iter()
+            .find(|n| n.node_id == id)
+            .expect("a node for the member")
+            .k
+    }
+
+    /// kill -9 node K (a node in this process is stopped instead).
+    pub async fn kill(&mut self, k: usize) {
+        self.cluster.node(k).kill().await;
+    }
+
+    /// Starts node K again on its address, with its data.
+    pub async fn restart(&mut self, k: usize) {
+        self.cluster.node(k).start().await.expect("node restarts");
+    }
+
+    /// Node K's process id, while it runs as a process.
+    pub fn pid(&mut self, k: usize) -> Option<u32> {
+        self.cluster.node(k).pid()
+    }
+
+    /// Whether node K runs.
+    pub fn running(&mut self, k: usize) -> bool {
+        self.cluster.node(k).running()
+    }
+
+    /// The log of node K (process nodes), for failure messages.
+    pub fn log(&mut self, k: usize) -> PathBuf {
+        self.cluster.node(k).log()
+    }
+}
+
+/// Certificates of a cluster that is not ours, written into a directory:
+/// for tests of what a foreign CA may not do.
+pub struct Pki {
+    /// The directory holding the PEM files.
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    /// Generates a CA and a client certificate signed by it.
+    pub fn generate(dir: &Path) -> Self {
+        let ca = ClusterCa::generate("foreign").expect("CA");
+        ca.pem()
+            .write(&dir.join("ca.pem"), &dir.join("ca-key.pem"))
+            .expect("write CA");
+        ca.client("foreign-client")
+            .expect("client cert")
+            .write(&dir.join("client.pem"), &dir.join("client-key.pem"))
+            .expect("write client cert");
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The TLS files of a client of this CA.
+    pub fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            cert: self.dir.join("client.pem"),
+            key: self.dir.join("client-key.pem"),
+            ca: self.dir.join("ca.pem"),
         }
     }
 }

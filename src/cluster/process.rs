@@ -82,3 +82,11 @@ pub fn spawn_node(exe: &Path, layout: &Layout, k: usize) -> Result<Child, Layout
     std::fs::write(&pid_path, child.id().to_string()).map_err(io(&pid_path))?;
     Ok(child)
 }
+
+/// Peak resident memory of process `pid` in bytes (Linux `VmHWM`).
+pub fn peak_memory_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

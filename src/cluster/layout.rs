@@ -75,6 +75,16 @@ impl ClusterFile {
     }
 }
 
+/// What every node of a new cluster gets in its config beyond addresses
+/// and certificates.
+#[derive(Clone, Debug, Default)]
+pub struct NodeSettings {
+    /// Size and connection limits.
+    pub limits: Limits,
+    /// LMDB settings (tests shrink the map so many environments fit).
+    pub storage: StorageSettings,
+}
+
 /// A local cluster directory.
 #[derive(Clone, Debug)]
 pub struct Layout {
@@ -125,6 +135,16 @@ impl Layout {
             .join(quire_node::LISTEN_ADDR_FILE)
     }
 
+    /// The client certificate, key and CA of this directory, as absolute
+    /// paths (what `client.toml` names relative to the directory).
+    pub fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            cert: self.dir.join("client.pem"),
+            key: self.dir.join("client-key.pem"),
+            ca: self.dir.join("ca.pem"),
+        }
+    }
+
     /// Reads `cluster.toml`, or `None` if this directory holds no cluster.
     pub fn read(&self) -> Result<Option<ClusterFile>, LayoutError> {
         let path = self.cluster_file();
@@ -143,6 +163,16 @@ impl Layout {
 
     /// Creates a new cluster directory: CA, certificates, node configs.
     pub fn create(&self, nodes: usize, base_port: u16) -> Result<ClusterFile, LayoutError> {
+        self.create_with(nodes, base_port, &NodeSettings::default())
+    }
+
+    /// Like [`Layout::create`], with `settings` in every node's config.
+    pub fn create_with(
+        &self,
+        nodes: usize,
+        base_port: u16,
+        settings: &NodeSettings,
+    ) -> Result<ClusterFile, LayoutError> {
         if nodes == 0 {
             return Err(LayoutError::Mismatch(
                 "a cluster needs at least one node".into(),
@@ -173,7 +203,7 @@ impl Layout {
             std::fs::create_dir_all(dir.join("data")).map_err(io_err(&dir))?;
             ca.node(&format!("quire-node-{k}"))?
                 .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
-            self.write_node_config(k, base_port)?;
+            self.write_node_config_with(k, Self::listen_addr(k, base_port), settings)?;
         }
         // Written last: a directory with cluster.toml is complete.
         self.write_toml(&self.cluster_file(), &file)?;
@@ -198,6 +228,32 @@ impl Layout {
     /// Writes `DIR/node-K/node.toml` listening on `listen` (e.g. to restart
     /// a node started on port 0 at the address it had).
     pub fn write_node_config_at(&self, k: usize, listen: SocketAddr) -> Result<(), LayoutError> {
+        let settings = match self.read_node_config(k) {
+            Ok(old) => NodeSettings {
+                limits: old.limits,
+                storage: old.storage,
+            },
+            Err(_) => NodeSettings::default(),
+        };
+        self.write_node_config_with(k, listen, &settings)
+    }
+
+    /// Node K's config as written (paths still relative).
+    fn read_node_config(&self, k: usize) -> Result<NodeConfig, LayoutError> {
+        let path = self.node_config(k);
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        toml::from_str(&text).map_err(|e| LayoutError::Parse {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    fn write_node_config_with(
+        &self,
+        k: usize,
+        listen: SocketAddr,
+        settings: &NodeSettings,
+    ) -> Result<(), LayoutError> {
         let config = NodeConfig {
             listen,
             data_dir: "data".into(),
@@ -206,14 +262,23 @@ impl Layout {
                 key: "node-key.pem".into(),
                 ca: "../ca.pem".into(),
             },
-            limits: Limits::default(),
-            storage: StorageSettings::default(),
+            limits: settings.limits.clone(),
+            storage: settings.storage.clone(),
         };
         self.write_toml(&self.node_config(k), &config)
     }
 
     /// Writes `DIR/client.toml` with `seeds`.
     pub fn write_client_config(&self, seeds: Vec<String>) -> Result<(), LayoutError> {
+        self.write_client_config_with(seeds, Timeouts::default())
+    }
+
+    /// Like [`Layout::write_client_config`], with `timeouts`.
+    pub fn write_client_config_with(
+        &self,
+        seeds: Vec<String>,
+        timeouts: Timeouts,
+    ) -> Result<(), LayoutError> {
         let config = ClientConfig {
             seeds,
             tls: ClientTls {
@@ -221,7 +286,7 @@ impl Layout {
                 key: "client-key.pem".into(),
                 ca: "ca.pem".into(),
             },
-            timeouts: Timeouts::default(),
+            timeouts,
         };
         self.write_toml(&self.client_config(), &config)
     }
