@@ -46,14 +46,12 @@ impl EchoServer {
         ca.client("echo-client")?
             .write(&dir.join("client.pem"), &dir.join("client-key.pem"))?;
         let setup = |e: &dyn std::fmt::Display| EchoError::Setup(e.to_string());
-        let crypto = quire_node::tls::server_config(
-            &dir.join("node.pem"),
-            &dir.join("node-key.pem"),
-            &dir.join("ca.pem"),
-        )
+        let quic = quire_net::tls::server_config(&TlsFiles {
+            cert: dir.join("node.pem"),
+            key: dir.join("node-key.pem"),
+            ca: dir.join("ca.pem"),
+        })
         .map_err(|e| setup(&e))?;
-        let quic =
-            quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| setup(&e))?;
         let server = quinn::ServerConfig::with_crypto(Arc::new(quic));
         let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().expect("literal"))
             .map_err(|e| setup(&e))?;
