@@ -5,11 +5,10 @@
 //! share one handshake instead of racing several.
 
 use crate::config::{Timeouts, TlsFiles};
+use quire_net::frame::{read_frame, write_encoded, FrameReadError};
 use quire_net::tls::TlsError;
 use quire_shared::limits::FRAME_BYTES_CEILING;
-use quire_shared::wire::{
-    decode_payload, encode_frame, payload_len, FrameError, Request, Response, FRAME_HEADER_BYTES,
-};
+use quire_shared::wire::{encode_frame, Request, Response};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -205,24 +204,20 @@ impl Transport {
             .open_bi()
             .await
             .map_err(|e| stream_err(e.to_string()))?;
-        send.write_all(frame)
+        write_encoded(&mut send, frame)
             .await
             .map_err(|e| stream_err(e.to_string()))?;
-        let _ = send.finish();
-        let mut header = [0u8; FRAME_HEADER_BYTES];
-        recv.read_exact(&mut header)
+        // The node's limit is configurable, so the client accepts answers up
+        // to the ceiling any node may be configured with.
+        read_frame(&mut recv, FRAME_BYTES_CEILING)
             .await
-            .map_err(|e| stream_err(e.to_string()))?;
-        let bad = |e: FrameError| TransportError::BadResponse {
-            addr,
-            reason: e.to_string(),
-        };
-        let len = payload_len(header, FRAME_BYTES_CEILING).map_err(bad)?;
-        let mut payload = vec![0u8; len];
-        recv.read_exact(&mut payload)
-            .await
-            .map_err(|e| stream_err(e.to_string()))?;
-        decode_payload(&payload).map_err(bad)
+            .map_err(|e| match e {
+                FrameReadError::Header(e) | FrameReadError::Body(e) => stream_err(e.to_string()),
+                FrameReadError::Frame(e) => TransportError::BadResponse {
+                    addr,
+                    reason: e.to_string(),
+                },
+            })
     }
 
     /// Sends raw bytes as a request and returns the raw answer; for tests of
