@@ -2,10 +2,10 @@
 //! clients, all generated with rcgen.
 //!
 //! Node certificates carry the DNS name the SDK verifies
-//! ([`quire_client::transport::NODE_SERVER_NAME`]), so nodes can move between
+//! ([`quire_net::tls::NODE_SERVER_NAME`]), so nodes can move between
 //! addresses without new certificates. Every key stays on this machine.
 
-use quire_client::transport::NODE_SERVER_NAME;
+use quire_net::tls::NODE_SERVER_NAME;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,

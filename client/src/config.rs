@@ -1,9 +1,17 @@
 //! Client configuration, read from a TOML file (`client.toml`).
 //!
-//! Relative paths are resolved against the file's directory.
+//! Relative paths are resolved against the file's directory. Loading and
+//! the TLS files are shared with the node ([`quire_net`]); the settings here
+//! are the client's own.
 
+pub use quire_net::config::ConfigError;
+use quire_net::config::{load_toml, resolve_relative};
+pub use quire_net::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+/// Names the client's config in error messages.
+const KIND: &str = "client config";
 
 /// What the SDK needs to reach a cluster.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -17,18 +25,6 @@ pub struct ClientConfig {
     /// Timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
-}
-
-/// PEM files for mutual TLS.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// The client certificate chain, signed by the cluster CA.
-    pub cert: PathBuf,
-    /// The client's private key.
-    pub key: PathBuf,
-    /// The cluster CA that node certificates must chain to.
-    pub ca: PathBuf,
 }
 
 /// Time limits.
@@ -54,53 +50,16 @@ impl Default for Timeouts {
     }
 }
 
-/// Why a config could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read client config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not a valid client config.
-    #[error("invalid client config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        message: String,
-    },
-    /// No seeds.
-    #[error("client config lists no seeds")]
-    NoSeeds,
-}
-
 impl ClientConfig {
     /// Reads a config file; relative paths become relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut config: ClientConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut config.tls.cert,
-            &mut config.tls.key,
-            &mut config.tls.ca,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        let mut config: ClientConfig = load_toml(path, KIND)?;
+        resolve_relative(path, config.tls.paths_mut());
         if config.seeds.is_empty() {
-            return Err(ConfigError::NoSeeds);
+            return Err(ConfigError::Invalid {
+                kind: KIND,
+                message: "seeds must list at least one node address".into(),
+            });
         }
         Ok(config)
     }

@@ -5,21 +5,16 @@
 //! share one handshake instead of racing several.
 
 use crate::config::{Timeouts, TlsFiles};
+use quire_net::frame::{read_frame, write_encoded, FrameReadError};
+use quire_net::tls::TlsError;
 use quire_shared::limits::FRAME_BYTES_CEILING;
-use quire_shared::wire::{
-    decode_payload, encode_frame, payload_len, FrameError, Request, Response, ALPN,
-    FRAME_HEADER_BYTES,
-};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use quire_shared::wire::{encode_frame, Request, Response};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// TLS server name every node certificate carries; the cluster CA vouches
-/// for membership, the name only satisfies TLS.
-pub const NODE_SERVER_NAME: &str = "quire-node";
+pub use quire_net::tls::NODE_SERVER_NAME;
 
 /// Why a request to one node failed before it produced an answer.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,61 +54,12 @@ pub enum TransportError {
 /// Why the transport could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// TLS files missing or invalid.
-    #[error("cannot load {what} from {path}: {message}")]
-    Pem {
-        /// Which file.
-        what: &'static str,
-        /// Its path.
-        path: String,
-        /// The cause.
-        message: String,
-    },
-    /// rustls or quinn refused the configuration.
-    #[error("tls: {0}")]
-    Tls(String),
+    /// TLS files missing or invalid, or rustls refused them.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The local UDP socket could not be bound.
     #[error("cannot bind a local UDP socket: {0}")]
     Bind(std::io::Error),
-}
-
-fn pem_err(what: &'static str, path: &std::path::Path, e: impl std::fmt::Display) -> SetupError {
-    SetupError::Pem {
-        what,
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-fn client_crypto(files: &TlsFiles) -> Result<rustls::ClientConfig, SetupError> {
-    let load_certs =
-        |path: &std::path::Path, what| -> Result<Vec<CertificateDer<'static>>, SetupError> {
-            let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| pem_err(what, path, e))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| pem_err(what, path, e))?;
-            if certs.is_empty() {
-                return Err(pem_err(what, path, "no certificate found"));
-            }
-            Ok(certs)
-        };
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(&files.ca, "CA certificate")? {
-        roots
-            .add(c)
-            .map_err(|e| pem_err("CA certificate", &files.ca, e))?;
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| pem_err("private key", &files.key, e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| SetupError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(load_certs(&files.cert, "client certificate")?, key)
-        .map_err(|e| SetupError::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![ALPN.to_vec()];
-    Ok(config)
 }
 
 /// One node's connection state. Connects are single-flight: callers queue
@@ -142,9 +88,7 @@ pub struct Transport {
 impl Transport {
     /// Binds a local UDP socket and loads the TLS identity.
     pub fn new(tls: &TlsFiles, timeouts: &Timeouts) -> Result<Self, SetupError> {
-        let crypto = client_crypto(tls)?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-            .map_err(|e| SetupError::Tls(e.to_string()))?;
+        let quic = quire_net::tls::client_config(tls)?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
         // Keep idle connections alive well inside the node's idle timeout.
@@ -260,24 +204,20 @@ impl Transport {
             .open_bi()
             .await
             .map_err(|e| stream_err(e.to_string()))?;
-        send.write_all(frame)
+        write_encoded(&mut send, frame)
             .await
             .map_err(|e| stream_err(e.to_string()))?;
-        let _ = send.finish();
-        let mut header = [0u8; FRAME_HEADER_BYTES];
-        recv.read_exact(&mut header)
+        // The node's limit is configurable, so the client accepts answers up
+        // to the ceiling any node may be configured with.
+        read_frame(&mut recv, FRAME_BYTES_CEILING)
             .await
-            .map_err(|e| stream_err(e.to_string()))?;
-        let bad = |e: FrameError| TransportError::BadResponse {
-            addr,
-            reason: e.to_string(),
-        };
-        let len = payload_len(header, FRAME_BYTES_CEILING).map_err(bad)?;
-        let mut payload = vec![0u8; len];
-        recv.read_exact(&mut payload)
-            .await
-            .map_err(|e| stream_err(e.to_string()))?;
-        decode_payload(&payload).map_err(bad)
+            .map_err(|e| match e {
+                FrameReadError::Header(e) | FrameReadError::Body(e) => stream_err(e.to_string()),
+                FrameReadError::Frame(e) => TransportError::BadResponse {
+                    addr,
+                    reason: e.to_string(),
+                },
+            })
     }
 
     /// Sends raw bytes as a request and returns the raw answer; for tests of

@@ -5,10 +5,9 @@
 use crate::certs::{CertError, ClusterCa};
 use quire_client::config::{Timeouts, TlsFiles};
 use quire_client::transport::Transport;
+use quire_net::frame::{read_frame, write_encoded, FrameReadError};
 use quire_shared::limits::FRAME_BYTES_CEILING;
-use quire_shared::wire::{
-    decode_payload, encode_frame, payload_len, Reply, Request, Response, FRAME_HEADER_BYTES,
-};
+use quire_shared::wire::{encode_frame, FrameError, Reply, Request, Response};
 use quire_shared::{Dvvset, Value};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -46,14 +45,12 @@ impl EchoServer {
         ca.client("echo-client")?
             .write(&dir.join("client.pem"), &dir.join("client-key.pem"))?;
         let setup = |e: &dyn std::fmt::Display| EchoError::Setup(e.to_string());
-        let crypto = quire_node::tls::server_config(
-            &dir.join("node.pem"),
-            &dir.join("node-key.pem"),
-            &dir.join("ca.pem"),
-        )
+        let quic = quire_net::tls::server_config(&TlsFiles {
+            cert: dir.join("node.pem"),
+            key: dir.join("node-key.pem"),
+            ca: dir.join("ca.pem"),
+        })
         .map_err(|e| setup(&e))?;
-        let quic =
-            quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| setup(&e))?;
         let server = quinn::ServerConfig::with_crypto(Arc::new(quic));
         let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().expect("literal"))
             .map_err(|e| setup(&e))?;
@@ -77,23 +74,16 @@ impl EchoServer {
                     while let Ok((mut send, mut recv)) = conn.accept_bi().await {
                         let (get_reply, put_reply) = (get_reply.clone(), put_reply.clone());
                         tokio::spawn(async move {
-                            let mut header = [0u8; FRAME_HEADER_BYTES];
-                            if recv.read_exact(&mut header).await.is_err() {
-                                return;
-                            }
-                            let Ok(len) = payload_len(header, FRAME_BYTES_CEILING) else {
-                                return;
-                            };
-                            let mut payload = vec![0u8; len];
-                            if recv.read_exact(&mut payload).await.is_err() {
-                                return;
-                            }
-                            let reply = match decode_payload::<Request>(&payload) {
+                            let reply = match read_frame(&mut recv, FRAME_BYTES_CEILING).await {
                                 Ok(Request::Get { .. }) => get_reply,
-                                _ => put_reply,
+                                Ok(_) | Err(FrameReadError::Frame(FrameError::Malformed(_))) => {
+                                    put_reply
+                                }
+                                Err(_) => return,
                             };
-                            let _ = send.write_all(&reply).await;
-                            let _ = send.finish();
+                            // Encoded once at start-up: the baseline measures
+                            // the transport, not serialisation.
+                            let _ = write_encoded(&mut send, &reply).await;
                         });
                     }
                 });

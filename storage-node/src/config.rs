@@ -1,14 +1,22 @@
 //! Node configuration, read from a TOML file.
 //!
 //! Relative paths in the file are resolved against the file's own directory,
-//! so a config and its certificates can move together.
+//! so a config and its certificates can move together. Loading and the TLS
+//! files are shared with the client ([`quire_net`]); the settings here are
+//! the node's own.
 
+pub use quire_net::config::ConfigError;
+use quire_net::config::{load_toml, resolve_relative};
+pub use quire_net::tls::TlsFiles;
 use quire_shared::limits::{
     FRAME_BYTES_CEILING, FRAME_BYTES_MAX_DEFAULT, VALUE_BYTES_CEILING, VALUE_BYTES_MAX_DEFAULT,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+/// Names the node's config in error messages.
+const KIND: &str = "config";
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,18 +35,6 @@ pub struct NodeConfig {
     /// LMDB settings.
     #[serde(default)]
     pub storage: StorageSettings,
-}
-
-/// PEM files for the node's TLS identity and the cluster CA.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    /// The node's certificate chain.
-    pub cert: PathBuf,
-    /// The node's private key.
-    pub key: PathBuf,
-    /// The cluster CA that client certificates must chain to.
-    pub ca: PathBuf,
 }
 
 /// Hard limits, each refused with a typed error when exceeded.
@@ -93,69 +89,35 @@ impl Default for StorageSettings {
     }
 }
 
-/// Why a config could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for a node config.
-    #[error("invalid config {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("invalid config: {0}")]
-    Invalid(String),
-}
-
 impl NodeConfig {
     /// Reads and checks a config file; relative paths become relative to the
     /// file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut config.data_dir,
-            &mut config.tls.cert,
-            &mut config.tls.key,
-            &mut config.tls.ca,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        let mut config: NodeConfig = load_toml(path, KIND)?;
+        resolve_relative(
+            path,
+            std::iter::once(&mut config.data_dir).chain(config.tls.paths_mut()),
+        );
         config.validate()?;
         Ok(config)
     }
 
     /// Checks limits against their ceilings.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            kind: KIND,
+            message,
+        };
         let l = &self.limits;
         if l.value_bytes_max == 0 || l.value_bytes_max > VALUE_BYTES_CEILING {
-            return Err(ConfigError::Invalid(format!(
+            return Err(invalid(format!(
                 "limits.value_bytes_max must be 1..={VALUE_BYTES_CEILING}"
             )));
         }
         if (l.frame_bytes_max as usize) < l.value_bytes_max + 4096
             || l.frame_bytes_max > FRAME_BYTES_CEILING
         {
-            return Err(ConfigError::Invalid(format!(
+            return Err(invalid(format!(
                 "limits.frame_bytes_max must hold a maximum value plus 4096 bytes and be at most {FRAME_BYTES_CEILING}"
             )));
         }
@@ -163,7 +125,7 @@ impl NodeConfig {
             || self.storage.batch_writes_max == 0
             || self.storage.flush_interval_ms == 0
         {
-            return Err(ConfigError::Invalid(
+            return Err(invalid(
                 "limits.streams_per_connection_max, storage.batch_writes_max and storage.flush_interval_ms must be positive"
                     .into(),
             ));

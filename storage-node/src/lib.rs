@@ -11,13 +11,14 @@
 //! - [`writer`]: the writer thread, batching writes into one commit.
 //! - [`handler`]: validation and dispatch of requests.
 //! - [`server`]: QUIC accept loop, one request per stream.
-//! - [`tls`]: TLS 1.3 with required client certificates.
+//!
+//! TLS set-up (TLS 1.3, client certificates required and chained to the
+//! cluster CA) and frame I/O come from [`quire_net`], shared with the SDK.
 
 pub mod config;
 pub mod handler;
 pub mod server;
 pub mod storage;
-pub mod tls;
 pub mod writer;
 
 use config::NodeConfig;
@@ -39,7 +40,7 @@ pub enum NodeError {
     Storage(#[from] storage::StorageError),
     /// TLS material is missing or invalid.
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] quire_net::tls::TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -115,9 +116,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         config.limits.clone(),
     )?);
 
-    let crypto = tls::server_config(&config.tls.cert, &config.tls.key, &config.tls.ca)?;
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
-        .map_err(|e| tls::TlsError::Rustls(e.to_string()))?;
+    let quic = quire_net::tls::server_config(&config.tls)?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server_config.transport_config(Arc::new(transport(&config)));
     let bind_err = |source| NodeError::Bind {

@@ -6,9 +6,8 @@
 //! on its own stream, so the connection and its other requests carry on.
 
 use crate::handler::NodeState;
-use quire_shared::wire::{
-    decode_payload, encode_frame, payload_len, ErrorCode, FrameError, Request, FRAME_HEADER_BYTES,
-};
+use quire_net::frame::{read_frame, write_frame, FrameReadError};
+use quire_shared::wire::{ErrorCode, FrameError, Request};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,38 +74,26 @@ async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
 }
 
 async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, state: &NodeState) {
-    let response = match read_request(&mut recv, state.limits.frame_bytes_max).await {
+    let response = match read_frame::<Request>(&mut recv, state.limits.frame_bytes_max).await {
         Ok(request) => {
             tracing::trace!(kind = request.kind(), "request");
             state.handle(request).await
         }
-        Err(FrameError::TooLarge { len, max }) => {
-            // Do not read the body: tell the peer to stop sending it.
-            let _ = recv.stop(0u32.into());
-            state.refusal(
-                ErrorCode::FrameTooLarge,
-                format!("request frame of {len} bytes exceeds the node's limit of {max}"),
-            )
+        // read_frame has already stopped the stream: the body is not read.
+        Err(FrameReadError::Frame(FrameError::TooLarge { len, max })) => state.refusal(
+            ErrorCode::FrameTooLarge,
+            format!("request frame of {len} bytes exceeds the node's limit of {max}"),
+        ),
+        Err(FrameReadError::Frame(FrameError::Malformed(message))) => {
+            state.refusal(ErrorCode::Malformed, message)
         }
-        Err(FrameError::Malformed(message)) => state.refusal(ErrorCode::Malformed, message),
+        // A request cut short is as unusable as a garbled one; the client
+        // may still be there to read why.
+        Err(e @ (FrameReadError::Header(_) | FrameReadError::Body(_))) => {
+            state.refusal(ErrorCode::Malformed, e.to_string())
+        }
     };
-    let frame = encode_frame(&response);
-    if let Err(e) = send.write_all(&frame).await {
+    if let Err(e) = write_frame(&mut send, &response).await {
         tracing::debug!(error = %e, "client went away before the response");
-        return;
     }
-    let _ = send.finish();
-}
-
-async fn read_request(recv: &mut quinn::RecvStream, max: u32) -> Result<Request, FrameError> {
-    let mut header = [0u8; FRAME_HEADER_BYTES];
-    recv.read_exact(&mut header)
-        .await
-        .map_err(|e| FrameError::Malformed(format!("incomplete frame header: {e}")))?;
-    let len = payload_len(header, max)?;
-    let mut payload = vec![0u8; len];
-    recv.read_exact(&mut payload)
-        .await
-        .map_err(|e| FrameError::Malformed(format!("frame shorter than announced: {e}")))?;
-    decode_payload(&payload)
 }

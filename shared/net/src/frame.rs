@@ -1,0 +1,82 @@
+//! One frame on a QUIC stream, read and written the same way by the client
+//! and the node.
+//!
+//! The byte format lives in [`quire_shared::wire`], pure and testable
+//! without a socket; this module only moves those bytes. What it pins down
+//! is the order of a read: the header first, its length checked against
+//! the receiver's limit, and only then a buffer for the payload, so a peer
+//! cannot make the receiver allocate by announcing a huge frame.
+//!
+//! A stream carries one frame in each direction, so writing a frame also
+//! finishes the sending side.
+
+use quinn::{ReadExactError, RecvStream, SendStream, WriteError};
+use quire_shared::wire::{
+    decode_payload, encode_frame, payload_len, FrameError, FRAME_HEADER_BYTES,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a frame could not be read.
+///
+/// Callers branch on the split: [`Header`](Self::Header) and
+/// [`Body`](Self::Body) mean the stream ended or broke (a network or peer
+/// failure), [`Frame`](Self::Frame) means bytes arrived that are not an
+/// acceptable frame (a peer speaking nonsense, or over the limit).
+#[derive(Debug, thiserror::Error)]
+pub enum FrameReadError {
+    /// The stream ended or failed before the length prefix was complete.
+    #[error("incomplete frame header: {0}")]
+    Header(#[source] ReadExactError),
+    /// The stream ended or failed before the payload the header announced.
+    #[error("frame shorter than announced: {0}")]
+    Body(#[source] ReadExactError),
+    /// The announced length is over the limit (the payload was not read and
+    /// the stream was stopped), or the payload does not decode.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// Reads one frame of at most `max` payload bytes and decodes it.
+///
+/// A frame over `max` is never read: the stream is stopped so the peer
+/// stops sending it, and [`FrameError::TooLarge`] is returned at once.
+pub async fn read_frame<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    max: u32,
+) -> Result<T, FrameReadError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(FrameReadError::Header)?;
+    let len = match payload_len(header, max) {
+        Ok(len) => len,
+        Err(e) => {
+            // Already stopped or finished means nothing more will arrive.
+            let _ = recv.stop(0u32.into());
+            return Err(e.into());
+        }
+    };
+    let mut payload = vec![0u8; len];
+    recv.read_exact(&mut payload)
+        .await
+        .map_err(FrameReadError::Body)?;
+    Ok(decode_payload(&payload)?)
+}
+
+/// Encodes `msg` as one frame, writes it and finishes the stream.
+pub async fn write_frame<T: Serialize>(send: &mut SendStream, msg: &T) -> Result<(), WriteError> {
+    write_encoded(send, &encode_frame(msg)).await
+}
+
+/// Writes bytes already framed with [`encode_frame`] and finishes the
+/// stream: for a frame encoded once and sent many times, or for tests that
+/// send a deliberately broken frame.
+pub async fn write_encoded(send: &mut SendStream, frame: &[u8]) -> Result<(), WriteError> {
+    send.write_all(frame).await?;
+    // Fails only when the stream is already finished or reset; either way
+    // the peer has all it will get, and its answer (or silence) says how it
+    // went.
+    let _ = send.finish();
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! The TLS rules and frame I/O over a real loopback QUIC connection: a
+//! server set up with [`server_config`] and a client with
+//! [`client_config`], as a node and the SDK are, with throw-away
+//! certificates from rcgen.
+
+use crate::frame::{read_frame, write_encoded, write_frame, FrameReadError};
+use crate::tls::{client_config, server_config, TlsError, TlsFiles, NODE_SERVER_NAME};
+use quinn::ReadExactError;
+use quire_shared::wire::{encode_frame, FrameError, Reply, Request, Response, ALPN};
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let cert = params.self_signed(&key).unwrap();
+        Self { cert, key }
+    }
+
+    /// Writes the CA and a leaf certificate for `names` into `dir` under
+    /// `prefix`, and returns them as TLS files.
+    fn issue(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+    ) -> TlsFiles {
+        let key = KeyPair::generate().unwrap();
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let files = TlsFiles {
+            cert: dir.join(format!("{prefix}.pem")),
+            key: dir.join(format!("{prefix}-key.pem")),
+            ca: dir.join(format!("{prefix}-ca.pem")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        std::fs::write(&files.ca, self.cert.pem()).unwrap();
+        files
+    }
+
+    fn node(&self, dir: &Path) -> TlsFiles {
+        self.issue(
+            dir,
+            "node",
+            &[NODE_SERVER_NAME],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+
+    fn client(&self, dir: &Path) -> TlsFiles {
+        self.issue(dir, "client", &[], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
+
+fn server(files: &TlsFiles) -> (quinn::Endpoint, SocketAddr) {
+    let crypto = server_config(files).unwrap();
+    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    (endpoint, addr)
+}
+
+fn client(files: &TlsFiles) -> quinn::Endpoint {
+    let crypto = client_config(files).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
+}
+
+/// A connected pair from one CA: (client side, node side).
+async fn connected(dir: &Path) -> (quinn::Connection, quinn::Connection) {
+    let ca = Ca::new();
+    let (node, addr) = server(&ca.node(dir));
+    let client = client(&ca.client(dir));
+    let connecting = client.connect(addr, NODE_SERVER_NAME).unwrap();
+    let (client_side, node_side) =
+        tokio::join!(connecting, async { node.accept().await.unwrap().await });
+    (client_side.unwrap(), node_side.unwrap())
+}
+
+/// Sends `bytes` on a new stream and returns what the node side's
+/// `read_frame` made of them.
+async fn node_reads(bytes: &[u8], max: u32) -> Result<Request, FrameReadError> {
+    let dir = tempfile::tempdir().unwrap();
+    let (client_side, node_side) = connected(dir.path()).await;
+    let (mut send, _recv) = client_side.open_bi().await.unwrap();
+    write_encoded(&mut send, bytes).await.unwrap();
+    let (_send, mut recv) = node_side.accept_bi().await.unwrap();
+    read_frame(&mut recv, max).await
+}
+
+#[tokio::test]
+async fn both_sides_agree_on_alpn_and_a_request_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client_side, node_side) = connected(dir.path()).await;
+    for conn in [&client_side, &node_side] {
+        let data = conn.handshake_data().unwrap();
+        let data = data
+            .downcast::<quinn::crypto::rustls::HandshakeData>()
+            .unwrap();
+        assert_eq!(data.protocol.as_deref(), Some(ALPN));
+    }
+    let (mut send, mut recv) = client_side.open_bi().await.unwrap();
+    write_frame(&mut send, &Request::GetMembership)
+        .await
+        .unwrap();
+    let (mut node_send, mut node_recv) = node_side.accept_bi().await.unwrap();
+    let request: Request = read_frame(&mut node_recv, 1024).await.unwrap();
+    assert_eq!(request, Request::GetMembership);
+    let response = Response {
+        epoch: 7,
+        result: Ok(Reply::Dropped(3)),
+    };
+    write_frame(&mut node_send, &response).await.unwrap();
+    let answer: Response = read_frame(&mut recv, 1024).await.unwrap();
+    assert_eq!(answer, response);
+}
+
+#[tokio::test]
+async fn a_client_certificate_from_another_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = Ca::new();
+    let (node, addr) = server(&cluster.node(dir.path()));
+    let mut stranger = Ca::new().client(dir.path());
+    // The stranger trusts the cluster's node, but the node must not trust it.
+    stranger.ca = dir.path().join("node-ca.pem");
+    let client = client(&stranger);
+    let connecting = client.connect(addr, NODE_SERVER_NAME).unwrap();
+    let (_, node_side) = tokio::join!(connecting, async { node.accept().await.unwrap().await });
+    let e = node_side.unwrap_err();
+    assert!(e.to_string().contains("invalid peer certificate"), "{e}");
+}
+
+#[tokio::test]
+async fn an_oversized_frame_is_refused_and_its_body_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client_side, node_side) = connected(dir.path()).await;
+    let (mut send, _recv) = client_side.open_bi().await.unwrap();
+    let frame = encode_frame(&Request::GetMembership);
+    send.write_all(&[0, 0, 1, 0]).await.unwrap();
+    let (_node_send, mut node_recv) = node_side.accept_bi().await.unwrap();
+    let refused = read_frame::<Request>(&mut node_recv, 255).await;
+    assert!(
+        matches!(
+            refused,
+            Err(FrameReadError::Frame(FrameError::TooLarge {
+                len: 256,
+                max: 255
+            }))
+        ),
+        "{refused:?}"
+    );
+    // The sender is told to stop instead of pushing the rest.
+    assert_eq!(send.stopped().await.unwrap(), Some(0u32.into()));
+    assert!(send.write_all(&frame).await.is_err());
+}
+
+#[tokio::test]
+async fn a_cut_short_stream_is_a_stream_failure_not_a_bad_frame() {
+    let short_header = node_reads(&[0, 0], 1024).await;
+    assert!(
+        matches!(
+            short_header,
+            Err(FrameReadError::Header(ReadExactError::FinishedEarly(2)))
+        ),
+        "{short_header:?}"
+    );
+    let short_body = node_reads(&[0, 0, 0, 10, 1, 2, 3], 1024).await;
+    assert!(
+        matches!(
+            short_body,
+            Err(FrameReadError::Body(ReadExactError::FinishedEarly(3)))
+        ),
+        "{short_body:?}"
+    );
+    let garbage = node_reads(&[0, 0, 0, 2, 0xff, 0xff], 1024).await;
+    assert!(
+        matches!(
+            garbage,
+            Err(FrameReadError::Frame(FrameError::Malformed(_)))
+        ),
+        "{garbage:?}"
+    );
+}
+
+#[test]
+fn missing_and_empty_pem_files_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = Ca::new().node(dir.path());
+    let missing = TlsFiles {
+        key: dir.path().join("absent.pem"),
+        ..files.clone()
+    };
+    let Err(e) = server_config(&missing) else {
+        panic!("a missing key loaded")
+    };
+    assert!(
+        matches!(&e, TlsError::Pem { what: "private key", path, .. } if path == &missing.key),
+        "{e:?}"
+    );
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let Err(e) = client_config(&TlsFiles {
+        ca: empty.clone(),
+        ..files
+    }) else {
+        panic!("an empty CA file loaded")
+    };
+    assert!(
+        matches!(&e, TlsError::NoCertificate { what: "CA certificate", path } if path == &empty),
+        "{e:?}"
+    );
+}
