@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// Why certificates could not be made or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CertError {
     /// rcgen refused the parameters.
     #[error("cannot generate certificate: {0}")]

@@ -13,7 +13,7 @@
 //!   node processes), used by the CLI, the bench, the examples and the tests.
 //! - [`local`]: `quire up` / `quire down` on top of it.
 
-pub mod admin;
+pub use quire_client::admin;
 pub mod bench;
 pub mod certs;
 pub mod cluster;

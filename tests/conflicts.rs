@@ -8,7 +8,6 @@ mod common;
 mod shopping_cart;
 
 use common::TestCluster;
-use quire::admin::create_store;
 use quire::shared::wire::{Reply, Request};
 use quire::shared::{ConflictPolicy, Durability, StoreConfig};
 use quire::{Client, Context, LastWriteWins};
@@ -111,9 +110,7 @@ async fn an_lww_store_collapses_concurrent_writes_to_the_newest() {
         durability: Durability::Sync,
         policy: ConflictPolicy::Lww,
     };
-    create_store(admin.transport(), &admin.membership(), lww)
-        .await
-        .unwrap();
+    admin.create_store(lww).await.unwrap();
     let client = cluster.client().await;
     let store = client.store("prices").unwrap();
     assert_eq!(store.config().policy, ConflictPolicy::Lww);

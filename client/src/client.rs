@@ -471,7 +471,7 @@ impl Client {
     }
 
     /// The underlying transport, for admin requests to single nodes.
-    pub fn transport(&self) -> &Transport {
+    pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport
     }
 

@@ -7,6 +7,7 @@ use quire_shared::ContextError;
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// The client config could not be read.
     #[error(transparent)]

@@ -7,10 +7,13 @@
 //! # Layout
 //!
 //! - [`config`]: the client config file (seeds, TLS files, timeouts).
-//! - [`transport`]: QUIC + mutual TLS, one reused connection per node.
-//! - [`quorum`]: the get and put state machines, sans I/O.
-//! - [`driver`]: the tokio glue that pumps a machine over the transport.
-//! - [`health`]: failure detection, local to the client.
+//! - [`admin`]: forming a cluster, creating stores.
+//! - `transport` (internal; public with feature `testing`): QUIC + mutual
+//!   TLS, one reused connection per node.
+//! - `quorum` (internal): the get and put state machines, sans I/O.
+//! - `driver` (internal): the tokio glue that pumps a machine over the
+//!   transport.
+//! - `health` (internal): failure detection, local to the client.
 //! - [`maintain`]: hint delivery, a pass at a time.
 //! - [`client`]: the public [`Client`] API.
 //! - [`store`]: [`Store`], a store handle with conflict resolution and
@@ -18,21 +21,29 @@
 //! - [`resolve`]: [`Resolver`]s that reconcile siblings.
 //! - [`error`]: the SDK error type, [`ClientError`].
 
+pub mod admin;
 pub mod client;
 pub mod config;
-pub mod driver;
+pub(crate) mod driver;
 pub mod error;
-pub mod health;
+pub(crate) mod health;
 pub mod maintain;
-pub mod quorum;
+pub(crate) mod quorum;
 pub mod resolve;
 pub mod store;
+// Raw single-node requests: internal to the SDK, public only for tests and
+// tools that must speak to one node directly (feature `testing`).
+#[cfg(feature = "testing")]
 pub mod transport;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod transport;
 
 pub use client::{Client, ClientStats, GetResult, NodeStatus, PutResult};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use maintain::MaintenanceReport;
 pub use quire_shared::{ConflictPolicy, Context, Membership, PreferenceList};
+pub use quorum::targets::Target;
+pub use quorum::{MachineError, NodeFailure, QuorumError};
 pub use resolve::{merge_with, KeepSiblings, LastWriteWins, Resolver, Sibling};
 pub use store::{Retry, Store};

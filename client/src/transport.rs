@@ -18,6 +18,7 @@ pub use quire_net::tls::NODE_SERVER_NAME;
 
 /// Why a request to one node failed before it produced an answer.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TransportError {
     /// The address is not a valid socket address.
     #[error("bad node address {0:?}")]
@@ -53,6 +54,7 @@ pub enum TransportError {
 
 /// Why the transport could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SetupError {
     /// TLS files missing or invalid, or rustls refused them.
     #[error(transparent)]
@@ -220,6 +222,7 @@ impl Transport {
             })
     }
 
+    #[cfg(feature = "testing")]
     /// Sends raw bytes as a request and returns the raw answer; for tests of
     /// the node's handling of malformed input.
     pub async fn call_raw(
@@ -234,6 +237,7 @@ impl Transport {
         }
     }
 
+    #[cfg(feature = "testing")]
     /// The id of the open connection to `addr`, if any. Two equal answers
     /// mean requests in between shared one connection (tests check that a
     /// refused request does not cost the connection).

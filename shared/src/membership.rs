@@ -104,6 +104,7 @@ pub struct Membership {
 
 /// Why a membership document or a change to it is invalid.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MembershipError {
     /// `Q` is not a power of two in range.
     #[error("partition count {0} is not a power of two between 1 and 65536")]

@@ -75,6 +75,7 @@ pub struct Context(pub VersionVector);
 
 /// Why a context token could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ContextError {
     /// The token is not hexadecimal.
     #[error("context token is not hexadecimal")]

@@ -3,9 +3,8 @@
 //! would send, with no storage and no quorum behind it.
 
 use crate::certs::{CertError, ClusterCa};
-use quire_client::config::{Timeouts, TlsFiles};
-use quire_client::transport::Transport;
-use quire_net::frame::{read_frame, write_encoded, FrameReadError};
+use quire_client::config::TlsFiles;
+use quire_net::frame::{read_frame, write_encoded, write_frame, FrameReadError};
 use quire_shared::limits::FRAME_BYTES_CEILING;
 use quire_shared::wire::{encode_frame, FrameError, Reply, Request, Response};
 use quire_shared::{Dvvset, Value};
@@ -13,17 +12,56 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-/// A running echo server and a transport to reach it.
+/// A running echo server and a client connected to it.
 pub struct EchoServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// A client transport with the matching certificates.
-    pub transport: Transport,
+    /// A client with the matching certificates.
+    pub client: EchoClient,
     endpoint: quinn::Endpoint,
+}
+
+/// One QUIC connection to the echo server, one stream per request: the
+/// same framing and TLS as the SDK's, with nothing else on the way.
+#[derive(Clone)]
+pub struct EchoClient {
+    endpoint: quinn::Endpoint,
+    connection: quinn::Connection,
+}
+
+impl EchoClient {
+    async fn connect(tls: &TlsFiles, addr: SocketAddr) -> Result<Self, EchoError> {
+        let setup = |e: &dyn std::fmt::Display| EchoError::Setup(e.to_string());
+        let quic = quire_net::tls::client_config(tls).map_err(|e| setup(&e))?;
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("literal"))
+            .map_err(|e| setup(&e))?;
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let connection = endpoint
+            .connect(addr, quire_net::tls::NODE_SERVER_NAME)
+            .map_err(|e| setup(&e))?
+            .await
+            .map_err(|e| setup(&e))?;
+        Ok(Self {
+            endpoint,
+            connection,
+        })
+    }
+
+    /// Sends one request and reads its answer.
+    pub async fn call(&self, request: &Request) -> Result<Response, String> {
+        let (mut send, mut recv) = self.connection.open_bi().await.map_err(|e| e.to_string())?;
+        write_frame(&mut send, request)
+            .await
+            .map_err(|e| e.to_string())?;
+        read_frame(&mut recv, FRAME_BYTES_CEILING)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// Why the echo baseline could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EchoError {
     /// Certificates.
     #[error(transparent)]
@@ -89,18 +127,18 @@ impl EchoServer {
                 });
             }
         });
-        let transport = Transport::new(
+        let client = EchoClient::connect(
             &TlsFiles {
                 cert: dir.join("client.pem"),
                 key: dir.join("client-key.pem"),
                 ca: dir.join("ca.pem"),
             },
-            &Timeouts::default(),
+            addr,
         )
-        .map_err(|e| setup(&e))?;
+        .await?;
         Ok(Self {
             addr,
-            transport,
+            client,
             endpoint,
         })
     }
@@ -108,7 +146,8 @@ impl EchoServer {
 
 impl Drop for EchoServer {
     fn drop(&mut self) {
-        self.transport.close();
+        self.client.connection.close(0u32.into(), b"done");
+        self.client.endpoint.close(0u32.into(), b"done");
         self.endpoint.close(0u32.into(), b"done");
     }
 }

@@ -19,6 +19,7 @@ pub const FONT_CANDIDATES: &[&str] = &[
 
 /// Why the chart could not be drawn.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlotError {
     /// No usable font.
     #[error("no TrueType font found for the chart (tried {0}); install fonts-dejavu-core")]

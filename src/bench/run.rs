@@ -5,10 +5,10 @@
 //! from that intended start, not from when a worker got to it, so a stall
 //! shows up in every operation it delayed (no coordinated omission).
 
+use super::echo::EchoClient;
 use super::keys::{record_key, KeyChooser};
 use super::{KindReport, Workload, WorkloadReport};
 use hdrhistogram::Histogram;
-use quire_client::transport::Transport;
 use quire_client::Client;
 use quire_shared::wire::{Reply, Request};
 use quire_shared::{Context, Value, VersionVector};
@@ -31,10 +31,8 @@ pub enum Target {
     },
     /// The quic-echo baseline: one call per operation, nothing behind it.
     Echo {
-        /// The transport.
-        transport: Transport,
-        /// The echo server.
-        addr: String,
+        /// A connection to the echo server.
+        client: EchoClient,
     },
 }
 
@@ -106,13 +104,13 @@ async fn read(target: &Target, key: &[u8]) -> Result<(Outcome, Context), String>
                 r.context,
             ))
         }
-        Target::Echo { transport, addr } => {
+        Target::Echo { client } => {
             let req = Request::Get {
                 store: "echo".into(),
                 key: key.to_vec(),
                 hint: None,
             };
-            echo(transport, addr, &req).await?;
+            echo(client, &req).await?;
             Ok((Outcome { siblings: 1 }, Context::empty()))
         }
     }
@@ -130,7 +128,7 @@ async fn write(
             .await
             .map(|p| p.context)
             .map_err(|e| e.to_string()),
-        Target::Echo { transport, addr } => {
+        Target::Echo { client } => {
             let req = Request::Put {
                 store: "echo".into(),
                 key: key.to_vec(),
@@ -138,17 +136,16 @@ async fn write(
                 context: VersionVector::new(),
                 hint: None,
             };
-            echo(transport, addr, &req).await?;
+            echo(client, &req).await?;
             Ok(Context::empty())
         }
     }
 }
 
-async fn echo(transport: &Transport, addr: &str, req: &Request) -> Result<(), String> {
-    let r = transport
-        .call(addr, req, Duration::from_secs(3))
+async fn echo(client: &EchoClient, req: &Request) -> Result<(), String> {
+    let r = tokio::time::timeout(Duration::from_secs(3), client.call(req))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "no answer from the echo server in 3 s".to_string())??;
     match r.result {
         Ok(Reply::Object(_) | Reply::Stored(_)) => Ok(()),
         other => Err(format!("{other:?}")),

@@ -216,8 +216,7 @@ pub async fn store(command: StoreCommand, config: ConfigArg, json: bool) -> anyh
         policy: args.policy.into(),
         durability: args.durability.into(),
     };
-    let (doc, missed) =
-        quire::admin::create_store(client.transport(), &client.membership(), store.clone()).await?;
+    let (doc, missed) = client.create_store(store.clone()).await?;
     for m in &missed {
         eprintln!("quire: warning: {m} (it will learn the store from clients)");
     }

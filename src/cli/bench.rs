@@ -187,8 +187,7 @@ async fn cluster(
     let client = connect(config.clone()).await?;
     match extra {
         Some(store) if client.membership().store(&store.name).is_none() => {
-            quire::admin::create_store(client.transport(), &client.membership(), store.clone())
-                .await?;
+            client.create_store(store.clone()).await?;
             client.close();
             // A fresh client of the same cluster learns the new store.
             Ok((connect(config).await?, None))
@@ -225,8 +224,7 @@ pub async fn bench(args: BenchArgs, config: ConfigArg, json: bool) -> anyhow::Re
         targets.push((
             "quic-echo".into(),
             Target::Echo {
-                transport: server.transport.clone(),
-                addr: server.addr.to_string(),
+                client: server.client.clone(),
             },
         ));
         _echo = Some(server);

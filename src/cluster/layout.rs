@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 /// Why a cluster directory could not be created or read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// A file could not be read or written.
     #[error("{path}: {source}")]

@@ -21,7 +21,6 @@ use crate::admin::{form_cluster, AdminError};
 use layout::{ClusterFile, Layout, LayoutError, NodeSettings};
 pub use node::{Launch, LocalNode, NODE_GRACE};
 use quire_client::config::Timeouts;
-use quire_client::transport::Transport;
 use quire_client::{Client, ClientConfig, ClientError};
 use quire_node::config::{Limits, StorageSettings};
 use quire_shared::{Membership, StoreConfig};
@@ -30,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 /// Why a local cluster could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClusterError {
     /// The directory or its files.
     #[error(transparent)]
@@ -252,18 +252,14 @@ impl Launched {
             .write_client_config_with(addrs.clone(), self.timeouts.clone())?;
         let client_config = ClientConfig::load(&self.layout.client_config())
             .map_err(|e| ClusterError::Client(e.into()))?;
-        let transport = Transport::new(&client_config.tls, &client_config.timeouts)
-            .map_err(|e| ClusterError::Client(e.into()))?;
-        let formed = form_cluster(
-            &transport,
+        let membership = form_cluster(
+            &client_config,
             self.file.id()?,
             &addrs,
             std::mem::take(&mut self.stores),
             NODE_GRACE,
         )
-        .await;
-        transport.close();
-        let membership = formed?;
+        .await?;
         for (node, addr) in self.nodes.iter_mut().zip(&addrs) {
             if let Some(m) = membership.members.iter().find(|m| &m.addr == addr) {
                 node.node_id = m.id;

@@ -24,6 +24,7 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Why `quire up` or `quire down` failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LocalError {
     /// The directory or its files.
     #[error(transparent)]

@@ -31,6 +31,7 @@ pub use storage::Identity;
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NodeError {
     /// The config is invalid.
     #[error(transparent)]

@@ -24,6 +24,7 @@ const META_MEMBERSHIP: &[u8] = b"membership";
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StorageError {
     /// LMDB reported an error.
     #[error("lmdb: {0}")]

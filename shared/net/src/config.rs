@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 /// ("client config", "config") so a person running both sides can tell
 /// which one is meant.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read {kind} {path}: {source}")]

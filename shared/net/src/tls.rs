@@ -51,6 +51,7 @@ impl TlsFiles {
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// A PEM file is missing, unreadable or holds no valid PEM.
     #[error("cannot load {what} from {path}: {source}")]

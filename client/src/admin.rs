@@ -1,11 +1,15 @@
 //! Forming a cluster: ask each node who it is, write the membership document
 //! and hand it to every node.
 //!
-//! Used by `quire up` and by test harnesses. A cluster formed again with the
+//! Used by `quire up`, `quire store create` and the local-cluster launcher;
+//! an operator's own tooling can call it too. Admin requests go to single
+//! nodes, outside the quorum machines. A cluster formed again with the
 //! same nodes keeps its partition owners; if addresses moved, the document
 //! gets the new addresses under a higher epoch.
 
-use quire_client::transport::Transport;
+use crate::client::Client;
+use crate::config::ClientConfig;
+use crate::transport::{SetupError, Transport};
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{
     ConflictPolicy, Durability, Member, Membership, MembershipError, NodeId, StoreConfig,
@@ -20,7 +24,11 @@ pub const DEFAULT_STORE: &str = "default";
 
 /// Why a cluster could not be formed or changed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AdminError {
+    /// The admin client's TLS identity or socket could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     /// A node never answered `Hello`.
     #[error("node at {addr} did not answer within {waited_ms} ms: {last_error}")]
     NoAnswer {
@@ -139,11 +147,25 @@ async fn stored_document(transport: &Transport, addr: &str) -> Option<Membership
 }
 
 /// Forms (or re-forms) cluster `cluster_id` from the nodes at `addrs` and
-/// returns the document every node now holds.
+/// returns the document every node now holds. `config` gives the admin's
+/// TLS identity (its seeds are not used).
 ///
 /// Waits up to `wait` for each node to answer. A new cluster gets `stores`
 /// (or [`default_store`] when empty) and [`PARTITIONS_DEFAULT`] partitions.
 pub async fn form_cluster(
+    config: &ClientConfig,
+    cluster_id: u64,
+    addrs: &[String],
+    stores: Vec<StoreConfig>,
+    wait: Duration,
+) -> Result<Membership, AdminError> {
+    let transport = Transport::new(&config.tls, &config.timeouts)?;
+    let formed = form_with(&transport, cluster_id, addrs, stores, wait).await;
+    transport.close();
+    formed
+}
+
+async fn form_with(
     transport: &Transport,
     cluster_id: u64,
     addrs: &[String],
@@ -216,7 +238,7 @@ pub async fn form_cluster(
 
 /// Offers `doc` to every member; returns each member's address and whether
 /// it now holds this document (or a newer one).
-pub async fn push_membership(
+async fn push_membership(
     transport: &Transport,
     doc: &Membership,
 ) -> Vec<(String, Result<(), String>)> {
@@ -241,10 +263,20 @@ pub async fn push_membership(
     out
 }
 
-/// Adds `store` to the cluster: a new document at the next epoch, pushed to
-/// every member. Succeeds when at least one member took it (clients carry
-/// it to the others); unreachable members are listed in the result.
-pub async fn create_store(
+impl Client {
+    /// Adds `store` to the cluster: a new document at the next epoch,
+    /// pushed to every member. Succeeds when at least one member took it
+    /// (clients carry it to the others); unreachable members are listed in
+    /// the result.
+    pub async fn create_store(
+        &self,
+        store: StoreConfig,
+    ) -> Result<(Membership, Vec<String>), AdminError> {
+        create_store(self.transport(), &self.membership(), store).await
+    }
+}
+
+async fn create_store(
     transport: &Transport,
     current: &Membership,
     store: StoreConfig,
