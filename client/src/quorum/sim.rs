@@ -5,14 +5,20 @@
 //! happens, a machine must decide by its deadline without panicking, and a
 //! success must be true: a put reported stored on `W` nodes was stored by
 //! each of them; a get's answer is the sync of `R` real replies.
+//!
+//! Simulated nodes store what they are sent with the very rules a storage
+//! node applies ([`quire_shared::replica`]), so a world differs from a real
+//! cluster in its network, never in what a replica keeps.
 
 use super::get::GetMachine;
 use super::put::{PutMachine, PutRequest};
 use super::targets::Target;
 use super::{Machine, NodeFailure};
+use quire_shared::dvvset::ActorId;
 use quire_shared::dvvset::VersionVector;
+use quire_shared::replica;
 use quire_shared::wire::{Reply, Request};
-use quire_shared::{Dvvset, NodeId, Object, Value};
+use quire_shared::{ConflictPolicy, Dvvset, NodeId, Object, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -40,8 +46,19 @@ struct World {
     /// from the random delays).
     in_flight: BTreeMap<(Instant, u64), (NodeId, Result<Reply, NodeFailure>)>,
     seq: u64,
-    /// Nodes that stored something, and what.
+    /// Nodes that stored something, and what: one object per node, its
+    /// data and hint copies of the key together (a put's check asks only
+    /// whether the node holds the acknowledged object).
     stored: HashMap<NodeId, Object>,
+    /// The store's conflict policy: even seeds keep siblings, odd ones are
+    /// last-write-wins.
+    policy: ConflictPolicy,
+}
+
+/// The actor a simulated node coordinates with as a stand-in: one of its
+/// own, apart from the node's, as a storage node's is.
+fn stand_in_actor(node: NodeId) -> ActorId {
+    node | 1 << 63
 }
 
 impl World {
@@ -71,6 +88,11 @@ impl World {
             in_flight: BTreeMap::new(),
             seq: 0,
             stored: HashMap::new(),
+            policy: if seed % 2 == 0 {
+                ConflictPolicy::Siblings
+            } else {
+                ConflictPolicy::Lww
+            },
         }
     }
 
@@ -85,17 +107,36 @@ impl World {
             Err(NodeFailure::Unreachable("simulated".into()))
         } else {
             Ok(match request {
-                Request::Put { value, context, .. } => {
+                Request::Put {
+                    value,
+                    context,
+                    hint,
+                    ..
+                } => {
                     let held = self.stored.get(&node).cloned().unwrap_or_default();
-                    let next = held.update(context, node, value.clone());
+                    let (value, policy) = (value.clone(), self.policy);
+                    let next = match hint {
+                        None => replica::coordinate_put(&held, context, node, value, policy),
+                        Some(_) => replica::coordinate_put_as_stand_in(
+                            [held],
+                            context,
+                            stand_in_actor(node),
+                            value,
+                            policy,
+                        ),
+                    };
                     self.stored.insert(node, next.clone());
                     Reply::Stored(next)
                 }
                 Request::Replicate { object, .. } => {
                     let held = self.stored.get(&node).cloned().unwrap_or_default();
-                    let next = held.sync(object);
-                    self.stored.insert(node, next.clone());
-                    Reply::Stored(next)
+                    match replica::replicate(&held, object, self.policy) {
+                        Some(next) => {
+                            self.stored.insert(node, next.clone());
+                            Reply::Stored(next)
+                        }
+                        None => Reply::Stored(held),
+                    }
                 }
                 Request::Get { .. } => Reply::Object(self.stored.get(&node).cloned()),
                 other => panic!("the machines never send {other:?}"),

@@ -1,13 +1,15 @@
 //! One write applied inside the writer's transaction.
 //!
-//! The writer thread owns the batching; this file owns what each kind of
-//! write does to the stored object, and the stand-in actor that hinted
-//! writes are made with, which must change whenever delivered hints are
-//! forgotten.
+//! The writer thread owns the batching; this file reads what each kind of
+//! write needs from the transaction, applies the shared replica rule
+//! ([`quire_shared::replica`]) and stores the result. It also owns the
+//! stand-in actor that hinted writes are made with, which must change
+//! whenever delivered hints are forgotten: choosing and recording actors is
+//! the node's business, not the rule's.
 
 use super::{WriteOp, WriteOutcome};
 use crate::storage::{Storage, StorageError, WriteTxn};
-use quire_shared::Object;
+use quire_shared::replica;
 
 /// Meta record of the actor a stand-in uses for the dots it makes.
 ///
@@ -52,16 +54,9 @@ pub(super) fn load_hint_actor(storage: &Storage) -> Result<u64, StorageError> {
     Ok(actor)
 }
 
-/// In a last-write-wins store only the newest value is kept on disk.
-fn collapse(object: Object, lww: bool) -> Object {
-    if lww {
-        quire_shared::last_write_wins(&object)
-    } else {
-        object
-    }
-}
-
-/// Applies `op` inside `txn`; the caller commits.
+/// Applies `op` inside `txn`; the caller commits. What each operation does
+/// to the stored object is a rule of [`quire_shared::replica`]; this
+/// function only reads its inputs and stores its result.
 pub(super) fn apply(
     txn: &mut WriteTxn<'_>,
     actors: &mut Actors,
@@ -73,11 +68,12 @@ pub(super) fn apply(
             value,
             context,
             hint: None,
-            lww,
+            policy,
             ..
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
-            let next = collapse(stored.update(context, actors.node, value.clone()), *lww);
+            let next =
+                replica::coordinate_put(&stored, context, actors.node, value.clone(), *policy);
             txn.put_object(data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
         }
@@ -87,17 +83,22 @@ pub(super) fn apply(
             context,
             hint: Some(home),
             members,
-            lww,
+            policy,
         } => {
             // Every local copy of the key, so the new dot is above any
             // dot this stand-in actor made for it and still remembers.
-            let mut base = txn.get_object(data_key)?.unwrap_or_default();
+            let mut copies = Vec::with_capacity(members.len() + 2);
+            copies.extend(txn.get_object(data_key)?);
             for m in members.iter().chain(std::iter::once(home)) {
-                if let Some(held) = txn.get_hint(*m, data_key)? {
-                    base = base.sync(&held);
-                }
+                copies.extend(txn.get_hint(*m, data_key)?);
             }
-            let next = collapse(base.update(context, actors.hint, value.clone()), *lww);
+            let next = replica::coordinate_put_as_stand_in(
+                copies,
+                context,
+                actors.hint,
+                value.clone(),
+                *policy,
+            );
             txn.put_hint(*home, data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
         }
@@ -107,14 +108,13 @@ pub(super) fn apply(
                 let Some(held) = txn.get_hint(*target, data_key)? else {
                     continue;
                 };
-                // Drop only what was delivered: a hint written to since
-                // the read has news for the home node.
-                if held.less(delivered) || held.equal_history(delivered) {
+                if replica::hint_delivered(&held, delivered) {
                     txn.del_hint(*target, data_key)?;
                     dropped += 1;
                 }
             }
             if dropped > 0 {
+                // See META_HINT_ACTOR: forgotten dots must not be reused.
                 actors.hint = fresh_actor();
                 txn.put_meta_u64(META_HINT_ACTOR, actors.hint)?;
             }
@@ -124,33 +124,39 @@ pub(super) fn apply(
             data_key,
             object,
             hint: None,
-            lww,
+            policy,
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
-            let next = collapse(stored.sync(object), *lww);
-            if next != stored {
-                txn.put_object(data_key, &next)?;
+            match replica::replicate(&stored, object, *policy) {
+                Some(next) => {
+                    txn.put_object(data_key, &next)?;
+                    Ok(WriteOutcome::Stored(next))
+                }
+                None => Ok(WriteOutcome::Stored(stored)),
             }
-            Ok(WriteOutcome::Stored(next))
         }
         WriteOp::Replicate {
             data_key,
             object,
             hint: Some(home),
-            lww,
+            policy,
         } => {
             let stored = txn.get_hint(*home, data_key)?.unwrap_or_default();
-            let next = collapse(stored.sync(object), *lww);
-            if next != stored {
-                txn.put_hint(*home, data_key, &next)?;
+            match replica::replicate(&stored, object, *policy) {
+                Some(next) => {
+                    txn.put_hint(*home, data_key, &next)?;
+                    Ok(WriteOutcome::Stored(next))
+                }
+                None => Ok(WriteOutcome::Stored(stored)),
             }
-            Ok(WriteOutcome::Stored(next))
         }
-        WriteOp::Membership(doc) => match txn.get_membership()? {
-            Some(current) if current.epoch >= doc.epoch => Ok(WriteOutcome::Membership(current)),
+        WriteOp::Membership(offered) => match txn.get_membership()? {
+            Some(current) if !replica::accept_membership(Some(&current), offered) => {
+                Ok(WriteOutcome::Membership(current))
+            }
             _ => {
-                txn.put_membership(doc)?;
-                Ok(WriteOutcome::Membership(doc.clone()))
+                txn.put_membership(offered)?;
+                Ok(WriteOutcome::Membership(offered.clone()))
             }
         },
     }

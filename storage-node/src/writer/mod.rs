@@ -27,7 +27,7 @@ use crate::storage::{Storage, StorageError};
 use apply::{apply, load_hint_actor, Actors};
 use flusher::Flusher;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{Membership, NodeId, Object, Value};
+use quire_shared::{ConflictPolicy, Membership, NodeId, Object, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -49,8 +49,9 @@ pub enum WriteOp {
         /// Every member: a stand-in's base object merges its hint copies
         /// of the key for all of them.
         members: Vec<NodeId>,
-        /// The store is last-write-wins: keep only the newest value.
-        lww: bool,
+        /// The store's conflict policy: last-write-wins keeps only the
+        /// newest value.
+        policy: ConflictPolicy,
     },
     /// Forget delivered hints for `target` unless they changed since.
     DropHints {
@@ -68,8 +69,9 @@ pub enum WriteOp {
         object: Object,
         /// Home node when stored as a hint.
         hint: Option<NodeId>,
-        /// The store is last-write-wins: keep only the newest value.
-        lww: bool,
+        /// The store's conflict policy: last-write-wins keeps only the
+        /// newest value.
+        policy: ConflictPolicy,
     },
     /// Keep `doc` if it is newer than the stored document.
     Membership(Membership),

@@ -5,7 +5,7 @@
 use super::*;
 use crate::storage::data_key;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{Object, Value};
+use quire_shared::{ConflictPolicy, Object, Value};
 use std::sync::atomic::Ordering;
 
 const FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
@@ -31,7 +31,7 @@ async fn concurrent_writes_share_commits_and_all_land() {
                             context: VersionVector::new(),
                             hint: None,
                             members: Vec::new(),
-                            lww: false,
+                            policy: ConflictPolicy::Siblings,
                         },
                         true,
                     )
@@ -73,7 +73,7 @@ async fn buffered_writes_skip_the_fsync_that_sync_writes_wait_for() {
         context: VersionVector::new(),
         hint: None,
         members: Vec::new(),
-        lww: false,
+        policy: ConflictPolicy::Siblings,
     };
     for i in 0..5 {
         writer.write(put(i), false).await.unwrap();
@@ -103,7 +103,7 @@ async fn identity_and_data_survive_a_reopen() {
             context: VersionVector::new(),
             hint: None,
             members: Vec::new(),
-            lww: false,
+            policy: ConflictPolicy::Siblings,
         };
         let Ok(WriteOutcome::Stored(o)) = writer.write(op, true).await else {
             panic!("put failed");
@@ -138,7 +138,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
                 context: VersionVector::new(),
                 hint: None,
                 members: Vec::new(),
-                lww: false,
+                policy: ConflictPolicy::Siblings,
             },
             true,
         )
@@ -150,7 +150,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
                 data_key: key.clone(),
                 object: remote,
                 hint: None,
-                lww: false,
+                policy: ConflictPolicy::Siblings,
             },
             true,
         )
