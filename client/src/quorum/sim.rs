@@ -17,7 +17,7 @@ use super::{Machine, NodeFailure};
 use quire_shared::dvvset::ActorId;
 use quire_shared::dvvset::VersionVector;
 use quire_shared::replica;
-use quire_shared::wire::{Reply, Request};
+use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request};
 use quire_shared::{ConflictPolicy, Dvvset, NodeId, Object, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -37,6 +37,11 @@ struct NodeBehaviour {
     fail_share: f64,
     /// Largest reply delay.
     delay_max_ms: u64,
+    /// Chance that it refuses the request itself (as a node with a lower
+    /// value limit would during a config roll-out): a refusal every
+    /// replica would give, which must not retry elsewhere, nor undo a put
+    /// that already succeeded.
+    refuse_share: f64,
 }
 
 struct World {
@@ -78,6 +83,11 @@ impl World {
                         0.0
                     },
                     delay_max_ms: rng.gen_range(0..1_500),
+                    refuse_share: if rng.gen_bool(0.1) {
+                        rng.gen_range(0.0..0.3)
+                    } else {
+                        0.0
+                    },
                 };
                 (id, b)
             })
@@ -105,6 +115,11 @@ impl World {
         let delay = Duration::from_millis(self.rng.gen_range(0..=b.delay_max_ms));
         let reply = if self.rng.gen_bool(b.fail_share) {
             Err(NodeFailure::Unreachable("simulated".into()))
+        } else if self.rng.gen_bool(b.refuse_share) {
+            Err(NodeFailure::Refused(ErrorReply {
+                code: ErrorCode::ValueTooLarge,
+                message: "simulated: a lower value limit".into(),
+            }))
         } else {
             Ok(match request {
                 Request::Put {
@@ -213,7 +228,8 @@ fn a_successful_put_is_stored_on_w_nodes_whatever_the_network_does() {
             value: Value::bytes(seed.to_be_bytes().to_vec(), seed),
             context: VersionVector::new(),
         };
-        let machine = PutMachine::new(start, request, &targets(n), &[4, 5], w, TIMEOUT, ATTEMPT);
+        let machine = PutMachine::new(start, request, &targets(n), &[4, 5], w, TIMEOUT, ATTEMPT)
+            .expect("1 <= W <= N");
         let (outcome, decided_at, _) = world.run(start, machine);
         assert!(decided_at <= start + TIMEOUT, "seed {seed}: decided late");
         if let Some(out) = outcome {
@@ -260,7 +276,8 @@ fn a_successful_get_is_the_sync_of_r_real_replies() {
         let before = world.stored.clone();
         let r = world.rng.gen_range(1..=3usize);
         let start = Instant::now();
-        let machine = GetMachine::new(start, "s", b"k", &targets(3), r, TIMEOUT);
+        let machine =
+            GetMachine::new(start, "s", b"k", &targets(3), r, TIMEOUT).expect("1 <= R <= N");
         let (outcome, decided_at, machine) = world.run(start, machine);
         assert!(decided_at <= start + TIMEOUT, "seed {seed}: decided late");
         if let Some(out) = outcome {
