@@ -336,7 +336,7 @@ impl Client {
             &targets,
             config.r as usize,
             self.request_timeout(),
-        );
+        )?;
         let repairs = self.inner.read_repairs.clone();
         let outcome = drive(machine, self.calls(doc), move |m: &GetMachine| {
             repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
@@ -402,7 +402,7 @@ impl Client {
             config.w as usize,
             self.request_timeout(),
             Duration::from_millis(self.inner.config.timeouts.attempt_ms),
-        );
+        )?;
         let outcome = drive(machine, self.calls(doc), |_: &PutMachine| {}).await?;
         Ok(PutResult {
             siblings: live_siblings(&outcome.object),

@@ -46,6 +46,18 @@ pub enum ClientError {
     /// A single node refused a request.
     #[error("node refused: {0}")]
     Refused(ErrorReply),
+    /// The store's R or W cannot be met for this key: it is zero, or more
+    /// than the replicas chosen for the key (a preference list shorter
+    /// than N). Nothing was sent; fix the store's settings or the cluster.
+    #[error("{operation} cannot wait for {needed} of the key's {targets} replicas (R and W must be between 1 and N)")]
+    InvalidQuorum {
+        /// `get` or `put`.
+        operation: &'static str,
+        /// R or W.
+        needed: usize,
+        /// Replicas chosen for the key.
+        targets: usize,
+    },
 }
 
 impl From<MachineError> for ClientError {
@@ -53,6 +65,15 @@ impl From<MachineError> for ClientError {
         match e {
             MachineError::Quorum(q) => ClientError::Quorum(q),
             MachineError::Rejected(code, message) => ClientError::Invalid { code, message },
+            MachineError::InvalidQuorum {
+                operation,
+                needed,
+                targets,
+            } => ClientError::InvalidQuorum {
+                operation,
+                needed,
+                targets,
+            },
         }
     }
 }

@@ -14,6 +14,9 @@
 //! - [`object`]: what a key stores (a DVVSet of timestamped values or
 //!   tombstones) and the opaque context token handed to applications.
 //! - [`membership`]: the membership document: members, stores, owners, epoch.
+//! - [`replica`]: what a replica does to a key's stored object for each
+//!   write (coordinated put, stand-in put, replication, hint drop,
+//!   membership offer); nodes and the client's simulation run this code.
 //! - [`limits`]: sizes checked before anything is allocated or stored.
 //! - [`wire`]: requests, responses, error codes and length-prefixed framing.
 
@@ -21,6 +24,7 @@ pub mod dvvset;
 pub mod limits;
 pub mod membership;
 pub mod object;
+pub mod replica;
 pub mod ring;
 pub mod wire;
 

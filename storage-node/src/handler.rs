@@ -124,12 +124,12 @@ impl NodeState {
         self.writer.write(op, true).await.map_err(storage_failed)
     }
 
-    /// True when `store` resolves conflicts by last write wins: nodes then
-    /// keep only the newest value.
-    fn is_lww(&self, store: &str) -> bool {
+    /// How `store` resolves conflicts (last write wins: nodes then keep
+    /// only the newest value); siblings for a store not known yet.
+    fn policy(&self, store: &str) -> ConflictPolicy {
         self.membership()
             .and_then(|m| m.store(store).map(|s| s.policy))
-            .is_some_and(|p| p == ConflictPolicy::Lww)
+            .unwrap_or(ConflictPolicy::Siblings)
     }
 
     /// A data write, fsynced before the answer unless `store` is buffered.
@@ -214,7 +214,7 @@ impl NodeState {
                             context,
                             hint,
                             members,
-                            lww: self.is_lww(&store),
+                            policy: self.policy(&store),
                         },
                     )
                     .await?
@@ -277,7 +277,7 @@ impl NodeState {
                             data_key: dk,
                             object,
                             hint,
-                            lww: self.is_lww(&store),
+                            policy: self.policy(&store),
                         },
                     )
                     .await?

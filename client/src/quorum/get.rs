@@ -7,9 +7,15 @@
 //! `R`; the machine keeps listening until every replica has answered (or the
 //! deadline passes), syncs everything it heard, and sends the result to each
 //! replica whose copy was missing or older: read repair (Dynamo §4.7).
+//!
+//! Phases: `Collecting` (until `R` answers, or until `R` is out of reach)
+//! → `Repairing` (decided; still gathering the other answers) → `Finished`
+//! (repairs queued; answers to them are fire and forget).
 
 use super::targets::Target;
-use super::{Machine, MachineError, NodeFailure, Outbound, QuorumError};
+use super::{
+    distinct, rejection, validate_quorum, Machine, MachineError, NodeFailure, Outbound, QuorumError,
+};
 use quire_shared::wire::{Reply, Request};
 use quire_shared::{NodeId, Object};
 use std::collections::VecDeque;
@@ -24,23 +30,46 @@ pub struct GetOutcome {
     pub replies: Vec<(NodeId, Option<Object>)>,
 }
 
+/// Where the get stands. Only `Collecting` is undecided; the outcome is
+/// given exactly once, on leaving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for `R` answers.
+    Collecting,
+    /// Decided; still gathering the other targets' answers so every
+    /// replica that is behind gets the synced object.
+    Repairing,
+    /// Repairs queued, none needed, or the request refused: nothing more
+    /// to wait for. Queued repairs still go out.
+    Finished,
+}
+
 /// Coordinates one get and its read repair.
 pub struct GetMachine {
+    /// Store of the key, for the repairs.
     store: String,
+    /// The key, for the repairs.
     key: Vec<u8>,
+    /// Answers needed.
     r: usize,
-    asked: usize,
+    /// The nodes asked, one request each: only their first answer counts.
+    asked: Vec<NodeId>,
     /// Targets that are not home replicas: never repaired.
     stand_ins: Vec<NodeId>,
+    /// When the get stops waiting, decided or not.
     deadline: Instant,
+    /// Requests waiting for [`Machine::poll_send`].
     outbox: VecDeque<Outbound>,
+    /// Each answering node's copy (`None`: it does not have the key).
     replies: Vec<(NodeId, Option<Object>)>,
+    /// What went wrong where, for the error if `R` is not reached.
     failures: Vec<(NodeId, NodeFailure)>,
+    /// Where the get stands; the only record of whether it is decided.
+    phase: Phase,
+    /// The decided outcome until the caller collects it; filled once, on
+    /// leaving `Collecting`.
     outcome: Option<Result<GetOutcome, MachineError>>,
-    /// The outcome is decided (it may not be collected yet).
-    decided: bool,
-    /// Repairs are queued (or none are needed): nothing more to do.
-    finished: bool,
+    /// Read repairs queued, for the client's counters.
     repairs: usize,
 }
 
@@ -48,6 +77,10 @@ impl GetMachine {
     /// Starts a get of `key` in `store` from `targets`, needing `r`
     /// answers within `timeout`. Only home replicas (targets without a
     /// hint) are repaired: a stand-in keeps what it holds as a hint.
+    ///
+    /// Refuses an `r` of zero or above the number of targets
+    /// ([`MachineError::InvalidQuorum`]). `targets` come from
+    /// [`super::targets`]: distinct nodes.
     pub fn new(
         now: Instant,
         store: &str,
@@ -55,7 +88,8 @@ impl GetMachine {
         targets: &[Target],
         r: usize,
         timeout: Duration,
-    ) -> Self {
+    ) -> Result<Self, MachineError> {
+        validate_quorum("get", r, targets.len())?;
         let deadline = now + timeout;
         let outbox = targets
             .iter()
@@ -69,11 +103,11 @@ impl GetMachine {
                 },
             })
             .collect();
-        let mut m = Self {
+        let m = Self {
             store: store.to_string(),
             key: key.to_vec(),
             r,
-            asked: targets.len(),
+            asked: targets.iter().map(|t| t.node).collect(),
             stand_ins: targets
                 .iter()
                 .filter(|t| t.hint.is_some())
@@ -83,13 +117,13 @@ impl GetMachine {
             outbox,
             replies: Vec::new(),
             failures: Vec::new(),
+            phase: Phase::Collecting,
             outcome: None,
-            decided: false,
-            finished: false,
             repairs: 0,
         };
-        m.check();
-        m
+        debug_assert!(distinct(&m.asked), "targets must be distinct nodes");
+        m.debug_check();
+        Ok(m)
     }
 
     /// Read repairs sent (replicas that were missing the key or behind).
@@ -104,43 +138,88 @@ impl GetMachine {
             .fold(Object::new(), |acc, o| acc.sync(o))
     }
 
+    /// Gives the outcome and moves on to `next`. The only way out of
+    /// `Collecting`, so the outcome is given once.
+    fn decide(&mut self, outcome: Result<GetOutcome, MachineError>, next: Phase) {
+        debug_assert_eq!(self.phase, Phase::Collecting, "a get decided twice");
+        if self.phase != Phase::Collecting {
+            return;
+        }
+        self.outcome = Some(outcome);
+        self.phase = next;
+    }
+
+    /// Decides a quorum failure with what was heard so far.
     fn fail(&mut self, timed_out: bool) {
-        self.outcome = Some(Err(QuorumError {
+        let error = QuorumError {
             operation: "get",
             needed: self.r,
             succeeded: self.replies.len(),
             failures: self.failures.clone(),
             timed_out,
-        }
-        .into()));
-        self.decided = true;
+        };
+        self.decide(Err(error.into()), Phase::Repairing);
     }
 
+    /// Decides once `R` is reached or out of reach; once every target has
+    /// answered, repairs.
     fn check(&mut self) {
-        if !self.decided {
+        if self.phase == Phase::Collecting {
             if self.replies.len() >= self.r {
-                self.outcome = Some(Ok(GetOutcome {
+                let outcome = GetOutcome {
                     object: self.synced(),
                     replies: self.replies.clone(),
-                }));
-                self.decided = true;
-            } else if self.asked - self.failures.len() < self.r {
+                };
+                self.decide(Ok(outcome), Phase::Repairing);
+            } else if self.asked.len() - self.failures.len() < self.r {
                 self.fail(false);
             }
         }
-        if self.decided && self.replies.len() + self.failures.len() >= self.asked {
+        if self.phase == Phase::Repairing
+            && self.replies.len() + self.failures.len() >= self.asked.len()
+        {
             self.repair();
         }
+    }
+
+    /// True when `node` was asked and has not answered yet.
+    fn awaited(&self, node: NodeId) -> bool {
+        self.asked.contains(&node)
+            && !self.replies.iter().any(|(n, _)| *n == node)
+            && !self.failures.iter().any(|(n, _)| *n == node)
+    }
+
+    /// The invariants, checked after every input in debug builds.
+    fn debug_check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        let answered: Vec<NodeId> = self
+            .replies
+            .iter()
+            .map(|(n, _)| *n)
+            .chain(self.failures.iter().map(|(n, _)| *n))
+            .collect();
+        debug_assert!(
+            answered.len() <= self.asked.len(),
+            "more answers than targets"
+        );
+        debug_assert!(distinct(&answered), "a node counted twice");
+        debug_assert!(answered.iter().all(|n| self.asked.contains(n)));
+        debug_assert!(
+            self.outcome.is_none() || self.phase != Phase::Collecting,
+            "an outcome before a decision"
+        );
     }
 
     /// Queues the synced object for every replica that answered with less;
     /// replicas that did not answer are left to hinted handoff and
     /// anti-entropy.
     fn repair(&mut self) {
-        if self.finished {
+        if self.phase == Phase::Finished {
             return;
         }
-        self.finished = true;
+        self.phase = Phase::Finished;
         let synced = self.synced();
         if synced.entries().is_empty() {
             return;
@@ -175,37 +254,38 @@ impl Machine for GetMachine {
     }
 
     fn handle_reply(&mut self, _now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
-        if self.finished {
-            return; // answers to repairs: fire and forget
+        // Answers to repairs are fire and forget; a node answers once.
+        if self.phase == Phase::Finished || !self.awaited(node) {
+            return;
         }
         match reply {
             Ok(Reply::Object(object)) => self.replies.push((node, object)),
             Ok(other) => self
                 .failures
                 .push((node, NodeFailure::Unexpected(format!("{other:?}")))),
-            Err(failure) if failure.is_request_error() && !self.decided => {
+            Err(failure) => match rejection(&failure) {
                 // Every replica would refuse the same way: stop here.
-                if let NodeFailure::Refused(e) = failure {
-                    self.outcome = Some(Err(MachineError::Rejected(e.code, e.message)));
+                Some(rejected) if self.phase == Phase::Collecting => {
+                    self.decide(Err(rejected), Phase::Finished);
+                    return self.debug_check();
                 }
-                self.decided = true;
-                self.finished = true;
-                return;
-            }
-            Err(failure) => self.failures.push((node, failure)),
+                _ => self.failures.push((node, failure)),
+            },
         }
         self.check();
+        self.debug_check();
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         if now < self.deadline {
             return;
         }
-        if !self.decided {
+        if self.phase == Phase::Collecting {
             self.fail(true);
         }
         // Whoever has not answered by now will not be repaired by this read.
         self.repair();
+        self.debug_check();
     }
 
     fn poll_timeout(&self) -> Instant {
@@ -217,6 +297,6 @@ impl Machine for GetMachine {
     }
 
     fn poll_finished(&self) -> bool {
-        self.finished && self.outbox.is_empty()
+        self.phase == Phase::Finished && self.outbox.is_empty()
     }
 }

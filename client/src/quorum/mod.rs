@@ -5,6 +5,13 @@
 //! outcome. It never touches a socket or a clock, so the same code runs under
 //! the tokio driver ([`crate::driver`]) and under a seeded simulation that
 //! drops, delays and reorders replies.
+//!
+//! Each machine keeps its state as one phase enum, so it is always clear
+//! whether it is still deciding, decided and finishing background work, or
+//! done. Constructors refuse a quorum that could never be met (or needs no
+//! one) with a typed error, and the invariants (no node counted twice, no
+//! more acknowledgements than replicas, exactly one outcome) are
+//! `debug_assert!`ed after every input, so every seeded world checks them.
 
 pub mod get;
 pub mod put;
@@ -121,7 +128,8 @@ pub trait Machine {
     /// The final result, once decided; `None` while waiting.
     fn poll_outcome(&mut self) -> Option<Result<Self::Outcome, MachineError>>;
     /// True when the machine has nothing left to do, even after its
-    /// outcome (a get keeps listening for late answers to repair them).
+    /// outcome (a get keeps listening for late answers to repair them; a
+    /// put keeps placing replicas past `W`).
     fn poll_finished(&self) -> bool {
         true
     }
@@ -137,4 +145,54 @@ pub enum MachineError {
     /// replica would.
     #[error("request refused: {0:?}: {1}")]
     Rejected(ErrorCode, String),
+    /// The quorum asked for can never be met, or needs no replica at all:
+    /// `needed` (R or W) must be between 1 and the number of replicas
+    /// chosen for the key. Refused by the constructor; nothing was sent.
+    #[error("{operation} cannot wait for {needed} of {targets} replicas: a quorum must be between 1 and the number of replicas")]
+    InvalidQuorum {
+        /// `get` or `put`.
+        operation: &'static str,
+        /// R or W.
+        needed: usize,
+        /// Replicas chosen for the key.
+        targets: usize,
+    },
+}
+
+/// Refuses a quorum of `needed` out of `targets` that is zero or out of
+/// reach: a machine built with one would decide on nothing or never.
+fn validate_quorum(
+    operation: &'static str,
+    needed: usize,
+    targets: usize,
+) -> Result<(), MachineError> {
+    if needed == 0 || needed > targets {
+        return Err(MachineError::InvalidQuorum {
+            operation,
+            needed,
+            targets,
+        });
+    }
+    Ok(())
+}
+
+/// The outcome every replica would give if `failure` refuses the request
+/// itself (see [`NodeFailure::is_request_error`]); `None` for a failure of
+/// one node, which another replica may make up for.
+fn rejection(failure: &NodeFailure) -> Option<MachineError> {
+    match failure {
+        NodeFailure::Refused(e) if failure.is_request_error() => {
+            Some(MachineError::Rejected(e.code, e.message.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// True when no node appears twice in `nodes` (a debug check: the lists
+/// are at most a preference list long).
+fn distinct(nodes: &[NodeId]) -> bool {
+    nodes
+        .iter()
+        .enumerate()
+        .all(|(i, n)| !nodes[..i].contains(n))
 }

@@ -5,14 +5,20 @@
 //! happens, a machine must decide by its deadline without panicking, and a
 //! success must be true: a put reported stored on `W` nodes was stored by
 //! each of them; a get's answer is the sync of `R` real replies.
+//!
+//! Simulated nodes store what they are sent with the very rules a storage
+//! node applies ([`quire_shared::replica`]), so a world differs from a real
+//! cluster in its network, never in what a replica keeps.
 
 use super::get::GetMachine;
 use super::put::{PutMachine, PutRequest};
 use super::targets::Target;
 use super::{Machine, NodeFailure};
+use quire_shared::dvvset::ActorId;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::wire::{Reply, Request};
-use quire_shared::{Dvvset, NodeId, Object, Value};
+use quire_shared::replica;
+use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request};
+use quire_shared::{ConflictPolicy, Dvvset, NodeId, Object, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -31,6 +37,11 @@ struct NodeBehaviour {
     fail_share: f64,
     /// Largest reply delay.
     delay_max_ms: u64,
+    /// Chance that it refuses the request itself (as a node with a lower
+    /// value limit would during a config roll-out): a refusal every
+    /// replica would give, which must not retry elsewhere, nor undo a put
+    /// that already succeeded.
+    refuse_share: f64,
 }
 
 struct World {
@@ -40,8 +51,19 @@ struct World {
     /// from the random delays).
     in_flight: BTreeMap<(Instant, u64), (NodeId, Result<Reply, NodeFailure>)>,
     seq: u64,
-    /// Nodes that stored something, and what.
+    /// Nodes that stored something, and what: one object per node, its
+    /// data and hint copies of the key together (a put's check asks only
+    /// whether the node holds the acknowledged object).
     stored: HashMap<NodeId, Object>,
+    /// The store's conflict policy: even seeds keep siblings, odd ones are
+    /// last-write-wins.
+    policy: ConflictPolicy,
+}
+
+/// The actor a simulated node coordinates with as a stand-in: one of its
+/// own, apart from the node's, as a storage node's is.
+fn stand_in_actor(node: NodeId) -> ActorId {
+    node | 1 << 63
 }
 
 impl World {
@@ -61,6 +83,11 @@ impl World {
                         0.0
                     },
                     delay_max_ms: rng.gen_range(0..1_500),
+                    refuse_share: if rng.gen_bool(0.1) {
+                        rng.gen_range(0.0..0.3)
+                    } else {
+                        0.0
+                    },
                 };
                 (id, b)
             })
@@ -71,6 +98,11 @@ impl World {
             in_flight: BTreeMap::new(),
             seq: 0,
             stored: HashMap::new(),
+            policy: if seed % 2 == 0 {
+                ConflictPolicy::Siblings
+            } else {
+                ConflictPolicy::Lww
+            },
         }
     }
 
@@ -83,19 +115,43 @@ impl World {
         let delay = Duration::from_millis(self.rng.gen_range(0..=b.delay_max_ms));
         let reply = if self.rng.gen_bool(b.fail_share) {
             Err(NodeFailure::Unreachable("simulated".into()))
+        } else if self.rng.gen_bool(b.refuse_share) {
+            Err(NodeFailure::Refused(ErrorReply {
+                code: ErrorCode::ValueTooLarge,
+                message: "simulated: a lower value limit".into(),
+            }))
         } else {
             Ok(match request {
-                Request::Put { value, context, .. } => {
+                Request::Put {
+                    value,
+                    context,
+                    hint,
+                    ..
+                } => {
                     let held = self.stored.get(&node).cloned().unwrap_or_default();
-                    let next = held.update(context, node, value.clone());
+                    let (value, policy) = (value.clone(), self.policy);
+                    let next = match hint {
+                        None => replica::coordinate_put(&held, context, node, value, policy),
+                        Some(_) => replica::coordinate_put_as_stand_in(
+                            [held],
+                            context,
+                            stand_in_actor(node),
+                            value,
+                            policy,
+                        ),
+                    };
                     self.stored.insert(node, next.clone());
                     Reply::Stored(next)
                 }
                 Request::Replicate { object, .. } => {
                     let held = self.stored.get(&node).cloned().unwrap_or_default();
-                    let next = held.sync(object);
-                    self.stored.insert(node, next.clone());
-                    Reply::Stored(next)
+                    match replica::replicate(&held, object, self.policy) {
+                        Some(next) => {
+                            self.stored.insert(node, next.clone());
+                            Reply::Stored(next)
+                        }
+                        None => Reply::Stored(held),
+                    }
                 }
                 Request::Get { .. } => Reply::Object(self.stored.get(&node).cloned()),
                 other => panic!("the machines never send {other:?}"),
@@ -172,7 +228,8 @@ fn a_successful_put_is_stored_on_w_nodes_whatever_the_network_does() {
             value: Value::bytes(seed.to_be_bytes().to_vec(), seed),
             context: VersionVector::new(),
         };
-        let machine = PutMachine::new(start, request, &targets(n), &[4, 5], w, TIMEOUT, ATTEMPT);
+        let machine = PutMachine::new(start, request, &targets(n), &[4, 5], w, TIMEOUT, ATTEMPT)
+            .expect("1 <= W <= N");
         let (outcome, decided_at, _) = world.run(start, machine);
         assert!(decided_at <= start + TIMEOUT, "seed {seed}: decided late");
         if let Some(out) = outcome {
@@ -219,7 +276,8 @@ fn a_successful_get_is_the_sync_of_r_real_replies() {
         let before = world.stored.clone();
         let r = world.rng.gen_range(1..=3usize);
         let start = Instant::now();
-        let machine = GetMachine::new(start, "s", b"k", &targets(3), r, TIMEOUT);
+        let machine =
+            GetMachine::new(start, "s", b"k", &targets(3), r, TIMEOUT).expect("1 <= R <= N");
         let (outcome, decided_at, machine) = world.run(start, machine);
         assert!(decided_at <= start + TIMEOUT, "seed {seed}: decided late");
         if let Some(out) = outcome {

@@ -46,13 +46,17 @@ fn put_machine_with(now: Instant, attempt: Duration) -> PutMachine {
         value: Value::bytes(b"v".to_vec(), 1),
         context: VersionVector::new(),
     };
-    PutMachine::new(now, request, &home3(), &[4, 5], 2, TIMEOUT, attempt)
+    PutMachine::new(now, request, &home3(), &[4, 5], 2, TIMEOUT, attempt).expect("valid W")
+}
+
+fn get_machine(now: Instant) -> GetMachine {
+    GetMachine::new(now, "s", b"k", &home3(), 2, TIMEOUT).expect("valid R")
 }
 
 #[test]
 fn get_succeeds_at_r_and_syncs_the_answers() {
     let now = Instant::now();
-    let mut m = GetMachine::new(now, "s", b"k", &home3(), 2, TIMEOUT);
+    let mut m = get_machine(now);
     let sent = drain(&mut m);
     assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [1, 2, 3]);
     m.handle_reply(now, 1, Ok(Reply::Object(Some(object(1, b"a")))));
@@ -70,7 +74,7 @@ fn get_succeeds_at_r_and_syncs_the_answers() {
 #[test]
 fn get_fails_as_soon_as_r_is_out_of_reach() {
     let now = Instant::now();
-    let mut m = GetMachine::new(now, "s", b"k", &home3(), 2, TIMEOUT);
+    let mut m = get_machine(now);
     drain(&mut m);
     m.handle_reply(now, 1, down("x"));
     assert!(m.poll_outcome().is_none());
@@ -87,7 +91,7 @@ fn get_fails_as_soon_as_r_is_out_of_reach() {
 #[test]
 fn get_times_out_with_what_it_had() {
     let now = Instant::now();
-    let mut m = GetMachine::new(now, "s", b"k", &home3(), 2, TIMEOUT);
+    let mut m = get_machine(now);
     drain(&mut m);
     m.handle_reply(now, 1, Ok(Reply::Object(None)));
     m.handle_timeout(m.poll_timeout());
@@ -250,4 +254,61 @@ fn a_request_error_is_not_retried_elsewhere() {
         m.poll_outcome(),
         Some(Err(MachineError::Rejected(ErrorCode::ValueTooLarge, _)))
     ));
+}
+
+#[test]
+fn a_refusal_after_success_gives_no_second_outcome() {
+    let now = Instant::now();
+    let mut m = put_machine(now);
+    drain(&mut m);
+    let stored = object(11, b"v");
+    m.handle_reply(now, 1, Ok(Reply::Stored(stored.clone())));
+    drain(&mut m);
+    m.handle_reply(now, 2, Ok(Reply::Stored(stored)));
+    assert!(m.poll_outcome().expect("decided").is_ok());
+    // Node 3 has a lower value limit: the put stands, once.
+    let refusal = ErrorReply {
+        code: ErrorCode::ValueTooLarge,
+        message: "too big here".into(),
+    };
+    m.handle_reply(now, 3, Err(NodeFailure::Refused(refusal)));
+    assert_eq!(m.poll_outcome(), None);
+    assert!(
+        !m.poll_finished(),
+        "node 3 may still be placed until the deadline"
+    );
+    m.handle_timeout(now + TIMEOUT);
+    assert!(m.poll_finished());
+    assert_eq!(m.poll_outcome(), None);
+}
+
+#[test]
+fn a_quorum_of_zero_or_above_the_targets_is_refused() {
+    let now = Instant::now();
+    for r in [0, 4] {
+        let refused = GetMachine::new(now, "s", b"k", &home3(), r, TIMEOUT).err();
+        assert_eq!(
+            refused,
+            Some(MachineError::InvalidQuorum {
+                operation: "get",
+                needed: r,
+                targets: 3
+            })
+        );
+    }
+    for w in [0, 4] {
+        let request = PutRequest {
+            store: "s".into(),
+            key: b"k".to_vec(),
+            value: Value::bytes(b"v".to_vec(), 1),
+            context: VersionVector::new(),
+        };
+        let refused = PutMachine::new(now, request, &home3(), &[4, 5], w, TIMEOUT, ATTEMPT).err();
+        assert!(matches!(
+            refused,
+            Some(MachineError::InvalidQuorum { operation: "put", needed, targets: 3 }) if needed == w
+        ));
+    }
+    let none: &[Target] = &[];
+    assert!(GetMachine::new(now, "s", b"k", none, 1, TIMEOUT).is_err());
 }

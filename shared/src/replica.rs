@@ -1,0 +1,120 @@
+//! What a replica does to a key's stored object for each write it is sent.
+//!
+//! These rules live in `quire-shared`, not in the node, because two places
+//! must run exactly the same code: a storage node applies them inside its
+//! LMDB write transaction, and the client's seeded simulation applies them
+//! to its in-memory nodes, so the quorum machines are tested against the
+//! real rules rather than a second copy that could drift. Each rule is a
+//! pure function of the objects read and returns the object to store (or a
+//! verdict); reading and writing objects, and choosing and recording actor
+//! ids, stay with the caller.
+//!
+//! The rules, in Dynamo's words:
+//!
+//! - [`coordinate_put`]: a home replica coordinates a put;
+//! - [`coordinate_put_as_stand_in`]: a stand-in (sloppy quorum) coordinates
+//!   a put for a down home replica and keeps the result as a hint;
+//! - [`replicate`]: a replica (or stand-in, for a hint) takes the
+//!   coordinator's object, or a read repair;
+//! - [`hint_delivered`]: a stand-in decides whether a hint it handed off may
+//!   be forgotten;
+//! - [`accept_membership`]: a node decides whether an offered membership
+//!   document replaces the one it holds.
+
+use crate::dvvset::{ActorId, VersionVector};
+use crate::membership::{ConflictPolicy, Membership};
+use crate::object::{last_write_wins, Object, Value};
+
+/// What a store keeps of `object`: everything, or in a last-write-wins store
+/// only the newest value. Applied before every store so that an LWW store
+/// never holds, nor hands out, a sibling.
+fn settle(object: Object, policy: ConflictPolicy) -> Object {
+    match policy {
+        ConflictPolicy::Siblings => object,
+        ConflictPolicy::Lww => last_write_wins(&object),
+    }
+}
+
+/// A home replica coordinates a put: `stored` (empty when the key is new)
+/// updated with `value` as a new dot of `actor`, the replica's own actor.
+///
+/// The writer's `context` is what it had read: the values it covers are
+/// replaced, and every value it has not seen stays as a sibling, so a
+/// concurrent write is never lost (except by the store's choice of
+/// [`ConflictPolicy::Lww`]).
+pub fn coordinate_put(
+    stored: &Object,
+    context: &VersionVector,
+    actor: ActorId,
+    value: Value,
+    policy: ConflictPolicy,
+) -> Object {
+    settle(stored.update(context, actor, value), policy)
+}
+
+/// A stand-in coordinates a put for a down home replica; the caller keeps
+/// the result as a hint for that home replica.
+///
+/// `local_copies` must be every copy of the key the stand-in holds: its own
+/// data copy and its hint copies for every member. The base is their sync,
+/// so the new dot is above any dot this stand-in actor made for the key and
+/// still remembers.
+///
+/// `actor` must be the stand-in actor, not the node's own, and the caller
+/// must replace it whenever delivered hints are dropped (see
+/// [`hint_delivered`]): a stand-in forgets a hinted object once it is
+/// delivered home, and with it the dots it made for that key; reusing one of
+/// those dots for another value would make the home replica treat two values
+/// as one and drop one. Dots of a new actor cannot collide with forgotten
+/// ones. Stand-ins only coordinate when every home replica is down, so this
+/// adds few actors.
+pub fn coordinate_put_as_stand_in(
+    local_copies: impl IntoIterator<Item = Object>,
+    context: &VersionVector,
+    actor: ActorId,
+    value: Value,
+    policy: ConflictPolicy,
+) -> Object {
+    let base = local_copies
+        .into_iter()
+        .fold(Object::new(), |base, copy| base.sync(&copy));
+    coordinate_put(&base, context, actor, value, policy)
+}
+
+/// A replica takes `incoming` (a coordinator's object, a read repair, or a
+/// hint handed to a stand-in) into what it `stored` for the key (empty when
+/// new). Returns the object to store, or `None` when nothing changed: the
+/// incoming object was already known, so the caller skips the write (no
+/// page rewritten, no fsync wasted on a repeated replication).
+///
+/// Sync is idempotent, so delivering the same object twice (a retried
+/// replication, a repair racing a put) is harmless.
+pub fn replicate(stored: &Object, incoming: &Object, policy: ConflictPolicy) -> Option<Object> {
+    let next = settle(stored.sync(incoming), policy);
+    (next != *stored).then_some(next)
+}
+
+/// True when a stand-in may forget the hint it `held`, now that `delivered`
+/// (the copy it read and handed off) is stored at home.
+///
+/// Only what was delivered may be dropped: a hint written to since the read
+/// has news for the home replica and must wait for the next hand-off. Each
+/// drop must be followed by a new stand-in actor (see
+/// [`coordinate_put_as_stand_in`]).
+pub fn hint_delivered(held: &Object, delivered: &Object) -> bool {
+    held.less(delivered) || held.equal_history(delivered)
+}
+
+/// True when a node should replace its `current` membership document (none
+/// on a new node) with `offered`.
+///
+/// The epoch only grows and the newest document wins wherever two meet, so
+/// gossip converges whatever order documents arrive in; an equal epoch keeps
+/// the held document, so a repeated offer never rewrites it. Validation and
+/// the cluster check come before this rule.
+pub fn accept_membership(current: Option<&Membership>, offered: &Membership) -> bool {
+    current.is_none_or(|held| held.epoch < offered.epoch)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Laws of the replica rules, checked on objects built by running the rules
+//! themselves: three home replicas take coordinated puts with stale
+//! contexts and replicate to each other in any order, as a cluster would.
+
+use super::*;
+use crate::membership::Member;
+use proptest::prelude::*;
+
+/// One event of a history over three replicas (actors 1, 2, 3).
+#[derive(Clone, Debug)]
+enum Step {
+    /// A client reads replica `from` and keeps the context in slot `slot`.
+    Read { from: usize, slot: usize },
+    /// Replica `at` coordinates a put with the context in slot `slot`.
+    Put { at: usize, slot: usize },
+    /// Replica `to` takes replica `from`'s object.
+    Replicate { from: usize, to: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..3usize, 0..3usize).prop_map(|(from, slot)| Step::Read { from, slot }),
+        (0..3usize, 0..3usize).prop_map(|(at, slot)| Step::Put { at, slot }),
+        (0..3usize, 0..3usize).prop_map(|(from, to)| Step::Replicate { from, to }),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = ConflictPolicy> {
+    prop_oneof![Just(ConflictPolicy::Siblings), Just(ConflictPolicy::Lww)]
+}
+
+/// The `i`th value written: distinct bytes, timestamps that grow.
+fn value(i: u64) -> Value {
+    Value::bytes(i.to_be_bytes().to_vec(), i)
+}
+
+/// The cluster after `steps`, with the context slots and the number of
+/// values written so far.
+struct History {
+    replicas: [Object; 3],
+    contexts: [VersionVector; 3],
+    written: u64,
+}
+
+fn run(steps: &[Step], policy: ConflictPolicy) -> History {
+    let mut h = History {
+        replicas: Default::default(),
+        contexts: Default::default(),
+        written: 0,
+    };
+    for s in steps {
+        match *s {
+            Step::Read { from, slot } => h.contexts[slot] = h.replicas[from].join(),
+            Step::Put { at, slot } => {
+                h.written += 1;
+                let actor = at as u64 + 1;
+                let v = value(h.written);
+                h.replicas[at] =
+                    coordinate_put(&h.replicas[at], &h.contexts[slot], actor, v, policy);
+            }
+            Step::Replicate { from, to } => {
+                if let Some(next) = replicate(&h.replicas[to], &h.replicas[from], policy) {
+                    h.replicas[to] = next;
+                }
+            }
+        }
+    }
+    h
+}
+
+/// The live values of `object` whose dots `context` has not seen.
+fn unseen(object: &Object, context: &VersionVector) -> Vec<Value> {
+    object
+        .entries()
+        .iter()
+        .flat_map(|e| {
+            e.values
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| e.counter - *i as u64 > context.get(e.actor))
+                .map(|(_, v)| v.clone())
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn replicate_is_idempotent(
+        steps in prop::collection::vec(step(), 0..40),
+        policy in policy(),
+        (to, from) in (0..3usize, 0..3usize),
+    ) {
+        let h = run(&steps, policy);
+        let (stored, incoming) = (&h.replicas[to], &h.replicas[from]);
+        let once = replicate(stored, incoming, policy).unwrap_or_else(|| stored.clone());
+        prop_assert_eq!(replicate(&once, incoming, policy), None);
+    }
+
+    #[test]
+    fn replicating_an_object_already_merged_in_changes_nothing(
+        steps in prop::collection::vec(step(), 0..40),
+        policy in policy(),
+        (a, b) in (0..3usize, 0..3usize),
+    ) {
+        let h = run(&steps, policy);
+        let (a, b) = (&h.replicas[a], &h.replicas[b]);
+        let merged = replicate(a, b, policy).unwrap_or_else(|| a.clone());
+        prop_assert_eq!(replicate(&merged, a, policy), None);
+        prop_assert_eq!(replicate(&merged, b, policy), None);
+        prop_assert_eq!(replicate(&merged, &Object::new(), policy), None);
+    }
+
+    #[test]
+    fn a_coordinated_put_keeps_every_value_its_context_has_not_seen(
+        steps in prop::collection::vec(step(), 0..40),
+        (at, slot) in (0..3usize, 0..3usize),
+    ) {
+        let h = run(&steps, ConflictPolicy::Siblings);
+        let (stored, context) = (&h.replicas[at], &h.contexts[slot]);
+        let new = value(h.written + 1);
+        let next = coordinate_put(stored, context, at as u64 + 1, new.clone(), ConflictPolicy::Siblings);
+        let mut expected = unseen(stored, context);
+        expected.push(new);
+        let mut kept: Vec<Value> = next.values().cloned().collect();
+        expected.sort_by_key(|v| v.timestamp_ms);
+        kept.sort_by_key(|v| v.timestamp_ms);
+        // Exactly those: the values the context covers are replaced.
+        prop_assert_eq!(kept, expected);
+    }
+
+    #[test]
+    fn lww_stores_hold_at_most_one_value_and_a_newest_put_wins(
+        steps in prop::collection::vec(step(), 0..40),
+        (at, slot) in (0..3usize, 0..3usize),
+    ) {
+        let h = run(&steps, ConflictPolicy::Lww);
+        for r in &h.replicas {
+            prop_assert!(r.value_count() <= 1);
+        }
+        let new = value(h.written + 1);
+        let next = coordinate_put(&h.replicas[at], &h.contexts[slot], 9, new.clone(), ConflictPolicy::Lww);
+        prop_assert_eq!(next.values().cloned().collect::<Vec<_>>(), vec![new]);
+    }
+
+    #[test]
+    fn a_stand_in_put_is_a_put_on_the_sync_of_its_copies_with_a_fresh_dot(
+        steps in prop::collection::vec(step(), 0..40),
+        policy in policy(),
+        slot in 0..3usize,
+        actor in 1..4u64,
+    ) {
+        let h = run(&steps, policy);
+        let context = &h.contexts[slot];
+        let new = value(h.written + 1);
+        let next = coordinate_put_as_stand_in(h.replicas.clone(), context, actor, new.clone(), policy);
+        let synced = h.replicas.iter().fold(Object::new(), |acc, r| acc.sync(r));
+        prop_assert_eq!(&next, &coordinate_put(&synced, context, actor, new, policy));
+        // The new dot is above every dot of `actor` in any copy: no reuse.
+        let counter = |o: &Object| o.join().get(actor);
+        prop_assert!(h.replicas.iter().all(|r| counter(r) < counter(&next)));
+    }
+}
+
+fn written(actor: ActorId, i: u64) -> Object {
+    coordinate_put(
+        &Object::new(),
+        &VersionVector::new(),
+        actor,
+        value(i),
+        ConflictPolicy::Siblings,
+    )
+}
+
+#[test]
+fn a_hint_is_dropped_only_when_the_delivered_copy_covers_it() {
+    let held = written(7, 1);
+    assert!(hint_delivered(&held, &held), "delivered as held");
+    let newer_at_home = coordinate_put(&held, &held.join(), 1, value(2), ConflictPolicy::Siblings);
+    assert!(hint_delivered(&held, &newer_at_home), "home moved on since");
+    let written_since = coordinate_put(&held, &held.join(), 7, value(3), ConflictPolicy::Siblings);
+    assert!(!hint_delivered(&written_since, &held), "news for home");
+    assert!(
+        !hint_delivered(&written(7, 4), &written(8, 5)),
+        "concurrent"
+    );
+}
+
+#[test]
+fn a_stand_in_without_copies_coordinates_on_an_empty_object() {
+    let context = VersionVector::from_pairs([(1, 2)]);
+    let lone = coordinate_put_as_stand_in([], &context, 5, value(1), ConflictPolicy::Siblings);
+    let put = coordinate_put(
+        &Object::new(),
+        &context,
+        5,
+        value(1),
+        ConflictPolicy::Siblings,
+    );
+    assert_eq!(lone, put);
+}
+
+#[test]
+fn only_a_newer_membership_epoch_is_accepted() {
+    let member = Member {
+        id: 1,
+        addr: "127.0.0.1:1".into(),
+        zone: "z".into(),
+        weight: 1,
+    };
+    let doc = |epoch| {
+        let mut d = Membership::new(1, 16, vec![member.clone()], Vec::new()).expect("valid");
+        d.epoch = epoch;
+        d
+    };
+    assert!(accept_membership(None, &doc(1)), "a new node takes any");
+    assert!(accept_membership(Some(&doc(4)), &doc(5)));
+    assert!(
+        !accept_membership(Some(&doc(5)), &doc(5)),
+        "same epoch: keep"
+    );
+    assert!(!accept_membership(Some(&doc(5)), &doc(4)));
+}

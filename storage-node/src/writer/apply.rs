@@ -1,0 +1,163 @@
+//! One write applied inside the writer's transaction.
+//!
+//! The writer thread owns the batching; this file reads what each kind of
+//! write needs from the transaction, applies the shared replica rule
+//! ([`quire_shared::replica`]) and stores the result. It also owns the
+//! stand-in actor that hinted writes are made with, which must change
+//! whenever delivered hints are forgotten: choosing and recording actors is
+//! the node's business, not the rule's.
+
+use super::{WriteOp, WriteOutcome};
+use crate::storage::{Storage, StorageError, WriteTxn};
+use quire_shared::replica;
+
+/// Meta record of the actor a stand-in uses for the dots it makes.
+///
+/// A stand-in forgets a hinted object once it is delivered home, and with
+/// it the dots it made for that key; reusing one of those dots for another
+/// value would make the home replica treat two values as one and drop one.
+/// So the stand-in actor is replaced whenever delivered hints are dropped:
+/// dots of a new actor cannot collide with forgotten ones. Stand-ins only
+/// coordinate when every home replica is down, so this adds few actors.
+const META_HINT_ACTOR: &[u8] = b"hint_actor";
+
+/// The writer's identity for the dots it makes.
+pub(super) struct Actors {
+    /// The node's own actor (home replica coordination).
+    pub(super) node: u64,
+    /// The stand-in actor (see [`META_HINT_ACTOR`]); 0 until loaded.
+    pub(super) hint: u64,
+}
+
+/// A random non-zero actor id (zero means "not loaded").
+fn fresh_actor() -> u64 {
+    loop {
+        let v: u64 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+/// The stand-in actor on record, or a fresh one recorded now.
+pub(super) fn load_hint_actor(storage: &Storage) -> Result<u64, StorageError> {
+    let mut txn = storage.begin_write()?;
+    let actor = match txn.get_meta_u64(META_HINT_ACTOR)? {
+        Some(a) => a,
+        None => {
+            let a = fresh_actor();
+            txn.put_meta_u64(META_HINT_ACTOR, a)?;
+            a
+        }
+    };
+    txn.commit()?;
+    Ok(actor)
+}
+
+/// Applies `op` inside `txn`; the caller commits. What each operation does
+/// to the stored object is a rule of [`quire_shared::replica`]; this
+/// function only reads its inputs and stores its result.
+pub(super) fn apply(
+    txn: &mut WriteTxn<'_>,
+    actors: &mut Actors,
+    op: &WriteOp,
+) -> Result<WriteOutcome, StorageError> {
+    match op {
+        WriteOp::Put {
+            data_key,
+            value,
+            context,
+            hint: None,
+            policy,
+            ..
+        } => {
+            let stored = txn.get_object(data_key)?.unwrap_or_default();
+            let next =
+                replica::coordinate_put(&stored, context, actors.node, value.clone(), *policy);
+            txn.put_object(data_key, &next)?;
+            Ok(WriteOutcome::Stored(next))
+        }
+        WriteOp::Put {
+            data_key,
+            value,
+            context,
+            hint: Some(home),
+            members,
+            policy,
+        } => {
+            // Every local copy of the key, so the new dot is above any
+            // dot this stand-in actor made for it and still remembers.
+            let mut copies = Vec::with_capacity(members.len() + 2);
+            copies.extend(txn.get_object(data_key)?);
+            for m in members.iter().chain(std::iter::once(home)) {
+                copies.extend(txn.get_hint(*m, data_key)?);
+            }
+            let next = replica::coordinate_put_as_stand_in(
+                copies,
+                context,
+                actors.hint,
+                value.clone(),
+                *policy,
+            );
+            txn.put_hint(*home, data_key, &next)?;
+            Ok(WriteOutcome::Stored(next))
+        }
+        WriteOp::DropHints { target, items } => {
+            let mut dropped = 0;
+            for (data_key, delivered) in items {
+                let Some(held) = txn.get_hint(*target, data_key)? else {
+                    continue;
+                };
+                if replica::hint_delivered(&held, delivered) {
+                    txn.del_hint(*target, data_key)?;
+                    dropped += 1;
+                }
+            }
+            if dropped > 0 {
+                // See META_HINT_ACTOR: forgotten dots must not be reused.
+                actors.hint = fresh_actor();
+                txn.put_meta_u64(META_HINT_ACTOR, actors.hint)?;
+            }
+            Ok(WriteOutcome::Dropped(dropped))
+        }
+        WriteOp::Replicate {
+            data_key,
+            object,
+            hint: None,
+            policy,
+        } => {
+            let stored = txn.get_object(data_key)?.unwrap_or_default();
+            match replica::replicate(&stored, object, *policy) {
+                Some(next) => {
+                    txn.put_object(data_key, &next)?;
+                    Ok(WriteOutcome::Stored(next))
+                }
+                None => Ok(WriteOutcome::Stored(stored)),
+            }
+        }
+        WriteOp::Replicate {
+            data_key,
+            object,
+            hint: Some(home),
+            policy,
+        } => {
+            let stored = txn.get_hint(*home, data_key)?.unwrap_or_default();
+            match replica::replicate(&stored, object, *policy) {
+                Some(next) => {
+                    txn.put_hint(*home, data_key, &next)?;
+                    Ok(WriteOutcome::Stored(next))
+                }
+                None => Ok(WriteOutcome::Stored(stored)),
+            }
+        }
+        WriteOp::Membership(offered) => match txn.get_membership()? {
+            Some(current) if !replica::accept_membership(Some(&current), offered) => {
+                Ok(WriteOutcome::Membership(current))
+            }
+            _ => {
+                txn.put_membership(offered)?;
+                Ok(WriteOutcome::Membership(offered.clone()))
+            }
+        },
+    }
+}

@@ -1,0 +1,268 @@
+//! The single writer thread: group commit.
+//!
+//! LMDB allows one write transaction at a time, and each commit costs an
+//! fsync. Concurrent writes are therefore queued here, and the writer applies
+//! everything waiting (up to a batch limit) in one transaction, commits once,
+//! then answers every caller. A batch's writes are acknowledged only after
+//! the commit; when the batch holds a write to a `sync` store it is also
+//! fsynced first, so such an acknowledged write survives power loss. Writes
+//! to `buffered` stores are flushed by a flusher thread on an interval:
+//! they survive a process crash (the commit reached the OS) but an OS crash
+//! or power loss may undo the last interval.
+//!
+//! # Layout
+//!
+//! - this file: the [`Writer`] handle, the job queue, batching, and
+//!   answering callers once their batch is committed (and fsynced);
+//! - `apply`: what each [`WriteOp`] does inside the transaction, and the
+//!   stand-in actor;
+//! - `flusher`: the thread that fsyncs `buffered` commits on an interval.
+
+mod apply;
+mod flusher;
+#[cfg(test)]
+mod tests;
+
+use crate::storage::{Storage, StorageError};
+use apply::{apply, load_hint_actor, Actors};
+use flusher::Flusher;
+use quire_shared::dvvset::VersionVector;
+use quire_shared::{ConflictPolicy, Membership, NodeId, Object, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// One write, fully validated by the caller.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// A coordinated write: a new dot at this node's actor.
+    Put {
+        /// LMDB key.
+        data_key: Vec<u8>,
+        /// The new value or tombstone.
+        value: Value,
+        /// What the writer had seen.
+        context: VersionVector,
+        /// `Some(home)`: coordinate as a stand-in and keep the result as a
+        /// hint for `home`.
+        hint: Option<NodeId>,
+        /// Every member: a stand-in's base object merges its hint copies
+        /// of the key for all of them.
+        members: Vec<NodeId>,
+        /// The store's conflict policy: last-write-wins keeps only the
+        /// newest value.
+        policy: ConflictPolicy,
+    },
+    /// Forget delivered hints for `target` unless they changed since.
+    DropHints {
+        /// The home node.
+        target: NodeId,
+        /// `(data key, object as delivered)`.
+        items: Vec<(Vec<u8>, Object)>,
+    },
+    /// Sync a replicated object into the local one (or into the hint area
+    /// for `hint`).
+    Replicate {
+        /// LMDB key.
+        data_key: Vec<u8>,
+        /// The object to merge.
+        object: Object,
+        /// Home node when stored as a hint.
+        hint: Option<NodeId>,
+        /// The store's conflict policy: last-write-wins keeps only the
+        /// newest value.
+        policy: ConflictPolicy,
+    },
+    /// Keep `doc` if it is newer than the stored document.
+    Membership(Membership),
+}
+
+/// What a write produced.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    /// The object now stored under the key (or hint).
+    Stored(Object),
+    /// The membership document now held (the offered one or a newer one).
+    Membership(Membership),
+    /// Hints dropped.
+    Dropped(u32),
+}
+
+/// A queued write: the operation, whether it waits for an fsync, and
+/// where its result goes.
+type Job = (
+    WriteOp,
+    bool,
+    oneshot::Sender<Result<WriteOutcome, StorageError>>,
+);
+
+/// Handle to the writer thread; clone freely.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<WriterStats>,
+}
+
+/// Counters of the writer thread: `writes / commits` is the group-commit
+/// batching factor (each commit is one fsync).
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Writes applied in committed transactions.
+    pub writes: AtomicU64,
+    /// fsyncs made before acknowledging (batches holding a `sync` write).
+    pub syncs: AtomicU64,
+}
+
+impl WriterStats {
+    /// `(commits, writes)` now.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.commits.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Queue depth before callers wait: bounds memory under overload.
+const QUEUE_DEPTH_MAX: usize = 4096;
+
+impl Writer {
+    /// Starts the writer thread. It stops when every [`Writer`] handle is
+    /// dropped, after finishing the queued writes.
+    pub fn start(
+        storage: Storage,
+        actor_id: u64,
+        batch_writes_max: usize,
+        flush_interval: std::time::Duration,
+    ) -> (Self, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
+        let handle = std::thread::Builder::new()
+            .name("quire-writer".into())
+            .spawn(move || {
+                let flusher = Flusher::start(storage.clone(), flush_interval);
+                run(
+                    storage,
+                    actor_id,
+                    batch_writes_max,
+                    rx,
+                    &thread_stats,
+                    &flusher,
+                );
+                flusher.stop();
+            })
+            .expect("spawning the writer thread");
+        (Self { jobs: tx, stats }, handle)
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Queues `op` and waits for its commit; with `durable`, also for the
+    /// fsync that follows it.
+    pub async fn write(&self, op: WriteOp, durable: bool) -> Result<WriteOutcome, StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send((op, durable, tx))
+            .await
+            .map_err(|_| StorageError::WriterStopped)?;
+        rx.await.map_err(|_| StorageError::WriterStopped)?
+    }
+}
+
+/// The writer thread's loop: takes everything waiting (up to `batch_max`)
+/// as one batch until every handle is dropped.
+fn run(
+    storage: Storage,
+    actor_id: u64,
+    batch_max: usize,
+    mut rx: mpsc::Receiver<Job>,
+    stats: &WriterStats,
+    flusher: &Flusher,
+) {
+    let mut actors = Actors {
+        node: actor_id,
+        hint: 0,
+    };
+    let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if actors.hint == 0 {
+            // Loaded lazily so a storage failure is reported to a caller.
+            match load_hint_actor(&storage) {
+                Ok(a) => actors.hint = a,
+                Err(e) => {
+                    for (_, _, reply) in batch.drain(..) {
+                        let _ = reply.send(Err(StorageError::NotCommitted(e.to_string())));
+                    }
+                    continue;
+                }
+            }
+        }
+        let writes = batch.len() as u64;
+        if commit_batch(&storage, &mut actors, &mut batch, flusher, stats) {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.writes.fetch_add(writes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Applies and commits one batch, then answers every job in it. True if
+/// the batch committed.
+fn commit_batch(
+    storage: &Storage,
+    actors: &mut Actors,
+    batch: &mut Vec<Job>,
+    flusher: &Flusher,
+    stats: &WriterStats,
+) -> bool {
+    let mut results: Vec<Result<WriteOutcome, StorageError>> = Vec::with_capacity(batch.len());
+    let hint_actor_before = actors.hint;
+    let committed = (|| -> Result<(), StorageError> {
+        let mut txn = storage.begin_write()?;
+        for (op, _, _) in batch.iter() {
+            results.push(apply(&mut txn, actors, op));
+        }
+        txn.commit()
+    })();
+    if committed.is_err() {
+        // Nothing was stored, the stand-in actor change included.
+        actors.hint = hint_actor_before;
+    }
+    // One fsync for the whole batch if any write in it needs one.
+    let synced = if committed.is_ok() && batch.iter().any(|(_, durable, _)| *durable) {
+        stats.syncs.fetch_add(1, Ordering::Relaxed);
+        storage.sync().map_err(|e| e.to_string())
+    } else {
+        if committed.is_ok() {
+            flusher.mark_dirty();
+        }
+        Ok(())
+    };
+    for (i, (_, durable, reply)) in batch.drain(..).enumerate() {
+        let outcome = match (&committed, &synced) {
+            // A failed commit stored nothing: every write in the batch fails.
+            (Err(e), _) => Err(StorageError::NotCommitted(e.to_string())),
+            // Committed but not known to be on disk: not acknowledged.
+            (Ok(()), Err(e)) if durable => Err(StorageError::NotCommitted(e.clone())),
+            _ => results
+                .get_mut(i)
+                .map(|r| std::mem::replace(r, Err(StorageError::WriterStopped)))
+                .unwrap_or(Err(StorageError::WriterStopped)),
+        };
+        // The caller may have given up (timeout); the write stands anyway.
+        let _ = reply.send(outcome);
+    }
+    committed.is_ok()
+}

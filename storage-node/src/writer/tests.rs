@@ -1,0 +1,181 @@
+//! The writer driven through its handle over a real LMDB environment in a
+//! temporary directory: batching, durability modes, reopen, replication and
+//! membership.
+
+use super::*;
+use crate::storage::data_key;
+use quire_shared::dvvset::VersionVector;
+use quire_shared::{ConflictPolicy, Object, Value};
+use std::sync::atomic::Ordering;
+
+const FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn open(dir: &std::path::Path) -> (Storage, crate::storage::Identity) {
+    Storage::open(dir, 64 << 20).expect("storage opens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_commits_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, id) = open(dir.path());
+    let (writer, thread) = Writer::start(storage.clone(), id.actor_id, 256, FLUSH);
+    let tasks: Vec<_> = (0..400u32)
+        .map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .write(
+                        WriteOp::Put {
+                            data_key: data_key("s", 0, &i.to_be_bytes()),
+                            value: Value::bytes(i.to_be_bytes().to_vec(), 1),
+                            context: VersionVector::new(),
+                            hint: None,
+                            members: Vec::new(),
+                            policy: ConflictPolicy::Siblings,
+                        },
+                        true,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Ok(WriteOutcome::Stored(_))));
+    }
+    let (commits, writes) = writer.stats().snapshot();
+    assert_eq!(writes, 400);
+    assert!(
+        commits < 400,
+        "no batching: {commits} commits for 400 writes"
+    );
+    for i in 0..400u32 {
+        let o = storage
+            .get(&data_key("s", 0, &i.to_be_bytes()))
+            .unwrap()
+            .expect("acknowledged write is stored");
+        assert_eq!(
+            o.values().next().unwrap().data.as_deref(),
+            Some(&i.to_be_bytes()[..])
+        );
+    }
+    drop(writer);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_writes_skip_the_fsync_that_sync_writes_wait_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, id) = open(dir.path());
+    let (writer, thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
+    let put = |i: u8| WriteOp::Put {
+        data_key: data_key("s", 0, &[i]),
+        value: Value::bytes(vec![i], 1),
+        context: VersionVector::new(),
+        hint: None,
+        members: Vec::new(),
+        policy: ConflictPolicy::Siblings,
+    };
+    for i in 0..5 {
+        writer.write(put(i), false).await.unwrap();
+    }
+    assert_eq!(writer.stats().syncs.load(Ordering::Relaxed), 0);
+    for i in 5..8 {
+        writer.write(put(i), true).await.unwrap();
+    }
+    assert_eq!(writer.stats().syncs.load(Ordering::Relaxed), 3);
+    for i in 0..8 {
+        assert!(storage.get(&data_key("s", 0, &[i])).unwrap().is_some());
+    }
+    drop(writer);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_and_data_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = data_key("s", 3, b"k");
+    let first = {
+        let (storage, id) = open(dir.path());
+        let (writer, thread) = Writer::start(storage, id.actor_id, 8, FLUSH);
+        let op = WriteOp::Put {
+            data_key: key.clone(),
+            value: Value::bytes(b"v".to_vec(), 1),
+            context: VersionVector::new(),
+            hint: None,
+            members: Vec::new(),
+            policy: ConflictPolicy::Siblings,
+        };
+        let Ok(WriteOutcome::Stored(o)) = writer.write(op, true).await else {
+            panic!("put failed");
+        };
+        assert_eq!(
+            o.entries()[0].actor,
+            id.actor_id,
+            "the node's actor assigns the dot"
+        );
+        drop(writer);
+        thread.join().unwrap();
+        id
+    };
+    let (storage, id) = open(dir.path());
+    assert_eq!(id, first);
+    assert_eq!(storage.get(&key).unwrap().unwrap().value_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicate_syncs_and_an_older_membership_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, id) = open(dir.path());
+    let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
+    let key = data_key("s", 0, b"k");
+    let mut remote = Object::new();
+    remote.event(7, Value::bytes(b"remote".to_vec(), 1));
+    writer
+        .write(
+            WriteOp::Put {
+                data_key: key.clone(),
+                value: Value::bytes(b"local".to_vec(), 1),
+                context: VersionVector::new(),
+                hint: None,
+                members: Vec::new(),
+                policy: ConflictPolicy::Siblings,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    writer
+        .write(
+            WriteOp::Replicate {
+                data_key: key.clone(),
+                object: remote,
+                hint: None,
+                policy: ConflictPolicy::Siblings,
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(storage.get(&key).unwrap().unwrap().value_count(), 2);
+
+    let member = |id| quire_shared::Member {
+        id,
+        addr: format!("127.0.0.1:{id}"),
+        zone: "z".into(),
+        weight: 1,
+    };
+    let mut newer = Membership::new(1, 16, vec![member(1)], Vec::new()).unwrap();
+    newer.epoch = 5;
+    let mut older = newer.clone();
+    older.epoch = 4;
+    writer
+        .write(WriteOp::Membership(newer), true)
+        .await
+        .unwrap();
+    let Ok(WriteOutcome::Membership(held)) = writer.write(WriteOp::Membership(older), true).await
+    else {
+        panic!("membership write failed");
+    };
+    assert_eq!(held.epoch, 5);
+    assert_eq!(storage.membership().unwrap().unwrap().epoch, 5);
+}
