@@ -3,7 +3,7 @@
 //! One environment per node with named databases:
 //! - `data`: `store length ‖ store ‖ partition (u32 BE) ‖ key` → object
 //! - `hints`: `home node (u64 BE) ‖ data key` → object held for another node
-//! - `meta`: node id, actor id, membership document
+//! - `meta`: node id, stand-in actor, reset secret, membership document
 //!
 //! Stored objects and documents carry a format byte in front of their
 //! postcard bytes so the layout can evolve. Reads run on the caller's thread
@@ -19,7 +19,6 @@ use std::path::Path;
 const FORMAT_V1: u8 = 1;
 const META_NODE_ID: &[u8] = b"node_id";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
-const META_ACTOR_ID: &[u8] = b"actor_id";
 const META_MEMBERSHIP: &[u8] = b"membership";
 
 /// Why storage failed.
@@ -55,13 +54,24 @@ pub enum StorageError {
 pub struct Identity {
     /// Identity in the membership document.
     pub node_id: NodeId,
-    /// Actor in dots; new whenever the data directory is new (never reused
-    /// after data loss, see Riak's kv679).
+    /// Actor in the dots this node makes as a home replica: new at every
+    /// start, never stored (see [`Storage::open`] for why).
     pub actor_id: u64,
     /// Secret behind the node's QUIC stateless-reset tokens (RFC 9000
     /// §10.3). Kept across restarts so a restarted node can tell clients
     /// that their old connections are gone, at once.
     pub reset_secret: [u8; 32],
+}
+
+/// A random id; zero is reserved so that "no id" can never be confused
+/// with one.
+pub fn fresh_id() -> u64 {
+    loop {
+        let v: u64 = rand::random();
+        if v != 0 {
+            return v;
+        }
+    }
 }
 
 /// Handle to the LMDB environment and its databases. Cheap to share.
@@ -166,18 +176,25 @@ impl Storage {
             if let Some(v) = get_in::<u64>(&txn, self.meta, name)? {
                 return Ok(v);
             }
-            // Zero is reserved so that "no id" can never be confused with one.
-            let v = loop {
-                let v: u64 = rand::random();
-                if v != 0 {
-                    break v;
-                }
-            };
+            let v = fresh_id();
             txn.put(self.meta, &name, &encode(&v), WriteFlags::empty())?;
             Ok(v)
         };
         let node_id = id(META_NODE_ID)?;
-        let actor_id = id(META_ACTOR_ID)?;
+        // A node must never issue a dot it may have issued before. Its
+        // counters live in the data it stores, and that data can go back
+        // in time while the node id stays: a buffered store (or a sync store
+        // in its narrow window) loses its last interval in an OS crash, or
+        // an operator restores the data directory from a backup. Counters
+        // restarted from the older state under the same actor would re-issue
+        // dots that other replicas already hold for other values, and one
+        // acknowledged value would silently vanish (Riak's "kv679"). No
+        // state on this disk can tell that it went back, so the actor is new
+        // at every start: its dots cannot collide with any dot issued
+        // before. The cost is one more DVVSet entry (about a dozen bytes)
+        // for each key this node coordinates after a restart; Riak's leased
+        // counters would cost less but do not survive a restored backup.
+        let actor_id = fresh_id();
         let reset_secret = match get_in::<[u8; 32]>(&txn, self.meta, META_RESET_SECRET)? {
             Some(s) => s,
             None => {
@@ -326,19 +343,6 @@ impl WriteTxn<'_> {
             Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// A meta record (ids, counters).
-    pub fn get_meta_u64(&self, name: &[u8]) -> Result<Option<u64>, StorageError> {
-        get_in(&self.txn, self.storage.meta, name)
-    }
-
-    /// Stores a meta record.
-    pub fn put_meta_u64(&mut self, name: &[u8], value: u64) -> Result<(), StorageError> {
-        let bytes = encode(&value);
-        Ok(self
-            .txn
-            .put(self.storage.meta, &name, &bytes, WriteFlags::empty())?)
     }
 
     /// The membership document as this transaction sees it.

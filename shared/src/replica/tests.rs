@@ -220,3 +220,34 @@ fn only_a_newer_membership_epoch_is_accepted() {
     );
     assert!(!accept_membership(Some(&doc(5)), &doc(4)));
 }
+
+/// The cost of a new actor at every node start (the kv679 rule): a key
+/// written after R restarts of its coordinator carries R more entries, each
+/// a dozen bytes or so when encoded (a random 64-bit actor, a counter, an
+/// empty value list), and the values stay one.
+#[test]
+fn each_restart_of_a_coordinator_costs_one_small_entry_per_key_written() {
+    let restarts = 20u64;
+    let mut object = Object::new();
+    let mut sizes = Vec::new();
+    for start in 0..=restarts {
+        // A random-looking 64-bit actor per start, as nodes draw them.
+        let actor = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(start + 1);
+        object = coordinate_put(
+            &object,
+            &object.join(),
+            actor,
+            Value::bytes(vec![b'v'; 100], start),
+            ConflictPolicy::Siblings,
+        );
+        sizes.push(postcard::to_allocvec(&object).expect("encodes").len());
+    }
+    assert_eq!(object.entries().len() as u64, restarts + 1);
+    assert_eq!(object.value_count(), 1, "a write with its context replaces");
+    let per_restart = (sizes[sizes.len() - 1] - sizes[0]) as f64 / restarts as f64;
+    eprintln!("a new coordinator actor adds {per_restart:.1} encoded bytes per key");
+    assert!(
+        per_restart <= 14.0,
+        "each restart adds {per_restart:.1} bytes per key written after it"
+    );
+}

@@ -8,50 +8,25 @@
 //! the node's business, not the rule's.
 
 use super::{WriteOp, WriteOutcome};
-use crate::storage::{Storage, StorageError, WriteTxn};
+use crate::storage::{fresh_id, StorageError, WriteTxn};
 use quire_shared::replica;
 
-/// Meta record of the actor a stand-in uses for the dots it makes.
-///
-/// A stand-in forgets a hinted object once it is delivered home, and with
-/// it the dots it made for that key; reusing one of those dots for another
-/// value would make the home replica treat two values as one and drop one.
-/// So the stand-in actor is replaced whenever delivered hints are dropped:
-/// dots of a new actor cannot collide with forgotten ones. Stand-ins only
-/// coordinate when every home replica is down, so this adds few actors.
-const META_HINT_ACTOR: &[u8] = b"hint_actor";
-
 /// The writer's identity for the dots it makes.
+///
+/// Both actors are new at every start, for the reason the node's own actor
+/// is (see [`crate::storage::Storage::open`]): data that went back in time
+/// must not make the node re-issue a dot. The stand-in actor also changes
+/// whenever delivered hints are dropped: a stand-in forgets a hinted object
+/// once it is delivered home, and with it the dots it made for that key;
+/// reusing one of those dots for another value would make the home replica
+/// treat two values as one and drop one. Dots of a new actor cannot collide
+/// with forgotten ones. Stand-ins only coordinate when every home replica
+/// is down, so this adds few actors.
 pub(super) struct Actors {
     /// The node's own actor (home replica coordination).
     pub(super) node: u64,
-    /// The stand-in actor (see [`META_HINT_ACTOR`]); 0 until loaded.
+    /// The stand-in actor.
     pub(super) hint: u64,
-}
-
-/// A random non-zero actor id (zero means "not loaded").
-fn fresh_actor() -> u64 {
-    loop {
-        let v: u64 = rand::random();
-        if v != 0 {
-            return v;
-        }
-    }
-}
-
-/// The stand-in actor on record, or a fresh one recorded now.
-pub(super) fn load_hint_actor(storage: &Storage) -> Result<u64, StorageError> {
-    let mut txn = storage.begin_write()?;
-    let actor = match txn.get_meta_u64(META_HINT_ACTOR)? {
-        Some(a) => a,
-        None => {
-            let a = fresh_actor();
-            txn.put_meta_u64(META_HINT_ACTOR, a)?;
-            a
-        }
-    };
-    txn.commit()?;
-    Ok(actor)
 }
 
 /// Applies `op` inside `txn`; the caller commits. What each operation does
@@ -115,8 +90,7 @@ pub(super) fn apply(
             }
             if dropped > 0 {
                 // See META_HINT_ACTOR: forgotten dots must not be reused.
-                actors.hint = fresh_actor();
-                txn.put_meta_u64(META_HINT_ACTOR, actors.hint)?;
+                actors.hint = fresh_id();
             }
             Ok(WriteOutcome::Dropped(dropped))
         }

@@ -23,8 +23,9 @@ mod flusher;
 #[cfg(test)]
 mod tests;
 
+use crate::storage::fresh_id;
 use crate::storage::{Storage, StorageError};
-use apply::{apply, load_hint_actor, Actors};
+use apply::{apply, Actors};
 use flusher::Flusher;
 use quire_shared::dvvset::VersionVector;
 use quire_shared::{ConflictPolicy, Membership, NodeId, Object, Value};
@@ -187,7 +188,7 @@ fn run(
 ) {
     let mut actors = Actors {
         node: actor_id,
-        hint: 0,
+        hint: fresh_id(),
     };
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     while let Some(first) = rx.blocking_recv() {
@@ -196,18 +197,6 @@ fn run(
             match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
-            }
-        }
-        if actors.hint == 0 {
-            // Loaded lazily so a storage failure is reported to a caller.
-            match load_hint_actor(&storage) {
-                Ok(a) => actors.hint = a,
-                Err(e) => {
-                    for (_, _, reply) in batch.drain(..) {
-                        let _ = reply.send(Err(StorageError::NotCommitted(e.to_string())));
-                    }
-                    continue;
-                }
             }
         }
         let writes = batch.len() as u64;
