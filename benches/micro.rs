@@ -6,12 +6,14 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use quire::shared::wire::{decode_frame, encode_frame, Reply, Request, Response};
-use quire::shared::{Dvvset, Member, Membership, StoreConfig, Value, VersionVector};
+use quire::shared::{
+    ActorId, ClusterId, Dvvset, Member, Membership, NodeId, StoreConfig, Value, VersionVector,
+};
 
 fn membership(nodes: u64) -> Membership {
     let members = (1..=nodes)
         .map(|id| Member {
-            id: id * 7919,
+            id: NodeId(id * 7919),
             addr: format!("127.0.0.1:{}", 7000 + id),
             zone: "z".into(),
             weight: 1,
@@ -25,14 +27,14 @@ fn membership(nodes: u64) -> Membership {
         durability: quire::shared::Durability::Sync,
         policy: quire::shared::ConflictPolicy::Siblings,
     };
-    Membership::new(1, 256, members, vec![store]).expect("valid document")
+    Membership::new(ClusterId(1), 256, members, vec![store]).expect("valid document")
 }
 
 fn object(actors: u64, values_per_actor: u64) -> Dvvset<Value> {
     let mut o = Dvvset::new();
     for a in 1..=actors {
         for v in 0..values_per_actor {
-            o.event(a, Value::bytes(vec![b'x'; 1024], v));
+            o.event(ActorId(a), Value::bytes(vec![b'x'; 1024], v));
         }
     }
     o
@@ -48,17 +50,17 @@ fn ring(c: &mut Criterion) {
 fn dvvset(c: &mut Criterion) {
     let a = object(3, 1);
     let mut b_obj = a.clone();
-    b_obj.event(2, Value::bytes(vec![b'y'; 1024], 9));
+    b_obj.event(ActorId(2), Value::bytes(vec![b'y'; 1024], 9));
     let ctx = a.join();
     c.bench_function("dvvset update (3 actors, 1 KiB)", |b| {
-        b.iter(|| black_box(&a).update(&ctx, 1, Value::bytes(vec![b'z'; 1024], 10)))
+        b.iter(|| black_box(&a).update(&ctx, ActorId(1), Value::bytes(vec![b'z'; 1024], 10)))
     });
     c.bench_function("dvvset sync (3 actors, siblings)", |b| {
         b.iter(|| black_box(&a).sync(black_box(&b_obj)))
     });
     let empty = VersionVector::new();
     c.bench_function("dvvset blind update onto 3 siblings", |b| {
-        b.iter(|| black_box(&b_obj).update(&empty, 3, Value::bytes(vec![b'w'; 16], 11)))
+        b.iter(|| black_box(&b_obj).update(&empty, ActorId(3), Value::bytes(vec![b'w'; 16], 11)))
     });
 }
 

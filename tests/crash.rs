@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const STORE: &str = "default";
 
 /// Acknowledged writes: key -> (value, nodes that stored it).
-type Acked = Arc<Mutex<HashMap<String, (Vec<u8>, Vec<u64>)>>>;
+type Acked = Arc<Mutex<HashMap<String, (Vec<u8>, Vec<quire::shared::NodeId>)>>>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_a_replica_killed_mid_stream() {

@@ -50,7 +50,7 @@ fn put(key: &[u8], len: usize) -> Request {
 /// A frame whose object has an entry with one value but counter 0.
 fn ill_formed_replicate() -> Vec<u8> {
     let object = Dvvset::from_entries(vec![Entry {
-        actor: 0x55,
+        actor: quire::shared::ActorId(0x55),
         counter: 0x4d,
         values: vec![Value::bytes(b"ZZZZ".to_vec(), 1)],
     }])
@@ -164,7 +164,7 @@ async fn bad_requests_get_typed_errors_and_the_connection_keeps_serving() {
     );
     // Another cluster's document.
     let mut other = cluster.membership.clone();
-    other.cluster_id += 1;
+    other.cluster_id.0 += 1;
     other.epoch += 1;
     let wrong = Request::PutMembership { membership: other };
     assert_eq!(

@@ -25,7 +25,7 @@ async fn local_value(t: &Transport, addr: &str, key: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-async fn hints_held(t: &Transport, addr: &str, target: u64) -> usize {
+async fn hints_held(t: &Transport, addr: &str, target: quire::shared::NodeId) -> usize {
     let req = Request::Hints {
         target,
         after: None,
@@ -112,7 +112,7 @@ async fn two_home_replicas_down_writes_go_to_stand_ins_and_come_home() {
         assert_eq!(
             local_value(&t, &addr, key).await,
             Some(b"apple".to_vec()),
-            "home replica {id:016x} holds the value"
+            "home replica {id} holds the value"
         );
     }
     for &s in &extended {
@@ -177,7 +177,7 @@ async fn every_home_replica_down_a_stand_in_coordinates() {
     for &id in &home {
         let addr = cluster.node_by_id(id).addr();
         while local_value(&t, &addr, key).await != Some(b"v2".to_vec()) {
-            assert!(Instant::now() < deadline, "{id:016x} never got v2");
+            assert!(Instant::now() < deadline, "{id} never got v2");
             tokio::time::sleep(Duration::from_millis(50)).await;
             let _ = client.get(STORE, key).await;
         }

@@ -12,7 +12,7 @@ use crate::config::ClientConfig;
 use crate::transport::{SetupError, Transport};
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{
-    ConflictPolicy, Durability, Member, Membership, MembershipError, NodeId, StoreConfig,
+    ClusterId, ConflictPolicy, Durability, Member, Membership, MembershipError, NodeId, StoreConfig,
 };
 use std::time::{Duration, Instant};
 
@@ -40,16 +40,14 @@ pub enum AdminError {
         last_error: String,
     },
     /// A node holds a document of another cluster.
-    #[error(
-        "node at {addr} belongs to cluster {theirs:016x}, not {ours:016x}; wrong data directory?"
-    )]
+    #[error("node at {addr} belongs to cluster {theirs}, not {ours}; wrong data directory?")]
     WrongCluster {
         /// The node's address.
         addr: String,
         /// Its cluster.
-        theirs: u64,
+        theirs: ClusterId,
         /// Ours.
-        ours: u64,
+        ours: ClusterId,
     },
     /// The nodes are not the ones the stored document names.
     #[error("the running nodes ({running}) are not the cluster's members ({members}); adding or removing nodes needs rebalancing, which `quire up` does not do")]
@@ -90,7 +88,7 @@ pub fn default_store(nodes: usize) -> StoreConfig {
 }
 
 fn ids(list: impl Iterator<Item = NodeId>) -> String {
-    let mut v: Vec<String> = list.map(|id| format!("{id:016x}")).collect();
+    let mut v: Vec<String> = list.map(|id| id.to_string()).collect();
     v.sort();
     v.join(", ")
 }
@@ -99,7 +97,7 @@ async fn hello(
     transport: &Transport,
     addr: &str,
     deadline: Instant,
-) -> Result<(NodeId, u64, Option<u64>), AdminError> {
+) -> Result<(NodeId, u64, Option<ClusterId>), AdminError> {
     let started = Instant::now();
     let request = Request::Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -154,7 +152,7 @@ async fn stored_document(transport: &Transport, addr: &str) -> Option<Membership
 /// (or [`default_store`] when empty) and [`PARTITIONS_DEFAULT`] partitions.
 pub async fn form_cluster(
     config: &ClientConfig,
-    cluster_id: u64,
+    cluster_id: ClusterId,
     addrs: &[String],
     stores: Vec<StoreConfig>,
     wait: Duration,
@@ -167,7 +165,7 @@ pub async fn form_cluster(
 
 async fn form_with(
     transport: &Transport,
-    cluster_id: u64,
+    cluster_id: ClusterId,
     addrs: &[String],
     stores: Vec<StoreConfig>,
     wait: Duration,

@@ -139,7 +139,7 @@ async fn probe_loop(inner: std::sync::Weak<Inner>) {
             tokio::spawn(async move {
                 let answered = transport.call(&addr, &hello, timeout).await.is_ok();
                 if let (true, Some(inner)) = (answered, weak.upgrade()) {
-                    tracing::debug!(node = format!("{node:016x}"), "node back up");
+                    tracing::debug!(node = %node, "node back up");
                     inner.health.mark_up(node);
                 }
             });
@@ -266,7 +266,7 @@ impl Client {
                 let response = match result {
                     Ok(response) => response,
                     Err(e) => {
-                        tracing::debug!(node = format!("{node:016x}"), error = %e, "node down");
+                        tracing::debug!(node = %node, error = %e, "node down");
                         client.inner.health.mark_down(node, Instant::now());
                         return;
                     }

@@ -82,18 +82,21 @@ mod tests {
     fn down_nodes_are_probed_with_backoff_and_come_back_on_an_answer() {
         let h = Health::default();
         let t0 = Instant::now();
-        h.mark_down(7, t0);
-        assert!(!h.is_up(7));
+        h.mark_down(NodeId(7), t0);
+        assert!(!h.is_up(NodeId(7)));
         assert!(h.due_probes(t0).is_empty(), "not before the first backoff");
-        assert_eq!(h.due_probes(t0 + PROBE_BACKOFF_INITIAL), vec![7]);
+        assert_eq!(h.due_probes(t0 + PROBE_BACKOFF_INITIAL), vec![NodeId(7)]);
         // Next probe waits twice as long.
         let t1 = t0 + PROBE_BACKOFF_INITIAL;
         assert!(h.due_probes(t1 + PROBE_BACKOFF_INITIAL).is_empty());
-        assert_eq!(h.due_probes(t1 + PROBE_BACKOFF_INITIAL * 2), vec![7]);
+        assert_eq!(
+            h.due_probes(t1 + PROBE_BACKOFF_INITIAL * 2),
+            vec![NodeId(7)]
+        );
         // Marking down again does not reset the backoff.
-        h.mark_down(7, t1);
-        h.mark_up(7);
-        assert!(h.is_up(7));
+        h.mark_down(NodeId(7), t1);
+        h.mark_up(NodeId(7));
+        assert!(h.is_up(NodeId(7)));
         assert!(h.down_nodes().is_empty());
     }
 }

@@ -15,9 +15,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The id that appears in dots: a node's actor id, fresh for every data
-/// directory so that a node that lost its data never reuses a dot.
-pub type ActorId = u64;
+pub use crate::ids::ActorId;
 
 /// One actor's entry: its counter and the live values it coordinated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

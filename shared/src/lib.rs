@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //!
+//! - [`ids`]: typed node, actor and cluster ids.
 //! - [`ring`]: key positions (MD5), partitions, the claim of partitions by
 //!   nodes, preference lists.
 //! - [`dvvset`]: dotted version vector sets, the per-key version history that
@@ -21,6 +22,7 @@
 //! - [`wire`]: requests, responses, error codes and length-prefixed framing.
 
 pub mod dvvset;
+pub mod ids;
 pub mod limits;
 pub mod membership;
 pub mod object;
@@ -28,9 +30,10 @@ pub mod replica;
 pub mod ring;
 pub mod wire;
 
-pub use dvvset::{ActorId, Dvvset, VersionVector};
+pub use dvvset::{Dvvset, VersionVector};
+pub use ids::{ActorId, ClusterId, IdParseError, NodeId};
 pub use membership::{
     ConflictPolicy, Durability, Member, Membership, MembershipError, StoreConfig,
 };
 pub use object::{last_write_wins, Context, ContextError, Object, Value};
-pub use ring::{NodeId, PreferenceList};
+pub use ring::PreferenceList;

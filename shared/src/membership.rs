@@ -5,6 +5,7 @@
 //! seed and compute preference lists from it. The epoch only grows, so the
 //! newest document wins wherever two meet.
 
+use crate::ids::ClusterId;
 use crate::limits::valid_store_name;
 use crate::ring::{self, NodeId, PreferenceList};
 use serde::{Deserialize, Serialize};
@@ -89,7 +90,7 @@ pub struct StoreConfig {
 pub struct Membership {
     /// Random id fixed when the cluster is created; nodes refuse documents
     /// and clients of another cluster.
-    pub cluster_id: u64,
+    pub cluster_id: ClusterId,
     /// Version of this document; higher wins.
     pub epoch: u64,
     /// Number of ring partitions `Q` (a power of two).
@@ -143,7 +144,7 @@ pub enum MembershipError {
 impl Membership {
     /// A first document (epoch 1) for `members`, with partitions claimed.
     pub fn new(
-        cluster_id: u64,
+        cluster_id: ClusterId,
         partitions: u32,
         mut members: Vec<Member>,
         mut stores: Vec<StoreConfig>,
@@ -177,7 +178,7 @@ impl Membership {
                 .any(|o| o.id == m.id || o.addr == m.addr)
             {
                 return Err(MembershipError::DuplicateMember(format!(
-                    "{:016x} ({})",
+                    "{} ({})",
                     m.id, m.addr
                 )));
             }
@@ -236,7 +237,7 @@ mod tests {
     fn members(k: u64) -> Vec<Member> {
         (1..=k)
             .map(|id| Member {
-                id: id * 1000,
+                id: NodeId(id * 1000),
                 addr: format!("127.0.0.1:{}", 7000 + id),
                 zone: "z".into(),
                 weight: 1,
@@ -257,7 +258,7 @@ mod tests {
 
     #[test]
     fn a_valid_document_is_accepted() {
-        let doc = Membership::new(9, 64, members(3), vec![store(3, 2, 2)]).unwrap();
+        let doc = Membership::new(ClusterId(9), 64, members(3), vec![store(3, 2, 2)]).unwrap();
         assert_eq!(doc.owners.len(), 64);
         let list = doc.preference_list("default", b"k", 3);
         assert_eq!(list.home().len(), 3);
@@ -266,25 +267,25 @@ mod tests {
     #[test]
     fn invalid_documents_are_refused() {
         assert_eq!(
-            Membership::new(9, 63, members(3), vec![]).unwrap_err(),
+            Membership::new(ClusterId(9), 63, members(3), vec![]).unwrap_err(),
             MembershipError::BadPartitionCount(63)
         );
         assert!(matches!(
-            Membership::new(9, 64, members(2), vec![store(3, 2, 2)]).unwrap_err(),
+            Membership::new(ClusterId(9), 64, members(2), vec![store(3, 2, 2)]).unwrap_err(),
             MembershipError::BadQuorum { .. }
         ));
         assert!(matches!(
-            Membership::new(9, 64, members(3), vec![store(3, 0, 2)]).unwrap_err(),
+            Membership::new(ClusterId(9), 64, members(3), vec![store(3, 0, 2)]).unwrap_err(),
             MembershipError::BadQuorum { .. }
         ));
         let mut dup = members(2);
         dup[1].addr = dup[0].addr.clone();
         assert!(matches!(
-            Membership::new(9, 64, dup, vec![]).unwrap_err(),
+            Membership::new(ClusterId(9), 64, dup, vec![]).unwrap_err(),
             MembershipError::DuplicateMember(_)
         ));
         assert_eq!(
-            Membership::new(9, 64, vec![], vec![]).unwrap_err(),
+            Membership::new(ClusterId(9), 64, vec![], vec![]).unwrap_err(),
             MembershipError::NoMembers
         );
     }

@@ -6,6 +6,8 @@
 //! set, encoded as an opaque token that the next write hands back.
 
 use crate::dvvset::{Dvvset, VersionVector};
+#[cfg(test)]
+use crate::ids::ActorId;
 use serde::{Deserialize, Serialize};
 
 /// One version of a key: the bytes written, or a tombstone for a delete.
@@ -128,7 +130,10 @@ mod tests {
 
     #[test]
     fn context_token_round_trips() {
-        let c = Context(VersionVector::from_pairs([(7, 3), (1, 9)]));
+        let c = Context(VersionVector::from_pairs([
+            (ActorId(7), 3),
+            (ActorId(1), 9),
+        ]));
         assert_eq!(Context::from_token(&c.to_token()).unwrap(), c);
         assert_eq!(Context::from_token("").unwrap(), Context::empty());
     }

@@ -11,9 +11,7 @@
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-/// A storage node's identity in the membership document: a random 64-bit
-/// number made on the node's first start, never reused.
-pub type NodeId = u64;
+pub use crate::ids::NodeId;
 
 /// The position of a key on the ring: MD5 of `store ‖ 0x00 ‖ key`. The store
 /// name is part of the position so that the same key in two stores spreads
@@ -136,7 +134,7 @@ mod tests {
             members in prop::collection::hash_set(any::<u64>(), 1..12),
             bits in 0u32..10,
         ) {
-            let members: Vec<u64> = members.into_iter().collect();
+            let members: Vec<NodeId> = members.into_iter().map(NodeId).collect();
             let q = 1u32 << bits;
             let owners = claim(&members, q);
             prop_assert_eq!(owners.len(), q as usize);
@@ -154,7 +152,7 @@ mod tests {
             n in 1usize..6,
             key in prop::collection::vec(any::<u8>(), 0..32),
         ) {
-            let members: Vec<u64> = members.into_iter().collect();
+            let members: Vec<NodeId> = members.into_iter().map(NodeId).collect();
             let q = 1u32 << bits;
             let owners = claim(&members, q);
             let p = partition_of(&key_position("store", &key), q);

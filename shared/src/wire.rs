@@ -7,6 +7,7 @@
 //! Lengths are checked against the receiver's limit before any allocation.
 
 use crate::dvvset::VersionVector;
+use crate::ids::{ActorId, ClusterId};
 use crate::membership::Membership;
 use crate::object::{Object, Value};
 use crate::ring::NodeId;
@@ -28,7 +29,7 @@ pub enum Request {
         /// The client's protocol version.
         protocol_version: u32,
         /// The cluster the client believes it talks to, if it knows.
-        cluster_id: Option<u64>,
+        cluster_id: Option<ClusterId>,
     },
     /// The node's local object for a key.
     Get {
@@ -134,9 +135,9 @@ pub enum Reply {
         /// The node's id.
         node_id: NodeId,
         /// The actor id in the dots this node makes (new per data directory).
-        actor_id: u64,
+        actor_id: ActorId,
         /// The cluster the node belongs to, once it has a membership document.
-        cluster_id: Option<u64>,
+        cluster_id: Option<ClusterId>,
         /// The node's protocol version.
         protocol_version: u32,
     },

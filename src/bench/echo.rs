@@ -94,7 +94,10 @@ impl EchoServer {
             .map_err(|e| setup(&e))?;
         let addr = endpoint.local_addr().map_err(|e| setup(&e))?;
         let mut object = Dvvset::new();
-        object.event(1, Value::bytes(vec![b'x'; value_bytes], 1));
+        object.event(
+            quire_shared::ActorId(1),
+            Value::bytes(vec![b'x'; value_bytes], 1),
+        );
         let get_reply = Arc::new(encode_frame(&Response {
             epoch: 1,
             result: Ok(Reply::Object(Some(object.clone()))),

@@ -132,7 +132,7 @@ struct NodeView {
 #[derive(Serialize)]
 struct Status {
     #[serde(skip)]
-    cluster_id: u64,
+    cluster_id: quire::shared::ClusterId,
     epoch: u64,
     #[serde(skip)]
     partitions: u32,
@@ -145,7 +145,7 @@ impl Report for Status {
         line(
             out,
             format_args!(
-                "cluster {:016x}, epoch {}, {} partitions",
+                "cluster {}, epoch {}, {} partitions",
                 self.cluster_id, self.epoch, self.partitions
             ),
         );
@@ -171,7 +171,7 @@ pub async fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
         nodes: nodes
             .iter()
             .map(|n| NodeView {
-                id: format!("{:016x}", n.id),
+                id: n.id.to_string(),
                 addr: n.addr.clone(),
                 up: n.up,
             })

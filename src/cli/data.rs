@@ -188,7 +188,7 @@ pub async fn locate(args: KeyArgs, config: ConfigArg, json: bool) -> anyhow::Res
             .iter()
             .enumerate()
             .map(|(i, id)| Located {
-                id: format!("{id:016x}"),
+                id: id.to_string(),
                 addr: doc.member(*id).map_or("?", |m| m.addr.as_str()).to_string(),
                 home: i < list.n,
             })

@@ -150,7 +150,7 @@ pub async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
                 .members
                 .iter()
                 .map(|m| MemberView {
-                    id: format!("{:016x}", m.id),
+                    id: m.id.to_string(),
                     addr: m.addr.clone(),
                 })
                 .collect(),

@@ -15,6 +15,7 @@
 use crate::certs::{CertError, ClusterCa};
 use quire_client::config::{ClientConfig, Timeouts, TlsFiles as ClientTls};
 use quire_node::config::{Limits, NodeConfig, StorageSettings, TlsFiles as NodeTls};
+use quire_shared::ClusterId;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -68,8 +69,8 @@ pub struct ClusterFile {
 
 impl ClusterFile {
     /// The cluster id as a number.
-    pub fn id(&self) -> Result<u64, LayoutError> {
-        u64::from_str_radix(&self.cluster_id, 16).map_err(|e| LayoutError::Parse {
+    pub fn id(&self) -> Result<ClusterId, LayoutError> {
+        self.cluster_id.parse().map_err(|e| LayoutError::Parse {
             path: "cluster.toml".into(),
             message: format!("cluster_id: {e}"),
         })
@@ -186,9 +187,9 @@ impl Layout {
             )));
         }
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
-        let cluster_id: u64 = rand::random();
+        let cluster_id = ClusterId(rand::random());
         let file = ClusterFile {
-            cluster_id: format!("{cluster_id:016x}"),
+            cluster_id: cluster_id.to_string(),
             nodes,
             base_port,
         };

@@ -23,7 +23,7 @@ pub use node::{Launch, LocalNode, NODE_GRACE};
 use quire_client::config::Timeouts;
 use quire_client::{Client, ClientConfig, ClientError};
 use quire_node::config::{Limits, StorageSettings};
-use quire_shared::{Membership, StoreConfig};
+use quire_shared::{Membership, NodeId, StoreConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -315,7 +315,7 @@ impl LocalCluster {
     }
 
     /// The node with id `id`.
-    pub fn node_by_id(&mut self, id: u64) -> Option<&mut LocalNode> {
+    pub fn node_by_id(&mut self, id: NodeId) -> Option<&mut LocalNode> {
         self.nodes.iter_mut().find(|n| n.node_id == id)
     }
 

@@ -7,6 +7,7 @@ use super::process;
 use super::ClusterError;
 use quire_node::config::NodeConfig;
 use quire_node::RunningNode;
+use quire_shared::NodeId;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -40,7 +41,7 @@ pub struct LocalNode {
     /// Its number in the cluster directory (`node-K`), from 1.
     pub k: usize,
     /// Its node id, known once the cluster is formed.
-    pub node_id: u64,
+    pub node_id: NodeId,
     /// The address it listens on (fixed after its first start).
     pub listen: SocketAddr,
     launch: Launch,
@@ -52,7 +53,7 @@ impl LocalNode {
     pub(super) fn new(k: usize, launch: Launch, layout: Layout) -> Self {
         Self {
             k,
-            node_id: 0,
+            node_id: NodeId(0),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             launch,
             layout,

@@ -160,7 +160,7 @@ impl NodeState {
                     if theirs != mine {
                         return Err(refuse(
                             ErrorCode::WrongCluster,
-                            format!("node belongs to cluster {mine:016x}, not {theirs:016x}"),
+                            format!("node belongs to cluster {mine}, not {theirs}"),
                         ));
                     }
                 }
@@ -301,7 +301,7 @@ impl NodeState {
                 return Err(refuse(
                     ErrorCode::WrongCluster,
                     format!(
-                        "node belongs to cluster {:016x}, document is for {:016x}",
+                        "node belongs to cluster {}, document is for {}",
                         current.cluster_id, doc.cluster_id
                     ),
                 ));

@@ -157,7 +157,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         path: addr_path.display().to_string(),
         source,
     })?;
-    tracing::info!(%addr, node_id = format!("{:016x}", identity.node_id), "node serving");
+    tracing::info!(%addr, node_id = %identity.node_id, "node serving");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

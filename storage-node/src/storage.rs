@@ -11,7 +11,7 @@
 //! batches them into one transaction each.
 
 use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
-use quire_shared::{Membership, NodeId, Object};
+use quire_shared::{ActorId, Membership, NodeId, Object};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 
@@ -56,7 +56,7 @@ pub struct Identity {
     pub node_id: NodeId,
     /// Actor in the dots this node makes as a home replica: new at every
     /// start, never stored (see [`Storage::open`] for why).
-    pub actor_id: u64,
+    pub actor_id: ActorId,
     /// Secret behind the node's QUIC stateless-reset tokens (RFC 9000
     /// §10.3). Kept across restarts so a restarted node can tell clients
     /// that their old connections are gone, at once.
@@ -107,7 +107,7 @@ pub fn split_data_key(data_key: &[u8]) -> Option<(String, u32, Vec<u8>)> {
 }
 
 fn hint_key(home: NodeId, data_key: &[u8]) -> Vec<u8> {
-    let mut k = home.to_be_bytes().to_vec();
+    let mut k = home.get().to_be_bytes().to_vec();
     k.extend_from_slice(data_key);
     k
 }
@@ -194,7 +194,7 @@ impl Storage {
         // before. The cost is one more DVVSet entry (about a dozen bytes)
         // for each key this node coordinates after a restart; Riak's leased
         // counters would cost less but do not survive a restored backup.
-        let actor_id = fresh_id();
+        let actor_id = ActorId(fresh_id());
         let reset_secret = match get_in::<[u8; 32]>(&txn, self.meta, META_RESET_SECRET)? {
             Some(s) => s,
             None => {
@@ -213,7 +213,7 @@ impl Storage {
         // disk before the node answers as it.
         self.sync()?;
         Ok(Identity {
-            node_id,
+            node_id: NodeId(node_id),
             actor_id,
             reset_secret,
         })
@@ -256,7 +256,7 @@ impl Storage {
         use lmdb::Cursor;
         let txn = self.env.begin_ro_txn()?;
         let mut cursor = txn.open_ro_cursor(self.hints)?;
-        let prefix = home.to_be_bytes();
+        let prefix = home.get().to_be_bytes();
         let start = hint_key(home, after.unwrap_or(&[]));
         let mut out = Vec::new();
         for item in cursor.iter_from(&start) {

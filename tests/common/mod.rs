@@ -12,7 +12,7 @@ pub mod proxy;
 
 use quire::certs::ClusterCa;
 use quire::cluster::{ClusterBuilder, LocalCluster, LocalNode};
-use quire::shared::{Membership, StoreConfig};
+use quire::shared::{Membership, NodeId, StoreConfig};
 use quire::{Client, ClientConfig};
 use quire_client::config::{Timeouts, TlsFiles as ClientTls};
 use quire_client::transport::Transport;
@@ -131,12 +131,12 @@ impl TestCluster {
     }
 
     /// The node with id `id`.
-    pub fn node_by_id(&mut self, id: u64) -> &mut LocalNode {
+    pub fn node_by_id(&mut self, id: NodeId) -> &mut LocalNode {
         self.cluster.node_by_id(id).expect("a node with that id")
     }
 
     /// The node number (from 1) of member `id`.
-    pub fn k_of(&self, id: u64) -> usize {
+    pub fn k_of(&self, id: NodeId) -> usize {
         self.cluster
             .nodes
             .iter()

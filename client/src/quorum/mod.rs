@@ -100,7 +100,7 @@ pub struct QuorumError {
 fn describe(failures: &[(NodeId, NodeFailure)], timed_out: bool) -> String {
     let mut s = String::new();
     for (node, why) in failures {
-        s.push_str(&format!("; node {node:016x}: {why}"));
+        s.push_str(&format!("; node {node}: {why}"));
     }
     if timed_out {
         s.push_str("; the others did not answer before the deadline");

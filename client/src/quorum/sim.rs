@@ -63,7 +63,7 @@ struct World {
 /// The actor a simulated node coordinates with as a stand-in: one of its
 /// own, apart from the node's, as a storage node's is.
 fn stand_in_actor(node: NodeId) -> ActorId {
-    node | 1 << 63
+    ActorId(node.get() | 1 << 63)
 }
 
 impl World {
@@ -89,7 +89,7 @@ impl World {
                         0.0
                     },
                 };
-                (id, b)
+                (NodeId(id), b)
             })
             .collect();
         Self {
@@ -131,7 +131,14 @@ impl World {
                     let held = self.stored.get(&node).cloned().unwrap_or_default();
                     let (value, policy) = (value.clone(), self.policy);
                     let next = match hint {
-                        None => replica::coordinate_put(&held, context, node, value, policy),
+                        // A simulated node's actor is its node number.
+                        None => replica::coordinate_put(
+                            &held,
+                            context,
+                            ActorId(node.get()),
+                            value,
+                            policy,
+                        ),
                         Some(_) => replica::coordinate_put_as_stand_in(
                             [held],
                             context,
@@ -211,7 +218,12 @@ impl World {
 }
 
 fn targets(n: u64) -> Vec<Target> {
-    (1..=n).map(|node| Target { node, hint: None }).collect()
+    (1..=n)
+        .map(|node| Target {
+            node: NodeId(node),
+            hint: None,
+        })
+        .collect()
 }
 
 #[test]
@@ -228,8 +240,16 @@ fn a_successful_put_is_stored_on_w_nodes_whatever_the_network_does() {
             value: Value::bytes(seed.to_be_bytes().to_vec(), seed),
             context: VersionVector::new(),
         };
-        let machine = PutMachine::new(start, request, &targets(n), &[4, 5], w, TIMEOUT, ATTEMPT)
-            .expect("1 <= W <= N");
+        let machine = PutMachine::new(
+            start,
+            request,
+            &targets(n),
+            &[NodeId(4), NodeId(5)],
+            w,
+            TIMEOUT,
+            ATTEMPT,
+        )
+        .expect("1 <= W <= N");
         let (outcome, decided_at, _) = world.run(start, machine);
         assert!(decided_at <= start + TIMEOUT, "seed {seed}: decided late");
         if let Some(out) = outcome {
@@ -269,8 +289,8 @@ fn a_successful_get_is_the_sync_of_r_real_replies() {
         for node in 1..=3u64 {
             if world.rng.gen_bool(0.7) {
                 let mut o = Dvvset::new();
-                o.event(node, Value::bytes(vec![node as u8], node));
-                world.stored.insert(node, o);
+                o.event(ActorId(node), Value::bytes(vec![node as u8], node));
+                world.stored.insert(NodeId(node), o);
             }
         }
         let before = world.stored.clone();

@@ -67,13 +67,16 @@ mod tests {
         // Five nodes, N = 3: home 1, 2, 3; extended 4, 5.
         PreferenceList {
             partition: 0,
-            nodes: vec![1, 2, 3, 4, 5],
+            nodes: [1, 2, 3, 4, 5].map(NodeId).to_vec(),
             n: 3,
         }
     }
 
-    fn t(node: NodeId, hint: Option<NodeId>) -> Target {
-        Target { node, hint }
+    fn t(node: u64, hint: Option<u64>) -> Target {
+        Target {
+            node: NodeId(node),
+            hint: hint.map(NodeId),
+        }
     }
 
     #[test]
@@ -86,7 +89,10 @@ mod tests {
 
     #[test]
     fn down_home_replicas_get_stand_ins_with_hints() {
-        let up = |n| n != 1 && n != 3;
+        let up = |n: NodeId| {
+            let n = n.get();
+            n != 1 && n != 3
+        };
         assert_eq!(
             choose(&list(), up),
             vec![t(2, None), t(4, Some(1)), t(5, Some(3))]
@@ -95,7 +101,10 @@ mod tests {
 
     #[test]
     fn without_enough_stand_ins_down_homes_are_still_asked() {
-        let up = |n| n == 2 || n == 5;
+        let up = |n: NodeId| {
+            let n = n.get();
+            n == 2 || n == 5
+        };
         assert_eq!(
             choose(&list(), up),
             vec![t(2, None), t(5, Some(1)), t(3, None)]
@@ -104,18 +113,27 @@ mod tests {
 
     #[test]
     fn spares_are_the_unused_extended_nodes_healthy_first() {
-        let up = |n| n != 4;
+        let up = |n: NodeId| {
+            let n = n.get();
+            n != 4
+        };
         let targets = choose(&list(), up);
-        assert_eq!(spares(&list(), &targets, up), vec![5, 4]);
-        let up = |n| n != 1 && n != 4;
+        assert_eq!(spares(&list(), &targets, up), vec![NodeId(5), NodeId(4)]);
+        let up = |n: NodeId| {
+            let n = n.get();
+            n != 1 && n != 4
+        };
         let targets = choose(&list(), up);
         assert_eq!(targets[2], t(5, Some(1)));
-        assert_eq!(spares(&list(), &targets, up), vec![4]);
+        assert_eq!(spares(&list(), &targets, up), vec![NodeId(4)]);
     }
 
     #[test]
     fn every_home_down_still_yields_n_targets() {
-        let up = |n| n >= 4;
+        let up = |n: NodeId| {
+            let n = n.get();
+            n >= 4
+        };
         let chosen = choose(&list(), up);
         assert_eq!(chosen.len(), 3);
         assert_eq!(chosen[0], t(4, Some(1)));

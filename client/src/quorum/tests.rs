@@ -8,7 +8,7 @@ use super::targets::Target;
 use super::{Machine, MachineError, NodeFailure, Outbound};
 use quire_shared::dvvset::VersionVector;
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request};
-use quire_shared::{Dvvset, NodeId, Object, Value};
+use quire_shared::{ActorId, Dvvset, NodeId, Object, Value};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -20,7 +20,7 @@ fn drain<M: Machine>(m: &mut M) -> Vec<Outbound> {
 
 fn object(actor: u64, data: &[u8]) -> Object {
     let mut o = Dvvset::new();
-    o.event(actor, Value::bytes(data.to_vec(), 1));
+    o.event(ActorId(actor), Value::bytes(data.to_vec(), 1));
     o
 }
 
@@ -31,7 +31,10 @@ fn down(why: &str) -> Result<Reply, NodeFailure> {
 fn home3() -> Vec<Target> {
     [1, 2, 3]
         .iter()
-        .map(|&node| Target { node, hint: None })
+        .map(|&node| Target {
+            node: NodeId(node),
+            hint: None,
+        })
         .collect()
 }
 
@@ -46,7 +49,16 @@ fn put_machine_with(now: Instant, attempt: Duration) -> PutMachine {
         value: Value::bytes(b"v".to_vec(), 1),
         context: VersionVector::new(),
     };
-    PutMachine::new(now, request, &home3(), &[4, 5], 2, TIMEOUT, attempt).expect("valid W")
+    PutMachine::new(
+        now,
+        request,
+        &home3(),
+        &[NodeId(4), NodeId(5)],
+        2,
+        TIMEOUT,
+        attempt,
+    )
+    .expect("valid W")
 }
 
 fn get_machine(now: Instant) -> GetMachine {
@@ -58,10 +70,13 @@ fn get_succeeds_at_r_and_syncs_the_answers() {
     let now = Instant::now();
     let mut m = get_machine(now);
     let sent = drain(&mut m);
-    assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [1, 2, 3]);
-    m.handle_reply(now, 1, Ok(Reply::Object(Some(object(1, b"a")))));
+    assert_eq!(
+        sent.iter().map(|o| o.node.get()).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(Some(object(1, b"a")))));
     assert!(m.poll_outcome().is_none(), "one answer is not R=2");
-    m.handle_reply(now, 2, Ok(Reply::Object(Some(object(2, b"b")))));
+    m.handle_reply(now, NodeId(2), Ok(Reply::Object(Some(object(2, b"b")))));
     let out = m.poll_outcome().expect("decided").expect("success");
     assert_eq!(
         out.object.value_count(),
@@ -76,9 +91,9 @@ fn get_fails_as_soon_as_r_is_out_of_reach() {
     let now = Instant::now();
     let mut m = get_machine(now);
     drain(&mut m);
-    m.handle_reply(now, 1, down("x"));
+    m.handle_reply(now, NodeId(1), down("x"));
     assert!(m.poll_outcome().is_none());
-    m.handle_reply(now, 2, down("y"));
+    m.handle_reply(now, NodeId(2), down("y"));
     match m.poll_outcome() {
         Some(Err(MachineError::Quorum(q))) => {
             assert_eq!((q.needed, q.succeeded, q.failures.len()), (2, 0, 2));
@@ -93,7 +108,7 @@ fn get_times_out_with_what_it_had() {
     let now = Instant::now();
     let mut m = get_machine(now);
     drain(&mut m);
-    m.handle_reply(now, 1, Ok(Reply::Object(None)));
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(None)));
     m.handle_timeout(m.poll_timeout());
     match m.poll_outcome() {
         Some(Err(MachineError::Quorum(q))) => assert!(q.timed_out && q.succeeded == 1),
@@ -107,19 +122,22 @@ fn put_coordinates_then_replicates_and_succeeds_at_w() {
     let mut m = put_machine(now);
     let sent = drain(&mut m);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].node, 1);
+    assert_eq!(sent[0].node, NodeId(1));
     assert!(matches!(sent[0].request, Request::Put { .. }));
     let stored = object(11, b"v");
-    m.handle_reply(now, 1, Ok(Reply::Stored(stored.clone())));
+    m.handle_reply(now, NodeId(1), Ok(Reply::Stored(stored.clone())));
     let replicas = drain(&mut m);
-    assert_eq!(replicas.iter().map(|o| o.node).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(
+        replicas.iter().map(|o| o.node.get()).collect::<Vec<_>>(),
+        [2, 3]
+    );
     assert!(replicas
         .iter()
         .all(|o| matches!(&o.request, Request::Replicate { object, .. } if *object == stored)));
     assert!(m.poll_outcome().is_none());
-    m.handle_reply(now, 3, Ok(Reply::Stored(stored.clone())));
+    m.handle_reply(now, NodeId(3), Ok(Reply::Stored(stored.clone())));
     let out = m.poll_outcome().expect("decided").expect("success");
-    assert_eq!(out.stored_on, vec![1, 3]);
+    assert_eq!(out.stored_on, vec![NodeId(1), NodeId(3)]);
     assert_eq!(out.object, stored);
 }
 
@@ -128,23 +146,30 @@ fn a_failed_coordinator_is_replaced_by_the_next_home_replica() {
     let now = Instant::now();
     let mut m = put_machine(now);
     drain(&mut m);
-    m.handle_reply(now, 1, down("refused"));
+    m.handle_reply(now, NodeId(1), down("refused"));
     let sent = drain(&mut m);
-    assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [2]);
-    m.handle_reply(now, 2, Ok(Reply::Stored(object(12, b"v"))));
+    assert_eq!(sent.iter().map(|o| o.node.get()).collect::<Vec<_>>(), [2]);
+    m.handle_reply(now, NodeId(2), Ok(Reply::Stored(object(12, b"v"))));
     let replicas = drain(&mut m);
     let nodes: Vec<NodeId> = replicas.iter().map(|o| o.node).collect();
-    assert_eq!(nodes, [3, 4], "a spare takes the failed node's place");
+    assert_eq!(
+        nodes,
+        [NodeId(3), NodeId(4)],
+        "a spare takes the failed node's place"
+    );
     assert!(
         matches!(
             replicas[1].request,
-            Request::Replicate { hint: Some(1), .. }
+            Request::Replicate {
+                hint: Some(NodeId(1)),
+                ..
+            }
         ),
         "the spare holds the copy as a hint for node 1"
     );
-    m.handle_reply(now, 4, Ok(Reply::Stored(object(12, b"v"))));
+    m.handle_reply(now, NodeId(4), Ok(Reply::Stored(object(12, b"v"))));
     let out = m.poll_outcome().expect("decided").expect("success");
-    assert_eq!(out.stored_on, vec![2, 4]);
+    assert_eq!(out.stored_on, vec![NodeId(2), NodeId(4)]);
 }
 
 #[test]
@@ -155,7 +180,7 @@ fn a_silent_coordinator_is_replaced_after_the_attempt_timeout() {
     assert_eq!(m.poll_timeout(), now + ATTEMPT);
     m.handle_timeout(now + ATTEMPT);
     let sent = drain(&mut m);
-    assert_eq!(sent.iter().map(|o| o.node).collect::<Vec<_>>(), [2]);
+    assert_eq!(sent.iter().map(|o| o.node.get()).collect::<Vec<_>>(), [2]);
     assert_eq!(
         sent[0].deadline,
         now + TIMEOUT,
@@ -163,10 +188,10 @@ fn a_silent_coordinator_is_replaced_after_the_attempt_timeout() {
     );
     // The replaced coordinator answers late: its object is used.
     let late = object(11, b"v");
-    m.handle_reply(now + ATTEMPT, 1, Ok(Reply::Stored(late.clone())));
+    m.handle_reply(now + ATTEMPT, NodeId(1), Ok(Reply::Stored(late.clone())));
     let replicas: Vec<NodeId> = drain(&mut m).iter().map(|o| o.node).collect();
-    assert_eq!(replicas, [2, 3]);
-    m.handle_reply(now + ATTEMPT, 3, Ok(Reply::Stored(late.clone())));
+    assert_eq!(replicas, [NodeId(2), NodeId(3)]);
+    m.handle_reply(now + ATTEMPT, NodeId(3), Ok(Reply::Stored(late.clone())));
     let out = m.poll_outcome().expect("decided").expect("success");
     assert_eq!(out.object, late);
 }
@@ -176,7 +201,7 @@ fn a_put_fails_when_every_coordinator_fails() {
     let now = Instant::now();
     let mut m = put_machine(now);
     // The home replicas, then the spares standing in for them.
-    for node in [1, 2, 3, 4, 5] {
+    for node in [1, 2, 3, 4, 5].map(NodeId) {
         let sent = drain(&mut m);
         assert_eq!(sent[0].node, node);
         m.handle_reply(now, node, down("gone"));
@@ -216,27 +241,33 @@ fn a_replica_that_fails_is_replaced_by_a_spare_with_a_hint() {
     let mut m = put_machine(now);
     drain(&mut m);
     let stored = object(11, b"v");
-    m.handle_reply(now, 1, Ok(Reply::Stored(stored.clone())));
+    m.handle_reply(now, NodeId(1), Ok(Reply::Stored(stored.clone())));
     drain(&mut m);
-    m.handle_reply(now, 2, down("gone"));
-    m.handle_reply(now, 3, down("gone"));
+    m.handle_reply(now, NodeId(2), down("gone"));
+    m.handle_reply(now, NodeId(3), down("gone"));
     let sent = drain(&mut m);
     assert_eq!(sent.len(), 2);
     assert!(matches!(
         sent[0].request,
-        Request::Replicate { hint: Some(2), .. }
+        Request::Replicate {
+            hint: Some(NodeId(2)),
+            ..
+        }
     ));
     assert!(matches!(
         sent[1].request,
-        Request::Replicate { hint: Some(3), .. }
+        Request::Replicate {
+            hint: Some(NodeId(3)),
+            ..
+        }
     ));
     assert!(m.poll_outcome().is_none());
-    m.handle_reply(now, 5, Ok(Reply::Stored(stored.clone())));
+    m.handle_reply(now, NodeId(5), Ok(Reply::Stored(stored.clone())));
     let out = m
         .poll_outcome()
         .expect("decided")
         .expect("W reached with a stand-in");
-    assert_eq!(out.stored_on, vec![1, 5]);
+    assert_eq!(out.stored_on, vec![NodeId(1), NodeId(5)]);
 }
 
 #[test]
@@ -248,7 +279,7 @@ fn a_request_error_is_not_retried_elsewhere() {
         code: ErrorCode::ValueTooLarge,
         message: "too big".into(),
     };
-    m.handle_reply(now, 1, Err(NodeFailure::Refused(refusal)));
+    m.handle_reply(now, NodeId(1), Err(NodeFailure::Refused(refusal)));
     assert!(drain(&mut m).is_empty());
     assert!(matches!(
         m.poll_outcome(),
@@ -262,16 +293,16 @@ fn a_refusal_after_success_gives_no_second_outcome() {
     let mut m = put_machine(now);
     drain(&mut m);
     let stored = object(11, b"v");
-    m.handle_reply(now, 1, Ok(Reply::Stored(stored.clone())));
+    m.handle_reply(now, NodeId(1), Ok(Reply::Stored(stored.clone())));
     drain(&mut m);
-    m.handle_reply(now, 2, Ok(Reply::Stored(stored)));
+    m.handle_reply(now, NodeId(2), Ok(Reply::Stored(stored)));
     assert!(m.poll_outcome().expect("decided").is_ok());
     // Node 3 has a lower value limit: the put stands, once.
     let refusal = ErrorReply {
         code: ErrorCode::ValueTooLarge,
         message: "too big here".into(),
     };
-    m.handle_reply(now, 3, Err(NodeFailure::Refused(refusal)));
+    m.handle_reply(now, NodeId(3), Err(NodeFailure::Refused(refusal)));
     assert_eq!(m.poll_outcome(), None);
     assert!(
         !m.poll_finished(),
@@ -303,7 +334,16 @@ fn a_quorum_of_zero_or_above_the_targets_is_refused() {
             value: Value::bytes(b"v".to_vec(), 1),
             context: VersionVector::new(),
         };
-        let refused = PutMachine::new(now, request, &home3(), &[4, 5], w, TIMEOUT, ATTEMPT).err();
+        let refused = PutMachine::new(
+            now,
+            request,
+            &home3(),
+            &[NodeId(4), NodeId(5)],
+            w,
+            TIMEOUT,
+            ATTEMPT,
+        )
+        .err();
         assert!(matches!(
             refused,
             Some(MachineError::InvalidQuorum { operation: "put", needed, targets: 3 }) if needed == w

@@ -36,7 +36,8 @@ fn run(steps: &[Step]) -> [Set; 3] {
             Step::Read { from, slot } => contexts[slot] = replicas[from].join(),
             Step::Write { at, slot } => {
                 next_value += 1;
-                replicas[at] = replicas[at].update(&contexts[slot], at as u64 + 1, next_value);
+                replicas[at] =
+                    replicas[at].update(&contexts[slot], ActorId(at as u64 + 1), next_value);
             }
             Step::Replicate { from, to } => replicas[to] = replicas[to].sync(&replicas[from]),
         }
@@ -45,7 +46,7 @@ fn run(steps: &[Step]) -> [Set; 3] {
 }
 
 /// The dots of the live values of a set, with their values.
-fn dots(set: &Set) -> Vec<((u64, u64), u32)> {
+fn dots(set: &Set) -> Vec<((ActorId, u64), u32)> {
     set.entries()
         .iter()
         .flat_map(|e| {
@@ -87,7 +88,7 @@ proptest! {
         let replicas = run(&steps);
         let context = replicas[from].join();
         let stored = &replicas[at];
-        let updated = stored.update(&context, at as u64 + 1, u32::MAX);
+        let updated = stored.update(&context, ActorId(at as u64 + 1), u32::MAX);
         let after = dots(&updated);
         for (dot, value) in dots(stored) {
             if dot.1 > context.get(dot.0) {
@@ -118,10 +119,10 @@ proptest! {
 
 #[test]
 fn two_writes_with_the_same_stale_context_become_siblings() {
-    let stored = Set::new().update(&VersionVector::new(), 1, 10);
+    let stored = Set::new().update(&VersionVector::new(), ActorId(1), 10);
     let ctx = stored.join();
-    let s1 = stored.update(&ctx, 1, 11);
-    let s2 = s1.update(&ctx, 1, 12);
+    let s1 = stored.update(&ctx, ActorId(1), 11);
+    let s2 = s1.update(&ctx, ActorId(1), 12);
     let mut values: Vec<u32> = s2.values().copied().collect();
     values.sort();
     assert_eq!(
@@ -129,25 +130,25 @@ fn two_writes_with_the_same_stale_context_become_siblings() {
         vec![11, 12],
         "10 was seen by both writers, 11 and 12 are concurrent"
     );
-    assert_eq!(s2.join().pairs(), &[(1, 3)]);
+    assert_eq!(s2.join().pairs(), &[(ActorId(1), 3)]);
 }
 
 #[test]
 fn write_with_the_latest_context_collapses_siblings() {
-    let a = Set::new().update(&VersionVector::new(), 1, 1);
-    let b = Set::new().update(&VersionVector::new(), 2, 2);
+    let a = Set::new().update(&VersionVector::new(), ActorId(1), 1);
+    let b = Set::new().update(&VersionVector::new(), ActorId(2), 2);
     let both = a.sync(&b);
     assert_eq!(both.value_count(), 2);
-    let next = both.update(&both.join(), 1, 3);
+    let next = both.update(&both.join(), ActorId(1), 3);
     assert_eq!(next.values().copied().collect::<Vec<_>>(), vec![3]);
-    assert_eq!(next.join().pairs(), &[(1, 2), (2, 1)]);
+    assert_eq!(next.join().pairs(), &[(ActorId(1), 2), (ActorId(2), 1)]);
 }
 
 #[test]
 fn sync_keeps_the_newer_replica_and_drops_superseded_values() {
     // Replica x: {a:1 [v1]}; replica y saw v1 and overwrote it: {a:2 [v2]}.
-    let x = Set::new().update(&VersionVector::new(), 1, 1);
-    let y = x.update(&x.join(), 1, 2);
+    let x = Set::new().update(&VersionVector::new(), ActorId(1), 1);
+    let y = x.update(&x.join(), ActorId(1), 2);
     assert_eq!(x.sync(&y), y);
     assert!(x.less(&y));
     assert!(!y.less(&x));
@@ -158,13 +159,13 @@ fn merge_truncates_values_the_other_side_discarded() {
     // hi = {a:3 [v3, v2]} (v2 concurrent with v3), lo = {a:2 []} where lo
     // had seen v2 superseded... a lower entry with a higher floor.
     let hi = Set::from_entries(vec![Entry {
-        actor: 1,
+        actor: ActorId(1),
         counter: 3,
         values: vec![3, 2],
     }])
     .unwrap();
     let lo = Set::from_entries(vec![Entry {
-        actor: 1,
+        actor: ActorId(1),
         counter: 2,
         values: vec![],
     }])
@@ -181,15 +182,22 @@ fn from_entries_rejects_unsorted_or_overfull_sets() {
         counter,
         values,
     };
-    assert!(Set::from_entries(vec![e(2, 1, vec![1]), e(1, 1, vec![2])]).is_none());
-    assert!(Set::from_entries(vec![e(1, 1, vec![1, 2])]).is_none());
-    assert!(Set::from_entries(vec![e(1, 2, vec![1]), e(2, 1, vec![])]).is_some());
+    assert!(
+        Set::from_entries(vec![e(ActorId(2), 1, vec![1]), e(ActorId(1), 1, vec![2])]).is_none()
+    );
+    assert!(Set::from_entries(vec![e(ActorId(1), 1, vec![1, 2])]).is_none());
+    assert!(Set::from_entries(vec![e(ActorId(1), 2, vec![1]), e(ActorId(2), 1, vec![])]).is_some());
 }
 
 #[test]
 fn version_vector_from_pairs_is_canonical() {
-    let v = VersionVector::from_pairs([(3, 1), (1, 2), (3, 5), (2, 0)]);
-    assert_eq!(v.pairs(), &[(1, 2), (3, 5)]);
+    let v = VersionVector::from_pairs([
+        (ActorId(3), 1),
+        (ActorId(1), 2),
+        (ActorId(3), 5),
+        (ActorId(2), 0),
+    ]);
+    assert_eq!(v.pairs(), &[(ActorId(1), 2), (ActorId(3), 5)]);
 }
 
 proptest! {

@@ -19,12 +19,12 @@ use super::*;
 
 type Set = Dvvset<&'static str>;
 
-const A: ActorId = 1;
-const B: ActorId = 2;
-const C: ActorId = 3;
-const D: ActorId = 4;
-const X: ActorId = 24;
-const Z: ActorId = 26;
+const A: ActorId = ActorId(1);
+const B: ActorId = ActorId(2);
+const C: ActorId = ActorId(3);
+const D: ActorId = ActorId(4);
+const X: ActorId = ActorId(24);
+const Z: ActorId = ActorId(26);
 
 /// A set from `(actor, counter, values newest first)` triples.
 fn set(entries: &[(ActorId, u64, &[&'static str])]) -> Set {

@@ -3,6 +3,7 @@
 //! contexts and replicate to each other in any order, as a cluster would.
 
 use super::*;
+use crate::ids::{ClusterId, NodeId};
 use crate::membership::Member;
 use proptest::prelude::*;
 
@@ -53,7 +54,7 @@ fn run(steps: &[Step], policy: ConflictPolicy) -> History {
             Step::Read { from, slot } => h.contexts[slot] = h.replicas[from].join(),
             Step::Put { at, slot } => {
                 h.written += 1;
-                let actor = at as u64 + 1;
+                let actor = ActorId(at as u64 + 1);
                 let v = value(h.written);
                 h.replicas[at] =
                     coordinate_put(&h.replicas[at], &h.contexts[slot], actor, v, policy);
@@ -118,7 +119,7 @@ proptest! {
         let h = run(&steps, ConflictPolicy::Siblings);
         let (stored, context) = (&h.replicas[at], &h.contexts[slot]);
         let new = value(h.written + 1);
-        let next = coordinate_put(stored, context, at as u64 + 1, new.clone(), ConflictPolicy::Siblings);
+        let next = coordinate_put(stored, context, ActorId(at as u64 + 1), new.clone(), ConflictPolicy::Siblings);
         let mut expected = unseen(stored, context);
         expected.push(new);
         let mut kept: Vec<Value> = next.values().cloned().collect();
@@ -138,7 +139,7 @@ proptest! {
             prop_assert!(r.value_count() <= 1);
         }
         let new = value(h.written + 1);
-        let next = coordinate_put(&h.replicas[at], &h.contexts[slot], 9, new.clone(), ConflictPolicy::Lww);
+        let next = coordinate_put(&h.replicas[at], &h.contexts[slot], ActorId(9), new.clone(), ConflictPolicy::Lww);
         prop_assert_eq!(next.values().cloned().collect::<Vec<_>>(), vec![new]);
     }
 
@@ -147,7 +148,7 @@ proptest! {
         steps in prop::collection::vec(step(), 0..40),
         policy in policy(),
         slot in 0..3usize,
-        actor in 1..4u64,
+        actor in (1..4u64).prop_map(ActorId),
     ) {
         let h = run(&steps, policy);
         let context = &h.contexts[slot];
@@ -173,26 +174,39 @@ fn written(actor: ActorId, i: u64) -> Object {
 
 #[test]
 fn a_hint_is_dropped_only_when_the_delivered_copy_covers_it() {
-    let held = written(7, 1);
+    let held = written(ActorId(7), 1);
     assert!(hint_delivered(&held, &held), "delivered as held");
-    let newer_at_home = coordinate_put(&held, &held.join(), 1, value(2), ConflictPolicy::Siblings);
+    let newer_at_home = coordinate_put(
+        &held,
+        &held.join(),
+        ActorId(1),
+        value(2),
+        ConflictPolicy::Siblings,
+    );
     assert!(hint_delivered(&held, &newer_at_home), "home moved on since");
-    let written_since = coordinate_put(&held, &held.join(), 7, value(3), ConflictPolicy::Siblings);
+    let written_since = coordinate_put(
+        &held,
+        &held.join(),
+        ActorId(7),
+        value(3),
+        ConflictPolicy::Siblings,
+    );
     assert!(!hint_delivered(&written_since, &held), "news for home");
     assert!(
-        !hint_delivered(&written(7, 4), &written(8, 5)),
+        !hint_delivered(&written(ActorId(7), 4), &written(ActorId(8), 5)),
         "concurrent"
     );
 }
 
 #[test]
 fn a_stand_in_without_copies_coordinates_on_an_empty_object() {
-    let context = VersionVector::from_pairs([(1, 2)]);
-    let lone = coordinate_put_as_stand_in([], &context, 5, value(1), ConflictPolicy::Siblings);
+    let context = VersionVector::from_pairs([(ActorId(1), 2)]);
+    let lone =
+        coordinate_put_as_stand_in([], &context, ActorId(5), value(1), ConflictPolicy::Siblings);
     let put = coordinate_put(
         &Object::new(),
         &context,
-        5,
+        ActorId(5),
         value(1),
         ConflictPolicy::Siblings,
     );
@@ -202,13 +216,14 @@ fn a_stand_in_without_copies_coordinates_on_an_empty_object() {
 #[test]
 fn only_a_newer_membership_epoch_is_accepted() {
     let member = Member {
-        id: 1,
+        id: NodeId(1),
         addr: "127.0.0.1:1".into(),
         zone: "z".into(),
         weight: 1,
     };
     let doc = |epoch| {
-        let mut d = Membership::new(1, 16, vec![member.clone()], Vec::new()).expect("valid");
+        let mut d =
+            Membership::new(ClusterId(1), 16, vec![member.clone()], Vec::new()).expect("valid");
         d.epoch = epoch;
         d
     };
@@ -232,7 +247,7 @@ fn each_restart_of_a_coordinator_costs_one_small_entry_per_key_written() {
     let mut sizes = Vec::new();
     for start in 0..=restarts {
         // A random-looking 64-bit actor per start, as nodes draw them.
-        let actor = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(start + 1);
+        let actor = ActorId(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(start + 1));
         object = coordinate_put(
             &object,
             &object.join(),

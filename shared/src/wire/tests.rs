@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::dvvset::Dvvset;
+use crate::ids::ActorId;
 use proptest::prelude::*;
 
 fn value() -> impl Strategy<Value = Value> {
@@ -17,7 +18,7 @@ fn object() -> impl Strategy<Value = Object> {
     prop::collection::vec((1u64..5, value()), 0..6).prop_map(|events| {
         let mut o = Dvvset::new();
         for (actor, v) in events {
-            o.event(actor, v);
+            o.event(ActorId(actor), v);
         }
         o
     })
@@ -27,6 +28,7 @@ fn request() -> impl Strategy<Value = Request> {
     let key = prop::collection::vec(any::<u8>(), 0..40);
     prop_oneof![
         (any::<u32>(), any::<Option<u64>>()).prop_map(|(protocol_version, cluster_id)| {
+            let cluster_id = cluster_id.map(ClusterId);
             Request::Hello {
                 protocol_version,
                 cluster_id,
@@ -47,7 +49,7 @@ fn request() -> impl Strategy<Value = Request> {
                 store,
                 key,
                 value,
-                context: VersionVector::from_pairs(ctx),
+                context: VersionVector::from_pairs(ctx.into_iter().map(|(a, c)| (ActorId(a), c))),
                 hint: None,
             }),
         ("[a-z]{1,8}", key, object(), any::<Option<u64>>()).prop_map(
@@ -55,7 +57,7 @@ fn request() -> impl Strategy<Value = Request> {
                 store,
                 key,
                 object,
-                hint
+                hint: hint.map(NodeId)
             }
         ),
         Just(Request::GetMembership),

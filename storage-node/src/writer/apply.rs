@@ -9,7 +9,7 @@
 
 use super::{WriteOp, WriteOutcome};
 use crate::storage::{fresh_id, StorageError, WriteTxn};
-use quire_shared::replica;
+use quire_shared::{replica, ActorId};
 
 /// The writer's identity for the dots it makes.
 ///
@@ -24,9 +24,9 @@ use quire_shared::replica;
 /// is down, so this adds few actors.
 pub(super) struct Actors {
     /// The node's own actor (home replica coordination).
-    pub(super) node: u64,
+    pub(super) node: ActorId,
     /// The stand-in actor.
-    pub(super) hint: u64,
+    pub(super) hint: ActorId,
 }
 
 /// Applies `op` inside `txn`; the caller commits. What each operation does
@@ -90,7 +90,7 @@ pub(super) fn apply(
             }
             if dropped > 0 {
                 // See META_HINT_ACTOR: forgotten dots must not be reused.
-                actors.hint = fresh_id();
+                actors.hint = ActorId(fresh_id());
             }
             Ok(WriteOutcome::Dropped(dropped))
         }

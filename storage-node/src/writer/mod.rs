@@ -28,7 +28,7 @@ use crate::storage::{Storage, StorageError};
 use apply::{apply, Actors};
 use flusher::Flusher;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{ConflictPolicy, Membership, NodeId, Object, Value};
+use quire_shared::{ActorId, ConflictPolicy, Membership, NodeId, Object, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -134,7 +134,7 @@ impl Writer {
     /// dropped, after finishing the queued writes.
     pub fn start(
         storage: Storage,
-        actor_id: u64,
+        actor_id: ActorId,
         batch_writes_max: usize,
         flush_interval: std::time::Duration,
     ) -> (Self, std::thread::JoinHandle<()>) {
@@ -180,7 +180,7 @@ impl Writer {
 /// as one batch until every handle is dropped.
 fn run(
     storage: Storage,
-    actor_id: u64,
+    actor_id: ActorId,
     batch_max: usize,
     mut rx: mpsc::Receiver<Job>,
     stats: &WriterStats,
@@ -188,7 +188,7 @@ fn run(
 ) {
     let mut actors = Actors {
         node: actor_id,
-        hint: fresh_id(),
+        hint: ActorId(fresh_id()),
     };
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     while let Some(first) = rx.blocking_recv() {

@@ -5,7 +5,7 @@
 use super::*;
 use crate::storage::data_key;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{ConflictPolicy, Object, Value};
+use quire_shared::{ActorId, ConflictPolicy, Object, Value};
 use std::sync::atomic::Ordering;
 
 const FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
@@ -134,7 +134,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
     let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
     let key = data_key("s", 0, b"k");
     let mut remote = Object::new();
-    remote.event(7, Value::bytes(b"remote".to_vec(), 1));
+    remote.event(ActorId(7), Value::bytes(b"remote".to_vec(), 1));
     writer
         .write(
             WriteOp::Put {
@@ -165,11 +165,17 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
 
     let member = |id| quire_shared::Member {
         id,
-        addr: format!("127.0.0.1:{id}"),
+        addr: format!("127.0.0.1:{}", id.get()),
         zone: "z".into(),
         weight: 1,
     };
-    let mut newer = Membership::new(1, 16, vec![member(1)], Vec::new()).unwrap();
+    let mut newer = Membership::new(
+        quire_shared::ClusterId(1),
+        16,
+        vec![member(quire_shared::NodeId(1))],
+        Vec::new(),
+    )
+    .unwrap();
     newer.epoch = 5;
     let mut older = newer.clone();
     older.epoch = 4;
