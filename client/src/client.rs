@@ -5,45 +5,18 @@
 //! connection per node.
 
 use crate::config::ClientConfig;
-use crate::driver::{drive, Calls, NodeObserver};
+use crate::driver::{Calls, NodeObserver};
 use crate::error::ClientError;
 use crate::health::Health;
-use crate::quorum::get::GetMachine;
-use crate::quorum::put::{PutMachine, PutRequest};
-use crate::quorum::targets::{choose, spares, Target};
-use crate::resolve::Sibling;
+use crate::quorum::targets::{choose, Target};
 use crate::store::Store;
 use crate::transport::Transport;
 use crate::transport::TransportError;
-use quire_shared::limits::check_key;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
-use quire_shared::{Context, Membership, NodeId, PreferenceList, StoreConfig, Value};
+use quire_shared::{Membership, NodeId, PreferenceList, StoreConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// What a get found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GetResult {
-    /// The live values (siblings): more than one means concurrent writes
-    /// the application should reconcile. Tombstones are left out.
-    pub siblings: Vec<Sibling>,
-    /// Hand this back with the next write of the key so that it supersedes
-    /// everything read here. Present even when the key is not found.
-    pub context: Context,
-}
-
-impl GetResult {
-    /// True when at least one live value exists.
-    pub fn found(&self) -> bool {
-        !self.siblings.is_empty()
-    }
-
-    /// The siblings' bytes.
-    pub fn values(&self) -> Vec<&[u8]> {
-        self.siblings.iter().map(|s| s.value.as_slice()).collect()
-    }
-}
+use std::time::{Duration, Instant};
 
 /// Counters of one client, for operators and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,59 +25,19 @@ pub struct ClientStats {
     pub read_repairs: u64,
 }
 
-/// What a put or delete did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PutResult {
-    /// The live values the coordinator holds after this write: the value
-    /// just written, plus any concurrent sibling it did not replace.
-    pub siblings: Vec<Sibling>,
-    /// The context covering exactly `siblings`. A follow-up write with it
-    /// replaces all of them, so merge them first if there are several.
-    pub context: Context,
-    /// How many replicas acknowledged before the call returned.
-    pub acknowledged: usize,
-    /// Which nodes those were, coordinator first.
-    pub stored_on: Vec<NodeId>,
-}
-
-/// One node as seen by [`Client::status`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// Node id.
-    pub id: NodeId,
-    /// Address.
-    pub addr: String,
-    /// Whether it answered a `Hello` in time.
-    pub up: bool,
-    /// The node's membership epoch when it answered.
-    pub epoch: Option<u64>,
-}
-
-struct Inner {
-    config: ClientConfig,
-    transport: Transport,
-    membership: RwLock<Arc<Membership>>,
-    read_repairs: Arc<AtomicU64>,
-    health: Health,
+/// What every clone of a [`Client`] shares.
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) transport: Transport,
+    pub(crate) membership: RwLock<Arc<Membership>>,
+    pub(crate) read_repairs: Arc<AtomicU64>,
+    pub(crate) health: Health,
 }
 
 /// A handle on a cluster; cheap to clone and share between tasks.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
-}
-
-/// The object's values that are not tombstones.
-fn live_siblings(object: &quire_shared::Object) -> Vec<Sibling> {
-    object
-        .values()
-        .filter_map(|v| {
-            v.data.clone().map(|value| Sibling {
-                value,
-                timestamp_ms: v.timestamp_ms,
-            })
-        })
-        .collect()
+    pub(crate) inner: Arc<Inner>,
 }
 
 /// Probes down nodes with backoff until the client is dropped.
@@ -145,12 +78,6 @@ async fn probe_loop(inner: std::sync::Weak<Inner>) {
             });
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Client {
@@ -212,7 +139,7 @@ impl Client {
         (self.observer())(node, result)
     }
 
-    fn calls(&self, membership: Arc<Membership>) -> Calls {
+    pub(crate) fn calls(&self, membership: Arc<Membership>) -> Calls {
         Calls {
             transport: self.inner.transport.clone(),
             membership,
@@ -230,11 +157,15 @@ impl Client {
             .clone()
     }
 
-    fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.inner.config.timeouts.request_ms)
     }
 
-    fn store_config(&self, doc: &Membership, store: &str) -> Result<StoreConfig, ClientError> {
+    pub(crate) fn store_config(
+        &self,
+        doc: &Membership,
+        store: &str,
+    ) -> Result<StoreConfig, ClientError> {
         doc.store(store)
             .cloned()
             .ok_or_else(|| ClientError::UnknownStore {
@@ -319,136 +250,6 @@ impl Client {
             tracing::info!(epoch = doc.epoch, "adopted newer membership");
             *current = Arc::new(doc);
         }
-    }
-
-    /// Reads `key` from `store`: every sibling, and the context to write
-    /// with. Succeeds when `R` home replicas answer.
-    pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
-        let doc = self.membership();
-        let config = self.store_config(&doc, store)?;
-        check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
-        let list = doc.preference_list(store, key, config.n as usize);
-        let targets = choose(&list, |n| self.inner.health.is_up(n));
-        let machine = GetMachine::new(
-            Instant::now(),
-            store,
-            key,
-            &targets,
-            config.r as usize,
-            self.request_timeout(),
-        )?;
-        let repairs = self.inner.read_repairs.clone();
-        let outcome = drive(machine, self.calls(doc), move |m: &GetMachine| {
-            repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
-        })
-        .await?;
-        Ok(GetResult {
-            siblings: live_siblings(&outcome.object),
-            context: Context(outcome.object.join()),
-        })
-    }
-
-    /// Writes `value` under `key`. `context` is what the writer read
-    /// (`GetResult::context`, or `Context::empty()` for a blind write):
-    /// values it saw are replaced, values it did not see stay as siblings.
-    /// Succeeds when `W` replicas have stored the write.
-    pub async fn put(
-        &self,
-        store: &str,
-        key: &[u8],
-        value: Vec<u8>,
-        context: &Context,
-    ) -> Result<PutResult, ClientError> {
-        self.write(store, key, Value::bytes(value, now_ms()), context)
-            .await
-    }
-
-    /// Deletes `key`: writes a tombstone with `context`. Values the context
-    /// has not seen survive (a concurrent add wins over a delete).
-    pub async fn delete(
-        &self,
-        store: &str,
-        key: &[u8],
-        context: &Context,
-    ) -> Result<PutResult, ClientError> {
-        self.write(store, key, Value::tombstone(now_ms()), context)
-            .await
-    }
-
-    async fn write(
-        &self,
-        store: &str,
-        key: &[u8],
-        value: Value,
-        context: &Context,
-    ) -> Result<PutResult, ClientError> {
-        let doc = self.membership();
-        let config = self.store_config(&doc, store)?;
-        check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
-        let list = doc.preference_list(store, key, config.n as usize);
-        let is_up = |n| self.inner.health.is_up(n);
-        let targets = choose(&list, is_up);
-        let spares = spares(&list, &targets, is_up);
-        let machine = PutMachine::new(
-            Instant::now(),
-            PutRequest {
-                store: store.to_string(),
-                key: key.to_vec(),
-                value,
-                context: context.0.clone(),
-            },
-            &targets,
-            &spares,
-            config.w as usize,
-            self.request_timeout(),
-            Duration::from_millis(self.inner.config.timeouts.attempt_ms),
-        )?;
-        let outcome = drive(machine, self.calls(doc), |_: &PutMachine| {}).await?;
-        Ok(PutResult {
-            siblings: live_siblings(&outcome.object),
-            context: Context(outcome.object.join()),
-            acknowledged: outcome.stored_on.len(),
-            stored_on: outcome.stored_on,
-        })
-    }
-
-    /// Asks every member for a `Hello`; a node that does not answer within
-    /// the connect timeout is reported down.
-    pub async fn status(&self) -> Vec<NodeStatus> {
-        let doc = self.membership();
-        let timeout = Duration::from_millis(self.inner.config.timeouts.connect_ms.max(500));
-        let hello = Request::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster_id: Some(doc.cluster_id),
-        };
-        let calls = doc.members.iter().map(|m| {
-            let t = self.inner.transport.clone();
-            let hello = hello.clone();
-            let m = m.clone();
-            async move {
-                let answer = t.call(&m.addr, &hello, timeout).await;
-                let (up, epoch) = match answer {
-                    Ok(Response {
-                        epoch,
-                        result: Ok(Reply::Hello { node_id, .. }),
-                    }) if node_id == m.id => (true, Some(epoch)),
-                    _ => (false, None),
-                };
-                NodeStatus {
-                    id: m.id,
-                    addr: m.addr,
-                    up,
-                    epoch,
-                }
-            }
-        });
-        let mut out = Vec::new();
-        for call in calls.map(tokio::spawn).collect::<Vec<_>>() {
-            if let Ok(s) = call.await {
-                out.push(s);
-            }
-        }
-        out
     }
 
     /// A handle on `store` that reconciles siblings with the store's

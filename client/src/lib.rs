@@ -15,7 +15,8 @@
 //!   transport.
 //! - `health` (internal): failure detection, local to the client.
 //! - [`maintain`]: hint delivery, a pass at a time.
-//! - [`client`]: the public [`Client`] API.
+//! - [`client`]: the public [`Client`] handle: membership, health.
+//! - [`operations`]: get, put, delete and status on a [`Client`].
 //! - [`store`]: [`Store`], a store handle with conflict resolution and
 //!   read-modify-write.
 //! - [`resolve`]: [`Resolver`]s that reconcile siblings.
@@ -28,6 +29,7 @@ pub(crate) mod driver;
 pub mod error;
 pub(crate) mod health;
 pub mod maintain;
+pub mod operations;
 pub(crate) mod quorum;
 pub mod resolve;
 pub mod store;
@@ -38,10 +40,11 @@ pub mod transport;
 #[cfg(not(feature = "testing"))]
 pub(crate) mod transport;
 
-pub use client::{Client, ClientStats, GetResult, NodeStatus, PutResult};
+pub use client::{Client, ClientStats};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use maintain::MaintenanceReport;
+pub use operations::{GetResult, NodeStatus, PutResult};
 pub use quire_shared::{ConflictPolicy, Context, Membership, PreferenceList};
 pub use quorum::targets::Target;
 pub use quorum::{MachineError, NodeFailure, QuorumError};

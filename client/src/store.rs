@@ -1,8 +1,9 @@
 //! A handle on one store: reads resolved by the store's policy (or the
 //! application's [`Resolver`]), and a read-modify-write helper.
 
-use crate::client::{Client, GetResult, PutResult};
+use crate::client::Client;
 use crate::error::ClientError;
+use crate::operations::{GetResult, PutResult};
 use crate::resolve::{KeepSiblings, LastWriteWins, Resolver, Sibling};
 use quire_shared::{ConflictPolicy, Context, StoreConfig};
 use std::sync::Arc;

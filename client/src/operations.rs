@@ -1,0 +1,218 @@
+//! The data path of [`Client`]: get, put, delete and the status probe, and
+//! what they return. Each builds a quorum machine for the key's targets and
+//! lets the driver pump it over the transport.
+
+use crate::client::Client;
+use crate::driver::drive;
+use crate::error::ClientError;
+use crate::quorum::get::GetMachine;
+use crate::quorum::put::{PutMachine, PutRequest};
+use crate::quorum::targets::{choose, spares};
+use crate::resolve::Sibling;
+use quire_shared::limits::check_key;
+use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::{Context, NodeId, Value};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What a get found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetResult {
+    /// The live values (siblings): more than one means concurrent writes
+    /// the application should reconcile. Tombstones are left out.
+    pub siblings: Vec<Sibling>,
+    /// Hand this back with the next write of the key so that it supersedes
+    /// everything read here. Present even when the key is not found.
+    pub context: Context,
+}
+
+impl GetResult {
+    /// True when at least one live value exists.
+    pub fn found(&self) -> bool {
+        !self.siblings.is_empty()
+    }
+
+    /// The siblings' bytes.
+    pub fn values(&self) -> Vec<&[u8]> {
+        self.siblings.iter().map(|s| s.value.as_slice()).collect()
+    }
+}
+
+/// What a put or delete did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutResult {
+    /// The live values the coordinator holds after this write: the value
+    /// just written, plus any concurrent sibling it did not replace.
+    pub siblings: Vec<Sibling>,
+    /// The context covering exactly `siblings`. A follow-up write with it
+    /// replaces all of them, so merge them first if there are several.
+    pub context: Context,
+    /// How many replicas acknowledged before the call returned.
+    pub acknowledged: usize,
+    /// Which nodes those were, coordinator first.
+    pub stored_on: Vec<NodeId>,
+}
+
+/// One node as seen by [`Client::status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Address.
+    pub addr: String,
+    /// Whether it answered a `Hello` in time.
+    pub up: bool,
+    /// The node's membership epoch when it answered.
+    pub epoch: Option<u64>,
+}
+
+/// The object's values that are not tombstones.
+fn live_siblings(object: &quire_shared::Object) -> Vec<Sibling> {
+    object
+        .values()
+        .filter_map(|v| {
+            v.data.clone().map(|value| Sibling {
+                value,
+                timestamp_ms: v.timestamp_ms,
+            })
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Client {
+    /// Reads `key` from `store`: every sibling, and the context to write
+    /// with. Succeeds when `R` home replicas answer.
+    pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
+        let doc = self.membership();
+        let config = self.store_config(&doc, store)?;
+        check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
+        let list = doc.preference_list(store, key, config.n as usize);
+        let targets = choose(&list, |n| self.inner.health.is_up(n));
+        let machine = GetMachine::new(
+            Instant::now(),
+            store,
+            key,
+            &targets,
+            config.r as usize,
+            self.request_timeout(),
+        )?;
+        let repairs = self.inner.read_repairs.clone();
+        let outcome = drive(machine, self.calls(doc), move |m: &GetMachine| {
+            repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
+        })
+        .await?;
+        Ok(GetResult {
+            siblings: live_siblings(&outcome.object),
+            context: Context(outcome.object.join()),
+        })
+    }
+
+    /// Writes `value` under `key`. `context` is what the writer read
+    /// (`GetResult::context`, or `Context::empty()` for a blind write):
+    /// values it saw are replaced, values it did not see stay as siblings.
+    /// Succeeds when `W` replicas have stored the write.
+    pub async fn put(
+        &self,
+        store: &str,
+        key: &[u8],
+        value: Vec<u8>,
+        context: &Context,
+    ) -> Result<PutResult, ClientError> {
+        self.write(store, key, Value::bytes(value, now_ms()), context)
+            .await
+    }
+
+    /// Deletes `key`: writes a tombstone with `context`. Values the context
+    /// has not seen survive (a concurrent add wins over a delete).
+    pub async fn delete(
+        &self,
+        store: &str,
+        key: &[u8],
+        context: &Context,
+    ) -> Result<PutResult, ClientError> {
+        self.write(store, key, Value::tombstone(now_ms()), context)
+            .await
+    }
+
+    async fn write(
+        &self,
+        store: &str,
+        key: &[u8],
+        value: Value,
+        context: &Context,
+    ) -> Result<PutResult, ClientError> {
+        let doc = self.membership();
+        let config = self.store_config(&doc, store)?;
+        check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
+        let list = doc.preference_list(store, key, config.n as usize);
+        let is_up = |n| self.inner.health.is_up(n);
+        let targets = choose(&list, is_up);
+        let spares = spares(&list, &targets, is_up);
+        let machine = PutMachine::new(
+            Instant::now(),
+            PutRequest {
+                store: store.to_string(),
+                key: key.to_vec(),
+                value,
+                context: context.0.clone(),
+            },
+            &targets,
+            &spares,
+            config.w as usize,
+            self.request_timeout(),
+            Duration::from_millis(self.inner.config.timeouts.attempt_ms),
+        )?;
+        let outcome = drive(machine, self.calls(doc), |_: &PutMachine| {}).await?;
+        Ok(PutResult {
+            siblings: live_siblings(&outcome.object),
+            context: Context(outcome.object.join()),
+            acknowledged: outcome.stored_on.len(),
+            stored_on: outcome.stored_on,
+        })
+    }
+
+    /// Asks every member for a `Hello`; a node that does not answer within
+    /// the connect timeout is reported down.
+    pub async fn status(&self) -> Vec<NodeStatus> {
+        let doc = self.membership();
+        let timeout = Duration::from_millis(self.inner.config.timeouts.connect_ms.max(500));
+        let hello = Request::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: Some(doc.cluster_id),
+        };
+        let calls = doc.members.iter().map(|m| {
+            let t = self.inner.transport.clone();
+            let hello = hello.clone();
+            let m = m.clone();
+            async move {
+                let answer = t.call(&m.addr, &hello, timeout).await;
+                let (up, epoch) = match answer {
+                    Ok(Response {
+                        epoch,
+                        result: Ok(Reply::Hello { node_id, .. }),
+                    }) if node_id == m.id => (true, Some(epoch)),
+                    _ => (false, None),
+                };
+                NodeStatus {
+                    id: m.id,
+                    addr: m.addr,
+                    up,
+                    epoch,
+                }
+            }
+        });
+        let mut out = Vec::new();
+        for call in calls.map(tokio::spawn).collect::<Vec<_>>() {
+            if let Ok(s) = call.await {
+                out.push(s);
+            }
+        }
+        out
+    }
+}
