@@ -1,0 +1,144 @@
+//! Get, put and replicate of user keys: resolve the store and key, check
+//! sizes, then read from storage or queue a write.
+
+use super::{refuse, storage_failed, unexpected, NodeState};
+use crate::storage::data_key;
+use crate::writer::{WriteOp, WriteOutcome};
+use quire_shared::limits::{check_key, check_value};
+use quire_shared::wire::{ErrorCode, ErrorReply, Reply};
+use quire_shared::{ConflictPolicy, Durability, NodeId, Object, Value, VersionVector};
+
+impl NodeState {
+    /// Resolves `store`/`key` to an LMDB key, refusing unknown stores and
+    /// bad keys.
+    pub(super) fn locate(&self, store: &str, key: &[u8]) -> Result<Vec<u8>, ErrorReply> {
+        let doc = self.membership().ok_or_else(|| {
+            refuse(
+                ErrorCode::NoMembership,
+                "node has no membership document yet; run `quire up` or push one",
+            )
+        })?;
+        if doc.store(store).is_none() {
+            let known: Vec<&str> = doc.stores.iter().map(|s| s.name.as_str()).collect();
+            return Err(refuse(
+                ErrorCode::UnknownStore,
+                format!(
+                    "store {store:?} does not exist (stores: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        check_key(key).map_err(|(code, msg)| refuse(code, msg))?;
+        Ok(data_key(store, doc.partition_of(store, key), key))
+    }
+
+    pub(super) async fn write(&self, op: WriteOp) -> Result<WriteOutcome, ErrorReply> {
+        self.writer.write(op, true).await.map_err(storage_failed)
+    }
+
+    /// How `store` resolves conflicts (last write wins: nodes then keep
+    /// only the newest value); siblings for a store not known yet.
+    fn policy(&self, store: &str) -> ConflictPolicy {
+        self.membership()
+            .and_then(|m| m.store(store).map(|s| s.policy))
+            .unwrap_or(ConflictPolicy::Siblings)
+    }
+
+    /// A data write, fsynced before the answer unless `store` is buffered.
+    async fn write_data(&self, store: &str, op: WriteOp) -> Result<WriteOutcome, ErrorReply> {
+        let durable = self
+            .membership()
+            .and_then(|m| m.store(store).map(|s| s.durability))
+            .is_none_or(|d| d == Durability::Sync);
+        self.writer.write(op, durable).await.map_err(storage_failed)
+    }
+
+    /// The node's copy of a key, or (asked as a stand-in) every hint it
+    /// holds for it.
+    pub(super) fn get(
+        &self,
+        store: &str,
+        key: &[u8],
+        hint: Option<NodeId>,
+    ) -> Result<Reply, ErrorReply> {
+        let dk = self.locate(store, key)?;
+        let object = match hint {
+            None => self.storage.get(&dk),
+            // Which home a stand-in holds the key for depends on the order
+            // failures were seen in: answer with all.
+            Some(home) => {
+                let mut homes: Vec<_> = self
+                    .membership()
+                    .map(|m| m.members.iter().map(|m| m.id).collect())
+                    .unwrap_or_default();
+                homes.push(home);
+                homes.sort_unstable();
+                homes.dedup();
+                self.storage.get_hints(&homes, &dk)
+            }
+        }
+        .map_err(storage_failed)?;
+        Ok(Reply::Object(object))
+    }
+
+    /// A coordinated write: a new dot at this node (or its stand-in actor).
+    pub(super) async fn put(
+        &self,
+        store: &str,
+        key: &[u8],
+        value: Value,
+        context: VersionVector,
+        hint: Option<NodeId>,
+    ) -> Result<Reply, ErrorReply> {
+        let dk = self.locate(store, key)?;
+        check_value(value.size_bytes(), self.limits.value_bytes_max)
+            .map_err(|(code, msg)| refuse(code, msg))?;
+        let members = self
+            .membership()
+            .map(|m| m.members.iter().map(|m| m.id).collect())
+            .unwrap_or_default();
+        let op = WriteOp::Put {
+            data_key: dk,
+            value,
+            context,
+            hint,
+            members,
+            policy: self.policy(store),
+        };
+        match self.write_data(store, op).await? {
+            WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Syncs a coordinator's object into the local copy (or hint).
+    pub(super) async fn replicate(
+        &self,
+        store: &str,
+        key: &[u8],
+        object: Object,
+        hint: Option<NodeId>,
+    ) -> Result<Reply, ErrorReply> {
+        let dk = self.locate(store, key)?;
+        if !object.is_well_formed() {
+            return Err(refuse(
+                ErrorCode::InvalidObject,
+                "object entries are unsorted or hold more values than their counters",
+            ));
+        }
+        for v in object.values() {
+            check_value(v.size_bytes(), self.limits.value_bytes_max)
+                .map_err(|(code, msg)| refuse(code, msg))?;
+        }
+        let op = WriteOp::Replicate {
+            data_key: dk,
+            object,
+            hint,
+            policy: self.policy(store),
+        };
+        match self.write_data(store, op).await? {
+            WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Request handling: validation, then a read or a queued write.
+//!
+//! Every refusal is a typed [`ErrorReply`] and is decided before anything is
+//! written, so bad input never touches stored data.
+//!
+//! # Layout
+//!
+//! - this file: the shared state and the dispatch of each request kind;
+//! - [`data`]: get, put and replicate of user keys;
+//! - [`hints`]: the hints a stand-in holds for other nodes;
+//! - [`membership`]: hello and the membership document.
+
+mod data;
+mod hints;
+mod membership;
+
+use crate::config::Limits;
+use crate::storage::{Identity, Storage, StorageError};
+use crate::writer::{WriteOutcome, Writer};
+use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request, Response};
+use quire_shared::Membership;
+use std::sync::{Arc, RwLock};
+
+/// Everything a request handler needs; shared by all connections.
+pub struct NodeState {
+    /// Node and actor ids.
+    pub identity: Identity,
+    /// Read side of storage.
+    pub storage: Storage,
+    /// Write side of storage (group commit).
+    pub writer: Writer,
+    /// Newest membership document, cached from storage.
+    pub(crate) membership: RwLock<Option<Arc<Membership>>>,
+    /// Size limits.
+    pub limits: Limits,
+}
+
+/// The writer answered an operation with the outcome of another kind: a
+/// bug, reported to the client as a storage failure instead of a panic.
+pub(crate) fn unexpected(outcome: &WriteOutcome) -> ErrorReply {
+    tracing::error!(?outcome, "writer returned an unexpected outcome");
+    refuse(
+        ErrorCode::Storage,
+        format!("internal error: unexpected writer outcome {outcome:?}"),
+    )
+}
+
+pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
+    ErrorReply {
+        code,
+        message: message.into(),
+    }
+}
+
+pub(crate) fn storage_failed(e: StorageError) -> ErrorReply {
+    tracing::error!(error = %e, "storage failure");
+    refuse(ErrorCode::Storage, e.to_string())
+}
+
+impl NodeState {
+    /// Builds the state, loading the stored membership document.
+    pub fn new(
+        identity: Identity,
+        storage: Storage,
+        writer: Writer,
+        limits: Limits,
+    ) -> Result<Self, StorageError> {
+        let membership = storage.membership()?.map(Arc::new);
+        Ok(Self {
+            identity,
+            storage,
+            writer,
+            membership: RwLock::new(membership),
+            limits,
+        })
+    }
+
+    /// The cached membership document.
+    pub fn membership(&self) -> Option<Arc<Membership>> {
+        self.membership
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.membership().map_or(0, |m| m.epoch)
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, request: Request) -> Response {
+        let result = self.dispatch(request).await;
+        Response {
+            epoch: self.epoch(),
+            result,
+        }
+    }
+
+    /// A response for a frame that could not be decoded or was too large.
+    pub fn refusal(&self, code: ErrorCode, message: String) -> Response {
+        Response {
+            epoch: self.epoch(),
+            result: Err(refuse(code, message)),
+        }
+    }
+
+    async fn dispatch(&self, request: Request) -> Result<Reply, ErrorReply> {
+        match request {
+            Request::Hello {
+                protocol_version,
+                cluster_id,
+            } => self.hello(protocol_version, cluster_id),
+            Request::Get { store, key, hint } => self.get(&store, &key, hint),
+            Request::Put {
+                store,
+                key,
+                value,
+                context,
+                hint,
+            } => self.put(&store, &key, value, context, hint).await,
+            Request::Replicate {
+                store,
+                key,
+                object,
+                hint,
+            } => self.replicate(&store, &key, object, hint).await,
+            Request::Hints {
+                target,
+                after,
+                limit,
+            } => self.hints(target, after.as_deref(), limit),
+            Request::DropHints { target, hints } => self.drop_hints(target, hints).await,
+            Request::GetMembership => {
+                Ok(Reply::Membership(self.membership().map(|m| (*m).clone())))
+            }
+            Request::PutMembership { membership } => self.put_membership(membership).await,
+        }
+    }
+}
