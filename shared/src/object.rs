@@ -1,7 +1,8 @@
 //! What a key stores and what a reader gets back to write with.
 //!
 //! A key's stored object is a [`Dvvset`] of [`Value`]s: bytes or a tombstone,
-//! each with the writer's wall-clock timestamp (for last-write-wins stores).
+//! each with a timestamp from the coordinating node's clock (for
+//! last-write-wins stores).
 //! Readers receive the object's siblings and a [`Context`]: the join of the
 //! set, encoded as an opaque token that the next write hands back.
 
@@ -13,8 +14,10 @@ use serde::{Deserialize, Serialize};
 /// One version of a key: the bytes written, or a tombstone for a delete.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Value {
-    /// Milliseconds since the Unix epoch at the writer, passed in by the
-    /// client; used only to collapse siblings in last-write-wins stores.
+    /// Milliseconds since the Unix epoch, assigned by the coordinating node
+    /// (never below the newest timestamp already stored for the key, plus
+    /// one); used to collapse siblings in last-write-wins stores. What a
+    /// client sends here is replaced.
     pub timestamp_ms: u64,
     /// The bytes, or `None` for a tombstone. Encoded as one byte string
     /// (the same bytes on the wire as a sequence of `u8`, written at once).

@@ -42,13 +42,24 @@ fn settle(object: Object, policy: ConflictPolicy) -> Object {
 /// replaced, and every value it has not seen stays as a sibling, so a
 /// concurrent write is never lost (except by the store's choice of
 /// [`ConflictPolicy::Lww`]).
+///
+/// The value's timestamp is the coordinating node's clock reading (set by
+/// the caller), raised to one past the newest timestamp already in `stored`
+/// if the clock is behind: a write that has seen every value is then newer
+/// than all of them whatever the clocks say, and a client's clock plays no
+/// part (one running a year ahead would otherwise win every
+/// last-write-wins race for a year).
 pub fn coordinate_put(
     stored: &Object,
     context: &VersionVector,
     actor: ActorId,
-    value: Value,
+    mut value: Value,
     policy: ConflictPolicy,
 ) -> Object {
+    let newest = stored.values().map(|v| v.timestamp_ms).max();
+    if let Some(newest) = newest {
+        value.timestamp_ms = value.timestamp_ms.max(newest.saturating_add(1));
+    }
     settle(stored.update(context, actor, value), policy)
 }
 

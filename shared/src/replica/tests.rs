@@ -266,3 +266,37 @@ fn each_restart_of_a_coordinator_costs_one_small_entry_per_key_written() {
         "each restart adds {per_restart:.1} bytes per key written after it"
     );
 }
+
+/// The coordinator's timestamp never falls below what the key holds: a
+/// coordinated write is newer than every value it finds stored.
+#[test]
+fn a_coordinated_put_is_stamped_above_every_stored_timestamp() {
+    let mut stored = Object::new();
+    stored.event(ActorId(3), Value::bytes(b"ahead".to_vec(), 5_000));
+    stored.event(ActorId(4), Value::bytes(b"max".to_vec(), u64::MAX));
+    let next = coordinate_put(
+        &Object::new().sync(&stored),
+        &VersionVector::new(),
+        ActorId(1),
+        Value::bytes(b"late".to_vec(), 10),
+        ConflictPolicy::Siblings,
+    );
+    let late = next
+        .values()
+        .find(|v| v.data.as_deref() == Some(&b"late"[..]))
+        .expect("kept");
+    assert_eq!(late.timestamp_ms, u64::MAX, "raised, saturating");
+    let mut one = Object::new();
+    one.event(ActorId(3), Value::bytes(b"ahead".to_vec(), 5_000));
+    let next = coordinate_put(
+        &one,
+        &VersionVector::new(),
+        ActorId(1),
+        Value::bytes(b"late".to_vec(), 10),
+        ConflictPolicy::Lww,
+    );
+    let winner: Vec<&Value> = next.values().collect();
+    assert_eq!(winner.len(), 1);
+    assert_eq!(winner[0].data.as_deref(), Some(&b"late"[..]));
+    assert_eq!(winner[0].timestamp_ms, 5_001);
+}

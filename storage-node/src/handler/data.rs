@@ -8,6 +8,15 @@ use quire_shared::limits::{check_key, check_value};
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply};
 use quire_shared::{ConflictPolicy, Durability, NodeId, Object, Value, VersionVector};
 
+/// This node's wall clock in milliseconds since the Unix epoch (0 if the
+/// clock is before it: the replica rule still orders writes after what is
+/// stored).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl NodeState {
     /// Resolves `store`/`key` to an LMDB key, refusing unknown stores and
     /// bad keys.
@@ -86,13 +95,16 @@ impl NodeState {
         &self,
         store: &str,
         key: &[u8],
-        value: Value,
+        mut value: Value,
         context: VersionVector,
         hint: Option<NodeId>,
     ) -> Result<Reply, ErrorReply> {
         let dk = self.locate(store, key)?;
         check_value(value.size_bytes(), self.limits.value_bytes_max)
             .map_err(|(code, msg)| refuse(code, msg))?;
+        // The coordinator's clock, not the client's, orders last-write-wins
+        // (the replica rule keeps it above every timestamp already stored).
+        value.timestamp_ms = now_ms();
         let members = self
             .membership()
             .map(|m| m.members.iter().map(|m| m.id).collect())
