@@ -217,6 +217,19 @@ impl Client {
         )
     }
 
+    /// Asks the members, one at a time, for their document until one is
+    /// newer than ours (or every member was asked): after a node refused a
+    /// write because our document is stale.
+    pub(crate) async fn refresh_membership(&self) {
+        let before = self.membership();
+        for m in &before.members {
+            self.exchange_membership(&m.addr, false).await;
+            if self.membership().epoch > before.epoch {
+                return;
+            }
+        }
+    }
+
     async fn exchange_membership(&self, addr: &str, push: bool) {
         let t = &self.inner.transport;
         let timeout = self.request_timeout();

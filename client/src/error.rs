@@ -34,6 +34,14 @@ pub enum ClientError {
         /// Details.
         message: String,
     },
+    /// A node refused the write because it is not a home replica of the
+    /// key in its (newer) membership; the client refreshed its membership
+    /// and retried once, and the cluster changed again meanwhile. Retry.
+    #[error("membership changed during the request: {message}")]
+    StaleMembership {
+        /// What the node said.
+        message: String,
+    },
     /// A context token does not decode.
     #[error(transparent)]
     Context(#[from] ContextError),
@@ -64,6 +72,9 @@ impl From<MachineError> for ClientError {
     fn from(e: MachineError) -> Self {
         match e {
             MachineError::Quorum(q) => ClientError::Quorum(q),
+            MachineError::Rejected(ErrorCode::NotOwner, message) => {
+                ClientError::StaleMembership { message }
+            }
             MachineError::Rejected(code, message) => ClientError::Invalid { code, message },
             MachineError::InvalidQuorum {
                 operation,

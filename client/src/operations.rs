@@ -140,7 +140,27 @@ impl Client {
             .await
     }
 
+    /// A put, started over once with a refreshed membership document when a
+    /// node says it is not a home replica of the key (the targets came from
+    /// a stale document).
     async fn write(
+        &self,
+        store: &str,
+        key: &[u8],
+        value: Value,
+        context: &Context,
+    ) -> Result<PutResult, ClientError> {
+        match self.write_once(store, key, value.clone(), context).await {
+            Err(ClientError::StaleMembership { message }) => {
+                tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
+                self.refresh_membership().await;
+                self.write_once(store, key, value, context).await
+            }
+            other => other,
+        }
+    }
+
+    async fn write_once(
         &self,
         store: &str,
         key: &[u8],

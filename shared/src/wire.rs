@@ -214,6 +214,10 @@ pub enum ErrorCode {
     Storage,
     /// The node is shutting down or overloaded; retry elsewhere.
     Unavailable,
+    /// The node is not a home replica of the key in its membership (the
+    /// response's epoch says which document): the client's membership is
+    /// stale, so it refreshes it and retries.
+    NotOwner,
 }
 
 /// Why a frame could not be read.

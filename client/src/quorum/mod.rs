@@ -63,7 +63,10 @@ impl fmt::Display for NodeFailure {
 
 impl NodeFailure {
     /// True when every replica would refuse the same way, because the
-    /// request itself is at fault: trying more nodes cannot help.
+    /// request itself is at fault: trying more nodes cannot help. A
+    /// `NotOwner` refusal counts: the targets came from a stale membership
+    /// document, so the client refreshes it and starts over rather than
+    /// trying more nodes of the stale preference list.
     pub fn is_request_error(&self) -> bool {
         matches!(
             self,
@@ -73,7 +76,8 @@ impl NodeFailure {
                     | ErrorCode::ValueTooLarge
                     | ErrorCode::InvalidObject
                     | ErrorCode::Malformed
-                    | ErrorCode::FrameTooLarge,
+                    | ErrorCode::FrameTooLarge
+                    | ErrorCode::NotOwner,
                 ..
             })
         )

@@ -62,6 +62,38 @@ impl NodeState {
         self.writer.write(op, durable).await.map_err(storage_failed)
     }
 
+    /// Refuses an un-hinted write of a key this node is not a home replica
+    /// of in its membership: a client with a stale document would otherwise
+    /// land plain data on a non-owner and count it towards W. Writes kept as
+    /// hints (`hint = Some(home)`) are what stand-ins are for.
+    fn check_home_replica(
+        &self,
+        store: &str,
+        key: &[u8],
+        hint: Option<NodeId>,
+    ) -> Result<(), ErrorReply> {
+        let Some(doc) = self.membership() else {
+            return Ok(()); // `locate` has refused already
+        };
+        let Some(config) = doc.store(store) else {
+            return Ok(());
+        };
+        if hint.is_some() {
+            return Ok(());
+        }
+        let list = doc.preference_list(store, key, config.n as usize);
+        if list.nodes[..list.n].contains(&self.identity.node_id) {
+            return Ok(());
+        }
+        Err(refuse(
+            ErrorCode::NotOwner,
+            format!(
+                "node {} is not a home replica of this key (partition {}) in membership epoch {}; refresh membership and retry",
+                self.identity.node_id, list.partition, doc.epoch
+            ),
+        ))
+    }
+
     /// The node's copy of a key, or (asked as a stand-in) every hint it
     /// holds for it.
     pub(super) fn get(
@@ -100,6 +132,7 @@ impl NodeState {
         hint: Option<NodeId>,
     ) -> Result<Reply, ErrorReply> {
         let dk = self.locate(store, key)?;
+        self.check_home_replica(store, key, hint)?;
         check_value(value.size_bytes(), self.limits.value_bytes_max)
             .map_err(|(code, msg)| refuse(code, msg))?;
         // The coordinator's clock, not the client's, orders last-write-wins
@@ -132,6 +165,7 @@ impl NodeState {
         hint: Option<NodeId>,
     ) -> Result<Reply, ErrorReply> {
         let dk = self.locate(store, key)?;
+        self.check_home_replica(store, key, hint)?;
         if !object.is_well_formed() {
             return Err(refuse(
                 ErrorCode::InvalidObject,
