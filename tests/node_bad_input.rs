@@ -157,7 +157,10 @@ async fn bad_requests_get_typed_errors_and_the_connection_keeps_serving() {
     let mut doc: Membership = cluster.membership.clone();
     doc.partitions = 3;
     doc.epoch += 1;
-    let bad_doc = Request::PutMembership { membership: doc };
+    let bad_doc = Request::PutMembership {
+        membership: doc,
+        base: None,
+    };
     assert_eq!(
         code_of(t.call(&addr_text, &bad_doc, T).await),
         ErrorCode::InvalidMembership
@@ -166,7 +169,10 @@ async fn bad_requests_get_typed_errors_and_the_connection_keeps_serving() {
     let mut other = cluster.membership.clone();
     other.cluster_id.0 += 1;
     other.epoch += 1;
-    let wrong = Request::PutMembership { membership: other };
+    let wrong = Request::PutMembership {
+        membership: other,
+        base: None,
+    };
     assert_eq!(
         code_of(t.call(&addr_text, &wrong, T).await),
         ErrorCode::WrongCluster

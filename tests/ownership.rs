@@ -85,6 +85,7 @@ async fn a_stale_client_refreshes_membership_and_writes_to_the_new_owners() {
     for m in &next.members {
         let push = Request::PutMembership {
             membership: next.clone(),
+            base: None,
         };
         assert!(t.call(&m.addr, &push, T).await.unwrap().result.is_ok());
     }

@@ -224,7 +224,7 @@ impl Client {
         let before = self.membership();
         for m in &before.members {
             self.exchange_membership(&m.addr, false).await;
-            if self.membership().epoch > before.epoch {
+            if self.membership().supersedes(&before) {
                 return;
             }
         }
@@ -236,7 +236,14 @@ impl Client {
         if push {
             let doc = (*self.membership()).clone();
             let _ = t
-                .call(addr, &Request::PutMembership { membership: doc }, timeout)
+                .call(
+                    addr,
+                    &Request::PutMembership {
+                        membership: doc,
+                        base: None,
+                    },
+                    timeout,
+                )
                 .await;
             return;
         }
@@ -249,7 +256,8 @@ impl Client {
         }
     }
 
-    /// Keeps `doc` if it is valid, of our cluster and newer than ours.
+    /// Keeps `doc` if it is valid, of our cluster and supersedes ours (see
+    /// [`Membership::supersedes`]: the same rule as the nodes').
     fn adopt(&self, doc: Membership) {
         let mut current = self
             .inner
@@ -257,7 +265,7 @@ impl Client {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         if doc.cluster_id == current.cluster_id
-            && doc.epoch > current.epoch
+            && doc.supersedes(&current)
             && doc.validate().is_ok()
         {
             tracing::info!(epoch = doc.epoch, "adopted newer membership");

@@ -103,3 +103,31 @@ mod tests {
         assert_eq!(postcard::to_allocvec(&ClusterId(7)).unwrap(), plain);
     }
 }
+
+/// Serde for an optional id written as 16 hex digits, as operators see ids
+/// (config files): `#[serde(default, with = "quire_shared::ids::hex_option")]`.
+pub mod hex_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    /// Writes `Some(id)` as its hex text; `None` as nothing.
+    pub fn serialize<T: Display, S: Serializer>(id: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => s.serialize_some(&id.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads hex text into an id.
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        let text: Option<String> = Option::deserialize(d)?;
+        text.map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

@@ -33,7 +33,7 @@ pub mod wire;
 pub use dvvset::{Dvvset, VersionVector};
 pub use ids::{ActorId, ClusterId, IdParseError, NodeId};
 pub use membership::{
-    ConflictPolicy, Durability, Member, Membership, MembershipError, StoreConfig,
+    ConflictPolicy, Durability, Member, Membership, MembershipError, MembershipVersion, StoreConfig,
 };
 pub use object::{last_write_wins, Context, ContextError, Object, Value};
 pub use ring::PreferenceList;

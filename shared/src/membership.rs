@@ -139,6 +139,20 @@ pub enum MembershipError {
     /// Two stores share a name.
     #[error("store {0} exists already")]
     DuplicateStore(String),
+    /// The epoch cannot grow any more: a document at `u64::MAX` could never
+    /// be replaced and would freeze the cluster.
+    #[error("epoch {0} is the last one; no later document could replace it")]
+    EpochExhausted(u64),
+}
+
+/// Which document a compare-and-set change was built on: its epoch and its
+/// digest, since two documents made at once can share an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipVersion {
+    /// The document's epoch.
+    pub epoch: u64,
+    /// [`Membership::digest`] of the document.
+    pub digest: [u8; 16],
 }
 
 impl Membership {
@@ -164,8 +178,38 @@ impl Membership {
         Ok(doc)
     }
 
+    /// MD5 of the document's canonical encoding: equal documents have equal
+    /// digests, and two different documents of one epoch are ordered by
+    /// theirs.
+    pub fn digest(&self) -> [u8; 16] {
+        use md5::{Digest, Md5};
+        let bytes = postcard::to_allocvec(self).expect("a membership document always encodes");
+        Md5::digest(&bytes).into()
+    }
+
+    /// Epoch and digest: what a compare-and-set change names as its base.
+    pub fn version(&self) -> MembershipVersion {
+        MembershipVersion {
+            epoch: self.epoch,
+            digest: self.digest(),
+        }
+    }
+
+    /// True when this document replaces `other` wherever the two meet: a
+    /// higher epoch, or the same epoch and a greater digest. Two admins
+    /// changing the cluster at once can both make epoch `e + 1`; ordering
+    /// equal epochs by digest makes every node and client settle on the
+    /// same one, whatever order the documents arrive in, instead of keeping
+    /// whichever came first (a split that would never heal).
+    pub fn supersedes(&self, other: &Membership) -> bool {
+        (self.epoch, self.digest()) > (other.epoch, other.digest())
+    }
+
     /// Checks every invariant; nodes call it before accepting a document.
     pub fn validate(&self) -> Result<(), MembershipError> {
+        if self.epoch == u64::MAX {
+            return Err(MembershipError::EpochExhausted(self.epoch));
+        }
         if !ring::valid_partition_count(self.partitions) {
             return Err(MembershipError::BadPartitionCount(self.partitions));
         }

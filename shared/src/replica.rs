@@ -22,7 +22,7 @@
 //!   document replaces the one it holds.
 
 use crate::dvvset::{ActorId, VersionVector};
-use crate::membership::{ConflictPolicy, Membership};
+use crate::membership::{ConflictPolicy, Membership, MembershipVersion};
 use crate::object::{last_write_wins, Object, Value};
 
 /// What a store keeps of `object`: everything, or in a last-write-wins store
@@ -116,15 +116,46 @@ pub fn hint_delivered(held: &Object, delivered: &Object) -> bool {
     held.less(delivered) || held.equal_history(delivered)
 }
 
-/// True when a node should replace its `current` membership document (none
-/// on a new node) with `offered`.
+/// What a node does with an offered membership document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipOffer {
+    /// Store it: it replaces the held one.
+    Accept,
+    /// Keep the held document (the offer is older, or the same).
+    Keep,
+    /// A compare-and-set change built on a document the node does not hold:
+    /// refuse it, so the admin re-reads and re-applies its change.
+    Conflict,
+}
+
+/// What a node holding `current` (none on a new node) does with `offered`,
+/// sent with `base` when it is an admin's compare-and-set change built on
+/// that document, or without when a client spreads a document it saw.
 ///
-/// The epoch only grows and the newest document wins wherever two meet, so
-/// gossip converges whatever order documents arrive in; an equal epoch keeps
-/// the held document, so a repeated offer never rewrites it. Validation and
-/// the cluster check come before this rule.
-pub fn accept_membership(current: Option<&Membership>, offered: &Membership) -> bool {
-    current.is_none_or(|held| held.epoch < offered.epoch)
+/// Gossip follows [`Membership::supersedes`], so every node converges on
+/// one document whatever order offers arrive in, and a repeated offer never
+/// rewrites it. A compare-and-set change is taken only on top of the exact
+/// document it was built on: an admin who read a document another admin
+/// has since replaced must start over from the newer one, so no change is
+/// silently dropped. Validation and the cluster check come before this rule.
+pub fn accept_membership(
+    current: Option<&Membership>,
+    offered: &Membership,
+    base: Option<MembershipVersion>,
+) -> MembershipOffer {
+    let Some(held) = current else {
+        return MembershipOffer::Accept;
+    };
+    if held == offered {
+        return MembershipOffer::Keep;
+    }
+    match base {
+        Some(base) if base != held.version() => MembershipOffer::Conflict,
+        Some(_) if offered.epoch <= held.epoch => MembershipOffer::Conflict,
+        Some(_) => MembershipOffer::Accept,
+        None if offered.supersedes(held) => MembershipOffer::Accept,
+        None => MembershipOffer::Keep,
+    }
 }
 
 #[cfg(test)]

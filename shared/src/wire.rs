@@ -8,7 +8,7 @@
 
 use crate::dvvset::VersionVector;
 use crate::ids::{ActorId, ClusterId};
-use crate::membership::Membership;
+use crate::membership::{Membership, MembershipVersion};
 use crate::object::{Object, Value};
 use crate::ring::NodeId;
 use serde::de::DeserializeOwned;
@@ -94,10 +94,15 @@ pub enum Request {
     },
     /// The node's newest membership document.
     GetMembership,
-    /// Offer a membership document; kept if its epoch is newer.
+    /// Offer a membership document. Without `base` (a client spreading a
+    /// document it saw) it is kept if it supersedes the held one; with
+    /// `base` (an admin's change) only if the node holds exactly that
+    /// document, else the node refuses with `EpochConflict`.
     PutMembership {
         /// The document.
         membership: Membership,
+        /// The document the change was built on, for compare-and-set.
+        base: Option<MembershipVersion>,
     },
 }
 
@@ -214,6 +219,9 @@ pub enum ErrorCode {
     Storage,
     /// The node is shutting down or overloaded; retry elsewhere.
     Unavailable,
+    /// A compare-and-set membership change was built on a document the node
+    /// no longer holds (another change came first): re-read and re-apply.
+    EpochConflict,
     /// The node is not a home replica of the key in its membership (the
     /// response's epoch says which document): the client's membership is
     /// stale, so it refreshes it and retries.

@@ -205,7 +205,12 @@ impl Layout {
             std::fs::create_dir_all(dir.join("data")).map_err(io_err(&dir))?;
             ca.node(&format!("quire-node-{k}"))?
                 .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
-            self.write_node_config_with(k, Self::listen_addr(k, base_port), settings)?;
+            self.write_node_config_with(
+                k,
+                Self::listen_addr(k, base_port),
+                settings,
+                Some(cluster_id),
+            )?;
         }
         // Written last: a directory with cluster.toml is complete.
         self.write_toml(&self.cluster_file(), &file)?;
@@ -230,14 +235,20 @@ impl Layout {
     /// Writes `DIR/node-K/node.toml` listening on `listen` (e.g. to restart
     /// a node started on port 0 at the address it had).
     pub fn write_node_config_at(&self, k: usize, listen: SocketAddr) -> Result<(), LayoutError> {
-        let settings = match self.read_node_config(k) {
-            Ok(old) => NodeSettings {
-                limits: old.limits,
-                storage: old.storage,
-            },
-            Err(_) => NodeSettings::default(),
+        let (settings, cluster_id) = match self.read_node_config(k) {
+            Ok(old) => (
+                NodeSettings {
+                    limits: old.limits,
+                    storage: old.storage,
+                },
+                old.cluster_id,
+            ),
+            Err(_) => (
+                NodeSettings::default(),
+                self.read()?.map(|f| f.id()).transpose()?,
+            ),
         };
-        self.write_node_config_with(k, listen, &settings)
+        self.write_node_config_with(k, listen, &settings, cluster_id)
     }
 
     /// Node K's config as written (paths still relative).
@@ -255,10 +266,12 @@ impl Layout {
         k: usize,
         listen: SocketAddr,
         settings: &NodeSettings,
+        cluster_id: Option<ClusterId>,
     ) -> Result<(), LayoutError> {
         let config = NodeConfig {
             listen,
             data_dir: "data".into(),
+            cluster_id,
             tls: NodeTls {
                 cert: "node.pem".into(),
                 key: "node-key.pem".into(),

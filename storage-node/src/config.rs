@@ -11,6 +11,7 @@ pub use quire_net::tls::TlsFiles;
 use quire_shared::limits::{
     FRAME_BYTES_CEILING, FRAME_BYTES_MAX_DEFAULT, VALUE_BYTES_CEILING, VALUE_BYTES_MAX_DEFAULT,
 };
+use quire_shared::ClusterId;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,16 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Directory of the LMDB environment and the node's identity.
     pub data_dir: PathBuf,
+    /// The cluster this node belongs to (16 hex digits). A node without a
+    /// membership document takes a first one only for this cluster, so a
+    /// stray admin of another cluster cannot claim a fresh node. Without
+    /// it, the first document offered decides (a warning at start).
+    #[serde(
+        default,
+        with = "quire_shared::ids::hex_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cluster_id: Option<ClusterId>,
     /// Certificates for mutual TLS.
     pub tls: TlsFiles,
     /// Size limits and connection limits.

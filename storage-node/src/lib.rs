@@ -115,7 +115,13 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         storage,
         writer,
         config.limits.clone(),
+        config.cluster_id,
     )?);
+    if config.cluster_id.is_none() {
+        tracing::warn!(
+            "no cluster_id in the node config: the first membership document offered decides the node's cluster"
+        );
+    }
 
     let quic = quire_net::tls::server_config(&config.tls)?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));

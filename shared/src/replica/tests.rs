@@ -213,27 +213,89 @@ fn a_stand_in_without_copies_coordinates_on_an_empty_object() {
     assert_eq!(lone, put);
 }
 
-#[test]
-fn only_a_newer_membership_epoch_is_accepted() {
+fn membership(epoch: u64, store: Option<&str>) -> Membership {
     let member = Member {
         id: NodeId(1),
         addr: "127.0.0.1:1".into(),
         zone: "z".into(),
         weight: 1,
     };
-    let doc = |epoch| {
-        let mut d =
-            Membership::new(ClusterId(1), 16, vec![member.clone()], Vec::new()).expect("valid");
-        d.epoch = epoch;
-        d
-    };
-    assert!(accept_membership(None, &doc(1)), "a new node takes any");
-    assert!(accept_membership(Some(&doc(4)), &doc(5)));
-    assert!(
-        !accept_membership(Some(&doc(5)), &doc(5)),
-        "same epoch: keep"
+    let stores = store
+        .map(|name| crate::membership::StoreConfig {
+            name: name.into(),
+            n: 1,
+            r: 1,
+            w: 1,
+            durability: crate::membership::Durability::Sync,
+            policy: ConflictPolicy::Siblings,
+        })
+        .into_iter()
+        .collect();
+    let mut d = Membership::new(ClusterId(1), 16, vec![member], stores).expect("valid");
+    d.epoch = epoch;
+    d
+}
+
+#[test]
+fn gossip_keeps_the_document_that_supersedes() {
+    use MembershipOffer::{Accept, Keep};
+    let doc = |e| membership(e, None);
+    assert_eq!(
+        accept_membership(None, &doc(1), None),
+        Accept,
+        "a new node takes any"
     );
-    assert!(!accept_membership(Some(&doc(5)), &doc(4)));
+    assert_eq!(accept_membership(Some(&doc(4)), &doc(5), None), Accept);
+    assert_eq!(
+        accept_membership(Some(&doc(5)), &doc(5), None),
+        Keep,
+        "same: keep"
+    );
+    assert_eq!(accept_membership(Some(&doc(5)), &doc(4), None), Keep);
+}
+
+/// Two admins both made epoch 2: whichever a node sees first, every node
+/// ends up with the same one.
+#[test]
+fn equal_epochs_settle_on_one_document_in_any_order() {
+    let (a, b) = (membership(2, Some("a")), membership(2, Some("b")));
+    assert_ne!(a.digest(), b.digest());
+    let settle = |first: &Membership, second: &Membership| match accept_membership(
+        Some(first),
+        second,
+        None,
+    ) {
+        MembershipOffer::Accept => second.clone(),
+        _ => first.clone(),
+    };
+    assert_eq!(settle(&a, &b), settle(&b, &a));
+    assert!(a.supersedes(&b) != b.supersedes(&a));
+}
+
+#[test]
+fn a_compare_and_set_change_needs_the_exact_base() {
+    use MembershipOffer::{Accept, Conflict, Keep};
+    let base = membership(1, None);
+    let mine = membership(2, Some("a"));
+    let theirs = membership(2, Some("b"));
+    let v = Some(base.version());
+    assert_eq!(accept_membership(Some(&base), &mine, v), Accept);
+    // Another change took epoch 2 first: ours was built on what it replaced.
+    assert_eq!(accept_membership(Some(&theirs), &mine, v), Conflict);
+    // A retry of an accepted change is a no-op.
+    assert_eq!(accept_membership(Some(&mine), &mine, v), Keep);
+    // A change must move the epoch forward.
+    assert_eq!(
+        accept_membership(Some(&base), &membership(1, Some("a")), v),
+        Conflict
+    );
+}
+
+#[test]
+fn the_last_epoch_is_refused() {
+    let mut doc = membership(1, None);
+    doc.epoch = u64::MAX;
+    assert!(doc.validate().is_err(), "it could never be replaced");
 }
 
 /// The cost of a new actor at every node start (the kv679 rule): a key

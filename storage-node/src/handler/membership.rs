@@ -4,7 +4,7 @@
 use super::{refuse, unexpected, NodeState};
 use crate::writer::{WriteOp, WriteOutcome};
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, PROTOCOL_VERSION};
-use quire_shared::{ClusterId, Membership};
+use quire_shared::{ClusterId, Membership, MembershipVersion};
 use std::sync::Arc;
 
 impl NodeState {
@@ -37,25 +37,43 @@ impl NodeState {
         })
     }
 
-    pub(super) async fn put_membership(&self, doc: Membership) -> Result<Reply, ErrorReply> {
+    /// Takes an offered membership document: gossip (no `base`) keeps the
+    /// document that supersedes; an admin's compare-and-set change (with
+    /// `base`) is refused with `EpochConflict` unless the node holds exactly
+    /// that base. A node only ever takes documents of its own cluster: the
+    /// one in its config before it holds any document.
+    pub(super) async fn put_membership(
+        &self,
+        doc: Membership,
+        base: Option<MembershipVersion>,
+    ) -> Result<Reply, ErrorReply> {
         doc.validate()
             .map_err(|e| refuse(ErrorCode::InvalidMembership, e.to_string()))?;
-        if let Some(current) = self.membership() {
-            if current.cluster_id != doc.cluster_id {
+        let mine = self.membership().map(|m| m.cluster_id).or(self.cluster_id);
+        if let Some(mine) = mine {
+            if mine != doc.cluster_id {
                 return Err(refuse(
                     ErrorCode::WrongCluster,
                     format!(
-                        "node belongs to cluster {}, document is for {}",
-                        current.cluster_id, doc.cluster_id
+                        "node belongs to cluster {mine}, document is for {}",
+                        doc.cluster_id
                     ),
                 ));
             }
         }
-        match self.write(WriteOp::Membership(doc)).await? {
-            WriteOutcome::Membership(held) => {
+        match self.write(WriteOp::Membership { doc, base }).await? {
+            WriteOutcome::Membership { held, conflict } => {
                 let epoch = held.epoch;
+                if conflict {
+                    return Err(refuse(
+                        ErrorCode::EpochConflict,
+                        format!(
+                            "the change was built on another document; the node holds epoch {epoch}: re-read and retry"
+                        ),
+                    ));
+                }
                 let mut cache = self.membership.write().unwrap_or_else(|e| e.into_inner());
-                if cache.as_ref().is_none_or(|c| c.epoch < epoch) {
+                if cache.as_ref().is_none_or(|c| held.supersedes(c)) {
                     *cache = Some(Arc::new(held));
                 }
                 Ok(Reply::MembershipEpoch(epoch))

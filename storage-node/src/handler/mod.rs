@@ -18,7 +18,7 @@ use crate::config::Limits;
 use crate::storage::{Identity, Storage, StorageError};
 use crate::writer::{WriteOutcome, Writer};
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request, Response};
-use quire_shared::Membership;
+use quire_shared::{ClusterId, Membership};
 use std::sync::{Arc, RwLock};
 
 /// Everything a request handler needs; shared by all connections.
@@ -33,6 +33,9 @@ pub struct NodeState {
     pub(crate) membership: RwLock<Option<Arc<Membership>>>,
     /// Size limits.
     pub limits: Limits,
+    /// The cluster from the node's config, if set: the only one whose
+    /// first document a fresh node takes.
+    pub cluster_id: Option<ClusterId>,
 }
 
 /// The writer answered an operation with the outcome of another kind: a
@@ -64,6 +67,7 @@ impl NodeState {
         storage: Storage,
         writer: Writer,
         limits: Limits,
+        cluster_id: Option<ClusterId>,
     ) -> Result<Self, StorageError> {
         let membership = storage.membership()?.map(Arc::new);
         Ok(Self {
@@ -72,6 +76,7 @@ impl NodeState {
             writer,
             membership: RwLock::new(membership),
             limits,
+            cluster_id,
         })
     }
 
@@ -133,7 +138,9 @@ impl NodeState {
             Request::GetMembership => {
                 Ok(Reply::Membership(self.membership().map(|m| (*m).clone())))
             }
-            Request::PutMembership { membership } => self.put_membership(membership).await,
+            Request::PutMembership { membership, base } => {
+                self.put_membership(membership, base).await
+            }
         }
     }
 }

@@ -9,7 +9,8 @@
 
 use super::{WriteOp, WriteOutcome};
 use crate::storage::{fresh_id, StorageError, WriteTxn};
-use quire_shared::{replica, ActorId};
+use quire_shared::replica::{self, MembershipOffer};
+use quire_shared::ActorId;
 
 /// The writer's identity for the dots it makes.
 ///
@@ -124,14 +125,21 @@ pub(super) fn apply(
                 None => Ok(WriteOutcome::Stored(stored)),
             }
         }
-        WriteOp::Membership(offered) => match txn.get_membership()? {
-            Some(current) if !replica::accept_membership(Some(&current), offered) => {
-                Ok(WriteOutcome::Membership(current))
+        WriteOp::Membership { doc, base } => {
+            let current = txn.get_membership()?;
+            match replica::accept_membership(current.as_ref(), doc, *base) {
+                MembershipOffer::Accept => {
+                    txn.put_membership(doc)?;
+                    Ok(WriteOutcome::Membership {
+                        held: doc.clone(),
+                        conflict: false,
+                    })
+                }
+                verdict => Ok(WriteOutcome::Membership {
+                    held: current.unwrap_or_else(|| doc.clone()),
+                    conflict: verdict == MembershipOffer::Conflict,
+                }),
             }
-            _ => {
-                txn.put_membership(offered)?;
-                Ok(WriteOutcome::Membership(offered.clone()))
-            }
-        },
+        }
     }
 }

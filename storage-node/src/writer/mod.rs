@@ -28,7 +28,7 @@ use crate::storage::{Storage, StorageError};
 use apply::{apply, Actors};
 use flusher::Flusher;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{ActorId, ConflictPolicy, Membership, NodeId, Object, Value};
+use quire_shared::{ActorId, ConflictPolicy, Membership, MembershipVersion, NodeId, Object, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -74,8 +74,16 @@ pub enum WriteOp {
         /// newest value.
         policy: ConflictPolicy,
     },
-    /// Keep `doc` if it is newer than the stored document.
-    Membership(Membership),
+    /// Keep an offered membership document if the rule
+    /// ([`quire_shared::replica::accept_membership`]) takes it; decided in
+    /// the write transaction, so two offers cannot both pass a
+    /// compare-and-set.
+    Membership {
+        /// The offered document.
+        doc: Membership,
+        /// The document an admin's change was built on (compare-and-set).
+        base: Option<MembershipVersion>,
+    },
 }
 
 /// What a write produced.
@@ -83,8 +91,14 @@ pub enum WriteOp {
 pub enum WriteOutcome {
     /// The object now stored under the key (or hint).
     Stored(Object),
-    /// The membership document now held (the offered one or a newer one).
-    Membership(Membership),
+    /// The membership document now held (the offered one or the one kept),
+    /// and whether a compare-and-set offer conflicted with it.
+    Membership {
+        /// The document held after the offer.
+        held: Membership,
+        /// The offer named a base the node does not hold.
+        conflict: bool,
+    },
     /// Hints dropped.
     Dropped(u32),
 }

@@ -180,10 +180,24 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
     let mut older = newer.clone();
     older.epoch = 4;
     writer
-        .write(WriteOp::Membership(newer), true)
+        .write(
+            WriteOp::Membership {
+                doc: newer,
+                base: None,
+            },
+            true,
+        )
         .await
         .unwrap();
-    let Ok(WriteOutcome::Membership(held)) = writer.write(WriteOp::Membership(older), true).await
+    let Ok(WriteOutcome::Membership { held, .. }) = writer
+        .write(
+            WriteOp::Membership {
+                doc: older,
+                base: None,
+            },
+            true,
+        )
+        .await
     else {
         panic!("membership write failed");
     };

@@ -1,0 +1,164 @@
+//! Forming a cluster: ask each node who it is, write the membership
+//! document and hand it to every node. A cluster formed again with the same
+//! nodes keeps its partition owners; if addresses moved, the document gets
+//! the new addresses under a higher epoch.
+
+use super::change::push_membership;
+use super::{default_store, AdminError, PARTITIONS_DEFAULT};
+use crate::config::ClientConfig;
+use crate::transport::Transport;
+use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::{ClusterId, Member, Membership, NodeId, StoreConfig};
+use std::time::{Duration, Instant};
+
+fn ids(list: impl Iterator<Item = NodeId>) -> String {
+    let mut v: Vec<String> = list.map(|id| id.to_string()).collect();
+    v.sort();
+    v.join(", ")
+}
+
+async fn hello(
+    transport: &Transport,
+    addr: &str,
+    deadline: Instant,
+) -> Result<(NodeId, u64, Option<ClusterId>), AdminError> {
+    let started = Instant::now();
+    let request = Request::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster_id: None,
+    };
+    loop {
+        let last_error = match transport
+            .call(addr, &request, Duration::from_millis(1_000))
+            .await
+        {
+            Ok(Response {
+                epoch,
+                result:
+                    Ok(Reply::Hello {
+                        node_id,
+                        cluster_id,
+                        ..
+                    }),
+            }) => return Ok((node_id, epoch, cluster_id)),
+            Ok(other) => format!("unexpected answer {:?}", other.result),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(AdminError::NoAnswer {
+                addr: addr.to_string(),
+                waited_ms: started.elapsed().as_millis(),
+                last_error,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub(super) async fn stored_document(transport: &Transport, addr: &str) -> Option<Membership> {
+    match transport
+        .call(addr, &Request::GetMembership, Duration::from_millis(1_000))
+        .await
+    {
+        Ok(Response {
+            result: Ok(Reply::Membership(doc)),
+            ..
+        }) => doc,
+        _ => None,
+    }
+}
+
+/// Forms (or re-forms) cluster `cluster_id` from the nodes at `addrs` and
+/// returns the document every node now holds. `config` gives the admin's
+/// TLS identity (its seeds are not used).
+///
+/// Waits up to `wait` for each node to answer. A new cluster gets `stores`
+/// (or [`default_store`] when empty) and [`PARTITIONS_DEFAULT`] partitions.
+pub async fn form_cluster(
+    config: &ClientConfig,
+    cluster_id: ClusterId,
+    addrs: &[String],
+    stores: Vec<StoreConfig>,
+    wait: Duration,
+) -> Result<Membership, AdminError> {
+    let transport = Transport::new(&config.tls, &config.timeouts)?;
+    let formed = form_with(&transport, cluster_id, addrs, stores, wait).await;
+    transport.close();
+    formed
+}
+
+async fn form_with(
+    transport: &Transport,
+    cluster_id: ClusterId,
+    addrs: &[String],
+    stores: Vec<StoreConfig>,
+    wait: Duration,
+) -> Result<Membership, AdminError> {
+    let deadline = Instant::now() + wait;
+    let mut members = Vec::new();
+    let mut newest: Option<Membership> = None;
+    for addr in addrs {
+        let (id, epoch, theirs) = hello(transport, addr, deadline).await?;
+        if let Some(theirs) = theirs.filter(|t| *t != cluster_id) {
+            return Err(AdminError::WrongCluster {
+                addr: addr.clone(),
+                theirs,
+                ours: cluster_id,
+            });
+        }
+        if epoch > newest.as_ref().map_or(0, |d| d.epoch) {
+            newest = stored_document(transport, addr).await.or(newest);
+        }
+        members.push(Member {
+            id,
+            addr: addr.clone(),
+            zone: "local".to_string(),
+            weight: 1,
+        });
+    }
+    members.sort_by_key(|m| m.id);
+    let doc = match newest {
+        None => {
+            let stores = if stores.is_empty() {
+                vec![default_store(members.len())]
+            } else {
+                stores
+            };
+            Membership::new(cluster_id, PARTITIONS_DEFAULT, members, stores)?
+        }
+        Some(mut doc) => {
+            let same_ids = doc.members.len() == members.len()
+                && doc.members.iter().zip(&members).all(|(a, b)| a.id == b.id);
+            if !same_ids {
+                return Err(AdminError::MembersChanged {
+                    running: ids(members.iter().map(|m| m.id)),
+                    members: ids(doc.members.iter().map(|m| m.id)),
+                });
+            }
+            let moved = doc
+                .members
+                .iter()
+                .zip(&members)
+                .any(|(a, b)| a.addr != b.addr);
+            if moved {
+                for (old, new) in doc.members.iter_mut().zip(&members) {
+                    old.addr.clone_from(&new.addr);
+                }
+                doc.epoch += 1;
+                doc.validate()?;
+            }
+            doc
+        }
+    };
+    // Gossip semantics (no base): the document supersedes whatever each node
+    // holds, including a node that missed changes while it was down.
+    for (addr, result) in push_membership(transport, &doc, None).await {
+        if let Err(refusal) = result {
+            return Err(AdminError::Refused {
+                addr,
+                message: format!("{refusal:?}"),
+            });
+        }
+    }
+    Ok(doc)
+}

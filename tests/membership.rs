@@ -1,0 +1,135 @@
+//! Membership cannot fork: admin changes are compare-and-set on the
+//! document they were built on, equal-epoch documents settle on one
+//! everywhere, the last epoch is refused, and a fresh node takes a first
+//! document only for the cluster named in its config.
+
+mod common;
+
+use common::TestCluster;
+use quire::shared::wire::{ErrorCode, Reply, Request};
+use quire::shared::{ClusterId, ConflictPolicy, Durability, Membership, StoreConfig};
+use quire_client::transport::Transport;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+fn store(name: &str) -> StoreConfig {
+    StoreConfig {
+        name: name.into(),
+        n: 3,
+        r: 2,
+        w: 2,
+        durability: Durability::Sync,
+        policy: ConflictPolicy::Siblings,
+    }
+}
+
+async fn held(t: &Transport, addr: &str) -> Membership {
+    match t
+        .call(addr, &Request::GetMembership, T)
+        .await
+        .unwrap()
+        .result
+    {
+        Ok(Reply::Membership(Some(doc))) => doc,
+        other => panic!("no document at {addr}: {other:?}"),
+    }
+}
+
+async fn offer(t: &Transport, addr: &str, doc: &Membership) -> Result<Reply, ErrorCode> {
+    let push = Request::PutMembership {
+        membership: doc.clone(),
+        base: None,
+    };
+    t.call(addr, &push, T)
+        .await
+        .unwrap()
+        .result
+        .map_err(|e| e.code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_store_creates_both_land_and_every_node_agrees() {
+    let cluster = TestCluster::start(3).await;
+    for round in 0..3 {
+        let (a, b) = (cluster.client().await, cluster.client().await);
+        let (x, y) = (format!("x{round}"), format!("y{round}"));
+        let (ra, rb) = tokio::join!(a.create_store(store(&x)), b.create_store(store(&y)));
+        ra.expect("the first change lands");
+        rb.expect("the second change lands");
+        let t = cluster.transport();
+        let docs = [
+            held(&t, &cluster.nodes[0].addr()).await,
+            held(&t, &cluster.nodes[1].addr()).await,
+            held(&t, &cluster.nodes[2].addr()).await,
+        ];
+        assert!(
+            docs.iter().all(|d| *d == docs[0]),
+            "nodes disagree: {docs:#?}"
+        );
+        for name in [&x, &y] {
+            assert!(docs[0].store(name).is_some(), "{name} was lost");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_epoch_documents_settle_on_one_in_any_order() {
+    let cluster = TestCluster::start(3).await;
+    let t = cluster.transport();
+    let mut a = cluster.membership.clone();
+    a.epoch += 1;
+    a.stores.push(store("a"));
+    let mut b = cluster.membership.clone();
+    b.epoch += 1;
+    b.stores.push(store("b"));
+    b.stores.sort_by(|p, q| p.name.cmp(&q.name));
+    let (n1, n2) = (cluster.nodes[0].addr(), cluster.nodes[1].addr());
+    // Each node sees the two documents in the opposite order.
+    offer(&t, &n1, &a).await.unwrap();
+    offer(&t, &n2, &b).await.unwrap();
+    offer(&t, &n1, &b).await.unwrap();
+    offer(&t, &n2, &a).await.unwrap();
+    assert_eq!(held(&t, &n1).await, held(&t, &n2).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_epoch_is_refused() {
+    let cluster = TestCluster::start(1).await;
+    let t = cluster.transport();
+    let mut frozen = cluster.membership.clone();
+    frozen.epoch = u64::MAX;
+    let addr = cluster.nodes[0].addr();
+    assert_eq!(
+        offer(&t, &addr, &frozen).await,
+        Err(ErrorCode::InvalidMembership)
+    );
+    assert_eq!(held(&t, &addr).await, cluster.membership);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_node_takes_a_first_document_only_for_its_own_cluster() {
+    let ours = common::builder(1).launch().await.expect("node starts");
+    let mut other = common::builder(1).start().await.expect("another cluster");
+    let foreign = other.membership().clone();
+    let t = Transport::new(&ours.layout().client_tls(), &common::test_timeouts()).unwrap();
+    let addr = ours.nodes[0].addr();
+    assert_eq!(
+        offer(&t, &addr, &foreign).await,
+        Err(ErrorCode::WrongCluster)
+    );
+    let get = Request::GetMembership;
+    assert!(matches!(
+        t.call(&addr, &get, T).await.unwrap().result,
+        Ok(Reply::Membership(None))
+    ));
+    // Its own cluster's document is taken.
+    let own_id: ClusterId = ours.layout().read().unwrap().unwrap().id().unwrap();
+    let mut own = foreign.clone();
+    own.cluster_id = own_id;
+    own.members[0].id = ours.nodes[0].node_id;
+    own.members[0].addr = addr.clone();
+    own.owners = vec![ours.nodes[0].node_id; own.owners.len()];
+    assert!(offer(&t, &addr, &own).await.is_ok());
+    other.stop_all().await;
+}
