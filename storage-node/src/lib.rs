@@ -50,6 +50,10 @@ pub enum NodeError {
         /// The cause.
         source: std::io::Error,
     },
+    /// An fsync failed: acknowledged writes may not be on disk, so the node
+    /// stopped rather than acknowledge more.
+    #[error("stopped after an fsync failure ({0}); restart to recover from what is on disk")]
+    FailStop(String),
     /// The bound address could not be recorded in the data directory.
     #[error("cannot write {path}: {source}")]
     AddrFile {
@@ -70,6 +74,12 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     /// Node and actor ids.
     pub identity: Identity,
+    /// Trips when an fsync fails; the node then refuses writes and must
+    /// stop.
+    pub fail_stop: writer::failstop::FailStop,
+    /// The node's shared state, for tests that reach inside.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub state: Arc<NodeState>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -78,6 +88,9 @@ impl RunningNode {
     /// Stops serving, drains in-flight requests and closes storage. When
     /// this returns the data directory may be opened again.
     pub async fn stop(self) {
+        // Our handle on the state would keep the writer alive.
+        #[cfg(any(test, feature = "fault-injection"))]
+        drop(self.state);
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -110,6 +123,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         config.storage.batch_writes_max,
         Duration::from_millis(config.storage.flush_interval_ms.into()),
     );
+    let fail_stop = writer.fail_stop().clone();
     let state = Arc::new(NodeState::new(
         identity,
         storage,
@@ -166,6 +180,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     tracing::info!(%addr, node_id = %identity.node_id, "node serving");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    #[cfg(any(test, feature = "fault-injection"))]
+    let test_state = state.clone();
     let task = tokio::spawn(async move {
         server::serve(endpoint, state, async {
             let _ = stopped.await;
@@ -178,18 +194,47 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     Ok(RunningNode {
         addr,
         identity,
+        fail_stop,
+        #[cfg(any(test, feature = "fault-injection"))]
+        state: test_state,
         stop,
         task,
     })
 }
 
-/// Runs a node until `shutdown` resolves, then stops it cleanly.
+/// How long a node that fail-stopped keeps answering (refusing writes)
+/// before it closes its connections and exits.
+const FAIL_STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Runs a node until `shutdown` resolves, then stops it cleanly. If an
+/// fsync fails first, the node stops and this returns
+/// [`NodeError::FailStop`], so the process exits non-zero and systemd
+/// restarts it from what is really on disk.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-    let node = start(config).await?;
-    shutdown.await;
-    tracing::info!("shutting down");
-    node.stop().await;
-    Ok(())
+    serve_until(start(config).await?, shutdown).await
+}
+
+/// Serves a started node until `shutdown` resolves or an fsync fails (see
+/// [`run`]).
+pub async fn serve_until(
+    node: RunningNode,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let fail_stop = node.fail_stop.clone();
+    tokio::select! {
+        _ = shutdown => {
+            tracing::info!("shutting down");
+            node.stop().await;
+            Ok(())
+        }
+        reason = fail_stop.failed() => {
+            // Answer what is in flight (writes get a typed Unavailable, so
+            // clients move to another replica at once) before going away.
+            tokio::time::sleep(FAIL_STOP_GRACE).await;
+            node.stop().await;
+            Err(NodeError::FailStop(reason))
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd sends on stop).

@@ -47,6 +47,10 @@ pub enum StorageError {
     /// The writer thread is gone (node shutting down).
     #[error("storage writer stopped")]
     WriterStopped,
+    /// An fsync failed earlier: the node takes no more writes and stops
+    /// (see `writer::failstop`).
+    #[error("node stopped taking writes after an fsync failure: {0}")]
+    FailStopped(String),
 }
 
 /// The node's identity, made once per data directory.
@@ -81,6 +85,8 @@ pub struct Storage {
     data: Database,
     hints: Database,
     meta: Database,
+    /// Set by tests to make every fsync fail, as a dying disk would.
+    sync_fault: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The LMDB key of a user key.
@@ -165,6 +171,7 @@ impl Storage {
             data,
             hints,
             meta,
+            sync_fault: Default::default(),
         };
         let identity = storage.load_or_create_identity()?;
         Ok((storage, identity))
@@ -275,7 +282,18 @@ impl Storage {
 
     /// Flushes every committed transaction to disk (fsync).
     pub fn sync(&self) -> Result<(), StorageError> {
+        if self.sync_fault.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StorageError::Lmdb(lmdb::Error::Other(5))); // EIO
+        }
         Ok(self.env.sync(true)?)
+    }
+
+    /// Makes every later fsync fail with EIO, as a dying disk would: for
+    /// tests of the fail-stop path.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn inject_sync_failure(&self) {
+        self.sync_fault
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The stored membership document, if any.

@@ -56,6 +56,10 @@ pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>) -> ErrorReply 
 }
 
 pub(crate) fn storage_failed(e: StorageError) -> ErrorReply {
+    if let StorageError::FailStopped(_) = e {
+        // Logged once when it happened; the client tries another replica.
+        return refuse(ErrorCode::Unavailable, e.to_string());
+    }
     tracing::error!(error = %e, "storage failure");
     refuse(ErrorCode::Storage, e.to_string())
 }

@@ -7,6 +7,7 @@
 //! most the last interval. It lives apart from the queue because it runs on
 //! its own clock, not on the arrival of writes.
 
+use super::failstop::FailStop;
 use crate::storage::Storage;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -30,7 +31,7 @@ struct FlushState {
 
 impl Flusher {
     /// Starts the thread, fsyncing `storage` every `interval` when dirty.
-    pub(super) fn start(storage: Storage, interval: Duration) -> Self {
+    pub(super) fn start(storage: Storage, interval: Duration, fail_stop: FailStop) -> Self {
         let state: Arc<(Mutex<FlushState>, Condvar)> = Arc::default();
         let shared = state.clone();
         let thread = std::thread::Builder::new()
@@ -46,7 +47,7 @@ impl Flusher {
                 drop(guard);
                 if flush {
                     if let Err(e) = storage.sync() {
-                        tracing::error!(error = %e, "flushing buffered writes failed");
+                        fail_stop.trip(format!("flushing buffered writes: {e}"));
                     }
                 }
                 if stopping {

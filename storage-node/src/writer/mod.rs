@@ -19,6 +19,7 @@
 //! - `flusher`: the thread that fsyncs `buffered` commits on an interval.
 
 mod apply;
+pub mod failstop;
 mod flusher;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ mod tests;
 use crate::storage::fresh_id;
 use crate::storage::{Storage, StorageError};
 use apply::{apply, Actors};
+use failstop::FailStop;
 use flusher::Flusher;
 use quire_shared::dvvset::VersionVector;
 use quire_shared::{ActorId, ConflictPolicy, Membership, MembershipVersion, NodeId, Object, Value};
@@ -116,6 +118,7 @@ type Job = (
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
     stats: Arc<WriterStats>,
+    fail_stop: FailStop,
 }
 
 /// Counters of the writer thread: `writes / commits` is the group-commit
@@ -155,22 +158,37 @@ impl Writer {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
+        let fail_stop = FailStop::default();
+        let thread_fail_stop = fail_stop.clone();
         let handle = std::thread::Builder::new()
             .name("quire-writer".into())
             .spawn(move || {
-                let flusher = Flusher::start(storage.clone(), flush_interval);
-                run(
-                    storage,
-                    actor_id,
-                    batch_writes_max,
-                    rx,
-                    &thread_stats,
-                    &flusher,
-                );
+                let flusher =
+                    Flusher::start(storage.clone(), flush_interval, thread_fail_stop.clone());
+                let context = BatchContext {
+                    storage: &storage,
+                    stats: &thread_stats,
+                    flusher: &flusher,
+                    fail_stop: &thread_fail_stop,
+                };
+                run(&context, actor_id, batch_writes_max, rx);
                 flusher.stop();
             })
             .expect("spawning the writer thread");
-        (Self { jobs: tx, stats }, handle)
+        (
+            Self {
+                jobs: tx,
+                stats,
+                fail_stop,
+            },
+            handle,
+        )
+    }
+
+    /// Set once an fsync failed: the writer then refuses every write, and
+    /// the node should exit (see [`failstop`]).
+    pub fn fail_stop(&self) -> &FailStop {
+        &self.fail_stop
     }
 
     /// The writer's counters.
@@ -190,15 +208,21 @@ impl Writer {
     }
 }
 
+/// What every batch of the writer thread works with.
+struct BatchContext<'a> {
+    storage: &'a Storage,
+    stats: &'a WriterStats,
+    flusher: &'a Flusher,
+    fail_stop: &'a FailStop,
+}
+
 /// The writer thread's loop: takes everything waiting (up to `batch_max`)
 /// as one batch until every handle is dropped.
 fn run(
-    storage: Storage,
+    context: &BatchContext<'_>,
     actor_id: ActorId,
     batch_max: usize,
     mut rx: mpsc::Receiver<Job>,
-    stats: &WriterStats,
-    flusher: &Flusher,
 ) {
     let mut actors = Actors {
         node: actor_id,
@@ -213,23 +237,30 @@ fn run(
                 Err(_) => break,
             }
         }
+        if let Some(reason) = context.fail_stop.reason() {
+            // Nothing more is written once an fsync has failed.
+            for (_, _, reply) in batch.drain(..) {
+                let _ = reply.send(Err(StorageError::FailStopped(reason.clone())));
+            }
+            continue;
+        }
         let writes = batch.len() as u64;
-        if commit_batch(&storage, &mut actors, &mut batch, flusher, stats) {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.writes.fetch_add(writes, Ordering::Relaxed);
+        if commit_batch(context, &mut actors, &mut batch) {
+            context.stats.commits.fetch_add(1, Ordering::Relaxed);
+            context.stats.writes.fetch_add(writes, Ordering::Relaxed);
         }
     }
 }
 
 /// Applies and commits one batch, then answers every job in it. True if
 /// the batch committed.
-fn commit_batch(
-    storage: &Storage,
-    actors: &mut Actors,
-    batch: &mut Vec<Job>,
-    flusher: &Flusher,
-    stats: &WriterStats,
-) -> bool {
+fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec<Job>) -> bool {
+    let BatchContext {
+        storage,
+        stats,
+        flusher,
+        fail_stop,
+    } = context;
     let mut results: Vec<Result<WriteOutcome, StorageError>> = Vec::with_capacity(batch.len());
     let hint_actor_before = actors.hint;
     let committed = (|| -> Result<(), StorageError> {
@@ -246,7 +277,10 @@ fn commit_batch(
     // One fsync for the whole batch if any write in it needs one.
     let synced = if committed.is_ok() && batch.iter().any(|(_, durable, _)| *durable) {
         stats.syncs.fetch_add(1, Ordering::Relaxed);
-        storage.sync().map_err(|e| e.to_string())
+        storage.sync().map_err(|e| {
+            fail_stop.trip(e.to_string());
+            e.to_string()
+        })
     } else {
         if committed.is_ok() {
             flusher.mark_dirty();
@@ -258,7 +292,7 @@ fn commit_batch(
             // A failed commit stored nothing: every write in the batch fails.
             (Err(e), _) => Err(StorageError::NotCommitted(e.to_string())),
             // Committed but not known to be on disk: not acknowledged.
-            (Ok(()), Err(e)) if durable => Err(StorageError::NotCommitted(e.clone())),
+            (Ok(()), Err(e)) if durable => Err(StorageError::FailStopped(e.clone())),
             _ => results
                 .get_mut(i)
                 .map(|r| std::mem::replace(r, Err(StorageError::WriterStopped)))

@@ -7,6 +7,7 @@ use crate::storage::data_key;
 use quire_shared::dvvset::VersionVector;
 use quire_shared::{ActorId, ConflictPolicy, Object, Value};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 const FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -203,4 +204,45 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
     };
     assert_eq!(held.epoch, 5);
     assert_eq!(storage.membership().unwrap().unwrap().epoch, 5);
+}
+
+/// A failed fsync, on the write path or in the flusher, stops the writer:
+/// every later write is refused and nothing more is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_refuses_every_later_write() {
+    for durable in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, id) = open(dir.path());
+        let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
+        let put = |i: u8| WriteOp::Put {
+            data_key: data_key("s", 0, &[i]),
+            value: Value::bytes(vec![i], 1),
+            context: VersionVector::new(),
+            hint: None,
+            members: Vec::new(),
+            policy: ConflictPolicy::Siblings,
+        };
+        storage.inject_sync_failure();
+        let first = writer.write(put(1), durable).await;
+        if durable {
+            assert!(
+                matches!(first, Err(StorageError::FailStopped(_))),
+                "{first:?}"
+            );
+        } else {
+            // Acknowledged before the flush, as buffered writes are; the
+            // flusher's failure trips the stop.
+            assert!(first.is_ok());
+        }
+        let reason = tokio::time::timeout(Duration::from_secs(5), writer.fail_stop().failed())
+            .await
+            .expect("the writer fail-stops");
+        assert!(!reason.is_empty());
+        let later = writer.write(put(2), false).await;
+        assert!(
+            matches!(later, Err(StorageError::FailStopped(_))),
+            "{later:?}"
+        );
+        assert!(storage.get(&data_key("s", 0, &[2])).unwrap().is_none());
+    }
 }
