@@ -14,6 +14,7 @@
 //!   keeps concurrent writes as siblings.
 //! - [`object`]: what a key stores (a DVVSet of timestamped values or
 //!   tombstones) and the opaque context token handed to applications.
+//! - [`merkle`]: Merkle segment hashes of a partition, for anti-entropy.
 //! - [`membership`]: the membership document: members, stores, owners, epoch.
 //! - [`replica`]: what a replica does to a key's stored object for each
 //!   write (coordinated put, stand-in put, replication, hint drop,
@@ -25,6 +26,7 @@ pub mod dvvset;
 pub mod ids;
 pub mod limits;
 pub mod membership;
+pub mod merkle;
 pub mod object;
 pub mod replica;
 pub mod ring;
