@@ -13,9 +13,7 @@
 //! (repairs queued; answers to them are fire and forget).
 
 use super::targets::Target;
-use super::{
-    distinct, rejection, validate_quorum, Machine, MachineError, NodeFailure, Outbound, QuorumError,
-};
+use super::{distinct, rejection, Decision, Machine, MachineError, NodeFailure, Outbound};
 use quire_shared::wire::{Reply, Request};
 use quire_shared::{NodeId, Object};
 use std::collections::VecDeque;
@@ -50,8 +48,8 @@ pub struct GetMachine {
     store: String,
     /// The key, for the repairs.
     key: Vec<u8>,
-    /// Answers needed.
-    r: usize,
+    /// Answers needed (`R`), the failures seen, and the one outcome.
+    decision: Decision<GetOutcome>,
     /// The nodes asked, one request each: only their first answer counts.
     asked: Vec<NodeId>,
     /// Targets that are not home replicas: never repaired.
@@ -62,13 +60,8 @@ pub struct GetMachine {
     outbox: VecDeque<Outbound>,
     /// Each answering node's copy (`None`: it does not have the key).
     replies: Vec<(NodeId, Option<Object>)>,
-    /// What went wrong where, for the error if `R` is not reached.
-    failures: Vec<(NodeId, NodeFailure)>,
-    /// Where the get stands; the only record of whether it is decided.
+    /// Where the get stands; decided exactly when `decision` is.
     phase: Phase,
-    /// The decided outcome until the caller collects it; filled once, on
-    /// leaving `Collecting`.
-    outcome: Option<Result<GetOutcome, MachineError>>,
     /// Read repairs queued, for the client's counters.
     repairs: usize,
 }
@@ -89,7 +82,7 @@ impl GetMachine {
         r: usize,
         timeout: Duration,
     ) -> Result<Self, MachineError> {
-        validate_quorum("get", r, targets.len())?;
+        let decision = Decision::new("get", r, targets.len())?;
         let deadline = now + timeout;
         let outbox = targets
             .iter()
@@ -106,7 +99,7 @@ impl GetMachine {
         let m = Self {
             store: store.to_string(),
             key: key.to_vec(),
-            r,
+            decision,
             asked: targets.iter().map(|t| t.node).collect(),
             stand_ins: targets
                 .iter()
@@ -116,9 +109,7 @@ impl GetMachine {
             deadline,
             outbox,
             replies: Vec::new(),
-            failures: Vec::new(),
             phase: Phase::Collecting,
-            outcome: None,
             repairs: 0,
         };
         debug_assert!(distinct(&m.asked), "targets must be distinct nodes");
@@ -141,42 +132,35 @@ impl GetMachine {
     /// Gives the outcome and moves on to `next`. The only way out of
     /// `Collecting`, so the outcome is given once.
     fn decide(&mut self, outcome: Result<GetOutcome, MachineError>, next: Phase) {
-        debug_assert_eq!(self.phase, Phase::Collecting, "a get decided twice");
-        if self.phase != Phase::Collecting {
-            return;
+        if self.decision.give(outcome) {
+            self.phase = next;
         }
-        self.outcome = Some(outcome);
-        self.phase = next;
     }
 
-    /// Decides a quorum failure with what was heard so far.
+    /// Decides a quorum failure with what was heard so far; the answers
+    /// still due are gathered for repair all the same.
     fn fail(&mut self, timed_out: bool) {
-        let error = QuorumError {
-            operation: "get",
-            needed: self.r,
-            succeeded: self.replies.len(),
-            failures: self.failures.clone(),
-            timed_out,
-        };
-        self.decide(Err(error.into()), Phase::Repairing);
+        if self.decision.fail(self.replies.len(), timed_out) {
+            self.phase = Phase::Repairing;
+        }
     }
 
     /// Decides once `R` is reached or out of reach; once every target has
     /// answered, repairs.
     fn check(&mut self) {
         if self.phase == Phase::Collecting {
-            if self.replies.len() >= self.r {
+            if self.replies.len() >= self.decision.needed() {
                 let outcome = GetOutcome {
                     object: self.synced(),
                     replies: self.replies.clone(),
                 };
                 self.decide(Ok(outcome), Phase::Repairing);
-            } else if self.asked.len() - self.failures.len() < self.r {
+            } else if self.asked.len() - self.decision.failures().len() < self.decision.needed() {
                 self.fail(false);
             }
         }
         if self.phase == Phase::Repairing
-            && self.replies.len() + self.failures.len() >= self.asked.len()
+            && self.replies.len() + self.decision.failures().len() >= self.asked.len()
         {
             self.repair();
         }
@@ -186,7 +170,7 @@ impl GetMachine {
     fn awaited(&self, node: NodeId) -> bool {
         self.asked.contains(&node)
             && !self.replies.iter().any(|(n, _)| *n == node)
-            && !self.failures.iter().any(|(n, _)| *n == node)
+            && !self.decision.failures().iter().any(|(n, _)| *n == node)
     }
 
     /// The invariants, checked after every input in debug builds.
@@ -198,7 +182,7 @@ impl GetMachine {
             .replies
             .iter()
             .map(|(n, _)| *n)
-            .chain(self.failures.iter().map(|(n, _)| *n))
+            .chain(self.decision.failures().iter().map(|(n, _)| *n))
             .collect();
         debug_assert!(
             answered.len() <= self.asked.len(),
@@ -206,9 +190,10 @@ impl GetMachine {
         );
         debug_assert!(distinct(&answered), "a node counted twice");
         debug_assert!(answered.iter().all(|n| self.asked.contains(n)));
-        debug_assert!(
-            self.outcome.is_none() || self.phase != Phase::Collecting,
-            "an outcome before a decision"
+        debug_assert_eq!(
+            self.decision.is_decided(),
+            self.phase != Phase::Collecting,
+            "the phase and the decision disagree"
         );
     }
 
@@ -261,15 +246,15 @@ impl Machine for GetMachine {
         match reply {
             Ok(Reply::Object(object)) => self.replies.push((node, object)),
             Ok(other) => self
-                .failures
-                .push((node, NodeFailure::Unexpected(format!("{other:?}")))),
+                .decision
+                .record(node, NodeFailure::Unexpected(format!("{other:?}"))),
             Err(failure) => match rejection(&failure) {
                 // Every replica would refuse the same way: stop here.
                 Some(rejected) if self.phase == Phase::Collecting => {
                     self.decide(Err(rejected), Phase::Finished);
                     return self.debug_check();
                 }
-                _ => self.failures.push((node, failure)),
+                _ => self.decision.record(node, failure),
             },
         }
         self.check();
@@ -293,7 +278,7 @@ impl Machine for GetMachine {
     }
 
     fn poll_outcome(&mut self) -> Option<Result<GetOutcome, MachineError>> {
-        self.outcome.take()
+        self.decision.take()
     }
 
     fn poll_finished(&self) -> bool {
