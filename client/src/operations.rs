@@ -87,18 +87,24 @@ fn now_ms() -> u64 {
 
 impl Client {
     /// Reads `key` from `store`: every sibling, and the context to write
-    /// with. Succeeds when `R` home replicas answer.
+    /// with. Succeeds when `R` of the key's first `N` healthy nodes answer:
+    /// home replicas, or stand-ins answering from the hints they hold for
+    /// the home replicas that are down (a node that fails mid-read is
+    /// replaced by the next one, as in a put).
     pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
         let doc = self.membership();
         let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
         let list = doc.preference_list(store, key, config.n as usize);
-        let targets = choose(&list, |n| self.inner.health.is_up(n));
+        let is_up = |n| self.inner.health.is_up(n);
+        let targets = choose(&list, is_up);
+        let spares = spares(&list, &targets, is_up);
         let machine = GetMachine::new(
             Instant::now(),
             store,
             key,
             &targets,
+            &spares,
             config.r as usize,
             self.request_timeout(),
         )?;
