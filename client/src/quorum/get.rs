@@ -18,7 +18,11 @@
 //! asked has answered (or the deadline passes), syncs all it heard, and
 //! sends the result to each home replica whose copy was missing or older:
 //! read repair (Dynamo §4.7). Stand-ins are never repaired: what they hold
-//! is a hint, which maintenance delivers home.
+//! is a hint, which maintenance delivers home. Repairs get a time budget of
+//! their own, counted from when they are sent: they start when the last
+//! answer comes in or at the get's deadline, when what is left of the
+//! get's time is little or nothing, and a call sent with no time is a
+//! call that fails (and marks a healthy node down).
 //!
 //! Phases: `Collecting` (until `R` answers, or until `R` is out of reach
 //! even with the spares left) → `Repairing` (decided; still gathering the
@@ -68,6 +72,8 @@ pub struct GetMachine {
     roster: Roster,
     /// Answers needed (`R`), the failures seen, and the one outcome.
     decision: Decision<GetOutcome>,
+    /// The get's time budget; each repair gets as much again.
+    timeout: Duration,
     /// When the get stops waiting, decided or not.
     deadline: Instant,
     /// Requests waiting for [`Machine::poll_send`].
@@ -101,6 +107,7 @@ impl GetMachine {
             key: key.to_vec(),
             roster: Roster::new(targets, spares),
             decision: Decision::new("get", r, targets.len())?,
+            timeout,
             deadline: now + timeout,
             outbox: VecDeque::new(),
             replies: Vec::new(),
@@ -175,7 +182,7 @@ impl GetMachine {
 
     /// Decides once `R` is reached or out of reach; once everyone asked
     /// has answered, repairs.
-    fn check(&mut self) {
+    fn check(&mut self, now: Instant) {
         let failures = self.decision.failures().len();
         if self.phase == Phase::Collecting {
             if self.replies.len() >= self.decision.needed() {
@@ -191,7 +198,7 @@ impl GetMachine {
             }
         }
         if self.phase == Phase::Repairing && self.replies.len() + failures >= self.roster.len() {
-            self.repair();
+            self.repair(now);
         }
     }
 
@@ -221,10 +228,10 @@ impl GetMachine {
         );
     }
 
-    /// Queues the synced object for every home replica that answered with
-    /// less; nodes that did not answer are left to hinted handoff and
-    /// anti-entropy.
-    fn repair(&mut self) {
+    /// Queues the synced object, due by `now` plus the get's timeout, for
+    /// every home replica that answered with less; nodes that did not
+    /// answer are left to hinted handoff and anti-entropy.
+    fn repair(&mut self, now: Instant) {
         if self.phase == Phase::Finished {
             return;
         }
@@ -233,6 +240,7 @@ impl GetMachine {
         if synced.entries().is_empty() {
             return;
         }
+        let deadline = now + self.timeout;
         for (node, copy) in &self.replies {
             // A stand-in answered from its hints; they go home by hinted
             // handoff, not into its own data.
@@ -244,7 +252,7 @@ impl GetMachine {
                 self.repairs += 1;
                 self.outbox.push_back(Outbound {
                     node: *node,
-                    deadline: self.deadline,
+                    deadline,
                     request: Request::Replicate {
                         store: self.store.clone(),
                         key: self.key.clone(),
@@ -264,7 +272,7 @@ impl Machine for GetMachine {
         self.outbox.pop_front()
     }
 
-    fn handle_reply(&mut self, _now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
+    fn handle_reply(&mut self, now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
         // Answers to repairs are fire and forget; a node answers once.
         if self.phase == Phase::Finished || !self.awaited(node) {
             return;
@@ -287,7 +295,7 @@ impl Machine for GetMachine {
                 _ => self.failed(node, failure),
             }
         }
-        self.check();
+        self.check(now);
         self.debug_check();
     }
 
@@ -299,7 +307,7 @@ impl Machine for GetMachine {
             self.fail(true);
         }
         // Whoever has not answered by now will not be repaired by this read.
-        self.repair();
+        self.repair(now);
         self.debug_check();
     }
 

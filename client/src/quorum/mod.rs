@@ -39,7 +39,8 @@ pub struct Outbound {
     pub request: Request,
     /// The call is abandoned at this instant. It may outlive the machine's
     /// interest in it: a put coordinator that is slow to answer is replaced,
-    /// yet its late answer is still welcome.
+    /// yet its late answer is still welcome; a get's read repair, sent as
+    /// the get ends, has a deadline of its own.
     pub deadline: Instant,
 }
 

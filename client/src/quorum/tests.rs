@@ -192,6 +192,34 @@ fn read_repair_reaches_home_replicas_only() {
 }
 
 #[test]
+fn read_repair_gets_its_own_time_budget() {
+    let now = Instant::now();
+    let mut m = get_machine(now);
+    drain(&mut m);
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(Some(object(1, b"a")))));
+    m.handle_reply(now, NodeId(2), Ok(Reply::Object(None)));
+    assert!(m.poll_outcome().expect("decided").is_ok());
+    // Node 3 stays silent; at the get's deadline node 2 is repaired. The
+    // repair starts then: what is left of the get's time is nothing.
+    let late = now + TIMEOUT;
+    m.handle_timeout(late);
+    let repairs = drain(&mut m);
+    assert_eq!(asked(&repairs), [(2, None)]);
+    assert_eq!(repairs[0].deadline, late + TIMEOUT);
+
+    // Same when the last answer comes just before the deadline.
+    let mut m = get_machine(now);
+    drain(&mut m);
+    let last = now + TIMEOUT - Duration::from_millis(1);
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(Some(object(1, b"a")))));
+    m.handle_reply(now, NodeId(2), Ok(Reply::Object(Some(object(1, b"a")))));
+    m.handle_reply(last, NodeId(3), Ok(Reply::Object(None)));
+    let repairs = drain(&mut m);
+    assert_eq!(asked(&repairs), [(3, None)]);
+    assert_eq!(repairs[0].deadline, last + TIMEOUT);
+}
+
+#[test]
 fn after_its_outcome_a_get_calls_in_no_spare() {
     let now = Instant::now();
     let mut m = get_machine_with(now, 1);
