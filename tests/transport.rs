@@ -8,20 +8,30 @@ mod common;
 use common::proxy::Fault;
 use common::TestCluster;
 use quire::shared::wire::{Reply, Request};
-use quire_client::transport::{TransportError, SILENT_TIMEOUTS_MAX};
+use quire_client::transport::{Transport, TransportError, SILENT_TIMEOUTS_MAX};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_timeout_does_not_close_a_shared_connection() {
+/// One node behind a fault proxy, and a transport connected to it through
+/// the proxy, with that connection's id.
+async fn connected() -> (TestCluster, Transport, usize) {
     let cluster = TestCluster::start_proxied(1).await;
     let t = cluster.transport();
+    let proxy = cluster.proxies[0].addr;
+    t.call(&proxy.to_string(), &Request::GetMembership, T)
+        .await
+        .expect("the node answers");
+    let id = t.connection_id(proxy).expect("a connection");
+    (cluster, t, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_timeout_does_not_close_a_shared_connection() {
+    let (cluster, t, id) = connected().await;
     let proxy = &cluster.proxies[0];
     let addr = proxy.addr.to_string();
     let ask = Request::GetMembership;
-    t.call(&addr, &ask, T).await.expect("the node answers");
-    let id = t.connection_id(proxy.addr).expect("a connection");
 
     // Every datagram now takes 300 ms each way: a slow node.
     proxy.set(Fault::Delay(Duration::from_millis(300)));
@@ -44,13 +54,10 @@ async fn one_timeout_does_not_close_a_shared_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_in_a_row_from_a_silent_node_close_the_connection() {
-    let cluster = TestCluster::start_proxied(1).await;
-    let t = cluster.transport();
+    let (cluster, t, id) = connected().await;
     let proxy = &cluster.proxies[0];
     let addr = proxy.addr.to_string();
     let ask = Request::GetMembership;
-    t.call(&addr, &ask, T).await.expect("the node answers");
-    let id = t.connection_id(proxy.addr).expect("a connection");
 
     // Not a datagram gets through: as if the node's process were gone.
     proxy.set(Fault::DropAll);

@@ -28,6 +28,14 @@ fn down(why: &str) -> Result<Reply, NodeFailure> {
     Err(NodeFailure::Unreachable(why.into()))
 }
 
+/// A refusal of the request itself, which every replica would give.
+fn refused(code: ErrorCode, why: &str) -> Result<Reply, NodeFailure> {
+    Err(NodeFailure::Refused(ErrorReply {
+        code,
+        message: why.into(),
+    }))
+}
+
 fn home3() -> Vec<Target> {
     [1, 2, 3]
         .iter()
@@ -240,11 +248,11 @@ fn a_get_gives_exactly_one_outcome() {
     assert!(m.poll_outcome().expect("decided").is_ok());
     // A refusal every replica would give, after the success: no second
     // outcome, and no spare.
-    let refusal = ErrorReply {
-        code: ErrorCode::KeyTooLarge,
-        message: "a lower limit here".into(),
-    };
-    m.handle_reply(now, NodeId(3), Err(NodeFailure::Refused(refusal)));
+    m.handle_reply(
+        now,
+        NodeId(3),
+        refused(ErrorCode::KeyTooLarge, "a lower limit"),
+    );
     assert_eq!(m.poll_outcome(), None);
     m.handle_timeout(now + TIMEOUT);
     assert_eq!(m.poll_outcome(), None);
@@ -424,11 +432,7 @@ fn a_request_error_is_not_retried_elsewhere() {
     let now = Instant::now();
     let mut m = put_machine(now);
     drain(&mut m);
-    let refusal = ErrorReply {
-        code: ErrorCode::ValueTooLarge,
-        message: "too big".into(),
-    };
-    m.handle_reply(now, NodeId(1), Err(NodeFailure::Refused(refusal)));
+    m.handle_reply(now, NodeId(1), refused(ErrorCode::ValueTooLarge, "too big"));
     assert!(drain(&mut m).is_empty());
     assert!(matches!(
         m.poll_outcome(),
@@ -447,11 +451,11 @@ fn a_refusal_after_success_gives_no_second_outcome() {
     m.handle_reply(now, NodeId(2), Ok(Reply::Stored(stored)));
     assert!(m.poll_outcome().expect("decided").is_ok());
     // Node 3 has a lower value limit: the put stands, once.
-    let refusal = ErrorReply {
-        code: ErrorCode::ValueTooLarge,
-        message: "too big here".into(),
-    };
-    m.handle_reply(now, NodeId(3), Err(NodeFailure::Refused(refusal)));
+    m.handle_reply(
+        now,
+        NodeId(3),
+        refused(ErrorCode::ValueTooLarge, "too big here"),
+    );
     assert_eq!(m.poll_outcome(), None);
     assert!(
         !m.poll_finished(),
