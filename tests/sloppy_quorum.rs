@@ -1,6 +1,8 @@
-//! Always writeable: with two of a key's three home replicas down, a put
-//! succeeds on stand-ins (hinted), a get succeeds, and one maintenance pass
-//! after the nodes return puts the value home and empties the hints.
+//! Always writeable, and as readable: with two of a key's three home
+//! replicas down, a put succeeds on stand-ins (hinted), a get succeeds
+//! (warm, and cold from a fresh `quire` process per call), and one
+//! maintenance pass after the nodes return puts the value home and empties
+//! the hints.
 
 mod common;
 
@@ -8,6 +10,7 @@ use common::TestCluster;
 use quire::shared::wire::{Reply, Request};
 use quire::Context;
 use quire_client::transport::Transport;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const STORE: &str = "default";
@@ -225,5 +228,54 @@ async fn two_home_replicas_killed_with_sigkill_then_restarted() {
         for &h in &home {
             assert_eq!(hints_held(&t, &m.addr, h).await, 0, "hints are gone");
         }
+    }
+}
+
+/// Runs `quire --config CONFIG ARGS --json` as its own process (a cold
+/// client with no failure history) and returns its JSON, or its stderr.
+async fn quire_cold(config: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
+    let run = tokio::process::Command::new(common::QUIRE)
+        .arg("--config")
+        .arg(config)
+        .arg("--json")
+        .args(args)
+        .env_remove("QUIRE_CONFIG")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .map_err(|_| format!("quire {args:?} did not finish in 30 s"))?
+        .map_err(|e| format!("quire {args:?} did not run: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("quire {args:?}: no JSON: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_cli_reads_what_it_wrote_with_two_home_replicas_killed() {
+    let mut cluster = TestCluster::processes(5, false).await;
+    let config = cluster.layout().client_config();
+    let key = "cart-cold";
+    let home = cluster
+        .client()
+        .await
+        .locate(STORE, key.as_bytes())
+        .unwrap()
+        .home()
+        .to_vec();
+    for &id in &home[1..] {
+        let k = cluster.k_of(id);
+        cluster.kill(k).await;
+    }
+
+    // Each call a new process: none knows the two homes are gone.
+    let put = quire_cold(&config, &["put", STORE, key, "plum"]).await;
+    assert_eq!(put.expect("cold put")["ok"], true);
+    for attempt in ["first", "second"] {
+        let read = quire_cold(&config, &["get", STORE, key])
+            .await
+            .unwrap_or_else(|e| panic!("{attempt} cold get failed: {e}"));
+        assert_eq!(read["values"], serde_json::json!(["plum"]), "{attempt}");
     }
 }

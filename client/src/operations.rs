@@ -7,12 +7,13 @@ use crate::driver::drive;
 use crate::error::ClientError;
 use crate::quorum::get::GetMachine;
 use crate::quorum::put::{PutMachine, PutRequest};
-use crate::quorum::targets::{choose, spares};
+use crate::quorum::targets::{choose, spares, Target};
 use crate::resolve::Sibling;
 use quire_shared::limits::check_key;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
-use quire_shared::{Context, NodeId, Value};
+use quire_shared::{Context, Membership, NodeId, StoreConfig, Value};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What a get found.
@@ -85,25 +86,56 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Where one request for a key goes, as this client sees the cluster now.
+struct Plan {
+    /// The membership the request was planned with (and reaches nodes by).
+    doc: Arc<Membership>,
+    /// The store's settings (`N`, `R`, `W`).
+    config: StoreConfig,
+    /// The key's first `N` healthy nodes (see [`choose`]).
+    targets: Vec<Target>,
+    /// The nodes that take a failed target's place, in order.
+    spares: Vec<NodeId>,
+}
+
 impl Client {
-    /// Reads `key` from `store`: every sibling, and the context to write
-    /// with. Succeeds when `R` home replicas answer.
-    pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
+    /// Plans a request for `key` in `store`: the same targets and spares
+    /// for a get as for a put, so a read looks where a write under the
+    /// same failures went. Refuses an unknown store or an invalid key.
+    fn plan(&self, store: &str, key: &[u8]) -> Result<Plan, ClientError> {
         let doc = self.membership();
         let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
         let list = doc.preference_list(store, key, config.n as usize);
-        let targets = choose(&list, |n| self.inner.health.is_up(n));
+        let is_up = |n| self.inner.health.is_up(n);
+        let targets = choose(&list, is_up);
+        let spares = spares(&list, &targets, is_up);
+        Ok(Plan {
+            doc,
+            config,
+            targets,
+            spares,
+        })
+    }
+
+    /// Reads `key` from `store`: every sibling, and the context to write
+    /// with. Succeeds when `R` of the key's first `N` healthy nodes answer:
+    /// home replicas, or stand-ins answering from the hints they hold for
+    /// the home replicas that are down (a node that fails mid-read is
+    /// replaced by the next one, as in a put).
+    pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
+        let plan = self.plan(store, key)?;
         let machine = GetMachine::new(
             Instant::now(),
             store,
             key,
-            &targets,
-            config.r as usize,
+            &plan.targets,
+            &plan.spares,
+            plan.config.r as usize,
             self.request_timeout(),
         )?;
         let repairs = self.inner.read_repairs.clone();
-        let outcome = drive(machine, self.calls(doc), move |m: &GetMachine| {
+        let outcome = drive(machine, self.calls(plan.doc), move |m: &GetMachine| {
             repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
         })
         .await?;
@@ -167,13 +199,7 @@ impl Client {
         value: Value,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
-        let doc = self.membership();
-        let config = self.store_config(&doc, store)?;
-        check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
-        let list = doc.preference_list(store, key, config.n as usize);
-        let is_up = |n| self.inner.health.is_up(n);
-        let targets = choose(&list, is_up);
-        let spares = spares(&list, &targets, is_up);
+        let plan = self.plan(store, key)?;
         let machine = PutMachine::new(
             Instant::now(),
             PutRequest {
@@ -182,13 +208,13 @@ impl Client {
                 value,
                 context: context.0.clone(),
             },
-            &targets,
-            &spares,
-            config.w as usize,
+            &plan.targets,
+            &plan.spares,
+            plan.config.w as usize,
             self.request_timeout(),
             Duration::from_millis(self.inner.config.timeouts.attempt_ms),
         )?;
-        let outcome = drive(machine, self.calls(doc), |_: &PutMachine| {}).await?;
+        let outcome = drive(machine, self.calls(plan.doc), |_: &PutMachine| {}).await?;
         Ok(PutResult {
             siblings: live_siblings(&outcome.object),
             context: Context(outcome.object.join()),

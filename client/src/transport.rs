@@ -3,6 +3,16 @@
 //! Connections are made lazily and kept; a closed one is replaced on the next
 //! request. Each node has its own slot lock so concurrent requests to a node
 //! share one handshake instead of racing several.
+//!
+//! A request that runs out of time gives up its own stream, never the
+//! connection: every other request to that node rides on the same
+//! connection, and one slow answer (a long fsync) must not fail them all.
+//! A connection is closed only when QUIC finds it dead (a restarted node
+//! answers its packets with a stateless reset; an unreachable one hits the
+//! idle timeout), or after [`SILENT_TIMEOUTS_MAX`] timeouts in a row during
+//! which the node sent nothing at all, not even an acknowledgement: then the
+//! process behind it is gone, and the next request connects afresh instead
+//! of waiting out the idle timeout.
 
 use crate::config::{Timeouts, TlsFiles};
 use quire_net::frame::{read_frame, write_encoded, FrameReadError};
@@ -11,10 +21,17 @@ use quire_shared::limits::FRAME_BYTES_CEILING;
 use quire_shared::wire::{encode_frame, Request, Response};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use quire_net::tls::NODE_SERVER_NAME;
+
+/// Timeouts in a row, with no answer in between and not a datagram from
+/// the node during any of them, after which its connection is closed.
+/// More than one, so a node that pauses (a stalled disk, a lost burst of
+/// packets) keeps the connection its other requests share.
+pub const SILENT_TIMEOUTS_MAX: u32 = 3;
 
 /// Why a request to one node failed before it produced an answer.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,12 +89,54 @@ pub enum SetupError {
 /// predate a restart, so that caller tries afresh.
 #[derive(Default)]
 struct SlotState {
-    connection: Option<quinn::Connection>,
+    connection: Option<Connection>,
     /// The last failed connect: when it began and why it failed.
     failed: Option<(Instant, TransportError)>,
 }
 
 type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+
+/// One node's connection, shared by every request to it, with its count
+/// of silent timeouts in a row (see [`SILENT_TIMEOUTS_MAX`]).
+#[derive(Clone)]
+struct Connection {
+    quic: quinn::Connection,
+    silent_timeouts: Arc<AtomicU32>,
+}
+
+impl Connection {
+    fn new(quic: quinn::Connection) -> Self {
+        Self {
+            quic,
+            silent_timeouts: Arc::default(),
+        }
+    }
+
+    /// Datagrams received from the node so far.
+    fn datagrams_received(&self) -> u64 {
+        self.quic.stats().udp_rx.datagrams
+    }
+
+    /// A request on it was answered: the node is alive.
+    fn answered(&self) {
+        self.silent_timeouts.store(0, Ordering::Relaxed);
+    }
+
+    /// A request on it timed out; `heard` is whether any datagram came
+    /// from the node meanwhile. A node that acknowledges packets but
+    /// answers late is slow, not gone: only silence counts towards
+    /// closing the connection.
+    fn timed_out(&self, heard: bool) {
+        if heard {
+            self.silent_timeouts.store(0, Ordering::Relaxed);
+            return;
+        }
+        let silent = self.silent_timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+        if silent >= SILENT_TIMEOUTS_MAX {
+            self.quic.close(0u32.into(), b"no answer");
+        }
+    }
+}
 
 /// The client's QUIC endpoint and its connections, one per node.
 #[derive(Clone)]
@@ -109,7 +168,7 @@ impl Transport {
         })
     }
 
-    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
+    async fn connection(&self, addr: SocketAddr) -> Result<Connection, TransportError> {
         let slot = self
             .slots
             .lock()
@@ -120,7 +179,7 @@ impl Transport {
         let waited_from = Instant::now();
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.connection.as_ref() {
-            if conn.close_reason().is_none() {
+            if conn.quic.close_reason().is_none() {
                 return Ok(conn.clone());
             }
         }
@@ -145,7 +204,8 @@ impl Transport {
                 .map_err(|e| connect_err(e.to_string()))
         };
         match attempt.await {
-            Ok(conn) => {
+            Ok(quic) => {
+                let conn = Connection::new(quic);
                 guard.connection = Some(conn.clone());
                 guard.failed = None;
                 Ok(conn)
@@ -168,58 +228,66 @@ impl Transport {
         let addr: SocketAddr = addr
             .parse()
             .map_err(|_| TransportError::BadAddress(addr.to_string()))?;
-        let frame = encode_frame(request);
-        match tokio::time::timeout(timeout, self.exchange(addr, &frame)).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.drop_connection(addr);
-                Err(TransportError::Timeout(addr))
-            }
-        }
+        self.exchange(addr, &encode_frame(request), timeout).await
     }
 
-    /// Forgets the connection to `addr` after a request on it went
-    /// unanswered. A node killed and restarted on the same address does
-    /// not know the old connection, and the client would otherwise keep
-    /// sending into it until the idle timeout; the next request connects
-    /// afresh.
-    fn drop_connection(&self, addr: SocketAddr) {
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&addr)
-            .cloned();
-        if let Some(slot) = slot {
-            if let Ok(mut state) = slot.try_lock() {
-                if let Some(conn) = state.connection.take() {
-                    conn.close(0u32.into(), b"no answer");
-                }
-            }
-        }
-    }
-
-    async fn exchange(&self, addr: SocketAddr, frame: &[u8]) -> Result<Response, TransportError> {
-        let conn = self.connection(addr).await?;
+    /// Sends `frame` on a stream of its own and reads the answer, all
+    /// within `timeout`. On a timeout the stream is abandoned (reset, so
+    /// the node stops on it too); the connection is left to the others.
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        frame: &[u8],
+        timeout: Duration,
+    ) -> Result<Response, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let conn = tokio::time::timeout_at(deadline, self.connection(addr))
+            .await
+            .map_err(|_| TransportError::Timeout(addr))??;
+        let datagrams_before = conn.datagrams_received();
+        let timed_out = |conn: &Connection| {
+            conn.timed_out(conn.datagrams_received() > datagrams_before);
+            TransportError::Timeout(addr)
+        };
         let stream_err = |reason: String| TransportError::Stream { addr, reason };
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| stream_err(e.to_string()))?;
-        write_encoded(&mut send, frame)
-            .await
-            .map_err(|e| stream_err(e.to_string()))?;
-        // The node's limit is configurable, so the client accepts answers up
-        // to the ceiling any node may be configured with.
-        read_frame(&mut recv, FRAME_BYTES_CEILING)
-            .await
-            .map_err(|e| match e {
-                FrameReadError::Header(e) | FrameReadError::Body(e) => stream_err(e.to_string()),
-                FrameReadError::Frame(e) => TransportError::BadResponse {
-                    addr,
-                    reason: e.to_string(),
-                },
-            })
+        // Opening waits while the node's stream limit is reached.
+        let (mut send, mut recv) =
+            match tokio::time::timeout_at(deadline, conn.quic.open_bi()).await {
+                Ok(opened) => opened.map_err(|e| stream_err(e.to_string()))?,
+                Err(_) => return Err(timed_out(&conn)),
+            };
+        let talk = async {
+            write_encoded(&mut send, frame)
+                .await
+                .map_err(|e| stream_err(e.to_string()))?;
+            // The node's limit is configurable, so the client accepts
+            // answers up to the ceiling any node may be configured with.
+            read_frame(&mut recv, FRAME_BYTES_CEILING)
+                .await
+                .map_err(|e| match e {
+                    FrameReadError::Header(e) | FrameReadError::Body(e) => {
+                        stream_err(e.to_string())
+                    }
+                    FrameReadError::Frame(e) => TransportError::BadResponse {
+                        addr,
+                        reason: e.to_string(),
+                    },
+                })
+        };
+        match tokio::time::timeout_at(deadline, talk).await {
+            Ok(answer) => {
+                if answer.is_ok() {
+                    conn.answered();
+                }
+                answer
+            }
+            Err(_) => {
+                // Errors here only mean the stream is already closed.
+                let _ = send.reset(0u32.into());
+                let _ = recv.stop(0u32.into());
+                Err(timed_out(&conn))
+            }
+        }
     }
 
     #[cfg(feature = "testing")]
@@ -231,10 +299,7 @@ impl Transport {
         bytes: &[u8],
         timeout: Duration,
     ) -> Result<Response, TransportError> {
-        match tokio::time::timeout(timeout, self.exchange(addr, bytes)).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout(addr)),
-        }
+        self.exchange(addr, bytes, timeout).await
     }
 
     #[cfg(feature = "testing")]
@@ -252,6 +317,7 @@ impl Transport {
         guard
             .connection
             .as_ref()
+            .map(|c| &c.quic)
             .filter(|c| c.close_reason().is_none())
             .map(|c| c.stable_id())
     }

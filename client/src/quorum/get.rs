@@ -1,21 +1,36 @@
-//! The get machine: ask every home replica, succeed at `R` answers, then
-//! repair the replicas that were behind.
+//! The get machine: ask the first `N` healthy nodes, let a spare take the
+//! place of any that fails, succeed at `R` answers, then repair the home
+//! replicas that were behind.
 //!
-//! All `N` home replicas are asked at once (as Dynamo does) so a slow or dead
-//! replica costs nothing while `R` others answer; the answers are synced into
-//! one object whose values are the siblings. The caller gets that outcome at
-//! `R`; the machine keeps listening until every replica has answered (or the
-//! deadline passes), syncs everything it heard, and sends the result to each
-//! replica whose copy was missing or older: read repair (Dynamo §4.7).
+//! The targets (healthy home replicas, then stand-ins for the down ones;
+//! see [`super::targets`]) are all asked at once, as Dynamo does, so a slow
+//! or dead replica costs nothing while `R` others answer. A target that
+//! fails while the get is undecided gives its place to the next spare,
+//! exactly as in a put: the spare is asked with `hint = Some(home it
+//! replaces)` and answers from the hints it holds. That is where a put
+//! that met the same failures left its copies, so a fresh client that
+//! knows nothing of down nodes (every `quire` command) reads what such a
+//! put wrote. After the outcome a failure calls in no spare: the caller
+//! has its answer, and a spare's copy would only feed a repair.
 //!
-//! Phases: `Collecting` (until `R` answers, or until `R` is out of reach)
-//! → `Repairing` (decided; still gathering the other answers) → `Finished`
-//! (repairs queued; answers to them are fire and forget).
+//! The answers are synced into one object whose values are the siblings.
+//! The caller gets it at `R`; the machine keeps listening until everyone
+//! asked has answered (or the deadline passes), syncs all it heard, and
+//! sends the result to each home replica whose copy was missing or older:
+//! read repair (Dynamo §4.7). Stand-ins are never repaired: what they hold
+//! is a hint, which maintenance delivers home. Repairs get a time budget of
+//! their own, counted from when they are sent: they start when the last
+//! answer comes in or at the get's deadline, when what is left of the
+//! get's time is little or nothing, and a call sent with no time is a
+//! call that fails (and marks a healthy node down).
+//!
+//! Phases: `Collecting` (until `R` answers, or until `R` is out of reach
+//! even with the spares left) → `Repairing` (decided; still gathering the
+//! other answers) → `Finished` (repairs queued; answers to them are fire
+//! and forget).
 
-use super::targets::Target;
-use super::{
-    distinct, rejection, validate_quorum, Machine, MachineError, NodeFailure, Outbound, QuorumError,
-};
+use super::targets::{Roster, Target};
+use super::{distinct, rejection, Decision, Machine, MachineError, NodeFailure, Outbound};
 use quire_shared::wire::{Reply, Request};
 use quire_shared::{NodeId, Object};
 use std::collections::VecDeque;
@@ -26,7 +41,8 @@ use std::time::{Duration, Instant};
 pub struct GetOutcome {
     /// The synced object (empty when no replica had the key).
     pub object: Object,
-    /// Each answering replica's own copy, at the time of the outcome.
+    /// Each answering node's copy (a stand-in's: the hints it holds for
+    /// the key), at the time of the outcome.
     pub replies: Vec<(NodeId, Option<Object>)>,
 }
 
@@ -36,7 +52,7 @@ pub struct GetOutcome {
 enum Phase {
     /// Waiting for `R` answers.
     Collecting,
-    /// Decided; still gathering the other targets' answers so every
+    /// Decided; still gathering the other nodes' answers so every home
     /// replica that is behind gets the synced object.
     Repairing,
     /// Repairs queued, none needed, or the request refused: nothing more
@@ -46,89 +62,83 @@ enum Phase {
 
 /// Coordinates one get and its read repair.
 pub struct GetMachine {
-    /// Store of the key, for the repairs.
+    /// Store of the key, for the requests.
     store: String,
-    /// The key, for the repairs.
+    /// The key, for the requests.
     key: Vec<u8>,
-    /// Answers needed.
-    r: usize,
-    /// The nodes asked, one request each: only their first answer counts.
-    asked: Vec<NodeId>,
-    /// Targets that are not home replicas: never repaired.
-    stand_ins: Vec<NodeId>,
+    /// The nodes asked, one request each (only their first answer
+    /// counts): the targets, then spares that took failed ones' places.
+    /// Entries with a hint are stand-ins, never repaired.
+    roster: Roster,
+    /// Answers needed (`R`), the failures seen, and the one outcome.
+    decision: Decision<GetOutcome>,
+    /// The get's time budget; each repair gets as much again.
+    timeout: Duration,
     /// When the get stops waiting, decided or not.
     deadline: Instant,
     /// Requests waiting for [`Machine::poll_send`].
     outbox: VecDeque<Outbound>,
     /// Each answering node's copy (`None`: it does not have the key).
     replies: Vec<(NodeId, Option<Object>)>,
-    /// What went wrong where, for the error if `R` is not reached.
-    failures: Vec<(NodeId, NodeFailure)>,
-    /// Where the get stands; the only record of whether it is decided.
+    /// Where the get stands; decided exactly when `decision` is.
     phase: Phase,
-    /// The decided outcome until the caller collects it; filled once, on
-    /// leaving `Collecting`.
-    outcome: Option<Result<GetOutcome, MachineError>>,
     /// Read repairs queued, for the client's counters.
     repairs: usize,
 }
 
 impl GetMachine {
-    /// Starts a get of `key` in `store` from `targets`, needing `r`
-    /// answers within `timeout`. Only home replicas (targets without a
-    /// hint) are repaired: a stand-in keeps what it holds as a hint.
+    /// Starts a get of `key` in `store` from `targets` (falling back on
+    /// `spares`), needing `r` answers within `timeout`.
     ///
     /// Refuses an `r` of zero or above the number of targets
-    /// ([`MachineError::InvalidQuorum`]). `targets` come from
-    /// [`super::targets`]: distinct nodes.
+    /// ([`MachineError::InvalidQuorum`]). `targets` and `spares` come from
+    /// [`super::targets`]: distinct nodes, no spare among the targets.
     pub fn new(
         now: Instant,
         store: &str,
         key: &[u8],
         targets: &[Target],
+        spares: &[NodeId],
         r: usize,
         timeout: Duration,
     ) -> Result<Self, MachineError> {
-        validate_quorum("get", r, targets.len())?;
-        let deadline = now + timeout;
-        let outbox = targets
-            .iter()
-            .map(|&Target { node, hint }| Outbound {
-                node,
-                deadline,
-                request: Request::Get {
-                    store: store.to_string(),
-                    key: key.to_vec(),
-                    hint,
-                },
-            })
-            .collect();
-        let m = Self {
+        let mut m = Self {
             store: store.to_string(),
             key: key.to_vec(),
-            r,
-            asked: targets.iter().map(|t| t.node).collect(),
-            stand_ins: targets
-                .iter()
-                .filter(|t| t.hint.is_some())
-                .map(|t| t.node)
-                .collect(),
-            deadline,
-            outbox,
+            roster: Roster::new(targets, spares),
+            decision: Decision::new("get", r, targets.len())?,
+            timeout,
+            deadline: now + timeout,
+            outbox: VecDeque::new(),
             replies: Vec::new(),
-            failures: Vec::new(),
             phase: Phase::Collecting,
-            outcome: None,
             repairs: 0,
         };
-        debug_assert!(distinct(&m.asked), "targets must be distinct nodes");
+        for &target in targets {
+            m.ask(target);
+        }
         m.debug_check();
         Ok(m)
     }
 
-    /// Read repairs sent (replicas that were missing the key or behind).
+    /// Read repairs sent (home replicas that were missing the key or
+    /// behind).
     pub fn repairs(&self) -> usize {
         self.repairs
+    }
+
+    /// Asks `target` for its copy; a stand-in (with a hint) answers with
+    /// the hints it holds for the key.
+    fn ask(&mut self, target: Target) {
+        self.outbox.push_back(Outbound {
+            node: target.node,
+            deadline: self.deadline,
+            request: Request::Get {
+                store: self.store.clone(),
+                key: self.key.clone(),
+                hint: target.hint,
+            },
+        });
     }
 
     fn synced(&self) -> Object {
@@ -141,52 +151,60 @@ impl GetMachine {
     /// Gives the outcome and moves on to `next`. The only way out of
     /// `Collecting`, so the outcome is given once.
     fn decide(&mut self, outcome: Result<GetOutcome, MachineError>, next: Phase) {
-        debug_assert_eq!(self.phase, Phase::Collecting, "a get decided twice");
-        if self.phase != Phase::Collecting {
-            return;
+        if self.decision.give(outcome) {
+            self.phase = next;
         }
-        self.outcome = Some(outcome);
-        self.phase = next;
     }
 
-    /// Decides a quorum failure with what was heard so far.
+    /// Decides a quorum failure with what was heard so far; the answers
+    /// still due are gathered for repair all the same.
     fn fail(&mut self, timed_out: bool) {
-        let error = QuorumError {
-            operation: "get",
-            needed: self.r,
-            succeeded: self.replies.len(),
-            failures: self.failures.clone(),
-            timed_out,
-        };
-        self.decide(Err(error.into()), Phase::Repairing);
+        if self.decision.fail(self.replies.len(), timed_out) {
+            self.phase = Phase::Repairing;
+        }
     }
 
-    /// Decides once `R` is reached or out of reach; once every target has
-    /// answered, repairs.
-    fn check(&mut self) {
+    /// Nodes that answered, with a copy or a failure.
+    fn answered(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let failed = self.decision.failures().iter().map(|(n, _)| *n);
+        self.replies.iter().map(|(n, _)| *n).chain(failed)
+    }
+
+    /// `node` failed; while undecided, the next spare takes its place.
+    fn failed(&mut self, node: NodeId, failure: NodeFailure) {
+        self.decision.record(node, failure);
         if self.phase == Phase::Collecting {
-            if self.replies.len() >= self.r {
+            if let Some(spare) = self.roster.substitute(node) {
+                self.ask(spare);
+            }
+        }
+    }
+
+    /// Decides once `R` is reached or out of reach; once everyone asked
+    /// has answered, repairs.
+    fn check(&mut self, now: Instant) {
+        let failures = self.decision.failures().len();
+        if self.phase == Phase::Collecting {
+            if self.replies.len() >= self.decision.needed() {
                 let outcome = GetOutcome {
                     object: self.synced(),
                     replies: self.replies.clone(),
                 };
                 self.decide(Ok(outcome), Phase::Repairing);
-            } else if self.asked.len() - self.failures.len() < self.r {
+            } else if self.roster.len() - failures < self.decision.needed() {
+                // Every spare that could take a failed node's place is
+                // already asked.
                 self.fail(false);
             }
         }
-        if self.phase == Phase::Repairing
-            && self.replies.len() + self.failures.len() >= self.asked.len()
-        {
-            self.repair();
+        if self.phase == Phase::Repairing && self.replies.len() + failures >= self.roster.len() {
+            self.repair(now);
         }
     }
 
     /// True when `node` was asked and has not answered yet.
     fn awaited(&self, node: NodeId) -> bool {
-        self.asked.contains(&node)
-            && !self.replies.iter().any(|(n, _)| *n == node)
-            && !self.failures.iter().any(|(n, _)| *n == node)
+        self.roster.find(node).is_some() && !self.answered().any(|n| n == node)
     }
 
     /// The invariants, checked after every input in debug builds.
@@ -194,28 +212,26 @@ impl GetMachine {
         if !cfg!(debug_assertions) {
             return;
         }
-        let answered: Vec<NodeId> = self
-            .replies
-            .iter()
-            .map(|(n, _)| *n)
-            .chain(self.failures.iter().map(|(n, _)| *n))
-            .collect();
-        debug_assert!(
-            answered.len() <= self.asked.len(),
-            "more answers than targets"
-        );
+        let answered: Vec<NodeId> = self.answered().collect();
         debug_assert!(distinct(&answered), "a node counted twice");
-        debug_assert!(answered.iter().all(|n| self.asked.contains(n)));
+        debug_assert!(answered.iter().all(|&n| self.roster.find(n).is_some()));
+        // A spare is only asked in a failed node's place, so no more
+        // nodes are ever in play than the get began with.
         debug_assert!(
-            self.outcome.is_none() || self.phase != Phase::Collecting,
-            "an outcome before a decision"
+            self.roster.len() - self.decision.failures().len() <= self.roster.targets(),
+            "more nodes in play than targets"
+        );
+        debug_assert_eq!(
+            self.decision.is_decided(),
+            self.phase != Phase::Collecting,
+            "the phase and the decision disagree"
         );
     }
 
-    /// Queues the synced object for every replica that answered with less;
-    /// replicas that did not answer are left to hinted handoff and
-    /// anti-entropy.
-    fn repair(&mut self) {
+    /// Queues the synced object, due by `now` plus the get's timeout, for
+    /// every home replica that answered with less; nodes that did not
+    /// answer are left to hinted handoff and anti-entropy.
+    fn repair(&mut self, now: Instant) {
         if self.phase == Phase::Finished {
             return;
         }
@@ -224,8 +240,11 @@ impl GetMachine {
         if synced.entries().is_empty() {
             return;
         }
+        let deadline = now + self.timeout;
         for (node, copy) in &self.replies {
-            if self.stand_ins.contains(node) {
+            // A stand-in answered from its hints; they go home by hinted
+            // handoff, not into its own data.
+            if self.roster.find(*node).is_none_or(|t| t.hint.is_some()) {
                 continue;
             }
             let behind = copy.as_ref().is_none_or(|c| !c.equal_history(&synced));
@@ -233,7 +252,7 @@ impl GetMachine {
                 self.repairs += 1;
                 self.outbox.push_back(Outbound {
                     node: *node,
-                    deadline: self.deadline,
+                    deadline,
                     request: Request::Replicate {
                         store: self.store.clone(),
                         key: self.key.clone(),
@@ -253,26 +272,30 @@ impl Machine for GetMachine {
         self.outbox.pop_front()
     }
 
-    fn handle_reply(&mut self, _now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
+    fn handle_reply(&mut self, now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
         // Answers to repairs are fire and forget; a node answers once.
         if self.phase == Phase::Finished || !self.awaited(node) {
             return;
         }
-        match reply {
-            Ok(Reply::Object(object)) => self.replies.push((node, object)),
-            Ok(other) => self
-                .failures
-                .push((node, NodeFailure::Unexpected(format!("{other:?}")))),
-            Err(failure) => match rejection(&failure) {
+        let failure = match reply {
+            Ok(Reply::Object(object)) => {
+                self.replies.push((node, object));
+                None
+            }
+            Ok(other) => Some(NodeFailure::Unexpected(format!("{other:?}"))),
+            Err(failure) => Some(failure),
+        };
+        if let Some(failure) = failure {
+            match rejection(&failure) {
                 // Every replica would refuse the same way: stop here.
                 Some(rejected) if self.phase == Phase::Collecting => {
                     self.decide(Err(rejected), Phase::Finished);
                     return self.debug_check();
                 }
-                _ => self.failures.push((node, failure)),
-            },
+                _ => self.failed(node, failure),
+            }
         }
-        self.check();
+        self.check(now);
         self.debug_check();
     }
 
@@ -284,7 +307,7 @@ impl Machine for GetMachine {
             self.fail(true);
         }
         // Whoever has not answered by now will not be repaired by this read.
-        self.repair();
+        self.repair(now);
         self.debug_check();
     }
 
@@ -293,7 +316,7 @@ impl Machine for GetMachine {
     }
 
     fn poll_outcome(&mut self) -> Option<Result<GetOutcome, MachineError>> {
-        self.outcome.take()
+        self.decision.take()
     }
 
     fn poll_finished(&self) -> bool {

@@ -8,11 +8,14 @@
 //!
 //! Each machine keeps its state as one phase enum, so it is always clear
 //! whether it is still deciding, decided and finishing background work, or
-//! done. Constructors refuse a quorum that could never be met (or needs no
-//! one) with a typed error, and the invariants (no node counted twice, no
-//! more acknowledgements than replicas, exactly one outcome) are
-//! `debug_assert!`ed after every input, so every seeded world checks them.
+//! done. What both share lives once: choosing targets and calling in spares
+//! for failed ones ([`targets`]), and the quorum tally with its one outcome
+//! ([`Decision`]), which refuses a quorum that could never be met (or needs
+//! no one) with a typed error. The invariants (no node counted twice, no
+//! more answers than replicas, exactly one outcome) are `debug_assert!`ed
+//! after every input, so every seeded world checks them.
 
+mod decision;
 pub mod get;
 pub mod put;
 #[cfg(test)]
@@ -21,6 +24,7 @@ pub mod targets;
 #[cfg(test)]
 mod tests;
 
+pub use decision::Decision;
 use quire_shared::wire::{ErrorCode, ErrorReply, Request};
 use quire_shared::NodeId;
 use std::fmt;
@@ -35,7 +39,8 @@ pub struct Outbound {
     pub request: Request,
     /// The call is abandoned at this instant. It may outlive the machine's
     /// interest in it: a put coordinator that is slow to answer is replaced,
-    /// yet its late answer is still welcome.
+    /// yet its late answer is still welcome; a get's read repair, sent as
+    /// the get ends, has a deadline of its own.
     pub deadline: Instant,
 }
 
@@ -161,23 +166,6 @@ pub enum MachineError {
         /// Replicas chosen for the key.
         targets: usize,
     },
-}
-
-/// Refuses a quorum of `needed` out of `targets` that is zero or out of
-/// reach: a machine built with one would decide on nothing or never.
-fn validate_quorum(
-    operation: &'static str,
-    needed: usize,
-    targets: usize,
-) -> Result<(), MachineError> {
-    if needed == 0 || needed > targets {
-        return Err(MachineError::InvalidQuorum {
-            operation,
-            needed,
-            targets,
-        });
-    }
-    Ok(())
 }
 
 /// The outcome every replica would give if `failure` refuses the request

@@ -2,9 +2,11 @@
 //!
 //! Thousands of seeds, each a different world: replies dropped, delayed
 //! and reordered, nodes refusing or failing, on a virtual clock. Whatever
-//! happens, a machine must decide by its deadline without panicking, and a
-//! success must be true: a put reported stored on `W` nodes was stored by
-//! each of them; a get's answer is the sync of `R` real replies.
+//! happens, a machine must decide by its deadline without panicking, give
+//! exactly one outcome, and a success must be true: a put reported stored
+//! on `W` nodes was stored by each of them; a get's answer is the sync of
+//! `R` real replies, home replicas' or stand-ins' (spares replace failed
+//! nodes in gets as in puts), and its repairs reach home replicas only.
 //!
 //! Simulated nodes store what they are sent with the very rules a storage
 //! node applies ([`quire_shared::replica`]), so a world differs from a real
@@ -12,13 +14,13 @@
 
 use super::get::GetMachine;
 use super::put::{PutMachine, PutRequest};
-use super::targets::Target;
+use super::targets::{choose, spares, Target};
 use super::{Machine, NodeFailure};
 use quire_shared::dvvset::ActorId;
 use quire_shared::dvvset::VersionVector;
 use quire_shared::replica;
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request};
-use quire_shared::{ConflictPolicy, Dvvset, NodeId, Object, Value};
+use quire_shared::{ConflictPolicy, Dvvset, NodeId, Object, PreferenceList, Value};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -280,24 +282,43 @@ fn a_successful_put_is_stored_on_w_nodes_whatever_the_network_does() {
     assert!(successes > SEEDS / 4, "only {successes} successes");
 }
 
+/// The preference list of every simulated key: home replicas 1, 2, 3,
+/// then 4 and 5, the spares.
+fn preference_list() -> PreferenceList {
+    PreferenceList {
+        partition: 0,
+        nodes: (1..=5).map(NodeId).collect(),
+        n: 3,
+    }
+}
+
 #[test]
 fn a_successful_get_is_the_sync_of_r_real_replies() {
     let mut successes = 0;
+    let mut through_spares = 0;
     for seed in 0..SEEDS {
-        let mut world = World::new(seed ^ 0x5eed, 3);
-        // Each node holds some version; some hold none.
-        for node in 1..=3u64 {
-            if world.rng.gen_bool(0.7) {
+        let mut world = World::new(seed ^ 0x5eed, 5);
+        // Each home replica holds some version or none; a spare may hold a
+        // hint for one of them.
+        for node in 1..=5u64 {
+            if world.rng.gen_bool(if node <= 3 { 0.7 } else { 0.4 }) {
                 let mut o = Dvvset::new();
                 o.event(ActorId(node), Value::bytes(vec![node as u8], node));
                 world.stored.insert(NodeId(node), o);
             }
         }
         let before = world.stored.clone();
+        // The client believes some nodes down (a warm client's failure
+        // history): down home replicas get stand-ins up front.
+        let believed_down: Vec<bool> = (0..=5).map(|_| world.rng.gen_bool(0.2)).collect();
+        let is_up = |n: NodeId| !believed_down[n.get() as usize];
+        let list = preference_list();
+        let chosen = choose(&list, is_up);
+        let spare_nodes = spares(&list, &chosen, is_up);
         let r = world.rng.gen_range(1..=3usize);
         let start = Instant::now();
-        let machine =
-            GetMachine::new(start, "s", b"k", &targets(3), r, TIMEOUT).expect("1 <= R <= N");
+        let machine = GetMachine::new(start, "s", b"k", &chosen, &spare_nodes, r, TIMEOUT)
+            .expect("1 <= R <= N");
         let (outcome, decided_at, machine) = world.run(start, machine);
         assert!(decided_at <= start + TIMEOUT, "seed {seed}: decided late");
         if let Some(out) = outcome {
@@ -307,6 +328,13 @@ fn a_successful_get_is_the_sync_of_r_real_replies() {
                 "seed {seed}: {} replies for R={r}",
                 out.replies.len()
             );
+            if out
+                .replies
+                .iter()
+                .any(|(n, _)| !chosen.iter().any(|t| t.node == *n))
+            {
+                through_spares += 1;
+            }
             let expected = out
                 .replies
                 .iter()
@@ -321,15 +349,25 @@ fn a_successful_get_is_the_sync_of_r_real_replies() {
                 );
             }
         }
-        // Repairs only ever add: no node lost a value it had.
         for (node, held) in &before {
             let now = &world.stored[node];
+            // Repairs only ever add: no node lost a value it had.
             assert!(
                 held.less(now) || held.equal_history(now),
                 "seed {seed}: node {node} lost data"
             );
+            // Only home replicas are repaired: a stand-in's hints stay
+            // as they were.
+            if node.get() > 3 {
+                assert_eq!(held, now, "seed {seed}: stand-in {node} repaired");
+            }
         }
         let _ = machine.repairs();
     }
     assert!(successes > SEEDS / 4, "only {successes} successes");
+    // The spares really are exercised, not just present.
+    assert!(
+        through_spares > SEEDS / 20,
+        "only {through_spares} gets succeeded through a spare"
+    );
 }

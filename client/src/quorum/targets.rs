@@ -2,10 +2,13 @@
 //!
 //! The first `N` healthy nodes of the preference list take the request.
 //! A healthy node from the extended list that stands in for a down home
-//! replica is told which one (`hint`), keeps the object apart, and hands it
-//! home once that node is back.
+//! replica is told which one (`hint`): asked to store, it keeps the object
+//! apart and hands it home once that node is back; asked to read, it
+//! answers from the hints it holds. A target that fails mid-request gives
+//! its place to the next spare ([`Roster`]), for gets and puts alike.
 
 use quire_shared::{NodeId, PreferenceList};
+use std::collections::VecDeque;
 
 /// One replica of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +60,91 @@ pub fn spares(
         .filter(|n| !targets.iter().any(|t| t.node == *n));
     let (up, down): (Vec<NodeId>, Vec<NodeId>) = unused.partition(|&n| is_up(n));
     up.into_iter().chain(down).collect()
+}
+
+/// The nodes one request uses: its targets, then the spares called in to
+/// take failed targets' places, each with the home replica it stands in
+/// for. A node is on the roster at most once, so it is asked at most once.
+#[derive(Clone, Debug)]
+pub struct Roster {
+    /// The targets in order, then spares in the order they were called in.
+    nodes: Vec<Target>,
+    /// How many targets the request began with (`N`): a spare only ever
+    /// takes a failed node's place, so no more than this many can succeed.
+    targets: usize,
+    /// Spares not called in yet, healthy ones first.
+    spares: VecDeque<NodeId>,
+    /// Nodes that failed (their place went to a spare, if one was left).
+    failed: Vec<NodeId>,
+}
+
+impl Roster {
+    /// A roster of `targets`, falling back on `spares` (from [`choose`]
+    /// and [`spares`]: distinct nodes, no spare among the targets).
+    pub fn new(targets: &[Target], spares: &[NodeId]) -> Self {
+        let roster = Self {
+            nodes: targets.to_vec(),
+            targets: targets.len(),
+            spares: spares.iter().copied().collect(),
+            failed: Vec::new(),
+        };
+        debug_assert!(
+            roster.nodes.iter().enumerate().all(|(i, t)| {
+                !roster.nodes[..i].iter().any(|o| o.node == t.node)
+                    && !roster.spares.contains(&t.node)
+            }),
+            "targets and spares must be distinct nodes"
+        );
+        roster
+    }
+
+    /// How many targets the request began with (`N`).
+    pub fn targets(&self) -> usize {
+        self.targets
+    }
+
+    /// Nodes on the roster: targets and the spares called in so far.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The roster entry at `index` (targets first, in order).
+    pub fn get(&self, index: usize) -> Option<Target> {
+        self.nodes.get(index).copied()
+    }
+
+    /// Every entry, targets first.
+    pub fn iter(&self) -> impl Iterator<Item = &Target> {
+        self.nodes.iter()
+    }
+
+    /// `node`'s entry, if it is on the roster.
+    pub fn find(&self, node: NodeId) -> Option<Target> {
+        self.nodes.iter().copied().find(|t| t.node == node)
+    }
+
+    /// True when `node` failed in this request.
+    pub fn has_failed(&self, node: NodeId) -> bool {
+        self.failed.contains(&node)
+    }
+
+    /// Records that `node` failed and calls in the next spare, standing in
+    /// for the home replica `node` was (or stood in for). `None` when
+    /// `node` is not on the roster, had failed already, or no spare is
+    /// left.
+    pub fn substitute(&mut self, node: NodeId) -> Option<Target> {
+        let failed = self.find(node)?;
+        if self.has_failed(node) {
+            return None;
+        }
+        self.failed.push(node);
+        let spare = Target {
+            node: self.spares.pop_front()?,
+            hint: Some(failed.hint.unwrap_or(node)),
+        };
+        self.nodes.push(spare);
+        Some(spare)
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +225,19 @@ mod tests {
         let chosen = choose(&list(), up);
         assert_eq!(chosen.len(), 3);
         assert_eq!(chosen[0], t(4, Some(1)));
+    }
+
+    #[test]
+    fn a_failed_node_gives_its_place_to_a_spare_standing_in_for_its_home() {
+        let targets = [t(1, None), t(4, Some(2)), t(3, None)];
+        let mut roster = Roster::new(&targets, &[NodeId(5)]);
+        assert_eq!(roster.substitute(NodeId(9)), None, "not on the roster");
+        // A stand-in failed: its spare stands in for the same home.
+        assert_eq!(roster.substitute(NodeId(4)), Some(t(5, Some(2))));
+        assert_eq!(roster.substitute(NodeId(4)), None, "fails only once");
+        assert_eq!(roster.substitute(NodeId(1)), None, "no spare left");
+        assert!(roster.has_failed(NodeId(1)));
+        assert_eq!((roster.len(), roster.targets()), (4, 3));
+        assert_eq!(roster.find(NodeId(5)), Some(t(5, Some(2))));
     }
 }

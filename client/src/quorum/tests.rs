@@ -1,6 +1,6 @@
 //! The quorum machines driven by hand: replies, failures and timeouts in
-//! chosen orders, no sockets. (The seeded simulation of issue #4 builds on
-//! these.)
+//! chosen orders, no sockets. (The seeded simulation, `sim.rs`, drives
+//! them through random ones.)
 
 use super::get::GetMachine;
 use super::put::{PutMachine, PutRequest};
@@ -26,6 +26,14 @@ fn object(actor: u64, data: &[u8]) -> Object {
 
 fn down(why: &str) -> Result<Reply, NodeFailure> {
     Err(NodeFailure::Unreachable(why.into()))
+}
+
+/// A refusal of the request itself, which every replica would give.
+fn refused(code: ErrorCode, why: &str) -> Result<Reply, NodeFailure> {
+    Err(NodeFailure::Refused(ErrorReply {
+        code,
+        message: why.into(),
+    }))
 }
 
 fn home3() -> Vec<Target> {
@@ -62,7 +70,32 @@ fn put_machine_with(now: Instant, attempt: Duration) -> PutMachine {
 }
 
 fn get_machine(now: Instant) -> GetMachine {
-    GetMachine::new(now, "s", b"k", &home3(), 2, TIMEOUT).expect("valid R")
+    get_machine_with(now, 2)
+}
+
+fn get_machine_with(now: Instant, r: usize) -> GetMachine {
+    GetMachine::new(
+        now,
+        "s",
+        b"k",
+        &home3(),
+        &[NodeId(4), NodeId(5)],
+        r,
+        TIMEOUT,
+    )
+    .expect("valid R")
+}
+
+/// The nodes of `sent` with the hint each was asked with.
+fn asked(sent: &[Outbound]) -> Vec<(u64, Option<u64>)> {
+    sent.iter()
+        .map(|o| match o.request {
+            Request::Get { hint, .. } | Request::Replicate { hint, .. } => {
+                (o.node.get(), hint.map(|h| h.get()))
+            }
+            ref other => panic!("a get sends no {other:?}"),
+        })
+        .collect()
 }
 
 #[test]
@@ -87,20 +120,144 @@ fn get_succeeds_at_r_and_syncs_the_answers() {
 }
 
 #[test]
-fn get_fails_as_soon_as_r_is_out_of_reach() {
+fn get_fails_once_r_is_out_of_reach_with_the_spares() {
     let now = Instant::now();
     let mut m = get_machine(now);
     drain(&mut m);
     m.handle_reply(now, NodeId(1), down("x"));
-    assert!(m.poll_outcome().is_none());
     m.handle_reply(now, NodeId(2), down("y"));
+    assert!(m.poll_outcome().is_none(), "spares may still answer");
+    assert_eq!(asked(&drain(&mut m)), [(4, Some(1)), (5, Some(2))]);
+    m.handle_reply(now, NodeId(4), down("z"));
+    assert!(m.poll_outcome().is_none(), "3 and 5 may still make R");
+    m.handle_reply(now, NodeId(5), down("w"));
     match m.poll_outcome() {
         Some(Err(MachineError::Quorum(q))) => {
-            assert_eq!((q.needed, q.succeeded, q.failures.len()), (2, 0, 2));
+            assert_eq!((q.needed, q.succeeded, q.failures.len()), (2, 0, 4));
             assert!(!q.timed_out);
         }
         other => panic!("expected a quorum error, got {other:?}"),
     }
+}
+
+#[test]
+fn a_failed_get_target_is_replaced_by_a_spare_reading_its_hints() {
+    let now = Instant::now();
+    let mut m = get_machine(now);
+    drain(&mut m);
+    // Two home replicas are gone; the put that met the same failures left
+    // its copies as hints on the spares.
+    m.handle_reply(now, NodeId(2), down("gone"));
+    m.handle_reply(now, NodeId(3), down("gone"));
+    assert_eq!(asked(&drain(&mut m)), [(4, Some(2)), (5, Some(3))]);
+    let written = object(1, b"v");
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(Some(written.clone()))));
+    m.handle_reply(now, NodeId(4), Ok(Reply::Object(Some(written.clone()))));
+    let out = m
+        .poll_outcome()
+        .expect("decided")
+        .expect("R from a stand-in");
+    assert_eq!(out.object, written);
+    // The other stand-in holds nothing; stand-ins are not repaired, and
+    // the home replica was up to date.
+    m.handle_reply(now, NodeId(5), Ok(Reply::Object(None)));
+    assert!(drain(&mut m).is_empty());
+    assert!(m.poll_finished());
+    assert_eq!(m.repairs(), 0);
+}
+
+#[test]
+fn read_repair_reaches_home_replicas_only() {
+    let now = Instant::now();
+    let targets = [
+        Target {
+            node: NodeId(1),
+            hint: None,
+        },
+        Target {
+            node: NodeId(4),
+            hint: Some(NodeId(2)),
+        },
+        Target {
+            node: NodeId(3),
+            hint: None,
+        },
+    ];
+    let mut m = GetMachine::new(now, "s", b"k", &targets, &[NodeId(5)], 2, TIMEOUT).unwrap();
+    assert_eq!(asked(&drain(&mut m)), [(1, None), (4, Some(2)), (3, None)]);
+    m.handle_reply(now, NodeId(3), down("gone"));
+    assert_eq!(asked(&drain(&mut m)), [(5, Some(3))]);
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(None)));
+    m.handle_reply(now, NodeId(4), Ok(Reply::Object(Some(object(4, b"a")))));
+    assert!(m.poll_outcome().expect("decided").is_ok());
+    m.handle_reply(now, NodeId(5), Ok(Reply::Object(None)));
+    assert_eq!(
+        asked(&drain(&mut m)),
+        [(1, None)],
+        "the home replica missing the key is repaired, not the stand-ins"
+    );
+    assert_eq!(m.repairs(), 1);
+}
+
+#[test]
+fn read_repair_gets_its_own_time_budget() {
+    let now = Instant::now();
+    let mut m = get_machine(now);
+    drain(&mut m);
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(Some(object(1, b"a")))));
+    m.handle_reply(now, NodeId(2), Ok(Reply::Object(None)));
+    assert!(m.poll_outcome().expect("decided").is_ok());
+    // Node 3 stays silent; at the get's deadline node 2 is repaired. The
+    // repair starts then: what is left of the get's time is nothing.
+    let late = now + TIMEOUT;
+    m.handle_timeout(late);
+    let repairs = drain(&mut m);
+    assert_eq!(asked(&repairs), [(2, None)]);
+    assert_eq!(repairs[0].deadline, late + TIMEOUT);
+
+    // Same when the last answer comes just before the deadline.
+    let mut m = get_machine(now);
+    drain(&mut m);
+    let last = now + TIMEOUT - Duration::from_millis(1);
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(Some(object(1, b"a")))));
+    m.handle_reply(now, NodeId(2), Ok(Reply::Object(Some(object(1, b"a")))));
+    m.handle_reply(last, NodeId(3), Ok(Reply::Object(None)));
+    let repairs = drain(&mut m);
+    assert_eq!(asked(&repairs), [(3, None)]);
+    assert_eq!(repairs[0].deadline, last + TIMEOUT);
+}
+
+#[test]
+fn after_its_outcome_a_get_calls_in_no_spare() {
+    let now = Instant::now();
+    let mut m = get_machine_with(now, 1);
+    drain(&mut m);
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(Some(object(1, b"a")))));
+    assert!(m.poll_outcome().expect("decided").is_ok());
+    m.handle_reply(now, NodeId(2), down("gone"));
+    assert!(drain(&mut m).is_empty(), "the caller has its answer");
+}
+
+#[test]
+fn a_get_gives_exactly_one_outcome() {
+    let now = Instant::now();
+    let mut m = get_machine(now);
+    drain(&mut m);
+    m.handle_reply(now, NodeId(1), Ok(Reply::Object(Some(object(1, b"a")))));
+    m.handle_reply(now, NodeId(2), Ok(Reply::Object(None)));
+    assert!(m.poll_outcome().expect("decided").is_ok());
+    // A refusal every replica would give, after the success: no second
+    // outcome, and no spare.
+    m.handle_reply(
+        now,
+        NodeId(3),
+        refused(ErrorCode::KeyTooLarge, "a lower limit"),
+    );
+    assert_eq!(m.poll_outcome(), None);
+    m.handle_timeout(now + TIMEOUT);
+    assert_eq!(m.poll_outcome(), None);
+    assert_eq!(asked(&drain(&mut m)), [(2, None)], "the repair");
+    assert!(m.poll_finished());
 }
 
 #[test]
@@ -275,11 +432,7 @@ fn a_request_error_is_not_retried_elsewhere() {
     let now = Instant::now();
     let mut m = put_machine(now);
     drain(&mut m);
-    let refusal = ErrorReply {
-        code: ErrorCode::ValueTooLarge,
-        message: "too big".into(),
-    };
-    m.handle_reply(now, NodeId(1), Err(NodeFailure::Refused(refusal)));
+    m.handle_reply(now, NodeId(1), refused(ErrorCode::ValueTooLarge, "too big"));
     assert!(drain(&mut m).is_empty());
     assert!(matches!(
         m.poll_outcome(),
@@ -298,11 +451,11 @@ fn a_refusal_after_success_gives_no_second_outcome() {
     m.handle_reply(now, NodeId(2), Ok(Reply::Stored(stored)));
     assert!(m.poll_outcome().expect("decided").is_ok());
     // Node 3 has a lower value limit: the put stands, once.
-    let refusal = ErrorReply {
-        code: ErrorCode::ValueTooLarge,
-        message: "too big here".into(),
-    };
-    m.handle_reply(now, NodeId(3), Err(NodeFailure::Refused(refusal)));
+    m.handle_reply(
+        now,
+        NodeId(3),
+        refused(ErrorCode::ValueTooLarge, "too big here"),
+    );
     assert_eq!(m.poll_outcome(), None);
     assert!(
         !m.poll_finished(),
@@ -317,7 +470,7 @@ fn a_refusal_after_success_gives_no_second_outcome() {
 fn a_quorum_of_zero_or_above_the_targets_is_refused() {
     let now = Instant::now();
     for r in [0, 4] {
-        let refused = GetMachine::new(now, "s", b"k", &home3(), r, TIMEOUT).err();
+        let refused = GetMachine::new(now, "s", b"k", &home3(), &[], r, TIMEOUT).err();
         assert_eq!(
             refused,
             Some(MachineError::InvalidQuorum {
@@ -350,5 +503,5 @@ fn a_quorum_of_zero_or_above_the_targets_is_refused() {
         ));
     }
     let none: &[Target] = &[];
-    assert!(GetMachine::new(now, "s", b"k", none, 1, TIMEOUT).is_err());
+    assert!(GetMachine::new(now, "s", b"k", none, &[NodeId(4)], 1, TIMEOUT).is_err());
 }

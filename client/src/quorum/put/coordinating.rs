@@ -6,21 +6,22 @@
 //! coordinator moves the put on to replication.
 
 use super::{Phase, PutMachine};
+use crate::quorum::targets::Target;
 use crate::quorum::{NodeFailure, Outbound};
 use quire_shared::wire::{Reply, Request};
 use quire_shared::NodeId;
 use std::time::Instant;
 
 impl PutMachine {
-    /// Asks `home[index]` to coordinate; past the last one, waits for a
+    /// Asks `roster[index]` to coordinate; past the last one, waits for a
     /// replaced coordinator's late answer, or fails when none can come.
     pub(super) fn ask_coordinator(&mut self, now: Instant, index: usize) {
-        let Some(&node) = self.home.get(index) else {
+        let Some(Target { node, hint }) = self.roster.get(index) else {
             if self.late.is_empty() {
                 return self.fail(false);
             }
             self.phase = Phase::Coordinating {
-                index: self.home.len(),
+                index: self.roster.len(),
                 until: self.deadline,
             };
             return;
@@ -38,7 +39,7 @@ impl PutMachine {
                 key: r.key.clone(),
                 value: r.value.clone(),
                 context: r.context.clone(),
-                hint: self.hints[index],
+                hint,
             },
         });
     }
@@ -52,7 +53,7 @@ impl PutMachine {
         node: NodeId,
         reply: Result<Reply, NodeFailure>,
     ) {
-        let current = self.home.get(index) == Some(&node);
+        let current = self.roster.get(index).is_some_and(|t| t.node == node);
         let was_late = self.late.contains(&node);
         if !current && !was_late {
             return; // not a coordinator we wait for
@@ -61,7 +62,7 @@ impl PutMachine {
         if !current && reply.is_err() {
             // A replaced coordinator failed after all; its timeout is
             // recorded. Give up if nobody else can answer.
-            if index >= self.home.len() && self.late.is_empty() {
+            if index >= self.roster.len() && self.late.is_empty() {
                 self.fail(false);
             }
             return;
@@ -69,20 +70,21 @@ impl PutMachine {
         match reply {
             Ok(Reply::Stored(object)) => {
                 self.acks.push(node);
-                let others: Vec<(NodeId, Option<NodeId>)> = self
-                    .home
+                let others: Vec<Target> = self
+                    .roster
                     .iter()
-                    .zip(&self.hints)
                     // Not the coordinator, nor a failed target, nor a
                     // stand-in for the coordinator itself (a slow
                     // coordinator that answered late holds it).
-                    .filter(|(&n, &h)| n != node && !self.dead.contains(&n) && h != Some(node))
-                    .map(|(&n, &h)| (n, h))
+                    .filter(|t| {
+                        t.node != node && !self.roster.has_failed(t.node) && t.hint != Some(node)
+                    })
+                    .copied()
                     .collect();
-                for &(other, hint) in &others {
-                    self.replicate(other, hint, &object);
+                for &other in &others {
+                    self.replicate(other, &object);
                 }
-                let pending = others.into_iter().map(|(n, _)| n).collect();
+                let pending = others.into_iter().map(|t| t.node).collect();
                 self.phase = Phase::Replicating { object, pending };
                 self.check();
             }
@@ -90,25 +92,27 @@ impl PutMachine {
                 let failure = other
                     .map(|r| NodeFailure::Unexpected(format!("{r:?}")))
                     .unwrap_or_else(|f| f);
-                self.failures.push((node, failure));
-                self.substitute(node);
+                self.decision.record(node, failure);
+                self.roster.substitute(node);
                 self.ask_coordinator(now, index + 1);
             }
         }
     }
 
-    /// The coordinator `home[index]` did not answer within its attempt:
+    /// The coordinator `roster[index]` did not answer within its attempt:
     /// the next one is asked, and the slow one may still answer late.
     pub(super) fn coordinator_slow(&mut self, now: Instant, index: usize) {
-        let slow = self.home[index];
+        let Some(Target { node: slow, .. }) = self.roster.get(index) else {
+            return;
+        };
         self.late.push(slow);
         // Placed like a failed one: a spare takes its replica role.
-        self.substitute(slow);
+        self.roster.substitute(slow);
         let failure = NodeFailure::Unreachable(format!(
             "no answer as coordinator within {:?}",
             self.attempt
         ));
-        self.failures.push((slow, failure));
+        self.decision.record(slow, failure);
         self.ask_coordinator(now, index + 1);
     }
 }

@@ -27,10 +27,8 @@
 mod coordinating;
 mod replicating;
 
-use super::targets::Target;
-use super::{
-    distinct, rejection, validate_quorum, Machine, MachineError, NodeFailure, Outbound, QuorumError,
-};
+use super::targets::{Roster, Target};
+use super::{distinct, rejection, Decision, Machine, MachineError, NodeFailure, Outbound};
 use quire_shared::dvvset::VersionVector;
 use quire_shared::wire::Reply;
 use quire_shared::{NodeId, Object, Value};
@@ -50,9 +48,9 @@ pub struct PutOutcome {
 /// Where the put stands. Undecided while coordinating or replicating; the
 /// outcome is given exactly once, on leaving those two.
 enum Phase {
-    /// Waiting for the coordinator `home[index]` until `until`; once every
-    /// home replica was tried (`index == home.len()`), waiting for a late
-    /// answer from a replaced one until the deadline.
+    /// Waiting for the coordinator `roster[index]` until `until`; once
+    /// every node on the roster was tried (`index == roster.len()`),
+    /// waiting for a late answer from a replaced one until the deadline.
     Coordinating { index: usize, until: Instant },
     /// Replicating the coordinator's object; waiting on `pending` for `W`.
     Replicating {
@@ -102,37 +100,24 @@ pub struct PutRequest {
 pub struct PutMachine {
     /// What every coordinator is asked to write.
     request: PutRequest,
-    /// The targets in coordinator order.
-    home: Vec<NodeId>,
-    /// Each target's hint.
-    hints: Vec<Option<NodeId>>,
-    /// Targets at the start (`N`): spares only take failed targets'
-    /// places, so acknowledgements never outnumber them.
-    targets: usize,
-    /// Acknowledgements needed, coordinator included.
-    w: usize,
+    /// The targets in coordinator order, then the spares that took failed
+    /// ones' places (with a hint for the home replica each replaces).
+    roster: Roster,
+    /// Acknowledgements needed (`W`, coordinator included), the failures
+    /// seen, and the one outcome.
+    decision: Decision<PutOutcome>,
     /// How long a coordinator has before the next one is asked.
     attempt: Duration,
-    /// Where the put stands; the only record of whether it is decided.
+    /// Where the put stands; decided exactly when `decision` is.
     phase: Phase,
     /// Coordinators replaced for being slow that may still answer.
     late: Vec<NodeId>,
-    /// Nodes of the extended list not yet used: each takes the place of a
-    /// target that fails, with a hint for the home replica it replaces.
-    spares: VecDeque<NodeId>,
-    /// Targets that failed (their place went to a spare, if any).
-    dead: Vec<NodeId>,
     /// Nodes that stored the object, coordinator first.
     acks: Vec<NodeId>,
-    /// What went wrong where, for the error if `W` is not reached.
-    failures: Vec<(NodeId, NodeFailure)>,
     /// When the put gives up on anything not yet answered.
     deadline: Instant,
     /// Requests waiting for [`Machine::poll_send`].
     outbox: VecDeque<Outbound>,
-    /// The decided outcome until the caller collects it; filled once, on
-    /// leaving the undecided phases.
-    outcome: Option<Result<PutOutcome, MachineError>>,
 }
 
 impl PutMachine {
@@ -152,13 +137,10 @@ impl PutMachine {
         timeout: Duration,
         attempt: Duration,
     ) -> Result<Self, MachineError> {
-        validate_quorum("put", w, targets.len())?;
         let mut m = Self {
             request,
-            home: targets.iter().map(|t| t.node).collect(),
-            hints: targets.iter().map(|t| t.hint).collect(),
-            targets: targets.len(),
-            w,
+            roster: Roster::new(targets, spares),
+            decision: Decision::new("put", w, targets.len())?,
             attempt,
             phase: Phase::Coordinating {
                 index: 0,
@@ -166,70 +148,42 @@ impl PutMachine {
             },
             acks: Vec::new(),
             late: Vec::new(),
-            spares: spares.iter().copied().collect(),
-            dead: Vec::new(),
-            failures: Vec::new(),
             deadline: now + timeout,
             outbox: VecDeque::new(),
-            outcome: None,
         };
-        debug_assert!(
-            distinct(&m.home) && m.spares.iter().all(|s| !m.home.contains(s)),
-            "targets and spares must be distinct nodes"
-        );
         m.ask_coordinator(now, 0);
         m.debug_check();
         Ok(m)
     }
 
-    /// Gives a failed target's place to the next spare: it becomes a
-    /// stand-in for the home replica the failed target was (or stood in
-    /// for). Returns the spare and its hint.
-    fn substitute(&mut self, failed: NodeId) -> Option<(NodeId, NodeId)> {
-        let index = self.home.iter().position(|&n| n == failed)?;
-        if self.dead.contains(&failed) {
-            return None;
-        }
-        self.dead.push(failed);
-        let home = self.hints[index].unwrap_or(failed);
-        let spare = self.spares.pop_front()?;
-        self.home.push(spare);
-        self.hints.push(Some(home));
-        Some((spare, home))
-    }
-
     /// Gives the outcome and moves on to `next`, a decided phase. The
     /// only way out of the undecided phases, so the outcome is given once.
     fn decide(&mut self, outcome: Result<PutOutcome, MachineError>, next: Phase) {
-        debug_assert!(!self.phase.is_decided(), "a put decided twice");
         debug_assert!(next.is_decided());
-        if self.phase.is_decided() {
-            return;
+        if self.decision.give(outcome) {
+            self.phase = next;
         }
-        self.outcome = Some(outcome);
-        self.phase = next;
     }
 
     /// Decides a quorum failure with what was heard so far.
     fn fail(&mut self, timed_out: bool) {
-        let error = QuorumError {
-            operation: "put",
-            needed: self.w,
-            succeeded: self.acks.len(),
-            failures: self.failures.clone(),
-            timed_out,
-        };
-        self.decide(Err(error.into()), Phase::Finished);
+        if self.decision.fail(self.acks.len(), timed_out) {
+            self.phase = Phase::Finished;
+        }
     }
 
     /// The invariants, checked after every input in debug builds.
     fn debug_check(&self) {
-        debug_assert!(self.acks.len() <= self.targets, "more acks than targets");
-        debug_assert!(distinct(&self.acks), "a node acknowledged twice");
-        debug_assert!(self.acks.iter().all(|n| self.home.contains(n)));
         debug_assert!(
-            self.outcome.is_none() || self.phase.is_decided(),
-            "an outcome before a decision"
+            self.acks.len() <= self.roster.targets(),
+            "more acks than targets"
+        );
+        debug_assert!(distinct(&self.acks), "a node acknowledged twice");
+        debug_assert!(self.acks.iter().all(|&n| self.roster.find(n).is_some()));
+        debug_assert_eq!(
+            self.decision.is_decided(),
+            self.phase.is_decided(),
+            "the phase and the decision disagree"
         );
         if let Phase::Replicating { pending, .. } | Phase::Draining { pending, .. } = &self.phase {
             debug_assert!(distinct(pending), "a replica awaited twice");
@@ -287,7 +241,7 @@ impl Machine for PutMachine {
             return self.debug_check();
         }
         if let Phase::Coordinating { index, until } = self.phase {
-            if now >= until && index < self.home.len() {
+            if now >= until && index < self.roster.len() {
                 self.coordinator_slow(now, index);
             }
         }
@@ -302,7 +256,7 @@ impl Machine for PutMachine {
     }
 
     fn poll_outcome(&mut self) -> Option<Result<PutOutcome, MachineError>> {
-        self.outcome.take()
+        self.decision.take()
     }
 
     fn poll_finished(&self) -> bool {

@@ -6,13 +6,16 @@
 //! deadline passes.
 
 use super::{Phase, PutMachine, PutOutcome};
+use crate::quorum::targets::Target;
 use crate::quorum::{NodeFailure, Outbound};
 use quire_shared::wire::{Reply, Request};
 use quire_shared::{NodeId, Object};
 
 impl PutMachine {
-    /// Sends the coordinator's object to `node` (a stand-in with `hint`).
-    pub(super) fn replicate(&mut self, node: NodeId, hint: Option<NodeId>, object: &Object) {
+    /// Sends the coordinator's object to `target` (a stand-in with its
+    /// hint).
+    pub(super) fn replicate(&mut self, target: Target, object: &Object) {
+        let Target { node, hint } = target;
         self.outbox.push_back(Outbound {
             node,
             deadline: self.deadline,
@@ -28,7 +31,7 @@ impl PutMachine {
     /// Decides once `W` is reached or out of reach; once drained, finishes.
     pub(super) fn check(&mut self) {
         match &mut self.phase {
-            Phase::Replicating { object, pending } if self.acks.len() >= self.w => {
+            Phase::Replicating { object, pending } if self.acks.len() >= self.decision.needed() => {
                 let outcome = PutOutcome {
                     object: object.clone(),
                     stored_on: self.acks.clone(),
@@ -43,7 +46,9 @@ impl PutMachine {
                 };
                 self.decide(Ok(outcome), next);
             }
-            Phase::Replicating { pending, .. } if self.acks.len() + pending.len() < self.w => {
+            Phase::Replicating { pending, .. }
+                if self.acks.len() + pending.len() < self.decision.needed() =>
+            {
                 self.fail(false);
             }
             Phase::Draining { pending, .. } if pending.is_empty() => self.phase = Phase::Finished,
@@ -80,11 +85,11 @@ impl PutMachine {
             Err(f) => Some(f),
         };
         if let Some(failure) = failure {
-            self.failures.push((node, failure));
-            if let Some((spare, home)) = self.substitute(node) {
-                self.replicate(spare, Some(home), &object);
+            self.decision.record(node, failure);
+            if let Some(spare) = self.roster.substitute(node) {
+                self.replicate(spare, &object);
                 if let Some(pending) = self.phase.pending_mut() {
-                    pending.push(spare);
+                    pending.push(spare.node);
                 }
             }
         }
