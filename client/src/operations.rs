@@ -8,9 +8,10 @@ use crate::error::ClientError;
 use crate::quorum::get::GetMachine;
 use crate::quorum::put::{PutMachine, PutRequest};
 use crate::quorum::targets::{choose, spares, Target};
+use crate::quorum::MachineError;
 use crate::resolve::Sibling;
 use quire_shared::limits::check_key;
-use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::wire::{ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Context, Membership, NodeId, StoreConfig, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -182,45 +183,39 @@ impl Client {
         value: Value,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
-        match self.write_once(store, key, value.clone(), context).await {
-            Err(ClientError::StaleMembership { message }) => {
-                tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
-                self.refresh_membership().await;
-                self.write_once(store, key, value, context).await
-            }
-            other => other,
+        let mut refreshed = false;
+        loop {
+            let plan = self.plan(store, key)?;
+            let machine = PutMachine::new(
+                Instant::now(),
+                PutRequest {
+                    store: store.to_string(),
+                    key: key.to_vec(),
+                    value: value.clone(),
+                    context: context.0.clone(),
+                },
+                &plan.targets,
+                &plan.spares,
+                plan.config.w as usize,
+                self.request_timeout(),
+                Duration::from_millis(self.inner.config.timeouts.attempt_ms),
+            )?;
+            let outcome = match drive(machine, self.calls(plan.doc), |_: &PutMachine| {}).await {
+                Err(MachineError::Rejected(ErrorCode::NotOwner, message)) if !refreshed => {
+                    tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
+                    self.refresh_membership().await;
+                    refreshed = true;
+                    continue;
+                }
+                other => other?,
+            };
+            return Ok(PutResult {
+                siblings: live_siblings(&outcome.object),
+                context: Context(outcome.object.join()),
+                acknowledged: outcome.stored_on.len(),
+                stored_on: outcome.stored_on,
+            });
         }
-    }
-
-    async fn write_once(
-        &self,
-        store: &str,
-        key: &[u8],
-        value: Value,
-        context: &Context,
-    ) -> Result<PutResult, ClientError> {
-        let plan = self.plan(store, key)?;
-        let machine = PutMachine::new(
-            Instant::now(),
-            PutRequest {
-                store: store.to_string(),
-                key: key.to_vec(),
-                value,
-                context: context.0.clone(),
-            },
-            &plan.targets,
-            &plan.spares,
-            plan.config.w as usize,
-            self.request_timeout(),
-            Duration::from_millis(self.inner.config.timeouts.attempt_ms),
-        )?;
-        let outcome = drive(machine, self.calls(plan.doc), |_: &PutMachine| {}).await?;
-        Ok(PutResult {
-            siblings: live_siblings(&outcome.object),
-            context: Context(outcome.object.join()),
-            acknowledged: outcome.stored_on.len(),
-            stored_on: outcome.stored_on,
-        })
     }
 
     /// Asks every member for a `Hello`; a node that does not answer within
