@@ -9,7 +9,6 @@ use crate::driver::{Calls, NodeObserver};
 use crate::error::ClientError;
 use crate::health::Health;
 use crate::quorum::targets::{choose, Target};
-use crate::store::Store;
 use crate::transport::Transport;
 use crate::transport::TransportError;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
@@ -271,13 +270,6 @@ impl Client {
             tracing::info!(epoch = doc.epoch, "adopted newer membership");
             *current = Arc::new(doc);
         }
-    }
-
-    /// A handle on `store` that reconciles siblings with the store's
-    /// policy from the membership document (see [`Store::with_resolver`]).
-    pub fn store(&self, store: &str) -> Result<Store, ClientError> {
-        let config = self.store_config(&self.membership(), store)?;
-        Ok(Store::new(self.clone(), config))
     }
 
     /// This client's counters.

@@ -146,3 +146,12 @@ fn jittered(d: Duration) -> Duration {
     let factor = 0.5 + f64::from(nanos % 1000) / 1000.0;
     d.mul_f64(factor)
 }
+
+impl Client {
+    /// A handle on `store` that reconciles siblings with the store's
+    /// policy from the membership document (see [`Store::with_resolver`]).
+    pub fn store(&self, store: &str) -> Result<Store, ClientError> {
+        let config = self.store_config(&self.membership(), store)?;
+        Ok(Store::new(self.clone(), config))
+    }
+}

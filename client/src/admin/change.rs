@@ -8,57 +8,15 @@
 //! and the cluster never keeps two documents of one epoch for long (nodes
 //! and clients order those by digest: [`Membership::supersedes`]).
 
-use super::form::stored_document;
+use super::calls::{push_membership, stored_document, Refusal};
 use super::AdminError;
 use crate::client::Client;
 use crate::transport::Transport;
-use quire_shared::wire::{ErrorCode, Reply, Request, Response};
-use quire_shared::{Membership, MembershipError, MembershipVersion, StoreConfig};
+use quire_shared::{Membership, MembershipError, StoreConfig};
 use std::time::Duration;
 
 /// How often a change is re-applied after conflicts before giving up.
 const ATTEMPTS_MAX: u32 = 8;
-
-/// How long one admin request to one node may take.
-const CALL_TIMEOUT: Duration = Duration::from_millis(3_000);
-
-/// Why one node did not take an offered document.
-#[derive(Debug)]
-pub(super) enum Refusal {
-    /// It holds another document than the change's base.
-    Conflict(String),
-    /// Anything else: unreachable, invalid, another cluster.
-    Other(String),
-}
-
-/// Offers `doc` to every member (as a change built on `base`, or as gossip
-/// without); returns each member's address and whether it now holds it.
-pub(super) async fn push_membership(
-    transport: &Transport,
-    doc: &Membership,
-    base: Option<MembershipVersion>,
-) -> Vec<(String, Result<(), Refusal>)> {
-    let mut out = Vec::new();
-    for m in &doc.members {
-        let request = Request::PutMembership {
-            membership: doc.clone(),
-            base,
-        };
-        let result = match transport.call(&m.addr, &request, CALL_TIMEOUT).await {
-            Ok(Response {
-                result: Ok(Reply::MembershipEpoch(epoch)),
-                ..
-            }) if epoch >= doc.epoch => Ok(()),
-            Ok(Response { result: Err(e), .. }) if e.code == ErrorCode::EpochConflict => {
-                Err(Refusal::Conflict(e.message))
-            }
-            Ok(other) => Err(Refusal::Other(format!("{:?}", other.result))),
-            Err(e) => Err(Refusal::Other(e.to_string())),
-        };
-        out.push((m.addr.clone(), result));
-    }
-    out
-}
 
 /// The newest document any member of `known` holds (or `known` itself).
 async fn newest_document(transport: &Transport, known: &Membership) -> Membership {

@@ -3,7 +3,7 @@
 //! nodes keeps its partition owners; if addresses moved, the document gets
 //! the new addresses under a higher epoch.
 
-use super::change::push_membership;
+use super::calls::{push_membership, stored_document};
 use super::{default_store, AdminError, PARTITIONS_DEFAULT};
 use crate::config::ClientConfig;
 use crate::transport::Transport;
@@ -52,19 +52,6 @@ async fn hello(
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-pub(super) async fn stored_document(transport: &Transport, addr: &str) -> Option<Membership> {
-    match transport
-        .call(addr, &Request::GetMembership, Duration::from_millis(1_000))
-        .await
-    {
-        Ok(Response {
-            result: Ok(Reply::Membership(doc)),
-            ..
-        }) => doc,
-        _ => None,
     }
 }
 

@@ -7,12 +7,14 @@
 //!
 //! # Layout
 //!
-//! - [`form`]: ask each node who it is and hand every node the first
+//! - `calls`: reading a node's document and offering one to every member.
+//! - `form`: ask each node who it is and hand every node the first
 //!   document (or the same one with new addresses).
-//! - [`change`]: compare-and-set changes: read the newest document, apply
+//! - `change`: compare-and-set changes: read the newest document, apply
 //!   the change, offer it on top of exactly that document, retry on
 //!   conflict.
 
+mod calls;
 mod change;
 mod form;
 
