@@ -75,10 +75,16 @@ pub fn coordinate_put_as_stand_in(
     value: Value,
     policy: ConflictPolicy,
 ) -> Object {
-    let base = local_copies
+    coordinate_put(&stand_in_base(local_copies), context, actor, value, policy)
+}
+
+/// What a stand-in coordinates on: the sync of every copy of the key it
+/// holds (see [`coordinate_put_as_stand_in`], which is [`coordinate_put`]
+/// on this base).
+pub fn stand_in_base(local_copies: impl IntoIterator<Item = Object>) -> Object {
+    local_copies
         .into_iter()
-        .fold(Object::new(), |base, copy| base.sync(&copy));
-    coordinate_put(&base, context, actor, value, policy)
+        .fold(Object::new(), |base, copy| base.sync(&copy))
 }
 
 /// A replica takes `incoming` (a coordinator's object, a read repair, or a

@@ -15,9 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/1";
-/// Protocol version carried in `Hello`, equal to the ALPN's.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const ALPN: &[u8] = b"quire/2";
+/// Protocol version carried in `Hello`, equal to the ALPN's. Version 2:
+/// stores carry object limits in the membership document.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -214,6 +215,13 @@ pub enum ErrorCode {
     Storage,
     /// The node is shutting down or overloaded; retry elsewhere.
     Unavailable,
+    /// The write would leave the key with more siblings than its store
+    /// allows; nothing was stored. Read the key and write with the read's
+    /// context, which merges the siblings.
+    TooManySiblings,
+    /// The write would make the key's object larger than its store (or
+    /// the node's frame limit) allows; nothing was stored.
+    ObjectTooLarge,
 }
 
 /// Why a frame could not be read.

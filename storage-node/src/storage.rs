@@ -6,9 +6,14 @@
 //! - `meta`: node id, stand-in actor, reset secret, membership document
 //!
 //! Stored objects and documents carry a format byte in front of their
-//! postcard bytes so the layout can evolve. Reads run on the caller's thread
-//! in a read transaction; all writes go through [`crate::writer`], which
-//! batches them into one transaction each.
+//! postcard bytes so the layout can evolve; records of older formats decode
+//! through `legacy`. Reads run on the caller's thread in a read
+//! transaction; all writes go through [`crate::writer`], which batches them
+//! into one transaction each.
+
+mod legacy;
+#[cfg(test)]
+mod tests;
 
 use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
 use quire_shared::{ActorId, Membership, NodeId, Object};
@@ -17,6 +22,9 @@ use std::path::Path;
 
 /// Format byte of stored objects and meta records.
 const FORMAT_V1: u8 = 1;
+/// Format byte of the membership document since stores carry object
+/// limits; format 1 documents decode through `legacy`.
+const MEMBERSHIP_FORMAT_V2: u8 = 2;
 const META_NODE_ID: &[u8] = b"node_id";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_MEMBERSHIP: &[u8] = b"membership";
@@ -113,18 +121,37 @@ fn hint_key(home: NodeId, data_key: &[u8]) -> Vec<u8> {
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
+    encode_as(FORMAT_V1, v)
+}
+
+fn encode_as<T: Serialize>(format: u8, v: &T) -> Vec<u8> {
+    let mut out = vec![format];
     out.extend(postcard::to_allocvec(v).expect("stored records always encode"));
     out
 }
 
+fn corrupt(what: &[u8]) -> StorageError {
+    StorageError::Corrupt(String::from_utf8_lossy(what).into_owned())
+}
+
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &[u8]) -> Result<T, StorageError> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
-            .map_err(|_| StorageError::Corrupt(String::from_utf8_lossy(what).into_owned())),
-        _ => Err(StorageError::Corrupt(
-            String::from_utf8_lossy(what).into_owned(),
-        )),
+        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|_| corrupt(what)),
+        _ => Err(corrupt(what)),
+    }
+}
+
+/// The stored membership document, in the current or an older format.
+fn get_membership_in(
+    txn: &impl Transaction,
+    meta: Database,
+) -> Result<Option<Membership>, StorageError> {
+    match txn.get(meta, &META_MEMBERSHIP) {
+        Ok(bytes) => legacy::decode_membership(bytes, MEMBERSHIP_FORMAT_V2)
+            .map(Some)
+            .ok_or_else(|| corrupt(META_MEMBERSHIP)),
+        Err(lmdb::Error::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -281,7 +308,7 @@ impl Storage {
     /// The stored membership document, if any.
     pub fn membership(&self) -> Result<Option<Membership>, StorageError> {
         let txn = self.env.begin_ro_txn()?;
-        get_in(&txn, self.meta, META_MEMBERSHIP)
+        get_membership_in(&txn, self.meta)
     }
 
     /// Starts a write transaction (writer thread only).
@@ -347,12 +374,12 @@ impl WriteTxn<'_> {
 
     /// The membership document as this transaction sees it.
     pub fn get_membership(&self) -> Result<Option<Membership>, StorageError> {
-        get_in(&self.txn, self.storage.meta, META_MEMBERSHIP)
+        get_membership_in(&self.txn, self.storage.meta)
     }
 
     /// Stores the membership document.
     pub fn put_membership(&mut self, doc: &Membership) -> Result<(), StorageError> {
-        let bytes = encode(doc);
+        let bytes = encode_as(MEMBERSHIP_FORMAT_V2, doc);
         Ok(self.txn.put(
             self.storage.meta,
             &META_MEMBERSHIP,

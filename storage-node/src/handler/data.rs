@@ -6,7 +6,7 @@ use crate::storage::data_key;
 use crate::writer::{WriteOp, WriteOutcome};
 use quire_shared::limits::{check_key, check_value};
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply};
-use quire_shared::{ConflictPolicy, Durability, NodeId, Object, Value, VersionVector};
+use quire_shared::{ConflictPolicy, Durability, NodeId, Object, StoreLimits, Value, VersionVector};
 
 impl NodeState {
     /// Resolves `store`/`key` to an LMDB key, refusing unknown stores and
@@ -42,6 +42,15 @@ impl NodeState {
         self.membership()
             .and_then(|m| m.store(store).map(|s| s.policy))
             .unwrap_or(ConflictPolicy::Siblings)
+    }
+
+    /// The bounds on a key's object in `store`, held under this node's
+    /// frame limit so every object it stores fits the frames that carry it.
+    fn object_limits(&self, store: &str) -> StoreLimits {
+        self.membership()
+            .and_then(|m| m.store(store).map(|s| s.limits))
+            .unwrap_or_default()
+            .within_frame(self.limits.frame_bytes_max)
     }
 
     /// A data write, fsynced before the answer unless `store` is buffered.
@@ -104,11 +113,9 @@ impl NodeState {
             hint,
             members,
             policy: self.policy(store),
+            limits: self.object_limits(store),
         };
-        match self.write_data(store, op).await? {
-            WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
-            other => Err(unexpected(&other)),
-        }
+        stored(self.write_data(store, op).await?)
     }
 
     /// Syncs a coordinator's object into the local copy (or hint).
@@ -135,10 +142,18 @@ impl NodeState {
             object,
             hint,
             policy: self.policy(store),
+            limits: self.object_limits(store),
         };
-        match self.write_data(store, op).await? {
-            WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
-            other => Err(unexpected(&other)),
-        }
+        stored(self.write_data(store, op).await?)
+    }
+}
+
+/// The answer to a put or replication: the object stored, or the writer's
+/// refusal.
+fn stored(outcome: WriteOutcome) -> Result<Reply, ErrorReply> {
+    match outcome {
+        WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
+        WriteOutcome::Refused { code, message } => Err(refuse(code, message)),
+        other => Err(unexpected(&other)),
     }
 }

@@ -8,8 +8,9 @@
 //! the node's business, not the rule's.
 
 use super::{WriteOp, WriteOutcome};
-use crate::storage::{fresh_id, StorageError, WriteTxn};
-use quire_shared::{replica, ActorId};
+use crate::storage::{fresh_id, split_data_key, StorageError, WriteTxn};
+use quire_shared::limits::LimitExceeded;
+use quire_shared::{replica, ActorId, Object, StoreLimits};
 
 /// The writer's identity for the dots it makes.
 ///
@@ -44,11 +45,15 @@ pub(super) fn apply(
             context,
             hint: None,
             policy,
+            limits,
             ..
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
             let next =
                 replica::coordinate_put(&stored, context, actors.node, value.clone(), *policy);
+            if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+                return Ok(refused);
+            }
             txn.put_object(data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
         }
@@ -59,6 +64,7 @@ pub(super) fn apply(
             hint: Some(home),
             members,
             policy,
+            limits,
         } => {
             // Every local copy of the key, so the new dot is above any
             // dot this stand-in actor made for it and still remembers.
@@ -67,13 +73,13 @@ pub(super) fn apply(
             for m in members.iter().chain(std::iter::once(home)) {
                 copies.extend(txn.get_hint(*m, data_key)?);
             }
-            let next = replica::coordinate_put_as_stand_in(
-                copies,
-                context,
-                actors.hint,
-                value.clone(),
-                *policy,
-            );
+            // `coordinate_put_as_stand_in`, with its base kept: the limits
+            // compare the result with what the stand-in held.
+            let base = replica::stand_in_base(copies);
+            let next = replica::coordinate_put(&base, context, actors.hint, value.clone(), *policy);
+            if let Some(refused) = over_limits(data_key, &base, &next, limits) {
+                return Ok(refused);
+            }
             txn.put_hint(*home, data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
         }
@@ -99,10 +105,14 @@ pub(super) fn apply(
             object,
             hint: None,
             policy,
+            limits,
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
             match replica::replicate(&stored, object, *policy) {
                 Some(next) => {
+                    if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+                        return Ok(refused);
+                    }
                     txn.put_object(data_key, &next)?;
                     Ok(WriteOutcome::Stored(next))
                 }
@@ -114,10 +124,14 @@ pub(super) fn apply(
             object,
             hint: Some(home),
             policy,
+            limits,
         } => {
             let stored = txn.get_hint(*home, data_key)?.unwrap_or_default();
             match replica::replicate(&stored, object, *policy) {
                 Some(next) => {
+                    if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+                        return Ok(refused);
+                    }
                     txn.put_hint(*home, data_key, &next)?;
                     Ok(WriteOutcome::Stored(next))
                 }
@@ -133,5 +147,50 @@ pub(super) fn apply(
                 Ok(WriteOutcome::Membership(offered.clone()))
             }
         },
+    }
+}
+
+/// The refusal of a write that would turn `stored` into `next` against
+/// `limits`, or `None` when it may be stored (with a warning past the
+/// store's `siblings_warn`). Checked before anything is written, so a
+/// refused write leaves the key as it was.
+fn over_limits(
+    data_key: &[u8],
+    stored: &Object,
+    next: &Object,
+    limits: &StoreLimits,
+) -> Option<WriteOutcome> {
+    let (store, _, key) = split_data_key(data_key).unwrap_or_default();
+    let key = key.escape_ascii().to_string();
+    match limits.check(stored, next) {
+        Ok(false) => None,
+        Ok(true) => {
+            tracing::warn!(
+                %store,
+                %key,
+                siblings = next.value_count(),
+                warn_at = limits.siblings_warn,
+                "key has many siblings: its writers write without the context of a read"
+            );
+            None
+        }
+        Err(exceeded) => {
+            let fix = match exceeded {
+                LimitExceeded::TooManySiblings { .. } => {
+                    "read the key and write with a context that merges them \
+                     (the read's context)"
+                }
+                LimitExceeded::ObjectTooLarge { .. } => {
+                    "read the key and write with a context that merges its \
+                     siblings, or store less under it"
+                }
+            };
+            Some(WriteOutcome::Refused {
+                code: exceeded.code(),
+                message: format!(
+                    "key \"{key}\" of store {store:?}: {exceeded}; nothing was stored: {fix}"
+                ),
+            })
+        }
     }
 }

@@ -28,7 +28,8 @@ use crate::storage::{Storage, StorageError};
 use apply::{apply, Actors};
 use flusher::Flusher;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{ActorId, ConflictPolicy, Membership, NodeId, Object, Value};
+use quire_shared::wire::ErrorCode;
+use quire_shared::{ActorId, ConflictPolicy, Membership, NodeId, Object, StoreLimits, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -53,6 +54,9 @@ pub enum WriteOp {
         /// The store's conflict policy: last-write-wins keeps only the
         /// newest value.
         policy: ConflictPolicy,
+        /// Bounds the resulting object must keep (the store's, held under
+        /// the node's frame limit).
+        limits: StoreLimits,
     },
     /// Forget delivered hints for `target` unless they changed since.
     DropHints {
@@ -73,6 +77,9 @@ pub enum WriteOp {
         /// The store's conflict policy: last-write-wins keeps only the
         /// newest value.
         policy: ConflictPolicy,
+        /// Bounds the resulting object must keep (the store's, held under
+        /// the node's frame limit).
+        limits: StoreLimits,
     },
     /// Keep `doc` if it is newer than the stored document.
     Membership(Membership),
@@ -87,6 +94,15 @@ pub enum WriteOutcome {
     Membership(Membership),
     /// Hints dropped.
     Dropped(u32),
+    /// The write was refused for what it would have stored (a limit, a
+    /// dot this node never issued); nothing of it was stored, and the rest
+    /// of its batch is unaffected.
+    Refused {
+        /// The wire code to answer with.
+        code: ErrorCode,
+        /// Names the key, the bound and the way out.
+        message: String,
+    },
 }
 
 /// A queued write: the operation, whether it waits for an fsync, and

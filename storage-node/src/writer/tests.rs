@@ -5,7 +5,7 @@
 use super::*;
 use crate::storage::data_key;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{ActorId, ConflictPolicy, Object, Value};
+use quire_shared::{ActorId, ConflictPolicy, Object, StoreLimits, Value};
 use std::sync::atomic::Ordering;
 
 const FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
@@ -32,6 +32,7 @@ async fn concurrent_writes_share_commits_and_all_land() {
                             hint: None,
                             members: Vec::new(),
                             policy: ConflictPolicy::Siblings,
+                            limits: StoreLimits::default(),
                         },
                         true,
                     )
@@ -74,6 +75,7 @@ async fn buffered_writes_skip_the_fsync_that_sync_writes_wait_for() {
         hint: None,
         members: Vec::new(),
         policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
     };
     for i in 0..5 {
         writer.write(put(i), false).await.unwrap();
@@ -104,6 +106,7 @@ async fn identity_and_data_survive_a_reopen() {
             hint: None,
             members: Vec::new(),
             policy: ConflictPolicy::Siblings,
+            limits: StoreLimits::default(),
         };
         let Ok(WriteOutcome::Stored(o)) = writer.write(op, true).await else {
             panic!("put failed");
@@ -144,6 +147,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
                 hint: None,
                 members: Vec::new(),
                 policy: ConflictPolicy::Siblings,
+                limits: StoreLimits::default(),
             },
             true,
         )
@@ -156,6 +160,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
                 object: remote,
                 hint: None,
                 policy: ConflictPolicy::Siblings,
+                limits: StoreLimits::default(),
             },
             true,
         )
@@ -189,4 +194,89 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
     };
     assert_eq!(held.epoch, 5);
     assert_eq!(storage.membership().unwrap().unwrap().epoch, 5);
+}
+
+#[test]
+fn a_write_refused_for_its_limits_stores_nothing_and_spares_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, id) = open(dir.path());
+    let limits = StoreLimits {
+        siblings_warn: 1,
+        siblings_max: 2,
+        ..StoreLimits::default()
+    };
+    let blind = |key: &[u8], v: u8| WriteOp::Put {
+        data_key: data_key("s", 0, key),
+        value: Value::bytes(vec![v], 1),
+        context: VersionVector::new(),
+        hint: None,
+        members: Vec::new(),
+        policy: ConflictPolicy::Siblings,
+        limits,
+    };
+    let mut third = Object::new();
+    third.event(ActorId(7), Value::bytes(b"third".to_vec(), 1));
+    let ops = vec![
+        blind(b"full", 1),
+        blind(b"full", 2),
+        blind(b"full", 3),
+        blind(b"other", 4),
+        WriteOp::Replicate {
+            data_key: data_key("s", 0, b"full"),
+            object: third,
+            hint: None,
+            policy: ConflictPolicy::Siblings,
+            limits,
+        },
+    ];
+    let mut actors = Actors {
+        node: id.actor_id,
+        hint: ActorId(fresh_id()),
+    };
+    let flusher = Flusher::start(storage.clone(), FLUSH);
+    let stats = WriterStats::default();
+    let mut answers = Vec::new();
+    let mut batch: Vec<Job> = ops
+        .into_iter()
+        .map(|op| {
+            let (tx, rx) = oneshot::channel();
+            answers.push(rx);
+            (op, true, tx)
+        })
+        .collect();
+    assert!(commit_batch(
+        &storage,
+        &mut actors,
+        &mut batch,
+        &flusher,
+        &stats
+    ));
+    flusher.stop();
+    let outcomes: Vec<_> = answers
+        .into_iter()
+        .map(|mut rx| rx.try_recv().expect("answered").expect("no storage error"))
+        .collect();
+    assert!(matches!(outcomes[0], WriteOutcome::Stored(_)));
+    assert!(matches!(outcomes[1], WriteOutcome::Stored(_)));
+    for refused in [&outcomes[2], &outcomes[4]] {
+        let WriteOutcome::Refused { code, message } = refused else {
+            panic!("expected a refusal, got {refused:?}");
+        };
+        assert_eq!(*code, quire_shared::wire::ErrorCode::TooManySiblings);
+        assert!(
+            message.contains("\"full\"") && message.contains("context"),
+            "{message}"
+        );
+    }
+    assert!(
+        matches!(outcomes[3], WriteOutcome::Stored(_)),
+        "the batch goes on"
+    );
+    let full = storage.get(&data_key("s", 0, b"full")).unwrap().unwrap();
+    assert_eq!(
+        full.value_count(),
+        2,
+        "nothing of a refused write is stored"
+    );
+    assert!(storage.get(&data_key("s", 0, b"other")).unwrap().is_some());
 }
