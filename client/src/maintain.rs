@@ -72,7 +72,10 @@ impl Client {
         // What maintenance learns about a node's health, requests use.
         self.observe(node.id, answer.as_ref());
         match answer {
-            Ok(Response { result: Ok(r), .. }) => Ok(r),
+            // A stand-in's hints are checked before they are sent home.
+            Ok(Response { result: Ok(r), .. }) => {
+                r.validated().map_err(|e| format!("malformed reply: {e}"))
+            }
             Ok(Response { result: Err(e), .. }) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         }

@@ -47,6 +47,13 @@ pub const OBJECT_BYTES_CEILING: u32 = FRAME_BYTES_CEILING - FRAME_ENVELOPE_BYTES
 /// No store may bound objects below this.
 pub const OBJECT_BYTES_FLOOR: u32 = 1024;
 
+/// Most entries (actors) in a context or an object a node or client
+/// accepts. Far above what keys reach (one entry per start of a node that
+/// coordinated the key, and per stand-in round that wrote it), and there
+/// so that a peer cannot make a node store and hand on a vector of any
+/// length.
+pub const VERSION_VECTOR_ENTRIES_MAX: usize = 4096;
+
 /// Per-store bounds on one key's object, kept in the membership document
 /// so that every node of the store applies the same ones.
 ///

@@ -6,7 +6,7 @@
 //! self-describing, so the ALPN string ([`ALPN`]) versions the whole wire.
 //! Lengths are checked against the receiver's limit before any allocation.
 
-use crate::dvvset::VersionVector;
+use crate::dvvset::{Malformed, VersionVector};
 use crate::ids::{ActorId, ClusterId};
 use crate::membership::Membership;
 use crate::object::{Object, Value};
@@ -162,6 +162,21 @@ pub enum Reply {
     MembershipEpoch(u64),
 }
 
+impl Reply {
+    /// The reply, if every object it carries is well formed (see
+    /// [`crate::Dvvset::validate`]). A node's bytes are not trusted: a
+    /// client checks every reply before merging what it holds, and treats
+    /// a malformed one as that node's failure.
+    pub fn validated(self) -> Result<Self, Malformed> {
+        match &self {
+            Reply::Object(Some(o)) | Reply::Stored(o) => o.validate()?,
+            Reply::Hints { hints, .. } => hints.iter().try_for_each(|h| h.object.validate())?,
+            _ => {}
+        }
+        Ok(self)
+    }
+}
+
 /// An object a stand-in holds for an unreachable home replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hint {
@@ -222,6 +237,10 @@ pub enum ErrorCode {
     /// The write would make the key's object larger than its store (or
     /// the node's frame limit) allows; nothing was stored.
     ObjectTooLarge,
+    /// A context (version vector) is malformed (unsorted, an actor twice,
+    /// a zero counter, too many entries) or claims a dot of this node's
+    /// actor that it never issued for the key.
+    InvalidContext,
 }
 
 /// Why a frame could not be read.

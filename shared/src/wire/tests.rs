@@ -127,3 +127,38 @@ fn responses_round_trip() {
         r
     );
 }
+
+#[test]
+fn replies_carrying_a_malformed_object_do_not_validate() {
+    let mut good = Dvvset::new();
+    good.event(ActorId(1), Value::bytes(b"a".to_vec(), 1));
+    good.event(ActorId(2), Value::bytes(b"b".to_vec(), 1));
+    // The same entries in the wrong order, as a peer could send them.
+    let bad: Object = postcard::from_bytes(
+        &postcard::to_allocvec(&good.entries().iter().rev().collect::<Vec<_>>()).unwrap(),
+    )
+    .unwrap();
+    assert!(!bad.is_well_formed());
+    let hint = |object| Hint {
+        store: "s".into(),
+        key: b"k".to_vec(),
+        object,
+    };
+    for (reply, ok) in [
+        (Reply::Object(None), true),
+        (Reply::Object(Some(good.clone())), true),
+        (Reply::Stored(good.clone()), true),
+        (Reply::Object(Some(bad.clone())), false),
+        (Reply::Stored(bad.clone()), false),
+        (
+            Reply::Hints {
+                hints: vec![hint(good.clone()), hint(bad.clone())],
+                next: None,
+            },
+            false,
+        ),
+        (Reply::Dropped(1), true),
+    ] {
+        assert_eq!(reply.clone().validated().is_ok(), ok, "{reply:?}");
+    }
+}

@@ -44,6 +44,13 @@ impl NodeState {
             .unwrap_or(ConflictPolicy::Siblings)
     }
 
+    /// The ids of every member, for the writer to find hint copies by.
+    fn member_ids(&self) -> Vec<NodeId> {
+        self.membership()
+            .map(|m| m.members.iter().map(|m| m.id).collect())
+            .unwrap_or_default()
+    }
+
     /// The bounds on a key's object in `store`, held under this node's
     /// frame limit so every object it stores fits the frames that carry it.
     fn object_limits(&self, store: &str) -> StoreLimits {
@@ -102,16 +109,17 @@ impl NodeState {
         let dk = self.locate(store, key)?;
         check_value(value.size_bytes(), self.limits.value_bytes_max)
             .map_err(|(code, msg)| refuse(code, msg))?;
-        let members = self
-            .membership()
-            .map(|m| m.members.iter().map(|m| m.id).collect())
-            .unwrap_or_default();
+        // The writer checks the context's dots against what it holds;
+        // its form is checked here, before anything is queued.
+        context
+            .validate()
+            .map_err(|e| refuse(ErrorCode::InvalidContext, format!("context: {e}")))?;
         let op = WriteOp::Put {
             data_key: dk,
             value,
             context,
             hint,
-            members,
+            members: self.member_ids(),
             policy: self.policy(store),
             limits: self.object_limits(store),
         };
@@ -127,12 +135,9 @@ impl NodeState {
         hint: Option<NodeId>,
     ) -> Result<Reply, ErrorReply> {
         let dk = self.locate(store, key)?;
-        if !object.is_well_formed() {
-            return Err(refuse(
-                ErrorCode::InvalidObject,
-                "object entries are unsorted or hold more values than their counters",
-            ));
-        }
+        object
+            .validate()
+            .map_err(|e| refuse(ErrorCode::InvalidObject, format!("object: {e}")))?;
         for v in object.values() {
             check_value(v.size_bytes(), self.limits.value_bytes_max)
                 .map_err(|(code, msg)| refuse(code, msg))?;
@@ -141,6 +146,7 @@ impl NodeState {
             data_key: dk,
             object,
             hint,
+            members: self.member_ids(),
             policy: self.policy(store),
             limits: self.object_limits(store),
         };

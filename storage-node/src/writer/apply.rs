@@ -7,10 +7,11 @@
 //! whenever delivered hints are forgotten: choosing and recording actors is
 //! the node's business, not the rule's.
 
+use super::guard::{exhausted, over_limits, unissued_dot, unissued_refusal};
 use super::{WriteOp, WriteOutcome};
-use crate::storage::{fresh_id, split_data_key, StorageError, WriteTxn};
-use quire_shared::limits::LimitExceeded;
-use quire_shared::{replica, ActorId, Object, StoreLimits};
+use crate::storage::{fresh_id, StorageError, WriteTxn};
+use quire_shared::wire::ErrorCode;
+use quire_shared::{replica, ActorId, NodeId};
 
 /// The writer's identity for the dots it makes.
 ///
@@ -44,11 +45,19 @@ pub(super) fn apply(
             value,
             context,
             hint: None,
+            members,
             policy,
             limits,
-            ..
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
+            let claimed = |a| context.get(a);
+            if let Some(dot) = unissued_dot(txn, actors, data_key, members, &stored, claimed)? {
+                return Ok(unissued_refusal(data_key, ErrorCode::InvalidContext, dot));
+            }
+            let counter = stored.counter(actors.node).max(claimed(actors.node));
+            if let Some(refused) = exhausted(data_key, counter, actors.node) {
+                return Ok(refused);
+            }
             let next =
                 replica::coordinate_put(&stored, context, actors.node, value.clone(), *policy);
             if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
@@ -68,14 +77,23 @@ pub(super) fn apply(
         } => {
             // Every local copy of the key, so the new dot is above any
             // dot this stand-in actor made for it and still remembers.
-            let mut copies = Vec::with_capacity(members.len() + 2);
+            let homes = with_home(members, *home);
+            let mut copies = Vec::with_capacity(homes.len() + 1);
             copies.extend(txn.get_object(data_key)?);
-            for m in members.iter().chain(std::iter::once(home)) {
-                copies.extend(txn.get_hint(*m, data_key)?);
+            for &m in &homes {
+                copies.extend(txn.get_hint(m, data_key)?);
             }
-            // `coordinate_put_as_stand_in`, with its base kept: the limits
-            // compare the result with what the stand-in held.
+            // `coordinate_put_as_stand_in`, with its base kept: the checks
+            // compare the context and the result with what the stand-in held.
             let base = replica::stand_in_base(copies);
+            let claimed = |a| context.get(a);
+            if let Some(dot) = unissued_dot(txn, actors, data_key, &homes, &base, claimed)? {
+                return Ok(unissued_refusal(data_key, ErrorCode::InvalidContext, dot));
+            }
+            let counter = base.counter(actors.hint).max(claimed(actors.hint));
+            if let Some(refused) = exhausted(data_key, counter, actors.hint) {
+                return Ok(refused);
+            }
             let next = replica::coordinate_put(&base, context, actors.hint, value.clone(), *policy);
             if let Some(refused) = over_limits(data_key, &base, &next, limits) {
                 return Ok(refused);
@@ -104,10 +122,15 @@ pub(super) fn apply(
             data_key,
             object,
             hint: None,
+            members,
             policy,
             limits,
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
+            let claimed = |a| object.counter(a);
+            if let Some(dot) = unissued_dot(txn, actors, data_key, members, &stored, claimed)? {
+                return Ok(unissued_refusal(data_key, ErrorCode::InvalidObject, dot));
+            }
             match replica::replicate(&stored, object, *policy) {
                 Some(next) => {
                     if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
@@ -123,10 +146,16 @@ pub(super) fn apply(
             data_key,
             object,
             hint: Some(home),
+            members,
             policy,
             limits,
         } => {
             let stored = txn.get_hint(*home, data_key)?.unwrap_or_default();
+            let homes = with_home(members, *home);
+            let claimed = |a| object.counter(a);
+            if let Some(dot) = unissued_dot(txn, actors, data_key, &homes, &stored, claimed)? {
+                return Ok(unissued_refusal(data_key, ErrorCode::InvalidObject, dot));
+            }
             match replica::replicate(&stored, object, *policy) {
                 Some(next) => {
                     if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
@@ -150,47 +179,12 @@ pub(super) fn apply(
     }
 }
 
-/// The refusal of a write that would turn `stored` into `next` against
-/// `limits`, or `None` when it may be stored (with a warning past the
-/// store's `siblings_warn`). Checked before anything is written, so a
-/// refused write leaves the key as it was.
-fn over_limits(
-    data_key: &[u8],
-    stored: &Object,
-    next: &Object,
-    limits: &StoreLimits,
-) -> Option<WriteOutcome> {
-    let (store, _, key) = split_data_key(data_key).unwrap_or_default();
-    let key = key.escape_ascii().to_string();
-    match limits.check(stored, next) {
-        Ok(false) => None,
-        Ok(true) => {
-            tracing::warn!(
-                %store,
-                %key,
-                siblings = next.value_count(),
-                warn_at = limits.siblings_warn,
-                "key has many siblings: its writers write without the context of a read"
-            );
-            None
-        }
-        Err(exceeded) => {
-            let fix = match exceeded {
-                LimitExceeded::TooManySiblings { .. } => {
-                    "read the key and write with a context that merges them \
-                     (the read's context)"
-                }
-                LimitExceeded::ObjectTooLarge { .. } => {
-                    "read the key and write with a context that merges its \
-                     siblings, or store less under it"
-                }
-            };
-            Some(WriteOutcome::Refused {
-                code: exceeded.code(),
-                message: format!(
-                    "key \"{key}\" of store {store:?}: {exceeded}; nothing was stored: {fix}"
-                ),
-            })
-        }
+/// Every member whose hint copies a stand-in consults, and `home` (which a
+/// hint may name before the membership does).
+fn with_home(members: &[NodeId], home: NodeId) -> Vec<NodeId> {
+    let mut homes = members.to_vec();
+    if !homes.contains(&home) {
+        homes.push(home);
     }
+    homes
 }

@@ -16,10 +16,13 @@
 //!   answering callers once their batch is committed (and fsynced);
 //! - `apply`: what each [`WriteOp`] does inside the transaction, and the
 //!   stand-in actor;
+//! - `guard`: what a write may not store (object limits, dots the node
+//!   never issued), refused before anything is written;
 //! - `flusher`: the thread that fsyncs `buffered` commits on an interval.
 
 mod apply;
 mod flusher;
+mod guard;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +77,9 @@ pub enum WriteOp {
         object: Object,
         /// Home node when stored as a hint.
         hint: Option<NodeId>,
+        /// Every member: where the stand-in dots the object may carry can
+        /// be held (see the writer's `guard`).
+        members: Vec<NodeId>,
         /// The store's conflict policy: last-write-wins keeps only the
         /// newest value.
         policy: ConflictPolicy,

@@ -159,6 +159,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
                 data_key: key.clone(),
                 object: remote,
                 hint: None,
+                members: Vec::new(),
                 policy: ConflictPolicy::Siblings,
                 limits: StoreLimits::default(),
             },
@@ -225,6 +226,7 @@ fn a_write_refused_for_its_limits_stores_nothing_and_spares_its_batch() {
             data_key: data_key("s", 0, b"full"),
             object: third,
             hint: None,
+            members: Vec::new(),
             policy: ConflictPolicy::Siblings,
             limits,
         },
@@ -279,4 +281,78 @@ fn a_write_refused_for_its_limits_stores_nothing_and_spares_its_batch() {
         "nothing of a refused write is stored"
     );
     assert!(storage.get(&data_key("s", 0, b"other")).unwrap().is_some());
+}
+
+/// Applies `op` alone in a batch with `actors`, returning its outcome.
+fn apply_one(storage: &Storage, actors: &mut Actors, op: WriteOp) -> WriteOutcome {
+    let flusher = Flusher::start(storage.clone(), FLUSH);
+    let (tx, mut rx) = oneshot::channel();
+    let mut batch: Vec<Job> = vec![(op, false, tx)];
+    commit_batch(
+        storage,
+        actors,
+        &mut batch,
+        &flusher,
+        &WriterStats::default(),
+    );
+    flusher.stop();
+    rx.try_recv().expect("answered").expect("no storage error")
+}
+
+#[test]
+fn stand_in_dots_held_in_a_hint_copy_count_as_issued_and_no_others_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, id) = open(dir.path());
+    let mut actors = Actors {
+        node: id.actor_id,
+        hint: ActorId(fresh_id()),
+    };
+    let (home, key) = (quire_shared::NodeId(42), data_key("s", 0, b"k"));
+    let put = |context: VersionVector, hint| WriteOp::Put {
+        data_key: key.clone(),
+        value: Value::bytes(b"v".to_vec(), 1),
+        context,
+        hint,
+        members: vec![home],
+        policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
+    };
+    let WriteOutcome::Stored(hinted) =
+        apply_one(&storage, &mut actors, put(VersionVector::new(), Some(home)))
+    else {
+        panic!("stand-in put refused");
+    };
+    assert_eq!(hinted.counter(actors.hint), 1);
+
+    // The stand-in dot lives only in the hint copy: a home put or a
+    // replication into the data copy that carries it is taken.
+    let ok = apply_one(&storage, &mut actors, put(hinted.join(), None));
+    assert!(matches!(ok, WriteOutcome::Stored(_)), "{ok:?}");
+    let replicate = WriteOp::Replicate {
+        data_key: key.clone(),
+        object: hinted.clone(),
+        hint: None,
+        members: vec![home],
+        policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
+    };
+    assert!(matches!(
+        apply_one(&storage, &mut actors, replicate),
+        WriteOutcome::Stored(_)
+    ));
+
+    // A dot past it, of either actor, is refused.
+    let hint_actor = actors.hint;
+    for (actor, op_hint) in [
+        (hint_actor, None),
+        (hint_actor, Some(home)),
+        (actors.node, Some(home)),
+    ] {
+        let claim = VersionVector::from_pairs([(actor, 5)]);
+        let outcome = apply_one(&storage, &mut actors, put(claim, op_hint));
+        assert!(
+            matches!(&outcome, WriteOutcome::Refused { code, .. } if *code == quire_shared::wire::ErrorCode::InvalidContext),
+            "{outcome:?}"
+        );
+    }
 }
