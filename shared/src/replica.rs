@@ -100,15 +100,17 @@ pub fn replicate(stored: &Object, incoming: &Object, policy: ConflictPolicy) -> 
     (next != *stored).then_some(next)
 }
 
-/// True when a stand-in may forget the hint it `held`, now that `delivered`
-/// (the copy it read and handed off) is stored at home.
+/// True when a stand-in may forget the hint it `held`, now that a copy
+/// with clock `delivered` (the join of the copy it read and handed off) is
+/// stored at home.
 ///
-/// Only what was delivered may be dropped: a hint written to since the read
-/// has news for the home replica and must wait for the next hand-off. Each
-/// drop must be followed by a new stand-in actor (see
-/// [`coordinate_put_as_stand_in`]).
-pub fn hint_delivered(held: &Object, delivered: &Object) -> bool {
-    held.less(delivered) || held.equal_history(delivered)
+/// Only what was delivered may be dropped: the held object's clock must be
+/// covered by the delivered one (equal, or older when home moved on). A
+/// hint written to since the read has news for the home replica and must
+/// wait for the next hand-off. Each drop must be followed by a new stand-in
+/// actor (see [`coordinate_put_as_stand_in`]).
+pub fn hint_delivered(held: &Object, delivered: &VersionVector) -> bool {
+    held.join().covered_by(delivered)
 }
 
 /// True when a node should replace its `current` membership document (none

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 /// ALPN protocol id; a peer speaking another version fails the handshake.
 pub const ALPN: &[u8] = b"quire/2";
 /// Protocol version carried in `Hello`, equal to the ALPN's. Version 2:
-/// stores carry object limits in the membership document.
+/// stores carry object limits in the membership document, and `DropHints`
+/// carries clocks instead of objects.
 pub const PROTOCOL_VERSION: u32 = 2;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -73,8 +74,10 @@ pub enum Request {
         /// replica (sloppy quorum); the object is kept as a hint.
         hint: Option<NodeId>,
     },
-    /// A page of the hints this node holds for `target`, in key order,
-    /// starting after `after` (a cursor from the previous page).
+    /// A page of the hints this node holds for `target`, starting after
+    /// `after` (the previous page's opaque cursor). Pages are bounded by
+    /// count and by bytes (the node's frame limit), and hold at least one
+    /// hint while any is left.
     Hints {
         /// The home node the hints are for.
         target: NodeId,
@@ -85,13 +88,14 @@ pub enum Request {
         limit: u32,
     },
     /// Forget hints for `target` that were delivered: each is dropped only
-    /// if the held object is no newer than the one given (a hint updated
-    /// since it was read is kept for the next delivery).
+    /// if the held object's clock is covered by the delivered one (a hint
+    /// updated since it was read is kept for the next delivery). Clocks,
+    /// not objects, so the request stays small however large the hints.
     DropHints {
         /// The home node the hints were for.
         target: NodeId,
-        /// The delivered hints, as read.
-        hints: Vec<Hint>,
+        /// The delivered hints.
+        hints: Vec<DeliveredHint>,
     },
     /// The node's newest membership document.
     GetMembership,
@@ -187,6 +191,18 @@ pub struct Hint {
     pub key: Vec<u8>,
     /// The object to deliver home.
     pub object: Object,
+}
+
+/// A hint that reached its home node: what the stand-in may now forget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredHint {
+    /// Store name.
+    pub store: String,
+    /// User key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The clock (the join) of the object delivered.
+    pub clock: VersionVector,
 }
 
 /// A refused request: a code to branch on and a message for people.

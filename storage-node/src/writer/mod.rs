@@ -65,8 +65,8 @@ pub enum WriteOp {
     DropHints {
         /// The home node.
         target: NodeId,
-        /// `(data key, object as delivered)`.
-        items: Vec<(Vec<u8>, Object)>,
+        /// `(data key, clock of the object delivered)`.
+        items: Vec<(Vec<u8>, VersionVector)>,
     },
     /// Sync a replicated object into the local one (or into the hint area
     /// for `hint`).
