@@ -26,6 +26,7 @@ fn membership(nodes: u64) -> Membership {
         w: 2,
         durability: quire::shared::Durability::Sync,
         policy: quire::shared::ConflictPolicy::Siblings,
+        limits: quire::shared::StoreLimits::default(),
     };
     Membership::new(ClusterId(1), 256, members, vec![store]).expect("valid document")
 }

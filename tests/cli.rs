@@ -355,6 +355,8 @@ fn a_second_up_on_a_running_directory_is_refused() {
             "lww",
             "--durability",
             "buffered",
+            "--siblings-max",
+            "40",
             "--json",
         ],
     );
@@ -372,6 +374,13 @@ fn a_second_up_on_a_running_directory_is_refused() {
         (Some(2), Some("lww"))
     );
     assert_eq!(prices["durability"], "buffered");
+    assert_eq!(
+        (
+            prices["siblings_warn"].as_u64(),
+            prices["siblings_max"].as_u64()
+        ),
+        (Some(25), Some(40))
+    );
     quire_json(&config, &["put", "prices", "p", "1", "--json"]);
     quire_json(&config, &["put", "prices", "p", "2", "--json"]);
     let again = quire(&config, &["store", "create", "prices"]);
@@ -381,6 +390,11 @@ fn a_second_up_on_a_running_directory_is_refused() {
         !too_big.status.success(),
         "N above the node count is refused"
     );
+    let loose = quire(
+        &config,
+        &["store", "create", "loose", "--siblings-max", "0"],
+    );
+    assert!(!loose.status.success(), "a store needs a sibling limit");
     assert!(up.stop(Signal::TERM).success());
 }
 

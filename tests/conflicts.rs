@@ -9,7 +9,7 @@ mod shopping_cart;
 
 use common::TestCluster;
 use quire::shared::wire::{Reply, Request};
-use quire::shared::{ConflictPolicy, Durability, StoreConfig};
+use quire::shared::{ConflictPolicy, Durability, StoreConfig, StoreLimits};
 use quire::{Client, Context, LastWriteWins};
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,7 @@ async fn an_lww_store_collapses_concurrent_writes_to_the_newest() {
         w: 2,
         durability: Durability::Sync,
         policy: ConflictPolicy::Lww,
+        limits: StoreLimits::default(),
     };
     admin.create_store(lww).await.unwrap();
     let client = cluster.client().await;

@@ -18,7 +18,9 @@ mod common;
 
 use common::{builder, TestCluster, QUIRE};
 use quire::shared::wire::{Reply, Request};
-use quire::shared::{ConflictPolicy, Durability, Object, StoreConfig, Value, VersionVector};
+use quire::shared::{
+    ConflictPolicy, Durability, Object, StoreConfig, StoreLimits, Value, VersionVector,
+};
 use quire_client::transport::Transport;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -125,6 +127,7 @@ async fn a_node_that_lost_its_unsynced_tail_issues_no_old_dot() {
         w: 3,
         durability: Durability::Buffered,
         policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
     };
     let mut cluster =
         TestCluster::from(builder(3).processes(QUIRE).stores(vec![store]), false).await;

@@ -21,6 +21,7 @@ fn lww_store() -> StoreConfig {
         w: 2,
         durability: Durability::Sync,
         policy: ConflictPolicy::Lww,
+        limits: Default::default(),
     }
 }
 

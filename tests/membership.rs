@@ -21,6 +21,7 @@ fn store(name: &str) -> StoreConfig {
         w: 2,
         durability: Durability::Sync,
         policy: ConflictPolicy::Siblings,
+        limits: Default::default(),
     }
 }
 

@@ -82,7 +82,13 @@ async fn pump<M: Machine>(
                     Some(addr) => match transport.call(&addr, &out.request, budget).await {
                         Ok(response) => {
                             observer(out.node, Ok(&response));
-                            response.result.map_err(NodeFailure::Refused)
+                            // A malformed object is this node's failure, never
+                            // input to the machine's merges.
+                            response.result.map_err(NodeFailure::Refused).and_then(|r| {
+                                r.validated().map_err(|e| {
+                                    NodeFailure::Unexpected(format!("malformed reply: {e}"))
+                                })
+                            })
                         }
                         Err(e) => {
                             observer(out.node, Err(&e));

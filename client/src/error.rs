@@ -1,6 +1,6 @@
 //! The SDK's error type: one enum, every variant saying what to do next.
 
-use crate::quorum::{MachineError, QuorumError};
+use crate::quorum::{MachineError, NodeFailure, QuorumError};
 use crate::transport::{SetupError, TransportError};
 use quire_shared::wire::{ErrorCode, ErrorReply};
 use quire_shared::ContextError;
@@ -26,7 +26,10 @@ pub enum ClientError {
         /// The stores that exist, comma-separated.
         known: String,
     },
-    /// The request is invalid (bad key, value too large); no node stored it.
+    /// The request is invalid (bad key, value too large, a context the
+    /// replicas never issued), or would break the store's object limits
+    /// (`TooManySiblings`, `ObjectTooLarge`: the message names the key and
+    /// the way out); no node stored it.
     #[error("invalid request ({code:?}): {message}")]
     Invalid {
         /// The reason code, as a node would give it.
@@ -71,7 +74,10 @@ pub enum ClientError {
 impl From<MachineError> for ClientError {
     fn from(e: MachineError) -> Self {
         match e {
-            MachineError::Quorum(q) => ClientError::Quorum(q),
+            MachineError::Quorum(q) => match refused_request(&q) {
+                Some((code, message)) => ClientError::Invalid { code, message },
+                None => ClientError::Quorum(q),
+            },
             MachineError::Rejected(ErrorCode::NotOwner, message) => {
                 ClientError::StaleMembership { message }
             }
@@ -87,4 +93,25 @@ impl From<MachineError> for ClientError {
             },
         }
     }
+}
+
+/// The refusal behind a failed write that no replica stored because of
+/// the write itself: it would break the store's object limits, or its
+/// context is not one the key's replicas issued. The quorum machines try
+/// every home replica in turn on such a refusal, so it ends as a quorum
+/// failure; the caller is better told what to do about the key.
+fn refused_request(q: &QuorumError) -> Option<(ErrorCode, String)> {
+    if q.succeeded > 0 {
+        return None;
+    }
+    q.failures.iter().find_map(|(_, failure)| match failure {
+        NodeFailure::Refused(ErrorReply {
+            code:
+                code @ (ErrorCode::TooManySiblings
+                | ErrorCode::ObjectTooLarge
+                | ErrorCode::InvalidContext),
+            message,
+        }) => Some((*code, message.clone())),
+        _ => None,
+    })
 }

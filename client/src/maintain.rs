@@ -1,13 +1,15 @@
 //! Maintenance any client may run: hint delivery (Dynamo §4.6).
 //!
 //! Stand-ins keep objects for home replicas that were down. A pass asks
-//! every node for the hints it holds for each other node, replicates them
-//! home, and once the home node has stored them tells the stand-in to drop
-//! them. A hint written to between delivery and drop stays for the next
-//! pass, so nothing acknowledged is lost on the way.
+//! every node for the hints it holds for each other node (in pages the
+//! stand-in bounds by bytes), replicates them home, and once the home node
+//! has stored them tells the stand-in to drop them, naming each by the
+//! clock of the copy delivered. A hint written to between delivery and
+//! drop stays for the next pass, so nothing acknowledged is lost on the
+//! way.
 
 use crate::client::Client;
-use quire_shared::wire::{Hint, Reply, Request, Response};
+use quire_shared::wire::{DeliveredHint, Reply, Request, Response};
 use quire_shared::Member;
 use std::time::Duration;
 
@@ -72,7 +74,10 @@ impl Client {
         // What maintenance learns about a node's health, requests use.
         self.observe(node.id, answer.as_ref());
         match answer {
-            Ok(Response { result: Ok(r), .. }) => Ok(r),
+            // A stand-in's hints are checked before they are sent home.
+            Ok(Response { result: Ok(r), .. }) => {
+                r.validated().map_err(|e| format!("malformed reply: {e}"))
+            }
             Ok(Response { result: Err(e), .. }) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         }
@@ -102,21 +107,28 @@ impl Client {
             if hints.is_empty() {
                 return;
             }
-            let mut delivered: Vec<Hint> = Vec::new();
+            let mut delivered: Vec<DeliveredHint> = Vec::new();
             let mut target_down = false;
             for hint in hints {
                 if target_down {
                     report.hints_pending += 1;
                     continue;
                 }
+                // The stand-in drops by clock: the object itself goes home
+                // once, not back to the stand-in too.
+                let clock = hint.object.join();
                 let replicate = Request::Replicate {
                     store: hint.store.clone(),
                     key: hint.key.clone(),
-                    object: hint.object.clone(),
+                    object: hint.object,
                     hint: None,
                 };
                 match self.call(target, &replicate).await {
-                    Ok(Reply::Stored(_)) => delivered.push(hint),
+                    Ok(Reply::Stored(_)) => delivered.push(DeliveredHint {
+                        store: hint.store,
+                        key: hint.key,
+                        clock,
+                    }),
                     Ok(other) => {
                         report.hints_pending += 1;
                         tracing::warn!(target = %target.addr, answer = ?other, "hint not stored");

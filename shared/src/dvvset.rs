@@ -13,9 +13,45 @@
 //! Every value here is a plain data structure; entries are kept sorted by
 //! actor so that equal sets have equal encodings (Merkle hashes depend on it).
 
+use crate::limits::VERSION_VECTOR_ENTRIES_MAX;
 use serde::{Deserialize, Serialize};
 
 pub use crate::ids::ActorId;
+
+/// Why a decoded version vector or DVVSet breaks the invariants the
+/// algorithms rely on. Either arrives from a peer (a context in a put, an
+/// object in a replication or a reply), so it is checked, never trusted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    /// Actors are not in strictly ascending order (unsorted, or one twice).
+    #[error("entries are not sorted by actor with each actor once")]
+    Unsorted,
+    /// A context entry has counter zero: no dot has that counter.
+    #[error("context entry for actor {0} has counter 0")]
+    ZeroCounter(ActorId),
+    /// An entry holds more values than its counter has dots.
+    #[error("entry for actor {0} holds more values than its counter")]
+    ValuesAboveCounter(ActorId),
+    /// More entries than [`VERSION_VECTOR_ENTRIES_MAX`].
+    #[error("{0} entries; at most {VERSION_VECTOR_ENTRIES_MAX} are accepted")]
+    TooManyEntries(usize),
+}
+
+/// Checks what every decoded vector must hold: a bounded number of
+/// entries and strictly ascending actors.
+fn check_entries(len: usize, mut actors: impl Iterator<Item = ActorId>) -> Result<(), Malformed> {
+    if len > VERSION_VECTOR_ENTRIES_MAX {
+        return Err(Malformed::TooManyEntries(len));
+    }
+    let mut previous: Option<ActorId> = None;
+    actors.try_for_each(|actor| {
+        if previous.is_some_and(|p| p >= actor) {
+            return Err(Malformed::Unsorted);
+        }
+        previous = Some(actor);
+        Ok(())
+    })
+}
 
 /// One actor's entry: its counter and the live values it coordinated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +123,18 @@ impl VersionVector {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// Checks the form a decoded vector must have (see [`Malformed`]):
+    /// what [`VersionVector::from_pairs`] makes always passes. A zero
+    /// counter is refused too: no canonical encoder writes one, and it
+    /// would turn into an empty entry of the object written with it.
+    pub fn validate(&self) -> Result<(), Malformed> {
+        check_entries(self.entries.len(), self.entries.iter().map(|p| p.0))?;
+        match self.entries.iter().find(|p| p.1 == 0) {
+            Some(&(actor, _)) => Err(Malformed::ZeroCounter(actor)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl<V> Default for Dvvset<V> {
@@ -120,11 +168,10 @@ impl<V: Clone + PartialEq> Dvvset<V> {
     }
 
     /// Builds a set from entries, checking the invariants a decoded set must
-    /// hold (sorted unique actors, no more values than the counter allows).
+    /// hold (see [`Dvvset::validate`]).
     pub fn from_entries(entries: Vec<Entry<V>>) -> Option<Self> {
-        let sorted = entries.windows(2).all(|w| w[0].actor < w[1].actor);
-        let bounded = entries.iter().all(|e| e.values.len() as u64 <= e.counter);
-        (sorted && bounded).then_some(Self { entries })
+        let set = Self { entries };
+        set.validate().is_ok().then_some(set)
     }
 
     /// The entries, sorted by actor.
@@ -132,24 +179,50 @@ impl<V: Clone + PartialEq> Dvvset<V> {
         &self.entries
     }
 
+    /// The highest counter this set knows for `actor` (zero when absent):
+    /// `self.join().get(actor)` without building the join.
+    pub fn counter(&self, actor: ActorId) -> u64 {
+        self.entries
+            .binary_search_by_key(&actor, |e| e.actor)
+            .map(|i| self.entries[i].counter)
+            .unwrap_or(0)
+    }
+
     /// True when the decoded form respects the invariants (see
-    /// [`Dvvset::from_entries`]); decoders call it on untrusted input.
+    /// [`Dvvset::validate`]); decoders call it on untrusted input.
     pub fn is_well_formed(&self) -> bool {
-        self.entries.windows(2).all(|w| w[0].actor < w[1].actor)
-            && self
-                .entries
-                .iter()
-                .all(|e| e.values.len() as u64 <= e.counter)
+        self.validate().is_ok()
+    }
+
+    /// Checks the invariants a decoded set must hold before any algorithm
+    /// here touches it: a bounded number of entries, strictly ascending
+    /// actors, no more values than the counter allows. (An entry with
+    /// counter zero and no values is allowed, as in the reference
+    /// algorithm: it knows nothing and changes no result.)
+    pub fn validate(&self) -> Result<(), Malformed> {
+        check_entries(self.entries.len(), self.entries.iter().map(|e| e.actor))?;
+        match self
+            .entries
+            .iter()
+            .find(|e| e.values.len() as u64 > e.counter)
+        {
+            Some(e) => Err(Malformed::ValuesAboveCounter(e.actor)),
+            None => Ok(()),
+        }
     }
 
     /// Records a new value written at `actor`: a fresh dot
     /// `(actor, counter + 1)`. Existing values stay (they are concurrent with
     /// the new one unless an earlier sync with a context discarded them).
+    ///
+    /// The caller must not event an actor whose counter is `u64::MAX`
+    /// (nodes refuse such a write first): the counter saturates rather
+    /// than wrap or panic, and the new dot would not be fresh.
     pub fn event(&mut self, actor: ActorId, value: V) {
         match self.entries.binary_search_by_key(&actor, |e| e.actor) {
             Ok(i) => {
                 let entry = &mut self.entries[i];
-                entry.counter += 1;
+                entry.counter = entry.counter.saturating_add(1);
                 entry.values.insert(0, value);
             }
             Err(i) => self.entries.insert(

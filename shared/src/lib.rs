@@ -34,6 +34,7 @@ pub mod wire;
 
 pub use dvvset::{Dvvset, VersionVector};
 pub use ids::{ActorId, ClusterId, IdParseError, NodeId};
+pub use limits::StoreLimits;
 pub use membership::{
     ConflictPolicy, Durability, Member, Membership, MembershipError, MembershipVersion, StoreConfig,
 };

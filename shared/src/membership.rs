@@ -6,7 +6,7 @@
 //! newest document wins wherever two meet.
 
 use crate::ids::ClusterId;
-use crate::limits::valid_store_name;
+use crate::limits::{valid_store_name, StoreLimits};
 use crate::ring::{self, NodeId, PreferenceList};
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +83,11 @@ pub struct StoreConfig {
     pub durability: Durability,
     /// How concurrent writes are resolved unless a client says otherwise.
     pub policy: ConflictPolicy,
+    /// Bounds on each key's object (siblings, bytes) that nodes enforce.
+    /// Added in protocol 2; documents stored before it decode with the
+    /// defaults (see the node's storage).
+    #[serde(default)]
+    pub limits: StoreLimits,
 }
 
 /// The cluster's shape at one epoch.
@@ -139,6 +144,14 @@ pub enum MembershipError {
     /// Two stores share a name.
     #[error("store {0} exists already")]
     DuplicateStore(String),
+    /// A store's object limits are out of range or inconsistent.
+    #[error("store {name}: {problem}")]
+    BadStoreLimits {
+        /// Store name.
+        name: String,
+        /// Which bound is wrong and its range.
+        problem: String,
+    },
     /// The epoch cannot grow any more: a document at `u64::MAX` could never
     /// be replaced and would freeze the cluster.
     #[error("epoch {0} is the last one; no later document could replace it")]
@@ -249,6 +262,12 @@ impl Membership {
                     members: self.members.len(),
                 });
             }
+            s.limits
+                .validate()
+                .map_err(|problem| MembershipError::BadStoreLimits {
+                    name: s.name.clone(),
+                    problem,
+                })?;
         }
         Ok(())
     }
@@ -297,6 +316,7 @@ mod tests {
             w,
             durability: Durability::Sync,
             policy: ConflictPolicy::Siblings,
+            limits: StoreLimits::default(),
         }
     }
 
@@ -332,5 +352,11 @@ mod tests {
             Membership::new(ClusterId(9), 64, vec![], vec![]).unwrap_err(),
             MembershipError::NoMembers
         );
+        let mut loose = store(3, 2, 2);
+        loose.limits.siblings_warn = loose.limits.siblings_max + 1;
+        assert!(matches!(
+            Membership::new(ClusterId(9), 64, members(3), vec![loose]).unwrap_err(),
+            MembershipError::BadStoreLimits { .. }
+        ));
     }
 }

@@ -68,6 +68,34 @@ pub fn last_write_wins(object: &Object) -> Object {
 /// The stored form of a key: its DVVSet of values.
 pub type Object = Dvvset<Value>;
 
+/// Most bytes postcard spends on a `u64` or a length (a varint).
+const VARINT_BYTES_MAX: usize = 10;
+
+impl Dvvset<Value> {
+    /// An upper bound on the object's postcard encoding, in bytes: what
+    /// the object limits are checked against. Computed from lengths, never
+    /// by encoding, so checking a large object costs nothing; it is within
+    /// a few dozen bytes per value of the exact size.
+    pub fn size_bytes(&self) -> usize {
+        // Per entry: actor, counter, value count. Per value: timestamp,
+        // the option's tag, the byte length, the bytes.
+        let per_entry = 3 * VARINT_BYTES_MAX;
+        let per_value = 2 * VARINT_BYTES_MAX + 1;
+        VARINT_BYTES_MAX
+            + self
+                .entries()
+                .iter()
+                .map(|e| {
+                    per_entry
+                        + e.values
+                            .iter()
+                            .map(|v| per_value + v.size_bytes())
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+}
+
 /// Format byte in front of a stored or transmitted context token, so the
 /// encoding can change without misreading old tokens.
 const CONTEXT_FORMAT: u8 = 1;
@@ -169,6 +197,22 @@ mod tests {
             let a = postcard::to_allocvec(&v).unwrap();
             assert_eq!(a, postcard::to_allocvec(&plain).unwrap());
             assert_eq!(postcard::from_bytes::<Value>(&a).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn object_size_bounds_the_encoding() {
+        let mut o = Object::new();
+        assert!(postcard::to_allocvec(&o).unwrap().len() <= o.size_bytes());
+        for (i, len) in [0usize, 1, 200, 70_000].into_iter().enumerate() {
+            o.event(
+                ActorId(u64::MAX - i as u64 % 2),
+                Value::bytes(vec![9; len], u64::MAX),
+            );
+            o.event(ActorId(3), Value::tombstone(i as u64));
+            let exact = postcard::to_allocvec(&o).unwrap().len();
+            assert!(exact <= o.size_bytes());
+            assert!(o.size_bytes() - exact <= 32 * (o.value_count() + o.entries().len() + 1));
         }
     }
 

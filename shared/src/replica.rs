@@ -86,10 +86,16 @@ pub fn coordinate_put_as_stand_in(
     value: Value,
     policy: ConflictPolicy,
 ) -> Object {
-    let base = local_copies
+    coordinate_put(&stand_in_base(local_copies), context, actor, value, policy)
+}
+
+/// What a stand-in coordinates on: the sync of every copy of the key it
+/// holds (see [`coordinate_put_as_stand_in`], which is [`coordinate_put`]
+/// on this base).
+pub fn stand_in_base(local_copies: impl IntoIterator<Item = Object>) -> Object {
+    local_copies
         .into_iter()
-        .fold(Object::new(), |base, copy| base.sync(&copy));
-    coordinate_put(&base, context, actor, value, policy)
+        .fold(Object::new(), |base, copy| base.sync(&copy))
 }
 
 /// A replica takes `incoming` (a coordinator's object, a read repair, or a
@@ -105,15 +111,17 @@ pub fn replicate(stored: &Object, incoming: &Object, policy: ConflictPolicy) -> 
     (next != *stored).then_some(next)
 }
 
-/// True when a stand-in may forget the hint it `held`, now that `delivered`
-/// (the copy it read and handed off) is stored at home.
+/// True when a stand-in may forget the hint it `held`, now that a copy
+/// with clock `delivered` (the join of the copy it read and handed off) is
+/// stored at home.
 ///
-/// Only what was delivered may be dropped: a hint written to since the read
-/// has news for the home replica and must wait for the next hand-off. Each
-/// drop must be followed by a new stand-in actor (see
-/// [`coordinate_put_as_stand_in`]).
-pub fn hint_delivered(held: &Object, delivered: &Object) -> bool {
-    held.less(delivered) || held.equal_history(delivered)
+/// Only what was delivered may be dropped: the held object's clock must be
+/// covered by the delivered one (equal, or older when home moved on). A
+/// hint written to since the read has news for the home replica and must
+/// wait for the next hand-off. Each drop must be followed by a new stand-in
+/// actor (see [`coordinate_put_as_stand_in`]).
+pub fn hint_delivered(held: &Object, delivered: &VersionVector) -> bool {
+    held.join().covered_by(delivered)
 }
 
 /// What a node does with an offered membership document.

@@ -6,7 +6,7 @@
 //! self-describing, so the ALPN string ([`ALPN`]) versions the whole wire.
 //! Lengths are checked against the receiver's limit before any allocation.
 
-use crate::dvvset::VersionVector;
+use crate::dvvset::{Malformed, VersionVector};
 use crate::ids::{ActorId, ClusterId};
 use crate::membership::{Membership, MembershipVersion};
 use crate::object::{Object, Value};
@@ -15,9 +15,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/1";
-/// Protocol version carried in `Hello`, equal to the ALPN's.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const ALPN: &[u8] = b"quire/2";
+/// Protocol version carried in `Hello`, equal to the ALPN's. Version 2:
+/// stores carry object limits in the membership document, and `DropHints`
+/// carries clocks instead of objects.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -72,8 +74,10 @@ pub enum Request {
         /// replica (sloppy quorum); the object is kept as a hint.
         hint: Option<NodeId>,
     },
-    /// A page of the hints this node holds for `target`, in key order,
-    /// starting after `after` (a cursor from the previous page).
+    /// A page of the hints this node holds for `target`, starting after
+    /// `after` (the previous page's opaque cursor). Pages are bounded by
+    /// count and by bytes (the node's frame limit), and hold at least one
+    /// hint while any is left.
     Hints {
         /// The home node the hints are for.
         target: NodeId,
@@ -84,13 +88,14 @@ pub enum Request {
         limit: u32,
     },
     /// Forget hints for `target` that were delivered: each is dropped only
-    /// if the held object is no newer than the one given (a hint updated
-    /// since it was read is kept for the next delivery).
+    /// if the held object's clock is covered by the delivered one (a hint
+    /// updated since it was read is kept for the next delivery). Clocks,
+    /// not objects, so the request stays small however large the hints.
     DropHints {
         /// The home node the hints were for.
         target: NodeId,
-        /// The delivered hints, as read.
-        hints: Vec<Hint>,
+        /// The delivered hints.
+        hints: Vec<DeliveredHint>,
     },
     /// The node's newest membership document.
     GetMembership,
@@ -166,6 +171,21 @@ pub enum Reply {
     MembershipEpoch(u64),
 }
 
+impl Reply {
+    /// The reply, if every object it carries is well formed (see
+    /// [`crate::Dvvset::validate`]). A node's bytes are not trusted: a
+    /// client checks every reply before merging what it holds, and treats
+    /// a malformed one as that node's failure.
+    pub fn validated(self) -> Result<Self, Malformed> {
+        match &self {
+            Reply::Object(Some(o)) | Reply::Stored(o) => o.validate()?,
+            Reply::Hints { hints, .. } => hints.iter().try_for_each(|h| h.object.validate())?,
+            _ => {}
+        }
+        Ok(self)
+    }
+}
+
 /// An object a stand-in holds for an unreachable home replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hint {
@@ -176,6 +196,18 @@ pub struct Hint {
     pub key: Vec<u8>,
     /// The object to deliver home.
     pub object: Object,
+}
+
+/// A hint that reached its home node: what the stand-in may now forget.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredHint {
+    /// Store name.
+    pub store: String,
+    /// User key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The clock (the join) of the object delivered.
+    pub clock: VersionVector,
 }
 
 /// A refused request: a code to branch on and a message for people.
@@ -226,6 +258,17 @@ pub enum ErrorCode {
     /// response's epoch says which document): the client's membership is
     /// stale, so it refreshes it and retries.
     NotOwner,
+    /// The write would leave the key with more siblings than its store
+    /// allows; nothing was stored. Read the key and write with the read's
+    /// context, which merges the siblings.
+    TooManySiblings,
+    /// The write would make the key's object larger than its store (or
+    /// the node's frame limit) allows; nothing was stored.
+    ObjectTooLarge,
+    /// A context (version vector) is malformed (unsorted, an actor twice,
+    /// a zero counter, too many entries) or claims a dot of this node's
+    /// actor that it never issued for the key.
+    InvalidContext,
 }
 
 /// Why a frame could not be read.

@@ -4,7 +4,7 @@
 use super::output::{line, print, Report};
 use super::{connect, ConfigArg};
 use clap::ValueEnum;
-use quire::shared::{ConflictPolicy, Durability, StoreConfig};
+use quire::shared::{ConflictPolicy, Durability, StoreConfig, StoreLimits};
 use quire_client::MaintenanceReport;
 use serde::Serialize;
 use std::time::Duration;
@@ -38,6 +38,17 @@ pub struct CreateStoreArgs {
     /// When a write is acknowledged relative to the disk.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
     durability: DurabilityArg,
+    /// Siblings past which nodes log a warning for a key.
+    #[arg(long, default_value_t = StoreLimits::default().siblings_warn)]
+    siblings_warn: u32,
+    /// Siblings a write may not grow a key past: such a write is refused
+    /// until one is made with a context that merges them.
+    #[arg(long, default_value_t = StoreLimits::default().siblings_max)]
+    siblings_max: u32,
+    /// Bytes a write may not grow a key's whole object (every sibling)
+    /// past.
+    #[arg(long, default_value_t = StoreLimits::default().object_bytes_max)]
+    object_bytes_max: u32,
 }
 
 /// `--policy`: the closed set of conflict policies.
@@ -98,6 +109,9 @@ struct StoreView {
     w: u8,
     policy: &'static str,
     durability: &'static str,
+    siblings_warn: u32,
+    siblings_max: u32,
+    object_bytes_max: u32,
 }
 
 impl StoreView {
@@ -109,6 +123,9 @@ impl StoreView {
             w: s.w,
             policy: s.policy.name(),
             durability: s.durability.name(),
+            siblings_warn: s.limits.siblings_warn,
+            siblings_max: s.limits.siblings_max,
+            object_bytes_max: s.limits.object_bytes_max,
         }
     }
 
@@ -215,6 +232,11 @@ pub async fn store(command: StoreCommand, config: ConfigArg, json: bool) -> anyh
         w: args.w,
         policy: args.policy.into(),
         durability: args.durability.into(),
+        limits: StoreLimits {
+            siblings_warn: args.siblings_warn,
+            siblings_max: args.siblings_max,
+            object_bytes_max: args.object_bytes_max,
+        },
     };
     let (doc, missed) = client.create_store(store.clone()).await?;
     for m in &missed {

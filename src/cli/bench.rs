@@ -10,7 +10,7 @@ use quire::bench::run::{load, run as run_workload, Contexts, Pace, RunSpec, Targ
 use quire::bench::{write_table, BenchReport, Workload, WorkloadReport};
 use quire::cluster::process::peak_memory_bytes;
 use quire::cluster::{ClusterBuilder, LocalCluster};
-use quire::shared::{ConflictPolicy, Durability, StoreConfig};
+use quire::shared::{ConflictPolicy, Durability, StoreConfig, StoreLimits};
 use quire::Client;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -147,6 +147,7 @@ impl Nrw {
             w: self.2,
             durability: Durability::Sync,
             policy: ConflictPolicy::Siblings,
+            limits: StoreLimits::default(),
         }
     }
 }

@@ -1,14 +1,25 @@
-//! LMDB storage: the only file that knows LMDB.
+//! LMDB storage: the only module that knows LMDB.
 //!
 //! One environment per node with named databases:
 //! - `data`: `store length ‖ store ‖ partition (u32 BE) ‖ key` → object
-//! - `hints`: `home node (u64 BE) ‖ data key` → object held for another node
+//! - `hints`: `home node (u64 BE) ‖ data key` → object held for another
+//!   node (a hashed form when that is too long for LMDB: see `keys`)
 //! - `meta`: node id, stand-in actor, reset secret, membership document
 //!
 //! Stored objects and documents carry a format byte in front of their
-//! postcard bytes so the layout can evolve. Reads run on the caller's thread
-//! in a read transaction; all writes go through [`crate::writer`], which
-//! batches them into one transaction each.
+//! postcard bytes so the layout can evolve; records of older formats decode
+//! through `legacy`. Reads run on the caller's thread in a read
+//! transaction; all writes go through [`crate::writer`], which batches them
+//! into one transaction each.
+
+mod hints;
+mod keys;
+mod legacy;
+#[cfg(test)]
+mod tests;
+
+pub use hints::HintsPage;
+pub use keys::{data_key, split_data_key, LMDB_KEY_BYTES_MAX};
 
 use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
 use quire_shared::{ActorId, Membership, NodeId, Object};
@@ -17,6 +28,9 @@ use std::path::Path;
 
 /// Format byte of stored objects and meta records.
 const FORMAT_V1: u8 = 1;
+/// Format byte of the membership document since stores carry object
+/// limits; format 1 documents decode through `legacy`.
+const MEMBERSHIP_FORMAT_V2: u8 = 2;
 const META_NODE_ID: &[u8] = b"node_id";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_MEMBERSHIP: &[u8] = b"membership";
@@ -89,48 +103,38 @@ pub struct Storage {
     sync_fault: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// The LMDB key of a user key.
-pub fn data_key(store: &str, partition: u32, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + store.len() + 4 + key.len());
-    k.push(store.len() as u8);
-    k.extend_from_slice(store.as_bytes());
-    k.extend_from_slice(&partition.to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-/// Splits a data key into store, partition and user key; `None` if it is
-/// not one `data_key` made.
-pub fn split_data_key(data_key: &[u8]) -> Option<(String, u32, Vec<u8>)> {
-    let (&len, rest) = data_key.split_first()?;
-    let len = usize::from(len);
-    if rest.len() < len + 4 {
-        return None;
-    }
-    let store = std::str::from_utf8(&rest[..len]).ok()?.to_string();
-    let partition = u32::from_be_bytes(rest[len..len + 4].try_into().ok()?);
-    Some((store, partition, rest[len + 4..].to_vec()))
-}
-
-fn hint_key(home: NodeId, data_key: &[u8]) -> Vec<u8> {
-    let mut k = home.get().to_be_bytes().to_vec();
-    k.extend_from_slice(data_key);
-    k
-}
-
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
+    encode_as(FORMAT_V1, v)
+}
+
+fn encode_as<T: Serialize>(format: u8, v: &T) -> Vec<u8> {
+    let mut out = vec![format];
     out.extend(postcard::to_allocvec(v).expect("stored records always encode"));
     out
 }
 
+fn corrupt(what: &[u8]) -> StorageError {
+    StorageError::Corrupt(String::from_utf8_lossy(what).into_owned())
+}
+
 fn decode<T: DeserializeOwned>(bytes: &[u8], what: &[u8]) -> Result<T, StorageError> {
     match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => postcard::from_bytes(body)
-            .map_err(|_| StorageError::Corrupt(String::from_utf8_lossy(what).into_owned())),
-        _ => Err(StorageError::Corrupt(
-            String::from_utf8_lossy(what).into_owned(),
-        )),
+        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|_| corrupt(what)),
+        _ => Err(corrupt(what)),
+    }
+}
+
+/// The stored membership document, in the current or an older format.
+fn get_membership_in(
+    txn: &impl Transaction,
+    meta: Database,
+) -> Result<Option<Membership>, StorageError> {
+    match txn.get(meta, &META_MEMBERSHIP) {
+        Ok(bytes) => legacy::decode_membership(bytes, MEMBERSHIP_FORMAT_V2)
+            .map(Some)
+            .ok_or_else(|| corrupt(META_MEMBERSHIP)),
+        Err(lmdb::Error::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -232,54 +236,6 @@ impl Storage {
         get_in(&txn, self.data, data_key)
     }
 
-    /// Every hint held under `data_key`, for any of `homes`, synced into
-    /// one object; `None` if there is none.
-    pub fn get_hints(
-        &self,
-        homes: &[NodeId],
-        data_key: &[u8],
-    ) -> Result<Option<Object>, StorageError> {
-        let txn = self.env.begin_ro_txn()?;
-        let mut out: Option<Object> = None;
-        for &home in homes {
-            if let Some(o) = get_in::<Object>(&txn, self.hints, &hint_key(home, data_key))? {
-                out = Some(match out {
-                    Some(acc) => acc.sync(&o),
-                    None => o,
-                });
-            }
-        }
-        Ok(out)
-    }
-
-    /// Up to `limit` hints held for `home`, in data-key order, starting
-    /// after data key `after`. Returns `(data key, object)` pairs.
-    pub fn hints_page(
-        &self,
-        home: NodeId,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Object)>, StorageError> {
-        use lmdb::Cursor;
-        let txn = self.env.begin_ro_txn()?;
-        let mut cursor = txn.open_ro_cursor(self.hints)?;
-        let prefix = home.get().to_be_bytes();
-        let start = hint_key(home, after.unwrap_or(&[]));
-        let mut out = Vec::new();
-        for item in cursor.iter_from(&start) {
-            let (k, v) = item?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            let dk = &k[prefix.len()..];
-            if after == Some(dk) {
-                continue; // the cursor itself was delivered already
-            }
-            out.push((dk.to_vec(), decode(v, k)?));
-        }
-        Ok(out)
-    }
-
     /// Flushes every committed transaction to disk (fsync).
     pub fn sync(&self) -> Result<(), StorageError> {
         if self.sync_fault.load(std::sync::atomic::Ordering::Relaxed) {
@@ -299,7 +255,7 @@ impl Storage {
     /// The stored membership document, if any.
     pub fn membership(&self) -> Result<Option<Membership>, StorageError> {
         let txn = self.env.begin_ro_txn()?;
-        get_in(&txn, self.meta, META_MEMBERSHIP)
+        get_membership_in(&txn, self.meta)
     }
 
     /// Starts a write transaction (writer thread only).
@@ -331,46 +287,14 @@ impl WriteTxn<'_> {
             .put(self.storage.data, &data_key, &bytes, WriteFlags::empty())?)
     }
 
-    /// The hint object held for `home` under `data_key`.
-    pub fn get_hint(&self, home: NodeId, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
-        get_in(&self.txn, self.storage.hints, &hint_key(home, data_key))
-    }
-
-    /// Stores a hint object held for `home`.
-    pub fn put_hint(
-        &mut self,
-        home: NodeId,
-        data_key: &[u8],
-        object: &Object,
-    ) -> Result<(), StorageError> {
-        let bytes = encode(object);
-        Ok(self.txn.put(
-            self.storage.hints,
-            &hint_key(home, data_key),
-            &bytes,
-            WriteFlags::empty(),
-        )?)
-    }
-
-    /// Removes the hint held for `home` under `data_key`.
-    pub fn del_hint(&mut self, home: NodeId, data_key: &[u8]) -> Result<(), StorageError> {
-        match self
-            .txn
-            .del(self.storage.hints, &hint_key(home, data_key), None)
-        {
-            Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// The membership document as this transaction sees it.
     pub fn get_membership(&self) -> Result<Option<Membership>, StorageError> {
-        get_in(&self.txn, self.storage.meta, META_MEMBERSHIP)
+        get_membership_in(&self.txn, self.storage.meta)
     }
 
     /// Stores the membership document.
     pub fn put_membership(&mut self, doc: &Membership) -> Result<(), StorageError> {
-        let bytes = encode(doc);
+        let bytes = encode_as(MEMBERSHIP_FORMAT_V2, doc);
         Ok(self.txn.put(
             self.storage.meta,
             &META_MEMBERSHIP,

@@ -99,5 +99,6 @@ pub fn default_store(nodes: usize) -> StoreConfig {
         w: n.min(2),
         durability: Durability::Sync,
         policy: ConflictPolicy::Siblings,
+        limits: quire_shared::StoreLimits::default(),
     }
 }

@@ -82,6 +82,9 @@ impl NodeFailure {
                     | ErrorCode::InvalidObject
                     | ErrorCode::Malformed
                     | ErrorCode::FrameTooLarge
+                    | ErrorCode::InvalidContext
+                    | ErrorCode::TooManySiblings
+                    | ErrorCode::ObjectTooLarge
                     | ErrorCode::NotOwner,
                 ..
             })

@@ -103,7 +103,40 @@ proptest! {
         for set in run(&steps) {
             prop_assert!(set.entries().len() <= 3);
             prop_assert!(set.is_well_formed());
+            prop_assert_eq!(set.join().validate(), Ok(()), "a read's context is well formed");
         }
+    }
+
+    /// The validator accepts exactly the vectors the algorithms assume:
+    /// actors strictly ascending (sorted, each once), counters above zero.
+    #[test]
+    fn the_context_validator_accepts_exactly_sorted_unique_positive_vectors(
+        raw in prop::collection::vec((0u64..6, 0u64..4), 0..8)
+    ) {
+        let vv = VersionVector {
+            entries: raw.iter().map(|&(a, c)| (ActorId(a), c)).collect(),
+        };
+        let spec = raw.windows(2).all(|w| w[0].0 < w[1].0) && raw.iter().all(|p| p.1 > 0);
+        prop_assert_eq!(vv.validate().is_ok(), spec, "{:?}", raw);
+        let canonical = VersionVector::from_pairs(vv.pairs().iter().copied());
+        prop_assert_eq!(canonical.validate(), Ok(()));
+    }
+
+    /// The same for sets, which also must not hold more values than dots.
+    #[test]
+    fn the_object_validator_accepts_exactly_well_formed_sets(
+        raw in prop::collection::vec((0u64..6, 0u64..4, 0u32..4), 0..6)
+    ) {
+        let set = Set {
+            entries: raw
+                .iter()
+                .map(|&(a, counter, n)| Entry { actor: ActorId(a), counter, values: (0..n).collect() })
+                .collect(),
+        };
+        let spec = raw.windows(2).all(|w| w[0].0 < w[1].0)
+            && raw.iter().all(|&(_, c, n)| u64::from(n) <= c);
+        prop_assert_eq!(set.validate().is_ok(), spec, "{:?}", raw);
+        prop_assert_eq!(Set::from_entries(set.entries().to_vec()).is_some(), spec);
     }
 
     #[test]
@@ -187,6 +220,27 @@ fn from_entries_rejects_unsorted_or_overfull_sets() {
     );
     assert!(Set::from_entries(vec![e(ActorId(1), 1, vec![1, 2])]).is_none());
     assert!(Set::from_entries(vec![e(ActorId(1), 2, vec![1]), e(ActorId(2), 1, vec![])]).is_some());
+}
+
+#[test]
+fn vectors_longer_than_the_limit_are_refused() {
+    let max = crate::limits::VERSION_VECTOR_ENTRIES_MAX as u64;
+    let at_limit = VersionVector::from_pairs((1..=max).map(|a| (ActorId(a), 1)));
+    assert_eq!(at_limit.validate(), Ok(()));
+    let over = VersionVector::from_pairs((1..=max + 1).map(|a| (ActorId(a), 1)));
+    assert_eq!(
+        over.validate(),
+        Err(Malformed::TooManyEntries(max as usize + 1))
+    );
+    assert!(!Set::from_context(&over).is_well_formed());
+}
+
+#[test]
+fn an_event_at_the_counter_ceiling_saturates_instead_of_panicking() {
+    let mut set = Set::from_context(&VersionVector::from_pairs([(ActorId(1), u64::MAX)]));
+    set.event(ActorId(1), 7);
+    assert_eq!(set.counter(ActorId(1)), u64::MAX);
+    assert!(set.is_well_formed());
 }
 
 #[test]

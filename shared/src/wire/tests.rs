@@ -52,7 +52,7 @@ fn request() -> impl Strategy<Value = Request> {
                 context: VersionVector::from_pairs(ctx.into_iter().map(|(a, c)| (ActorId(a), c))),
                 hint: None,
             }),
-        ("[a-z]{1,8}", key, object(), any::<Option<u64>>()).prop_map(
+        ("[a-z]{1,8}", key.clone(), object(), any::<Option<u64>>()).prop_map(
             |(store, key, object, hint)| Request::Replicate {
                 store,
                 key,
@@ -60,7 +60,49 @@ fn request() -> impl Strategy<Value = Request> {
                 hint: hint.map(NodeId)
             }
         ),
+        (any::<u64>(), prop::option::of(key.clone()), any::<u32>()).prop_map(
+            |(target, after, limit)| Request::Hints {
+                target: NodeId(target),
+                after,
+                limit
+            }
+        ),
+        (
+            any::<u64>(),
+            prop::collection::vec(("[a-z]{1,8}", key, object()), 0..3)
+        )
+            .prop_map(|(target, hints)| Request::DropHints {
+                target: NodeId(target),
+                hints: hints
+                    .into_iter()
+                    .map(|(store, key, object)| DeliveredHint {
+                        store,
+                        key,
+                        clock: object.join()
+                    })
+                    .collect(),
+            }),
         Just(Request::GetMembership),
+    ]
+}
+
+fn reply() -> impl Strategy<Value = Reply> {
+    let key = prop::collection::vec(any::<u8>(), 0..40);
+    prop_oneof![
+        prop::option::of(object()).prop_map(Reply::Object),
+        object().prop_map(Reply::Stored),
+        (
+            prop::collection::vec(("[a-z]{1,8}", key.clone(), object()), 0..3),
+            prop::option::of(key)
+        )
+            .prop_map(|(hints, next)| Reply::Hints {
+                hints: hints
+                    .into_iter()
+                    .map(|(store, key, object)| Hint { store, key, object })
+                    .collect(),
+                next,
+            }),
+        any::<u32>().prop_map(Reply::Dropped),
     ]
 }
 
@@ -69,6 +111,13 @@ proptest! {
     fn requests_round_trip(req in request()) {
         let frame = encode_frame(&req);
         prop_assert_eq!(decode_frame::<Request>(&frame, u32::MAX).unwrap(), req);
+    }
+
+    #[test]
+    fn replies_round_trip(reply in reply(), epoch in any::<u64>()) {
+        let response = Response { epoch, result: Ok(reply) };
+        let frame = encode_frame(&response);
+        prop_assert_eq!(decode_frame::<Response>(&frame, u32::MAX).unwrap(), response);
     }
 
     #[test]
@@ -126,4 +175,39 @@ fn responses_round_trip() {
         decode_frame::<Response>(&encode_frame(&r), 1024).unwrap(),
         r
     );
+}
+
+#[test]
+fn replies_carrying_a_malformed_object_do_not_validate() {
+    let mut good = Dvvset::new();
+    good.event(ActorId(1), Value::bytes(b"a".to_vec(), 1));
+    good.event(ActorId(2), Value::bytes(b"b".to_vec(), 1));
+    // The same entries in the wrong order, as a peer could send them.
+    let bad: Object = postcard::from_bytes(
+        &postcard::to_allocvec(&good.entries().iter().rev().collect::<Vec<_>>()).unwrap(),
+    )
+    .unwrap();
+    assert!(!bad.is_well_formed());
+    let hint = |object| Hint {
+        store: "s".into(),
+        key: b"k".to_vec(),
+        object,
+    };
+    for (reply, ok) in [
+        (Reply::Object(None), true),
+        (Reply::Object(Some(good.clone())), true),
+        (Reply::Stored(good.clone()), true),
+        (Reply::Object(Some(bad.clone())), false),
+        (Reply::Stored(bad.clone()), false),
+        (
+            Reply::Hints {
+                hints: vec![hint(good.clone()), hint(bad.clone())],
+                next: None,
+            },
+            false,
+        ),
+        (Reply::Dropped(1), true),
+    ] {
+        assert_eq!(reply.clone().validated().is_ok(), ok, "{reply:?}");
+    }
 }

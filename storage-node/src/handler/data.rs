@@ -6,7 +6,7 @@ use crate::storage::data_key;
 use crate::writer::{WriteOp, WriteOutcome};
 use quire_shared::limits::{check_key, check_value};
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply};
-use quire_shared::{ConflictPolicy, Durability, NodeId, Object, Value, VersionVector};
+use quire_shared::{ConflictPolicy, Durability, NodeId, Object, StoreLimits, Value, VersionVector};
 
 /// This node's wall clock in milliseconds since the Unix epoch (0 if the
 /// clock is before it: the replica rule still orders writes after what is
@@ -51,6 +51,22 @@ impl NodeState {
         self.membership()
             .and_then(|m| m.store(store).map(|s| s.policy))
             .unwrap_or(ConflictPolicy::Siblings)
+    }
+
+    /// The ids of every member, for the writer to find hint copies by.
+    fn member_ids(&self) -> Vec<NodeId> {
+        self.membership()
+            .map(|m| m.members.iter().map(|m| m.id).collect())
+            .unwrap_or_default()
+    }
+
+    /// The bounds on a key's object in `store`, held under this node's
+    /// frame limit so every object it stores fits the frames that carry it.
+    fn object_limits(&self, store: &str) -> StoreLimits {
+        self.membership()
+            .and_then(|m| m.store(store).map(|s| s.limits))
+            .unwrap_or_default()
+            .within_frame(self.limits.frame_bytes_max)
     }
 
     /// A data write, fsynced before the answer unless `store` is buffered.
@@ -138,22 +154,21 @@ impl NodeState {
         // The coordinator's clock, not the client's, orders last-write-wins
         // (the replica rule keeps it above every timestamp already stored).
         value.timestamp_ms = now_ms();
-        let members = self
-            .membership()
-            .map(|m| m.members.iter().map(|m| m.id).collect())
-            .unwrap_or_default();
+        // The writer checks the context's dots against what it holds;
+        // its form is checked here, before anything is queued.
+        context
+            .validate()
+            .map_err(|e| refuse(ErrorCode::InvalidContext, format!("context: {e}")))?;
         let op = WriteOp::Put {
             data_key: dk,
             value,
             context,
             hint,
-            members,
+            members: self.member_ids(),
             policy: self.policy(store),
+            limits: self.object_limits(store),
         };
-        match self.write_data(store, op).await? {
-            WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
-            other => Err(unexpected(&other)),
-        }
+        stored(self.write_data(store, op).await?)
     }
 
     /// Syncs a coordinator's object into the local copy (or hint).
@@ -166,12 +181,9 @@ impl NodeState {
     ) -> Result<Reply, ErrorReply> {
         let dk = self.locate(store, key)?;
         self.check_home_replica(store, key, hint)?;
-        if !object.is_well_formed() {
-            return Err(refuse(
-                ErrorCode::InvalidObject,
-                "object entries are unsorted or hold more values than their counters",
-            ));
-        }
+        object
+            .validate()
+            .map_err(|e| refuse(ErrorCode::InvalidObject, format!("object: {e}")))?;
         for v in object.values() {
             check_value(v.size_bytes(), self.limits.value_bytes_max)
                 .map_err(|(code, msg)| refuse(code, msg))?;
@@ -180,11 +192,20 @@ impl NodeState {
             data_key: dk,
             object,
             hint,
+            members: self.member_ids(),
             policy: self.policy(store),
+            limits: self.object_limits(store),
         };
-        match self.write_data(store, op).await? {
-            WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
-            other => Err(unexpected(&other)),
-        }
+        stored(self.write_data(store, op).await?)
+    }
+}
+
+/// The answer to a put or replication: the object stored, or the writer's
+/// refusal.
+fn stored(outcome: WriteOutcome) -> Result<Reply, ErrorReply> {
+    match outcome {
+        WriteOutcome::Stored(o) => Ok(Reply::Stored(o)),
+        WriteOutcome::Refused { code, message } => Err(refuse(code, message)),
+        other => Err(unexpected(&other)),
     }
 }

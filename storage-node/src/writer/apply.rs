@@ -7,10 +7,12 @@
 //! whenever delivered hints are forgotten: choosing and recording actors is
 //! the node's business, not the rule's.
 
+use super::guard::{exhausted, over_limits, unissued_dot, unissued_refusal};
 use super::{WriteOp, WriteOutcome};
 use crate::storage::{fresh_id, StorageError, WriteTxn};
 use quire_shared::replica::{self, MembershipOffer};
-use quire_shared::ActorId;
+use quire_shared::wire::ErrorCode;
+use quire_shared::{ActorId, NodeId};
 
 /// The writer's identity for the dots it makes.
 ///
@@ -44,12 +46,24 @@ pub(super) fn apply(
             value,
             context,
             hint: None,
+            members,
             policy,
-            ..
+            limits,
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
+            let claimed = |a| context.get(a);
+            if let Some(dot) = unissued_dot(txn, actors, data_key, members, &stored, claimed)? {
+                return Ok(unissued_refusal(data_key, ErrorCode::InvalidContext, dot));
+            }
+            let counter = stored.counter(actors.node).max(claimed(actors.node));
+            if let Some(refused) = exhausted(data_key, counter, actors.node) {
+                return Ok(refused);
+            }
             let next =
                 replica::coordinate_put(&stored, context, actors.node, value.clone(), *policy);
+            if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+                return Ok(refused);
+            }
             txn.put_object(data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
         }
@@ -60,21 +74,31 @@ pub(super) fn apply(
             hint: Some(home),
             members,
             policy,
+            limits,
         } => {
             // Every local copy of the key, so the new dot is above any
             // dot this stand-in actor made for it and still remembers.
-            let mut copies = Vec::with_capacity(members.len() + 2);
+            let homes = with_home(members, *home);
+            let mut copies = Vec::with_capacity(homes.len() + 1);
             copies.extend(txn.get_object(data_key)?);
-            for m in members.iter().chain(std::iter::once(home)) {
-                copies.extend(txn.get_hint(*m, data_key)?);
+            for &m in &homes {
+                copies.extend(txn.get_hint(m, data_key)?);
             }
-            let next = replica::coordinate_put_as_stand_in(
-                copies,
-                context,
-                actors.hint,
-                value.clone(),
-                *policy,
-            );
+            // `coordinate_put_as_stand_in`, with its base kept: the checks
+            // compare the context and the result with what the stand-in held.
+            let base = replica::stand_in_base(copies);
+            let claimed = |a| context.get(a);
+            if let Some(dot) = unissued_dot(txn, actors, data_key, &homes, &base, claimed)? {
+                return Ok(unissued_refusal(data_key, ErrorCode::InvalidContext, dot));
+            }
+            let counter = base.counter(actors.hint).max(claimed(actors.hint));
+            if let Some(refused) = exhausted(data_key, counter, actors.hint) {
+                return Ok(refused);
+            }
+            let next = replica::coordinate_put(&base, context, actors.hint, value.clone(), *policy);
+            if let Some(refused) = over_limits(data_key, &base, &next, limits) {
+                return Ok(refused);
+            }
             txn.put_hint(*home, data_key, &next)?;
             Ok(WriteOutcome::Stored(next))
         }
@@ -99,11 +123,20 @@ pub(super) fn apply(
             data_key,
             object,
             hint: None,
+            members,
             policy,
+            limits,
         } => {
             let stored = txn.get_object(data_key)?.unwrap_or_default();
+            let claimed = |a| object.counter(a);
+            if let Some(dot) = unissued_dot(txn, actors, data_key, members, &stored, claimed)? {
+                return Ok(unissued_refusal(data_key, ErrorCode::InvalidObject, dot));
+            }
             match replica::replicate(&stored, object, *policy) {
                 Some(next) => {
+                    if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+                        return Ok(refused);
+                    }
                     txn.put_object(data_key, &next)?;
                     Ok(WriteOutcome::Stored(next))
                 }
@@ -114,11 +147,21 @@ pub(super) fn apply(
             data_key,
             object,
             hint: Some(home),
+            members,
             policy,
+            limits,
         } => {
             let stored = txn.get_hint(*home, data_key)?.unwrap_or_default();
+            let homes = with_home(members, *home);
+            let claimed = |a| object.counter(a);
+            if let Some(dot) = unissued_dot(txn, actors, data_key, &homes, &stored, claimed)? {
+                return Ok(unissued_refusal(data_key, ErrorCode::InvalidObject, dot));
+            }
             match replica::replicate(&stored, object, *policy) {
                 Some(next) => {
+                    if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+                        return Ok(refused);
+                    }
                     txn.put_hint(*home, data_key, &next)?;
                     Ok(WriteOutcome::Stored(next))
                 }
@@ -142,4 +185,14 @@ pub(super) fn apply(
             }
         }
     }
+}
+
+/// Every member whose hint copies a stand-in consults, and `home` (which a
+/// hint may name before the membership does).
+fn with_home(members: &[NodeId], home: NodeId) -> Vec<NodeId> {
+    let mut homes = members.to_vec();
+    if !homes.contains(&home) {
+        homes.push(home);
+    }
+    homes
 }

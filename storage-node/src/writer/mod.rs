@@ -16,11 +16,14 @@
 //!   answering callers once their batch is committed (and fsynced);
 //! - `apply`: what each [`WriteOp`] does inside the transaction, and the
 //!   stand-in actor;
+//! - `guard`: what a write may not store (object limits, dots the node
+//!   never issued), refused before anything is written;
 //! - `flusher`: the thread that fsyncs `buffered` commits on an interval.
 
 mod apply;
 pub mod failstop;
 mod flusher;
+mod guard;
 #[cfg(test)]
 mod tests;
 
@@ -30,7 +33,10 @@ use apply::{apply, Actors};
 use failstop::FailStop;
 use flusher::Flusher;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{ActorId, ConflictPolicy, Membership, MembershipVersion, NodeId, Object, Value};
+use quire_shared::wire::ErrorCode;
+use quire_shared::{
+    ActorId, ConflictPolicy, Membership, MembershipVersion, NodeId, Object, StoreLimits, Value,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -55,13 +61,16 @@ pub enum WriteOp {
         /// The store's conflict policy: last-write-wins keeps only the
         /// newest value.
         policy: ConflictPolicy,
+        /// Bounds the resulting object must keep (the store's, held under
+        /// the node's frame limit).
+        limits: StoreLimits,
     },
     /// Forget delivered hints for `target` unless they changed since.
     DropHints {
         /// The home node.
         target: NodeId,
-        /// `(data key, object as delivered)`.
-        items: Vec<(Vec<u8>, Object)>,
+        /// `(data key, clock of the object delivered)`.
+        items: Vec<(Vec<u8>, VersionVector)>,
     },
     /// Sync a replicated object into the local one (or into the hint area
     /// for `hint`).
@@ -72,9 +81,15 @@ pub enum WriteOp {
         object: Object,
         /// Home node when stored as a hint.
         hint: Option<NodeId>,
+        /// Every member: where the stand-in dots the object may carry can
+        /// be held (see the writer's `guard`).
+        members: Vec<NodeId>,
         /// The store's conflict policy: last-write-wins keeps only the
         /// newest value.
         policy: ConflictPolicy,
+        /// Bounds the resulting object must keep (the store's, held under
+        /// the node's frame limit).
+        limits: StoreLimits,
     },
     /// Keep an offered membership document if the rule
     /// ([`quire_shared::replica::accept_membership`]) takes it; decided in
@@ -103,6 +118,15 @@ pub enum WriteOutcome {
     },
     /// Hints dropped.
     Dropped(u32),
+    /// The write was refused for what it would have stored (a limit, a
+    /// dot this node never issued); nothing of it was stored, and the rest
+    /// of its batch is unaffected.
+    Refused {
+        /// The wire code to answer with.
+        code: ErrorCode,
+        /// Names the key, the bound and the way out.
+        message: String,
+    },
 }
 
 /// A queued write: the operation, whether it waits for an fsync, and

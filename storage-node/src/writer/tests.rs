@@ -5,7 +5,7 @@
 use super::*;
 use crate::storage::data_key;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::{ActorId, ConflictPolicy, Object, Value};
+use quire_shared::{ActorId, ConflictPolicy, Object, StoreLimits, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ async fn concurrent_writes_share_commits_and_all_land() {
                             hint: None,
                             members: Vec::new(),
                             policy: ConflictPolicy::Siblings,
+                            limits: StoreLimits::default(),
                         },
                         true,
                     )
@@ -75,6 +76,7 @@ async fn buffered_writes_skip_the_fsync_that_sync_writes_wait_for() {
         hint: None,
         members: Vec::new(),
         policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
     };
     for i in 0..5 {
         writer.write(put(i), false).await.unwrap();
@@ -105,6 +107,7 @@ async fn identity_and_data_survive_a_reopen() {
             hint: None,
             members: Vec::new(),
             policy: ConflictPolicy::Siblings,
+            limits: StoreLimits::default(),
         };
         let Ok(WriteOutcome::Stored(o)) = writer.write(op, true).await else {
             panic!("put failed");
@@ -145,6 +148,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
                 hint: None,
                 members: Vec::new(),
                 policy: ConflictPolicy::Siblings,
+                limits: StoreLimits::default(),
             },
             true,
         )
@@ -156,7 +160,9 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
                 data_key: key.clone(),
                 object: remote,
                 hint: None,
+                members: Vec::new(),
                 policy: ConflictPolicy::Siblings,
+                limits: StoreLimits::default(),
             },
             true,
         )
@@ -221,6 +227,7 @@ async fn a_failed_fsync_refuses_every_later_write() {
             hint: None,
             members: Vec::new(),
             policy: ConflictPolicy::Siblings,
+            limits: StoreLimits::default(),
         };
         storage.inject_sync_failure();
         let first = writer.write(put(1), durable).await;
@@ -244,5 +251,168 @@ async fn a_failed_fsync_refuses_every_later_write() {
             "{later:?}"
         );
         assert!(storage.get(&data_key("s", 0, &[2])).unwrap().is_none());
+    }
+}
+
+#[test]
+fn a_write_refused_for_its_limits_stores_nothing_and_spares_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, id) = open(dir.path());
+    let limits = StoreLimits {
+        siblings_warn: 1,
+        siblings_max: 2,
+        ..StoreLimits::default()
+    };
+    let blind = |key: &[u8], v: u8| WriteOp::Put {
+        data_key: data_key("s", 0, key),
+        value: Value::bytes(vec![v], 1),
+        context: VersionVector::new(),
+        hint: None,
+        members: Vec::new(),
+        policy: ConflictPolicy::Siblings,
+        limits,
+    };
+    let mut third = Object::new();
+    third.event(ActorId(7), Value::bytes(b"third".to_vec(), 1));
+    let ops = vec![
+        blind(b"full", 1),
+        blind(b"full", 2),
+        blind(b"full", 3),
+        blind(b"other", 4),
+        WriteOp::Replicate {
+            data_key: data_key("s", 0, b"full"),
+            object: third,
+            hint: None,
+            members: Vec::new(),
+            policy: ConflictPolicy::Siblings,
+            limits,
+        },
+    ];
+    let mut actors = Actors {
+        node: id.actor_id,
+        hint: ActorId(fresh_id()),
+    };
+    let fail_stop = FailStop::default();
+    let flusher = Flusher::start(storage.clone(), FLUSH, fail_stop.clone());
+    let stats = WriterStats::default();
+    let mut answers = Vec::new();
+    let mut batch: Vec<Job> = ops
+        .into_iter()
+        .map(|op| {
+            let (tx, rx) = oneshot::channel();
+            answers.push(rx);
+            (op, true, tx)
+        })
+        .collect();
+    let context = BatchContext {
+        storage: &storage,
+        stats: &stats,
+        flusher: &flusher,
+        fail_stop: &fail_stop,
+    };
+    assert!(commit_batch(&context, &mut actors, &mut batch));
+    flusher.stop();
+    let outcomes: Vec<_> = answers
+        .into_iter()
+        .map(|mut rx| rx.try_recv().expect("answered").expect("no storage error"))
+        .collect();
+    assert!(matches!(outcomes[0], WriteOutcome::Stored(_)));
+    assert!(matches!(outcomes[1], WriteOutcome::Stored(_)));
+    for refused in [&outcomes[2], &outcomes[4]] {
+        let WriteOutcome::Refused { code, message } = refused else {
+            panic!("expected a refusal, got {refused:?}");
+        };
+        assert_eq!(*code, quire_shared::wire::ErrorCode::TooManySiblings);
+        assert!(
+            message.contains("\"full\"") && message.contains("context"),
+            "{message}"
+        );
+    }
+    assert!(
+        matches!(outcomes[3], WriteOutcome::Stored(_)),
+        "the batch goes on"
+    );
+    let full = storage.get(&data_key("s", 0, b"full")).unwrap().unwrap();
+    assert_eq!(
+        full.value_count(),
+        2,
+        "nothing of a refused write is stored"
+    );
+    assert!(storage.get(&data_key("s", 0, b"other")).unwrap().is_some());
+}
+
+/// Applies `op` alone in a batch with `actors`, returning its outcome.
+fn apply_one(storage: &Storage, actors: &mut Actors, op: WriteOp) -> WriteOutcome {
+    let fail_stop = FailStop::default();
+    let flusher = Flusher::start(storage.clone(), FLUSH, fail_stop.clone());
+    let (tx, mut rx) = oneshot::channel();
+    let mut batch: Vec<Job> = vec![(op, false, tx)];
+    let stats = WriterStats::default();
+    let context = BatchContext {
+        storage,
+        stats: &stats,
+        flusher: &flusher,
+        fail_stop: &fail_stop,
+    };
+    commit_batch(&context, actors, &mut batch);
+    flusher.stop();
+    rx.try_recv().expect("answered").expect("no storage error")
+}
+
+#[test]
+fn stand_in_dots_held_in_a_hint_copy_count_as_issued_and_no_others_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, id) = open(dir.path());
+    let mut actors = Actors {
+        node: id.actor_id,
+        hint: ActorId(fresh_id()),
+    };
+    let (home, key) = (quire_shared::NodeId(42), data_key("s", 0, b"k"));
+    let put = |context: VersionVector, hint| WriteOp::Put {
+        data_key: key.clone(),
+        value: Value::bytes(b"v".to_vec(), 1),
+        context,
+        hint,
+        members: vec![home],
+        policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
+    };
+    let WriteOutcome::Stored(hinted) =
+        apply_one(&storage, &mut actors, put(VersionVector::new(), Some(home)))
+    else {
+        panic!("stand-in put refused");
+    };
+    assert_eq!(hinted.counter(actors.hint), 1);
+
+    // The stand-in dot lives only in the hint copy: a home put or a
+    // replication into the data copy that carries it is taken.
+    let ok = apply_one(&storage, &mut actors, put(hinted.join(), None));
+    assert!(matches!(ok, WriteOutcome::Stored(_)), "{ok:?}");
+    let replicate = WriteOp::Replicate {
+        data_key: key.clone(),
+        object: hinted.clone(),
+        hint: None,
+        members: vec![home],
+        policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
+    };
+    assert!(matches!(
+        apply_one(&storage, &mut actors, replicate),
+        WriteOutcome::Stored(_)
+    ));
+
+    // A dot past it, of either actor, is refused.
+    let hint_actor = actors.hint;
+    for (actor, op_hint) in [
+        (hint_actor, None),
+        (hint_actor, Some(home)),
+        (actors.node, Some(home)),
+    ] {
+        let claim = VersionVector::from_pairs([(actor, 5)]);
+        let outcome = apply_one(&storage, &mut actors, put(claim, op_hint));
+        assert!(
+            matches!(&outcome, WriteOutcome::Refused { code, .. } if *code == quire_shared::wire::ErrorCode::InvalidContext),
+            "{outcome:?}"
+        );
     }
 }

@@ -1,0 +1,166 @@
+//! Storage formats: records written by earlier binaries still decode.
+
+use super::*;
+use quire_shared::{ClusterId, ConflictPolicy, Durability, Member, StoreConfig, StoreLimits};
+
+/// A membership document exactly as protocol-1 nodes stored it (format
+/// byte 1, then postcard), captured from that code: epoch 7, cluster
+/// `c1`, members `1111` and `2222`, stores `carts` (n=1, buffered, lww)
+/// and `default` (n=2, r=1, w=2).
+const MEMBERSHIP_V1_HEX: &str = "01c10107040291220e3132372e302e302e313a37343031056c6f63616c01a2440e3132372e302e302e313a37343032056c6f63616c020205636172747301010101010764656661756c740201020000049122a2449122a244";
+
+fn expected_v1_document() -> Membership {
+    let member = |id, port, weight| Member {
+        id: NodeId(id),
+        addr: format!("127.0.0.1:{port}"),
+        zone: "local".into(),
+        weight,
+    };
+    let store = |name: &str, n, r, w, durability, policy| StoreConfig {
+        name: name.into(),
+        n,
+        r,
+        w,
+        durability,
+        policy,
+        limits: StoreLimits::default(),
+    };
+    let mut doc = Membership::new(
+        ClusterId(0xc1),
+        4,
+        vec![member(0x1111, 7401, 1), member(0x2222, 7402, 2)],
+        vec![
+            store(
+                "default",
+                2,
+                1,
+                2,
+                Durability::Sync,
+                ConflictPolicy::Siblings,
+            ),
+            store("carts", 1, 1, 1, Durability::Buffered, ConflictPolicy::Lww),
+        ],
+    )
+    .expect("valid");
+    doc.epoch = 7;
+    doc
+}
+
+#[test]
+fn a_membership_document_of_format_1_decodes_and_is_rewritten_in_the_current_format() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+        let mut txn = storage.env.begin_rw_txn().unwrap();
+        let record = hex::decode(MEMBERSHIP_V1_HEX).unwrap();
+        txn.put(storage.meta, &META_MEMBERSHIP, &record, WriteFlags::empty())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+    let doc = storage
+        .membership()
+        .unwrap()
+        .expect("the old document is kept");
+    assert_eq!(doc, expected_v1_document());
+
+    let mut newer = doc.clone();
+    newer.epoch += 1;
+    newer.stores[0].limits.siblings_max = 7;
+    let mut txn = storage.begin_write().unwrap();
+    txn.put_membership(&newer).unwrap();
+    txn.commit().unwrap();
+    drop(storage);
+    let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+    assert_eq!(storage.membership().unwrap(), Some(newer));
+}
+
+fn object_of(bytes: usize, tag: u8) -> Object {
+    let mut o = Object::new();
+    o.event(
+        quire_shared::ActorId(1),
+        quire_shared::Value::bytes(vec![tag; bytes], 1),
+    );
+    o
+}
+
+/// Every page of the hints held for `home`, following the cursors.
+fn all_pages(storage: &Storage, home: NodeId, limit: usize, bytes_max: usize) -> Vec<HintsPage> {
+    let mut pages = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = storage
+            .hints_page(home, after.as_deref(), limit, bytes_max)
+            .unwrap();
+        let next = page.next.clone();
+        pages.push(page);
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => return pages,
+        }
+    }
+}
+
+#[test]
+fn hints_of_the_longest_store_names_and_keys_are_kept_apart_and_paged_with_their_keys() {
+    use quire_shared::limits::{KEY_BYTES_MAX, STORE_NAME_BYTES_MAX};
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+    let store = "s".repeat(STORE_NAME_BYTES_MAX);
+    let long = |last: u8| {
+        let mut key = vec![b'k'; KEY_BYTES_MAX];
+        key[KEY_BYTES_MAX - 1] = last;
+        data_key(&store, u32::MAX, &key)
+    };
+    let keys = [long(1), long(2), data_key("s", 0, b"short")];
+    let (home, other) = (NodeId(7), NodeId(8));
+    let mut txn = storage.begin_write().unwrap();
+    for (i, dk) in keys.iter().enumerate() {
+        txn.put_hint(home, dk, &object_of(10, i as u8)).unwrap();
+    }
+    txn.put_hint(other, &keys[0], &object_of(10, 9)).unwrap();
+    txn.commit().unwrap();
+
+    for (i, dk) in keys.iter().enumerate() {
+        let held = storage.get_hints(&[home], dk).unwrap();
+        assert_eq!(held, Some(object_of(10, i as u8)), "hint {i} is its own");
+    }
+    let page = storage.hints_page(home, None, 100, usize::MAX).unwrap();
+    assert_eq!(page.next, None);
+    let mut paged: Vec<_> = page.hints.iter().map(|(dk, _)| dk.clone()).collect();
+    paged.sort();
+    let mut expected = keys.to_vec();
+    expected.sort();
+    assert_eq!(paged, expected, "pages give the real data keys");
+
+    // One at a time, following the cursors, nothing is lost or repeated.
+    let pages = all_pages(&storage, home, 1, usize::MAX);
+    assert_eq!(pages.len(), 3);
+    assert!(pages.iter().all(|p| p.hints.len() == 1));
+
+    let mut txn = storage.begin_write().unwrap();
+    txn.del_hint(home, &keys[0]).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(storage.get_hints(&[home], &keys[0]).unwrap(), None);
+    assert!(storage.get_hints(&[other], &keys[0]).unwrap().is_some());
+}
+
+#[test]
+fn hint_pages_are_bounded_by_bytes_and_hold_at_least_one_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = Storage::open(dir.path(), 64 << 20).unwrap();
+    let home = NodeId(7);
+    let mut txn = storage.begin_write().unwrap();
+    for i in 0..10u8 {
+        txn.put_hint(home, &data_key("s", 0, &[i]), &object_of(100_000, i))
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    let pages = all_pages(&storage, home, 1000, 350_000);
+    let sizes: Vec<usize> = pages.iter().map(|p| p.hints.len()).collect();
+    assert_eq!(sizes, vec![3, 3, 3, 1]);
+    // A budget below one hint still moves one per page.
+    let pages = all_pages(&storage, home, 1000, 10);
+    assert_eq!(pages.len(), 10);
+    assert!(pages.iter().all(|p| p.hints.len() == 1));
+}
