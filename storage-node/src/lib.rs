@@ -11,14 +11,18 @@
 //! - [`writer`]: the writer thread, batching writes into one commit.
 //! - [`handler`]: validation and dispatch of requests.
 //! - [`server`]: QUIC accept loop, one request per stream.
+//! - [`systemd`]: the notify protocol (ready, stopping, watchdog).
+//! - [`logging`]: text or JSON logs for the binaries.
 //!
 //! TLS set-up (TLS 1.3, client certificates required and chained to the
 //! cluster CA) and frame I/O come from [`quire_net`], shared with the SDK.
 
 pub mod config;
 pub mod handler;
+pub mod logging;
 pub mod server;
 pub mod storage;
+pub mod systemd;
 pub mod writer;
 
 use config::NodeConfig;
@@ -221,13 +225,18 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let fail_stop = node.fail_stop.clone();
+    systemd::ready();
+    let watched = fail_stop.clone();
+    systemd::spawn_watchdog(move || watched.reason().is_none());
     tokio::select! {
         _ = shutdown => {
             tracing::info!("shutting down");
+            systemd::stopping();
             node.stop().await;
             Ok(())
         }
         reason = fail_stop.failed() => {
+            systemd::stopping();
             // Answer what is in flight (writes get a typed Unavailable, so
             // clients move to another replica at once) before going away.
             tokio::time::sleep(FAIL_STOP_GRACE).await;
@@ -238,12 +247,19 @@ pub async fn serve_until(
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd sends on stop).
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this is called, not when the future is
+/// first polled: a SIGTERM that arrives right after a node reported ready
+/// must stop it cleanly, not kill it with the default action. Call it
+/// inside the tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

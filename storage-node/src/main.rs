@@ -2,6 +2,7 @@
 //! systemd units run this.
 
 use clap::Parser;
+use quire_node::logging::LogFormat;
 use std::path::PathBuf;
 
 /// A Quire storage node: versioned objects in LMDB, served over QUIC with
@@ -13,23 +14,20 @@ struct Args {
     /// files, limits).
     #[arg(long, short)]
     config: PathBuf,
+    /// How log lines are written on stderr (filter with RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    quire_node::logging::init(args.log_format, "info");
     let result = quire_node::config::NodeConfig::load(&args.config)
         .map_err(quire_node::NodeError::from)
         .and_then(|config| {
             tokio::runtime::Runtime::new()
                 .expect("starting the tokio runtime")
-                .block_on(quire_node::run(config, quire_node::shutdown_signal()))
+                .block_on(async { quire_node::run(config, quire_node::shutdown_signal()).await })
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
