@@ -49,7 +49,7 @@ fn a_node_notifies_ready_and_stopping_and_logs_json() {
     layout.create(1, 0).expect("a one-node cluster directory");
     let socket_path = tmp.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    let mut node = Command::new(QUIRE)
+    let node = Command::new(QUIRE)
         .args(["--log-format", "json", "--config"])
         .arg(layout.node_config(1))
         .arg("node")
