@@ -104,4 +104,7 @@ async fn a_stale_client_refreshes_membership_and_writes_to_the_new_owners() {
         "plain copies only on the new home replicas: {held:?} vs {owners:?}"
     );
     assert!(held.len() >= 2, "W = 2 of the new owners hold it: {held:?}");
+    // The retry did not write the value twice (two dots, two siblings).
+    let read = stale.get("default", key).await.unwrap();
+    assert_eq!(read.values(), vec![b"apple"]);
 }

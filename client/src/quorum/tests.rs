@@ -457,13 +457,44 @@ fn a_refusal_after_success_gives_no_second_outcome() {
         refused(ErrorCode::ValueTooLarge, "too big here"),
     );
     assert_eq!(m.poll_outcome(), None);
+    // Its refusal is that node's failure: a spare stands in for it.
+    let spare = drain(&mut m);
+    assert_eq!(spare.len(), 1);
+    assert_eq!(spare[0].node, NodeId(4));
+    assert!(matches!(
+        spare[0].request,
+        Request::Replicate {
+            hint: Some(NodeId(3)),
+            ..
+        }
+    ));
     assert!(
         !m.poll_finished(),
-        "node 3 may still be placed until the deadline"
+        "the spare may answer until the deadline"
     );
     m.handle_timeout(now + TIMEOUT);
     assert!(m.poll_finished());
     assert_eq!(m.poll_outcome(), None);
+}
+
+/// A replica that refuses what the coordinator already stored (its limits
+/// differ, its membership is newer) does not make the put look refused: the
+/// write is stored, so a spare is called in and the put succeeds.
+#[test]
+fn a_replica_refusing_a_stored_write_is_replaced_not_reported_as_a_refusal() {
+    let now = Instant::now();
+    let mut m = put_machine(now);
+    drain(&mut m);
+    let stored = object(11, b"v");
+    m.handle_reply(now, NodeId(1), Ok(Reply::Stored(stored.clone())));
+    drain(&mut m);
+    m.handle_reply(now, NodeId(2), refused(ErrorCode::NotOwner, "newer doc"));
+    assert_eq!(m.poll_outcome(), None, "not decided by a replica's refusal");
+    let spare = drain(&mut m);
+    assert_eq!(spare[0].node, NodeId(4));
+    m.handle_reply(now, NodeId(4), Ok(Reply::Stored(stored)));
+    let out = m.poll_outcome().expect("decided").expect("the put stands");
+    assert_eq!(out.stored_on, vec![NodeId(1), NodeId(4)]);
 }
 
 #[test]

@@ -301,10 +301,16 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
     // One fsync for the whole batch if any write in it needs one.
     let synced = if committed.is_ok() && batch.iter().any(|(_, durable, _)| *durable) {
         stats.syncs.fetch_add(1, Ordering::Relaxed);
-        storage.sync().map_err(|e| {
-            fail_stop.trip(e.to_string());
-            e.to_string()
-        })
+        match storage.sync() {
+            Err(e) => {
+                fail_stop.trip(e.to_string());
+                Err(e.to_string())
+            }
+            // The flusher fsyncs the same file from its thread: once its
+            // fsync has reported an error, ours may return success for pages
+            // the kernel already dropped. A trip by anyone means no ack.
+            Ok(()) => fail_stop.reason().map_or(Ok(()), Err),
+        }
     } else {
         if committed.is_ok() {
             flusher.mark_dirty();

@@ -203,13 +203,15 @@ impl Machine for PutMachine {
     }
 
     fn handle_reply(&mut self, now: Instant, node: NodeId, reply: Result<Reply, NodeFailure>) {
-        if let Err(failure) = &reply {
+        if let (Err(failure), Phase::Coordinating { .. }) = (&reply, &self.phase) {
             if let Some(rejected) = rejection(failure) {
-                // Every replica would refuse the same way. After a success
-                // the put stands: that replica is left to anti-entropy.
-                if !self.phase.is_decided() {
-                    self.decide(Err(rejected), Phase::Finished);
-                }
+                // A coordinator refused the request itself (a bad key, a
+                // size limit, a stale membership): nothing was stored, and
+                // every replica would refuse the same way. Once a
+                // coordinator has stored the write, a replica's refusal is
+                // only that replica's failure: a spare takes its place, and
+                // the put is not reported as refused (it was stored).
+                self.decide(Err(rejected), Phase::Finished);
                 return self.debug_check();
             }
         }
