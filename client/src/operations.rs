@@ -142,7 +142,7 @@ impl Client {
         .await?;
         Ok(GetResult {
             siblings: live_siblings(&outcome.object),
-            context: Context(outcome.object.join()),
+            context: Context::for_key(store, key, outcome.object.join()),
         })
     }
 
@@ -183,6 +183,7 @@ impl Client {
         value: Value,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
+        context.check_key(store, key)?;
         let mut refreshed = false;
         loop {
             let plan = self.plan(store, key)?;
@@ -192,7 +193,7 @@ impl Client {
                     store: store.to_string(),
                     key: key.to_vec(),
                     value: value.clone(),
-                    context: context.0.clone(),
+                    context: context.clock().clone(),
                 },
                 &plan.targets,
                 &plan.spares,
@@ -211,7 +212,7 @@ impl Client {
             };
             return Ok(PutResult {
                 siblings: live_siblings(&outcome.object),
-                context: Context(outcome.object.join()),
+                context: Context::for_key(store, key, outcome.object.join()),
                 acknowledged: outcome.stored_on.len(),
                 stored_on: outcome.stored_on,
             });

@@ -96,17 +96,31 @@ impl Dvvset<Value> {
     }
 }
 
-/// Format byte in front of a stored or transmitted context token, so the
-/// encoding can change without misreading old tokens.
-const CONTEXT_FORMAT: u8 = 1;
+/// Format byte of a token without a key: the empty context, and tokens made
+/// before contexts named their key.
+const CONTEXT_FORMAT_UNBOUND: u8 = 1;
+
+/// Format byte of a token bound to its key: format, key tag, clock.
+const CONTEXT_FORMAT_KEYED: u8 = 2;
+
+/// Bytes of the key tag in a keyed token.
+const KEY_TAG_BYTES: usize = 8;
 
 /// The causal context a reader hands back when it writes: "I have seen
 /// these versions". Opaque to applications; encoded as a hex token for
 /// command lines and JSON.
+///
+/// A context read from one key is bound to that key: written to another
+/// key it would claim to have seen versions of that key it never saw (a
+/// clock is just counters per actor), and the write would silently discard
+/// them. The SDK refuses such a write ([`Context::check_key`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Context(pub VersionVector);
+pub struct Context {
+    clock: VersionVector,
+    key: Option<[u8; KEY_TAG_BYTES]>,
+}
 
-/// Why a context token could not be read.
+/// Why a context token could not be read or used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ContextError {
@@ -119,19 +133,69 @@ pub enum ContextError {
     /// The token's body does not decode to a version vector.
     #[error("context token is corrupt")]
     Corrupt,
+    /// The context was read from another key (or store).
+    #[error("this context was read from another key; read this key and write with its context")]
+    OtherKey,
+}
+
+/// The tag that binds a context to `store`/`key`: the first bytes of the
+/// key's ring position.
+fn key_tag(store: &str, key: &[u8]) -> [u8; KEY_TAG_BYTES] {
+    let position = crate::ring::key_position(store, key);
+    let mut tag = [0; KEY_TAG_BYTES];
+    tag.copy_from_slice(&position[..KEY_TAG_BYTES]);
+    tag
 }
 
 impl Context {
-    /// The context of a writer that has read nothing.
+    /// The context of a writer that has read nothing: valid for any key.
     pub fn empty() -> Self {
         Self::default()
     }
 
-    /// The opaque token form: hex of a format byte and the postcard-encoded
-    /// version vector.
+    /// The context of what was read from (or written to) `store`/`key`.
+    pub fn for_key(store: &str, key: &[u8], clock: VersionVector) -> Self {
+        Self {
+            clock,
+            key: Some(key_tag(store, key)),
+        }
+    }
+
+    /// A context bound to no key, from a bare clock (tests, tools).
+    pub fn unbound(clock: VersionVector) -> Self {
+        Self { clock, key: None }
+    }
+
+    /// The clock: which versions the reader had seen.
+    pub fn clock(&self) -> &VersionVector {
+        &self.clock
+    }
+
+    /// True when the context holds no version (a blind write).
+    pub fn is_empty(&self) -> bool {
+        self.clock.is_empty()
+    }
+
+    /// Refuses a context read from another key than `store`/`key`.
+    pub fn check_key(&self, store: &str, key: &[u8]) -> Result<(), ContextError> {
+        match self.key {
+            Some(tag) if tag != key_tag(store, key) => Err(ContextError::OtherKey),
+            _ => Ok(()),
+        }
+    }
+
+    /// The opaque token form: hex of a format byte, the key tag (if bound)
+    /// and the postcard-encoded clock.
     pub fn to_token(&self) -> String {
-        let mut bytes = vec![CONTEXT_FORMAT];
-        bytes.extend(postcard::to_allocvec(&self.0).expect("version vectors always encode"));
+        let mut bytes = match self.key {
+            Some(tag) => {
+                let mut b = vec![CONTEXT_FORMAT_KEYED];
+                b.extend_from_slice(&tag);
+                b
+            }
+            None => vec![CONTEXT_FORMAT_UNBOUND],
+        };
+        bytes.extend(postcard::to_allocvec(&self.clock).expect("version vectors always encode"));
         hex::encode(bytes)
     }
 
@@ -142,16 +206,21 @@ impl Context {
             return Ok(Self::empty());
         }
         let bytes = hex::decode(token.trim()).map_err(|_| ContextError::NotHex)?;
-        match bytes.split_first() {
-            Some((&CONTEXT_FORMAT, body)) => {
-                let vv: VersionVector =
-                    postcard::from_bytes(body).map_err(|_| ContextError::Corrupt)?;
-                // Re-canonicalise: a hand-made token must not smuggle in an
-                // unsorted vector.
-                Ok(Self(VersionVector::from_pairs(vv.pairs().iter().copied())))
+        let (key, body) = match bytes.split_first() {
+            Some((&CONTEXT_FORMAT_UNBOUND, body)) => (None, body),
+            Some((&CONTEXT_FORMAT_KEYED, rest)) if rest.len() >= KEY_TAG_BYTES => {
+                let (tag, body) = rest.split_at(KEY_TAG_BYTES);
+                (Some(tag.try_into().expect("split at the tag length")), body)
             }
-            _ => Err(ContextError::UnknownFormat),
-        }
+            _ => return Err(ContextError::UnknownFormat),
+        };
+        let vv: VersionVector = postcard::from_bytes(body).map_err(|_| ContextError::Corrupt)?;
+        // Re-canonicalise: a hand-made token must not smuggle in an
+        // unsorted vector.
+        Ok(Self {
+            clock: VersionVector::from_pairs(vv.pairs().iter().copied()),
+            key,
+        })
     }
 }
 
@@ -161,18 +230,30 @@ mod tests {
 
     #[test]
     fn context_token_round_trips() {
-        let c = Context(VersionVector::from_pairs([
-            (ActorId(7), 3),
-            (ActorId(1), 9),
-        ]));
+        let clock = VersionVector::from_pairs([(ActorId(7), 3), (ActorId(1), 9)]);
+        let c = Context::unbound(clock.clone());
         assert_eq!(Context::from_token(&c.to_token()).unwrap(), c);
+        let keyed = Context::for_key("s", b"k", clock);
+        assert_eq!(Context::from_token(&keyed.to_token()).unwrap(), keyed);
+        assert_eq!(keyed.check_key("s", b"k"), Ok(()));
+        assert_eq!(keyed.check_key("s", b"j"), Err(ContextError::OtherKey));
+        assert_eq!(keyed.check_key("t", b"k"), Err(ContextError::OtherKey));
+        assert_eq!(
+            c.check_key("s", b"j"),
+            Ok(()),
+            "an unbound context fits any key"
+        );
         assert_eq!(Context::from_token("").unwrap(), Context::empty());
     }
 
     #[test]
     fn bad_tokens_are_typed_errors() {
         assert_eq!(Context::from_token("zz"), Err(ContextError::NotHex));
-        assert_eq!(Context::from_token("02"), Err(ContextError::UnknownFormat));
+        assert_eq!(Context::from_token("03"), Err(ContextError::UnknownFormat));
+        assert_eq!(
+            Context::from_token("0201"),
+            Err(ContextError::UnknownFormat)
+        );
         assert_eq!(Context::from_token("01ff"), Err(ContextError::Corrupt));
     }
 
