@@ -134,3 +134,50 @@ async fn a_fresh_node_takes_a_first_document_only_for_its_own_cluster() {
     assert!(offer(&t, &addr, &own).await.is_ok());
     other.stop_all().await;
 }
+
+/// An admin's change that a majority took must survive a document of the
+/// same epoch that only one node holds, even when that one's digest would
+/// win a tie: the next change builds on what the majority holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_a_majority_took_survives_a_lone_document_of_the_same_epoch() {
+    let cluster = TestCluster::start(3).await;
+    let t = cluster.transport();
+    let with = |name: &str| {
+        let mut d = cluster.membership.clone();
+        d.epoch += 1;
+        d.stores.push(store(name));
+        d.stores.sort_by(|p, q| p.name.cmp(&q.name));
+        d
+    };
+    // The lone document is the one whose digest is greater.
+    let (mut taken, mut lone) = (with("a"), with("b"));
+    if taken.digest() > lone.digest() {
+        std::mem::swap(&mut taken, &mut lone);
+    }
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    offer(&t, &addrs[0], &taken).await.unwrap();
+    offer(&t, &addrs[1], &taken).await.unwrap();
+    offer(&t, &addrs[2], &lone).await.unwrap();
+    let admin = cluster.client().await;
+    admin
+        .create_store(store("c"))
+        .await
+        .expect("the change lands");
+    let docs = [
+        held(&t, &addrs[0]).await,
+        held(&t, &addrs[1]).await,
+        held(&t, &addrs[2]).await,
+    ];
+    assert!(docs.iter().all(|d| *d == docs[0]), "nodes disagree");
+    let kept = &taken
+        .stores
+        .iter()
+        .find(|s| s.name != "default")
+        .unwrap()
+        .name;
+    assert!(
+        docs[0].store(kept).is_some(),
+        "the majority's store {kept} was lost"
+    );
+    assert!(docs[0].store("c").is_some());
+}

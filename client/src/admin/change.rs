@@ -18,17 +18,39 @@ use std::time::Duration;
 /// How often a change is re-applied after conflicts before giving up.
 const ATTEMPTS_MAX: u32 = 8;
 
-/// The newest document any member of `known` holds (or `known` itself).
-async fn newest_document(transport: &Transport, known: &Membership) -> Membership {
-    let mut newest = known.clone();
+/// What the members of `known` hold now.
+struct Reading {
+    /// The document a change must build on: the highest epoch; among
+    /// documents of that epoch, the one most members hold (a document a
+    /// majority took must not lose to one a single node holds just because
+    /// its digest is greater); then the greater digest.
+    newest: Membership,
+    /// How many members hold exactly `newest`.
+    holders: usize,
+    /// How many members answered.
+    answered: usize,
+}
+
+async fn read_members(transport: &Transport, known: &Membership) -> Reading {
+    let mut held: Vec<Membership> = Vec::new();
     for m in &known.members {
-        if let Some(held) = stored_document(transport, &m.addr).await {
-            if held.cluster_id == newest.cluster_id && held.supersedes(&newest) {
-                newest = held;
+        if let Some(doc) = stored_document(transport, &m.addr).await {
+            if doc.cluster_id == known.cluster_id {
+                held.push(doc);
             }
         }
     }
-    newest
+    let count = |d: &Membership| held.iter().filter(|h| *h == d).count();
+    let newest = held
+        .iter()
+        .max_by(|a, b| (a.epoch, count(a), a.digest()).cmp(&(b.epoch, count(b), b.digest())))
+        .cloned()
+        .unwrap_or_else(|| known.clone());
+    Reading {
+        holders: count(&newest),
+        answered: held.len(),
+        newest,
+    }
 }
 
 /// What a change makes of the newest document.
@@ -49,16 +71,31 @@ async fn change_membership(
     change: impl Fn(&Membership, bool) -> Result<Step, AdminError>,
 ) -> Result<(Membership, Vec<String>), AdminError> {
     let mut offered = false;
+    let majority = known.members.len() / 2 + 1;
     for attempt in 0..ATTEMPTS_MAX {
-        let newest = newest_document(transport, known).await;
+        let Reading {
+            newest,
+            holders,
+            answered,
+        } = read_members(transport, known).await;
         let mut doc = match change(&newest, offered)? {
-            Step::Done => {
-                // Bring members that hold an older or losing document along.
+            // Our change is in the document a majority holds: bring the
+            // others along (gossip) and stop.
+            Step::Done if holders >= majority => {
                 let missed = misses(push_membership(transport, &newest, None).await);
                 return Ok((newest, missed));
             }
+            // In it, but a majority does not hold it (yet): assert it again
+            // at the next epoch, which replaces whatever else a node holds.
+            Step::Done => newest.clone(),
             Step::Next(doc) => doc,
         };
+        if answered < majority {
+            return Err(AdminError::NotAccepted(format!(
+                "only {answered} of {} members answered; a change needs a majority",
+                known.members.len()
+            )));
+        }
         doc.epoch = newest.epoch + 1;
         doc.validate()?;
         offered = true;
@@ -70,7 +107,7 @@ async fn change_membership(
         let accepted = results.iter().filter(|(_, r)| r.is_ok()).count();
         if conflicts == 0 {
             let missed = misses(results);
-            if accepted > doc.members.len() / 2 {
+            if accepted >= majority {
                 return Ok((doc, missed));
             }
             return Err(AdminError::NotAccepted(missed.join("; ")));
