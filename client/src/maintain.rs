@@ -30,6 +30,14 @@ pub struct MaintenanceReport {
     pub unreachable: Vec<String>,
 }
 
+/// Why one maintenance request did not get a usable answer.
+enum CallError {
+    /// The node answered with a refusal: it is up.
+    Refused(String),
+    /// No (valid) answer: the node is treated as down for this pass.
+    Unreachable(String),
+}
+
 impl Client {
     /// Runs one hint-delivery pass over every node of the cluster.
     pub async fn maintain_once(&self) -> MaintenanceReport {
@@ -68,18 +76,18 @@ impl Client {
         })
     }
 
-    async fn call(&self, node: &Member, request: &Request) -> Result<Reply, String> {
+    async fn call(&self, node: &Member, request: &Request) -> Result<Reply, CallError> {
         let timeout = Duration::from_millis(self.config().timeouts.request_ms);
         let answer = self.transport().call(&node.addr, request, timeout).await;
         // What maintenance learns about a node's health, requests use.
         self.observe(node.id, answer.as_ref());
         match answer {
             // A stand-in's hints are checked before they are sent home.
-            Ok(Response { result: Ok(r), .. }) => {
-                r.validated().map_err(|e| format!("malformed reply: {e}"))
-            }
-            Ok(Response { result: Err(e), .. }) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(Response { result: Ok(r), .. }) => r
+                .validated()
+                .map_err(|e| CallError::Unreachable(format!("malformed reply: {e}"))),
+            Ok(Response { result: Err(e), .. }) => Err(CallError::Refused(e.to_string())),
+            Err(e) => Err(CallError::Unreachable(e.to_string())),
         }
     }
 
@@ -99,7 +107,7 @@ impl Client {
                         .push(format!("{}: answered {other:?}", holder.addr));
                     return;
                 }
-                Err(e) => {
+                Err(CallError::Refused(e) | CallError::Unreachable(e)) => {
                     report.unreachable.push(format!("{}: {e}", holder.addr));
                     return;
                 }
@@ -133,7 +141,14 @@ impl Client {
                         report.hints_pending += 1;
                         tracing::warn!(target = %target.addr, answer = ?other, "hint not stored");
                     }
-                    Err(e) => {
+                    // The home node refuses this one hint (say, it would
+                    // exceed the key's limits until someone merges it): it
+                    // stays pending, and the hints after it still go home.
+                    Err(CallError::Refused(why)) => {
+                        report.hints_pending += 1;
+                        tracing::warn!(target = %target.addr, %why, "hint refused by its home node");
+                    }
+                    Err(CallError::Unreachable(e)) => {
                         report.hints_pending += 1;
                         report.unreachable.push(format!("{}: {e}", target.addr));
                         target_down = true;
