@@ -5,7 +5,7 @@
 //! connection per node.
 
 use crate::config::ClientConfig;
-use crate::driver::{Calls, NodeObserver};
+use crate::driver::{Background, Calls, NodeObserver};
 use crate::error::ClientError;
 use crate::health::Health;
 use crate::quorum::targets::{choose, Target};
@@ -31,6 +31,7 @@ pub(crate) struct Inner {
     pub(crate) membership: RwLock<Arc<Membership>>,
     pub(crate) read_repairs: Arc<AtomicU64>,
     pub(crate) health: Health,
+    pub(crate) background: Background,
 }
 
 /// A handle on a cluster; cheap to clone and share between tasks.
@@ -115,6 +116,7 @@ impl Client {
                 membership: RwLock::new(Arc::new(doc)),
                 read_repairs: Arc::default(),
                 health: Health::default(),
+                background: Background::default(),
             }),
         };
         tokio::spawn(probe_loop(Arc::downgrade(&client.inner)));
@@ -144,7 +146,16 @@ impl Client {
             membership,
             observer: self.observer(),
             call_timeout: Duration::from_millis(self.inner.config.timeouts.attempt_ms),
+            background: self.inner.background.clone(),
         }
+    }
+
+    /// Waits (at most `limit`) until the work requests do after returning
+    /// is done: replication past `W` and read repair. A process about to
+    /// exit calls this, or its last put may reach only `W` replicas and its
+    /// last get repairs nothing.
+    pub async fn settle(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.inner.background.idle()).await;
     }
 
     /// The newest membership document this client knows.

@@ -10,9 +10,10 @@ use crate::quorum::{Machine, MachineError, NodeFailure, QuorumError};
 use crate::transport::{Transport, TransportError};
 use quire_shared::wire::Response;
 use quire_shared::{Membership, NodeId};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Observes every call's result: answers spread membership and mark nodes
 /// up, transport failures mark them down.
@@ -30,6 +31,49 @@ pub struct Calls {
     /// No single call waits longer than this (nor past its deadline): a
     /// node silent this long is treated as down.
     pub call_timeout: Duration,
+    /// Counts machines still working after their outcome.
+    pub background: Background,
+}
+
+/// Machines still at work after the caller got its outcome (replication
+/// past `W`, read repair): a short-lived process (each `quire` command)
+/// waits for them before it exits, or a put would reach only `W` nodes and
+/// a get would repair nothing.
+#[derive(Clone, Default)]
+pub struct Background {
+    state: Arc<(AtomicUsize, Notify)>,
+}
+
+/// Held by a running pump; leaving counts it out.
+struct Working(Background);
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        let (count, idle) = &*self.0.state;
+        if count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            idle.notify_waiters();
+        }
+    }
+}
+
+impl Background {
+    fn enter(&self) -> Working {
+        self.state.0.fetch_add(1, Ordering::AcqRel);
+        Working(self.clone())
+    }
+
+    /// Resolves once no machine is at work (each is bounded by its
+    /// request's deadline).
+    pub async fn idle(&self) {
+        let (count, idle) = &*self.state;
+        loop {
+            let notified = idle.notified();
+            if count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// Runs `machine` and returns its outcome; `finished` is called with the
@@ -44,7 +88,11 @@ where
     M::Outcome: Send + 'static,
 {
     let (outcome_tx, outcome_rx) = oneshot::channel();
-    tokio::spawn(pump(machine, calls, outcome_tx, finished));
+    let working = calls.background.enter();
+    tokio::spawn(async move {
+        pump(machine, calls, outcome_tx, finished).await;
+        drop(working);
+    });
     match outcome_rx.await {
         Ok(outcome) => outcome,
         // The pump only ends without an outcome if the runtime shuts down.

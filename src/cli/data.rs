@@ -45,6 +45,11 @@ pub struct DeleteArgs {
     context: Option<String>,
 }
 
+/// How long a command waits, after its answer, for the replication and
+/// read repair its request still has under way: the process exits next,
+/// and its runtime with it.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn context(token: Option<&str>) -> anyhow::Result<Context> {
     match token {
         None => Ok(Context::empty()),
@@ -139,6 +144,7 @@ impl Report for Read {
 pub async fn get(args: KeyArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
     let client = connect(config).await?;
     let result = client.get(&args.store, args.key.as_bytes()).await?;
+    client.settle(SETTLE).await;
     let read = Read {
         found: result.found(),
         values: result.values().into_iter().map(text).collect(),

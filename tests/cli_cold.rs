@@ -1,0 +1,78 @@
+//! Every `quire` command is a short-lived process: what its request still
+//! does after the answer (replication past W, read repair) must finish
+//! before it exits, or a CLI put reaches only W replicas and a CLI get
+//! repairs nothing.
+
+mod common;
+
+use common::{TestCluster, QUIRE};
+use quire::shared::wire::{Reply, Request};
+use quire::shared::{ActorId, Object, Value};
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+fn quire(cluster: &TestCluster, args: &[&str]) {
+    let out = Command::new(QUIRE)
+        .arg("--config")
+        .arg(cluster.layout().client_config())
+        .args(args)
+        .output()
+        .expect("run quire");
+    assert!(
+        out.status.success(),
+        "quire {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The nodes holding `key` in their own data.
+async fn holders(cluster: &TestCluster, key: &[u8]) -> usize {
+    let t = cluster.transport();
+    let mut n = 0;
+    for node in &cluster.nodes {
+        let get = Request::Get {
+            store: "default".into(),
+            key: key.to_vec(),
+            hint: None,
+        };
+        if let Ok(Reply::Object(Some(_))) = t.call(&node.addr(), &get, T).await.unwrap().result {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_put_reaches_every_replica_and_a_cli_get_repairs() {
+    let cluster = TestCluster::start(3).await;
+    for i in 0..5 {
+        let key = format!("put-{i}");
+        quire(&cluster, &["put", "default", &key, "v"]);
+        assert_eq!(holders(&cluster, key.as_bytes()).await, 3, "N = 3 copies");
+    }
+    // A key only two replicas hold: a CLI get repairs the third.
+    let t = cluster.transport();
+    let mut object = Object::new();
+    object.event(ActorId(9), Value::bytes(b"v".to_vec(), 1));
+    for node in &cluster.nodes[..2] {
+        let replicate = Request::Replicate {
+            store: "default".into(),
+            key: b"stale".to_vec(),
+            object: object.clone(),
+            hint: None,
+        };
+        assert!(t
+            .call(&node.addr(), &replicate, T)
+            .await
+            .unwrap()
+            .result
+            .is_ok());
+    }
+    assert_eq!(holders(&cluster, b"stale").await, 2);
+    // R = 2 may be met by the two that hold it; the repair of the third
+    // follows the answer.
+    quire(&cluster, &["get", "default", "stale"]);
+    assert_eq!(holders(&cluster, b"stale").await, 3, "the get repaired it");
+}
