@@ -206,6 +206,10 @@ impl Client {
             move |node: NodeId, result: Result<&Response, &TransportError>| {
                 let response = match result {
                     Ok(response) => response,
+                    // Heard from but slow: the request failed, the node
+                    // is up; marking it down would send everyone's
+                    // requests elsewhere for one slow fsync.
+                    Err(TransportError::Slow(_)) => return,
                     Err(e) => {
                         tracing::debug!(node = %node, error = %e, "node down");
                         client.inner.health.mark_down(node, Instant::now());

@@ -48,9 +48,14 @@ pub enum TransportError {
         /// The cause.
         reason: String,
     },
-    /// The request did not complete in time.
+    /// The request did not complete in time, and the node sent nothing
+    /// meanwhile: it may be gone.
     #[error("no answer from {0} in time")]
     Timeout(SocketAddr),
+    /// The request did not complete in time, but the node was heard from
+    /// meanwhile: it is alive and slow (a long fsync), not down.
+    #[error("{0} answered too slowly")]
+    Slow(SocketAddr),
     /// The stream or connection broke mid-request.
     #[error("request to {addr} failed: {reason}")]
     Stream {
@@ -246,8 +251,13 @@ impl Transport {
             .map_err(|_| TransportError::Timeout(addr))??;
         let datagrams_before = conn.datagrams_received();
         let timed_out = |conn: &Connection| {
-            conn.timed_out(conn.datagrams_received() > datagrams_before);
-            TransportError::Timeout(addr)
+            let heard = conn.datagrams_received() > datagrams_before;
+            conn.timed_out(heard);
+            if heard {
+                TransportError::Slow(addr)
+            } else {
+                TransportError::Timeout(addr)
+            }
         };
         let stream_err = |reason: String| TransportError::Stream { addr, reason };
         // Opening waits while the node's stream limit is reached.
