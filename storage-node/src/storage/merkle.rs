@@ -133,6 +133,18 @@ impl Storage {
         txn.commit().unwrap();
     }
 
+    /// Empties the data, its segments and the hints, keeping the node's
+    /// identity: a node that lost every object (tests of anti-entropy).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn wipe_data(&self) -> Result<(), StorageError> {
+        let mut txn = self.env.begin_rw_txn()?;
+        for db in [self.data, self.merkle, self.hints] {
+            txn.clear_db(db)?;
+        }
+        txn.commit()?;
+        self.sync()
+    }
+
     /// True when the `merkle` database is of the current format (else the
     /// open rebuilds it).
     pub(super) fn merkle_current(&self) -> Result<bool, StorageError> {
