@@ -211,3 +211,25 @@ async fn repair_racing_writers_loses_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintenance_loop_repairs_a_partition_at_a_time() {
+    let cluster = TestCluster::start_proxied(3).await;
+    let client = cluster.client().await;
+    cluster.proxies[2].set(Fault::DropAll);
+    write_keys(&client, 20, 4).await;
+    client.close(); // see missed_writes_are_repaired
+    cluster.proxies[2].set(Fault::Pass);
+    let client = cluster.client().await;
+    let task = client.spawn_maintenance(Duration::from_millis(5));
+    let t = cluster.transport();
+    let node3 = cluster.node_addrs[2].to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..20 {
+        while held(&t, &node3, &key(i)).await.is_none() {
+            assert!(Instant::now() < deadline, "key {i} never repaired");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    task.abort();
+}
