@@ -450,3 +450,26 @@ fn bench_with_a_config_creates_its_store_in_that_cluster() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("closed"));
     up.stop(Signal::INT);
 }
+
+/// `quire repair --once --json` against a running `quire up` cluster:
+/// every partition checked, nothing to repair on a converged cluster.
+#[test]
+fn repair_once_prints_its_counts_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let up = Up::start(&dir);
+    let config = dir.join("client.toml");
+    let put = quire_json(&config, &["put", "default", "k", "v", "--json"]);
+    assert!(put.is_object());
+    let report = quire_json(&config, &["repair", "--once", "--json"]);
+    assert!(
+        report["partitions_checked"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert_eq!(report["segments_differing"], 0, "{report}");
+    assert_eq!(report["keys_repaired"], 0, "{report}");
+    assert!(report["bytes"].as_u64().unwrap() > 0, "{report}");
+    let one = quire(&config, &["repair", "--once", "--store", "nope"]);
+    assert!(!one.status.success(), "an unknown store is refused");
+    drop(up);
+}

@@ -14,7 +14,10 @@
 //! - `driver` (internal): the tokio glue that pumps a machine over the
 //!   transport.
 //! - `health` (internal): failure detection, local to the client.
-//! - [`maintain`]: hint delivery, a pass at a time.
+//! - [`maintain`]: hint delivery, a pass at a time, and the maintenance
+//!   loop (hint delivery and anti-entropy).
+//! - [`repair`]: Merkle anti-entropy between the home replicas of each
+//!   partition.
 //! - [`client`]: the public [`Client`] handle: membership, health.
 //! - [`operations`]: get, put, delete and status on a [`Client`].
 //! - [`store`]: [`Store`], a store handle with conflict resolution and
@@ -31,6 +34,7 @@ pub(crate) mod health;
 pub mod maintain;
 pub mod operations;
 pub(crate) mod quorum;
+pub mod repair;
 pub mod resolve;
 pub mod store;
 // Raw single-node requests: internal to the SDK, public only for tests and
@@ -48,5 +52,6 @@ pub use operations::{GetResult, NodeStatus, PutResult};
 pub use quire_shared::{ConflictPolicy, Context, Membership, PreferenceList};
 pub use quorum::targets::Target;
 pub use quorum::{MachineError, NodeFailure, QuorumError};
+pub use repair::RepairReport;
 pub use resolve::{merge_with, KeepSiblings, LastWriteWins, Resolver, Sibling};
 pub use store::{Retry, Store};

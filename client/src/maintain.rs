@@ -1,4 +1,5 @@
-//! Maintenance any client may run: hint delivery (Dynamo §4.6).
+//! Maintenance any client may run: hint delivery (Dynamo §4.6) and, a
+//! partition per interval, Merkle anti-entropy ([`crate::repair`]).
 //!
 //! Stand-ins keep objects for home replicas that were down. A pass asks
 //! every node for the hints it holds for each other node (in pages the
@@ -55,15 +56,29 @@ impl Client {
         report
     }
 
-    /// Runs [`Client::maintain_once`] every `interval` in the background
-    /// until the returned handle is aborted or the runtime stops. An
-    /// application that links the SDK runs this in one of its instances
-    /// (any client may; passes by several clients are harmless).
+    /// Runs [`Client::maintain_once`] and one anti-entropy exchange (the
+    /// next partition in turn, [`Client::repair_step`]) every `interval` in
+    /// the background until the returned handle is aborted or the runtime
+    /// stops. One partition per interval is the rate limit: an exchange
+    /// of converged replicas costs three small requests, so the
+    /// foreground's latency does not notice it. An application that links
+    /// the SDK runs this in one of its instances (any client may; passes
+    /// by several clients are harmless).
     pub fn spawn_maintenance(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let client = self.clone();
         tokio::spawn(async move {
+            let mut next_partition = 0usize;
             loop {
                 tokio::time::sleep(interval).await;
+                let repair = client.repair_step(&mut next_partition).await;
+                if repair.keys_repaired > 0 {
+                    tracing::info!(
+                        keys = repair.keys_repaired,
+                        segments = repair.segments_differing,
+                        bytes = repair.bytes,
+                        "anti-entropy exchange repaired keys"
+                    );
+                }
                 let report = client.maintain_once().await;
                 if report.hints_delivered > 0 || report.hints_pending > 0 {
                     tracing::info!(

@@ -15,11 +15,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/2";
+pub const ALPN: &[u8] = b"quire/3";
 /// Protocol version carried in `Hello`, equal to the ALPN's. Version 2:
 /// stores carry object limits in the membership document, and `DropHints`
-/// carries clocks instead of objects.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// carries clocks instead of objects. Version 3: anti-entropy (Merkle
+/// digests, segment scans), `Stats` and `DeleteIfEqual`.
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -99,6 +100,62 @@ pub enum Request {
     },
     /// The node's newest membership document.
     GetMembership,
+    /// The Merkle root of the node's copy of a partition (anti-entropy).
+    /// Refused with `NotOwner` unless the node is a home replica of it.
+    MerkleRoot {
+        /// Store name.
+        store: String,
+        /// Partition, below the membership's partition count.
+        partition: u32,
+    },
+    /// Digests of `count` segments from `first`, one per `group`
+    /// consecutive segments: the segment hashes themselves when `group` is
+    /// 1, else the root (MD5) of each group. Coarse groups first, then the
+    /// segments of the groups that differ, keep an exchange's bytes close
+    /// to the number of differences.
+    MerkleSegments {
+        /// Store name.
+        store: String,
+        /// Partition.
+        partition: u32,
+        /// First segment.
+        first: u16,
+        /// Segments covered (`first + count` at most [`crate::merkle::SEGMENTS`]).
+        count: u16,
+        /// Segments per digest (1 or more).
+        group: u16,
+    },
+    /// A page of the keys (and objects) of a partition in the given
+    /// Merkle segments, in key order, after cursor `after`. Bounded by
+    /// bytes (the frame limit) and by keys examined, so a page may be
+    /// empty with a cursor to go on from.
+    ScanSegment {
+        /// Store name.
+        store: String,
+        /// Partition.
+        partition: u32,
+        /// Segments to return keys of; empty for every segment.
+        segments: Vec<u16>,
+        /// Only keys whose values are all tombstones (reaping).
+        tombstones_only: bool,
+        /// Resume after this cursor (the previous page's `next`).
+        #[serde(with = "serde_bytes")]
+        after: Option<Vec<u8>>,
+    },
+    /// The node's totals: objects, bytes and tombstones per store, hints
+    /// held per home node, anti-entropy exchanges served.
+    Stats,
+    /// Remove a key if its object is still exactly `object` (tombstone
+    /// reaping, phase two); a write since leaves the key as it is.
+    DeleteIfEqual {
+        /// Store name.
+        store: String,
+        /// User key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The object every home replica was seen to hold.
+        object: Object,
+    },
     /// Offer a membership document. Without `base` (a client spreading a
     /// document it saw) it is kept if it supersedes the held one; with
     /// `base` (an admin's change) only if the node holds exactly that
@@ -123,6 +180,11 @@ impl Request {
             Request::DropHints { .. } => "drop-hints",
             Request::GetMembership => "get-membership",
             Request::PutMembership { .. } => "put-membership",
+            Request::MerkleRoot { .. } => "merkle-root",
+            Request::MerkleSegments { .. } => "merkle-segments",
+            Request::ScanSegment { .. } => "scan-segment",
+            Request::Stats => "stats",
+            Request::DeleteIfEqual { .. } => "delete-if-equal",
         }
     }
 }
@@ -169,6 +231,56 @@ pub enum Reply {
     Membership(Option<Membership>),
     /// Answer to `PutMembership`: the epoch the node now holds.
     MembershipEpoch(u64),
+    /// Answer to `MerkleRoot`.
+    MerkleRoot([u8; 16]),
+    /// Answer to `MerkleSegments`: one digest per group, in order.
+    MerkleSegments(Vec<[u8; 16]>),
+    /// Answer to `ScanSegment`.
+    Segment {
+        /// The keys found, with their objects.
+        entries: Vec<Entry>,
+        /// Cursor for the next page; `None` when the partition is done.
+        #[serde(with = "serde_bytes")]
+        next: Option<Vec<u8>>,
+    },
+    /// Answer to `Stats`.
+    Stats(NodeStats),
+    /// Answer to `DeleteIfEqual`: whether the key was removed.
+    Deleted(bool),
+}
+
+/// A key and its object, from a segment scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// User key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The node's object for it.
+    pub object: Object,
+}
+
+/// What one store holds on a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreTotals {
+    /// Store name.
+    pub store: String,
+    /// Keys held (tombstoned ones included).
+    pub objects: u64,
+    /// Bytes of their stored records.
+    pub bytes: u64,
+    /// Keys whose only values are tombstones.
+    pub tombstones: u64,
+}
+
+/// A node's totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Per store holding data.
+    pub stores: Vec<StoreTotals>,
+    /// Hints held, per home node.
+    pub hints: Vec<(NodeId, u64)>,
+    /// Merkle roots served since the node started (one per exchange).
+    pub merkle_exchanges: u64,
 }
 
 impl Reply {
@@ -180,6 +292,9 @@ impl Reply {
         match &self {
             Reply::Object(Some(o)) | Reply::Stored(o) => o.validate()?,
             Reply::Hints { hints, .. } => hints.iter().try_for_each(|h| h.object.validate())?,
+            Reply::Segment { entries, .. } => {
+                entries.iter().try_for_each(|e| e.object.validate())?
+            }
             _ => {}
         }
         Ok(self)
@@ -208,67 +323,6 @@ pub struct DeliveredHint {
     pub key: Vec<u8>,
     /// The clock (the join) of the object delivered.
     pub clock: VersionVector,
-}
-
-/// A refused request: a code to branch on and a message for people.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{code:?}: {message}")]
-pub struct ErrorReply {
-    /// What went wrong.
-    pub code: ErrorCode,
-    /// Details, naming the offending value and the limit.
-    pub message: String,
-}
-
-/// Typed reasons a node refuses a request. Nothing stored is touched when a
-/// request is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorCode {
-    /// The frame did not decode as a request (random bytes, unknown tag,
-    /// truncated payload).
-    Malformed,
-    /// The frame's length exceeds the node's limit; it was not read.
-    FrameTooLarge,
-    /// The key is empty.
-    EmptyKey,
-    /// The key exceeds 480 bytes.
-    KeyTooLarge,
-    /// The value exceeds the node's limit.
-    ValueTooLarge,
-    /// The store does not exist in the node's membership document.
-    UnknownStore,
-    /// The request names another cluster.
-    WrongCluster,
-    /// The client speaks another protocol version.
-    ProtocolMismatch,
-    /// The node has not been given a membership document yet.
-    NoMembership,
-    /// A membership document failed validation.
-    InvalidMembership,
-    /// A replicated object violates the DVVSet invariants.
-    InvalidObject,
-    /// The node's storage failed; the request had no effect.
-    Storage,
-    /// The node is shutting down or overloaded; retry elsewhere.
-    Unavailable,
-    /// A compare-and-set membership change was built on a document the node
-    /// no longer holds (another change came first): re-read and re-apply.
-    EpochConflict,
-    /// The node is not a home replica of the key in its membership (the
-    /// response's epoch says which document): the client's membership is
-    /// stale, so it refreshes it and retries.
-    NotOwner,
-    /// The write would leave the key with more siblings than its store
-    /// allows; nothing was stored. Read the key and write with the read's
-    /// context, which merges the siblings.
-    TooManySiblings,
-    /// The write would make the key's object larger than its store (or
-    /// the node's frame limit) allows; nothing was stored.
-    ObjectTooLarge,
-    /// A context (version vector) is malformed (unsorted, an actor twice,
-    /// a zero counter, too many entries) or claims a dot of this node's
-    /// actor that it never issued for the key.
-    InvalidContext,
 }
 
 /// Why a frame could not be read.
@@ -339,5 +393,8 @@ pub fn decode_frame<T: DeserializeOwned>(frame: &[u8], max: u32) -> Result<T, Fr
     decode_payload(payload)
 }
 
+mod errors;
 #[cfg(test)]
 mod tests;
+
+pub use errors::{ErrorCode, ErrorReply};

@@ -5,6 +5,7 @@
 //! - [`data`][data]: `put`, `get`, `delete`, `locate`.
 //! - [`admin`][admin]: `status`, `store create`, `maintain`.
 //! - [`local`][local]: `up`, `down`, `node`.
+//! - [`repair`][repair]: `repair` (anti-entropy).
 //! - [`bench`][bench]: `bench`.
 //! - [`output`][output]: one printer for text and `--json`.
 
@@ -13,6 +14,7 @@ pub mod bench;
 pub mod data;
 pub mod local;
 pub mod output;
+pub mod repair;
 
 use anyhow::bail;
 use clap::Subcommand;
@@ -56,6 +58,11 @@ pub enum Command {
     /// go home and are dropped from the stand-ins. Runs every few seconds
     /// until Ctrl-C, or one pass with --once.
     Maintain(admin::MaintainArgs),
+    /// Anti-entropy: the home replicas of every partition compare Merkle
+    /// digests and exchange only the keys that differ, so replicas that
+    /// missed writes converge without the keys being read. Runs every
+    /// minute until Ctrl-C, or one pass with --once.
+    Repair(repair::RepairArgs),
     /// Measure throughput and tail latency with YCSB-style workloads (A:
     /// 50/50 read/update, B: 95/5, C: read only, F: read/read-modify-write),
     /// against the configured cluster or a fresh local one, with baselines.
@@ -77,6 +84,7 @@ pub async fn run(command: Command, config: ConfigArg, json: bool) -> anyhow::Res
         Command::Status => admin::status(config, json).await,
         Command::Store(command) => admin::store(command, config, json).await,
         Command::Maintain(args) => admin::maintain(args, config, json).await,
+        Command::Repair(args) => repair::repair(args, config, json).await,
         Command::Bench(args) => bench::bench(args, config, json).await,
     }
 }

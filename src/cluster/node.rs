@@ -160,6 +160,12 @@ impl LocalNode {
     pub fn log(&self) -> PathBuf {
         self.layout.log_file(self.k)
     }
+
+    /// The node's data directory (its LMDB environment): tests wipe it to
+    /// bring a node back with no data.
+    pub fn data_dir(&self) -> PathBuf {
+        self.layout.node_dir(self.k).join("data")
+    }
 }
 
 impl Drop for LocalNode {

@@ -4,7 +4,10 @@
 //! - `data`: `store length ‖ store ‖ partition (u32 BE) ‖ key` → object
 //! - `hints`: `home node (u64 BE) ‖ data key` → object held for another
 //!   node (a hashed form when that is too long for LMDB: see `keys`)
-//! - `meta`: node id, stand-in actor, reset secret, membership document
+//! - `merkle`: `store length ‖ store ‖ partition ‖ segment (u16 BE)` →
+//!   segment hash, written in the same transaction as the data (see
+//!   `merkle`)
+//! - `meta`: node id, reset secret, membership document, Merkle format
 //!
 //! Stored objects and documents carry a format byte in front of their
 //! postcard bytes so the layout can evolve; records of older formats decode
@@ -15,11 +18,14 @@
 mod hints;
 mod keys;
 mod legacy;
+mod merkle;
+mod scan;
 #[cfg(test)]
 mod tests;
 
 pub use hints::HintsPage;
-pub use keys::{data_key, split_data_key, LMDB_KEY_BYTES_MAX};
+pub use keys::{data_key, partition_prefix, split_data_key, LMDB_KEY_BYTES_MAX};
+pub use scan::{only_tombstones, ScanPage, ScanRequest, StorageStats, StoreStats};
 
 use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
 use quire_shared::{ActorId, Membership, NodeId, Object};
@@ -98,6 +104,7 @@ pub struct Storage {
     env: std::sync::Arc<Environment>,
     data: Database,
     hints: Database,
+    merkle: Database,
     meta: Database,
     /// Set by tests to make every fsync fail, as a dying disk would.
     sync_fault: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -169,14 +176,22 @@ impl Storage {
             .open(dir)?;
         let data = env.create_db(Some("data"), DatabaseFlags::empty())?;
         let hints = env.create_db(Some("hints"), DatabaseFlags::empty())?;
+        let merkle = env.create_db(Some("merkle"), DatabaseFlags::empty())?;
         let meta = env.create_db(Some("meta"), DatabaseFlags::empty())?;
         let storage = Self {
             env: std::sync::Arc::new(env),
             data,
             hints,
+            merkle,
             meta,
             sync_fault: Default::default(),
         };
+        if !storage.merkle_current()? {
+            // A data directory from before the `merkle` database, or one
+            // of an older hashing: the segments are made from the data.
+            tracing::info!(dir = %dir.display(), "rebuilding Merkle segments from the data");
+            storage.rebuild_merkle()?;
+        }
         let identity = storage.load_or_create_identity()?;
         Ok((storage, identity))
     }
@@ -279,12 +294,26 @@ impl WriteTxn<'_> {
         get_in(&self.txn, self.storage.data, data_key)
     }
 
-    /// Stores `object` under `data_key`.
+    /// Stores `object` under `data_key`, and its change in the key's
+    /// Merkle segment, in this transaction.
     pub fn put_object(&mut self, data_key: &[u8], object: &Object) -> Result<(), StorageError> {
+        let before = self.get_object(data_key)?;
+        self.merkle_change(data_key, before.as_ref(), Some(object))?;
         let bytes = encode(object);
         Ok(self
             .txn
             .put(self.storage.data, &data_key, &bytes, WriteFlags::empty())?)
+    }
+
+    /// Removes the object under `data_key` (and its entry from its Merkle
+    /// segment); returns what was there.
+    pub fn del_object(&mut self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
+        let before = self.get_object(data_key)?;
+        if let Some(object) = &before {
+            self.merkle_change(data_key, Some(object), None)?;
+            self.txn.del(self.storage.data, &data_key, None)?;
+        }
+        Ok(before)
     }
 
     /// The membership document as this transaction sees it.

@@ -69,7 +69,7 @@ fn request() -> impl Strategy<Value = Request> {
         ),
         (
             any::<u64>(),
-            prop::collection::vec(("[a-z]{1,8}", key, object()), 0..3)
+            prop::collection::vec(("[a-z]{1,8}", key.clone(), object()), 0..3)
         )
             .prop_map(|(target, hints)| Request::DropHints {
                 target: NodeId(target),
@@ -83,6 +83,43 @@ fn request() -> impl Strategy<Value = Request> {
                     .collect(),
             }),
         Just(Request::GetMembership),
+        ("[a-z]{1,8}", any::<u32>())
+            .prop_map(|(store, partition)| Request::MerkleRoot { store, partition }),
+        (
+            "[a-z]{1,8}",
+            any::<u32>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u16>()
+        )
+            .prop_map(
+                |(store, partition, first, count, group)| Request::MerkleSegments {
+                    store,
+                    partition,
+                    first,
+                    count,
+                    group
+                }
+            ),
+        (
+            "[a-z]{1,8}",
+            any::<u32>(),
+            prop::collection::vec(any::<u16>(), 0..5),
+            any::<bool>(),
+            prop::option::of(key.clone())
+        )
+            .prop_map(|(store, partition, segments, tombstones_only, after)| {
+                Request::ScanSegment {
+                    store,
+                    partition,
+                    segments,
+                    tombstones_only,
+                    after,
+                }
+            }),
+        Just(Request::Stats),
+        ("[a-z]{1,8}", key.clone(), object())
+            .prop_map(|(store, key, object)| { Request::DeleteIfEqual { store, key, object } }),
     ]
 }
 
@@ -93,7 +130,7 @@ fn reply() -> impl Strategy<Value = Reply> {
         object().prop_map(Reply::Stored),
         (
             prop::collection::vec(("[a-z]{1,8}", key.clone(), object()), 0..3),
-            prop::option::of(key)
+            prop::option::of(key.clone())
         )
             .prop_map(|(hints, next)| Reply::Hints {
                 hints: hints
@@ -103,6 +140,32 @@ fn reply() -> impl Strategy<Value = Reply> {
                 next,
             }),
         any::<u32>().prop_map(Reply::Dropped),
+        any::<[u8; 16]>().prop_map(Reply::MerkleRoot),
+        prop::collection::vec(any::<[u8; 16]>(), 0..4).prop_map(Reply::MerkleSegments),
+        (
+            prop::collection::vec((key.clone(), object()), 0..3),
+            prop::option::of(key.clone())
+        )
+            .prop_map(|(entries, next)| Reply::Segment {
+                entries: entries
+                    .into_iter()
+                    .map(|(key, object)| Entry { key, object })
+                    .collect(),
+                next,
+            }),
+        (any::<u64>(), any::<u64>()).prop_map(|(objects, exchanges)| {
+            Reply::Stats(NodeStats {
+                stores: vec![StoreTotals {
+                    store: "s".into(),
+                    objects,
+                    bytes: 1,
+                    tombstones: 0,
+                }],
+                hints: vec![(NodeId(1), 2)],
+                merkle_exchanges: exchanges,
+            })
+        }),
+        any::<bool>().prop_map(Reply::Deleted),
     ]
 }
 

@@ -82,7 +82,7 @@ impl NodeState {
     /// of in its membership: a client with a stale document would otherwise
     /// land plain data on a non-owner and count it towards W. Writes kept as
     /// hints (`hint = Some(home)`) are what stand-ins are for.
-    fn check_home_replica(
+    pub(super) fn check_home_replica(
         &self,
         store: &str,
         key: &[u8],

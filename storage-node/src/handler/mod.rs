@@ -8,11 +8,14 @@
 //! - this file: the shared state and the dispatch of each request kind;
 //! - [`data`]: get, put and replicate of user keys;
 //! - [`hints`]: the hints a stand-in holds for other nodes;
+//! - [`merkle`]: anti-entropy digests and scans, totals, and the
+//!   conditional delete of tombstone reaping;
 //! - [`membership`]: hello and the membership document.
 
 mod data;
 mod hints;
 mod membership;
+mod merkle;
 
 use crate::config::Limits;
 use crate::storage::{Identity, Storage, StorageError};
@@ -36,6 +39,8 @@ pub struct NodeState {
     /// The cluster from the node's config, if set: the only one whose
     /// first document a fresh node takes.
     pub cluster_id: Option<ClusterId>,
+    /// Merkle roots served (one per anti-entropy exchange), for `Stats`.
+    pub(crate) merkle_exchanges: std::sync::atomic::AtomicU64,
 }
 
 /// The writer answered an operation with the outcome of another kind: a
@@ -81,6 +86,7 @@ impl NodeState {
             membership: RwLock::new(membership),
             limits,
             cluster_id,
+            merkle_exchanges: Default::default(),
         })
     }
 
@@ -144,6 +150,31 @@ impl NodeState {
             }
             Request::PutMembership { membership, base } => {
                 self.put_membership(membership, base).await
+            }
+            Request::MerkleRoot { store, partition } => self.merkle_root(&store, partition),
+            Request::MerkleSegments {
+                store,
+                partition,
+                first,
+                count,
+                group,
+            } => self.merkle_segments(&store, partition, (first, count, group)),
+            Request::ScanSegment {
+                store,
+                partition,
+                segments,
+                tombstones_only,
+                after,
+            } => self.scan_segment(
+                &store,
+                partition,
+                &segments,
+                tombstones_only,
+                after.as_deref(),
+            ),
+            Request::Stats => self.stats(),
+            Request::DeleteIfEqual { store, key, object } => {
+                self.delete_if_equal(&store, &key, object).await
             }
         }
     }

@@ -37,11 +37,18 @@ const _: () = assert!(1 + STORE_NAME_BYTES_MAX + 4 + KEY_BYTES_MAX <= LMDB_KEY_B
 
 /// The LMDB key of a user key.
 pub fn data_key(store: &str, partition: u32, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + store.len() + 4 + key.len());
+    let mut k = partition_prefix(store, partition);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The prefix every data key of `store`'s `partition` starts with (and
+/// every segment key of its Merkle segments).
+pub fn partition_prefix(store: &str, partition: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + store.len() + 4 + KEY_BYTES_MAX);
     k.push(store.len() as u8);
     k.extend_from_slice(store.as_bytes());
     k.extend_from_slice(&partition.to_be_bytes());
-    k.extend_from_slice(key);
     k
 }
 

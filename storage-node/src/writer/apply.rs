@@ -168,6 +168,28 @@ pub(super) fn apply(
                 None => Ok(WriteOutcome::Stored(stored)),
             }
         }
+        WriteOp::DeleteIfEqual { data_key, object } => {
+            let held = txn.get_object(data_key)?;
+            if held.as_ref() != Some(object) {
+                return Ok(WriteOutcome::Deleted(false));
+            }
+            txn.del_object(data_key)?;
+            // The key's counters go with it: the next write of the key
+            // starts from nothing, and a current actor would issue again
+            // the dots the removed object held. A copy of those (a late
+            // hint, a replica outside the home set) would then meet another
+            // value under the same dot and one of the two would be lost
+            // (the "kv679" family). New actors cannot collide; the cost is
+            // one more DVVSet entry in keys written later, as after a
+            // restart.
+            if object.counter(actors.node) > 0 {
+                actors.node = ActorId(fresh_id());
+            }
+            if object.counter(actors.hint) > 0 {
+                actors.hint = ActorId(fresh_id());
+            }
+            Ok(WriteOutcome::Deleted(true))
+        }
         WriteOp::Membership { doc, base } => {
             let current = txn.get_membership()?;
             match replica::accept_membership(current.as_ref(), doc, *base) {

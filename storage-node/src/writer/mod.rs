@@ -25,6 +25,8 @@ pub mod failstop;
 mod flusher;
 mod guard;
 #[cfg(test)]
+mod merkle_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::storage::fresh_id;
@@ -91,6 +93,14 @@ pub enum WriteOp {
         /// the node's frame limit).
         limits: StoreLimits,
     },
+    /// Remove a key's object if it is still exactly `object` (tombstone
+    /// reaping: a write since the reaper read it keeps the key).
+    DeleteIfEqual {
+        /// LMDB key.
+        data_key: Vec<u8>,
+        /// The object the reaper saw on every home replica.
+        object: Object,
+    },
     /// Keep an offered membership document if the rule
     /// ([`quire_shared::replica::accept_membership`]) takes it; decided in
     /// the write transaction, so two offers cannot both pass a
@@ -118,6 +128,8 @@ pub enum WriteOutcome {
     },
     /// Hints dropped.
     Dropped(u32),
+    /// Whether a conditional delete removed the key.
+    Deleted(bool),
     /// The write was refused for what it would have stored (a limit, a
     /// dot this node never issued); nothing of it was stored, and the rest
     /// of its batch is unaffected.
@@ -286,7 +298,7 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
         fail_stop,
     } = context;
     let mut results: Vec<Result<WriteOutcome, StorageError>> = Vec::with_capacity(batch.len());
-    let hint_actor_before = actors.hint;
+    let actors_before = (actors.node, actors.hint);
     let committed = (|| -> Result<(), StorageError> {
         let mut txn = storage.begin_write()?;
         for (op, _, _) in batch.iter() {
@@ -295,8 +307,8 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
         txn.commit()
     })();
     if committed.is_err() {
-        // Nothing was stored, the stand-in actor change included.
-        actors.hint = hint_actor_before;
+        // Nothing was stored, actor changes included.
+        (actors.node, actors.hint) = actors_before;
     }
     // One fsync for the whole batch if any write in it needs one.
     let synced = if committed.is_ok() && batch.iter().any(|(_, durable, _)| *durable) {

@@ -1,0 +1,87 @@
+//! `quire repair`: Merkle anti-entropy between the home replicas of every
+//! partition, once or on an interval.
+
+use super::output::{line, print, Report};
+use super::{connect, ConfigArg};
+use quire_client::RepairReport;
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+/// `quire repair`.
+#[derive(clap::Args, Debug)]
+pub struct RepairArgs {
+    /// One pass over every partition, then exit.
+    #[arg(long)]
+    once: bool,
+    /// Only this store's partitions.
+    #[arg(long)]
+    store: Option<String>,
+    /// Pause between passes without --once.
+    #[arg(long, default_value_t = 60_000)]
+    interval_ms: u64,
+}
+
+/// What a repair pass prints.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Pass(RepairReport);
+
+impl Report for Pass {
+    fn text(&self, out: &mut String) {
+        let r = &self.0;
+        let unreachable = if r.unreachable.is_empty() {
+            String::new()
+        } else {
+            format!("; unreachable: {}", r.unreachable.join("; "))
+        };
+        line(
+            out,
+            format_args!(
+                "partitions checked {}, segments differing {}, keys repaired {}, {} bytes exchanged{unreachable}",
+                r.partitions_checked, r.segments_differing, r.keys_repaired, r.bytes
+            ),
+        );
+    }
+}
+
+/// A progress line on stderr, redrawn in place, only when stderr is a
+/// terminal (scripts and `--json` consumers get clean output).
+fn progress() -> impl FnMut(usize, usize) {
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty && (done == total || done % 16 == 0) {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "\rrepair: {done}/{total} partitions");
+            if done == total {
+                let _ = writeln!(err);
+            }
+        }
+    }
+}
+
+/// `quire repair`.
+pub async fn repair(args: RepairArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    let client = connect(config).await?;
+    if let Some(store) = &args.store {
+        if client.membership().store(store).is_none() {
+            anyhow::bail!("store {store:?} does not exist");
+        }
+    }
+    let store = args.store.as_deref();
+    if args.once {
+        print(&Pass(client.repair_once(store, progress()).await), json)?;
+    } else {
+        let shutdown = quire_node::shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            print(&Pass(client.repair_once(store, progress()).await), json)?;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(Duration::from_millis(args.interval_ms)) => {}
+            }
+        }
+    }
+    client.close();
+    Ok(())
+}

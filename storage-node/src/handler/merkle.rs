@@ -1,0 +1,190 @@
+//! Anti-entropy and reaping requests: Merkle digests of a partition, scans
+//! of its segments, the node's totals, and the conditional delete.
+//!
+//! A node answers these only for partitions it is a home replica of in its
+//! membership (`NotOwner` otherwise, as for un-hinted writes): an exchange
+//! compares the copies that reads and writes use, and a node holding
+//! stray data for a partition must not make it look healthy.
+
+use super::{refuse, storage_failed, unexpected, NodeState};
+use crate::storage::{ScanRequest, StorageStats};
+use crate::writer::{WriteOp, WriteOutcome};
+use quire_shared::limits::{FRAME_ENVELOPE_BYTES, KEY_BYTES_MAX};
+use quire_shared::merkle::{root, SEGMENTS};
+use quire_shared::wire::{Entry, ErrorCode, ErrorReply, NodeStats, Reply, StoreTotals};
+use quire_shared::{Durability, Object, PreferenceList};
+use std::sync::atomic::Ordering;
+
+/// Most keys a scan page examines: bounds how long one request holds a
+/// read transaction and the CPU it costs (one MD5 per key).
+const SCAN_EXAMINED_MAX: usize = 65_536;
+
+impl NodeState {
+    /// Checks that `store` exists, `partition` is in range and this node
+    /// is one of its home replicas.
+    fn home_partition(&self, store: &str, partition: u32) -> Result<(), ErrorReply> {
+        let doc = self.membership().ok_or_else(|| {
+            refuse(
+                ErrorCode::NoMembership,
+                "node has no membership document yet",
+            )
+        })?;
+        let Some(config) = doc.store(store) else {
+            return Err(refuse(
+                ErrorCode::UnknownStore,
+                format!("store {store:?} does not exist"),
+            ));
+        };
+        if partition >= doc.partitions {
+            return Err(refuse(
+                ErrorCode::PartitionOutOfRange,
+                format!(
+                    "partition {partition} is out of range (the ring has {})",
+                    doc.partitions
+                ),
+            ));
+        }
+        let list = PreferenceList::walk(&doc.owners, partition, usize::from(config.n));
+        if list.home().contains(&self.identity.node_id) {
+            return Ok(());
+        }
+        Err(refuse(
+            ErrorCode::NotOwner,
+            format!(
+                "node {} is not a home replica of partition {partition} of {store:?} in membership epoch {}",
+                self.identity.node_id, doc.epoch
+            ),
+        ))
+    }
+
+    /// The root of the node's segments of a partition.
+    pub(super) fn merkle_root(&self, store: &str, partition: u32) -> Result<Reply, ErrorReply> {
+        self.home_partition(store, partition)?;
+        let segments = self
+            .storage
+            .merkle_segments(store, partition)
+            .map_err(storage_failed)?;
+        self.merkle_exchanges.fetch_add(1, Ordering::Relaxed);
+        Ok(Reply::MerkleRoot(segments.root()))
+    }
+
+    /// Digests of a range of segments, `group` segments per digest.
+    pub(super) fn merkle_segments(
+        &self,
+        store: &str,
+        partition: u32,
+        (first, count, group): (u16, u16, u16),
+    ) -> Result<Reply, ErrorReply> {
+        self.home_partition(store, partition)?;
+        let end = u32::from(first) + u32::from(count);
+        if end > u32::from(SEGMENTS) || group == 0 {
+            return Err(refuse(
+                ErrorCode::SegmentOutOfRange,
+                format!(
+                    "segments {first}..{end} in groups of {group}: a partition has {SEGMENTS} segments and groups are 1 or more"
+                ),
+            ));
+        }
+        let segments = self
+            .storage
+            .merkle_segments(store, partition)
+            .map_err(storage_failed)?;
+        let range = &segments.0[usize::from(first)..end as usize];
+        let digests = match group {
+            1 => range.iter().map(|s| s.0).collect(),
+            g => range.chunks(usize::from(g)).map(root).collect(),
+        };
+        Ok(Reply::MerkleSegments(digests))
+    }
+
+    /// A page of a partition's keys in `segments`.
+    pub(super) fn scan_segment(
+        &self,
+        store: &str,
+        partition: u32,
+        segments: &[u16],
+        tombstones_only: bool,
+        after: Option<&[u8]>,
+    ) -> Result<Reply, ErrorReply> {
+        self.home_partition(store, partition)?;
+        if segments.len() > usize::from(SEGMENTS) || segments.iter().any(|&s| s >= SEGMENTS) {
+            return Err(refuse(
+                ErrorCode::SegmentOutOfRange,
+                format!("a scan names at most {SEGMENTS} segments, each below {SEGMENTS}"),
+            ));
+        }
+        if after.is_some_and(|c| c.is_empty() || c.len() > KEY_BYTES_MAX) {
+            return Err(refuse(
+                ErrorCode::BadCursor,
+                format!("a scan cursor is a key of 1 to {KEY_BYTES_MAX} bytes"),
+            ));
+        }
+        let bytes_max = (self.limits.frame_bytes_max as usize).saturating_sub(FRAME_ENVELOPE_BYTES);
+        let page = self
+            .storage
+            .scan_segments(&ScanRequest {
+                store,
+                partition,
+                segments,
+                tombstones_only,
+                after,
+                bytes_max,
+                examined_max: SCAN_EXAMINED_MAX,
+            })
+            .map_err(storage_failed)?;
+        Ok(Reply::Segment {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|(key, object)| Entry { key, object })
+                .collect(),
+            next: page.next,
+        })
+    }
+
+    /// The node's totals.
+    pub(super) fn stats(&self) -> Result<Reply, ErrorReply> {
+        let StorageStats { stores, hints } = self.storage.stats().map_err(storage_failed)?;
+        Ok(Reply::Stats(NodeStats {
+            stores: stores
+                .into_iter()
+                .map(|(store, s)| StoreTotals {
+                    store,
+                    objects: s.objects,
+                    bytes: s.bytes,
+                    tombstones: s.tombstones,
+                })
+                .collect(),
+            hints: hints.into_iter().collect(),
+            merkle_exchanges: self.merkle_exchanges.load(Ordering::Relaxed),
+        }))
+    }
+
+    /// Removes a key if it still holds exactly `object`.
+    pub(super) async fn delete_if_equal(
+        &self,
+        store: &str,
+        key: &[u8],
+        object: Object,
+    ) -> Result<Reply, ErrorReply> {
+        let data_key = self.locate(store, key)?;
+        self.check_home_replica(store, key, None)?;
+        object
+            .validate()
+            .map_err(|e| refuse(ErrorCode::InvalidObject, format!("object: {e}")))?;
+        let durable = self
+            .membership()
+            .and_then(|m| m.store(store).map(|s| s.durability))
+            .is_none_or(|d| d == Durability::Sync);
+        let op = WriteOp::DeleteIfEqual { data_key, object };
+        match self
+            .writer
+            .write(op, durable)
+            .await
+            .map_err(storage_failed)?
+        {
+            WriteOutcome::Deleted(d) => Ok(Reply::Deleted(d)),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

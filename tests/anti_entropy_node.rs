@@ -1,0 +1,147 @@
+//! The node's anti-entropy requests over a real connection: typed errors
+//! for bad input, digests that follow the data, scans, totals and the
+//! conditional delete.
+
+mod common;
+
+use common::TestCluster;
+use quire::shared::merkle::{Segments, SEGMENTS};
+use quire::shared::wire::{ErrorCode, Reply, Request, Response};
+use quire::shared::{Object, Value, VersionVector};
+use quire_client::transport::Transport;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+async fn ask(t: &Transport, addr: &str, request: Request) -> Result<Reply, ErrorCode> {
+    match t.call(addr, &request, T).await.expect("the node answers") {
+        Response { result: Ok(r), .. } => Ok(r),
+        Response { result: Err(e), .. } => Err(e.code),
+    }
+}
+
+fn root(store: &str, partition: u32) -> Request {
+    Request::MerkleRoot {
+        store: store.into(),
+        partition,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
+    let cluster = TestCluster::start(1).await;
+    let t = cluster.transport();
+    let addr = cluster.membership.members[0].addr.clone();
+    let partitions = cluster.membership.partitions;
+    let key = b"apple".to_vec();
+    let partition = cluster.membership.partition_of("default", &key);
+
+    // Bad input: typed, and nothing stored changes.
+    assert_eq!(
+        ask(&t, &addr, root("nope", 0)).await,
+        Err(ErrorCode::UnknownStore)
+    );
+    assert_eq!(
+        ask(&t, &addr, root("default", partitions)).await,
+        Err(ErrorCode::PartitionOutOfRange)
+    );
+    let segments = |first, count, group| Request::MerkleSegments {
+        store: "default".into(),
+        partition,
+        first,
+        count,
+        group,
+    };
+    assert_eq!(
+        ask(&t, &addr, segments(1000, 100, 1)).await,
+        Err(ErrorCode::SegmentOutOfRange)
+    );
+    assert_eq!(
+        ask(&t, &addr, segments(0, 32, 0)).await,
+        Err(ErrorCode::SegmentOutOfRange)
+    );
+    let scan = |segments: Vec<u16>, after: Option<Vec<u8>>| Request::ScanSegment {
+        store: "default".into(),
+        partition,
+        segments,
+        tombstones_only: false,
+        after,
+    };
+    assert_eq!(
+        ask(&t, &addr, scan(vec![SEGMENTS], None)).await,
+        Err(ErrorCode::SegmentOutOfRange)
+    );
+    assert_eq!(
+        ask(&t, &addr, scan(vec![], Some(vec![]))).await,
+        Err(ErrorCode::BadCursor)
+    );
+    assert_eq!(
+        ask(&t, &addr, scan(vec![], Some(vec![1; 481]))).await,
+        Err(ErrorCode::BadCursor)
+    );
+
+    let empty = Segments::default().root();
+    assert_eq!(
+        ask(&t, &addr, root("default", partition)).await,
+        Ok(Reply::MerkleRoot(empty))
+    );
+    let put = Request::Put {
+        store: "default".into(),
+        key: key.clone(),
+        value: Value::tombstone(1),
+        context: VersionVector::new(),
+        hint: None,
+    };
+    let Ok(Reply::Stored(stored)) = ask(&t, &addr, put).await else {
+        panic!("put stored");
+    };
+    let expected = Segments::rebuild("default", [(key.as_slice(), &stored)]);
+    assert_eq!(
+        ask(&t, &addr, root("default", partition)).await,
+        Ok(Reply::MerkleRoot(expected.root()))
+    );
+    assert_eq!(
+        ask(&t, &addr, segments(0, SEGMENTS, 1)).await,
+        Ok(Reply::MerkleSegments(
+            expected.0.iter().map(|s| s.0).collect()
+        ))
+    );
+    let Ok(Reply::Segment { entries, next }) = ask(&t, &addr, scan(vec![], None)).await else {
+        panic!("scan answered");
+    };
+    assert_eq!((entries.len(), next), (1, None));
+    assert_eq!(entries[0].object, stored);
+
+    let Ok(Reply::Stats(stats)) = ask(&t, &addr, Request::Stats).await else {
+        panic!("stats answered");
+    };
+    assert_eq!(
+        (stats.stores[0].objects, stats.stores[0].tombstones),
+        (1, 1)
+    );
+    assert!(stats.merkle_exchanges >= 2);
+
+    // A stale object does not delete; the held one does, and the digests
+    // are those of an empty partition again.
+    let delete = |object: Object| Request::DeleteIfEqual {
+        store: "default".into(),
+        key: key.clone(),
+        object,
+    };
+    assert_eq!(
+        ask(&t, &addr, delete(Object::default())).await,
+        Ok(Reply::Deleted(false))
+    );
+    assert_eq!(
+        ask(&t, &addr, delete(stored)).await,
+        Ok(Reply::Deleted(true))
+    );
+    assert_eq!(
+        ask(&t, &addr, root("default", partition)).await,
+        Ok(Reply::MerkleRoot(empty))
+    );
+    let Ok(Reply::Stats(stats)) = ask(&t, &addr, Request::Stats).await else {
+        panic!("stats answered");
+    };
+    assert!(stats.stores.iter().all(|s| s.objects == 0));
+}
