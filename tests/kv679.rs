@@ -129,15 +129,24 @@ async fn a_node_that_lost_its_unsynced_tail_issues_no_old_dot() {
         policy: ConflictPolicy::Siblings,
         limits: StoreLimits::default(),
     };
-    let mut cluster =
-        TestCluster::from(builder(3).processes(QUIRE).stores(vec![store]), false).await;
+    let synced = StoreConfig {
+        name: "synced".into(),
+        durability: Durability::Sync,
+        ..store.clone()
+    };
+    let mut cluster = TestCluster::from(
+        builder(3).processes(QUIRE).stores(vec![store, synced]),
+        false,
+    )
+    .await;
     let t = cluster.transport();
     let all = addrs(&cluster);
     let coordinator = cluster.nodes[0].addr();
     let others: Vec<String> = all.iter().filter(|a| **a != coordinator).cloned().collect();
-    // Everything so far is on disk (the flusher syncs every 100 ms): this
-    // copy is what a power cut right after the next write leaves behind.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A write to a sync store fsyncs the whole environment before it is
+    // acknowledged: after it, everything so far is on disk, and this copy
+    // is what a power cut right after the next write leaves behind.
+    write_blind(&t, &coordinator, &others, "synced", "barrier").await;
     let on_disk = std::fs::read(database(&cluster, 1)).unwrap();
     write_blind(&t, &coordinator, &others, "buffered", "apple").await;
     cluster.kill(1).await;
