@@ -32,7 +32,7 @@ async fn a_failed_fsync_stops_the_node_and_the_cluster_stays_writeable() {
     cluster.node(1).stop().await;
     let node = quire_node::start(config).await.expect("node restarts");
     let addr = node.addr.to_string();
-    node.state.storage.inject_sync_failure();
+    node.storage.inject_sync_failure();
     let serving = tokio::spawn(quire_node::serve_until(node, std::future::pending()));
     let t = cluster.transport();
     // N = 3 of 3 nodes: node 1 is a home replica of every key.

@@ -55,3 +55,6 @@ pub use quorum::{MachineError, NodeFailure, QuorumError};
 pub use repair::RepairReport;
 pub use resolve::{merge_with, KeepSiblings, LastWriteWins, Resolver, Sibling};
 pub use store::{Retry, Store};
+// Named by `ClientError` and `AdminError`: applications match on them even
+// though the transport itself is internal.
+pub use transport::{SetupError, TransportError};

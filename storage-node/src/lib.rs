@@ -18,9 +18,9 @@
 //! cluster CA) and frame I/O come from [`quire_net`], shared with the SDK.
 
 pub mod config;
-pub mod handler;
+pub(crate) mod handler;
 pub mod logging;
-pub mod server;
+pub(crate) mod server;
 pub mod storage;
 pub mod systemd;
 pub mod writer;
@@ -81,9 +81,9 @@ pub struct RunningNode {
     /// Trips when an fsync fails; the node then refuses writes and must
     /// stop.
     pub fail_stop: writer::failstop::FailStop,
-    /// The node's shared state, for tests that reach inside.
+    /// The node's storage, for tests that inject faults into it.
     #[cfg(any(test, feature = "fault-injection"))]
-    pub state: Arc<NodeState>,
+    pub storage: storage::Storage,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -92,9 +92,6 @@ impl RunningNode {
     /// Stops serving, drains in-flight requests and closes storage. When
     /// this returns the data directory may be opened again.
     pub async fn stop(self) {
-        // Our handle on the state would keep the writer alive.
-        #[cfg(any(test, feature = "fault-injection"))]
-        drop(self.state);
         let _ = self.stop.send(());
         let _ = self.task.await;
     }
@@ -185,7 +182,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     #[cfg(any(test, feature = "fault-injection"))]
-    let test_state = state.clone();
+    let test_storage = state.storage.clone();
     let task = tokio::spawn(async move {
         server::serve(endpoint, state, async {
             let _ = stopped.await;
@@ -200,7 +197,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         identity,
         fail_stop,
         #[cfg(any(test, feature = "fault-injection"))]
-        state: test_state,
+        storage: test_storage,
         stop,
         task,
     })

@@ -53,7 +53,16 @@ pub(super) async fn push_membership(
             Ok(Response { result: Err(e), .. }) if e.code == ErrorCode::EpochConflict => {
                 Err(Refusal::Conflict(e.message))
             }
-            Ok(other) => Err(Refusal::Other(format!("{:?}", other.result))),
+            Ok(Response { result: Err(e), .. }) => Err(Refusal::Other(e.to_string())),
+            Ok(Response {
+                result: Ok(Reply::MembershipEpoch(epoch)),
+                ..
+            }) => Err(Refusal::Other(format!(
+                "the node kept its document of epoch {epoch}"
+            ))),
+            Ok(Response { result: Ok(_), .. }) => Err(Refusal::Other(
+                "answered with something other than the epoch it holds".into(),
+            )),
             Err(e) => Err(Refusal::Other(e.to_string())),
         };
         out.push((m.addr.clone(), result));
