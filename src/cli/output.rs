@@ -32,3 +32,13 @@ pub fn line(out: &mut String, args: std::fmt::Arguments<'_>) {
     let _ = out.write_fmt(args);
     out.push('\n');
 }
+
+/// `"; unreachable: a; b"` after a pass's counts, or nothing when every
+/// node answered.
+pub fn unreachable_suffix(unreachable: &[String]) -> String {
+    if unreachable.is_empty() {
+        String::new()
+    } else {
+        format!("; unreachable: {}", unreachable.join("; "))
+    }
+}

@@ -30,11 +30,7 @@ struct Pass(RepairReport);
 impl Report for Pass {
     fn text(&self, out: &mut String) {
         let r = &self.0;
-        let unreachable = if r.unreachable.is_empty() {
-            String::new()
-        } else {
-            format!("; unreachable: {}", r.unreachable.join("; "))
-        };
+        let unreachable = super::output::unreachable_suffix(&r.unreachable);
         line(
             out,
             format_args!(
