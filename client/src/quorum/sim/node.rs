@@ -194,8 +194,12 @@ impl SimNode {
         }
     }
 
-    /// Stores `next` under `slot`, checking it does not go back in time: a
-    /// replica only ever learns (its history grows or stays).
+    /// Stores `next` under `slot`, checking two laws of the replica
+    /// rules: a copy never goes back in time (its history grows or stays),
+    /// and a copy that has a history holds a value. A value is only ever
+    /// discarded for a write that replaced it, and that write's own value
+    /// (or its own replacement's) is kept in its stead, so a written key
+    /// can never end up with no value at all, not even a tombstone.
     fn keep<K: Ord>(slot: &mut BTreeMap<K, Object>, at: K, next: Object) {
         if let Some(old) = slot.get(&at) {
             assert!(
@@ -203,6 +207,11 @@ impl SimNode {
                 "a replica's copy went back in time"
             );
         }
+        assert!(
+            next.entries().is_empty() || next.value_count() > 0,
+            "a replica's copy of a written key holds no value: {}",
+            super::trace::Show(&next)
+        );
         slot.insert(at, next);
     }
 
