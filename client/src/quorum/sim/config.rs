@@ -63,7 +63,7 @@ pub struct WorldConfig {
 impl WorldConfig {
     /// The world of `rng`'s seed.
     pub fn draw(rng: &mut Rng, knobs: Knobs) -> Self {
-        let nodes = rng.between(3, 5) as usize;
+        let nodes = rng.between(3, 6) as usize;
         let n = rng.between(2, 3).min(nodes as u64) as usize;
         let delay_ms_max = [5, 60, 400, 1_200][rng.index(4)];
         let faults = Faults {
@@ -89,12 +89,12 @@ impl WorldConfig {
             } else {
                 Durability::Buffered
             },
-            clients: rng.between(1, 3) as usize,
+            clients: rng.between(1, 4) as usize,
             keys: rng.between(1, 3) as usize,
-            ops_per_client: rng.between(2, 6) as u32,
-            concurrency: rng.between(1, 2) as usize,
+            ops_per_client: rng.between(2, 10) as u32,
+            concurrency: rng.between(1, 3) as usize,
             op_gap_ms_max: [0, 200, 1_500][rng.index(3)],
-            chaos_ms: rng.between(500, 6_000),
+            chaos_ms: rng.between(500, 8_000),
             faults,
             crashes: rng.chance(0.6),
             wipe_share: rng.share(0.5, 0.6),

@@ -83,6 +83,9 @@ impl World {
         if handled.changed {
             self.mutations += 1;
         }
+        if let (Some(_), Request::Put { hint: Some(_), .. }) = (handled.issued, request) {
+            self.stats.stand_in_puts += 1;
+        }
         if let Some(dot) = handled.issued {
             let write = call
                 .write

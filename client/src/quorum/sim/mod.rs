@@ -86,6 +86,8 @@ const TIMEOUT_MS: u64 = 3_000;
 const ATTEMPT_MS: u64 = 1_000;
 /// Worlds a CI run plays unless `QUIRE_SIM_WORLDS` says otherwise.
 const WORLDS: u64 = 10_000;
+/// Events of a failed world shown with its failure.
+const TAIL_LINES: usize = 40;
 
 /// A number from the environment, if set.
 fn env_u64(name: &str) -> Option<u64> {
@@ -165,8 +167,11 @@ fn worlds() {
     let (stats, failure) = play_many(first, count, Knobs::default());
     println!("{count} worlds in {:.1?}: {stats:#?}", started.elapsed());
     if let Some((seed, why)) = failure {
+        // The world again, with its trace kept: its last events say most.
+        let lines = run(seed, Knobs::default(), true).lines;
+        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
         panic!(
-            "world {seed} failed: {why}\nreplay it with:\n  {}",
+            "world {seed} failed: {why}\nits last events:\n{tail}\nreplay it with:\n  {}",
             replay_command(seed)
         );
     }
