@@ -73,6 +73,7 @@ impl WorldConfig {
             slow: rng.share(0.3, 0.2),
             fast_fail: rng.share(0.5, 1.0),
             refuse: rng.share(0.05, 0.2),
+            garble: rng.share(0.1, 0.1),
         };
         Self {
             nodes,
@@ -132,6 +133,11 @@ pub struct Knobs {
     pub keep_stand_in_actor: bool,
     /// Hint delivery never runs.
     pub skip_hint_delivery: bool,
+    /// Repair reads no key, so replicas are left as the faults left them.
+    pub skip_read_repair: bool,
+    /// A coordinator replaces every value it holds, whatever the writer
+    /// had seen (last-write-wins by mistake in a siblings store).
+    pub put_ignores_context: bool,
     /// Not a bug but a shape: the store allows only two to four siblings
     /// per key, so the nodes' limit is met. Such worlds do not converge
     /// today (see the ignored test that plays them).

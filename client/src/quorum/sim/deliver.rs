@@ -153,6 +153,15 @@ impl World {
             Err(f) => trace!(self, "#{call} failed: {f}"),
         }
         self.observe(owner, client, node, &result);
+        // Checked after the observer, as the driver checks: the node did
+        // answer, but nothing it said is used.
+        let garbled = result.is_ok() && self.rng.chance(self.net.faults.garble);
+        let result = if garbled {
+            trace!(self, "#{call} answer garbled");
+            Err(NodeFailure::Unexpected("malformed reply".into()))
+        } else {
+            result
+        };
         self.deliver_to(owner, node, result, first)
     }
 

@@ -280,6 +280,26 @@ fn without_hint_delivery_repair_leaves_hints_behind() {
     assert!(why.contains("still holds a hint"), "{why}");
 }
 
+#[test]
+fn a_coordinator_that_ignores_contexts_is_caught() {
+    let knobs = Knobs {
+        put_ignores_context: true,
+        ..Knobs::default()
+    };
+    let why = first_failure(knobs, 3_000);
+    assert!(why.contains("is lost"), "{why}");
+}
+
+#[test]
+fn without_read_repair_replicas_stay_apart() {
+    let knobs = Knobs {
+        skip_read_repair: true,
+        ..Knobs::default()
+    };
+    let why = first_failure(knobs, 3_000);
+    assert!(why.contains("differ after repair"), "{why}");
+}
+
 /// Known not to hold (so ignored): a node refuses a replication that
 /// would grow a key past its store's sibling limit, read repairs and hint
 /// deliveries included, so after concurrent writes on both sides of a

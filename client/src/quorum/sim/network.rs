@@ -102,6 +102,9 @@ pub struct Faults {
     /// replica would give, which must not be retried elsewhere, nor undo
     /// a put that already succeeded.
     pub refuse: f64,
+    /// Chance that an answer arrives garbled: the driver's check of every
+    /// reply (`Reply::validated`) turns it into that node's failure.
+    pub garble: f64,
 }
 
 impl Faults {
@@ -114,6 +117,7 @@ impl Faults {
         slow: 0.0,
         fast_fail: 0.0,
         refuse: 0.0,
+        garble: 0.0,
     };
 }
 

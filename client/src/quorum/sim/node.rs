@@ -265,6 +265,13 @@ impl SimNode {
                         self.stand_in,
                     ),
                 };
+                let seen_all;
+                let context = if env.knobs.put_ignores_context {
+                    seen_all = base.join();
+                    &seen_all
+                } else {
+                    context
+                };
                 let next = replica::coordinate_put(&base, context, actor, value, env.policy);
                 if let Err(e) = env.limits.check(&base, &next) {
                     return Handled::answer(Err(refusal(e)));
