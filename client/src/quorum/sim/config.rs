@@ -33,6 +33,12 @@ pub struct WorldConfig {
     pub keys: usize,
     /// Operations each client runs.
     pub ops_per_client: u32,
+    /// A whole get or put (the SDK's `request_ms`, 3 s by default).
+    pub timeout_ms: u64,
+    /// A put coordinator's attempt, and every call's budget (the SDK's
+    /// `attempt_ms`, 1 s by default); at or above `timeout_ms` in some
+    /// worlds, where a slow coordinator is never replaced.
+    pub attempt_ms: u64,
     /// Operations a client runs at once, at most.
     pub concurrency: usize,
     /// Longest pause between a client's operations.
@@ -75,7 +81,19 @@ impl WorldConfig {
             refuse: rng.share(0.05, 0.2),
             garble: rng.share(0.1, 0.1),
         };
+        let timeout_ms = [1_000, 3_000, 5_000][rng.index(3)];
         Self {
+            timeout_ms,
+            // A short attempt only where the network is quick: where every
+            // call times out, every put fails, yet each leaves a sibling on
+            // every coordinator it tried, and within a few dozen writes the
+            // key meets its sibling limit (which stops repair; see the
+            // ignored test of small limits).
+            attempt_ms: if delay_ms_max <= 60 {
+                [150, 1_000, timeout_ms][rng.index(3)]
+            } else {
+                [1_000, timeout_ms][rng.index(2)]
+            },
             nodes,
             n,
             r: rng.between(1, n as u64) as usize,

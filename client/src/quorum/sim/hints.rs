@@ -15,7 +15,7 @@
 //! repair round in [`super::runner`]).
 
 use super::world::{Owner, World};
-use super::{STORE, TIMEOUT_MS};
+use super::STORE;
 use crate::quorum::NodeFailure;
 use quire_shared::wire::{DeliveredHint, Hint, Reply, Request};
 use quire_shared::NodeId;
@@ -218,7 +218,8 @@ impl World {
         match next {
             Some((node, request)) => {
                 let client = self.maintainer();
-                self.call(Owner::Hints, client, node, request, TIMEOUT_MS);
+                let budget = self.cfg.timeout_ms;
+                self.call(Owner::Hints, client, node, request, budget);
             }
             None => {
                 trace!(self, "hint pass ends");

@@ -79,11 +79,6 @@ use std::time::Instant;
 
 /// The one store of every world.
 const STORE: &str = "s";
-/// A whole get or put (the SDK's default `request_ms`).
-const TIMEOUT_MS: u64 = 3_000;
-/// A put coordinator's attempt, and every call's budget (the SDK's
-/// default `attempt_ms`).
-const ATTEMPT_MS: u64 = 1_000;
 /// Worlds a CI run plays unless `QUIRE_SIM_WORLDS` says otherwise.
 const WORLDS: u64 = 10_000;
 /// Events of a failed world shown with its failure.

@@ -169,8 +169,11 @@ impl World {
     fn play(&mut self) -> Result<(), String> {
         self.begin();
         self.run_until_idle()?;
-        self.repair()?;
+        let repairs = self.repair()?;
         let finals = checkers::converged(&self.nodes, &self.lists)?;
+        if repairs > 0 {
+            return Err("read repair sent to replicas that already agree".into());
+        }
         checkers::writes_survive(&self.history, &finals, self.cfg.policy, &mut self.stats)?;
         if self.cfg.policy == ConflictPolicy::Siblings {
             trace!(self, "every acknowledged write survived or was replaced");
@@ -178,10 +181,10 @@ impl World {
         Ok(())
     }
 
-    /// Repair rounds until one changes nothing. The round that changes
-    /// nothing must also send no read repair: replicas that agree are left
-    /// alone (a converged key costs its readers no writes).
-    fn repair(&mut self) -> Result<(), String> {
+    /// Repair rounds until one changes nothing; returns the read repairs
+    /// that last round sent, which must be none once the replicas agree (a
+    /// converged key costs its readers no writes).
+    fn repair(&mut self) -> Result<u64, String> {
         for round in 1..=ROUNDS_MAX {
             self.stats.repair_rounds += 1;
             let (mutations, repairs) = (self.mutations, self.stats.read_repairs);
@@ -190,10 +193,7 @@ impl World {
                 self.repair_step(step)?;
             }
             if self.mutations == mutations {
-                if self.stats.read_repairs != repairs {
-                    return Err("read repair sent to replicas that already agree".into());
-                }
-                return Ok(());
+                return Ok(self.stats.read_repairs - repairs);
             }
         }
         Err(format!(

@@ -17,7 +17,7 @@ use super::checkers;
 use super::client::{Op, Outcome, Purpose, Running};
 use super::trace::{Show, N};
 use super::world::{Event, Owner, World};
-use super::{ATTEMPT_MS, STORE, TIMEOUT_MS};
+use super::STORE;
 use crate::quorum::get::GetMachine;
 use crate::quorum::put::{PutMachine, PutRequest};
 use crate::quorum::targets::{choose, spares};
@@ -86,13 +86,13 @@ impl World {
                 protocol_version: quire_shared::wire::PROTOCOL_VERSION,
                 cluster_id: None,
             };
-            self.call(Owner::Probe, c, node, hello, ATTEMPT_MS);
+            self.call(Owner::Probe, c, node, hello, self.cfg.attempt_ms);
         }
         let list = &self.lists[&key];
         let health = &self.clients[c].health;
         let targets = choose(list, |n| health.is_up(n));
         let spare_nodes = spares(list, &targets, |n| health.is_up(n));
-        let timeout = Duration::from_millis(TIMEOUT_MS);
+        let timeout = Duration::from_millis(self.cfg.timeout_ms);
         let machine = match purpose {
             Purpose::Read | Purpose::Audit => {
                 let r = if purpose == Purpose::Audit {
@@ -111,7 +111,7 @@ impl World {
                     value: write.value.clone(),
                     context: write.context.clone(),
                 };
-                let attempt = Duration::from_millis(ATTEMPT_MS);
+                let attempt = Duration::from_millis(self.cfg.attempt_ms);
                 let m = PutMachine::new(
                     now,
                     request,
@@ -202,7 +202,9 @@ impl World {
             checkers::request_fits(&self.lists[&self.ops[&id].key], out.node, &out.request)
                 .map_err(|e| format!("op{id}: {e}"))?;
             let deadline = self.ms(out.deadline);
-            let budget = deadline.saturating_sub(self.now_ms).min(ATTEMPT_MS);
+            let budget = deadline
+                .saturating_sub(self.now_ms)
+                .min(self.cfg.attempt_ms);
             self.call(Owner::Op(id), client, out.node, out.request, budget);
         }
         if let Some(outcome) = outcome {
@@ -230,7 +232,7 @@ impl World {
             return Err(format!("op{id} gave a second outcome"));
         }
         op.decided = true;
-        if self.now_ms > op.started_ms + TIMEOUT_MS {
+        if self.now_ms > op.started_ms + self.cfg.timeout_ms {
             return Err(format!("op{id} decided after its deadline"));
         }
         let (client, purpose, key) = (op.client, op.purpose, op.key.clone());
