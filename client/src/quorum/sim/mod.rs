@@ -31,6 +31,14 @@
 //! QUIRE_SIM_WORLDS=1000000 QUIRE_SIM_SEED_BASE=7000000 cargo test -p quire-client --lib --release sim::worlds -- --nocapture
 //! ```
 //!
+//! Not simulated yet: membership changes (every world keeps its first
+//! document), anti-entropy and partition transfer (repair rounds have a
+//! place for them, [`runner`]), and the node's own guards that are not
+//! shared rules (its check that a context claims no dot it never issued,
+//! its byte-bounded pages). Worlds whose store allows only a few
+//! siblings are left out of the CI worlds: they do not converge today
+//! (see the ignored test `worlds_with_small_sibling_limits_converge`).
+//!
 //! # Layout
 //!
 //! - [`rng`]: the seeded random sequence;
