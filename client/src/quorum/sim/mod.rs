@@ -25,10 +25,12 @@
 //! ```
 //!
 //! A CI run (`cargo test`) plays 10 000 worlds; `QUIRE_SIM_WORLDS` plays
-//! more and `QUIRE_SIM_SEED_BASE` moves to other seeds, for a longer hunt:
+//! more and `QUIRE_SIM_SEED_BASE` moves to other seeds, for a longer hunt
+//! (in release, with the machines' debug assertions kept on):
 //!
 //! ```text
-//! QUIRE_SIM_WORLDS=1000000 QUIRE_SIM_SEED_BASE=7000000 cargo test -p quire-client --lib --release sim::worlds -- --nocapture
+//! CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true QUIRE_SIM_WORLDS=1000000 \
+//!   QUIRE_SIM_SEED_BASE=7000000 cargo test -p quire-client --lib --release sim::worlds -- --nocapture
 //! ```
 //!
 //! Not simulated yet: membership changes (every world keeps its first
