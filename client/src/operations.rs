@@ -12,7 +12,9 @@ use crate::quorum::MachineError;
 use crate::resolve::Sibling;
 use quire_shared::limits::check_key;
 use quire_shared::wire::{ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
-use quire_shared::{Context, Membership, NodeId, StoreConfig, Value};
+use quire_shared::{
+    last_write_wins, ConflictPolicy, Context, Membership, NodeId, Object, StoreConfig, Value,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -81,6 +83,19 @@ fn live_siblings(object: &quire_shared::Object) -> Vec<Sibling> {
         .collect()
 }
 
+/// What a read of a store with `policy` returns of the synced `object`.
+/// Replicas of a last-write-wins store may hold the newest value of each
+/// coordinator that wrote concurrently (replication does not collapse:
+/// see [`quire_shared::replica::replicate`]), so the reader keeps the
+/// newest, tombstones included: a newer delete hides an older value. The
+/// context is unchanged, so the next write replaces everything read.
+fn read_as(policy: ConflictPolicy, object: Object) -> Object {
+    match policy {
+        ConflictPolicy::Siblings => object,
+        ConflictPolicy::Lww => last_write_wins(&object),
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -140,9 +155,10 @@ impl Client {
             repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
         })
         .await?;
+        let object = read_as(plan.config.policy, outcome.object);
         Ok(GetResult {
-            siblings: live_siblings(&outcome.object),
-            context: Context::for_key(store, key, outcome.object.join()),
+            siblings: live_siblings(&object),
+            context: Context::for_key(store, key, object.join()),
         })
     }
 
@@ -256,5 +272,27 @@ impl Client {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quire_shared::ActorId;
+
+    #[test]
+    fn an_lww_read_keeps_the_newest_value_even_a_tombstone() {
+        let mut object = Object::new();
+        object.event(ActorId(1), Value::bytes(b"old".to_vec(), 100));
+        object.event(ActorId(2), Value::tombstone(200));
+        let read = read_as(ConflictPolicy::Lww, object.clone());
+        assert!(live_siblings(&read).is_empty(), "the newer delete wins");
+        assert_eq!(read.join(), object.join(), "the context covers both");
+        let read = read_as(ConflictPolicy::Siblings, object.clone());
+        assert_eq!(
+            live_siblings(&read).len(),
+            1,
+            "siblings: tombstones left out"
+        );
     }
 }

@@ -25,9 +25,11 @@ use crate::dvvset::{ActorId, VersionVector};
 use crate::membership::{ConflictPolicy, Membership, MembershipVersion};
 use crate::object::{last_write_wins, Object, Value};
 
-/// What a store keeps of `object`: everything, or in a last-write-wins store
-/// only the newest value. Applied before every store so that an LWW store
-/// never holds, nor hands out, a sibling.
+/// What a coordinator keeps of the `object` it made: everything, or in a
+/// last-write-wins store only the newest value, which is its own new value
+/// (stamped above everything it holds), so every value it drops was
+/// written before it. Applied to coordinated writes only: see
+/// [`replicate`] for why a replica must not collapse on its own.
 fn settle(object: Object, policy: ConflictPolicy) -> Object {
     match policy {
         ConflictPolicy::Siblings => object,
@@ -106,8 +108,19 @@ pub fn stand_in_base(local_copies: impl IntoIterator<Item = Object>) -> Object {
 ///
 /// Sync is idempotent, so delivering the same object twice (a retried
 /// replication, a repair racing a put) is harmless.
-pub fn replicate(stored: &Object, incoming: &Object, policy: ConflictPolicy) -> Option<Object> {
-    let next = settle(stored.sync(incoming), policy);
+///
+/// The store's policy plays no part: a replica keeps the plain sync, in a
+/// last-write-wins store too, and readers pick the newest value. A replica
+/// that dropped the older of two values on its own would record it as
+/// replaced when no write replaced it. Node clocks differ, so a write that
+/// replaced `a` can be stamped before `a`; one replica may then drop a
+/// concurrent `c` for the newer-stamped `a` while another holds `c` and
+/// knows `a` replaced. Synced, the two keep neither, and the key has lost
+/// every value (found by the client's simulation). Without the collapse a
+/// replica holds at most the newest value of each coordinator that wrote
+/// concurrently, until the next coordinated write replaces them all.
+pub fn replicate(stored: &Object, incoming: &Object, _policy: ConflictPolicy) -> Option<Object> {
+    let next = stored.sync(incoming);
     (next != *stored).then_some(next)
 }
 

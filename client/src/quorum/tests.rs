@@ -1,5 +1,5 @@
 //! The quorum machines driven by hand: replies, failures and timeouts in
-//! chosen orders, no sockets. (The seeded simulation, `sim.rs`, drives
+//! chosen orders, no sockets. (The seeded simulation, `sim/`, drives
 //! them through random ones.)
 
 use super::get::GetMachine;
