@@ -452,7 +452,8 @@ fn bench_with_a_config_creates_its_store_in_that_cluster() {
 }
 
 /// `quire repair --once --json` against a running `quire up` cluster:
-/// every partition checked, nothing to repair on a converged cluster.
+/// every partition checked, nothing to repair on a converged cluster; a
+/// deleted key of a store without grace period is reaped.
 #[test]
 fn repair_once_prints_its_counts_as_json() {
     let tmp = tempfile::tempdir().unwrap();
@@ -469,7 +470,48 @@ fn repair_once_prints_its_counts_as_json() {
     assert_eq!(report["segments_differing"], 0, "{report}");
     assert_eq!(report["keys_repaired"], 0, "{report}");
     assert!(report["bytes"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["tombstones_reaped"], 0, "{report}");
     let one = quire(&config, &["repair", "--once", "--store", "nope"]);
     assert!(!one.status.success(), "an unknown store is refused");
+
+    // A store whose tombstones may go at once: a deleted key is reaped
+    // by the next pass.
+    let created = quire_json(
+        &config,
+        &[
+            "store",
+            "create",
+            "brief",
+            "--tombstone-grace-ms",
+            "0",
+            "--json",
+        ],
+    );
+    assert_eq!(created["ok"], true, "{created}");
+    let status = quire_json(&config, &["status", "--json"]);
+    let brief = status["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "brief")
+        .expect("the new store is listed")
+        .clone();
+    assert_eq!(brief["tombstone_grace_ms"], 0, "{brief}");
+    quire_json(&config, &["put", "brief", "k", "v", "--json"]);
+    let ctx = quire_json(&config, &["get", "brief", "k", "--json"])["context"].clone();
+    let del = quire_json(
+        &config,
+        &[
+            "delete",
+            "brief",
+            "k",
+            "--context",
+            ctx.as_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert_eq!(del["ok"], true);
+    let report = quire_json(&config, &["repair", "--once", "--store", "brief", "--json"]);
+    assert_eq!(report["tombstones_reaped"], 1, "{report}");
     drop(up);
 }

@@ -240,6 +240,7 @@ async fn a_restarted_node_keeps_its_document_and_its_store_limits() {
         siblings_warn: 2,
         siblings_max: 2,
         object_bytes_max: 64 << 10,
+        tombstone_grace_ms: 1234,
     };
     let mut cluster =
         TestCluster::start_with(1, vec![store1("small", limits)], Limits::default()).await;

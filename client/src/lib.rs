@@ -52,7 +52,7 @@ pub use operations::{GetResult, NodeStatus, PutResult};
 pub use quire_shared::{ConflictPolicy, Context, Membership, PreferenceList};
 pub use quorum::targets::Target;
 pub use quorum::{MachineError, NodeFailure, QuorumError};
-pub use repair::RepairReport;
+pub use repair::{ReapPlan, RepairReport};
 pub use resolve::{merge_with, KeepSiblings, LastWriteWins, Resolver, Sibling};
 pub use store::{Retry, Store};
 // Named by `ClientError` and `AdminError`: applications match on them even

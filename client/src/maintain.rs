@@ -60,7 +60,8 @@ impl Client {
     /// next partition in turn, [`Client::repair_step`]) every `interval` in
     /// the background until the returned handle is aborted or the runtime
     /// stops. One partition per interval is the rate limit: an exchange
-    /// of converged replicas costs three small requests, so the
+    /// of converged replicas costs three small requests and one
+    /// tombstone scan of the partition per replica (for reaping), so the
     /// foreground's latency does not notice it. An application that links
     /// the SDK runs this in one of its instances (any client may; passes
     /// by several clients are harmless).
@@ -77,6 +78,12 @@ impl Client {
                         segments = repair.segments_differing,
                         bytes = repair.bytes,
                         "anti-entropy exchange repaired keys"
+                    );
+                }
+                if repair.tombstones_reaped > 0 {
+                    tracing::info!(
+                        keys = repair.tombstones_reaped,
+                        "anti-entropy exchange reaped deleted keys"
                     );
                 }
                 let report = client.maintain_once().await;

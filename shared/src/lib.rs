@@ -19,6 +19,8 @@
 //! - [`replica`]: what a replica does to a key's stored object for each
 //!   write (coordinated put, stand-in put, replication, hint drop,
 //!   membership offer); nodes and the client's simulation run this code.
+//! - [`reap`]: tombstone reaping, which deleted keys may be removed for
+//!   good (both phases' rules).
 //! - [`limits`]: sizes checked before anything is allocated or stored.
 //! - [`wire`]: requests, responses, error codes and length-prefixed framing.
 
@@ -28,6 +30,7 @@ pub mod limits;
 pub mod membership;
 pub mod merkle;
 pub mod object;
+pub mod reap;
 pub mod replica;
 pub mod ring;
 pub mod wire;

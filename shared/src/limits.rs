@@ -47,6 +47,11 @@ pub const OBJECT_BYTES_CEILING: u32 = FRAME_BYTES_CEILING - FRAME_ENVELOPE_BYTES
 /// No store may bound objects below this.
 pub const OBJECT_BYTES_FLOOR: u32 = 1024;
 
+/// Default time a tombstone is kept after its delete before it may be
+/// reaped (one hour): long enough that a replica briefly away, or a hint
+/// still on its way home, has caught up with the delete first.
+pub const TOMBSTONE_GRACE_MS_DEFAULT: u64 = 60 * 60 * 1000;
+
 /// Most entries (actors) in a context or an object a node or client
 /// accepts. Far above what keys reach (one entry per start of a node that
 /// coordinated the key, and per stand-in round that wrote it), and there
@@ -72,6 +77,12 @@ pub struct StoreLimits {
     /// Encoded bytes a write may not grow a key's object past (each node
     /// also holds it under its own frame limit, less the envelope).
     pub object_bytes_max: u32,
+    /// Milliseconds a key's newest tombstone must be old before anti-entropy
+    /// may reap the key. A copy of the key older than the delete that
+    /// reaches a replica after the reaping (a late hint, a replica back
+    /// from a long absence) brings the deleted value back: the grace is
+    /// the time such copies get to meet the tombstone first.
+    pub tombstone_grace_ms: u64,
 }
 
 impl Default for StoreLimits {
@@ -80,6 +91,7 @@ impl Default for StoreLimits {
             siblings_warn: SIBLINGS_WARN_DEFAULT,
             siblings_max: SIBLINGS_MAX_DEFAULT,
             object_bytes_max: OBJECT_BYTES_MAX_DEFAULT,
+            tombstone_grace_ms: TOMBSTONE_GRACE_MS_DEFAULT,
         }
     }
 }
@@ -235,6 +247,7 @@ mod tests {
             siblings_warn: 2,
             siblings_max: 3,
             object_bytes_max: 2048,
+            tombstone_grace_ms: 0,
         };
         assert_eq!(limits.validate(), Ok(()));
         let empty = Object::new();

@@ -15,12 +15,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/3";
-/// Protocol version carried in `Hello`, equal to the ALPN's. Version 2:
-/// stores carry object limits in the membership document, and `DropHints`
-/// carries clocks instead of objects. Version 3: anti-entropy (Merkle
-/// digests, segment scans), `Stats` and `DeleteIfEqual`.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const ALPN: &[u8] = b"quire/4";
+/// Protocol version carried in `Hello`, equal to the ALPN's. 2: stores
+/// carry object limits, `DropHints` carries clocks instead of objects. 3:
+/// anti-entropy (Merkle digests, segment scans), `Stats`, `DeleteIfEqual`.
+/// 4: store limits carry the tombstone grace period.
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 

@@ -49,6 +49,10 @@ pub struct CreateStoreArgs {
     /// past.
     #[arg(long, default_value_t = StoreLimits::default().object_bytes_max)]
     object_bytes_max: u32,
+    /// Milliseconds a delete's tombstone is kept before anti-entropy may
+    /// reap it (once every home replica holds it).
+    #[arg(long, default_value_t = StoreLimits::default().tombstone_grace_ms)]
+    tombstone_grace_ms: u64,
 }
 
 /// `--policy`: the closed set of conflict policies.
@@ -112,6 +116,7 @@ struct StoreView {
     siblings_warn: u32,
     siblings_max: u32,
     object_bytes_max: u32,
+    tombstone_grace_ms: u64,
 }
 
 impl StoreView {
@@ -126,6 +131,7 @@ impl StoreView {
             siblings_warn: s.limits.siblings_warn,
             siblings_max: s.limits.siblings_max,
             object_bytes_max: s.limits.object_bytes_max,
+            tombstone_grace_ms: s.limits.tombstone_grace_ms,
         }
     }
 
@@ -236,6 +242,7 @@ pub async fn store(command: StoreCommand, config: ConfigArg, json: bool) -> anyh
             siblings_warn: args.siblings_warn,
             siblings_max: args.siblings_max,
             object_bytes_max: args.object_bytes_max,
+            tombstone_grace_ms: args.tombstone_grace_ms,
         },
     };
     let (doc, missed) = client.create_store(store.clone()).await?;

@@ -1,5 +1,6 @@
 //! `quire repair`: Merkle anti-entropy between the home replicas of every
-//! partition, once or on an interval.
+//! partition, once or on an interval, reaping deleted keys past their
+//! store's grace period.
 
 use super::output::{line, print, Report};
 use super::{connect, ConfigArg};
@@ -34,8 +35,8 @@ impl Report for Pass {
         line(
             out,
             format_args!(
-                "partitions checked {}, segments differing {}, keys repaired {}, {} bytes exchanged{unreachable}",
-                r.partitions_checked, r.segments_differing, r.keys_repaired, r.bytes
+                "partitions checked {}, segments differing {}, keys repaired {}, tombstones reaped {}, {} bytes exchanged{unreachable}",
+                r.partitions_checked, r.segments_differing, r.keys_repaired, r.tombstones_reaped, r.bytes
             ),
         );
     }

@@ -34,9 +34,9 @@ use std::path::Path;
 
 /// Format byte of stored objects and meta records.
 const FORMAT_V1: u8 = 1;
-/// Format byte of the membership document since stores carry object
-/// limits; format 1 documents decode through `legacy`.
-const MEMBERSHIP_FORMAT_V2: u8 = 2;
+/// Format byte of the membership document since store limits carry the
+/// tombstone grace period; formats 1 and 2 decode through `legacy`.
+const MEMBERSHIP_FORMAT_V3: u8 = 3;
 const META_NODE_ID: &[u8] = b"node_id";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_MEMBERSHIP: &[u8] = b"membership";
@@ -137,7 +137,7 @@ fn get_membership_in(
     meta: Database,
 ) -> Result<Option<Membership>, StorageError> {
     match txn.get(meta, &META_MEMBERSHIP) {
-        Ok(bytes) => legacy::decode_membership(bytes, MEMBERSHIP_FORMAT_V2)
+        Ok(bytes) => legacy::decode_membership(bytes, MEMBERSHIP_FORMAT_V3)
             .map(Some)
             .ok_or_else(|| corrupt(META_MEMBERSHIP)),
         Err(lmdb::Error::NotFound) => Ok(None),
@@ -323,7 +323,7 @@ impl WriteTxn<'_> {
 
     /// Stores the membership document.
     pub fn put_membership(&mut self, doc: &Membership) -> Result<(), StorageError> {
-        let bytes = encode_as(MEMBERSHIP_FORMAT_V2, doc);
+        let bytes = encode_as(MEMBERSHIP_FORMAT_V3, doc);
         Ok(self.txn.put(
             self.storage.meta,
             &META_MEMBERSHIP,

@@ -16,7 +16,7 @@ use super::RepairReport;
 use crate::client::Client;
 use quire_shared::merkle::SEGMENTS;
 use quire_shared::replica;
-use quire_shared::wire::{encode_frame, Reply, Request, Response};
+use quire_shared::wire::{encode_frame, Entry, Reply, Request, Response};
 use quire_shared::{Member, Object, StoreConfig};
 use std::collections::BTreeMap;
 
@@ -25,6 +25,16 @@ const GROUP: u16 = 32;
 /// Scan pages asked of one replica in one exchange: bounds an exchange
 /// against a node that never ends its cursor.
 const SCAN_PAGES_MAX: usize = 10_000;
+
+/// What a segment scan of one replica returned.
+#[derive(Default)]
+pub(super) struct Scan {
+    /// Keys and objects, in key order.
+    pub(super) entries: Vec<Entry>,
+    /// True when the scan reached the end of the partition: a key not in
+    /// `entries` is not held (or not of the kind asked for).
+    pub(super) complete: bool,
+}
 
 impl Client {
     /// One request of an exchange, its bytes (request and answer frames)
@@ -80,14 +90,16 @@ impl Client {
         out
     }
 
-    /// Runs the exchange for `store`'s `partition` between `homes`.
+    /// Runs the exchange for `store`'s `partition` between `homes`; true
+    /// when every one of them answered every digest request (the
+    /// precondition for reaping the partition's tombstones).
     pub(super) async fn exchange(
         &self,
         store: &StoreConfig,
         partition: u32,
         homes: &[Member],
         report: &mut RepairReport,
-    ) {
+    ) -> bool {
         report.partitions_checked += 1;
         let mut nodes = homes.to_vec();
         let name = store.name.clone();
@@ -103,7 +115,7 @@ impl Client {
             .await;
         let all_equal = |v: &[Vec<[u8; 16]>], i: usize| v.iter().all(|d| d.get(i) == v[0].get(i));
         if nodes.len() < 2 || roots.iter().all(|r| *r == roots[0]) {
-            return;
+            return nodes.len() == homes.len();
         }
         let digests = |first: u16, count: u16, group: u16| Request::MerkleSegments {
             store: name.clone(),
@@ -143,6 +155,54 @@ impl Client {
             self.repair_segments(store, partition, &differing, &nodes, report)
                 .await;
         }
+        nodes.len() == homes.len()
+    }
+
+    /// Every page of a segment scan of `node`, following its cursors, up
+    /// to [`SCAN_PAGES_MAX`] pages; a failure is reported and ends it.
+    pub(super) async fn scan(
+        &self,
+        node: &Member,
+        store: &str,
+        partition: u32,
+        segments: &[u16],
+        tombstones_only: bool,
+        report: &mut RepairReport,
+    ) -> Scan {
+        let mut out = Scan::default();
+        let mut after = None;
+        for _ in 0..SCAN_PAGES_MAX {
+            let request = Request::ScanSegment {
+                store: store.to_owned(),
+                partition,
+                segments: segments.to_vec(),
+                tombstones_only,
+                after: after.take(),
+            };
+            match self.repair_call(node, &request, report).await {
+                Ok(Reply::Segment { entries, next }) => {
+                    out.entries.extend(entries);
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => {
+                            out.complete = true;
+                            break;
+                        }
+                    }
+                }
+                Ok(other) => {
+                    report
+                        .unreachable
+                        .push(format!("{}: answered {other:?}", node.addr));
+                    break;
+                }
+                Err(e) => {
+                    report.unreachable.push(format!("{}: {e}", node.addr));
+                    break;
+                }
+            }
+        }
+        out
     }
 
     /// Scans `segments` on every replica in `nodes` and replicates each
@@ -158,38 +218,13 @@ impl Client {
         let mut held: BTreeMap<Vec<u8>, Vec<Option<Object>>> = BTreeMap::new();
         let mut scanned = Vec::with_capacity(nodes.len());
         for (i, node) in nodes.iter().enumerate() {
-            let mut after = None;
-            let mut complete = false;
-            for _ in 0..SCAN_PAGES_MAX {
-                let scan = Request::ScanSegment {
-                    store: store.name.clone(),
-                    partition,
-                    segments: segments.to_vec(),
-                    tombstones_only: false,
-                    after: after.take(),
-                };
-                match self.repair_call(node, &scan, report).await {
-                    Ok(Reply::Segment { entries, next }) => {
-                        for e in entries {
-                            held.entry(e.key).or_insert_with(|| vec![None; nodes.len()])[i] =
-                                Some(e.object);
-                        }
-                        match next {
-                            Some(n) => after = Some(n),
-                            None => {
-                                complete = true;
-                                break;
-                            }
-                        }
-                    }
-                    Ok(_) => break,
-                    Err(e) => {
-                        report.unreachable.push(format!("{}: {e}", node.addr));
-                        break;
-                    }
-                }
+            let scan = self
+                .scan(node, &store.name, partition, segments, false, report)
+                .await;
+            for e in scan.entries {
+                held.entry(e.key).or_insert_with(|| vec![None; nodes.len()])[i] = Some(e.object);
             }
-            scanned.push(complete);
+            scanned.push(scan.complete);
         }
         for (key, copies) in held {
             let merged = copies.iter().flatten().fold(Object::default(), |acc, o| {

@@ -8,17 +8,24 @@
 //! ([`exchange`](self)). A pass is run by `quire repair`, or a partition
 //! at a time by the maintenance loop ([`Client::spawn_maintenance`]),
 //! which keeps its load on the nodes small next to the foreground's.
+//! After a partition's exchange has heard from every home replica, its
+//! deleted keys past the store's grace period are reaped ([`reap`](self)).
 //!
 //! # Layout
 //!
 //! - this file: the report, a whole pass, and the step the maintenance
 //!   loop takes;
-//! - `exchange`: one exchange between a partition's home replicas.
+//! - `exchange`: one exchange between a partition's home replicas;
+//! - `reap`: tombstone reaping in two phases, after an exchange.
 
 mod exchange;
+mod reap;
+
+pub use reap::ReapPlan;
 
 use crate::client::Client;
 use quire_shared::{Member, Membership, PreferenceList, StoreConfig};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a repair pass (or step) did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -29,6 +36,8 @@ pub struct RepairReport {
     pub segments_differing: u64,
     /// Keys at least one home replica was sent the merge of.
     pub keys_repaired: u64,
+    /// Deleted keys removed from every home replica (tombstone reaping).
+    pub tombstones_reaped: u64,
     /// Bytes of the requests and answers exchanged (frames).
     pub bytes: u64,
     /// Replicas that could not be asked, with why; their partitions are
@@ -42,6 +51,7 @@ impl RepairReport {
         self.partitions_checked += other.partitions_checked;
         self.segments_differing += other.segments_differing;
         self.keys_repaired += other.keys_repaired;
+        self.tombstones_reaped += other.tombstones_reaped;
         self.bytes += other.bytes;
         self.unreachable.extend(other.unreachable);
     }
@@ -65,7 +75,34 @@ fn homes(doc: &Membership, store: &StoreConfig, partition: u32) -> Vec<Member> {
         .collect()
 }
 
+/// Wall-clock milliseconds, the clock tombstones' timestamps come from.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Client {
+    /// One partition's exchange, then its reaping when every home replica
+    /// answered the exchange (a replica not heard from would block every
+    /// key anyway).
+    async fn exchange_and_reap(
+        &self,
+        config: &StoreConfig,
+        partition: u32,
+        homes: &[Member],
+        report: &mut RepairReport,
+    ) {
+        if self.exchange(config, partition, homes, report).await {
+            let plan = self
+                .plan_reaping(&config.name, partition, now_ms(), report)
+                .await;
+            if !plan.is_empty() {
+                self.reap(&plan, report).await;
+            }
+        }
+    }
+
     /// Repairs every partition of `store` (every store when `None`),
     /// calling `progress(done, total)` after each partition.
     pub async fn repair_once(
@@ -78,11 +115,27 @@ impl Client {
         let mut report = RepairReport::default();
         for (i, (config, partition)) in work.iter().enumerate() {
             let homes = homes(&doc, config, *partition);
-            self.exchange(config, *partition, &homes, &mut report).await;
+            self.exchange_and_reap(config, *partition, &homes, &mut report)
+                .await;
             progress(i + 1, work.len());
         }
         report.unreachable.sort();
         report.unreachable.dedup();
+        report
+    }
+
+    /// Repairs (and reaps) one partition of `store`: what a pass does for
+    /// each, for a caller that knows which partition changed.
+    pub async fn repair_partition(&self, store: &str, partition: u32) -> RepairReport {
+        let doc = self.membership();
+        let mut report = RepairReport::default();
+        if let Some(config) = doc.store(store) {
+            if partition < doc.partitions {
+                let homes = homes(&doc, config, partition);
+                self.exchange_and_reap(config, partition, &homes, &mut report)
+                    .await;
+            }
+        }
         report
     }
 
@@ -99,7 +152,8 @@ impl Client {
         let (config, partition) = &work[*next % work.len()];
         *next = (*next + 1) % work.len();
         let homes = homes(&doc, config, *partition);
-        self.exchange(config, *partition, &homes, &mut report).await;
+        self.exchange_and_reap(config, *partition, &homes, &mut report)
+            .await;
         report
     }
 }

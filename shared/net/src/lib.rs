@@ -17,7 +17,7 @@
 //! # Layout
 //!
 //! - [`tls`]: PEM loading, the crypto provider, and the TLS rules: 1.3
-//!   only, ALPN `quire/3`, each peer verified against the cluster CA.
+//!   only, ALPN `quire/4`, each peer verified against the cluster CA.
 //! - [`config`]: TOML config loading, with relative paths resolved against
 //!   the file's directory.
 //! - [`frame`]: one length-prefixed frame read from or written to a QUIC

@@ -1,7 +1,7 @@
 //! TLS for both ends of a connection, so the client's rules and the node's
 //! cannot drift apart.
 //!
-//! The rules: TLS 1.3 only; ALPN `quire/3`, which versions the whole wire
+//! The rules: TLS 1.3 only; ALPN `quire/4`, which versions the whole wire
 //! ([`quire_shared::wire::ALPN`]), so a peer speaking another version fails
 //! the handshake instead of misreading frames; both peers present a
 //! certificate and verify the other's against the cluster CA; ring is the

@@ -9,13 +9,29 @@
 //! back in the current format the next time they change.
 //!
 //! Format 1 of the membership document predates per-store object limits
-//! (protocol 1); its stores decode with the default limits.
+//! (protocol 1); its stores decode with the default limits. Format 2
+//! (protocols 2 and 3) predates the tombstone grace period; its stores
+//! keep their object limits and get the default grace.
 
 use quire_shared::ids::ClusterId;
 use quire_shared::{
     ConflictPolicy, Durability, Member, Membership, NodeId, StoreConfig, StoreLimits,
 };
 use serde::{Deserialize, Serialize};
+
+/// Decodes a stored membership record: format `current`, 2 or 1.
+pub(super) fn decode_membership(record: &[u8], current: u8) -> Option<Membership> {
+    match record.split_first()? {
+        (&format, body) if format == current => postcard::from_bytes(body).ok(),
+        (2, body) => postcard::from_bytes::<MembershipOf<StoreConfigV2>>(body)
+            .ok()
+            .map(Membership::from),
+        (1, body) => postcard::from_bytes::<MembershipOf<StoreConfigV1>>(body)
+            .ok()
+            .map(Membership::from),
+        _ => None,
+    }
+}
 
 /// A store as format 1 stored it: no limits.
 #[derive(Serialize, Deserialize)]
@@ -28,49 +44,80 @@ struct StoreConfigV1 {
     policy: ConflictPolicy,
 }
 
-/// Decodes a stored membership record: format `current`, or format 1.
-pub(super) fn decode_membership(record: &[u8], current: u8) -> Option<Membership> {
-    match record.split_first()? {
-        (&format, body) if format == current => postcard::from_bytes(body).ok(),
-        (1, body) => postcard::from_bytes::<MembershipV1>(body)
-            .ok()
-            .map(Membership::from),
-        _ => None,
+/// A store as format 2 stored it: object limits, no tombstone grace.
+#[derive(Serialize, Deserialize)]
+struct StoreConfigV2 {
+    name: String,
+    n: u8,
+    r: u8,
+    w: u8,
+    durability: Durability,
+    policy: ConflictPolicy,
+    limits: StoreLimitsV2,
+}
+
+/// Store limits as format 2 stored them.
+#[derive(Serialize, Deserialize)]
+struct StoreLimitsV2 {
+    siblings_warn: u32,
+    siblings_max: u32,
+    object_bytes_max: u32,
+}
+
+impl From<StoreConfigV1> for StoreConfig {
+    fn from(s: StoreConfigV1) -> Self {
+        StoreConfig {
+            name: s.name,
+            n: s.n,
+            r: s.r,
+            w: s.w,
+            durability: s.durability,
+            policy: s.policy,
+            limits: StoreLimits::default(),
+        }
     }
 }
 
-/// The membership document as format 1 stored it.
+impl From<StoreConfigV2> for StoreConfig {
+    fn from(s: StoreConfigV2) -> Self {
+        StoreConfig {
+            name: s.name,
+            n: s.n,
+            r: s.r,
+            w: s.w,
+            durability: s.durability,
+            policy: s.policy,
+            limits: StoreLimits {
+                siblings_warn: s.limits.siblings_warn,
+                siblings_max: s.limits.siblings_max,
+                object_bytes_max: s.limits.object_bytes_max,
+                ..StoreLimits::default()
+            },
+        }
+    }
+}
+
+/// The membership document as formats 1 and 2 stored it, with their
+/// store shape `S` (the rest of the document has not changed).
 #[derive(Serialize, Deserialize)]
-struct MembershipV1 {
+struct MembershipOf<S> {
     cluster_id: ClusterId,
     epoch: u64,
     partitions: u32,
     members: Vec<Member>,
-    stores: Vec<StoreConfigV1>,
+    stores: Vec<S>,
     owners: Vec<NodeId>,
 }
 
-impl From<MembershipV1> for Membership {
-    fn from(v1: MembershipV1) -> Self {
+impl<S: Into<StoreConfig>> From<MembershipOf<S>> for Membership {
+    fn from(old: MembershipOf<S>) -> Self {
         Membership {
-            cluster_id: v1.cluster_id,
-            epoch: v1.epoch,
-            partitions: v1.partitions,
-            members: v1.members,
-            stores: v1
-                .stores
-                .into_iter()
-                .map(|s| StoreConfig {
-                    name: s.name,
-                    n: s.n,
-                    r: s.r,
-                    w: s.w,
-                    durability: s.durability,
-                    policy: s.policy,
-                    limits: StoreLimits::default(),
-                })
-                .collect(),
-            owners: v1.owners,
+            cluster_id: old.cluster_id,
+            epoch: old.epoch,
+            partitions: old.partitions,
+            members: old.members,
+            stores: old.stores.into_iter().map(Into::into).collect(),
+            owners: old.owners,
         }
     }
 }

@@ -64,11 +64,7 @@ pub struct ScanRequest<'a> {
     pub examined_max: usize,
 }
 
-/// Whether `object`'s values are all tombstones (and there is one).
-pub fn only_tombstones(object: &Object) -> bool {
-    let mut values = object.values().peekable();
-    values.peek().is_some() && values.all(|v| v.is_tombstone())
-}
+pub use quire_shared::reap::only_tombstones;
 
 impl Storage {
     /// A page of the keys of `req.store`'s partition in `req.segments`.

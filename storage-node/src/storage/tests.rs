@@ -75,6 +75,48 @@ fn a_membership_document_of_format_1_decodes_and_is_rewritten_in_the_current_for
     assert_eq!(storage.membership().unwrap(), Some(newer));
 }
 
+/// A membership document as protocol-2 and -3 nodes stored it (format
+/// byte 2), captured from that code: the format-1 document at epoch 8,
+/// with store `carts` limited to 5 / 7 siblings and 4096 bytes.
+const MEMBERSHIP_V2_HEX: &str = "02c10108040291220e3132372e302e302e313a37343031056c6f63616c01a2440e3132372e302e302e313a37343032056c6f63616c02020563617274730101010101050780200764656661756c740201020000196480e0ff07049122a2449122a244";
+
+#[test]
+fn a_membership_document_of_format_2_keeps_its_limits_and_gets_the_default_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+        let mut txn = storage.env.begin_rw_txn().unwrap();
+        let record = hex::decode(MEMBERSHIP_V2_HEX).unwrap();
+        txn.put(storage.meta, &META_MEMBERSHIP, &record, WriteFlags::empty())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+    let doc = storage
+        .membership()
+        .unwrap()
+        .expect("the old document is kept");
+    let mut expected = expected_v1_document();
+    expected.epoch = 8;
+    expected.stores[0].limits = StoreLimits {
+        siblings_warn: 5,
+        siblings_max: 7,
+        object_bytes_max: 4096,
+        tombstone_grace_ms: quire_shared::limits::TOMBSTONE_GRACE_MS_DEFAULT,
+    };
+    assert_eq!(doc, expected);
+
+    let mut newer = doc.clone();
+    newer.epoch += 1;
+    newer.stores[1].limits.tombstone_grace_ms = 250;
+    let mut txn = storage.begin_write().unwrap();
+    txn.put_membership(&newer).unwrap();
+    txn.commit().unwrap();
+    drop(storage);
+    let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+    assert_eq!(storage.membership().unwrap(), Some(newer));
+}
+
 fn object_of(bytes: usize, tag: u8) -> Object {
     let mut o = Object::new();
     o.event(

@@ -10,6 +10,7 @@
 use super::guard::{exhausted, over_limits, unissued_dot, unissued_refusal};
 use super::{WriteOp, WriteOutcome};
 use crate::storage::{fresh_id, StorageError, WriteTxn};
+use quire_shared::reap;
 use quire_shared::replica::{self, MembershipOffer};
 use quire_shared::wire::ErrorCode;
 use quire_shared::{ActorId, NodeId};
@@ -170,7 +171,7 @@ pub(super) fn apply(
         }
         WriteOp::DeleteIfEqual { data_key, object } => {
             let held = txn.get_object(data_key)?;
-            if held.as_ref() != Some(object) {
+            if !reap::still_equal(held.as_ref(), object) {
                 return Ok(WriteOutcome::Deleted(false));
             }
             txn.del_object(data_key)?;
