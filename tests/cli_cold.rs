@@ -15,6 +15,10 @@ const T: Duration = Duration::from_secs(5);
 
 fn quire(cluster: &TestCluster, args: &[&str]) {
     let out = Command::new(QUIRE)
+        .env(
+            "RUST_LOG",
+            std::env::var("QUIRE_TEST_LOG").unwrap_or_default(),
+        )
         .arg("--config")
         .arg(cluster.layout().client_config())
         .args(args)

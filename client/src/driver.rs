@@ -35,10 +35,10 @@ pub struct Calls {
     pub background: Background,
 }
 
-/// Machines still at work after the caller got its outcome (replication
-/// past `W`, read repair): a short-lived process (each `quire` command)
-/// waits for them before it exits, or a put would reach only `W` nodes and
-/// a get would repair nothing.
+/// Machines and requests still at work after the caller got its outcome
+/// (replication past `W`, read repair): a short-lived process (each
+/// `quire` command) waits for them before it exits, or a put would reach
+/// only `W` nodes and a get would repair nothing.
 #[derive(Clone, Default)]
 pub struct Background {
     state: Arc<(AtomicUsize, Notify)>,
@@ -124,7 +124,11 @@ async fn pump<M: Machine>(
                 .deadline
                 .saturating_duration_since(Instant::now())
                 .min(calls.call_timeout);
+            // Counted until it completes: a read repair the machine sends
+            // and forgets is work a short-lived process must wait for.
+            let working = calls.background.enter();
             tokio::spawn(async move {
+                let _working = working;
                 let result = match addr {
                     None => Err(NodeFailure::Unexpected("node not in membership".into())),
                     Some(addr) => match transport.call(&addr, &out.request, budget).await {

@@ -104,6 +104,7 @@ pub async fn put(args: PutArgs, config: ConfigArg, json: bool) -> anyhow::Result
             &ctx,
         )
         .await?;
+    client.settle(SETTLE).await;
     super::output::print(&Written::from(&result), json)
 }
 
@@ -114,6 +115,7 @@ pub async fn delete(args: DeleteArgs, config: ConfigArg, json: bool) -> anyhow::
     let result = client
         .delete(&args.store, args.key.as_bytes(), &ctx)
         .await?;
+    client.settle(SETTLE).await;
     super::output::print(&Written::from(&result), json)
 }
 
