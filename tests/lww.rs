@@ -64,7 +64,18 @@ async fn a_client_clock_a_year_ahead_does_not_win_lww_races() {
     assert_eq!(values[0].data.as_deref(), Some(&b"honest"[..]));
     // The node stamped it with its own clock, not a year ahead.
     assert!(values[0].timestamp_ms < now_ms() + 60_000);
-    // Through the SDK, a fresh read agrees.
+    // Through the SDK, once every replica holds the coordinator's result
+    // (as the put machine would place it), a fresh read agrees.
+    for other in &cluster.nodes[1..] {
+        let replicate = Request::Replicate {
+            store: "prices".into(),
+            key: b"p".to_vec(),
+            object: object.clone(),
+            hint: None,
+        };
+        let answer = t.call(&other.addr(), &replicate, T).await.unwrap();
+        assert!(matches!(answer.result, Ok(Reply::Stored(_))), "{answer:?}");
+    }
     let client = cluster.client().await;
     let read = client.store("prices").unwrap().get(b"p").await.unwrap();
     assert_eq!(read.values(), vec![b"honest"]);
