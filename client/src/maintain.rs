@@ -123,10 +123,11 @@ impl Client {
             };
             let (hints, next) = match self.call(holder, &page).await {
                 Ok(Reply::Hints { hints, next }) => (hints, next),
-                Ok(other) => {
-                    report
-                        .unreachable
-                        .push(format!("{}: answered {other:?}", holder.addr));
+                Ok(_) => {
+                    report.unreachable.push(format!(
+                        "{}: answered a hints page with an unexpected reply",
+                        holder.addr
+                    ));
                     return;
                 }
                 Err(CallError::Refused(e) | CallError::Unreachable(e)) => {

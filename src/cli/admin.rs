@@ -259,13 +259,9 @@ pub async fn store(command: StoreCommand, config: ConfigArg, json: bool) -> anyh
 }
 
 /// What a maintenance pass prints.
-#[derive(Serialize)]
-#[serde(transparent)]
-struct Pass(MaintenanceReport);
-
-impl Report for Pass {
+impl Report for MaintenanceReport {
     fn text(&self, out: &mut String) {
-        let r = &self.0;
+        let r = self;
         let unreachable = super::output::unreachable_suffix(&r.unreachable);
         line(
             out,
@@ -281,14 +277,14 @@ impl Report for Pass {
 pub async fn maintain(args: MaintainArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
     let client = connect(config).await?;
     if args.once {
-        print(&Pass(client.maintain_once().await), json)?;
+        print(&client.maintain_once().await, json)?;
     } else {
         let shutdown = quire_node::shutdown_signal();
         tokio::pin!(shutdown);
         loop {
             let report = client.maintain_once().await;
             if report.hints_delivered > 0 || report.hints_pending > 0 {
-                print(&Pass(report), json)?;
+                print(&report, json)?;
             }
             tokio::select! {
                 _ = &mut shutdown => break,

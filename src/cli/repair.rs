@@ -5,7 +5,6 @@
 use super::output::{line, print, Report};
 use super::{connect, ConfigArg};
 use quire_client::RepairReport;
-use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -24,13 +23,9 @@ pub struct RepairArgs {
 }
 
 /// What a repair pass prints.
-#[derive(Serialize)]
-#[serde(transparent)]
-struct Pass(RepairReport);
-
-impl Report for Pass {
+impl Report for RepairReport {
     fn text(&self, out: &mut String) {
-        let r = &self.0;
+        let r = self;
         let unreachable = super::output::unreachable_suffix(&r.unreachable);
         line(
             out,
@@ -67,12 +62,12 @@ pub async fn repair(args: RepairArgs, config: ConfigArg, json: bool) -> anyhow::
     }
     let store = args.store.as_deref();
     if args.once {
-        print(&Pass(client.repair_once(store, progress()).await), json)?;
+        print(&client.repair_once(store, progress()).await, json)?;
     } else {
         let shutdown = quire_node::shutdown_signal();
         tokio::pin!(shutdown);
         loop {
-            print(&Pass(client.repair_once(store, progress()).await), json)?;
+            print(&client.repair_once(store, progress()).await, json)?;
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(Duration::from_millis(args.interval_ms)) => {}

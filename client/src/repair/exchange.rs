@@ -190,14 +190,8 @@ impl Client {
                         }
                     }
                 }
-                Ok(other) => {
-                    report
-                        .unreachable
-                        .push(format!("{}: answered {other:?}", node.addr));
-                    break;
-                }
-                Err(e) => {
-                    report.unreachable.push(format!("{}: {e}", node.addr));
+                other => {
+                    report.failed(node, other);
                     break;
                 }
             }
@@ -246,10 +240,7 @@ impl Client {
                 };
                 match self.repair_call(node, &replicate, report).await {
                     Ok(Reply::Stored(_)) => sent = true,
-                    Ok(other) => report
-                        .unreachable
-                        .push(format!("{}: answered {other:?}", node.addr)),
-                    Err(e) => report.unreachable.push(format!("{}: {e}", node.addr)),
+                    other => report.failed(node, other),
                 }
             }
             report.keys_repaired += u64::from(sent);

@@ -46,6 +46,22 @@ pub struct RepairReport {
 }
 
 impl RepairReport {
+    /// Records that `node` failed a repair request: no answer, a refusal,
+    /// or an answer of the wrong kind.
+    pub(crate) fn failed(
+        &mut self,
+        node: &quire_shared::Member,
+        answer: Result<quire_shared::wire::Reply, String>,
+    ) {
+        let why = match answer {
+            Ok(_) => "answered with an unexpected reply".to_string(),
+            Err(e) => e,
+        };
+        self.unreachable.push(format!("{}: {why}", node.addr));
+    }
+}
+
+impl RepairReport {
     /// Adds `other`'s counts to this report.
     pub fn absorb(&mut self, other: RepairReport) {
         self.partitions_checked += other.partitions_checked;

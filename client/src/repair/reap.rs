@@ -119,14 +119,8 @@ impl Client {
                     // Written to since phase one: the key lives on, and
                     // the replicas not asked yet keep their tombstone.
                     Ok(Reply::Deleted(false)) => break,
-                    Ok(other) => {
-                        report
-                            .unreachable
-                            .push(format!("{}: answered {other:?}", node.addr));
-                        break;
-                    }
-                    Err(e) => {
-                        report.unreachable.push(format!("{}: {e}", node.addr));
+                    other => {
+                        report.failed(node, other);
                         break;
                     }
                 }
