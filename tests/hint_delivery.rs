@@ -188,66 +188,63 @@ async fn hints_of_large_values_are_paged_under_the_frame_limit_and_all_delivered
     );
 }
 
-/// A hint its home node refuses (the key there is at its sibling limit)
-/// stays pending, and the hints after it in the page still go home: one
-/// stuck key must not block a node's whole handoff.
+/// A hint its home node refuses stays pending, and the hints after it in
+/// the page still go home: one stuck key must not block a node's whole
+/// handoff. Here the refusal is `NotOwner` (a hint held for a node that is
+/// no longer a home replica of its key, as after a membership change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_hint_does_not_block_the_hints_after_it() {
-    let mut tight = store("tight");
-    tight.durability = Durability::Sync;
-    tight.limits = StoreLimits {
-        siblings_warn: 1,
-        siblings_max: 1,
-        ..StoreLimits::default()
-    };
-    let cluster = TestCluster::start_with(3, vec![tight], Limits::default()).await;
+    let cluster = TestCluster::start(4).await;
     let t = cluster.transport();
     let doc = &cluster.membership;
+    let (target, stand_in) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let home_of =
+        |key: &[u8]| doc.preference_list("default", key, 3).nodes[..3].contains(&target.node_id);
     // Two keys, the refused one first in the stand-in's page order
-    // (partition, then key).
-    let keys: Vec<Vec<u8>> = (0..64u32).map(|i| format!("k{i}").into_bytes()).collect();
-    let mut by_page: Vec<(u32, Vec<u8>)> = keys
-        .into_iter()
-        .map(|k| (doc.partition_of("tight", &k), k))
+    // (partition, then key): the target is a home replica of `fine` only.
+    let mut candidates: Vec<(u32, Vec<u8>, bool)> = (0..200u32)
+        .map(|i| format!("k{i}").into_bytes())
+        .map(|k| (doc.partition_of("default", &k), k.clone(), home_of(&k)))
         .collect();
-    by_page.sort();
-    by_page.dedup_by_key(|(p, _)| *p);
-    let (stuck, fine) = (by_page[0].1.clone(), by_page[1].1.clone());
-    let (home, stand_in) = (&cluster.nodes[0], &cluster.nodes[1]);
-    let value = |actor: u64, v: &str| {
-        let mut o = quire::shared::Object::new();
-        o.event(
-            quire::shared::ActorId(actor),
-            quire::shared::Value::bytes(v.as_bytes().to_vec(), 1),
+    candidates.sort();
+    let stuck_at = candidates
+        .iter()
+        .position(|c| !c.2)
+        .expect("a key it does not own");
+    let fine = candidates[stuck_at + 1..]
+        .iter()
+        .find(|c| c.2 && c.0 > candidates[stuck_at].0)
+        .expect("a later key it owns")
+        .1
+        .clone();
+    let stuck = candidates[stuck_at].1.clone();
+    for key in [&stuck, &fine] {
+        let mut object = quire::shared::Object::new();
+        object.event(
+            quire::shared::ActorId(2),
+            quire::shared::Value::bytes(b"v".to_vec(), 1),
         );
-        o
-    };
-    let replicate = |key: &[u8], object, hint| Request::Replicate {
-        store: "tight".into(),
-        key: key.to_vec(),
-        object,
-        hint,
-    };
-    // The home holds one value of `stuck`; the hint holds a concurrent one:
-    // together they would be two siblings, over the limit of one.
-    let at_home = t
-        .call(&home.addr(), &replicate(&stuck, value(1, "home"), None), T)
-        .await;
-    assert!(matches!(at_home.unwrap().result, Ok(Reply::Stored(_))));
-    for (key, v) in [(&stuck, "held"), (&fine, "fine")] {
-        let hinted = replicate(key, value(2, v), Some(home.node_id));
+        let hinted = Request::Replicate {
+            store: "default".into(),
+            key: key.clone(),
+            object,
+            hint: Some(target.node_id),
+        };
         let held = t.call(&stand_in.addr(), &hinted, T).await.unwrap();
         assert!(matches!(held.result, Ok(Reply::Stored(_))), "{held:?}");
     }
     let client = cluster.client().await;
     let report = client.maintain_once().await;
     assert_eq!(report.hints_delivered, 1, "{report:?}");
-    assert!(report.hints_pending >= 1, "{report:?}");
-    assert!(report.unreachable.is_empty(), "the home is up: {report:?}");
+    assert_eq!(report.hints_pending, 1, "{report:?}");
+    assert!(
+        report.unreachable.is_empty(),
+        "the target is up: {report:?}"
+    );
     assert_eq!(
-        local_value(&t, &home.addr(), "tight", &fine)
+        local_value(&t, &target.addr(), "default", &fine)
             .await
             .as_deref(),
-        Some(&b"fine"[..])
+        Some(&b"v"[..])
     );
 }

@@ -180,6 +180,27 @@ impl StoreLimits {
         }
         Ok(siblings > self.siblings_warn as usize)
     }
+
+    /// Like [`StoreLimits::check`], for a replica taking a merge (a
+    /// coordinator's object, a read repair, a hint, anti-entropy): the
+    /// sibling bound is not enforced there. Those siblings were each
+    /// acknowledged by some coordinator (the bound holds for every
+    /// coordinated write); refusing their merge would keep replicas apart
+    /// for good and strand hints, found by the simulation. The byte bound
+    /// stays: an object over it could not travel at all.
+    pub fn check_merge(&self, stored: &Object, next: &Object) -> Result<bool, LimitExceeded> {
+        match self.check(stored, next) {
+            Err(LimitExceeded::TooManySiblings { .. }) => {
+                let bytes = next.size_bytes();
+                let max = self.object_bytes_max as usize;
+                if bytes > max && bytes > stored.size_bytes() {
+                    return Err(LimitExceeded::ObjectTooLarge { bytes, max });
+                }
+                Ok(true)
+            }
+            other => other,
+        }
+    }
 }
 
 /// Checks a user key: non-empty and at most [`KEY_BYTES_MAX`] bytes.
@@ -219,6 +240,41 @@ pub fn valid_store_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replica takes a merge past the sibling bound (each sibling was a
+    /// coordinated write that met it), but never one past the byte bound.
+    #[test]
+    fn a_merge_is_held_to_the_byte_bound_only() {
+        use crate::ids::ActorId;
+        use crate::object::Value;
+        let limits = StoreLimits {
+            siblings_warn: 1,
+            siblings_max: 1,
+            object_bytes_max: 1_000,
+            ..StoreLimits::default()
+        };
+        let one = |actor: u64, len: usize| {
+            let mut o = Object::new();
+            o.event(ActorId(actor), Value::bytes(vec![7; len], 1));
+            o
+        };
+        let stored = one(1, 8);
+        let merged = stored.sync(&one(2, 8));
+        assert!(
+            limits.check(&stored, &merged).is_err(),
+            "a coordinator refuses"
+        );
+        assert_eq!(
+            limits.check_merge(&stored, &merged),
+            Ok(true),
+            "a replica warns"
+        );
+        let huge = stored.sync(&one(2, 2_000));
+        assert!(matches!(
+            limits.check_merge(&stored, &huge),
+            Err(LimitExceeded::ObjectTooLarge { .. })
+        ));
+    }
 
     #[test]
     fn keys_are_checked() {

@@ -7,7 +7,7 @@
 //! whenever delivered hints are forgotten: choosing and recording actors is
 //! the node's business, not the rule's.
 
-use super::guard::{exhausted, over_limits, unissued_dot, unissued_refusal};
+use super::guard::{exhausted, over_limits, unissued_dot, unissued_refusal, Origin};
 use super::{WriteOp, WriteOutcome};
 use crate::storage::{fresh_id, StorageError, WriteTxn};
 use quire_shared::reap;
@@ -62,7 +62,9 @@ pub(super) fn apply(
             }
             let next =
                 replica::coordinate_put(&stored, context, actors.node, value.clone(), *policy);
-            if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+            if let Some(refused) =
+                over_limits(data_key, &stored, &next, limits, Origin::Coordinated)
+            {
                 return Ok(refused);
             }
             txn.put_object(data_key, &next)?;
@@ -97,7 +99,8 @@ pub(super) fn apply(
                 return Ok(refused);
             }
             let next = replica::coordinate_put(&base, context, actors.hint, value.clone(), *policy);
-            if let Some(refused) = over_limits(data_key, &base, &next, limits) {
+            if let Some(refused) = over_limits(data_key, &base, &next, limits, Origin::Coordinated)
+            {
                 return Ok(refused);
             }
             txn.put_hint(*home, data_key, &next)?;
@@ -135,7 +138,9 @@ pub(super) fn apply(
             }
             match replica::replicate(&stored, object, *policy) {
                 Some(next) => {
-                    if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+                    if let Some(refused) =
+                        over_limits(data_key, &stored, &next, limits, Origin::Merged)
+                    {
                         return Ok(refused);
                     }
                     txn.put_object(data_key, &next)?;
@@ -160,7 +165,9 @@ pub(super) fn apply(
             }
             match replica::replicate(&stored, object, *policy) {
                 Some(next) => {
-                    if let Some(refused) = over_limits(data_key, &stored, &next, limits) {
+                    if let Some(refused) =
+                        over_limits(data_key, &stored, &next, limits, Origin::Merged)
+                    {
                         return Ok(refused);
                     }
                     txn.put_hint(*home, data_key, &next)?;

@@ -111,13 +111,28 @@ pub(super) fn exhausted(data_key: &[u8], counter: u64, actor: ActorId) -> Option
 /// `limits`, or `None` when it may be stored (with a warning past the
 /// store's `siblings_warn`). Checked before anything is written, so a
 /// refused write leaves the key as it was.
+/// Whose write a store's limits are checked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Origin {
+    /// A put this node coordinates: every bound holds.
+    Coordinated,
+    /// A merge this node takes as a replica: only the byte bound (see
+    /// [`StoreLimits::check_merge`]).
+    Merged,
+}
+
 pub(super) fn over_limits(
     data_key: &[u8],
     stored: &Object,
     next: &Object,
     limits: &StoreLimits,
+    origin: Origin,
 ) -> Option<WriteOutcome> {
-    match limits.check(stored, next) {
+    let verdict = match origin {
+        Origin::Coordinated => limits.check(stored, next),
+        Origin::Merged => limits.check_merge(stored, next),
+    };
+    match verdict {
         Ok(false) => None,
         Ok(true) => {
             let (store, key) = names(data_key);

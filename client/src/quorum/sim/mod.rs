@@ -305,15 +305,13 @@ fn without_read_repair_replicas_stay_apart() {
     assert!(why.contains("differ after repair"), "{why}");
 }
 
-/// Known not to hold (so ignored): a node refuses a replication that
-/// would grow a key past its store's sibling limit, read repairs and hint
-/// deliveries included, so after concurrent writes on both sides of a
-/// partition the replicas stay different (and the hints undelivered)
-/// until an application writes a merge with a read's context. World 92
-/// is the shortest example. Run it with
-/// `cargo test -p quire-client --lib sim::worlds_with_small_sibling_limits -- --ignored`.
+/// Small sibling limits do not stop convergence: a replica takes a merge
+/// past the sibling limit (only coordinated writes are held to it), so
+/// after concurrent writes on both sides of a partition, repair and hint
+/// delivery still bring every replica to the same object. (Before, nodes
+/// refused such merges and replicas stayed apart until an application
+/// wrote a merge; world 92 was the shortest example.)
 #[test]
-#[ignore = "sibling limits refuse repairs: replicas stay apart until a merging write"]
 fn worlds_with_small_sibling_limits_converge() {
     let knobs = Knobs {
         small_sibling_limits: true,

@@ -304,7 +304,7 @@ impl SimNode {
                 let Some(next) = replica::replicate(&held, object, env.policy) else {
                     return Handled::answer(Ok(Reply::Stored(held)));
                 };
-                if let Err(e) = env.limits.check(&held, &next) {
+                if let Err(e) = env.limits.check_merge(&held, &next) {
                     return Handled::answer(Err(refusal(e)));
                 }
                 match hint {
