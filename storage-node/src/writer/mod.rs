@@ -280,11 +280,7 @@ fn run(
             }
             continue;
         }
-        let writes = batch.len() as u64;
-        if commit_batch(context, &mut actors, &mut batch) {
-            context.stats.commits.fetch_add(1, Ordering::Relaxed);
-            context.stats.writes.fetch_add(writes, Ordering::Relaxed);
-        }
+        commit_batch(context, &mut actors, &mut batch);
     }
 }
 
@@ -329,6 +325,14 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
         }
         Ok(())
     };
+    if committed.is_ok() {
+        // Counted before anyone is answered: a caller that saw its write
+        // acknowledged also sees it in the counters.
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
     for (i, (_, durable, reply)) in batch.drain(..).enumerate() {
         let outcome = match (&committed, &synced) {
             // A failed commit stored nothing: every write in the batch fails.
