@@ -80,3 +80,29 @@ async fn a_cli_put_reaches_every_replica_and_a_cli_get_repairs() {
     quire(&cluster, &["get", "default", "stale"]);
     assert_eq!(holders(&cluster, b"stale").await, 3, "the get repaired it");
 }
+
+/// `quire delete S K` without a context deletes what is there now (it
+/// reads first); `--blind` writes a context-less tombstone that leaves
+/// every current value standing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_delete_without_a_context_deletes_what_is_there() {
+    let cluster = TestCluster::start(3).await;
+    let found = |key: &str| {
+        let out = Command::new(QUIRE)
+            .arg("--config")
+            .arg(cluster.layout().client_config())
+            .args(["get", "default", key, "--json"])
+            .output()
+            .expect("run quire");
+        assert!(out.status.success());
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["found"].as_bool().unwrap()
+    };
+    quire(&cluster, &["put", "default", "cart", "apple"]);
+    quire(&cluster, &["put", "default", "cart", "pear"]);
+    quire(&cluster, &["delete", "default", "cart"]);
+    assert!(!found("cart"), "both siblings deleted");
+    quire(&cluster, &["put", "default", "kept", "apple"]);
+    quire(&cluster, &["delete", "default", "kept", "--blind"]);
+    assert!(found("kept"), "a blind delete leaves the value");
+}

@@ -40,9 +40,15 @@ pub struct DeleteArgs {
     store: String,
     /// Key (UTF-8 text).
     key: String,
-    /// The context token from a `get` of this key.
-    #[arg(long, value_name = "TOKEN")]
+    /// The context token from a `get` of this key: delete what that get
+    /// returned. Without it, the key is read first and what the read
+    /// returned is deleted (the context used is printed).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "blind")]
     context: Option<String>,
+    /// Write a tombstone with an empty context: it deletes nothing already
+    /// there (every current value stays, as a sibling of the tombstone).
+    #[arg(long)]
+    blind: bool,
 }
 
 /// How long a command waits, after its answer, for the replication and
@@ -110,8 +116,24 @@ pub async fn put(args: PutArgs, config: ConfigArg, json: bool) -> anyhow::Result
 
 /// `quire delete`.
 pub async fn delete(args: DeleteArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
-    let ctx = context(args.context.as_deref())?;
     let client = connect(config).await?;
+    let ctx = match (&args.context, args.blind) {
+        (Some(token), _) => context(Some(token))?,
+        (None, true) => Context::empty(),
+        // What a user means by "delete this key": what is there now. A
+        // context-less tombstone would leave every current value standing.
+        (None, false) => {
+            let read = client.get(&args.store, args.key.as_bytes()).await?;
+            if !json {
+                eprintln!(
+                    "quire: deleting what a read returned ({} value(s)), context {}",
+                    read.siblings.len(),
+                    read.context.to_token()
+                );
+            }
+            read.context
+        }
+    };
     let result = client
         .delete(&args.store, args.key.as_bytes(), &ctx)
         .await?;

@@ -46,8 +46,9 @@ pub enum Command {
     Put(data::PutArgs),
     /// Read KEY: every sibling value and the context token to write with.
     Get(data::KeyArgs),
-    /// Delete KEY (writes a tombstone). Values the --context has not seen
-    /// survive the delete.
+    /// Delete KEY (writes a tombstone). Without --context the key is read
+    /// first and what the read returned is deleted; values written
+    /// concurrently, which that read did not see, survive the delete.
     Delete(data::DeleteArgs),
     /// Show the membership epoch, every node (up or down) and the stores.
     Status,
