@@ -92,7 +92,7 @@ impl Report for Written {
     fn text(&self, out: &mut String) {
         line(
             out,
-            format_args!("ok (stored on {} replicas)", self.acknowledged),
+            format_args!("ok (acknowledged by {} replicas)", self.acknowledged),
         );
         line(out, format_args!("context: {}", self.context));
     }
