@@ -38,6 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "found after delete: {}",
         client.get("default", b"cart").await?.found()
     );
+    // Replication past W and read repair go on after each answer: a
+    // short-lived program lets them finish before it closes.
+    client.settle(std::time::Duration::from_secs(5)).await;
     client.close();
     Ok(())
 }
