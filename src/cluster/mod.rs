@@ -17,7 +17,7 @@ pub mod layout;
 pub mod node;
 pub mod process;
 
-use crate::admin::{form_cluster, AdminError};
+use crate::admin::{form_cluster, AdminError, NewCluster};
 use layout::{ClusterFile, Layout, LayoutError, NodeSettings};
 pub use node::{Launch, LocalNode, NODE_GRACE};
 use quire_client::config::Timeouts;
@@ -101,7 +101,7 @@ pub struct ClusterBuilder {
     launch: Launch,
     dir: Option<PathBuf>,
     base_port: u16,
-    stores: Vec<StoreConfig>,
+    new: NewCluster,
     settings: NodeSettings,
     timeouts: Timeouts,
 }
@@ -115,7 +115,7 @@ impl ClusterBuilder {
             launch: Launch::InProcess,
             dir: None,
             base_port: 0,
-            stores: Vec::new(),
+            new: NewCluster::default(),
             settings: NodeSettings {
                 limits: Limits::default(),
                 storage: StorageSettings::default(),
@@ -146,7 +146,15 @@ impl ClusterBuilder {
 
     /// The stores of a new cluster (the `default` store when empty).
     pub fn stores(mut self, stores: Vec<StoreConfig>) -> Self {
-        self.stores = stores;
+        self.new.stores = stores;
+        self
+    }
+
+    /// The ring size of a new cluster (a power of two; 256 by default).
+    /// Small rings make partitions large, as measurements of one
+    /// partition need.
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.new.partitions = partitions;
         self
     }
 
@@ -199,7 +207,7 @@ impl ClusterBuilder {
             dir,
             layout: layout.clone(),
             file,
-            stores: self.stores,
+            new: self.new,
             timeouts: self.timeouts,
             nodes: (1..=self.nodes)
                 .map(|k| LocalNode::new(k, self.launch.clone(), layout.clone()))
@@ -222,7 +230,7 @@ pub struct Launched {
     dir: Dir,
     layout: Layout,
     file: ClusterFile,
-    stores: Vec<StoreConfig>,
+    new: NewCluster,
     timeouts: Timeouts,
     /// The nodes, node-1 first.
     pub nodes: Vec<LocalNode>,
@@ -256,7 +264,7 @@ impl Launched {
             &client_config,
             self.file.id()?,
             &addrs,
-            std::mem::take(&mut self.stores),
+            std::mem::take(&mut self.new),
             NODE_GRACE,
         )
         .await?;

@@ -55,21 +55,40 @@ async fn hello(
     }
 }
 
+/// What a cluster formed for the first time is made with.
+#[derive(Clone, Debug)]
+pub struct NewCluster {
+    /// Its stores ([`default_store`] when empty).
+    pub stores: Vec<StoreConfig>,
+    /// Its ring size: a power of two, fixed for the cluster's life
+    /// ([`PARTITIONS_DEFAULT`] unless a test or an operator needs another).
+    pub partitions: u32,
+}
+
+impl Default for NewCluster {
+    fn default() -> Self {
+        Self {
+            stores: Vec::new(),
+            partitions: PARTITIONS_DEFAULT,
+        }
+    }
+}
+
 /// Forms (or re-forms) cluster `cluster_id` from the nodes at `addrs` and
 /// returns the document every node now holds. `config` gives the admin's
 /// TLS identity (its seeds are not used).
 ///
-/// Waits up to `wait` for each node to answer. A new cluster gets `stores`
-/// (or [`default_store`] when empty) and [`PARTITIONS_DEFAULT`] partitions.
+/// Waits up to `wait` for each node to answer. A new cluster is made as
+/// `new` says; a cluster that exists keeps its stores and ring.
 pub async fn form_cluster(
     config: &ClientConfig,
     cluster_id: ClusterId,
     addrs: &[String],
-    stores: Vec<StoreConfig>,
+    new: NewCluster,
     wait: Duration,
 ) -> Result<Membership, AdminError> {
     let transport = Transport::new(&config.tls, &config.timeouts)?;
-    let formed = form_with(&transport, cluster_id, addrs, stores, wait).await;
+    let formed = form_with(&transport, cluster_id, addrs, new, wait).await;
     transport.close();
     formed
 }
@@ -78,7 +97,7 @@ async fn form_with(
     transport: &Transport,
     cluster_id: ClusterId,
     addrs: &[String],
-    stores: Vec<StoreConfig>,
+    new: NewCluster,
     wait: Duration,
 ) -> Result<Membership, AdminError> {
     let deadline = Instant::now() + wait;
@@ -106,12 +125,12 @@ async fn form_with(
     members.sort_by_key(|m| m.id);
     let doc = match newest {
         None => {
-            let stores = if stores.is_empty() {
+            let stores = if new.stores.is_empty() {
                 vec![default_store(members.len())]
             } else {
-                stores
+                new.stores
             };
-            Membership::new(cluster_id, PARTITIONS_DEFAULT, members, stores)?
+            Membership::new(cluster_id, new.partitions, members, stores)?
         }
         Some(mut doc) => {
             let same_ids = doc.members.len() == members.len()

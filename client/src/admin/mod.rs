@@ -18,7 +18,7 @@ mod calls;
 mod change;
 mod form;
 
-pub use form::form_cluster;
+pub use form::{form_cluster, NewCluster};
 
 use crate::transport::SetupError;
 use quire_shared::{ClusterId, ConflictPolicy, Durability, MembershipError, StoreConfig};
