@@ -5,8 +5,10 @@
 mod common;
 
 use common::TestCluster;
-use quire::shared::merkle::{Segments, SEGMENTS};
-use quire::shared::wire::{ErrorCode, Reply, Request, Response};
+use quire::shared::merkle::{entry_hash, Segments, SEGMENTS};
+use quire::shared::wire::{
+    ErrorCode, KeyDigest, Listing, PartitionDigest, Reply, Request, Response,
+};
 use quire::shared::{Object, Value, VersionVector};
 use quire_client::transport::Transport;
 use std::time::Duration;
@@ -60,13 +62,15 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
         ask(&t, &addr, segments(0, 32, 0)).await,
         Err(ErrorCode::SegmentOutOfRange)
     );
-    let scan = |segments: Vec<u16>, after: Option<Vec<u8>>| Request::ScanSegment {
+    let listing = |segments: Vec<u16>, listing, after| Request::ScanSegment {
         store: "default".into(),
         partition,
         segments,
         tombstones_only: false,
+        listing,
         after,
     };
+    let scan = |segments, after| listing(segments, Listing::Objects, after);
     assert_eq!(
         ask(&t, &addr, scan(vec![SEGMENTS], None)).await,
         Err(ErrorCode::SegmentOutOfRange)
@@ -80,7 +84,10 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
         Err(ErrorCode::BadCursor)
     );
 
-    let empty = Segments::default().root();
+    let empty = PartitionDigest {
+        root: Segments::default().root(),
+        tombstones: 0,
+    };
     assert_eq!(
         ask(&t, &addr, root("default", partition)).await,
         Ok(Reply::MerkleRoot(empty))
@@ -98,7 +105,10 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
     let expected = Segments::rebuild("default", [(key.as_slice(), &stored)]);
     assert_eq!(
         ask(&t, &addr, root("default", partition)).await,
-        Ok(Reply::MerkleRoot(expected.root()))
+        Ok(Reply::MerkleRoot(PartitionDigest {
+            root: expected.root(),
+            tombstones: 1,
+        }))
     );
     assert_eq!(
         ask(&t, &addr, segments(0, SEGMENTS, 1)).await,
@@ -111,6 +121,17 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
     };
     assert_eq!((entries.len(), next), (1, None));
     assert_eq!(entries[0].object, stored);
+    // The digest listing names the key with the hash its segment holds.
+    assert_eq!(
+        ask(&t, &addr, listing(vec![], Listing::Digests, None)).await,
+        Ok(Reply::SegmentDigests {
+            keys: vec![KeyDigest {
+                key: key.clone(),
+                digest: entry_hash(&key, &stored).0,
+            }],
+            next: None,
+        })
+    );
 
     let Ok(Reply::Stats(stats)) = ask(&t, &addr, Request::Stats).await else {
         panic!("stats answered");

@@ -11,16 +11,17 @@ use crate::ids::{ActorId, ClusterId};
 use crate::membership::{Membership, MembershipVersion};
 use crate::object::{Object, Value};
 use crate::ring::NodeId;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/4";
+pub const ALPN: &[u8] = b"quire/5";
 /// Protocol version carried in `Hello`, equal to the ALPN's. 2: stores
 /// carry object limits, `DropHints` carries clocks instead of objects. 3:
 /// anti-entropy (Merkle digests, segment scans), `Stats`, `DeleteIfEqual`.
-/// 4: store limits carry the tombstone grace period.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 4: store limits carry the tombstone grace period. 5: `MerkleRoot`
+/// answers carry the partition's tombstone count; a `ScanSegment` may list
+/// key digests instead of objects.
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -125,10 +126,10 @@ pub enum Request {
         /// Segments per digest (1 or more).
         group: u16,
     },
-    /// A page of the keys (and objects) of a partition in the given
-    /// Merkle segments, in key order, after cursor `after`. Bounded by
-    /// bytes (the frame limit) and by keys examined, so a page may be
-    /// empty with a cursor to go on from.
+    /// A page of the keys of a partition in the given Merkle segments,
+    /// with their objects or only their digests (`listing`), in key order,
+    /// after cursor `after`. Bounded by bytes (the frame limit) and by
+    /// keys examined, so a page may be empty with a cursor to go on from.
     ScanSegment {
         /// Store name.
         store: String,
@@ -138,6 +139,8 @@ pub enum Request {
         segments: Vec<u16>,
         /// Only keys whose values are all tombstones (reaping).
         tombstones_only: bool,
+        /// Objects, or key digests only (answered with `SegmentDigests`).
+        listing: Listing,
         /// Resume after this cursor (the previous page's `next`).
         #[serde(with = "serde_bytes")]
         after: Option<Vec<u8>>,
@@ -232,7 +235,7 @@ pub enum Reply {
     /// Answer to `PutMembership`: the epoch the node now holds.
     MembershipEpoch(u64),
     /// Answer to `MerkleRoot`.
-    MerkleRoot([u8; 16]),
+    MerkleRoot(PartitionDigest),
     /// Answer to `MerkleSegments`: one digest per group, in order.
     MerkleSegments(Vec<[u8; 16]>),
     /// Answer to `ScanSegment`.
@@ -243,44 +246,18 @@ pub enum Reply {
         #[serde(with = "serde_bytes")]
         next: Option<Vec<u8>>,
     },
+    /// Answer to a `ScanSegment` asking for digests.
+    SegmentDigests {
+        /// The keys found, with their entry digests.
+        keys: Vec<KeyDigest>,
+        /// Cursor for the next page; `None` when the partition is done.
+        #[serde(with = "serde_bytes")]
+        next: Option<Vec<u8>>,
+    },
     /// Answer to `Stats`.
     Stats(NodeStats),
     /// Answer to `DeleteIfEqual`: whether the key was removed.
     Deleted(bool),
-}
-
-/// A key and its object, from a segment scan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// User key.
-    #[serde(with = "serde_bytes")]
-    pub key: Vec<u8>,
-    /// The node's object for it.
-    pub object: Object,
-}
-
-/// What one store holds on a node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoreTotals {
-    /// Store name.
-    pub store: String,
-    /// Keys held (tombstoned ones included).
-    pub objects: u64,
-    /// Bytes of their stored records.
-    pub bytes: u64,
-    /// Keys whose only values are tombstones.
-    pub tombstones: u64,
-}
-
-/// A node's totals.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeStats {
-    /// Per store holding data.
-    pub stores: Vec<StoreTotals>,
-    /// Hints held, per home node.
-    pub hints: Vec<(NodeId, u64)>,
-    /// Merkle roots served since the node started (one per exchange).
-    pub merkle_exchanges: u64,
 }
 
 impl Reply {
@@ -325,76 +302,12 @@ pub struct DeliveredHint {
     pub clock: VersionVector,
 }
 
-/// Why a frame could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FrameError {
-    /// The announced length is over the limit.
-    #[error("frame of {len} bytes exceeds the limit of {max}")]
-    TooLarge {
-        /// Announced length.
-        len: u64,
-        /// Receiver's limit.
-        max: u32,
-    },
-    /// The payload is not a valid message.
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-}
-
-/// Encodes `msg` as a complete frame (length prefix and payload).
-pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
-    let payload = postcard::to_allocvec(msg).expect("wire messages always encode");
-    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&payload);
-    frame
-}
-
-/// Reads a frame header and checks the payload length against `max` before
-/// the caller allocates anything.
-pub fn payload_len(header: [u8; FRAME_HEADER_BYTES], max: u32) -> Result<usize, FrameError> {
-    let len = u32::from_be_bytes(header);
-    if len > max {
-        return Err(FrameError::TooLarge {
-            len: len as u64,
-            max,
-        });
-    }
-    Ok(len as usize)
-}
-
-/// Decodes a payload; trailing bytes are an error so that a frame means
-/// exactly one message.
-pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    match postcard::take_from_bytes::<T>(payload) {
-        Ok((msg, [])) => Ok(msg),
-        Ok((_, rest)) => Err(FrameError::Malformed(format!(
-            "{} trailing bytes after the message",
-            rest.len()
-        ))),
-        Err(e) => Err(FrameError::Malformed(e.to_string())),
-    }
-}
-
-/// Decodes a complete frame held in memory (tests, fuzzing).
-pub fn decode_frame<T: DeserializeOwned>(frame: &[u8], max: u32) -> Result<T, FrameError> {
-    let header: [u8; FRAME_HEADER_BYTES] = frame
-        .get(..FRAME_HEADER_BYTES)
-        .and_then(|h| h.try_into().ok())
-        .ok_or_else(|| FrameError::Malformed("frame shorter than its header".into()))?;
-    let len = payload_len(header, max)?;
-    let payload = &frame[FRAME_HEADER_BYTES..];
-    if payload.len() != len {
-        return Err(FrameError::Malformed(format!(
-            "frame announces {len} bytes but holds {}",
-            payload.len()
-        )));
-    }
-    decode_payload(payload)
-}
-
 mod errors;
+mod frame;
+mod repair;
 #[cfg(test)]
 mod tests;
 
 pub use errors::{ErrorCode, ErrorReply};
+pub use frame::{decode_frame, decode_payload, encode_frame, payload_len, FrameError};
+pub use repair::{Entry, KeyDigest, Listing, NodeStats, PartitionDigest, StoreTotals};

@@ -25,6 +25,7 @@ mod tests;
 
 pub use hints::HintsPage;
 pub use keys::{data_key, partition_prefix, split_data_key, LMDB_KEY_BYTES_MAX};
+pub use merkle::PartitionSummary;
 pub use scan::{only_tombstones, ScanPage, ScanRequest, StorageStats, StoreStats};
 
 use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};

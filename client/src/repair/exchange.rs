@@ -3,10 +3,13 @@
 //! replica that lacks the merge of a key is sent it.
 //!
 //! The descent is root → 32 groups of 32 segments → the segments of the
-//! groups that differ → the keys of the segments that differ, so the
-//! bytes grow with the differences, not with the data: for one differing
-//! key a replica sends a root (16 bytes), 32 group digests (512 bytes),
-//! 32 segment hashes (512 bytes) and one segment's keys.
+//! groups that differ → the key digests of the segments that differ →
+//! the objects of the keys whose digests differ, so the bytes grow with
+//! the differences, not with the data: for one differing key a replica
+//! sends a root (16 bytes), 32 group digests (512 bytes), 32 segment
+//! hashes (512 bytes), one segment's keys with a 16-byte digest each
+//! (about 100 keys in a partition of 100 000) and, from one replica that
+//! holds it, the key's object.
 //!
 //! Only merges are sent, through `Replicate`, which a node `sync`s into
 //! what it holds: a replica never takes an older value for a newer one,
@@ -14,9 +17,9 @@
 
 use super::RepairReport;
 use crate::client::Client;
-use quire_shared::merkle::SEGMENTS;
+use quire_shared::merkle::{entry_hash, SEGMENTS};
 use quire_shared::replica;
-use quire_shared::wire::{encode_frame, Entry, Reply, Request, Response};
+use quire_shared::wire::{encode_frame, Entry, KeyDigest, Listing, Reply, Request, Response};
 use quire_shared::{Member, Object, StoreConfig};
 use std::collections::BTreeMap;
 
@@ -27,14 +30,28 @@ const GROUP: u16 = 32;
 const SCAN_PAGES_MAX: usize = 10_000;
 
 /// What a segment scan of one replica returned.
-#[derive(Default)]
-pub(super) struct Scan {
-    /// Keys and objects, in key order.
-    pub(super) entries: Vec<Entry>,
+pub(super) struct Scan<T> {
+    /// Keys with their objects ([`Entry`]) or digests ([`KeyDigest`]), in
+    /// key order.
+    pub(super) entries: Vec<T>,
     /// True when the scan reached the end of the partition: a key not in
     /// `entries` is not held (or not of the kind asked for).
     pub(super) complete: bool,
 }
+
+/// What an exchange learnt about a partition's home replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Exchanged {
+    /// Every home replica answered every digest request (the
+    /// precondition for reaping the partition's tombstones).
+    pub(super) all_answered: bool,
+    /// Some home replica holds a tombstone-only key of the partition, so
+    /// reaping has something to look at.
+    pub(super) tombstones: bool,
+}
+
+/// A page of a scan: its keys and the cursor to go on from.
+type Page<T> = (Vec<T>, Option<Vec<u8>>);
 
 impl Client {
     /// One request of an exchange, its bytes (request and answer frames)
@@ -90,16 +107,14 @@ impl Client {
         out
     }
 
-    /// Runs the exchange for `store`'s `partition` between `homes`; true
-    /// when every one of them answered every digest request (the
-    /// precondition for reaping the partition's tombstones).
+    /// Runs the exchange for `store`'s `partition` between `homes`.
     pub(super) async fn exchange(
         &self,
         store: &StoreConfig,
         partition: u32,
         homes: &[Member],
         report: &mut RepairReport,
-    ) -> bool {
+    ) -> Exchanged {
         report.partitions_checked += 1;
         let mut nodes = homes.to_vec();
         let name = store.name.clone();
@@ -109,13 +124,17 @@ impl Client {
         };
         let roots = self
             .ask_all(&mut nodes, &root, report, |r| match r {
-                Reply::MerkleRoot(h) => Some(h),
+                Reply::MerkleRoot(d) => Some(d),
                 _ => None,
             })
             .await;
+        let mut outcome = Exchanged {
+            all_answered: nodes.len() == homes.len(),
+            tombstones: roots.iter().any(|d| d.tombstones > 0),
+        };
         let all_equal = |v: &[Vec<[u8; 16]>], i: usize| v.iter().all(|d| d.get(i) == v[0].get(i));
-        if nodes.len() < 2 || roots.iter().all(|r| *r == roots[0]) {
-            return nodes.len() == homes.len();
+        if nodes.len() < 2 || roots.iter().all(|r| r.root == roots[0].root) {
+            return outcome;
         }
         let digests = |first: u16, count: u16, group: u16| Request::MerkleSegments {
             store: name.clone(),
@@ -155,21 +174,24 @@ impl Client {
             self.repair_segments(store, partition, &differing, &nodes, report)
                 .await;
         }
-        nodes.len() == homes.len()
+        outcome.all_answered = nodes.len() == homes.len();
+        outcome
     }
 
     /// Every page of a segment scan of `node`, following its cursors, up
     /// to [`SCAN_PAGES_MAX`] pages; a failure is reported and ends it.
-    pub(super) async fn scan(
+    async fn scan_pages<T>(
         &self,
         node: &Member,
-        store: &str,
-        partition: u32,
-        segments: &[u16],
-        tombstones_only: bool,
+        (store, partition): (&str, u32),
+        (segments, tombstones_only, listing): (&[u16], bool, Listing),
         report: &mut RepairReport,
-    ) -> Scan {
-        let mut out = Scan::default();
+        page: impl Fn(Reply) -> Result<Page<T>, Reply>,
+    ) -> Scan<T> {
+        let mut out = Scan {
+            entries: Vec::new(),
+            complete: false,
+        };
         let mut after = None;
         for _ in 0..SCAN_PAGES_MAX {
             let request = Request::ScanSegment {
@@ -177,10 +199,11 @@ impl Client {
                 partition,
                 segments: segments.to_vec(),
                 tombstones_only,
+                listing,
                 after: after.take(),
             };
-            match self.repair_call(node, &request, report).await {
-                Ok(Reply::Segment { entries, next }) => {
+            match self.repair_call(node, &request, report).await.map(&page) {
+                Ok(Ok((entries, next))) => {
                     out.entries.extend(entries);
                     match next {
                         Some(n) => after = Some(n),
@@ -190,8 +213,12 @@ impl Client {
                         }
                     }
                 }
-                other => {
-                    report.failed(node, other);
+                Ok(Err(other)) => {
+                    report.failed(node, Ok(other));
+                    break;
+                }
+                Err(e) => {
+                    report.failed(node, Err(e));
                     break;
                 }
             }
@@ -199,8 +226,45 @@ impl Client {
         out
     }
 
-    /// Scans `segments` on every replica in `nodes` and replicates each
-    /// key's merge to the replicas whose copy differs from it.
+    /// The keys and objects of `segments` on `node` (all segments when
+    /// empty), or only its tombstone-only keys.
+    pub(super) async fn scan(
+        &self,
+        node: &Member,
+        store: &str,
+        partition: u32,
+        segments: &[u16],
+        tombstones_only: bool,
+        report: &mut RepairReport,
+    ) -> Scan<Entry> {
+        let what = (segments, tombstones_only, Listing::Objects);
+        self.scan_pages(node, (store, partition), what, report, |r| match r {
+            Reply::Segment { entries, next } => Ok((entries, next)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// The keys of `segments` on `node` with their digests.
+    async fn scan_digests(
+        &self,
+        node: &Member,
+        store: &str,
+        partition: u32,
+        segments: &[u16],
+        report: &mut RepairReport,
+    ) -> Scan<KeyDigest> {
+        let what = (segments, false, Listing::Digests);
+        self.scan_pages(node, (store, partition), what, report, |r| match r {
+            Reply::SegmentDigests { keys, next } => Ok((keys, next)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Lists `segments` on every replica in `nodes` by digest, fetches the
+    /// objects of the keys whose digests differ (one per distinct digest)
+    /// and replicates each such key's merge to the replicas that lack it.
     async fn repair_segments(
         &self,
         store: &StoreConfig,
@@ -209,27 +273,36 @@ impl Client {
         nodes: &[Member],
         report: &mut RepairReport,
     ) {
-        let mut held: BTreeMap<Vec<u8>, Vec<Option<Object>>> = BTreeMap::new();
+        let mut listed: BTreeMap<Vec<u8>, Vec<Option<[u8; 16]>>> = BTreeMap::new();
         let mut scanned = Vec::with_capacity(nodes.len());
         for (i, node) in nodes.iter().enumerate() {
             let scan = self
-                .scan(node, &store.name, partition, segments, false, report)
+                .scan_digests(node, &store.name, partition, segments, report)
                 .await;
-            for e in scan.entries {
-                held.entry(e.key).or_insert_with(|| vec![None; nodes.len()])[i] = Some(e.object);
+            for k in scan.entries {
+                listed
+                    .entry(k.key)
+                    .or_insert_with(|| vec![None; nodes.len()])[i] = Some(k.digest);
             }
             scanned.push(scan.complete);
         }
-        for (key, copies) in held {
-            let merged = copies.iter().flatten().fold(Object::default(), |acc, o| {
-                replica::replicate(&acc, o, store.policy).unwrap_or(acc)
-            });
+        for (key, digests) in listed {
+            if digests.iter().all(|d| d.is_some() && *d == digests[0]) {
+                continue; // the same object everywhere
+            }
+            let Some(merged) = self.fetch_merge(store, &key, nodes, &digests, report).await else {
+                continue;
+            };
+            if merged == Object::default() {
+                continue; // reaped since the listing
+            }
+            let want = Some(entry_hash(&key, &merged).0);
             let mut sent = false;
             for (i, node) in nodes.iter().enumerate() {
                 // A replica whose scan did not finish may hold the key
                 // past where it stopped: sending the merge is harmless
                 // (a sync), but it is not known to lack it, so skip.
-                if copies[i].as_ref() == Some(&merged) || !scanned[i] {
+                if digests[i] == want || (digests[i].is_none() && !scanned[i]) {
                     continue;
                 }
                 let replicate = Request::Replicate {
@@ -245,5 +318,43 @@ impl Client {
             }
             report.keys_repaired += u64::from(sent);
         }
+    }
+
+    /// The merge of `key`'s copies: one object fetched per distinct digest
+    /// listed (from the first replica listing it). `None` when a fetch
+    /// fails: the key waits for the next exchange rather than be sent a
+    /// merge missing a version.
+    async fn fetch_merge(
+        &self,
+        store: &StoreConfig,
+        key: &[u8],
+        nodes: &[Member],
+        digests: &[Option<[u8; 16]>],
+        report: &mut RepairReport,
+    ) -> Option<Object> {
+        let mut merged = Object::default();
+        for (i, node) in nodes.iter().enumerate() {
+            let Some(d) = digests[i] else { continue };
+            if digests[..i].contains(&Some(d)) {
+                continue; // that version is fetched already
+            }
+            let get = Request::Get {
+                store: store.name.clone(),
+                key: key.to_vec(),
+                hint: None,
+            };
+            match self.repair_call(node, &get, report).await {
+                Ok(Reply::Object(Some(o))) => {
+                    merged = replica::replicate(&merged, &o, store.policy).unwrap_or(merged);
+                }
+                // Gone since the listing (reaped): nothing to add.
+                Ok(Reply::Object(None)) => {}
+                other => {
+                    report.failed(node, other);
+                    return None;
+                }
+            }
+        }
+        Some(merged)
     }
 }

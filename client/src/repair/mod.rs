@@ -101,7 +101,8 @@ fn now_ms() -> u64 {
 impl Client {
     /// One partition's exchange, then its reaping when every home replica
     /// answered the exchange (a replica not heard from would block every
-    /// key anyway).
+    /// key anyway) and some home replica holds a tombstone (else there is
+    /// nothing to scan for).
     async fn exchange_and_reap(
         &self,
         config: &StoreConfig,
@@ -109,7 +110,8 @@ impl Client {
         homes: &[Member],
         report: &mut RepairReport,
     ) {
-        if self.exchange(config, partition, homes, report).await {
+        let exchanged = self.exchange(config, partition, homes, report).await;
+        if exchanged.all_answered && exchanged.tombstones {
             let plan = self
                 .plan_reaping(&config.name, partition, now_ms(), report)
                 .await;

@@ -12,9 +12,11 @@
 //! there (the replicas already asked get the write back from the next
 //! exchange; those not asked yet keep their tombstone).
 //!
-//! Cost: one scan of the partition on each home replica per exchange. The
-//! node reads every key of the partition but answers with the tombstones
-//! only, so the bytes grow with the tombstones, not with the data.
+//! Cost: nothing when no home replica holds a tombstone in the partition
+//! (each node keeps the count beside its Merkle segments and sends it with
+//! the root). Otherwise one scan of the partition on each home replica:
+//! the node reads every key of the partition but answers with the
+//! tombstones only, so the bytes grow with the tombstones, not the data.
 
 use super::{homes, RepairReport};
 use crate::client::Client;

@@ -106,17 +106,25 @@ fn request() -> impl Strategy<Value = Request> {
             any::<u32>(),
             prop::collection::vec(any::<u16>(), 0..5),
             any::<bool>(),
+            any::<bool>(),
             prop::option::of(key.clone())
         )
-            .prop_map(|(store, partition, segments, tombstones_only, after)| {
-                Request::ScanSegment {
-                    store,
-                    partition,
-                    segments,
-                    tombstones_only,
-                    after,
+            .prop_map(
+                |(store, partition, segments, tombstones_only, digests, after)| {
+                    Request::ScanSegment {
+                        store,
+                        partition,
+                        segments,
+                        tombstones_only,
+                        listing: if digests {
+                            Listing::Digests
+                        } else {
+                            Listing::Objects
+                        },
+                        after,
+                    }
                 }
-            }),
+            ),
         Just(Request::Stats),
         ("[a-z]{1,8}", key.clone(), object())
             .prop_map(|(store, key, object)| { Request::DeleteIfEqual { store, key, object } }),
@@ -140,7 +148,19 @@ fn reply() -> impl Strategy<Value = Reply> {
                 next,
             }),
         any::<u32>().prop_map(Reply::Dropped),
-        any::<[u8; 16]>().prop_map(Reply::MerkleRoot),
+        (any::<[u8; 16]>(), any::<u64>())
+            .prop_map(|(root, tombstones)| Reply::MerkleRoot(PartitionDigest { root, tombstones })),
+        (
+            prop::collection::vec((key.clone(), any::<[u8; 16]>()), 0..3),
+            prop::option::of(key.clone())
+        )
+            .prop_map(|(keys, next)| Reply::SegmentDigests {
+                keys: keys
+                    .into_iter()
+                    .map(|(key, digest)| KeyDigest { key, digest })
+                    .collect(),
+                next,
+            }),
         prop::collection::vec(any::<[u8; 16]>(), 0..4).prop_map(Reply::MerkleSegments),
         (
             prop::collection::vec((key.clone(), object()), 0..3),

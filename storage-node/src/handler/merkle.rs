@@ -10,8 +10,11 @@ use super::{refuse, storage_failed, unexpected, NodeState};
 use crate::storage::{ScanRequest, StorageStats};
 use crate::writer::{WriteOp, WriteOutcome};
 use quire_shared::limits::{FRAME_ENVELOPE_BYTES, KEY_BYTES_MAX};
-use quire_shared::merkle::{root, SEGMENTS};
-use quire_shared::wire::{Entry, ErrorCode, ErrorReply, NodeStats, Reply, StoreTotals};
+use quire_shared::merkle::{entry_hash, root, SEGMENTS};
+use quire_shared::wire::{
+    Entry, ErrorCode, ErrorReply, KeyDigest, Listing, NodeStats, PartitionDigest, Reply,
+    StoreTotals,
+};
 use quire_shared::{Durability, Object, PreferenceList};
 use std::sync::atomic::Ordering;
 
@@ -57,15 +60,19 @@ impl NodeState {
         ))
     }
 
-    /// The root of the node's segments of a partition.
+    /// The root of the node's segments of a partition, and its count of
+    /// tombstone-only keys.
     pub(super) fn merkle_root(&self, store: &str, partition: u32) -> Result<Reply, ErrorReply> {
         self.home_partition(store, partition)?;
-        let segments = self
+        let summary = self
             .storage
-            .merkle_segments(store, partition)
+            .partition_summary(store, partition)
             .map_err(storage_failed)?;
         self.merkle_exchanges.fetch_add(1, Ordering::Relaxed);
-        Ok(Reply::MerkleRoot(segments.root()))
+        Ok(Reply::MerkleRoot(PartitionDigest {
+            root: summary.segments.root(),
+            tombstones: summary.tombstones,
+        }))
     }
 
     /// Digests of a range of segments, `group` segments per digest.
@@ -97,13 +104,13 @@ impl NodeState {
         Ok(Reply::MerkleSegments(digests))
     }
 
-    /// A page of a partition's keys in `segments`.
+    /// A page of a partition's keys in `segments`, with their objects or
+    /// their digests.
     pub(super) fn scan_segment(
         &self,
-        store: &str,
-        partition: u32,
+        (store, partition): (&str, u32),
         segments: &[u16],
-        tombstones_only: bool,
+        (tombstones_only, listing): (bool, Listing),
         after: Option<&[u8]>,
     ) -> Result<Reply, ErrorReply> {
         self.home_partition(store, partition)?;
@@ -127,18 +134,32 @@ impl NodeState {
                 partition,
                 segments,
                 tombstones_only,
+                listing,
                 after,
                 bytes_max,
                 examined_max: SCAN_EXAMINED_MAX,
             })
             .map_err(storage_failed)?;
-        Ok(Reply::Segment {
-            entries: page
-                .entries
-                .into_iter()
-                .map(|(key, object)| Entry { key, object })
-                .collect(),
-            next: page.next,
+        Ok(match listing {
+            Listing::Objects => Reply::Segment {
+                entries: page
+                    .entries
+                    .into_iter()
+                    .map(|(key, object)| Entry { key, object })
+                    .collect(),
+                next: page.next,
+            },
+            Listing::Digests => Reply::SegmentDigests {
+                keys: page
+                    .entries
+                    .into_iter()
+                    .map(|(key, object)| KeyDigest {
+                        digest: entry_hash(&key, &object).0,
+                        key,
+                    })
+                    .collect(),
+                next: page.next,
+            },
         })
     }
 

@@ -5,7 +5,10 @@
 //! Key: `store length ‖ store ‖ partition (u32 BE) ‖ segment (u16 BE)`
 //! (the data key's prefix and a segment); value: the 16-byte hash. An
 //! empty segment has no record, so a partition that holds nothing costs
-//! nothing.
+//! nothing. Beside the segments, under segment number [`TOMBSTONES`] (no
+//! segment has it), the count of the partition's keys whose values are all
+//! tombstones (u64 BE), kept in the same transactions: an exchange learns
+//! from it, with the root, whether reaping has anything to look at.
 //!
 //! Why no rebuild after a crash: the segment update and the data write it
 //! describes commit in one LMDB transaction, and LMDB commits are atomic
@@ -18,14 +21,27 @@ use super::keys::{partition_prefix, split_data_key};
 use super::{corrupt, decode, Storage, StorageError, WriteTxn, FORMAT_V1};
 use lmdb::{Cursor, Database, Transaction, WriteFlags};
 use quire_shared::merkle::{entry_change, segment_of, SegmentHash, Segments, SEGMENTS};
+use quire_shared::reap::only_tombstones;
 use quire_shared::ring::key_position;
 use quire_shared::Object;
 
 /// Meta record naming the format of the `merkle` database. Bump it when
 /// segment hashing changes: the next open rebuilds from the data.
 pub(super) const META_MERKLE_FORMAT: &[u8] = b"merkle_format";
-/// The current format of the `merkle` database.
-pub(super) const MERKLE_FORMAT: u8 = 1;
+/// The current format of the `merkle` database. 2: tombstone counts.
+pub(super) const MERKLE_FORMAT: u8 = 2;
+
+/// The pseudo-segment under which a partition's tombstone count is kept.
+const TOMBSTONES: u16 = u16::MAX;
+
+/// A partition's segments and the count of its tombstone-only keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartitionSummary {
+    /// The segment hashes.
+    pub segments: Segments,
+    /// Keys whose values are all tombstones.
+    pub tombstones: u64,
+}
 
 /// The LMDB key of one segment.
 fn segment_key(store: &str, partition: u32, segment: u16) -> Vec<u8> {
@@ -34,15 +50,16 @@ fn segment_key(store: &str, partition: u32, segment: u16) -> Vec<u8> {
     k
 }
 
-/// Every segment of a partition, read in one pass (absent ones empty).
-fn segments_in(
+/// Every segment of a partition and its tombstone count, read in one
+/// pass (absent segments empty, an absent count zero).
+fn summary_in(
     txn: &impl Transaction,
     db: Database,
     store: &str,
     partition: u32,
-) -> Result<Segments, StorageError> {
+) -> Result<PartitionSummary, StorageError> {
     let prefix = partition_prefix(store, partition);
-    let mut out = Segments::default();
+    let mut out = PartitionSummary::default();
     let mut cursor = txn.open_ro_cursor(db)?;
     for item in cursor.iter_from(&prefix) {
         let (k, v) = item?;
@@ -50,9 +67,15 @@ fn segments_in(
             break;
         };
         let segment = <[u8; 2]>::try_from(rest).map(u16::from_be_bytes);
-        let hash = <[u8; 16]>::try_from(v);
-        match (segment, hash) {
-            (Ok(s), Ok(h)) if s < SEGMENTS => out.0[usize::from(s)] = SegmentHash(h),
+        match segment {
+            Ok(TOMBSTONES) => {
+                let count = <[u8; 8]>::try_from(v).map_err(|_| corrupt(k))?;
+                out.tombstones = u64::from_be_bytes(count);
+            }
+            Ok(s) if s < SEGMENTS => {
+                let hash = <[u8; 16]>::try_from(v).map_err(|_| corrupt(k))?;
+                out.segments.0[usize::from(s)] = SegmentHash(hash);
+            }
             _ => return Err(corrupt(k)),
         }
     }
@@ -62,8 +85,18 @@ fn segments_in(
 impl Storage {
     /// The segment hashes of `store`'s `partition` as committed.
     pub fn merkle_segments(&self, store: &str, partition: u32) -> Result<Segments, StorageError> {
+        Ok(self.partition_summary(store, partition)?.segments)
+    }
+
+    /// The segment hashes and tombstone count of `store`'s `partition`,
+    /// as committed (one read transaction: the two agree).
+    pub fn partition_summary(
+        &self,
+        store: &str,
+        partition: u32,
+    ) -> Result<PartitionSummary, StorageError> {
         let txn = self.env.begin_ro_txn()?;
-        segments_in(&txn, self.merkle, store, partition)
+        summary_in(&txn, self.merkle, store, partition)
     }
 
     /// Rebuilds the `merkle` database from the data in one transaction and
@@ -78,6 +111,7 @@ impl Storage {
         // One iteration per partition holding data.
         loop {
             let mut segments = Segments::default();
+            let mut tombstones = 0u64;
             let mut partition: Option<(String, u32)> = None;
             let mut next: Option<Vec<u8>> = None;
             {
@@ -99,6 +133,7 @@ impl Storage {
                     }
                     let object: Object = decode(v, k)?;
                     segments.apply(&store, &key, None, Some(&object));
+                    tombstones += u64::from(only_tombstones(&object));
                 }
             }
             let Some((store, p)) = partition else { break };
@@ -107,6 +142,15 @@ impl Storage {
                     let k = segment_key(&store, p, i as u16);
                     txn.put(self.merkle, &k, &hash.0, WriteFlags::empty())?;
                 }
+            }
+            if tombstones > 0 {
+                let k = segment_key(&store, p, TOMBSTONES);
+                txn.put(
+                    self.merkle,
+                    &k,
+                    &tombstones.to_be_bytes(),
+                    WriteFlags::empty(),
+                )?;
             }
             match next {
                 Some(k) => start = Some(k),
@@ -171,6 +215,11 @@ impl WriteTxn<'_> {
         if change.is_empty() {
             return Ok(());
         }
+        let dead = |o: Option<&Object>| i64::from(o.is_some_and(only_tombstones));
+        let delta = dead(after) - dead(before);
+        if delta != 0 {
+            self.tombstone_count_change(&store, partition, delta)?;
+        }
         let segment = segment_of(&key_position(&store, &key));
         let k = segment_key(&store, partition, segment);
         let mut hash = match self.txn.get(self.storage.merkle, &k) {
@@ -188,6 +237,34 @@ impl WriteTxn<'_> {
             Ok(self
                 .txn
                 .put(self.storage.merkle, &k, &hash.0, WriteFlags::empty())?)
+        }
+    }
+
+    /// Adds `delta` (±1) to a partition's tombstone count, in this
+    /// transaction; a count of zero has no record.
+    fn tombstone_count_change(
+        &mut self,
+        store: &str,
+        partition: u32,
+        delta: i64,
+    ) -> Result<(), StorageError> {
+        let k = segment_key(store, partition, TOMBSTONES);
+        let count = match self.txn.get(self.storage.merkle, &k) {
+            Ok(v) => u64::from_be_bytes(<[u8; 8]>::try_from(v).map_err(|_| corrupt(&k))?),
+            Err(lmdb::Error::NotFound) => 0,
+            Err(e) => return Err(e.into()),
+        };
+        let count = count.checked_add_signed(delta).ok_or_else(|| corrupt(&k))?;
+        if count == 0 {
+            match self.txn.del(self.storage.merkle, &k, None) {
+                Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        } else {
+            let bytes = count.to_be_bytes();
+            Ok(self
+                .txn
+                .put(self.storage.merkle, &k, &bytes, WriteFlags::empty())?)
         }
     }
 }

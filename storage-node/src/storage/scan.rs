@@ -13,6 +13,7 @@ use super::{corrupt, decode, Storage, StorageError};
 use lmdb::{Cursor, Transaction};
 use quire_shared::merkle::{segment_of, SEGMENTS};
 use quire_shared::ring::key_position;
+use quire_shared::wire::Listing;
 use quire_shared::{NodeId, Object};
 use std::collections::BTreeMap;
 
@@ -56,6 +57,10 @@ pub struct ScanRequest<'a> {
     pub segments: &'a [u16],
     /// Keep only keys whose values are all tombstones.
     pub tombstones_only: bool,
+    /// What the caller will send for each key: the page's byte bound
+    /// counts a digest listing's keys at their digest's size, not their
+    /// object's.
+    pub listing: Listing,
     /// Resume after this user key.
     pub after: Option<&'a [u8]>,
     /// Most bytes of records in the page (at least one entry is returned).
@@ -93,7 +98,11 @@ impl Storage {
             if req.after == Some(key) {
                 continue; // the cursor itself was in the previous page
             }
-            let size = v.len() + key.len();
+            let size = key.len()
+                + match req.listing {
+                    Listing::Objects => v.len(),
+                    Listing::Digests => 16,
+                };
             let full = !page.entries.is_empty() && bytes + size > req.bytes_max;
             if examined >= req.examined_max.max(1) || full {
                 page.next = last.map(<[u8]>::to_vec);

@@ -6,9 +6,10 @@
 
 use super::apply::{apply, Actors};
 use super::WriteOp;
-use crate::storage::{data_key, split_data_key, Storage};
+use crate::storage::{data_key, split_data_key, PartitionSummary, Storage};
 use proptest::prelude::*;
 use quire_shared::merkle::Segments;
+use quire_shared::reap::only_tombstones;
 use quire_shared::replica;
 use quire_shared::{ActorId, ConflictPolicy, NodeId, Object, StoreLimits, Value, VersionVector};
 use std::collections::BTreeMap;
@@ -144,8 +145,9 @@ fn partitions() -> Vec<(&'static str, u32)> {
     vec![("s", 0), ("s", 1), ("t", 0), ("t", 1)]
 }
 
-/// The segments of every partition recomputed from the stored data.
-fn from_data(storage: &Storage) -> BTreeMap<(String, u32), Segments> {
+/// The segments and tombstone count of every partition, recomputed from
+/// the stored data.
+fn from_data(storage: &Storage) -> BTreeMap<(String, u32), PartitionSummary> {
     let mut out = BTreeMap::new();
     for (store, p) in partitions() {
         let mut entries = Vec::new();
@@ -159,15 +161,22 @@ fn from_data(storage: &Storage) -> BTreeMap<(String, u32), Segments> {
             }
         }
         let segments = Segments::rebuild(store, entries.iter().map(|(k, o)| (k.as_slice(), o)));
-        out.insert((store.to_string(), p), segments);
+        let tombstones = entries.iter().filter(|(_, o)| only_tombstones(o)).count() as u64;
+        out.insert(
+            (store.to_string(), p),
+            PartitionSummary {
+                segments,
+                tombstones,
+            },
+        );
     }
     out
 }
 
-fn held(storage: &Storage) -> BTreeMap<(String, u32), Segments> {
+fn held(storage: &Storage) -> BTreeMap<(String, u32), PartitionSummary> {
     partitions()
         .into_iter()
-        .map(|(s, p)| ((s.to_string(), p), storage.merkle_segments(s, p).unwrap()))
+        .map(|(s, p)| ((s.to_string(), p), storage.partition_summary(s, p).unwrap()))
         .collect()
 }
 
@@ -192,7 +201,8 @@ fn a_data_directory_without_segments_is_rebuilt_at_open() {
     let steps: Vec<Step> = (0..12u8)
         .map(|key| Step::Put {
             key,
-            byte: 100 + key,
+            // Every third key a tombstone, so the counts are rebuilt too.
+            byte: if key % 3 == 0 { key } else { 100 + key },
             with_context: false,
         })
         .collect();
@@ -202,10 +212,14 @@ fn a_data_directory_without_segments_is_rebuilt_at_open() {
         let before = held(&storage);
         // As a binary from before the `merkle` database left it.
         storage.forget_merkle_for_tests();
-        assert!(held(&storage).values().all(|s| *s == Segments::default()));
+        assert!(held(&storage)
+            .values()
+            .all(|s| *s == PartitionSummary::default()));
         before
     };
     let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
     assert_eq!(held(&storage), before);
-    assert_ne!(before[&("s".to_string(), 0)], Segments::default());
+    assert_ne!(before[&("s".to_string(), 0)], PartitionSummary::default());
+    let tombstones: u64 = before.values().map(|s| s.tombstones).sum();
+    assert_eq!(tombstones, 4, "keys 0, 3, 6 and 9 are tombstones");
 }

@@ -1,0 +1,74 @@
+//! What anti-entropy and `Stats` answers carry: a partition's root, keys
+//! with their objects or digests from segment scans, and a node's totals.
+
+use crate::object::Object;
+use crate::ring::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// What a node's copy of a partition looks like from outside: enough to
+/// tell whether two copies differ, and whether reaping has anything to do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDigest {
+    /// The Merkle root over the partition's segments.
+    pub root: [u8; 16],
+    /// Keys of the partition whose values are all tombstones: when every
+    /// home replica has none, an exchange skips the reaping scan.
+    pub tombstones: u64,
+}
+
+/// What a segment scan returns for each key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Listing {
+    /// The key's object (`Reply::Segment`).
+    #[default]
+    Objects,
+    /// Only the key's entry digest (`Reply::SegmentDigests`): an exchange
+    /// lists a differing segment's keys this way and fetches only the
+    /// objects that differ, so its bytes follow the differences.
+    Digests,
+}
+
+/// A key and the digest of its stored object, from a digest scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDigest {
+    /// User key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// [`crate::merkle::entry_hash`] of the key and its object: equal on
+    /// two replicas exactly when they hold the same object.
+    pub digest: [u8; 16],
+}
+
+/// A key and its object, from a segment scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// User key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The node's object for it.
+    pub object: Object,
+}
+
+/// What one store holds on a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreTotals {
+    /// Store name.
+    pub store: String,
+    /// Keys held (tombstoned ones included).
+    pub objects: u64,
+    /// Bytes of their stored records.
+    pub bytes: u64,
+    /// Keys whose only values are tombstones.
+    pub tombstones: u64,
+}
+
+/// A node's totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Per store holding data.
+    pub stores: Vec<StoreTotals>,
+    /// Hints held, per home node.
+    pub hints: Vec<(NodeId, u64)>,
+    /// Merkle roots served since the node started (one per exchange).
+    pub merkle_exchanges: u64,
+}
