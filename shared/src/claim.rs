@@ -34,6 +34,9 @@
 //!    zone's share is split among its nodes by weight. Every node and every
 //!    zone owns the floor or the ceiling of its share (within ±1 of the
 //!    capped proportional target; plain `Q·w/W` when nothing is capped).
+//!    One exception: with runs, a zone has only `r` slots, so when it has
+//!    more nodes than that, the partitions it owns beyond `r` can leave a
+//!    node that many off its band (one stretched slot, one node without).
 //! 4. **Little movement.** Given the previous owners, the claim starts from
 //!    them: partitions of departed nodes, and partitions that break the
 //!    spread rule, are refilled; then nodes above their count hand single
@@ -43,8 +46,14 @@
 //!    reweighting moves what the counts require, *whenever single
 //!    hand-overs can reach the new counts*. When they cannot (chiefly when
 //!    zone counts must change in a layout that is tight by zone), the claim
-//!    is laid out afresh, which moves most partitions. The tests assert
-//!    which cases stay minimal and measure the rest.
+//!    is laid out afresh, which moves most partitions. The search for
+//!    hand-overs is at most two steps deep, so even by node a removal can
+//!    move a few partitions more than its own. The tests assert exact
+//!    minimality where it must hold (no rule; adding an equal-weight node
+//!    by node under an unchanged rule, with the issue's `1.25 · Q/(n+1)`
+//!    bound), a stated slack where it nearly always holds, and measure the
+//!    rest: over 600 random changes about 1 in 75 is laid out afresh
+//!    (`claim::tests::survey`).
 //!
 //! The result is deterministic: ties are broken by a fixed hash of node
 //! ids, never by hash-map order or randomness.
@@ -203,8 +212,10 @@ impl Plan {
     }
 
     /// Whole-partition targets per node, rounded towards `current` counts
-    /// so that rounding alone never moves a partition.
-    fn targets(&self, current: &[u64]) -> Vec<u64> {
+    /// so that rounding alone never moves a partition, with each node's
+    /// band (floor and ceiling of its share): two nodes of one item may
+    /// trade a rounded-up unit within their bands.
+    fn targets(&self, current: &[u64]) -> (Vec<u64>, Vec<(u64, u64)>) {
         let q = self.q as u64;
         let items = self.items();
         let mut item_weight = vec![0u64; items];
@@ -225,9 +236,11 @@ impl Plan {
         };
         let item_targets = targets::round(&item_shares, q, &item_count, &item_rank);
         if !self.by_zone {
-            return item_targets;
+            let bands = item_shares.iter().map(|s| (s.floor(), s.ceil())).collect();
+            return (item_targets, bands);
         }
         let mut out = vec![0u64; self.ids.len()];
+        let mut bands = vec![(0, 0); self.ids.len()];
         for z in 0..self.zones {
             let members: Vec<usize> = (0..self.ids.len())
                 .filter(|&i| self.zone_of[i] == z)
@@ -241,9 +254,10 @@ impl Plan {
             let counts = targets::round(&shares, item_targets[z], &cur, &rank);
             for (k, &i) in members.iter().enumerate() {
                 out[i] = counts[k];
+                bands[i] = (shares[k].floor(), shares[k].ceil());
             }
         }
-        out
+        (out, bands)
     }
 }
 

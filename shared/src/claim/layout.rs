@@ -21,7 +21,7 @@ use super::{Plan, Spread};
 /// A fresh owner table (node indices) meeting the plan's rule and targets.
 pub(super) fn fresh(plan: &Plan) -> Vec<u32> {
     let nodes = plan.ids.len();
-    let targets = plan.targets(&vec![0; nodes]);
+    let (targets, _) = plan.targets(&vec![0; nodes]);
     let items = plan.items();
     let mut item_count = vec![0u64; items];
     let mut item_rank = vec![u64::MAX; items];

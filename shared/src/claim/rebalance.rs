@@ -4,15 +4,18 @@
 //! 1. Owners no longer present become holes; so does every partition whose
 //!    owner breaks the spread rule (a rule can tighten when nodes or zones
 //!    are added, or `target_n` grows).
-//! 2. Each hole goes to the node furthest below its target that fits there.
+//! 2. Holes go to nodes below their target that fit there: first by
+//!    bipartite matching, then one by one (swapping with an earlier refill,
+//!    or trading a rounded-up unit between two nodes of one zone, so that
+//!    the hole lands on a node that fits without an extra move).
 //! 3. While a node is below its target, it takes one partition from a node
 //!    above its own, the one with the largest surplus among the partitions
-//!    where it fits.
+//!    where it fits; if none fits, a two-step chain (a third node moves onto
+//!    the donor's partition and frees one where the short node fits).
 //!
-//! Every step is one moved partition, and only partitions that must move
-//! are touched, so the result is minimal whenever it succeeds. It gives up
-//! (and the caller lays the ring out afresh) when a hole or a short node
-//! has nowhere it fits.
+//! Steps 1 and 2 move only partitions that must move; step 3 moves one per
+//! unit a node must grow, two per chain. It gives up (and the caller lays
+//! the ring out afresh) when a hole or a short node has nowhere it fits.
 
 use super::rules::HOLE;
 use super::Plan;
@@ -33,8 +36,8 @@ pub(super) fn rebalance(plan: &Plan, previous: &[Option<u32>]) -> Option<Vec<u32
     for &o in owners.iter().filter(|&&o| o != HOLE) {
         counts[o as usize] += 1;
     }
-    let targets = plan.targets(&counts);
-    let behind = |counts: &[u64], i: usize| targets[i] as i64 - counts[i] as i64;
+    let (mut targets, bands) = plan.targets(&counts);
+    let behind = |targets: &[u64], counts: &[u64], i: usize| targets[i] as i64 - counts[i] as i64;
 
     matched_refill(plan, &mut owners, &mut counts, &targets);
     let mut filled: Vec<usize> = Vec::new();
@@ -43,19 +46,29 @@ pub(super) fn rebalance(plan: &Plan, previous: &[Option<u32>]) -> Option<Vec<u32
             continue;
         }
         let mut order: Vec<usize> = (0..nodes).collect();
-        order.sort_by(|&a, &b| {
-            behind(&counts, b)
-                .cmp(&behind(&counts, a))
-                .then(plan.rank[a].cmp(&plan.rank[b]))
-        });
+        // Short nodes first; then nodes still below their ceiling, which
+        // can take the hole by trading a rounded-up unit (below).
+        let key = |i: usize| {
+            let short = behind(&targets, &counts, i).max(0);
+            (
+                std::cmp::Reverse(short),
+                counts[i] >= bands[i].1,
+                plan.rank[i],
+            )
+        };
+        order.sort_by_key(|&i| key(i));
         let fit = order.iter().copied().find(|&i| {
             owners[p] = i as u32;
             plan.fits_around(&owners, p)
         });
         let i = fit?;
         owners[p] = i as u32;
-        let swap = (behind(&counts, i) <= 0)
-            .then(|| refill_swap(plan, &mut owners, &filled, p, |z| behind(&counts, z) > 0))
+        let swap = (behind(&targets, &counts, i) <= 0)
+            .then(|| {
+                refill_swap(plan, &mut owners, &filled, p, |z| {
+                    behind(&targets, &counts, z) > 0
+                })
+            })
             .flatten();
         match swap {
             Some((f, y, z)) => {
@@ -63,20 +76,40 @@ pub(super) fn rebalance(plan: &Plan, previous: &[Option<u32>]) -> Option<Vec<u32
                 owners[f] = z;
                 counts[z as usize] += 1;
             }
-            None => counts[i] += 1,
+            None => {
+                // A short node (of the same zone, by zone) only rounded up
+                // hands its extra unit to `i`, which takes the hole within
+                // its own band: the same counts, one move fewer.
+                let trade = (behind(&targets, &counts, i) <= 0 && targets[i] < bands[i].1)
+                    .then(|| {
+                        (0..nodes).find(|&j| {
+                            // Zone totals are rounded first: trade within one.
+                            let same = !plan.by_zone || plan.zone_of[j] == plan.zone_of[i];
+                            same && targets[j] > bands[j].0 && counts[j] <= bands[j].0
+                        })
+                    })
+                    .flatten();
+                if let Some(j) = trade {
+                    targets[j] -= 1;
+                    targets[i] += 1;
+                }
+                counts[i] += 1;
+            }
         }
         filled.push(p);
     }
 
     // Each hand-over raises a short node by one, so at most `q` are made.
     for _ in 0..=q {
-        let mut short: Vec<usize> = (0..nodes).filter(|&i| behind(&counts, i) > 0).collect();
+        let mut short: Vec<usize> = (0..nodes)
+            .filter(|&i| behind(&targets, &counts, i) > 0)
+            .collect();
         if short.is_empty() {
             break;
         }
         short.sort_by(|&a, &b| {
-            behind(&counts, b)
-                .cmp(&behind(&counts, a))
+            behind(&targets, &counts, b)
+                .cmp(&behind(&targets, &counts, a))
                 .then(plan.rank[a].cmp(&plan.rank[b]))
         });
         let mut moved = false;
