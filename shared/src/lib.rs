@@ -8,8 +8,9 @@
 //! # Layout
 //!
 //! - [`ids`]: typed node, actor and cluster ids.
-//! - [`ring`]: key positions (MD5), partitions, the claim of partitions by
-//!   nodes, preference lists.
+//! - [`ring`]: key positions (MD5), partitions, preference lists.
+//! - [`claim`]: which node owns which partition: weighted, zone-aware, and
+//!   moving few partitions when the cluster changes.
 //! - [`dvvset`]: dotted version vector sets, the per-key version history that
 //!   keeps concurrent writes as siblings.
 //! - [`object`]: what a key stores (a DVVSet of timestamped values or
@@ -24,6 +25,7 @@
 //! - [`limits`]: sizes checked before anything is allocated or stored.
 //! - [`wire`]: requests, responses, error codes and length-prefixed framing.
 
+pub mod claim;
 pub mod dvvset;
 pub mod ids;
 pub mod limits;
