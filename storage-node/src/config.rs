@@ -88,6 +88,17 @@ pub struct StorageSettings {
     /// How often writes to `buffered` stores are flushed to disk: what an
     /// OS crash or power loss may undo (a process crash loses nothing).
     pub flush_interval_ms: u32,
+    /// Test hook: skip every fsync after the node has opened its storage,
+    /// so the power-loss tests can prove their filesystem loses what was
+    /// never fsynced. The field exists only with the `fault-injection`
+    /// feature, which only test builds enable (the root crate's
+    /// dev-dependency); a release binary has no such field and, as every
+    /// config section denies unknown fields, refuses to start with a
+    /// config naming it. It cannot be switched on by accident in
+    /// production, and it is never written when off.
+    #[cfg(feature = "fault-injection")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub test_skip_fsync: bool,
 }
 
 impl Default for StorageSettings {
@@ -96,6 +107,8 @@ impl Default for StorageSettings {
             map_size_bytes: 16 << 30,
             batch_writes_max: 256,
             flush_interval_ms: 100,
+            #[cfg(feature = "fault-injection")]
+            test_skip_fsync: false,
         }
     }
 }
