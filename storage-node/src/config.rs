@@ -157,3 +157,25 @@ impl NodeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StorageSettings;
+
+    /// A build without the `fault-injection` feature (a release build)
+    /// refuses a config that switches the fsync-skipping test hook on.
+    /// Run with `cargo test -p quire-node`: a workspace test build enables
+    /// the feature, and then this test is not compiled.
+    #[cfg(not(feature = "fault-injection"))]
+    #[test]
+    fn a_build_without_fault_injection_refuses_the_fsync_test_hook() {
+        let refused = toml::from_str::<StorageSettings>("test_skip_fsync = true");
+        assert!(refused.is_err(), "{refused:?}");
+    }
+
+    #[test]
+    fn the_fsync_test_hook_is_never_written_when_off() {
+        let text = toml::to_string(&StorageSettings::default()).unwrap();
+        assert!(!text.contains("test_skip_fsync"), "{text}");
+    }
+}
