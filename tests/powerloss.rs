@@ -44,6 +44,8 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(40);
 /// its thread being scheduled late on a loaded machine.
 const FLUSH_MARGIN: Duration = Duration::from_millis(200);
 
+/// Runs `test` alone in this binary, within [`TEST_BOUND`], and reports
+/// how long it took.
 async fn bounded(test: impl Future<Output = ()>) {
     let _serial = SERIAL.lock().await;
     let started = Instant::now();

@@ -58,7 +58,10 @@ const UNMOUNT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why the filesystem cannot be mounted on this machine.
 #[derive(Debug)]
-pub struct Unavailable(pub String);
+pub struct Unavailable(
+    /// What is missing or refused, for the `SKIPPED` line.
+    pub String,
+);
 
 /// A mounted LazyFS. Dropping it unmounts (processes using it must be
 /// gone first) and removes the mount point.
