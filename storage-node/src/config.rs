@@ -88,6 +88,17 @@ pub struct StorageSettings {
     /// How often writes to `buffered` stores are flushed to disk: what an
     /// OS crash or power loss may undo (a process crash loses nothing).
     pub flush_interval_ms: u32,
+    /// Test hook: skip every fsync after the node has opened its storage,
+    /// so the power-loss tests can prove their filesystem loses what was
+    /// never fsynced. The field exists only with the `fault-injection`
+    /// feature, which only test builds enable (the root crate's
+    /// dev-dependency); a release binary has no such field and, as every
+    /// config section denies unknown fields, refuses to start with a
+    /// config naming it. It cannot be switched on by accident in
+    /// production, and it is never written when off.
+    #[cfg(feature = "fault-injection")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub test_skip_fsync: bool,
 }
 
 impl Default for StorageSettings {
@@ -96,6 +107,8 @@ impl Default for StorageSettings {
             map_size_bytes: 16 << 30,
             batch_writes_max: 256,
             flush_interval_ms: 100,
+            #[cfg(feature = "fault-injection")]
+            test_skip_fsync: false,
         }
     }
 }
@@ -142,5 +155,27 @@ impl NodeConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StorageSettings;
+
+    /// A build without the `fault-injection` feature (a release build)
+    /// refuses a config that switches the fsync-skipping test hook on.
+    /// Run with `cargo test -p quire-node`: a workspace test build enables
+    /// the feature, and then this test is not compiled.
+    #[cfg(not(feature = "fault-injection"))]
+    #[test]
+    fn a_build_without_fault_injection_refuses_the_fsync_test_hook() {
+        let refused = toml::from_str::<StorageSettings>("test_skip_fsync = true");
+        assert!(refused.is_err(), "{refused:?}");
+    }
+
+    #[test]
+    fn the_fsync_test_hook_is_never_written_when_off() {
+        let text = toml::to_string(&StorageSettings::default()).unwrap();
+        assert!(!text.contains("test_skip_fsync"), "{text}");
     }
 }

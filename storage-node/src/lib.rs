@@ -118,6 +118,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     config.validate()?;
     let (storage, identity) =
         storage::Storage::open(&config.data_dir, config.storage.map_size_bytes)?;
+    // Test builds only (see `StorageSettings::test_skip_fsync`).
+    #[cfg(feature = "fault-injection")]
+    if config.storage.test_skip_fsync {
+        tracing::warn!("storage.test_skip_fsync is set: this node never fsyncs (a test hook)");
+        storage.skip_syncs();
+    }
     let (writer, writer_thread) = writer::Writer::start(
         storage.clone(),
         identity.actor_id,

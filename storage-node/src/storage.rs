@@ -109,6 +109,8 @@ pub struct Storage {
     meta: Database,
     /// Set by tests to make every fsync fail, as a dying disk would.
     sync_fault: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set by the `test_skip_fsync` test hook: `sync` does nothing.
+    sync_skip: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -186,6 +188,7 @@ impl Storage {
             merkle,
             meta,
             sync_fault: Default::default(),
+            sync_skip: Default::default(),
         };
         if !storage.merkle_current()? {
             // A data directory from before the `merkle` database, or one
@@ -257,6 +260,9 @@ impl Storage {
         if self.sync_fault.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(StorageError::Lmdb(lmdb::Error::Other(5))); // EIO
         }
+        if self.sync_skip.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         Ok(self.env.sync(true)?)
     }
 
@@ -265,6 +271,15 @@ impl Storage {
     #[cfg(any(test, feature = "fault-injection"))]
     pub fn inject_sync_failure(&self) {
         self.sync_fault
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes every later fsync a no-op that reports success, as a disk
+    /// that ignores flushes would: for the power-loss tests to show that
+    /// their filesystem loses what was not fsynced.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn skip_syncs(&self) {
+        self.sync_skip
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
+pub mod lazyfs;
+pub mod powerloss;
 pub mod proxy;
 
 use quire::certs::ClusterCa;
