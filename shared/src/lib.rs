@@ -41,7 +41,8 @@ pub use dvvset::{Dvvset, VersionVector};
 pub use ids::{ActorId, ClusterId, IdParseError, NodeId};
 pub use limits::StoreLimits;
 pub use membership::{
-    ConflictPolicy, Durability, Member, Membership, MembershipError, MembershipVersion, StoreConfig,
+    Change, ChangeError, ConflictPolicy, Durability, Member, MemberState, Membership,
+    MembershipError, MembershipVersion, Pending, StoreConfig, Transfer,
 };
 pub use object::{last_write_wins, Context, ContextError, Object, Value};
 pub use ring::PreferenceList;

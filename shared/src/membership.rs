@@ -7,6 +7,7 @@
 
 use crate::ids::ClusterId;
 use crate::limits::{valid_store_name, StoreLimits};
+use crate::claim::{claim, Claimant};
 use crate::ring::{self, NodeId, PreferenceList};
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +105,25 @@ pub struct Membership {
     pub members: Vec<Member>,
     /// Stores, sorted by name.
     pub stores: Vec<StoreConfig>,
-    /// Owner of each partition, `partitions` entries.
+    /// Owner of each partition, `partitions` entries: who serves reads
+    /// and counts towards `W`.
+    pub owners: Vec<NodeId>,
+    /// While a committed change moves data: the owners it moves to.
+    /// Writes also go to the home replicas these owners give; reads keep
+    /// to `owners` until the change flips them in a later epoch
+    /// ([`Membership::flip`]). `None` when nothing moves.
+    pub pending: Option<Pending>,
+}
+
+/// The owners a committed change moves the ring to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The epoch the change was committed in: names the change, so that
+    /// transfer progress recorded for one change is never taken for
+    /// another's.
+    pub since: u64,
+    /// The owner of each partition after the change (`partitions`
+    /// entries).
     pub owners: Vec<NodeId>,
 }
 
@@ -128,7 +147,7 @@ pub enum MembershipError {
     #[error("store name {0:?} is invalid: use 1 to 24 bytes of a-z, 0-9, '_' or '-'")]
     BadStoreName(String),
     /// A store's N, R, W do not fit each other or the cluster.
-    #[error("store {name}: need 1 <= r, w <= n <= {members} (got n={n}, r={r}, w={w})")]
+    #[error("store {name}: need 1 <= r, w <= n <= {members} (the nodes owning partitions; got n={n}, r={r}, w={w})")]
     BadQuorum {
         /// Store name.
         name: String,
@@ -138,7 +157,8 @@ pub enum MembershipError {
         r: u8,
         /// Write quorum.
         w: u8,
-        /// Members in the cluster.
+        /// Members owning partitions (now and, while a change moves
+        /// data, after it).
         members: usize,
     },
     /// Two stores share a name.
@@ -178,14 +198,23 @@ impl Membership {
     ) -> Result<Self, MembershipError> {
         members.sort_by_key(|m| m.id);
         stores.sort_by(|a, b| a.name.cmp(&b.name));
-        let ids: Vec<NodeId> = members.iter().map(|m| m.id).collect();
+        if !ring::valid_partition_count(partitions) {
+            return Err(MembershipError::BadPartitionCount(partitions));
+        }
+        let owners = claim(
+            &claimants(&members),
+            partitions,
+            target_n(&stores),
+            None,
+        );
         let doc = Self {
             cluster_id,
             epoch: 1,
             partitions,
-            owners: ring::claim(&ids, partitions),
+            owners,
             members,
             stores,
+            pending: None,
         };
         doc.validate()?;
         Ok(doc)
@@ -240,11 +269,15 @@ impl Membership {
                 )));
             }
         }
-        if self.owners.len() != self.partitions as usize
-            || !self.owners.iter().all(|o| self.member(*o).is_some())
-        {
+        let table_ok = |t: &[NodeId]| {
+            t.len() == self.partitions as usize && t.iter().all(|o| self.member(*o).is_some())
+        };
+        let pending = self.pending.as_ref().map(|p| p.owners.as_slice());
+        if !table_ok(&self.owners) || !pending.is_none_or(table_ok) {
             return Err(MembershipError::BadOwners);
         }
+        // A store needs N distinct owners now and after the move.
+        let serving = distinct_count(&self.owners).min(pending.map_or(usize::MAX, distinct_count));
         for (i, s) in self.stores.iter().enumerate() {
             if !valid_store_name(&s.name) {
                 return Err(MembershipError::BadStoreName(s.name.clone()));
@@ -253,13 +286,13 @@ impl Membership {
                 return Err(MembershipError::DuplicateStore(s.name.clone()));
             }
             let fits = s.r >= 1 && s.w >= 1 && s.r <= s.n && s.w <= s.n;
-            if !fits || s.n as usize > self.members.len() {
+            if !fits || s.n as usize > serving {
                 return Err(MembershipError::BadQuorum {
                     name: s.name.clone(),
                     n: s.n,
                     r: s.r,
                     w: s.w,
-                    members: self.members.len(),
+                    members: serving,
                 });
             }
             s.limits
@@ -293,70 +326,38 @@ impl Membership {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn members(k: u64) -> Vec<Member> {
-        (1..=k)
-            .map(|id| Member {
-                id: NodeId(id * 1000),
-                addr: format!("127.0.0.1:{}", 7000 + id),
-                zone: "z".into(),
-                weight: 1,
-            })
-            .collect()
-    }
-
-    fn store(n: u8, r: u8, w: u8) -> StoreConfig {
-        StoreConfig {
-            name: "default".into(),
-            n,
-            r,
-            w,
-            durability: Durability::Sync,
-            policy: ConflictPolicy::Siblings,
-            limits: StoreLimits::default(),
-        }
-    }
-
-    #[test]
-    fn a_valid_document_is_accepted() {
-        let doc = Membership::new(ClusterId(9), 64, members(3), vec![store(3, 2, 2)]).unwrap();
-        assert_eq!(doc.owners.len(), 64);
-        let list = doc.preference_list("default", b"k", 3);
-        assert_eq!(list.home().len(), 3);
-    }
-
-    #[test]
-    fn invalid_documents_are_refused() {
-        assert_eq!(
-            Membership::new(ClusterId(9), 63, members(3), vec![]).unwrap_err(),
-            MembershipError::BadPartitionCount(63)
-        );
-        assert!(matches!(
-            Membership::new(ClusterId(9), 64, members(2), vec![store(3, 2, 2)]).unwrap_err(),
-            MembershipError::BadQuorum { .. }
-        ));
-        assert!(matches!(
-            Membership::new(ClusterId(9), 64, members(3), vec![store(3, 0, 2)]).unwrap_err(),
-            MembershipError::BadQuorum { .. }
-        ));
-        let mut dup = members(2);
-        dup[1].addr = dup[0].addr.clone();
-        assert!(matches!(
-            Membership::new(ClusterId(9), 64, dup, vec![]).unwrap_err(),
-            MembershipError::DuplicateMember(_)
-        ));
-        assert_eq!(
-            Membership::new(ClusterId(9), 64, vec![], vec![]).unwrap_err(),
-            MembershipError::NoMembers
-        );
-        let mut loose = store(3, 2, 2);
-        loose.limits.siblings_warn = loose.limits.siblings_max + 1;
-        assert!(matches!(
-            Membership::new(ClusterId(9), 64, members(3), vec![loose]).unwrap_err(),
-            MembershipError::BadStoreLimits { .. }
-        ));
-    }
+/// What the claim knows of each member.
+fn claimants(members: &[Member]) -> Vec<Claimant> {
+    members
+        .iter()
+        .map(|m| Claimant {
+            id: m.id,
+            zone: m.zone.clone(),
+            weight: m.weight,
+        })
+        .collect()
 }
+
+/// The replica count a layout is built for: the largest `N` of the
+/// stores (3 before any store exists, as most stores will use it).
+fn target_n(stores: &[StoreConfig]) -> usize {
+    stores.iter().map(|s| usize::from(s.n)).max().unwrap_or(3).max(1)
+}
+
+/// Distinct nodes in an owner table.
+fn distinct_count(owners: &[NodeId]) -> usize {
+    let mut ids = owners.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len()
+}
+
+mod change;
+#[cfg(test)]
+mod tests;
+
+pub use change::{Change, ChangeError, MemberState, Transfer};
+
+/// A member's partition counts in output: owned now, and after the
+/// pending change (equal when nothing moves).
+pub type OwnedCounts = (usize, usize);

@@ -14,14 +14,15 @@ use crate::ring::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/5";
+pub const ALPN: &[u8] = b"quire/6";
 /// Protocol version carried in `Hello`, equal to the ALPN's. 2: stores
 /// carry object limits, `DropHints` carries clocks instead of objects. 3:
 /// anti-entropy (Merkle digests, segment scans), `Stats`, `DeleteIfEqual`.
 /// 4: store limits carry the tombstone grace period. 5: `MerkleRoot`
 /// answers carry the partition's tombstone count; a `ScanSegment` may list
-/// key digests instead of objects.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// key digests instead of objects. 6: membership change (pending owners in
+/// the document, `TransferState`, `TransferMark`).
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -159,6 +160,27 @@ pub enum Request {
         /// The object every home replica was seen to hold.
         object: Object,
     },
+    /// Where the transfer of a partition to this node stands (membership
+    /// change): what the receiving node recorded with `TransferMark`.
+    TransferState {
+        /// Store name.
+        store: String,
+        /// Partition.
+        partition: u32,
+    },
+    /// Records on the receiving node that a transfer for change `change`
+    /// (the epoch it was committed in) has stored every key up to `after`,
+    /// or all of them (`done`): an interrupted transfer resumes from here,
+    /// whoever runs it. Refused (`NotOwner`) unless the node is an
+    /// incoming replica of the partition in that change.
+    TransferMark {
+        /// Store name.
+        store: String,
+        /// Partition.
+        partition: u32,
+        /// The progress to record.
+        progress: TransferProgress,
+    },
     /// Offer a membership document. Without `base` (a client spreading a
     /// document it saw) it is kept if it supersedes the held one; with
     /// `base` (an admin's change) only if the node holds exactly that
@@ -188,6 +210,8 @@ impl Request {
             Request::ScanSegment { .. } => "scan-segment",
             Request::Stats => "stats",
             Request::DeleteIfEqual { .. } => "delete-if-equal",
+            Request::TransferState { .. } => "transfer-state",
+            Request::TransferMark { .. } => "transfer-mark",
         }
     }
 }
@@ -258,6 +282,8 @@ pub enum Reply {
     Stats(NodeStats),
     /// Answer to `DeleteIfEqual`: whether the key was removed.
     Deleted(bool),
+    /// Answer to `TransferState` and `TransferMark`: the progress held.
+    Transfer(TransferProgress),
 }
 
 impl Reply {
@@ -310,4 +336,6 @@ mod tests;
 
 pub use errors::{ErrorCode, ErrorReply};
 pub use frame::{decode_frame, decode_payload, encode_frame, payload_len, FrameError};
-pub use repair::{Entry, KeyDigest, Listing, NodeStats, PartitionDigest, StoreTotals};
+pub use repair::{
+    Entry, KeyDigest, Listing, NodeStats, PartitionDigest, StoreTotals, TransferProgress,
+};

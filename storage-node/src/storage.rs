@@ -29,18 +29,22 @@ pub use merkle::PartitionSummary;
 pub use scan::{only_tombstones, ScanPage, ScanRequest, StorageStats, StoreStats};
 
 use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
+use quire_shared::wire::TransferProgress;
 use quire_shared::{ActorId, Membership, NodeId, Object};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
 
 /// Format byte of stored objects and meta records.
 const FORMAT_V1: u8 = 1;
-/// Format byte of the membership document since store limits carry the
-/// tombstone grace period; formats 1 and 2 decode through `legacy`.
-const MEMBERSHIP_FORMAT_V3: u8 = 3;
+/// Format byte of the membership document since it carries the pending
+/// owners of a membership change; formats 1 to 3 decode through `legacy`.
+const MEMBERSHIP_FORMAT_V4: u8 = 4;
 const META_NODE_ID: &[u8] = b"node_id";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_MEMBERSHIP: &[u8] = b"membership";
+/// Prefix of the meta records of transfer progress, one per (store,
+/// partition) this node receives in a membership change.
+const META_TRANSFER: &[u8] = b"transfer/";
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -134,13 +138,35 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &[u8]) -> Result<T, StorageEr
     }
 }
 
+/// The meta key of a partition's transfer progress.
+fn transfer_key(store: &str, partition: u32) -> Vec<u8> {
+    let mut key = META_TRANSFER.to_vec();
+    key.extend_from_slice(&partition_prefix(store, partition));
+    key
+}
+
+/// The transfer progress recorded for a partition (the default when none).
+fn get_transfer_in(
+    txn: &impl Transaction,
+    meta: Database,
+    store: &str,
+    partition: u32,
+) -> Result<TransferProgress, StorageError> {
+    let key = transfer_key(store, partition);
+    match txn.get(meta, &key) {
+        Ok(bytes) => decode(bytes, &key),
+        Err(lmdb::Error::NotFound) => Ok(TransferProgress::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The stored membership document, in the current or an older format.
 fn get_membership_in(
     txn: &impl Transaction,
     meta: Database,
 ) -> Result<Option<Membership>, StorageError> {
     match txn.get(meta, &META_MEMBERSHIP) {
-        Ok(bytes) => legacy::decode_membership(bytes, MEMBERSHIP_FORMAT_V3)
+        Ok(bytes) => legacy::decode_membership(bytes, MEMBERSHIP_FORMAT_V4)
             .map(Some)
             .ok_or_else(|| corrupt(META_MEMBERSHIP)),
         Err(lmdb::Error::NotFound) => Ok(None),
@@ -283,6 +309,12 @@ impl Storage {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The transfer progress recorded for `store`'s `partition`.
+    pub fn transfer(&self, store: &str, partition: u32) -> Result<TransferProgress, StorageError> {
+        let txn = self.env.begin_ro_txn()?;
+        get_transfer_in(&txn, self.meta, store, partition)
+    }
+
     /// The stored membership document, if any.
     pub fn membership(&self) -> Result<Option<Membership>, StorageError> {
         let txn = self.env.begin_ro_txn()?;
@@ -337,9 +369,28 @@ impl WriteTxn<'_> {
         get_membership_in(&self.txn, self.storage.meta)
     }
 
+    /// The transfer progress recorded for `store`'s `partition`.
+    pub fn get_transfer(&self, store: &str, partition: u32) -> Result<TransferProgress, StorageError> {
+        get_transfer_in(&self.txn, self.storage.meta, store, partition)
+    }
+
+    /// Records the transfer progress of `store`'s `partition`.
+    pub fn put_transfer(
+        &mut self,
+        store: &str,
+        partition: u32,
+        progress: &TransferProgress,
+    ) -> Result<(), StorageError> {
+        let key = transfer_key(store, partition);
+        let bytes = encode_as(FORMAT_V1, progress);
+        Ok(self
+            .txn
+            .put(self.storage.meta, &key, &bytes, WriteFlags::empty())?)
+    }
+
     /// Stores the membership document.
     pub fn put_membership(&mut self, doc: &Membership) -> Result<(), StorageError> {
-        let bytes = encode_as(MEMBERSHIP_FORMAT_V3, doc);
+        let bytes = encode_as(MEMBERSHIP_FORMAT_V4, doc);
         Ok(self.txn.put(
             self.storage.meta,
             &META_MEMBERSHIP,

@@ -1,5 +1,6 @@
-//! What anti-entropy and `Stats` answers carry: a partition's root, keys
-//! with their objects or digests from segment scans, and a node's totals.
+//! What anti-entropy, transfers and `Stats` carry: a partition's root,
+//! keys with their objects or digests from segment scans, transfer
+//! progress, and a node's totals.
 
 use crate::object::Object;
 use crate::ring::NodeId;
@@ -71,4 +72,22 @@ pub struct NodeStats {
     pub hints: Vec<(NodeId, u64)>,
     /// Merkle roots served since the node started (one per exchange).
     pub merkle_exchanges: u64,
+}
+
+/// How far the transfer of a partition to its receiving node has come,
+/// as the receiver recorded it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferProgress {
+    /// The change the transfer is for (the epoch it was committed in); 0
+    /// when nothing was recorded.
+    pub change: u64,
+    /// Every key up to this one (in scan order) is stored.
+    #[serde(with = "serde_bytes")]
+    pub after: Option<Vec<u8>>,
+    /// Every key is stored.
+    pub done: bool,
+    /// Keys stored so far (for progress reports).
+    pub keys: u64,
+    /// Bytes of objects stored so far (for progress reports).
+    pub bytes: u64,
 }

@@ -126,6 +126,14 @@ fn request() -> impl Strategy<Value = Request> {
                 }
             ),
         Just(Request::Stats),
+        ("[a-z]{1,8}", any::<u32>())
+            .prop_map(|(store, partition)| Request::TransferState { store, partition }),
+        ("[a-z]{1,8}", any::<u32>(), progress())
+            .prop_map(|(store, partition, progress)| Request::TransferMark {
+                store,
+                partition,
+                progress
+            }),
         ("[a-z]{1,8}", key.clone(), object())
             .prop_map(|(store, key, object)| { Request::DeleteIfEqual { store, key, object } }),
     ]
@@ -150,6 +158,7 @@ fn reply() -> impl Strategy<Value = Reply> {
         any::<u32>().prop_map(Reply::Dropped),
         (any::<[u8; 16]>(), any::<u64>())
             .prop_map(|(root, tombstones)| Reply::MerkleRoot(PartitionDigest { root, tombstones })),
+        progress().prop_map(Reply::Transfer),
         (
             prop::collection::vec((key.clone(), any::<[u8; 16]>()), 0..3),
             prop::option::of(key.clone())
@@ -293,4 +302,21 @@ fn replies_carrying_a_malformed_object_do_not_validate() {
     ] {
         assert_eq!(reply.clone().validated().is_ok(), ok, "{reply:?}");
     }
+}
+
+fn progress() -> impl Strategy<Value = TransferProgress> {
+    (
+        any::<u64>(),
+        prop::option::of(prop::collection::vec(any::<u8>(), 1..20)),
+        any::<bool>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(change, after, done, keys, bytes)| TransferProgress {
+            change,
+            after,
+            done,
+            keys,
+            bytes,
+        })
 }

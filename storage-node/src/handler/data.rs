@@ -79,7 +79,8 @@ impl NodeState {
     }
 
     /// Refuses an un-hinted write of a key this node is not a home replica
-    /// of in its membership: a client with a stale document would otherwise
+    /// (or, while a change moves data, an incoming one) of in its
+    /// membership: a client with a stale document would otherwise
     /// land plain data on a non-owner and count it towards W. Writes kept as
     /// hints (`hint = Some(home)`) are what stand-ins are for.
     pub(super) fn check_home_replica(
@@ -98,7 +99,8 @@ impl NodeState {
             return Ok(());
         }
         let list = doc.preference_list(store, key, config.n as usize);
-        if list.nodes[..list.n].contains(&self.identity.node_id) {
+        // An incoming replica of a membership change takes writes too.
+        if doc.is_home_or_incoming(self.identity.node_id, list.partition, usize::from(config.n)) {
             return Ok(());
         }
         Err(refuse(

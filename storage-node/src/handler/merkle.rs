@@ -15,7 +15,7 @@ use quire_shared::wire::{
     Entry, ErrorCode, ErrorReply, KeyDigest, Listing, NodeStats, PartitionDigest, Reply,
     StoreTotals,
 };
-use quire_shared::{Durability, Object, PreferenceList};
+use quire_shared::{Durability, Object};
 use std::sync::atomic::Ordering;
 
 /// Most keys a scan page examines: bounds how long one request holds a
@@ -24,7 +24,8 @@ const SCAN_EXAMINED_MAX: usize = 65_536;
 
 impl NodeState {
     /// Checks that `store` exists, `partition` is in range and this node
-    /// is one of its home replicas.
+    /// is one of its home replicas (or an incoming one, while a change
+    /// moves data: a transfer is checked by comparing digests).
     fn home_partition(&self, store: &str, partition: u32) -> Result<(), ErrorReply> {
         let doc = self.membership().ok_or_else(|| {
             refuse(
@@ -47,8 +48,7 @@ impl NodeState {
                 ),
             ));
         }
-        let list = PreferenceList::walk(&doc.owners, partition, usize::from(config.n));
-        if list.home().contains(&self.identity.node_id) {
+        if doc.is_home_or_incoming(self.identity.node_id, partition, usize::from(config.n)) {
             return Ok(());
         }
         Err(refuse(

@@ -16,6 +16,7 @@ mod data;
 mod hints;
 mod membership;
 mod merkle;
+mod transfer;
 
 use crate::config::Limits;
 use crate::storage::{Identity, Storage, StorageError};
@@ -176,6 +177,14 @@ impl NodeState {
             Request::DeleteIfEqual { store, key, object } => {
                 self.delete_if_equal(&store, &key, object).await
             }
+            Request::TransferState { store, partition } => {
+                self.transfer_state(&store, partition)
+            }
+            Request::TransferMark {
+                store,
+                partition,
+                progress,
+            } => self.transfer_mark(&store, partition, progress).await,
         }
     }
 }

@@ -11,7 +11,8 @@
 //! Format 1 of the membership document predates per-store object limits
 //! (protocol 1); its stores decode with the default limits. Format 2
 //! (protocols 2 and 3) predates the tombstone grace period; its stores
-//! keep their object limits and get the default grace.
+//! keep their object limits and get the default grace. Format 3
+//! (protocols 4 and 5) predates membership change: nothing is pending.
 
 use quire_shared::ids::ClusterId;
 use quire_shared::{
@@ -19,10 +20,13 @@ use quire_shared::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Decodes a stored membership record: format `current`, 2 or 1.
+/// Decodes a stored membership record: format `current`, 3, 2 or 1.
 pub(super) fn decode_membership(record: &[u8], current: u8) -> Option<Membership> {
     match record.split_first()? {
         (&format, body) if format == current => postcard::from_bytes(body).ok(),
+        (3, body) => postcard::from_bytes::<MembershipOf<StoreConfig>>(body)
+            .ok()
+            .map(Membership::from),
         (2, body) => postcard::from_bytes::<MembershipOf<StoreConfigV2>>(body)
             .ok()
             .map(Membership::from),
@@ -97,8 +101,8 @@ impl From<StoreConfigV2> for StoreConfig {
     }
 }
 
-/// The membership document as formats 1 and 2 stored it, with their
-/// store shape `S` (the rest of the document has not changed).
+/// The membership document as formats 1 to 3 stored it, with their
+/// store shape `S`: no pending owners.
 #[derive(Serialize, Deserialize)]
 struct MembershipOf<S> {
     cluster_id: ClusterId,
@@ -118,6 +122,7 @@ impl<S: Into<StoreConfig>> From<MembershipOf<S>> for Membership {
             members: old.members,
             stores: old.stores.into_iter().map(Into::into).collect(),
             owners: old.owners,
+            pending: None,
         }
     }
 }

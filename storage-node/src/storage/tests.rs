@@ -43,6 +43,8 @@ fn expected_v1_document() -> Membership {
     )
     .expect("valid");
     doc.epoch = 7;
+    // Round robin, as the claim of those binaries laid the ring out.
+    doc.owners = [0x1111, 0x2222, 0x1111, 0x2222].map(NodeId).to_vec();
     doc
 }
 
@@ -205,4 +207,27 @@ fn hint_pages_are_bounded_by_bytes_and_hold_at_least_one_hint() {
     let pages = all_pages(&storage, home, 1000, 10);
     assert_eq!(pages.len(), 10);
     assert!(pages.iter().all(|p| p.hints.len() == 1));
+}
+
+/// A membership document as protocol-4 and -5 nodes stored it (format
+/// byte 3): the current encoding of a document with nothing pending,
+/// without its last byte (the `None` of `pending`, which format 3 lacked).
+#[test]
+fn a_membership_document_of_format_3_decodes_with_nothing_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut doc = expected_v1_document();
+    doc.epoch = 9;
+    {
+        let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+        let current = postcard::to_allocvec(&doc).unwrap();
+        assert_eq!(current.last(), Some(&0), "pending: None encodes as 0");
+        let mut record = vec![3u8];
+        record.extend_from_slice(&current[..current.len() - 1]);
+        let mut txn = storage.env.begin_rw_txn().unwrap();
+        txn.put(storage.meta, &META_MEMBERSHIP, &record, WriteFlags::empty())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+    assert_eq!(storage.membership().unwrap(), Some(doc));
 }

@@ -198,6 +198,18 @@ pub(super) fn apply(
             }
             Ok(WriteOutcome::Deleted(true))
         }
+        WriteOp::TransferMark {
+            store,
+            partition,
+            progress,
+        } => {
+            let held = txn.get_transfer(store, *partition)?;
+            if held.change > progress.change {
+                return Ok(WriteOutcome::Transfer(held));
+            }
+            txn.put_transfer(store, *partition, progress)?;
+            Ok(WriteOutcome::Transfer(progress.clone()))
+        }
         WriteOp::Membership { doc, base } => {
             let current = txn.get_membership()?;
             match replica::accept_membership(current.as_ref(), doc, *base) {

@@ -35,7 +35,7 @@ use apply::{apply, Actors};
 use failstop::FailStop;
 use flusher::Flusher;
 use quire_shared::dvvset::VersionVector;
-use quire_shared::wire::ErrorCode;
+use quire_shared::wire::{ErrorCode, TransferProgress};
 use quire_shared::{
     ActorId, ConflictPolicy, Membership, MembershipVersion, NodeId, Object, StoreLimits, Value,
 };
@@ -101,6 +101,16 @@ pub enum WriteOp {
         /// The object the reaper saw on every home replica.
         object: Object,
     },
+    /// Record transfer progress for a partition this node receives, unless
+    /// progress of a later change is held.
+    TransferMark {
+        /// Store name.
+        store: String,
+        /// Partition.
+        partition: u32,
+        /// The progress to record.
+        progress: TransferProgress,
+    },
     /// Keep an offered membership document if the rule
     /// ([`quire_shared::replica::accept_membership`]) takes it; decided in
     /// the write transaction, so two offers cannot both pass a
@@ -130,6 +140,8 @@ pub enum WriteOutcome {
     Dropped(u32),
     /// Whether a conditional delete removed the key.
     Deleted(bool),
+    /// The transfer progress held after a mark.
+    Transfer(TransferProgress),
     /// The write was refused for what it would have stored (a limit, a
     /// dot this node never issued); nothing of it was stored, and the rest
     /// of its batch is unaffected.

@@ -1,0 +1,200 @@
+//! Documents: validation, claims, and staged changes.
+
+use super::*;
+
+fn members(k: u64) -> Vec<Member> {
+    (1..=k)
+        .map(|id| Member {
+            id: NodeId(id * 1000),
+            addr: format!("127.0.0.1:{}", 7000 + id),
+            zone: "z".into(),
+            weight: 1,
+        })
+        .collect()
+}
+
+fn store(n: u8, r: u8, w: u8) -> StoreConfig {
+    StoreConfig {
+        name: "default".into(),
+        n,
+        r,
+        w,
+        durability: Durability::Sync,
+        policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
+    }
+}
+
+#[test]
+fn a_valid_document_is_accepted() {
+    let doc = Membership::new(ClusterId(9), 64, members(3), vec![store(3, 2, 2)]).unwrap();
+    assert_eq!(doc.owners.len(), 64);
+    let list = doc.preference_list("default", b"k", 3);
+    assert_eq!(list.home().len(), 3);
+}
+
+#[test]
+fn invalid_documents_are_refused() {
+    assert_eq!(
+        Membership::new(ClusterId(9), 63, members(3), vec![]).unwrap_err(),
+        MembershipError::BadPartitionCount(63)
+    );
+    assert!(matches!(
+        Membership::new(ClusterId(9), 64, members(2), vec![store(3, 2, 2)]).unwrap_err(),
+        MembershipError::BadQuorum { .. }
+    ));
+    assert!(matches!(
+        Membership::new(ClusterId(9), 64, members(3), vec![store(3, 0, 2)]).unwrap_err(),
+        MembershipError::BadQuorum { .. }
+    ));
+    let mut dup = members(2);
+    dup[1].addr = dup[0].addr.clone();
+    assert!(matches!(
+        Membership::new(ClusterId(9), 64, dup, vec![]).unwrap_err(),
+        MembershipError::DuplicateMember(_)
+    ));
+    assert_eq!(
+        Membership::new(ClusterId(9), 64, vec![], vec![]).unwrap_err(),
+        MembershipError::NoMembers
+    );
+    let mut loose = store(3, 2, 2);
+    loose.limits.siblings_warn = loose.limits.siblings_max + 1;
+    assert!(matches!(
+        Membership::new(ClusterId(9), 64, members(3), vec![loose]).unwrap_err(),
+        MembershipError::BadStoreLimits { .. }
+    ));
+}
+
+fn member(id: u64) -> Member {
+    Member {
+        id: NodeId(id * 1000),
+        addr: format!("127.0.0.1:{}", 7000 + id),
+        zone: "z".into(),
+        weight: 1,
+    }
+}
+
+fn three() -> Membership {
+    Membership::new(ClusterId(9), 64, members(3), vec![store(3, 2, 2)]).unwrap()
+}
+
+fn moved(doc: &Membership) -> usize {
+    let pending = &doc.pending.as_ref().expect("a change is pending").owners;
+    doc.owners
+        .iter()
+        .zip(pending)
+        .filter(|(a, b)| a != b)
+        .count()
+}
+
+#[test]
+fn a_join_moves_about_its_share_to_the_new_node_only() {
+    let doc = three();
+    let next = doc.plan(&[Change::Join(member(4))]).unwrap();
+    assert_eq!(next.epoch, doc.epoch + 1);
+    assert_eq!(next.pending.as_ref().unwrap().since, next.epoch);
+    assert_eq!(next.owners, doc.owners, "reads keep to today's owners");
+    assert!(moved(&next) <= 16, "moved {} of 64", moved(&next));
+    assert_eq!(next.state_of(NodeId(4000)), MemberState::Joining);
+    assert_eq!(next.state_of(NodeId(1000)), MemberState::Member);
+    let transfers = next.transfers();
+    assert!(!transfers.is_empty());
+    assert!(transfers.iter().all(|t| t.to == NodeId(4000)));
+    assert!(transfers.iter().all(|t| t.from.len() == 3));
+    for t in &transfers {
+        assert!(next.is_home_or_incoming(NodeId(4000), t.partition, 3));
+    }
+    // One change at a time.
+    assert_eq!(
+        next.plan(&[Change::Leave(NodeId(1000))]).unwrap_err(),
+        ChangeError::ChangeInProgress(next.epoch)
+    );
+    let flipped = next.flip().unwrap();
+    assert_eq!(flipped.epoch, next.epoch + 1);
+    assert_eq!(flipped.owners, next.pending.unwrap().owners);
+    assert_eq!(flipped.state_of(NodeId(4000)), MemberState::Member);
+    assert!(flipped.transfers().is_empty());
+    assert_eq!(flipped.partitions_owned(NodeId(4000)), (16, 16));
+}
+
+#[test]
+fn a_leave_moves_only_the_leavers_partitions_and_leaves_it_idle() {
+    let four = three()
+        .plan(&[Change::Join(member(4))])
+        .unwrap()
+        .flip()
+        .unwrap();
+    let next = four.plan(&[Change::Leave(NodeId(2000))]).unwrap();
+    assert_eq!(next.state_of(NodeId(2000)), MemberState::Leaving);
+    let own = four.partitions_owned(NodeId(2000)).0;
+    assert_eq!(moved(&next), own, "only its own partitions move");
+    assert!(next.transfers().iter().all(|t| t.to != NodeId(2000)));
+    let after = next.flip().unwrap();
+    assert_eq!(after.state_of(NodeId(2000)), MemberState::Idle);
+    assert_eq!(after.partitions_owned(NodeId(2000)), (0, 0));
+    assert!(after.member(NodeId(2000)).is_some(), "kept until its data is handed off");
+    // An idle member may come back.
+    let back = after.plan(&[Change::Join(member(2))]).unwrap();
+    assert_eq!(back.state_of(NodeId(2000)), MemberState::Joining);
+}
+
+#[test]
+fn a_replace_hands_exactly_the_old_nodes_partitions_to_the_new_one() {
+    let doc = three();
+    let next = doc
+        .plan(&[Change::Replace {
+            old: NodeId(3000),
+            new: member(5),
+        }])
+        .unwrap();
+    let pending = &next.pending.as_ref().unwrap().owners;
+    for (now, then) in doc.owners.iter().zip(pending) {
+        let expected = if *now == NodeId(3000) { NodeId(5000) } else { *now };
+        assert_eq!(*then, expected);
+    }
+    assert!(next.transfers().iter().all(|t| t.to == NodeId(5000)));
+    assert_eq!(next.state_of(NodeId(3000)), MemberState::Leaving);
+}
+
+#[test]
+fn a_reweight_moves_what_the_weights_require() {
+    let four = three()
+        .plan(&[Change::Join(member(4))])
+        .unwrap()
+        .flip()
+        .unwrap();
+    let next = four
+        .plan(&[Change::Reweight {
+            node: NodeId(4000),
+            weight: 0,
+        }])
+        .unwrap();
+    assert_eq!(next.partitions_owned(NodeId(4000)), (16, 0));
+    assert_eq!(next.member(NodeId(4000)).unwrap().weight, 0);
+}
+
+#[test]
+fn impossible_changes_are_refused_with_a_reason() {
+    let doc = three();
+    assert_eq!(
+        doc.plan(&[Change::Leave(NodeId(77))]).unwrap_err(),
+        ChangeError::NotServing(NodeId(77))
+    );
+    assert!(matches!(
+        doc.plan(&[Change::Join(member(1))]).unwrap_err(),
+        ChangeError::AlreadyMember(_)
+    ));
+    let mut same_addr = member(9);
+    same_addr.addr = member(1).addr;
+    assert!(matches!(
+        doc.plan(&[Change::Join(same_addr)]).unwrap_err(),
+        ChangeError::AlreadyMember(_)
+    ));
+    let all: Vec<Change> = (1..=3).map(|i| Change::Leave(NodeId(i * 1000))).collect();
+    assert_eq!(doc.plan(&all).unwrap_err(), ChangeError::NoneLeft);
+    // N = 3 needs three nodes owning partitions.
+    assert!(matches!(
+        doc.plan(&[Change::Leave(NodeId(1000))]).unwrap_err(),
+        ChangeError::Invalid(MembershipError::BadQuorum { .. })
+    ));
+}
