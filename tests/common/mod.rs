@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
+pub mod netns;
 pub mod proxy;
 
 use quire::certs::ClusterCa;
