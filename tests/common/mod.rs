@@ -1,7 +1,8 @@
 //! Test harness: real nodes (LMDB in temp dirs, QUIC + mutual TLS on
 //! 127.0.0.1 port 0), started by the same launcher as `quire up`
 //! ([`quire::cluster::ClusterBuilder`]), in this process or as node
-//! processes, optionally each behind a fault proxy.
+//! processes, optionally each behind a fault proxy; or node processes on
+//! separate hosts made of network namespaces ([`netns`], [`netns_cluster`]).
 //!
 //! Nothing here stands in for a node: every request goes over a real QUIC
 //! connection to a real `quire_node` serving real LMDB.
@@ -10,6 +11,8 @@
 
 pub mod lazyfs;
 pub mod powerloss;
+pub mod netns;
+pub mod netns_cluster;
 pub mod proxy;
 
 use quire::certs::ClusterCa;
