@@ -65,7 +65,19 @@ pub struct ClusterCa {
 impl ClusterCa {
     /// A new self-signed CA named after the cluster.
     pub fn generate(cluster_name: &str) -> Result<Self, CertError> {
-        let key = KeyPair::generate()?;
+        Self::with_key(cluster_name, KeyPair::generate()?)
+    }
+
+    /// The CA of an existing cluster, from its key (`ca-key.pem`), to
+    /// issue more certificates (a node added later). The certificate is
+    /// made again from the key and the cluster's name; what it signs
+    /// verifies against the original `ca.pem`, since issuer name and key
+    /// are the same.
+    pub fn load(cluster_name: &str, key_pem: &str) -> Result<Self, CertError> {
+        Self::with_key(cluster_name, KeyPair::from_pem(key_pem)?)
+    }
+
+    fn with_key(cluster_name: &str, key: KeyPair) -> Result<Self, CertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(
             DnType::CommonName,

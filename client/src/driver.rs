@@ -44,8 +44,8 @@ pub struct Background {
     state: Arc<(AtomicUsize, Notify)>,
 }
 
-/// Held by a running pump; leaving counts it out.
-struct Working(Background);
+/// Held by running work; leaving counts it out.
+pub(crate) struct Working(Background);
 
 impl Drop for Working {
     fn drop(&mut self) {
@@ -57,7 +57,8 @@ impl Drop for Working {
 }
 
 impl Background {
-    fn enter(&self) -> Working {
+    /// Counts one more piece of work until the guard is dropped.
+    pub(crate) fn enter(&self) -> Working {
         self.state.0.fetch_add(1, Ordering::AcqRel);
         Working(self.clone())
     }

@@ -26,6 +26,7 @@
 //! - [`error`]: the SDK error type, [`ClientError`].
 
 pub mod admin;
+pub mod change;
 pub mod client;
 pub mod config;
 pub(crate) mod driver;
@@ -44,6 +45,7 @@ pub mod transport;
 #[cfg(not(feature = "testing"))]
 pub(crate) mod transport;
 
+pub use change::{TransferReport, TransferStatus};
 pub use client::{Client, ClientStats};
 pub use config::ClientConfig;
 pub use error::ClientError;

@@ -1,5 +1,7 @@
-//! Maintenance any client may run: hint delivery (Dynamo §4.6) and, a
-//! partition per interval, Merkle anti-entropy ([`crate::repair`]).
+//! Maintenance any client may run: hint delivery (Dynamo §4.6), a
+//! partition per interval of Merkle anti-entropy ([`crate::repair`]), and
+//! a few pages per interval of a membership change's transfers
+//! ([`crate::change`]).
 //!
 //! Stand-ins keep objects for home replicas that were down. A pass asks
 //! every node for the hints it holds for each other node (in pages the
@@ -16,6 +18,11 @@ use std::time::Duration;
 
 /// Hints asked for per page.
 const HINTS_PAGE: u32 = 256;
+
+/// Pages of a membership change's transfers copied per maintenance
+/// interval: the transfers' rate limit (a page is bounded by the source's
+/// frame limit).
+const TRANSFER_PAGES_PER_STEP: usize = 4;
 
 /// What one maintenance pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -84,6 +91,16 @@ impl Client {
                     tracing::info!(
                         keys = repair.tombstones_reaped,
                         "anti-entropy exchange reaped deleted keys"
+                    );
+                }
+                let moved = client.transfer_step(TRANSFER_PAGES_PER_STEP).await;
+                if moved.keys_copied > 0 || moved.flipped {
+                    tracing::info!(
+                        keys = moved.keys_copied,
+                        done = moved.done,
+                        left = moved.pending + moved.active,
+                        flipped = moved.flipped,
+                        "membership change transfer step"
                     );
                 }
                 let report = client.maintain_once().await;

@@ -217,6 +217,7 @@ impl Client {
                 self.request_timeout(),
                 Duration::from_millis(self.inner.config.timeouts.attempt_ms),
             )?;
+            let doc = plan.doc.clone();
             let outcome = match drive(machine, self.calls(plan.doc), |_: &PutMachine| {}).await {
                 Err(MachineError::Rejected(ErrorCode::NotOwner, message)) if !refreshed => {
                     tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
@@ -226,6 +227,7 @@ impl Client {
                 }
                 other => other?,
             };
+            self.copy_to_incoming(&doc, store, key, &outcome.object);
             return Ok(PutResult {
                 siblings: live_siblings(&outcome.object),
                 context: Context::for_key(store, key, outcome.object.join()),

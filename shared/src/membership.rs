@@ -5,9 +5,9 @@
 //! seed and compute preference lists from it. The epoch only grows, so the
 //! newest document wins wherever two meet.
 
+use crate::claim::{claim, Claimant};
 use crate::ids::ClusterId;
 use crate::limits::{valid_store_name, StoreLimits};
-use crate::claim::{claim, Claimant};
 use crate::ring::{self, NodeId, PreferenceList};
 use serde::{Deserialize, Serialize};
 
@@ -201,12 +201,7 @@ impl Membership {
         if !ring::valid_partition_count(partitions) {
             return Err(MembershipError::BadPartitionCount(partitions));
         }
-        let owners = claim(
-            &claimants(&members),
-            partitions,
-            target_n(&stores),
-            None,
-        );
+        let owners = claim(&claimants(&members), partitions, target_n(&stores), None);
         let doc = Self {
             cluster_id,
             epoch: 1,
@@ -341,7 +336,12 @@ fn claimants(members: &[Member]) -> Vec<Claimant> {
 /// The replica count a layout is built for: the largest `N` of the
 /// stores (3 before any store exists, as most stores will use it).
 fn target_n(stores: &[StoreConfig]) -> usize {
-    stores.iter().map(|s| usize::from(s.n)).max().unwrap_or(3).max(1)
+    stores
+        .iter()
+        .map(|s| usize::from(s.n))
+        .max()
+        .unwrap_or(3)
+        .max(1)
 }
 
 /// Distinct nodes in an owner table.

@@ -217,6 +217,47 @@ impl Layout {
         Ok(file)
     }
 
+    /// Adds the next node to an existing cluster directory: `node-K`
+    /// with a certificate from the cluster CA and a `node.toml` (listening
+    /// on the cluster's base port + K - 1, or any free port when the base
+    /// port is 0), and counts it in `cluster.toml`. The node is neither
+    /// started nor joined: `quire cluster join` does that.
+    pub fn add_node(&self) -> Result<(usize, SocketAddr), LayoutError> {
+        let mut file = self.read()?.ok_or_else(|| {
+            LayoutError::Mismatch(format!(
+                "{} holds no cluster (no cluster.toml): create one with `quire up`",
+                self.dir.display()
+            ))
+        })?;
+        let k = file.nodes + 1;
+        if file.base_port != 0 && usize::from(file.base_port) + k - 1 > usize::from(u16::MAX) {
+            return Err(LayoutError::Mismatch(format!(
+                "node {k} would listen above port 65535"
+            )));
+        }
+        let key_path = self.dir.join("ca-key.pem");
+        let key = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
+        let ca = ClusterCa::load(&file.cluster_id, &key)?;
+        let dir = self.node_dir(k);
+        std::fs::create_dir_all(dir.join("data")).map_err(io_err(&dir))?;
+        ca.node(&format!("quire-node-{k}"))?
+            .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
+        // The settings of node 1, so a node added later is configured as
+        // the ones before it.
+        let settings = self
+            .read_node_config(1)
+            .map(|c| NodeSettings {
+                limits: c.limits,
+                storage: c.storage,
+            })
+            .unwrap_or_default();
+        let listen = Self::listen_addr(k, file.base_port);
+        self.write_node_config_with(k, listen, &settings, Some(file.id()?))?;
+        file.nodes = k;
+        self.write_toml(&self.cluster_file(), &file)?;
+        Ok((k, listen))
+    }
+
     /// The address node K is configured to listen on.
     pub fn listen_addr(k: usize, base_port: u16) -> SocketAddr {
         let port = if base_port == 0 {

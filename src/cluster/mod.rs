@@ -337,6 +337,18 @@ impl LocalCluster {
         self.nodes.iter().filter_map(LocalNode::pid).collect()
     }
 
+    /// Adds a node to the cluster directory ([`Layout::add_node`]) and
+    /// starts it, launched as the others are; it is not a member until it
+    /// joins (`quire cluster join`, [`Client::commit_change`]).
+    pub async fn add_node(&mut self) -> Result<&mut LocalNode, ClusterError> {
+        let (k, _) = self.layout.add_node()?;
+        let launch = self.nodes[0].launch().clone();
+        let mut node = LocalNode::new(k, launch, self.layout.clone());
+        node.start().await?;
+        self.nodes.push(node);
+        Ok(self.nodes.last_mut().expect("just pushed"))
+    }
+
     /// Stops every node cleanly.
     pub async fn stop_all(&mut self) {
         for n in &mut self.nodes {

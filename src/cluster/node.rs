@@ -123,6 +123,12 @@ impl LocalNode {
         }
     }
 
+    /// How the node is run (in this process, or as a process of which
+    /// binary).
+    pub(super) fn launch(&self) -> &Launch {
+        &self.launch
+    }
+
     /// Whether the node runs (a process that exited by itself counts as
     /// stopped only after [`LocalNode::exited`] saw it).
     pub fn running(&self) -> bool {

@@ -370,7 +370,11 @@ impl WriteTxn<'_> {
     }
 
     /// The transfer progress recorded for `store`'s `partition`.
-    pub fn get_transfer(&self, store: &str, partition: u32) -> Result<TransferProgress, StorageError> {
+    pub fn get_transfer(
+        &self,
+        store: &str,
+        partition: u32,
+    ) -> Result<TransferProgress, StorageError> {
         get_transfer_in(&self.txn, self.storage.meta, store, partition)
     }
 

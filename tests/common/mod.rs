@@ -10,9 +10,9 @@
 #![allow(dead_code)] // each test binary uses part of the harness
 
 pub mod lazyfs;
-pub mod powerloss;
 pub mod netns;
 pub mod netns_cluster;
+pub mod powerloss;
 pub mod proxy;
 
 use quire::certs::ClusterCa;

@@ -12,7 +12,8 @@ use super::calls::{push_membership, stored_document, Refusal};
 use super::AdminError;
 use crate::client::Client;
 use crate::transport::Transport;
-use quire_shared::{Membership, MembershipError, StoreConfig};
+use quire_shared::{Change, Member, Membership, MembershipError, MembershipVersion, StoreConfig};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How often a change is re-applied after conflicts before giving up.
@@ -165,5 +166,98 @@ impl Client {
         let result = change_membership(self.transport(), &self.membership(), change).await?;
         self.refresh_membership().await;
         Ok(result)
+    }
+
+    /// Commits staged membership changes: the document [`Membership::plan`]
+    /// makes of them, offered with compare-and-set, if the members still
+    /// hold `planned_on` (the document the operator was shown the plan
+    /// for); otherwise [`AdminError::Replan`]. Of two concurrent commits
+    /// one wins; the other finds the cluster changed and must re-plan.
+    pub async fn commit_change(
+        &self,
+        changes: &[Change],
+        planned_on: MembershipVersion,
+    ) -> Result<(Membership, Vec<String>), AdminError> {
+        let ours: Mutex<Option<Membership>> = Mutex::new(None);
+        let change = |newest: &Membership, offered: bool| {
+            let mine = ours.lock().expect("not poisoned").clone();
+            if let Some(mine) = mine.filter(|_| offered) {
+                // Ours went in if the newest document is ours (or was built
+                // on it: the same pending change and members).
+                if newest.pending == mine.pending && newest.members == mine.members {
+                    return Ok(Step::Done);
+                }
+            }
+            if newest.version() != planned_on {
+                return Err(AdminError::Replan {
+                    planned: planned_on.epoch,
+                    now: newest.epoch,
+                });
+            }
+            let next = newest.plan(changes)?;
+            *ours.lock().expect("not poisoned") = Some(next.clone());
+            Ok(Step::Next(next))
+        };
+        let known = self.membership();
+        let result = change_membership(self.transport(), &known, change).await?;
+        self.refresh_membership().await;
+        Ok(result)
+    }
+
+    /// Flips the pending change committed in epoch `change`: its pending
+    /// owners become the owners in a new epoch. True when this call
+    /// flipped it; false when it was flipped already or another change is
+    /// pending.
+    pub async fn flip_change(&self, change: u64) -> Result<bool, AdminError> {
+        let flipped = Mutex::new(false);
+        let step = |newest: &Membership, offered: bool| match &newest.pending {
+            Some(p) if p.since == change => {
+                let next = newest.flip().expect("a change is pending");
+                *flipped.lock().expect("not poisoned") = true;
+                Ok(Step::Next(next))
+            }
+            // Flipped by us in an earlier attempt, or by someone else.
+            _ if offered => Ok(Step::Done),
+            _ => {
+                *flipped.lock().expect("not poisoned") = false;
+                Ok(Step::Done)
+            }
+        };
+        let known = self.membership();
+        // Everyone who held the pending document hears of the flip,
+        // members that now own nothing included.
+        change_membership(self.transport(), &known, step).await?;
+        self.refresh_membership().await;
+        let flipped = *flipped.lock().expect("not poisoned");
+        Ok(flipped)
+    }
+
+    /// The member a `quire cluster join ADDR` adds: the node running at
+    /// `addr` (its id from `Hello`, waiting up to `wait` for it to
+    /// answer), with `zone` and `weight`. Refused when the node belongs to
+    /// another cluster.
+    pub async fn member_at(
+        &self,
+        addr: &str,
+        zone: &str,
+        weight: u32,
+        wait: Duration,
+    ) -> Result<Member, AdminError> {
+        let deadline = std::time::Instant::now() + wait;
+        let (id, _, theirs) = super::form::hello(self.transport(), addr, deadline).await?;
+        let ours = self.membership().cluster_id;
+        if let Some(theirs) = theirs.filter(|t| *t != ours) {
+            return Err(AdminError::WrongCluster {
+                addr: addr.to_owned(),
+                theirs,
+                ours,
+            });
+        }
+        Ok(Member {
+            id,
+            addr: addr.to_owned(),
+            zone: zone.to_owned(),
+            weight,
+        })
     }
 }

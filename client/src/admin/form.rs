@@ -17,7 +17,7 @@ fn ids(list: impl Iterator<Item = NodeId>) -> String {
     v.join(", ")
 }
 
-async fn hello(
+pub(super) async fn hello(
     transport: &Transport,
     addr: &str,
     deadline: Instant,

@@ -70,6 +70,18 @@ pub enum AdminError {
     /// Too few nodes took the changed document.
     #[error("the new membership document was not taken by a majority of the members: {0}")]
     NotAccepted(String),
+    /// Staged changes cannot be applied to the cluster as it is.
+    #[error(transparent)]
+    Change(#[from] quire_shared::ChangeError),
+    /// The cluster changed since the plan was made: what was shown is not
+    /// what a commit would do.
+    #[error("the cluster changed since the plan (planned on epoch {planned}, now epoch {now}); run `quire cluster plan` again and check what moves")]
+    Replan {
+        /// The epoch the plan was made on.
+        planned: u64,
+        /// The epoch the members hold now.
+        now: u64,
+    },
     /// Other changes kept winning the compare-and-set.
     #[error(
         "gave up after {attempts} attempts: other membership changes kept coming first; retry"

@@ -41,13 +41,13 @@ pub(super) struct Scan<T> {
 
 /// What an exchange learnt about a partition's home replicas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Exchanged {
+pub(crate) struct Exchanged {
     /// Every home replica answered every digest request (the
     /// precondition for reaping the partition's tombstones).
-    pub(super) all_answered: bool,
+    pub(crate) all_answered: bool,
     /// Some home replica holds a tombstone-only key of the partition, so
     /// reaping has something to look at.
-    pub(super) tombstones: bool,
+    pub(crate) tombstones: bool,
 }
 
 /// A page of a scan: its keys and the cursor to go on from.
@@ -108,7 +108,7 @@ impl Client {
     }
 
     /// Runs the exchange for `store`'s `partition` between `homes`.
-    pub(super) async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         store: &StoreConfig,
         partition: u32,
@@ -186,7 +186,7 @@ impl Client {
         (store, partition): (&str, u32),
         (segments, tombstones_only, listing): (&[u16], bool, Listing),
         report: &mut RepairReport,
-        page: impl Fn(Reply) -> Result<Page<T>, Reply>,
+        page: impl Fn(Reply) -> Option<Page<T>>,
     ) -> Scan<T> {
         let mut out = Scan {
             entries: Vec::new(),
@@ -203,7 +203,7 @@ impl Client {
                 after: after.take(),
             };
             match self.repair_call(node, &request, report).await.map(&page) {
-                Ok(Ok((entries, next))) => {
+                Ok(Some((entries, next))) => {
                     out.entries.extend(entries);
                     match next {
                         Some(n) => after = Some(n),
@@ -213,8 +213,11 @@ impl Client {
                         }
                     }
                 }
-                Ok(Err(other)) => {
-                    report.failed(node, Ok(other));
+                Ok(None) => {
+                    report.unreachable.push(format!(
+                        "{}: answered a scan with an unexpected reply",
+                        node.addr
+                    ));
                     break;
                 }
                 Err(e) => {
@@ -239,8 +242,8 @@ impl Client {
     ) -> Scan<Entry> {
         let what = (segments, tombstones_only, Listing::Objects);
         self.scan_pages(node, (store, partition), what, report, |r| match r {
-            Reply::Segment { entries, next } => Ok((entries, next)),
-            other => Err(other),
+            Reply::Segment { entries, next } => Some((entries, next)),
+            _ => None,
         })
         .await
     }
@@ -256,8 +259,8 @@ impl Client {
     ) -> Scan<KeyDigest> {
         let what = (segments, false, Listing::Digests);
         self.scan_pages(node, (store, partition), what, report, |r| match r {
-            Reply::SegmentDigests { keys, next } => Ok((keys, next)),
-            other => Err(other),
+            Reply::SegmentDigests { keys, next } => Some((keys, next)),
+            _ => None,
         })
         .await
     }

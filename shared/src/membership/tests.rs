@@ -132,7 +132,10 @@ fn a_leave_moves_only_the_leavers_partitions_and_leaves_it_idle() {
     let after = next.flip().unwrap();
     assert_eq!(after.state_of(NodeId(2000)), MemberState::Idle);
     assert_eq!(after.partitions_owned(NodeId(2000)), (0, 0));
-    assert!(after.member(NodeId(2000)).is_some(), "kept until its data is handed off");
+    assert!(
+        after.member(NodeId(2000)).is_some(),
+        "kept until its data is handed off"
+    );
     // An idle member may come back.
     let back = after.plan(&[Change::Join(member(2))]).unwrap();
     assert_eq!(back.state_of(NodeId(2000)), MemberState::Joining);
@@ -149,7 +152,11 @@ fn a_replace_hands_exactly_the_old_nodes_partitions_to_the_new_one() {
         .unwrap();
     let pending = &next.pending.as_ref().unwrap().owners;
     for (now, then) in doc.owners.iter().zip(pending) {
-        let expected = if *now == NodeId(3000) { NodeId(5000) } else { *now };
+        let expected = if *now == NodeId(3000) {
+            NodeId(5000)
+        } else {
+            *now
+        };
         assert_eq!(*then, expected);
     }
     assert!(next.transfers().iter().all(|t| t.to == NodeId(5000)));

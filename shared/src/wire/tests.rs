@@ -128,12 +128,13 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Stats),
         ("[a-z]{1,8}", any::<u32>())
             .prop_map(|(store, partition)| Request::TransferState { store, partition }),
-        ("[a-z]{1,8}", any::<u32>(), progress())
-            .prop_map(|(store, partition, progress)| Request::TransferMark {
+        ("[a-z]{1,8}", any::<u32>(), progress()).prop_map(|(store, partition, progress)| {
+            Request::TransferMark {
                 store,
                 partition,
-                progress
-            }),
+                progress,
+            }
+        }),
         ("[a-z]{1,8}", key.clone(), object())
             .prop_map(|(store, key, object)| { Request::DeleteIfEqual { store, key, object } }),
     ]

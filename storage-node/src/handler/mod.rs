@@ -177,9 +177,7 @@ impl NodeState {
             Request::DeleteIfEqual { store, key, object } => {
                 self.delete_if_equal(&store, &key, object).await
             }
-            Request::TransferState { store, partition } => {
-                self.transfer_state(&store, partition)
-            }
+            Request::TransferState { store, partition } => self.transfer_state(&store, partition),
             Request::TransferMark {
                 store,
                 partition,

@@ -1,0 +1,79 @@
+//! Membership change, the SDK's side: writes reach incoming replicas,
+//! maintenance moves the data, and the change flips when it has moved.
+//!
+//! A committed change leaves `pending` owners in the membership document
+//! ([`quire_shared::membership`]). While it is there:
+//!
+//! - every successful write is also sent (`Replicate`, in the background,
+//!   not counted towards `W`) to the key's incoming replicas, so a copy
+//!   made by a transfer does not fall behind the writes that follow it;
+//! - maintenance ([`Client::transfer_step`], run by `quire maintain`, the
+//!   loop of `quire up` and any application's maintenance task) copies
+//!   each partition from a current home replica to each incoming one, a
+//!   page at a time, recording progress on the receiver so that whoever
+//!   runs the transfer next resumes where it stopped;
+//! - once every transfer is done, one exchange per moving partition
+//!   between its current and incoming replicas repairs whatever a page
+//!   raced with, and the change flips: a new epoch with the pending owners
+//!   as owners (compare-and-set, so of two clients flipping one wins and
+//!   the other finds it done).
+//!
+//! Reads use the current owners until the flip, so a transfer in progress
+//! is never read from.
+//!
+//! # Layout
+//!
+//! - this file: copies of writes to incoming replicas;
+//! - `transfer`: the transfers, their report, and the flip.
+
+mod transfer;
+
+pub use transfer::{TransferReport, TransferStatus};
+
+use crate::client::Client;
+use quire_shared::wire::{Reply, Request};
+use quire_shared::{Membership, Object};
+use std::sync::Arc;
+
+impl Client {
+    /// Sends a written object to the key's incoming replicas, if a change
+    /// is moving its partition: in the background (a short-lived process
+    /// waits for it in [`Client::settle`]), never counted towards `W`. A
+    /// copy that fails is made up for by the transfer's closing exchange.
+    pub(crate) fn copy_to_incoming(
+        &self,
+        doc: &Arc<Membership>,
+        store: &str,
+        key: &[u8],
+        object: &Object,
+    ) {
+        let Some(config) = doc.store(store) else {
+            return;
+        };
+        let partition = doc.partition_of(store, key);
+        for node in doc.incoming(partition, usize::from(config.n)) {
+            let Some(member) = doc.member(node) else {
+                continue;
+            };
+            let request = Request::Replicate {
+                store: store.to_owned(),
+                key: key.to_vec(),
+                object: object.clone(),
+                hint: None,
+            };
+            let (client, addr) = (self.clone(), member.addr.clone());
+            let working = self.inner.background.enter();
+            tokio::spawn(async move {
+                let _working = working;
+                let answer = client
+                    .transport()
+                    .call(&addr, &request, client.request_timeout())
+                    .await;
+                client.observe(node, answer.as_ref());
+                if !matches!(answer.map(|r| r.result), Ok(Ok(Reply::Stored(_)))) {
+                    tracing::debug!(%addr, "copy to an incoming replica failed; the transfer's exchange makes up for it");
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Moving a partition to an incoming replica, and flipping the change once
+//! every partition has moved.
+//!
+//! A transfer copies `store`'s `partition` from a current home replica to
+//! an incoming one: a `ScanSegment` page (objects, bounded by the source's
+//! frame limit), every key of it `Replicate`d into the receiver (a `sync`,
+//! so a copy never replaces a newer write that reached the receiver
+//! directly), then `TransferMark` on the receiver with the page's cursor.
+//! The cursor lives on the receiver: a transfer interrupted anywhere (this
+//! client, the source, the receiver) resumes from the last page marked,
+//! so at most one page is sent twice.
+
+use super::super::repair::RepairReport;
+use crate::client::Client;
+use quire_shared::wire::{
+    encode_frame, Entry, Listing, Reply, Request, Response, TransferProgress, FRAME_HEADER_BYTES,
+};
+use quire_shared::{Member, Membership, NodeId, Transfer};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// `Replicate` requests of one page in flight at once.
+const PAGE_PARALLEL: usize = 16;
+
+/// Where one transfer stands.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TransferStatus {
+    /// Store name.
+    pub store: String,
+    /// Partition.
+    pub partition: u32,
+    /// The incoming replica.
+    pub to: NodeId,
+    /// `pending` (not started), `active`, `done`, or `unknown` (the
+    /// receiver did not answer).
+    pub state: &'static str,
+    /// Keys copied so far.
+    pub keys: u64,
+    /// Bytes of objects copied so far.
+    pub bytes: u64,
+}
+
+/// What a transfer step did, and where the change stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TransferReport {
+    /// The change under way (the epoch it was committed in); `None` when
+    /// nothing moves.
+    pub change: Option<u64>,
+    /// Transfers not started.
+    pub pending: u64,
+    /// Transfers started and not done.
+    pub active: u64,
+    /// Transfers done.
+    pub done: u64,
+    /// Bytes of objects copied so far, over every transfer.
+    pub bytes: u64,
+    /// Keys this step copied.
+    pub keys_copied: u64,
+    /// Keys the closing exchanges repaired (what copies of live writes and
+    /// pages raced with); 0 when the transfers alone moved everything.
+    pub keys_repaired_at_close: u64,
+    /// True when this step flipped the change (the pending owners now own).
+    pub flipped: bool,
+    /// Each transfer.
+    pub transfers: Vec<TransferStatus>,
+    /// Nodes that could not be asked, with why.
+    pub unreachable: Vec<String>,
+}
+
+impl TransferReport {
+    /// Counts `status` into the totals.
+    fn count(&mut self, status: TransferStatus) {
+        match status.state {
+            "done" => self.done += 1,
+            "active" => self.active += 1,
+            _ => self.pending += 1,
+        }
+        self.bytes += status.bytes;
+        self.transfers.push(status);
+    }
+
+    /// True when nothing is left to move.
+    pub fn is_idle(&self) -> bool {
+        self.pending == 0 && self.active == 0
+    }
+}
+
+/// The progress `progress` means for change `change`.
+fn state_of(progress: &TransferProgress, change: u64) -> &'static str {
+    match progress {
+        p if p.change != change => "pending",
+        p if p.done => "done",
+        _ => "active",
+    }
+}
+
+impl Client {
+    /// One request of a transfer; a refusal or failure is the error.
+    async fn transfer_call(&self, node: &Member, request: &Request) -> Result<Reply, String> {
+        let answer = self
+            .transport()
+            .call(&node.addr, request, self.request_timeout())
+            .await;
+        self.observe(node.id, answer.as_ref());
+        match answer {
+            Ok(Response { result: Ok(r), .. }) => {
+                r.validated().map_err(|e| format!("malformed reply: {e}"))
+            }
+            Ok(Response { result: Err(e), .. }) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// What the receiver of `t` recorded.
+    async fn progress_of(
+        &self,
+        doc: &Membership,
+        t: &Transfer,
+    ) -> Result<TransferProgress, String> {
+        let to = doc.member(t.to).ok_or("receiver not in membership")?;
+        let ask = Request::TransferState {
+            store: t.store.clone(),
+            partition: t.partition,
+        };
+        match self.transfer_call(to, &ask).await {
+            Ok(Reply::Transfer(p)) => Ok(p),
+            Ok(other) => Err(format!("{}: unexpected answer {other:?}", to.addr)),
+            Err(e) => Err(format!("{}: {e}", to.addr)),
+        }
+    }
+
+    /// Where every transfer of the pending change stands, as the receivers
+    /// recorded it (`quire cluster transfers`).
+    pub async fn transfers(&self) -> TransferReport {
+        let doc = self.membership();
+        let Some(change) = doc.pending.as_ref().map(|p| p.since) else {
+            return TransferReport::default();
+        };
+        let mut report = TransferReport {
+            change: Some(change),
+            ..TransferReport::default()
+        };
+        for t in doc.transfers() {
+            let (state, p) = match self.progress_of(&doc, &t).await {
+                Ok(p) => (state_of(&p, change), p),
+                Err(e) => {
+                    report.unreachable.push(e);
+                    ("unknown", TransferProgress::default())
+                }
+            };
+            report.count(TransferStatus {
+                store: t.store,
+                partition: t.partition,
+                to: t.to,
+                state,
+                keys: p.keys,
+                bytes: p.bytes,
+            });
+        }
+        report
+    }
+
+    /// Moves data for the pending change, at most `pages_max` pages in
+    /// this step (the rate limit: maintenance takes a step per interval);
+    /// once every transfer is done, closes each moving partition with an
+    /// exchange between its current and incoming replicas and flips the
+    /// change.
+    pub async fn transfer_step(&self, pages_max: usize) -> TransferReport {
+        let doc = self.membership();
+        let Some(change) = doc.pending.as_ref().map(|p| p.since) else {
+            return TransferReport::default();
+        };
+        let mut budget = pages_max;
+        let mut copied = 0;
+        let mut unreachable = Vec::new();
+        for t in doc.transfers() {
+            if budget == 0 {
+                break;
+            }
+            match self.run_transfer(&doc, &t, change, &mut budget).await {
+                Ok(keys) => copied += keys,
+                Err(e) => unreachable.push(e),
+            }
+        }
+        let mut report = self.transfers().await;
+        report.keys_copied = copied;
+        report.unreachable.extend(unreachable);
+        if report.is_idle() && report.unreachable.is_empty() && report.change == Some(change) {
+            let (flipped, repaired) = self.close_and_flip(&doc, change).await;
+            report.flipped = flipped;
+            report.keys_repaired_at_close = repaired;
+        }
+        report
+    }
+
+    /// Copies pages of `t` while `budget` lasts; returns the keys copied.
+    async fn run_transfer(
+        &self,
+        doc: &Membership,
+        t: &Transfer,
+        change: u64,
+        budget: &mut usize,
+    ) -> Result<u64, String> {
+        let to = doc
+            .member(t.to)
+            .ok_or("receiver not in membership")?
+            .clone();
+        let mut progress = self.progress_of(doc, t).await?;
+        if progress.change != change {
+            progress = TransferProgress {
+                change,
+                ..TransferProgress::default()
+            };
+        }
+        let mut copied = 0;
+        while !progress.done && *budget > 0 {
+            *budget -= 1;
+            let (entries, next) = self.source_page(doc, t, progress.after.clone()).await?;
+            let bytes: u64 = entries
+                .iter()
+                .map(|e| (encode_frame(&e.object).len() - FRAME_HEADER_BYTES) as u64)
+                .sum();
+            let keys = entries.len() as u64;
+            self.replicate_page(&to, &t.store, entries).await?;
+            progress.keys += keys;
+            progress.bytes += bytes;
+            progress.done = next.is_none();
+            progress.after = next;
+            let mark = Request::TransferMark {
+                store: t.store.clone(),
+                partition: t.partition,
+                progress: progress.clone(),
+            };
+            match self.transfer_call(&to, &mark).await {
+                Ok(Reply::Transfer(held)) if held == progress => copied += keys,
+                Ok(other) => return Err(format!("{}: mark not kept: {other:?}", to.addr)),
+                Err(e) => return Err(format!("{}: {e}", to.addr)),
+            }
+        }
+        Ok(copied)
+    }
+
+    /// The next page of `t`'s partition after `after`, from the first
+    /// current home replica that answers.
+    async fn source_page(
+        &self,
+        doc: &Membership,
+        t: &Transfer,
+        after: Option<Vec<u8>>,
+    ) -> Result<(Vec<Entry>, Option<Vec<u8>>), String> {
+        let scan = Request::ScanSegment {
+            store: t.store.clone(),
+            partition: t.partition,
+            segments: Vec::new(),
+            tombstones_only: false,
+            listing: Listing::Objects,
+            after,
+        };
+        let mut why = Vec::new();
+        for source in t.from.iter().filter_map(|id| doc.member(*id)) {
+            match self.transfer_call(source, &scan).await {
+                Ok(Reply::Segment { entries, next }) => return Ok((entries, next)),
+                Ok(other) => why.push(format!("{}: unexpected answer {other:?}", source.addr)),
+                Err(e) => why.push(format!("{}: {e}", source.addr)),
+            }
+        }
+        Err(format!(
+            "no home replica of partition {} of {:?} could be scanned: {}",
+            t.partition,
+            t.store,
+            why.join("; ")
+        ))
+    }
+
+    /// `Replicate`s every entry into `to`, [`PAGE_PARALLEL`] at a time;
+    /// fails if any is not stored (the page is then sent again).
+    async fn replicate_page(
+        &self,
+        to: &Member,
+        store: &str,
+        entries: Vec<Entry>,
+    ) -> Result<(), String> {
+        let mut running = JoinSet::new();
+        let mut failed = None;
+        for e in entries {
+            if running.len() >= PAGE_PARALLEL {
+                if let Some(Ok(Err(why))) = running.join_next().await {
+                    failed = Some(why);
+                }
+            }
+            let (client, to) = (self.clone(), to.clone());
+            let request = Request::Replicate {
+                store: store.to_owned(),
+                key: e.key,
+                object: e.object,
+                hint: None,
+            };
+            running.spawn(async move {
+                match client.transfer_call(&to, &request).await {
+                    Ok(Reply::Stored(_)) => Ok(()),
+                    Ok(other) => Err(format!("{}: unexpected answer {other:?}", to.addr)),
+                    Err(e) => Err(format!("{}: {e}", to.addr)),
+                }
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            if let Ok(Err(why)) = done {
+                failed = Some(why);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Every moving partition's exchange between its current and incoming
+    /// replicas (what pages raced with), then the flip. Whether this call
+    /// flipped the change, and the keys the exchanges repaired.
+    async fn close_and_flip(&self, doc: &Membership, change: u64) -> (bool, u64) {
+        let mut seen = BTreeSet::new();
+        let mut report = RepairReport::default();
+        for t in doc.transfers() {
+            if !seen.insert((t.store.clone(), t.partition)) {
+                continue;
+            }
+            let Some(config) = doc.store(&t.store) else {
+                continue;
+            };
+            let n = usize::from(config.n);
+            let mut nodes: Vec<Member> = t
+                .from
+                .iter()
+                .chain(doc.incoming(t.partition, n).iter())
+                .filter_map(|id| doc.member(*id).cloned())
+                .collect();
+            nodes.dedup_by_key(|m| m.id);
+            let outcome = self
+                .exchange(config, t.partition, &nodes, &mut report)
+                .await;
+            if !outcome.all_answered {
+                tracing::info!(partition = t.partition, store = %t.store, "closing exchange incomplete; the flip waits");
+                return (false, report.keys_repaired);
+            }
+        }
+        match self.flip_change(change).await {
+            Ok(flipped) => (flipped, report.keys_repaired),
+            Err(e) => {
+                tracing::warn!(error = %e, "flipping the membership change failed; the next step retries");
+                (false, report.keys_repaired)
+            }
+        }
+    }
+
+    /// Runs transfer steps until the change has flipped (or nothing is
+    /// pending), pausing `pause` between steps, for at most `limit`. The
+    /// last step's report, with `keys_copied` summed over every step.
+    pub async fn transfer_until_flipped(
+        &self,
+        pages_per_step: usize,
+        pause: Duration,
+        limit: Duration,
+    ) -> TransferReport {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut copied = 0;
+        loop {
+            let mut report = self.transfer_step(pages_per_step).await;
+            copied += report.keys_copied;
+            report.keys_copied = copied;
+            if report.flipped || report.change.is_none() || tokio::time::Instant::now() >= deadline
+            {
+                return report;
+            }
+            tokio::time::sleep(pause).await;
+            self.refresh_membership().await;
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Membership change on real nodes: a node joins and a node leaves while
+//! writers run; data moves to the new owners without losing an
+//! acknowledged write, and the change flips once it has moved.
+
+mod common;
+
+use common::TestCluster;
+use quire::shared::wire::{Reply, Request};
+use quire::shared::{Change, MemberState};
+use quire::{Client, Context};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+/// Writers putting fresh keys until `stop`; every acknowledged key with
+/// its value lands in `acked`.
+fn writers(
+    client: &Client,
+    lanes: usize,
+    stop: &Arc<AtomicBool>,
+    acked: &Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let (client, stop, acked) = (client.clone(), stop.clone(), acked.clone());
+        set.spawn(async move {
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("k-{lane}-{i}").into_bytes();
+                let value = format!("v-{lane}-{i}").into_bytes();
+                if client
+                    .put("default", &key, value.clone(), &Context::empty())
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().unwrap().insert(key, value);
+                }
+                i += 1;
+            }
+        });
+    }
+    set
+}
+
+/// Every acknowledged key reads back with its value (R = 2 of the
+/// current owners).
+async fn all_readable(client: &Client, acked: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    for (key, value) in acked {
+        let got = client.get("default", key).await.expect("read");
+        assert!(
+            got.siblings.iter().any(|s| &s.value == value),
+            "{} lost",
+            String::from_utf8_lossy(key)
+        );
+    }
+}
+
+/// Node `addr`'s own copy of `key` exists (a raw local read).
+async fn holds(cluster: &TestCluster, addr: &str, key: &[u8]) -> bool {
+    let get = Request::Get {
+        store: "default".into(),
+        key: key.to_vec(),
+        hint: None,
+    };
+    match cluster
+        .transport()
+        .call(addr, &get, T)
+        .await
+        .unwrap()
+        .result
+    {
+        Ok(Reply::Object(o)) => o.is_some(),
+        other => panic!("expected an object, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_and_another_leaves_under_load_without_losing_a_write() {
+    let mut cluster = TestCluster::from(common::builder(3).partitions(64), false).await;
+    let client = cluster.client().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut load = writers(&client, 4, &stop, &acked);
+    // Some data before the change, more during it.
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Join: a fourth node, started but not a member, is staged and
+    // committed; the plan moves about a quarter of the partitions to it.
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let member = client.member_at(&addr, "local", 1, T).await.expect("hello");
+    let before = client.membership();
+    let (committed, missed) = client
+        .commit_change(&[Change::Join(member.clone())], before.version())
+        .await
+        .expect("commit");
+    assert!(missed.is_empty(), "{missed:?}");
+    assert_eq!(committed.state_of(member.id), MemberState::Joining);
+    let moving = committed.partitions_owned(member.id).1;
+    assert!(
+        (12..=20).contains(&moving),
+        "node 4 will own {moving} of 64"
+    );
+    // A second commit planned on the old document must re-plan.
+    let again = client
+        .commit_change(&[Change::Leave(before.members[0].id)], before.version())
+        .await;
+    assert!(again.is_err(), "a stale plan was committed: {again:?}");
+
+    let report = client
+        .transfer_until_flipped(64, Duration::from_millis(20), Duration::from_secs(60))
+        .await;
+    assert!(report.flipped, "{report:?}");
+    let joined = client.membership();
+    assert_eq!(joined.state_of(member.id), MemberState::Member);
+    assert!(joined.pending.is_none());
+    assert_eq!(joined.partitions_owned(member.id).0, moving);
+
+    // Leave: node 1's partitions move to the others, writers still on.
+    let leaver = before.members[0].id;
+    let (left, _) = client
+        .commit_change(&[Change::Leave(leaver)], joined.version())
+        .await
+        .expect("commit leave");
+    assert_eq!(left.state_of(leaver), MemberState::Leaving);
+    let report = client
+        .transfer_until_flipped(64, Duration::from_millis(20), Duration::from_secs(60))
+        .await;
+    assert!(report.flipped, "{report:?}");
+    stop.store(true, Ordering::Relaxed);
+    while load.join_next().await.is_some() {}
+    client.settle(Duration::from_secs(10)).await;
+
+    let after = client.membership();
+    assert_eq!(after.state_of(leaver), MemberState::Idle);
+    assert_eq!(after.partitions_owned(leaver), (0, 0));
+    let acked = acked.lock().unwrap().clone();
+    eprintln!(
+        "{} writes acknowledged across a join and a leave",
+        acked.len()
+    );
+    all_readable(&client, &acked).await;
+    // A cold client, which learns the flipped document from the nodes.
+    let fresh = Client::connect(cluster.client_config.clone())
+        .await
+        .unwrap();
+    all_readable(&fresh, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transferred_partitions_are_held_by_the_new_node_itself() {
+    let mut cluster = TestCluster::from(common::builder(3).partitions(16), false).await;
+    let client = cluster.client().await;
+    let mut keys = Vec::new();
+    for i in 0..200 {
+        let key = format!("key-{i}").into_bytes();
+        client
+            .put("default", &key, key.clone(), &Context::empty())
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    client.settle(Duration::from_secs(10)).await;
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    let doc = client.membership();
+    client
+        .commit_change(&[Change::Join(member.clone())], doc.version())
+        .await
+        .unwrap();
+    let report = client
+        .transfer_until_flipped(64, Duration::from_millis(20), Duration::from_secs(60))
+        .await;
+    assert!(report.flipped, "{report:?}");
+    // The pages moved the data; the closing exchange found nothing left
+    // (no write raced with them).
+    assert_eq!(report.keys_repaired_at_close, 0, "{report:?}");
+    let after = client.membership();
+    let mut held = 0;
+    for key in &keys {
+        if after
+            .preference_list("default", key, 3)
+            .home()
+            .contains(&member.id)
+        {
+            assert!(
+                holds(&cluster, &addr, key).await,
+                "{} not on the new node",
+                String::from_utf8_lossy(key)
+            );
+            held += 1;
+        }
+    }
+    assert!(held > 20, "only {held} keys moved to the new node");
+    assert!(report.keys_copied >= held, "{report:?}");
+}
