@@ -36,7 +36,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Node => "info",
+        Command::Node(_) => "info",
         _ => "warn",
     };
     quire_node::logging::init(cli.log_format, default_level);

@@ -149,6 +149,12 @@ struct NodeView {
     id: String,
     addr: String,
     up: bool,
+    /// `member`, `joining`, `leaving` or `idle` (owns nothing).
+    state: &'static str,
+    /// Partitions it owns now.
+    partitions: usize,
+    /// Partitions it will own once the pending change flips.
+    partitions_after: usize,
 }
 
 /// What `status` prints.
@@ -173,8 +179,19 @@ impl Report for Status {
             ),
         );
         for n in &self.nodes {
-            let state = if n.up { "up" } else { "DOWN" };
-            line(out, format_args!("node {}  {:<21}  {state}", n.id, n.addr));
+            let up = if n.up { "up" } else { "DOWN" };
+            let owns = if n.partitions == n.partitions_after {
+                format!("{} partitions", n.partitions)
+            } else {
+                format!("{} -> {} partitions", n.partitions, n.partitions_after)
+            };
+            line(
+                out,
+                format_args!(
+                    "node {}  {:<21}  {up:<4}  {:<7}  {owns}",
+                    n.id, n.addr, n.state
+                ),
+            );
         }
         for s in &self.stores {
             line(out, format_args!("store {}  {}", s.name, s.describe()));
@@ -193,10 +210,16 @@ pub async fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
         partitions: doc.partitions,
         nodes: nodes
             .iter()
-            .map(|n| NodeView {
-                id: n.id.to_string(),
-                addr: n.addr.clone(),
-                up: n.up,
+            .map(|n| {
+                let (partitions, partitions_after) = doc.partitions_owned(n.id);
+                NodeView {
+                    id: n.id.to_string(),
+                    addr: n.addr.clone(),
+                    up: n.up,
+                    state: doc.state_of(n.id).name(),
+                    partitions,
+                    partitions_after,
+                }
             })
             .collect(),
         stores: doc.stores.iter().map(StoreView::of).collect(),

@@ -68,11 +68,85 @@ pub fn down(args: DownArgs, json: bool) -> anyhow::Result<()> {
 }
 
 /// `quire node`.
-pub async fn node(config: ConfigArg) -> anyhow::Result<()> {
+pub async fn node(args: NodeArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    if let Some(NodeCommand::New(new)) = args.command {
+        return node_new(new, json);
+    }
     let path = config.ok_or_else(|| anyhow!("`quire node` needs --config NODE.toml"))?;
     let node_config = quire_node::config::NodeConfig::load(&path)?;
     quire_node::run(node_config, quire_node::shutdown_signal()).await?;
     Ok(())
+}
+
+/// `quire node [new]`.
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    command: Option<NodeCommand>,
+}
+
+/// `quire node new`.
+#[derive(clap::Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Create the next node of a local cluster: DIR/node-K with a
+    /// certificate from the cluster CA and a node.toml on 127.0.0.1 at the
+    /// cluster's base port + K - 1. It is neither started nor joined:
+    /// start it (`quire node --config DIR/node-K/node.toml`, or a later
+    /// `quire up --dir DIR`), then `quire cluster join ADDR`.
+    New(NewNodeArgs),
+}
+
+/// `quire node new`.
+#[derive(clap::Args, Debug)]
+pub struct NewNodeArgs {
+    /// The cluster directory.
+    #[arg(long, default_value = "quire-local")]
+    dir: PathBuf,
+    /// The zone to join it with (printed in the join command).
+    #[arg(long, default_value = "local")]
+    zone: String,
+    /// The weight to join it with (printed in the join command).
+    #[arg(long, default_value_t = 1)]
+    weight: u32,
+}
+
+/// What `node new` prints.
+#[derive(Serialize)]
+struct NewNode {
+    config: String,
+    addr: String,
+    join: String,
+}
+
+impl Report for NewNode {
+    fn text(&self, out: &mut String) {
+        line(
+            out,
+            format_args!("created {} (listens on {})", self.config, self.addr),
+        );
+        line(
+            out,
+            format_args!(
+                "start it: quire node --config {}   (or restart `quire up`)",
+                self.config
+            ),
+        );
+        line(out, format_args!("then:     {}", self.join));
+    }
+}
+
+fn node_new(args: NewNodeArgs, json: bool) -> anyhow::Result<()> {
+    let layout = quire::cluster::layout::Layout::new(&args.dir);
+    let (k, addr) = layout.add_node()?;
+    let report = NewNode {
+        config: layout.node_config(k).display().to_string(),
+        addr: addr.to_string(),
+        join: format!(
+            "quire cluster join {addr} --zone {} --weight {}",
+            args.zone, args.weight
+        ),
+    };
+    print(&report, json)
 }
 
 /// A member as `up` announces it.

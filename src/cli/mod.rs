@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod cluster;
 pub mod data;
 pub mod local;
 pub mod output;
@@ -39,8 +40,9 @@ pub enum Command {
     /// was killed).
     Down(local::DownArgs),
     /// Run one storage node from its config (`--config node.toml`); the same
-    /// as the `quire-node` binary.
-    Node,
+    /// as the `quire-node` binary. `quire node new` creates the next node
+    /// of a local cluster.
+    Node(local::NodeArgs),
     /// Write VALUE under KEY. Without --context the write is blind: it does
     /// not replace any value already there, they become siblings.
     Put(data::PutArgs),
@@ -70,6 +72,11 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Show KEY's partition and preference list, home replicas first.
     Locate(data::KeyArgs),
+    /// Change the cluster's members: stage joins, leaves, replacements and
+    /// reweights, `plan` to see what moves, `commit` to start it,
+    /// `transfers` to watch the data move.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// Runs one command.
@@ -77,7 +84,7 @@ pub async fn run(command: Command, config: ConfigArg, json: bool) -> anyhow::Res
     match command {
         Command::Up(args) => local::up(args, json).await,
         Command::Down(args) => local::down(args, json),
-        Command::Node => local::node(config).await,
+        Command::Node(args) => local::node(args, config, json).await,
         Command::Put(args) => data::put(args, config, json).await,
         Command::Get(args) => data::get(args, config, json).await,
         Command::Delete(args) => data::delete(args, config, json).await,
@@ -87,9 +94,12 @@ pub async fn run(command: Command, config: ConfigArg, json: bool) -> anyhow::Res
         Command::Maintain(args) => admin::maintain(args, config, json).await,
         Command::Repair(args) => repair::repair(args, config, json).await,
         Command::Bench(args) => bench::bench(args, config, json).await,
+        Command::Cluster(command) => cluster::cluster(command, config, json).await,
     }
 }
 
+/// The client config file in use: `--config`, else `$QUIRE_CONFIG`, else
+/// the local cluster's.
 fn client_config_path(flag: ConfigArg) -> PathBuf {
     flag.or_else(|| std::env::var_os("QUIRE_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from(CLIENT_CONFIG_DEFAULT))

@@ -219,8 +219,8 @@ impl Layout {
 
     /// Adds the next node to an existing cluster directory: `node-K`
     /// with a certificate from the cluster CA and a `node.toml` (listening
-    /// on the cluster's base port + K - 1, or any free port when the base
-    /// port is 0), and counts it in `cluster.toml`. The node is neither
+    /// on the cluster's base port + K - 1, or a port free now when the
+    /// base port is 0), and counts it in `cluster.toml`. The node is neither
     /// started nor joined: `quire cluster join` does that.
     pub fn add_node(&self) -> Result<(usize, SocketAddr), LayoutError> {
         let mut file = self.read()?.ok_or_else(|| {
@@ -251,7 +251,13 @@ impl Layout {
                 storage: c.storage,
             })
             .unwrap_or_default();
-        let listen = Self::listen_addr(k, file.base_port);
+        let mut listen = Self::listen_addr(k, file.base_port);
+        if listen.port() == 0 {
+            // A cluster on free ports: give the node one now, so its
+            // address is known (and can be joined) before it starts.
+            let probe = std::net::UdpSocket::bind(listen).map_err(io_err(&dir))?;
+            listen = probe.local_addr().map_err(io_err(&dir))?;
+        }
         self.write_node_config_with(k, listen, &settings, Some(file.id()?))?;
         file.nodes = k;
         self.write_toml(&self.cluster_file(), &file)?;

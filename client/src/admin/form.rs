@@ -133,23 +133,31 @@ async fn form_with(
             Membership::new(cluster_id, new.partitions, members, stores)?
         }
         Some(mut doc) => {
-            let same_ids = doc.members.len() == members.len()
-                && doc.members.iter().zip(&members).all(|(a, b)| a.id == b.id);
-            if !same_ids {
-                return Err(AdminError::MembersChanged {
-                    running: ids(members.iter().map(|m| m.id)),
-                    members: ids(doc.members.iter().map(|m| m.id)),
-                });
-            }
-            let moved = doc
+            // Every member must be running; a running node that is not a
+            // member (created with `quire node new`, not joined yet) is
+            // fine and simply learns the document.
+            let missing = doc
                 .members
                 .iter()
-                .zip(&members)
-                .any(|(a, b)| a.addr != b.addr);
-            if moved {
-                for (old, new) in doc.members.iter_mut().zip(&members) {
-                    old.addr.clone_from(&new.addr);
+                .filter(|m| !members.iter().any(|r| r.id == m.id))
+                .map(|m| m.id);
+            let missing = ids(missing);
+            if !missing.is_empty() {
+                return Err(AdminError::MembersChanged {
+                    running: ids(members.iter().map(|m| m.id)),
+                    members: missing,
+                });
+            }
+            let mut moved = false;
+            for m in &mut doc.members {
+                if let Some(running) = members.iter().find(|r| r.id == m.id) {
+                    if m.addr != running.addr {
+                        m.addr.clone_from(&running.addr);
+                        moved = true;
+                    }
                 }
+            }
+            if moved {
                 doc.epoch += 1;
                 doc.validate()?;
             }

@@ -57,11 +57,11 @@ pub enum AdminError {
         ours: ClusterId,
     },
     /// The nodes are not the ones the stored document names.
-    #[error("the running nodes ({running}) are not the cluster's members ({members}); adding or removing nodes needs rebalancing, which `quire up` does not do")]
+    #[error("members {members} of the cluster are not among the running nodes ({running}): start them, or move their data off with `quire cluster leave` / `quire cluster replace`")]
     MembersChanged {
         /// Ids answering now.
         running: String,
-        /// Ids in the stored document.
+        /// Members of the stored document that are not running.
         members: String,
     },
     /// The document is invalid.

@@ -31,8 +31,8 @@ mod transfer;
 pub use transfer::{TransferReport, TransferStatus};
 
 use crate::client::Client;
-use quire_shared::wire::{Reply, Request};
-use quire_shared::{Membership, Object};
+use quire_shared::wire::{NodeStats, Reply, Request};
+use quire_shared::{Member, Membership, Object};
 use std::sync::Arc;
 
 impl Client {
@@ -74,6 +74,22 @@ impl Client {
                     tracing::debug!(%addr, "copy to an incoming replica failed; the transfer's exchange makes up for it");
                 }
             });
+        }
+    }
+
+    /// A node's totals (`Stats`): objects, bytes and tombstones per store,
+    /// hints held. What `quire cluster plan` estimates transfers from.
+    pub async fn node_stats(&self, node: &Member) -> Result<NodeStats, String> {
+        let answer = self
+            .transport()
+            .call(&node.addr, &Request::Stats, self.request_timeout())
+            .await;
+        self.observe(node.id, answer.as_ref());
+        match answer.map(|r| r.result) {
+            Ok(Ok(Reply::Stats(stats))) => Ok(stats),
+            Ok(Ok(other)) => Err(format!("{}: unexpected answer {other:?}", node.addr)),
+            Ok(Err(e)) => Err(format!("{}: {e}", node.addr)),
+            Err(e) => Err(format!("{}: {e}", node.addr)),
         }
     }
 }

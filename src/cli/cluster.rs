@@ -1,0 +1,312 @@
+//! `quire cluster ...`: staged membership changes (join, leave, replace,
+//! reweight), `plan` to see what moves, `commit` to start it, `transfers`
+//! to watch (or drive) the data moving.
+//!
+//! Staged changes live beside the client config
+//! (`staged-changes.json`), so each command can be its own process;
+//! `plan` records the document it planned on, and `commit` refuses when the
+//! cluster changed since (another operator's commit wins; re-plan).
+
+use super::output::{line, print, unreachable_suffix, Report};
+use super::{client_config_path, connect, ConfigArg};
+use anyhow::{bail, Context as _};
+use quire::shared::{Change, Membership, MembershipVersion, NodeId};
+use quire_client::{Client, TransferReport};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long `join` and `replace` wait for the new node to answer.
+const HELLO_WAIT: Duration = Duration::from_secs(10);
+
+/// `quire cluster ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Stage adding the node running at ADDR (its id comes from the node).
+    Join {
+        /// The node's address, host:port.
+        addr: String,
+        /// Its failure domain: replicas of a key go to distinct zones when
+        /// the cluster has enough of them.
+        #[arg(long, default_value = "local")]
+        zone: String,
+        /// Its relative capacity: partitions are claimed in proportion.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+    },
+    /// Stage removing NODE (its id as `quire status` prints it, or its
+    /// address): its partitions move to the others.
+    Leave {
+        /// Node id or address.
+        node: String,
+    },
+    /// Stage handing exactly OLD's partitions to the node running at
+    /// NEW_ADDR (a machine that died or is retired); nothing else moves.
+    Replace {
+        /// The member replaced (id or address).
+        old: String,
+        /// The new node's address.
+        new_addr: String,
+        /// The new node's zone.
+        #[arg(long, default_value = "local")]
+        zone: String,
+        /// The new node's weight.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+    },
+    /// Stage a new weight for NODE.
+    Reweight {
+        /// Node id or address.
+        node: String,
+        /// The new weight (0 moves everything off the node).
+        weight: u32,
+    },
+    /// Show what the staged changes would move: partitions from -> to,
+    /// each node's partitions before and after, an estimate of the bytes.
+    Plan,
+    /// Commit the planned changes (compare-and-set on the planned
+    /// document; refused if the cluster changed since `plan`).
+    Commit,
+    /// Forget the staged changes.
+    Clear,
+    /// Where each transfer of the pending change stands. With --wait,
+    /// also moves the data (any client may) until the change flips.
+    Transfers {
+        /// Drive the transfers and return when nothing is pending or active
+        /// and the change has flipped.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+    },
+}
+
+/// What is staged, on disk between commands.
+#[derive(Default, Serialize, Deserialize)]
+struct Staged {
+    /// The changes, in the order staged.
+    changes: Vec<Change>,
+    /// The document `plan` showed them against; a commit needs it.
+    planned_on: Option<MembershipVersion>,
+}
+
+impl Staged {
+    fn path(config: &ConfigArg) -> PathBuf {
+        client_config_path(config.clone()).with_file_name("staged-changes.json")
+    }
+
+    fn load(config: &ConfigArg) -> anyhow::Result<Self> {
+        let path = Self::path(config);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("staged changes in {} are unreadable", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn save(&self, config: &ConfigArg) -> anyhow::Result<()> {
+        let path = Self::path(config);
+        std::fs::write(&path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// A member named by id or address.
+fn resolve(doc: &Membership, node: &str) -> anyhow::Result<NodeId> {
+    if let Some(m) = doc.members.iter().find(|m| m.addr == node) {
+        return Ok(m.id);
+    }
+    match node.parse::<NodeId>() {
+        Ok(id) if doc.member(id).is_some() => Ok(id),
+        _ => bail!("{node} is neither the id nor the address of a member (see `quire status`)"),
+    }
+}
+
+/// What staging a change prints.
+#[derive(Serialize)]
+struct StagedReport {
+    staged: Vec<Change>,
+}
+
+impl Report for StagedReport {
+    fn text(&self, out: &mut String) {
+        for c in &self.staged {
+            line(out, format_args!("staged: {}", describe(c)));
+        }
+        line(
+            out,
+            format_args!("next: `quire cluster plan`, then `quire cluster commit`"),
+        );
+    }
+}
+
+fn describe(c: &Change) -> String {
+    match c {
+        Change::Join(m) => format!(
+            "join {} at {} (zone {}, weight {})",
+            m.id, m.addr, m.zone, m.weight
+        ),
+        Change::Leave(id) => format!("leave {id}"),
+        Change::Replace { old, new } => format!("replace {old} with {} at {}", new.id, new.addr),
+        Change::Reweight { node, weight } => format!("reweight {node} to {weight}"),
+    }
+}
+
+/// Runs one `quire cluster` command.
+pub async fn cluster(command: ClusterCommand, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    let client = connect(config.clone()).await?;
+    let result = run(&client, command, &config, json).await;
+    client.settle(Duration::from_secs(5)).await;
+    client.close();
+    result
+}
+
+async fn run(
+    client: &Client,
+    command: ClusterCommand,
+    config: &ConfigArg,
+    json: bool,
+) -> anyhow::Result<()> {
+    let doc = client.membership();
+    let stage = |change: Change| -> anyhow::Result<()> {
+        let mut staged = Staged::load(config)?;
+        staged.changes.push(change);
+        staged.planned_on = None;
+        staged.save(config)?;
+        print(
+            &StagedReport {
+                staged: staged.changes,
+            },
+            json,
+        )
+    };
+    match command {
+        ClusterCommand::Join { addr, zone, weight } => stage(Change::Join(
+            client.member_at(&addr, &zone, weight, HELLO_WAIT).await?,
+        )),
+        ClusterCommand::Leave { node } => stage(Change::Leave(resolve(&doc, &node)?)),
+        ClusterCommand::Replace {
+            old,
+            new_addr,
+            zone,
+            weight,
+        } => {
+            let old = resolve(&doc, &old)?;
+            let new = client
+                .member_at(&new_addr, &zone, weight, HELLO_WAIT)
+                .await?;
+            stage(Change::Replace { old, new })
+        }
+        ClusterCommand::Reweight { node, weight } => stage(Change::Reweight {
+            node: resolve(&doc, &node)?,
+            weight,
+        }),
+        ClusterCommand::Plan => plan(client, &doc, config, json).await,
+        ClusterCommand::Commit => commit(client, config, json).await,
+        ClusterCommand::Clear => {
+            Staged::default().save(config)?;
+            print(&StagedReport { staged: vec![] }, json)
+        }
+        ClusterCommand::Transfers { wait, timeout_s } => {
+            transfers(client, wait, Duration::from_secs(timeout_s), json).await
+        }
+    }
+}
+
+mod plan;
+use plan::plan;
+
+/// What `commit` prints.
+#[derive(Serialize)]
+struct Committed {
+    epoch: u64,
+    transfers: usize,
+    missed: Vec<String>,
+}
+
+impl Report for Committed {
+    fn text(&self, out: &mut String) {
+        line(
+            out,
+            format_args!(
+                "committed at epoch {}: {} transfers to run (`quire cluster transfers --wait`, or the maintenance loop of `quire up`){}",
+                self.epoch,
+                self.transfers,
+                unreachable_suffix(&self.missed)
+            ),
+        );
+    }
+}
+
+async fn commit(client: &Client, config: &ConfigArg, json: bool) -> anyhow::Result<()> {
+    let staged = Staged::load(config)?;
+    if staged.changes.is_empty() {
+        bail!("nothing is staged: stage changes with `quire cluster join|leave|replace|reweight`");
+    }
+    let Some(planned_on) = staged.planned_on else {
+        bail!("the staged changes were not planned: run `quire cluster plan` and check what moves");
+    };
+    let (doc, missed) = client.commit_change(&staged.changes, planned_on).await?;
+    Staged::default().save(config)?;
+    print(
+        &Committed {
+            epoch: doc.epoch,
+            transfers: doc.transfers().len(),
+            missed,
+        },
+        json,
+    )
+}
+
+/// What `transfers` prints.
+#[derive(Serialize)]
+struct Transfers(TransferReport);
+
+impl Report for Transfers {
+    fn text(&self, out: &mut String) {
+        let r = &self.0;
+        let Some(change) = r.change else {
+            line(out, format_args!("no membership change is moving data"));
+            return;
+        };
+        for t in &r.transfers {
+            line(
+                out,
+                format_args!(
+                    "{} partition {:>5} -> {}  {:<7}  {} keys, {} bytes",
+                    t.store, t.partition, t.to, t.state, t.keys, t.bytes
+                ),
+            );
+        }
+        line(
+            out,
+            format_args!(
+                "change of epoch {change}: {} pending, {} active, {} done, {} bytes moved{}{}",
+                r.pending,
+                r.active,
+                r.done,
+                r.bytes,
+                if r.flipped { "; flipped" } else { "" },
+                unreachable_suffix(&r.unreachable)
+            ),
+        );
+    }
+}
+
+async fn transfers(client: &Client, wait: bool, limit: Duration, json: bool) -> anyhow::Result<()> {
+    let report = if wait {
+        let report = client
+            .transfer_until_flipped(16, Duration::from_millis(200), limit)
+            .await;
+        if report.change.is_some() && !report.flipped {
+            print(&Transfers(report), json)?;
+            bail!("the change did not finish within {} s", limit.as_secs());
+        }
+        report
+    } else {
+        client.transfers().await
+    };
+    print(&Transfers(report), json)
+}
