@@ -515,3 +515,80 @@ fn repair_once_prints_its_counts_as_json() {
     assert_eq!(report["tombstones_reaped"], 1, "{report}");
     drop(up);
 }
+
+/// The operator's path through a membership change, each step its own
+/// `quire` process: `node new`, start it, `cluster join`, `plan`,
+/// `commit`, `transfers --wait`, `status`; every key written before
+/// reads back afterwards.
+#[test]
+fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let config = dir.join("client.toml");
+    let up = Up::start(&dir);
+    for i in 0..20 {
+        let key = format!("key-{i}");
+        quire_json(&config, &["--json", "put", "default", &key, &key]);
+    }
+    let new = quire_json(
+        &config,
+        &["--json", "node", "new", "--dir", dir.to_str().unwrap()],
+    );
+    let node_config = new["config"].as_str().unwrap().to_owned();
+    let addr = new["addr"].as_str().unwrap().to_owned();
+    assert!(node_config.ends_with("node-4/node.toml"), "{new}");
+    // Killed on drop, so a failing assertion leaves no node behind.
+    struct Node(Child);
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Node(
+        Command::new(QUIRE)
+            .args(["node", "--config", &node_config])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node 4"),
+    );
+
+    let staged = quire_json(&config, &["--json", "cluster", "join", &addr]);
+    assert_eq!(staged["staged"].as_array().unwrap().len(), 1, "{staged}");
+    // A commit needs a plan first.
+    assert!(!quire(&config, &["cluster", "commit"]).status.success());
+    let plan = quire_json(&config, &["--json", "cluster", "plan"]);
+    let moves = plan["moves"].as_array().unwrap().len();
+    assert!((48..=80).contains(&moves), "{moves} of 256 move: {plan}");
+    let joining: Vec<&Json> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["state"] == "joining")
+        .collect();
+    assert_eq!(joining.len(), 1, "{plan}");
+    assert_eq!(joining[0]["addr"], addr.as_str());
+    let committed = quire_json(&config, &["--json", "cluster", "commit"]);
+    assert!(committed["transfers"].as_u64().unwrap() > 0, "{committed}");
+
+    let moved = quire_json(&config, &["--json", "cluster", "transfers", "--wait"]);
+    assert_eq!(moved["flipped"], true, "{moved}");
+    assert_eq!(
+        (moved["pending"].as_u64(), moved["active"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let status = quire_json(&config, &["--json", "status"]);
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 4, "{status}");
+    assert!(nodes
+        .iter()
+        .all(|n| n["state"] == "member" && n["up"] == true));
+    let newcomer = nodes.iter().find(|n| n["addr"] == addr.as_str()).unwrap();
+    assert_eq!(newcomer["partitions"].as_u64(), Some(moves as u64));
+    for i in 0..20 {
+        let key = format!("key-{i}");
+        let got = quire_json(&config, &["--json", "get", "default", &key]);
+        assert_eq!(values(&got), vec![key.as_str()]);
+    }
+    up.stop(Signal::INT);
+}

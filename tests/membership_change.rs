@@ -198,3 +198,71 @@ async fn transferred_partitions_are_held_by_the_new_node_itself() {
     assert!(held > 20, "only {held} keys moved to the new node");
     assert!(report.keys_copied >= held, "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_and_its_partitions_rebuilt_from_the_others() {
+    let mut cluster = TestCluster::from(
+        common::builder(3).partitions(16).processes(common::QUIRE),
+        false,
+    )
+    .await;
+    let client = cluster.client().await;
+    let mut keys = Vec::new();
+    for i in 0..150 {
+        let key = format!("key-{i}").into_bytes();
+        client
+            .put("default", &key, key.clone(), &Context::empty())
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    client.settle(Duration::from_secs(10)).await;
+    // The machine of node 3 dies with its disk.
+    let dead = cluster.membership.members[2].clone();
+    let k = cluster.k_of(dead.id);
+    cluster.kill(k).await;
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    let doc = client.membership();
+    let (committed, _) = client
+        .commit_change(
+            &[Change::Replace {
+                old: dead.id,
+                new: member.clone(),
+            }],
+            doc.version(),
+        )
+        .await
+        .expect("a majority takes the change with one node down");
+    assert_eq!(
+        committed.partitions_owned(member.id).1,
+        doc.partitions_owned(dead.id).0,
+        "the new node takes exactly the dead one's partitions"
+    );
+    let report = client
+        .transfer_until_flipped(64, Duration::from_millis(50), Duration::from_secs(60))
+        .await;
+    assert!(report.flipped, "{report:?}");
+    let after = client.membership();
+    assert_eq!(after.state_of(dead.id), MemberState::Idle);
+    for key in &keys {
+        if after
+            .preference_list("default", key, 3)
+            .home()
+            .contains(&member.id)
+        {
+            assert!(
+                holds(&cluster, &addr, key).await,
+                "not rebuilt on the new node"
+            );
+        }
+    }
+    all_readable_keys(&client, &keys).await;
+}
+
+async fn all_readable_keys(client: &Client, keys: &[Vec<u8>]) {
+    for key in keys {
+        let got = client.get("default", key).await.expect("read");
+        assert!(got.siblings.iter().any(|s| &s.value == key));
+    }
+}

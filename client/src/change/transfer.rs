@@ -15,7 +15,7 @@ use crate::client::Client;
 use quire_shared::wire::{
     encode_frame, Entry, Listing, Reply, Request, Response, TransferProgress, FRAME_HEADER_BYTES,
 };
-use quire_shared::{Member, Membership, NodeId, Transfer};
+use quire_shared::{Member, Membership, NodeId, PreferenceList, Transfer};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -258,7 +258,10 @@ impl Client {
             after,
         };
         let mut why = Vec::new();
-        for source in t.from.iter().filter_map(|id| doc.member(*id)) {
+        // Healthy sources first: a dead one would cost a timeout per page.
+        let mut sources: Vec<&Member> = t.from.iter().filter_map(|id| doc.member(*id)).collect();
+        sources.sort_by_key(|m| !self.inner.health.is_up(m.id));
+        for source in sources {
             match self.transfer_call(source, &scan).await {
                 Ok(Reply::Segment { entries, next }) => return Ok((entries, next)),
                 Ok(other) => why.push(format!("{}: unexpected answer {other:?}", source.addr)),
@@ -326,9 +329,20 @@ impl Client {
                 continue;
             };
             let n = usize::from(config.n);
+            // A replica that is leaving and down (a replaced machine that
+            // died) cannot take part: its partitions are rebuilt from the
+            // others. Every other replica must answer.
+            let staying = |id: &NodeId| {
+                doc.pending.as_ref().is_some_and(|p| {
+                    PreferenceList::walk(&p.owners, t.partition, n)
+                        .home()
+                        .contains(id)
+                })
+            };
             let mut nodes: Vec<Member> = t
                 .from
                 .iter()
+                .filter(|id| staying(id) || self.inner.health.is_up(**id))
                 .chain(doc.incoming(t.partition, n).iter())
                 .filter_map(|id| doc.member(*id).cloned())
                 .collect();
@@ -352,7 +366,8 @@ impl Client {
 
     /// Runs transfer steps until the change has flipped (or nothing is
     /// pending), pausing `pause` between steps, for at most `limit`. The
-    /// last step's report, with `keys_copied` summed over every step.
+    /// last step's report, with `keys_copied` summed over every step and
+    /// `flipped` set when the change waited on flipped, whoever flipped it.
     pub async fn transfer_until_flipped(
         &self,
         pages_per_step: usize,
@@ -360,11 +375,18 @@ impl Client {
         limit: Duration,
     ) -> TransferReport {
         let deadline = tokio::time::Instant::now() + limit;
+        let waiting_on = self.membership().pending.as_ref().map(|p| p.since);
         let mut copied = 0;
         loop {
             let mut report = self.transfer_step(pages_per_step).await;
             copied += report.keys_copied;
             report.keys_copied = copied;
+            if waiting_on.is_some() && report.change != waiting_on {
+                // Flipped by another client (the maintenance loop of
+                // `quire up`, say) while this one waited.
+                report.change = waiting_on;
+                report.flipped = true;
+            }
             if report.flipped || report.change.is_none() || tokio::time::Instant::now() >= deadline
             {
                 return report;
