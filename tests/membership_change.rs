@@ -266,3 +266,112 @@ async fn all_readable_keys(client: &Client, keys: &[Vec<u8>]) {
         assert!(got.siblings.iter().any(|s| &s.value == key));
     }
 }
+
+/// Killing the client that runs a transfer, the receiver and a sender:
+/// the transfer resumes from the cursor the receiver keeps, re-sending
+/// nothing it marked; at most the page in flight (a page is under 20 % of
+/// a partition here) is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_transfer_resumes_from_the_receivers_cursor() {
+    let frame = 32 << 10;
+    let limits = quire_node::config::Limits {
+        frame_bytes_max: frame,
+        value_bytes_max: 4 << 10,
+        ..Default::default()
+    };
+    let mut cluster = TestCluster::from(
+        common::builder(3)
+            .partitions(4)
+            .node_limits(limits)
+            .processes(common::QUIRE),
+        false,
+    )
+    .await;
+    let client = cluster.client().await;
+    let value = vec![b'v'; 1024];
+    for i in 0..800 {
+        let key = format!("key-{i:04}").into_bytes();
+        client
+            .put("default", &key, value.clone(), &Context::empty())
+            .await
+            .unwrap();
+    }
+    client.settle(Duration::from_secs(10)).await;
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let receiver = cluster.cluster.nodes.len();
+    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    let doc = client.membership();
+    client
+        .commit_change(&[Change::Join(member)], doc.version())
+        .await
+        .unwrap();
+
+    // Client A copies a page at a time and is killed mid-way.
+    let a = Client::connect(cluster.client_config.clone())
+        .await
+        .unwrap();
+    let run = tokio::spawn(async move {
+        a.transfer_until_flipped(1, Duration::ZERO, Duration::from_secs(60))
+            .await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = client.transfers().await;
+        if now.transfers.iter().map(|t| t.keys).sum::<u64>() >= 100 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    run.abort();
+    let _ = run.await;
+    // The receiver restarts: its record of progress is durable.
+    cluster.kill(receiver).await;
+    cluster.restart(receiver).await;
+    // (The first call after the restart may meet the dead connection.)
+    let mut marked_report = client.transfers().await;
+    for _ in 0..50 {
+        if marked_report.unreachable.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        marked_report = client.transfers().await;
+    }
+    let marked: u64 = marked_report.transfers.iter().map(|t| t.keys).sum();
+    assert!(marked >= 100, "{marked_report:?}");
+    assert!(marked_report.active + marked_report.done > 0);
+
+    // Client B resumes with a sender down for a while: the other home
+    // replicas serve the pages.
+    let sender = cluster.k_of(doc.members[0].id);
+    cluster.kill(sender).await;
+    let b = Client::connect(cluster.client_config.clone())
+        .await
+        .unwrap();
+    let partial = b
+        .transfer_until_flipped(2, Duration::ZERO, Duration::from_secs(3))
+        .await;
+    assert!(!partial.flipped, "flipped with a staying replica down");
+    assert!(
+        partial.keys_copied > 0,
+        "no page copied from the other sources: {partial:?}"
+    );
+    cluster.restart(sender).await;
+    let report = b
+        .transfer_until_flipped(64, Duration::from_millis(50), Duration::from_secs(60))
+        .await;
+    assert!(report.flipped, "{report:?}");
+    let total: u64 = report.transfers.iter().map(|t| t.keys).sum();
+    assert_eq!(
+        partial.keys_copied + report.keys_copied,
+        total - marked,
+        "B resumed exactly from the receivers' cursors"
+    );
+    for t in &report.transfers {
+        assert!(
+            t.bytes >= 5 * u64::from(frame),
+            "a page is over 20 % of partition {}: {t:?}",
+            t.partition
+        );
+    }
+}
