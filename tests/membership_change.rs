@@ -375,3 +375,66 @@ async fn an_interrupted_transfer_resumes_from_the_receivers_cursor() {
         );
     }
 }
+
+/// Hints held for a node that then leaves go to the keys' home replicas
+/// after the change, not to the node that left (which would refuse them
+/// and keep them pending forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_for_a_node_that_left_go_to_the_new_home_replicas() {
+    let cluster = TestCluster::from(common::builder(4).partitions(16), true).await;
+    let client = cluster.client().await;
+    let gone = cluster.cluster.nodes[3].node_id;
+    cluster.proxies[3].set(common::proxy::Fault::DropAll);
+    let mut keys = Vec::new();
+    for i in 0..100 {
+        let key = format!("key-{i}").into_bytes();
+        client
+            .put("default", &key, key.clone(), &Context::empty())
+            .await
+            .expect("W=2 of the reachable replicas");
+        keys.push(key);
+    }
+    client.settle(Duration::from_secs(10)).await;
+    let doc = client.membership();
+    let mut held_for_gone = 0;
+    for m in doc.members.iter().filter(|m| m.id != gone) {
+        let stats = client.node_stats(m).await.expect("stats");
+        held_for_gone += stats
+            .hints
+            .iter()
+            .filter(|(home, _)| *home == gone)
+            .map(|(_, n)| n)
+            .sum::<u64>();
+    }
+    assert!(
+        held_for_gone > 0,
+        "stand-ins hold hints for the partitioned node"
+    );
+
+    client
+        .commit_change(&[Change::Leave(gone)], doc.version())
+        .await
+        .expect("a majority takes the change");
+    let report = client
+        .transfer_until_flipped(64, Duration::from_millis(50), Duration::from_secs(60))
+        .await;
+    assert!(report.flipped, "{report:?}");
+    let delivered = client.maintain_once().await;
+    assert!(delivered.hints_delivered >= held_for_gone, "{delivered:?}");
+    let after = client.membership();
+    for m in after.members.iter().filter(|m| m.id != gone) {
+        let stats = client.node_stats(m).await.expect("stats");
+        assert!(
+            stats.hints.iter().all(|(home, n)| *home != gone || *n == 0),
+            "{}: {:?}",
+            m.addr,
+            stats.hints
+        );
+    }
+    for key in &keys {
+        for home in after.preference_list("default", key, 3).home() {
+            let addr = &after.member(*home).unwrap().addr;
+            assert!(holds(&cluster, addr, key).await, "a new home lacks a key");
+        }
+    }
+}

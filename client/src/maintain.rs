@@ -171,6 +171,20 @@ impl Client {
                     object: hint.object,
                     hint: None,
                 };
+                // A hint for a node that no longer holds the key (it left,
+                // or was replaced) goes to the key's home replicas now.
+                if let Some(homes) = self.new_homes(target, &hint.store, &hint.key) {
+                    if self.deliver_to_homes(&homes, &replicate, report).await {
+                        delivered.push(DeliveredHint {
+                            store: hint.store,
+                            key: hint.key,
+                            clock,
+                        });
+                    } else {
+                        report.hints_pending += 1;
+                    }
+                    continue;
+                }
                 match self.call(target, &replicate).await {
                     Ok(Reply::Stored(_)) => delivered.push(DeliveredHint {
                         store: hint.store,
@@ -215,5 +229,48 @@ impl Client {
                 _ => return,
             }
         }
+    }
+
+    /// The home replicas a hint for `target` must go to instead of it,
+    /// when `target` is no longer a home (or incoming) replica of the key:
+    /// it left the cluster or was replaced since the hint was written.
+    /// `None` when `target` is still where the key belongs.
+    fn new_homes(&self, target: &Member, store: &str, key: &[u8]) -> Option<Vec<Member>> {
+        let doc = self.membership();
+        let n = usize::from(doc.store(store)?.n);
+        let partition = doc.partition_of(store, key);
+        if doc.is_home_or_incoming(target.id, partition, n) {
+            return None;
+        }
+        let homes = doc.preference_list(store, key, n);
+        Some(
+            homes
+                .home()
+                .iter()
+                .filter_map(|id| doc.member(*id).cloned())
+                .collect(),
+        )
+    }
+
+    /// Replicates a hint to every one of `homes`; true when all stored it
+    /// (only then may the stand-in forget it).
+    async fn deliver_to_homes(
+        &self,
+        homes: &[Member],
+        replicate: &Request,
+        report: &mut MaintenanceReport,
+    ) -> bool {
+        let mut all = !homes.is_empty();
+        for home in homes {
+            match self.call(home, replicate).await {
+                Ok(Reply::Stored(_)) => {}
+                Ok(_) | Err(CallError::Refused(_)) => all = false,
+                Err(CallError::Unreachable(e)) => {
+                    report.unreachable.push(format!("{}: {e}", home.addr));
+                    all = false;
+                }
+            }
+        }
+        all
     }
 }
