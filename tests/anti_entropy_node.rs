@@ -84,6 +84,24 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
         Err(ErrorCode::BadCursor)
     );
 
+    // A node never drops a partition it is a replica of.
+    let drop = |store: &str, partition| Request::DropPartition {
+        store: store.into(),
+        partition,
+    };
+    assert_eq!(
+        ask(&t, &addr, drop("default", partition)).await,
+        Err(ErrorCode::StillReplica)
+    );
+    assert_eq!(
+        ask(&t, &addr, drop("default", partitions)).await,
+        Err(ErrorCode::PartitionOutOfRange)
+    );
+    assert_eq!(
+        ask(&t, &addr, drop("nope", 0)).await,
+        Err(ErrorCode::UnknownStore)
+    );
+
     let empty = PartitionDigest {
         root: Segments::default().root(),
         tombstones: 0,

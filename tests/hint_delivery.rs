@@ -190,40 +190,42 @@ async fn hints_of_large_values_are_paged_under_the_frame_limit_and_all_delivered
 
 /// A hint its home node refuses stays pending, and the hints after it in
 /// the page still go home: one stuck key must not block a node's whole
-/// handoff. Here the refusal is `NotOwner` (a hint held for a node that is
-/// no longer a home replica of its key, as after a membership change).
+/// handoff. Here the refusal is `InvalidObject`: the stuck hint claims a
+/// dot of the home node's own actor that the home never issued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_hint_does_not_block_the_hints_after_it() {
     let cluster = TestCluster::start(4).await;
     let t = cluster.transport();
     let doc = &cluster.membership;
     let (target, stand_in) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let hello = Request::Hello {
+        protocol_version: quire::shared::wire::PROTOCOL_VERSION,
+        cluster_id: None,
+    };
+    let Ok(Reply::Hello { actor_id, .. }) = t.call(&target.addr(), &hello, T).await.unwrap().result
+    else {
+        panic!("hello answered");
+    };
     let home_of =
         |key: &[u8]| doc.preference_list("default", key, 3).nodes[..3].contains(&target.node_id);
-    // Two keys, the refused one first in the stand-in's page order
-    // (partition, then key): the target is a home replica of `fine` only.
-    let mut candidates: Vec<(u32, Vec<u8>, bool)> = (0..200u32)
+    // Two keys of the target, the refused one first in the stand-in's
+    // page order (partition, then key).
+    let mut candidates: Vec<(u32, Vec<u8>)> = (0..200u32)
         .map(|i| format!("k{i}").into_bytes())
-        .map(|k| (doc.partition_of("default", &k), k.clone(), home_of(&k)))
+        .filter(|k| home_of(k))
+        .map(|k| (doc.partition_of("default", &k), k))
         .collect();
     candidates.sort();
-    let stuck_at = candidates
+    let stuck = candidates[0].1.clone();
+    let fine = candidates
         .iter()
-        .position(|c| !c.2)
-        .expect("a key it does not own");
-    let fine = candidates[stuck_at + 1..]
-        .iter()
-        .find(|c| c.2 && c.0 > candidates[stuck_at].0)
-        .expect("a later key it owns")
+        .find(|c| c.0 > candidates[0].0)
+        .expect("a key in a later partition")
         .1
         .clone();
-    let stuck = candidates[stuck_at].1.clone();
-    for key in [&stuck, &fine] {
+    for (key, actor) in [(&stuck, actor_id), (&fine, quire::shared::ActorId(2))] {
         let mut object = quire::shared::Object::new();
-        object.event(
-            quire::shared::ActorId(2),
-            quire::shared::Value::bytes(b"v".to_vec(), 1),
-        );
+        object.event(actor, quire::shared::Value::bytes(b"v".to_vec(), 1));
         let hinted = Request::Replicate {
             store: "default".into(),
             key: key.clone(),

@@ -438,3 +438,61 @@ async fn hints_for_a_node_that_left_go_to_the_new_home_replicas() {
         }
     }
 }
+
+/// After a join has flipped, each old owner hands its copies of the
+/// partitions it lost to their home replicas and drops them: every node
+/// then holds exactly the keys it is a home replica of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_owners_drop_their_copies_once_the_change_has_flipped() {
+    let mut cluster = TestCluster::from(common::builder(3).partitions(16), false).await;
+    let client = cluster.client().await;
+    let mut keys = Vec::new();
+    for i in 0..200 {
+        let key = format!("key-{i}").into_bytes();
+        client
+            .put("default", &key, key.clone(), &Context::empty())
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    client.settle(Duration::from_secs(10)).await;
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    // While the change moves data, nothing is dropped.
+    client
+        .commit_change(&[Change::Join(member)], client.membership().version())
+        .await
+        .unwrap();
+    assert_eq!(
+        client.hand_off_and_drop().await.partitions_dropped,
+        0,
+        "dropped while a change was moving"
+    );
+    let report = client
+        .transfer_until_flipped(64, Duration::from_millis(20), Duration::from_secs(60))
+        .await;
+    assert!(report.flipped, "{report:?}");
+    let dropped = client.hand_off_and_drop().await;
+    assert!(dropped.partitions_dropped > 0, "{dropped:?}");
+    assert!(dropped.unreachable.is_empty(), "{dropped:?}");
+    let doc = client.membership();
+    for m in &doc.members {
+        let home_of = keys
+            .iter()
+            .filter(|k| doc.preference_list("default", k, 3).home().contains(&m.id))
+            .count() as u64;
+        let stats = client.node_stats(m).await.unwrap();
+        let held: u64 = stats.stores.iter().map(|s| s.objects).sum();
+        assert_eq!(held, home_of, "{} holds other keys than its own", m.addr);
+        for key in &keys {
+            let home = doc
+                .preference_list("default", key, 3)
+                .home()
+                .contains(&m.id);
+            assert_eq!(holds(&cluster, &m.addr, key).await, home);
+        }
+    }
+    all_readable_keys(&client, &keys).await;
+    // A second sweep finds nothing left to drop.
+    assert_eq!(client.hand_off_and_drop().await.partitions_dropped, 0);
+}

@@ -45,7 +45,7 @@ pub mod transport;
 #[cfg(not(feature = "testing"))]
 pub(crate) mod transport;
 
-pub use change::{TransferReport, TransferStatus};
+pub use change::{DropReport, TransferReport, TransferStatus};
 pub use client::{Client, ClientStats};
 pub use config::ClientConfig;
 pub use error::ClientError;

@@ -24,6 +24,12 @@ const HINTS_PAGE: u32 = 256;
 /// frame limit).
 const TRANSFER_PAGES_PER_STEP: usize = 4;
 
+/// How long a membership epoch stands before the maintenance loop drops
+/// old owners' copies: time for clients on the older document to learn
+/// the new one (they would otherwise read an old owner that no longer
+/// holds anything).
+pub const DROP_GRACE: Duration = Duration::from_secs(60);
+
 /// What one maintenance pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MaintenanceReport {
@@ -63,21 +69,43 @@ impl Client {
         report
     }
 
-    /// Runs [`Client::maintain_once`] and one anti-entropy exchange (the
-    /// next partition in turn, [`Client::repair_step`]) every `interval` in
-    /// the background until the returned handle is aborted or the runtime
-    /// stops. One partition per interval is the rate limit: an exchange
-    /// of converged replicas costs three small requests and one
-    /// tombstone scan of the partition per replica (for reaping), so the
-    /// foreground's latency does not notice it. An application that links
+    /// Runs [`Client::maintain_once`], one anti-entropy exchange (the
+    /// next partition in turn, [`Client::repair_step`]) and a few pages of
+    /// a membership change's transfers ([`Client::transfer_step`]) every
+    /// `interval` in the background until the returned handle is aborted
+    /// or the runtime stops; once per membership epoch, [`DROP_GRACE`]
+    /// after it appeared, old owners' copies are handed off and dropped
+    /// ([`Client::hand_off_and_drop`]). One partition per interval is the
+    /// rate limit of anti-entropy: an exchange of converged replicas costs
+    /// three small requests per replica, so the foreground's latency does
+    /// not notice it. An application that links
     /// the SDK runs this in one of its instances (any client may; passes
     /// by several clients are harmless).
     pub fn spawn_maintenance(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
         let client = self.clone();
         tokio::spawn(async move {
             let mut next_partition = 0usize;
+            // The epoch last seen, since when, and whether its old copies
+            // were dropped.
+            let mut epoch = (0u64, tokio::time::Instant::now(), false);
             loop {
                 tokio::time::sleep(interval).await;
+                let now = client.membership().epoch;
+                if now != epoch.0 {
+                    epoch = (now, tokio::time::Instant::now(), false);
+                }
+                if !epoch.2 && epoch.1.elapsed() >= DROP_GRACE {
+                    let dropped = client.hand_off_and_drop().await;
+                    epoch.2 = dropped.unreachable.is_empty();
+                    if dropped.partitions_dropped > 0 {
+                        tracing::info!(
+                            partitions = dropped.partitions_dropped,
+                            keys = dropped.keys_dropped,
+                            handed_off = dropped.keys_handed_off,
+                            "dropped old owners' copies"
+                        );
+                    }
+                }
                 let repair = client.repair_step(&mut next_partition).await;
                 if repair.keys_repaired > 0 {
                     tracing::info!(

@@ -21,7 +21,7 @@ pub const ALPN: &[u8] = b"quire/6";
 /// 4: store limits carry the tombstone grace period. 5: `MerkleRoot`
 /// answers carry the partition's tombstone count; a `ScanSegment` may list
 /// key digests instead of objects. 6: membership change (pending owners in
-/// the document, `TransferState`, `TransferMark`).
+/// the document, `TransferState`, `TransferMark`, `DropPartition`).
 pub const PROTOCOL_VERSION: u32 = 6;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -181,6 +181,16 @@ pub enum Request {
         /// The progress to record.
         progress: TransferProgress,
     },
+    /// Removes up to a batch of the node's keys of a partition it is no
+    /// longer a home (or incoming) replica of: an old owner's copy, once a
+    /// membership change has flipped and the copy was handed off. Refused
+    /// with `StillReplica` otherwise.
+    DropPartition {
+        /// Store name.
+        store: String,
+        /// Partition.
+        partition: u32,
+    },
     /// Offer a membership document. Without `base` (a client spreading a
     /// document it saw) it is kept if it supersedes the held one; with
     /// `base` (an admin's change) only if the node holds exactly that
@@ -212,6 +222,7 @@ impl Request {
             Request::DeleteIfEqual { .. } => "delete-if-equal",
             Request::TransferState { .. } => "transfer-state",
             Request::TransferMark { .. } => "transfer-mark",
+            Request::DropPartition { .. } => "drop-partition",
         }
     }
 }
@@ -284,6 +295,14 @@ pub enum Reply {
     Deleted(bool),
     /// Answer to `TransferState` and `TransferMark`: the progress held.
     Transfer(TransferProgress),
+    /// Answer to `DropPartition`: keys removed, and whether any are left
+    /// (ask again).
+    PartitionDropped {
+        /// Keys removed by this request.
+        keys: u64,
+        /// Keys of the partition left on the node.
+        more: bool,
+    },
 }
 
 impl Reply {

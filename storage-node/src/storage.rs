@@ -15,6 +15,7 @@
 //! transaction; all writes go through [`crate::writer`], which batches them
 //! into one transaction each.
 
+mod drop;
 mod hints;
 mod keys;
 mod legacy;
@@ -22,6 +23,7 @@ mod merkle;
 mod scan;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 pub use hints::HintsPage;
 pub use keys::{data_key, partition_prefix, split_data_key, LMDB_KEY_BYTES_MAX};
@@ -29,7 +31,6 @@ pub use merkle::PartitionSummary;
 pub use scan::{only_tombstones, ScanPage, ScanRequest, StorageStats, StoreStats};
 
 use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
-use quire_shared::wire::TransferProgress;
 use quire_shared::{ActorId, Membership, NodeId, Object};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -42,9 +43,6 @@ const MEMBERSHIP_FORMAT_V4: u8 = 4;
 const META_NODE_ID: &[u8] = b"node_id";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_MEMBERSHIP: &[u8] = b"membership";
-/// Prefix of the meta records of transfer progress, one per (store,
-/// partition) this node receives in a membership change.
-const META_TRANSFER: &[u8] = b"transfer/";
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -135,28 +133,6 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], what: &[u8]) -> Result<T, StorageEr
     match bytes.split_first() {
         Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|_| corrupt(what)),
         _ => Err(corrupt(what)),
-    }
-}
-
-/// The meta key of a partition's transfer progress.
-fn transfer_key(store: &str, partition: u32) -> Vec<u8> {
-    let mut key = META_TRANSFER.to_vec();
-    key.extend_from_slice(&partition_prefix(store, partition));
-    key
-}
-
-/// The transfer progress recorded for a partition (the default when none).
-fn get_transfer_in(
-    txn: &impl Transaction,
-    meta: Database,
-    store: &str,
-    partition: u32,
-) -> Result<TransferProgress, StorageError> {
-    let key = transfer_key(store, partition);
-    match txn.get(meta, &key) {
-        Ok(bytes) => decode(bytes, &key),
-        Err(lmdb::Error::NotFound) => Ok(TransferProgress::default()),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -309,12 +285,6 @@ impl Storage {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The transfer progress recorded for `store`'s `partition`.
-    pub fn transfer(&self, store: &str, partition: u32) -> Result<TransferProgress, StorageError> {
-        let txn = self.env.begin_ro_txn()?;
-        get_transfer_in(&txn, self.meta, store, partition)
-    }
-
     /// The stored membership document, if any.
     pub fn membership(&self) -> Result<Option<Membership>, StorageError> {
         let txn = self.env.begin_ro_txn()?;
@@ -367,29 +337,6 @@ impl WriteTxn<'_> {
     /// The membership document as this transaction sees it.
     pub fn get_membership(&self) -> Result<Option<Membership>, StorageError> {
         get_membership_in(&self.txn, self.storage.meta)
-    }
-
-    /// The transfer progress recorded for `store`'s `partition`.
-    pub fn get_transfer(
-        &self,
-        store: &str,
-        partition: u32,
-    ) -> Result<TransferProgress, StorageError> {
-        get_transfer_in(&self.txn, self.storage.meta, store, partition)
-    }
-
-    /// Records the transfer progress of `store`'s `partition`.
-    pub fn put_transfer(
-        &mut self,
-        store: &str,
-        partition: u32,
-        progress: &TransferProgress,
-    ) -> Result<(), StorageError> {
-        let key = transfer_key(store, partition);
-        let bytes = encode_as(FORMAT_V1, progress);
-        Ok(self
-            .txn
-            .put(self.storage.meta, &key, &bytes, WriteFlags::empty())?)
     }
 
     /// Stores the membership document.

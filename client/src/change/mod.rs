@@ -24,10 +24,13 @@
 //! # Layout
 //!
 //! - this file: copies of writes to incoming replicas;
-//! - `transfer`: the transfers, their report, and the flip.
+//! - `transfer`: the transfers, their report, and the flip;
+//! - `drop`: after the flip, old owners' copies handed off and dropped.
 
+mod drop;
 mod transfer;
 
+pub use drop::DropReport;
 pub use transfer::{TransferReport, TransferStatus};
 
 use crate::client::Client;

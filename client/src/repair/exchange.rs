@@ -56,7 +56,7 @@ type Page<T> = (Vec<T>, Option<Vec<u8>>);
 impl Client {
     /// One request of an exchange, its bytes (request and answer frames)
     /// counted in `report`.
-    pub(super) async fn repair_call(
+    pub(crate) async fn repair_call(
         &self,
         node: &Member,
         request: &Request,

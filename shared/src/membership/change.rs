@@ -251,6 +251,14 @@ impl Membership {
             || self.incoming(partition, n).contains(&node)
     }
 
+    /// The home replicas of `partition` (with `n` replicas) under the
+    /// current owners.
+    pub fn preference_list_of(&self, partition: u32, n: usize) -> Vec<NodeId> {
+        PreferenceList::walk(&self.owners, partition, n)
+            .home()
+            .to_vec()
+    }
+
     /// Every copy the pending change needs, by store and partition.
     pub fn transfers(&self) -> Vec<Transfer> {
         let mut out = Vec::new();

@@ -69,4 +69,7 @@ pub enum ErrorCode {
     SegmentOutOfRange,
     /// A scan cursor is not one a scan of this partition could return.
     BadCursor,
+    /// `DropPartition` of a partition the node is still a home (or
+    /// incoming) replica of: its copy is needed.
+    StillReplica,
 }

@@ -1,10 +1,10 @@
 //! Anti-entropy and reaping requests: Merkle digests of a partition, scans
 //! of its segments, the node's totals, and the conditional delete.
 //!
-//! A node answers these only for partitions it is a home replica of in its
-//! membership (`NotOwner` otherwise, as for un-hinted writes): an exchange
-//! compares the copies that reads and writes use, and a node holding
-//! stray data for a partition must not make it look healthy.
+//! These only read, so a node answers them for any partition of a known
+//! store: the SDK chooses whose copies to compare (the home replicas for
+//! anti-entropy; an old owner and the new home replicas when a copy is
+//! handed off after a membership change).
 
 use super::{refuse, storage_failed, unexpected, NodeState};
 use crate::storage::{ScanRequest, StorageStats};
@@ -23,22 +23,20 @@ use std::sync::atomic::Ordering;
 const SCAN_EXAMINED_MAX: usize = 65_536;
 
 impl NodeState {
-    /// Checks that `store` exists, `partition` is in range and this node
-    /// is one of its home replicas (or an incoming one, while a change
-    /// moves data: a transfer is checked by comparing digests).
-    fn home_partition(&self, store: &str, partition: u32) -> Result<(), ErrorReply> {
+    /// Checks that `store` exists and `partition` is in range.
+    fn known_partition(&self, store: &str, partition: u32) -> Result<(), ErrorReply> {
         let doc = self.membership().ok_or_else(|| {
             refuse(
                 ErrorCode::NoMembership,
                 "node has no membership document yet",
             )
         })?;
-        let Some(config) = doc.store(store) else {
+        if doc.store(store).is_none() {
             return Err(refuse(
                 ErrorCode::UnknownStore,
                 format!("store {store:?} does not exist"),
             ));
-        };
+        }
         if partition >= doc.partitions {
             return Err(refuse(
                 ErrorCode::PartitionOutOfRange,
@@ -48,22 +46,13 @@ impl NodeState {
                 ),
             ));
         }
-        if doc.is_home_or_incoming(self.identity.node_id, partition, usize::from(config.n)) {
-            return Ok(());
-        }
-        Err(refuse(
-            ErrorCode::NotOwner,
-            format!(
-                "node {} is not a home replica of partition {partition} of {store:?} in membership epoch {}",
-                self.identity.node_id, doc.epoch
-            ),
-        ))
+        Ok(())
     }
 
     /// The root of the node's segments of a partition, and its count of
     /// tombstone-only keys.
     pub(super) fn merkle_root(&self, store: &str, partition: u32) -> Result<Reply, ErrorReply> {
-        self.home_partition(store, partition)?;
+        self.known_partition(store, partition)?;
         let summary = self
             .storage
             .partition_summary(store, partition)
@@ -82,7 +71,7 @@ impl NodeState {
         partition: u32,
         (first, count, group): (u16, u16, u16),
     ) -> Result<Reply, ErrorReply> {
-        self.home_partition(store, partition)?;
+        self.known_partition(store, partition)?;
         let end = u32::from(first) + u32::from(count);
         if end > u32::from(SEGMENTS) || group == 0 {
             return Err(refuse(
@@ -113,7 +102,7 @@ impl NodeState {
         (tombstones_only, listing): (bool, Listing),
         after: Option<&[u8]>,
     ) -> Result<Reply, ErrorReply> {
-        self.home_partition(store, partition)?;
+        self.known_partition(store, partition)?;
         if segments.len() > usize::from(SEGMENTS) || segments.iter().any(|&s| s >= SEGMENTS) {
             return Err(refuse(
                 ErrorCode::SegmentOutOfRange,

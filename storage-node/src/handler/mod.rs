@@ -183,6 +183,9 @@ impl NodeState {
                 partition,
                 progress,
             } => self.transfer_mark(&store, partition, progress).await,
+            Request::DropPartition { store, partition } => {
+                self.drop_partition(&store, partition).await
+            }
         }
     }
 }

@@ -6,6 +6,10 @@
 //! on the receiver, how far it has come. Whoever runs the transfer next
 //! (the same client after a restart, another client) resumes from the
 //! receiver's record, so an interruption re-sends at most one page.
+//!
+//! After the change flips, an old owner's copy is handed off (an exchange
+//! with the new home replicas) and dropped (`DropPartition`), a batch of
+//! keys per request.
 
 use super::{refuse, storage_failed, unexpected, NodeState};
 use crate::writer::{WriteOp, WriteOutcome};
@@ -62,4 +66,57 @@ impl NodeState {
             other => Err(unexpected(&other)),
         }
     }
+
+    /// Removes a batch of keys of a partition this node is not a home or
+    /// incoming replica of in its membership.
+    pub(super) async fn drop_partition(
+        &self,
+        store: &str,
+        partition: u32,
+    ) -> Result<Reply, ErrorReply> {
+        let doc = self.membership().ok_or_else(|| {
+            refuse(
+                ErrorCode::NoMembership,
+                "node has no membership document yet",
+            )
+        })?;
+        let Some(config) = doc.store(store) else {
+            return Err(refuse(
+                ErrorCode::UnknownStore,
+                format!("store {store:?} does not exist"),
+            ));
+        };
+        if partition >= doc.partitions {
+            return Err(refuse(
+                ErrorCode::PartitionOutOfRange,
+                format!(
+                    "partition {partition} is out of range (the ring has {})",
+                    doc.partitions
+                ),
+            ));
+        }
+        if doc.is_home_or_incoming(self.identity.node_id, partition, usize::from(config.n)) {
+            return Err(refuse(
+                ErrorCode::StillReplica,
+                format!(
+                    "node {} is a replica of partition {partition} of {store:?} in membership epoch {}: its copy is needed",
+                    self.identity.node_id, doc.epoch
+                ),
+            ));
+        }
+        let op = WriteOp::DropPartition {
+            store: store.to_owned(),
+            partition,
+            limit: DROP_BATCH,
+        };
+        match self.write(op).await? {
+            WriteOutcome::PartitionDropped { keys, more } => {
+                Ok(Reply::PartitionDropped { keys, more })
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
 }
+
+/// Keys one `DropPartition` removes: bounds the write transaction.
+const DROP_BATCH: usize = 4096;

@@ -210,6 +210,14 @@ pub(super) fn apply(
             txn.put_transfer(store, *partition, progress)?;
             Ok(WriteOutcome::Transfer(progress.clone()))
         }
+        WriteOp::DropPartition {
+            store,
+            partition,
+            limit,
+        } => {
+            let (keys, more) = txn.drop_partition(store, *partition, *limit)?;
+            Ok(WriteOutcome::PartitionDropped { keys, more })
+        }
         WriteOp::Membership { doc, base } => {
             let current = txn.get_membership()?;
             match replica::accept_membership(current.as_ref(), doc, *base) {

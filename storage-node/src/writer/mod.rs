@@ -111,6 +111,16 @@ pub enum WriteOp {
         /// The progress to record.
         progress: TransferProgress,
     },
+    /// Remove up to `limit` keys of a partition this node no longer holds
+    /// for anyone (checked by the handler against its membership).
+    DropPartition {
+        /// Store name.
+        store: String,
+        /// Partition.
+        partition: u32,
+        /// Most keys removed in this write.
+        limit: usize,
+    },
     /// Keep an offered membership document if the rule
     /// ([`quire_shared::replica::accept_membership`]) takes it; decided in
     /// the write transaction, so two offers cannot both pass a
@@ -142,6 +152,13 @@ pub enum WriteOutcome {
     Deleted(bool),
     /// The transfer progress held after a mark.
     Transfer(TransferProgress),
+    /// Keys a partition drop removed, and whether any are left.
+    PartitionDropped {
+        /// Keys removed.
+        keys: u64,
+        /// Keys left.
+        more: bool,
+    },
     /// The write was refused for what it would have stored (a limit, a
     /// dot this node never issued); nothing of it was stored, and the rest
     /// of its batch is unaffected.
