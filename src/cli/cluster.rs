@@ -275,8 +275,17 @@ impl Report for Transfers {
             line(
                 out,
                 format_args!(
-                    "{} partition {:>5} -> {}  {:<7}  {} keys, {} bytes",
-                    t.store, t.partition, t.to, t.state, t.keys, t.bytes
+                    "{} partition {:>5} -> {}  {:<7}  {} keys, {} bytes{}",
+                    t.store,
+                    t.partition,
+                    t.to,
+                    t.state,
+                    t.keys,
+                    t.bytes,
+                    match t.eta_s {
+                        Some(eta) => format!(", {} B/s, about {eta} s left", t.rate_bytes_per_s),
+                        None => String::new(),
+                    }
                 ),
             );
         }

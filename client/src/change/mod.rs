@@ -24,14 +24,16 @@
 //! # Layout
 //!
 //! - this file: copies of writes to incoming replicas;
-//! - `transfer`: the transfers, their report, and the flip;
+//! - `transfer`: copying pages, the closing exchanges and the flip;
+//! - `report`: where the transfers stand (rate, time left);
 //! - `drop`: after the flip, old owners' copies handed off and dropped.
 
 mod drop;
+mod report;
 mod transfer;
 
 pub use drop::DropReport;
-pub use transfer::{TransferReport, TransferStatus};
+pub use report::{TransferReport, TransferStatus};
 
 use crate::client::Client;
 use quire_shared::wire::{NodeStats, Reply, Request};

@@ -11,9 +11,10 @@
 //! so at most one page is sent twice.
 
 use super::super::repair::RepairReport;
+use super::report::{wall_ms, TransferReport};
 use crate::client::Client;
 use quire_shared::wire::{
-    encode_frame, Entry, Listing, Reply, Request, Response, TransferProgress, FRAME_HEADER_BYTES,
+    encode_frame, Entry, Listing, Reply, Request, TransferProgress, FRAME_HEADER_BYTES,
 };
 use quire_shared::{Member, Membership, NodeId, PreferenceList, Transfer};
 use std::collections::BTreeSet;
@@ -23,144 +24,7 @@ use tokio::task::JoinSet;
 /// `Replicate` requests of one page in flight at once.
 const PAGE_PARALLEL: usize = 16;
 
-/// Where one transfer stands.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct TransferStatus {
-    /// Store name.
-    pub store: String,
-    /// Partition.
-    pub partition: u32,
-    /// The incoming replica.
-    pub to: NodeId,
-    /// `pending` (not started), `active`, `done`, or `unknown` (the
-    /// receiver did not answer).
-    pub state: &'static str,
-    /// Keys copied so far.
-    pub keys: u64,
-    /// Bytes of objects copied so far.
-    pub bytes: u64,
-}
-
-/// What a transfer step did, and where the change stands.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct TransferReport {
-    /// The change under way (the epoch it was committed in); `None` when
-    /// nothing moves.
-    pub change: Option<u64>,
-    /// Transfers not started.
-    pub pending: u64,
-    /// Transfers started and not done.
-    pub active: u64,
-    /// Transfers done.
-    pub done: u64,
-    /// Bytes of objects copied so far, over every transfer.
-    pub bytes: u64,
-    /// Keys this step copied.
-    pub keys_copied: u64,
-    /// Keys the closing exchanges repaired (what copies of live writes and
-    /// pages raced with); 0 when the transfers alone moved everything.
-    pub keys_repaired_at_close: u64,
-    /// True when this step flipped the change (the pending owners now own).
-    pub flipped: bool,
-    /// Each transfer.
-    pub transfers: Vec<TransferStatus>,
-    /// Nodes that could not be asked, with why.
-    pub unreachable: Vec<String>,
-}
-
-impl TransferReport {
-    /// Counts `status` into the totals.
-    fn count(&mut self, status: TransferStatus) {
-        match status.state {
-            "done" => self.done += 1,
-            "active" => self.active += 1,
-            _ => self.pending += 1,
-        }
-        self.bytes += status.bytes;
-        self.transfers.push(status);
-    }
-
-    /// True when nothing is left to move.
-    pub fn is_idle(&self) -> bool {
-        self.pending == 0 && self.active == 0
-    }
-}
-
-/// The progress `progress` means for change `change`.
-fn state_of(progress: &TransferProgress, change: u64) -> &'static str {
-    match progress {
-        p if p.change != change => "pending",
-        p if p.done => "done",
-        _ => "active",
-    }
-}
-
 impl Client {
-    /// One request of a transfer; a refusal or failure is the error.
-    async fn transfer_call(&self, node: &Member, request: &Request) -> Result<Reply, String> {
-        let answer = self
-            .transport()
-            .call(&node.addr, request, self.request_timeout())
-            .await;
-        self.observe(node.id, answer.as_ref());
-        match answer {
-            Ok(Response { result: Ok(r), .. }) => {
-                r.validated().map_err(|e| format!("malformed reply: {e}"))
-            }
-            Ok(Response { result: Err(e), .. }) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// What the receiver of `t` recorded.
-    async fn progress_of(
-        &self,
-        doc: &Membership,
-        t: &Transfer,
-    ) -> Result<TransferProgress, String> {
-        let to = doc.member(t.to).ok_or("receiver not in membership")?;
-        let ask = Request::TransferState {
-            store: t.store.clone(),
-            partition: t.partition,
-        };
-        match self.transfer_call(to, &ask).await {
-            Ok(Reply::Transfer(p)) => Ok(p),
-            Ok(other) => Err(format!("{}: unexpected answer {other:?}", to.addr)),
-            Err(e) => Err(format!("{}: {e}", to.addr)),
-        }
-    }
-
-    /// Where every transfer of the pending change stands, as the receivers
-    /// recorded it (`quire cluster transfers`).
-    pub async fn transfers(&self) -> TransferReport {
-        let doc = self.membership();
-        let Some(change) = doc.pending.as_ref().map(|p| p.since) else {
-            return TransferReport::default();
-        };
-        let mut report = TransferReport {
-            change: Some(change),
-            ..TransferReport::default()
-        };
-        for t in doc.transfers() {
-            let (state, p) = match self.progress_of(&doc, &t).await {
-                Ok(p) => (state_of(&p, change), p),
-                Err(e) => {
-                    report.unreachable.push(e);
-                    ("unknown", TransferProgress::default())
-                }
-            };
-            report.count(TransferStatus {
-                store: t.store,
-                partition: t.partition,
-                to: t.to,
-                state,
-                keys: p.keys,
-                bytes: p.bytes,
-            });
-        }
-        report
-    }
-
     /// Moves data for the pending change, at most `pages_max` pages in
     /// this step (the rate limit: maintenance takes a step per interval);
     /// once every transfer is done, closes each moving partition with an
@@ -225,6 +89,11 @@ impl Client {
             self.replicate_page(&to, &t.store, entries).await?;
             progress.keys += keys;
             progress.bytes += bytes;
+            let now = wall_ms();
+            if progress.started_ms == 0 {
+                progress.started_ms = now;
+            }
+            progress.updated_ms = now;
             progress.done = next.is_none();
             progress.after = next;
             let mark = Request::TransferMark {

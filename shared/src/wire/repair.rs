@@ -90,4 +90,9 @@ pub struct TransferProgress {
     pub keys: u64,
     /// Bytes of objects stored so far (for progress reports).
     pub bytes: u64,
+    /// When the transfer's first page was marked (ms since the epoch, the
+    /// transferring client's clock): with `updated_ms`, its rate.
+    pub started_ms: u64,
+    /// When the latest page was marked.
+    pub updated_ms: u64,
 }

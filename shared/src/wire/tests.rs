@@ -316,12 +316,17 @@ fn progress() -> impl Strategy<Value = TransferProgress> {
         any::<bool>(),
         any::<u64>(),
         any::<u64>(),
+        (any::<u64>(), any::<u64>()),
     )
-        .prop_map(|(change, after, done, keys, bytes)| TransferProgress {
-            change,
-            after,
-            done,
-            keys,
-            bytes,
-        })
+        .prop_map(
+            |(change, after, done, keys, bytes, (started_ms, updated_ms))| TransferProgress {
+                change,
+                after,
+                done,
+                keys,
+                bytes,
+                started_ms,
+                updated_ms,
+            },
+        )
 }

@@ -5,10 +5,9 @@ use super::{describe, Staged};
 use crate::cli::output::{line, print, Report};
 use crate::cli::ConfigArg;
 use anyhow::bail;
-use quire::shared::{Membership, NodeId, PreferenceList};
+use quire::shared::Membership;
 use quire_client::Client;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// A partition changing owner.
 #[derive(Serialize)]
@@ -76,43 +75,6 @@ impl Report for Plan {
     }
 }
 
-/// Bytes the transfers of `next` carry, estimated from each source's
-/// `Stats`: a store's bytes on a node, spread over the partitions the node
-/// is a home replica of in that store.
-async fn estimate(client: &Client, now: &Membership, next: &Membership) -> u64 {
-    let mut per_partition: BTreeMap<(NodeId, String), u64> = BTreeMap::new();
-    let mut total = 0;
-    for t in next.transfers() {
-        let Some(&source) = t.from.first() else {
-            continue;
-        };
-        let key = (source, t.store.clone());
-        if !per_partition.contains_key(&key) {
-            let bytes = match now.member(source) {
-                Some(m) => client.node_stats(m).await.ok().and_then(|s| {
-                    s.stores
-                        .iter()
-                        .find(|s| s.store == t.store)
-                        .map(|s| s.bytes)
-                }),
-                None => None,
-            };
-            let n = now.store(&t.store).map_or(1, |s| usize::from(s.n));
-            let held = (0..now.partitions)
-                .filter(|&p| {
-                    PreferenceList::walk(&now.owners, p, n)
-                        .home()
-                        .contains(&source)
-                })
-                .count()
-                .max(1) as u64;
-            per_partition.insert(key.clone(), bytes.unwrap_or(0) / held);
-        }
-        total += per_partition[&key];
-    }
-    total
-}
-
 /// `quire cluster plan`: shows the plan and records what it was made on.
 pub(crate) async fn plan(
     client: &Client,
@@ -160,7 +122,7 @@ pub(crate) async fn plan(
         moves,
         nodes,
         transfers: next.transfers().len(),
-        bytes_estimate: estimate(client, doc, &next).await,
+        bytes_estimate: client.estimate_transfer_bytes(&next).await,
     };
     staged.planned_on = Some(doc.version());
     staged.save(config)?;

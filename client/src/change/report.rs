@@ -1,0 +1,227 @@
+//! Where a membership change's transfers stand, as their receivers
+//! recorded it: the report `quire cluster transfers` prints, with each
+//! transfer's rate and an estimated time left.
+
+use crate::client::Client;
+use quire_shared::wire::{Reply, Request, Response, TransferProgress};
+use quire_shared::{Member, Membership, NodeId, Transfer};
+
+/// Where one transfer stands.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TransferStatus {
+    /// Store name.
+    pub store: String,
+    /// Partition.
+    pub partition: u32,
+    /// The incoming replica.
+    pub to: NodeId,
+    /// `pending` (not started), `active`, `done`, or `unknown` (the
+    /// receiver did not answer).
+    pub state: &'static str,
+    /// Keys copied so far.
+    pub keys: u64,
+    /// Bytes of objects copied so far.
+    pub bytes: u64,
+    /// Bytes per second since the transfer started (0 before it has).
+    pub rate_bytes_per_s: u64,
+    /// Seconds left at that rate, against an estimate of the partition's
+    /// size (its source's bytes in the store over the partitions it
+    /// holds); `None` when done, not started, or not estimable.
+    pub eta_s: Option<u64>,
+}
+
+/// What a transfer step did, and where the change stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TransferReport {
+    /// The change under way (the epoch it was committed in); `None` when
+    /// nothing moves.
+    pub change: Option<u64>,
+    /// Transfers not started.
+    pub pending: u64,
+    /// Transfers started and not done.
+    pub active: u64,
+    /// Transfers done.
+    pub done: u64,
+    /// Bytes of objects copied so far, over every transfer.
+    pub bytes: u64,
+    /// Keys this step copied.
+    pub keys_copied: u64,
+    /// Keys the closing exchanges repaired (what copies of live writes and
+    /// pages raced with); 0 when the transfers alone moved everything.
+    pub keys_repaired_at_close: u64,
+    /// True when this step flipped the change (the pending owners now own).
+    pub flipped: bool,
+    /// Each transfer.
+    pub transfers: Vec<TransferStatus>,
+    /// Nodes that could not be asked, with why.
+    pub unreachable: Vec<String>,
+}
+
+impl TransferReport {
+    /// Counts `status` into the totals.
+    fn count(&mut self, status: TransferStatus) {
+        match status.state {
+            "done" => self.done += 1,
+            "active" => self.active += 1,
+            _ => self.pending += 1,
+        }
+        self.bytes += status.bytes;
+        self.transfers.push(status);
+    }
+
+    /// True when nothing is left to move.
+    pub fn is_idle(&self) -> bool {
+        self.pending == 0 && self.active == 0
+    }
+}
+
+/// Wall-clock milliseconds (progress records are read by other clients).
+pub(super) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Estimated bytes of a partition, per (source node, store): the store's
+/// bytes on the source (`Stats`) over the partitions it is a home
+/// replica of.
+#[derive(Default)]
+pub(super) struct PartitionSizes(std::collections::BTreeMap<(NodeId, String), u64>);
+
+impl PartitionSizes {
+    pub(super) async fn estimate(
+        &mut self,
+        client: &Client,
+        doc: &Membership,
+        t: &Transfer,
+    ) -> u64 {
+        let Some(&source) = t.from.first() else {
+            return 0;
+        };
+        let key = (source, t.store.clone());
+        if let Some(size) = self.0.get(&key) {
+            return *size;
+        }
+        let n = doc.store(&t.store).map_or(1, |s| usize::from(s.n));
+        let held = (0..doc.partitions)
+            .filter(|&p| doc.preference_list_of(p, n).contains(&source))
+            .count()
+            .max(1) as u64;
+        let bytes = match doc.member(source) {
+            Some(m) => client.node_stats(m).await.ok().and_then(|s| {
+                s.stores
+                    .iter()
+                    .find(|s| s.store == t.store)
+                    .map(|s| s.bytes)
+            }),
+            None => None,
+        };
+        let size = bytes.unwrap_or(0) / held;
+        self.0.insert(key, size);
+        size
+    }
+}
+
+/// The progress `progress` means for change `change`.
+pub(super) fn state_of(progress: &TransferProgress, change: u64) -> &'static str {
+    match progress {
+        p if p.change != change => "pending",
+        p if p.done => "done",
+        _ => "active",
+    }
+}
+
+impl Client {
+    /// One request of a transfer; a refusal or failure is the error.
+    pub(super) async fn transfer_call(
+        &self,
+        node: &Member,
+        request: &Request,
+    ) -> Result<Reply, String> {
+        let answer = self
+            .transport()
+            .call(&node.addr, request, self.request_timeout())
+            .await;
+        self.observe(node.id, answer.as_ref());
+        match answer {
+            Ok(Response { result: Ok(r), .. }) => {
+                r.validated().map_err(|e| format!("malformed reply: {e}"))
+            }
+            Ok(Response { result: Err(e), .. }) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// What the receiver of `t` recorded.
+    pub(super) async fn progress_of(
+        &self,
+        doc: &Membership,
+        t: &Transfer,
+    ) -> Result<TransferProgress, String> {
+        let to = doc.member(t.to).ok_or("receiver not in membership")?;
+        let ask = Request::TransferState {
+            store: t.store.clone(),
+            partition: t.partition,
+        };
+        match self.transfer_call(to, &ask).await {
+            Ok(Reply::Transfer(p)) => Ok(p),
+            Ok(other) => Err(format!("{}: unexpected answer {other:?}", to.addr)),
+            Err(e) => Err(format!("{}: {e}", to.addr)),
+        }
+    }
+
+    /// Where every transfer of the pending change stands, as the receivers
+    /// recorded it (`quire cluster transfers`).
+    pub async fn transfers(&self) -> TransferReport {
+        let doc = self.membership();
+        let Some(change) = doc.pending.as_ref().map(|p| p.since) else {
+            return TransferReport::default();
+        };
+        let mut report = TransferReport {
+            change: Some(change),
+            ..TransferReport::default()
+        };
+        let mut sizes = PartitionSizes::default();
+        for t in doc.transfers() {
+            let (state, p) = match self.progress_of(&doc, &t).await {
+                Ok(p) => (state_of(&p, change), p),
+                Err(e) => {
+                    report.unreachable.push(e);
+                    ("unknown", TransferProgress::default())
+                }
+            };
+            let seconds = p.updated_ms.saturating_sub(p.started_ms) / 1000;
+            let rate = p.bytes.checked_div(seconds).unwrap_or(0);
+            let eta_s = match state {
+                "active" if rate > 0 => {
+                    let size = sizes.estimate(self, &doc, &t).await;
+                    Some(size.saturating_sub(p.bytes) / rate)
+                }
+                _ => None,
+            };
+            report.count(TransferStatus {
+                store: t.store,
+                partition: t.partition,
+                to: t.to,
+                state,
+                keys: p.keys,
+                bytes: p.bytes,
+                rate_bytes_per_s: rate,
+                eta_s,
+            });
+        }
+        report
+    }
+
+    /// Estimated bytes the transfers of `doc`'s pending change carry
+    /// (`quire cluster plan`): each source's bytes in the store, spread
+    /// evenly over the partitions it holds.
+    pub async fn estimate_transfer_bytes(&self, doc: &Membership) -> u64 {
+        let mut sizes = PartitionSizes::default();
+        let mut total = 0;
+        for t in doc.transfers() {
+            total += sizes.estimate(self, doc, &t).await;
+        }
+        total
+    }
+}
