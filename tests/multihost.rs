@@ -9,10 +9,9 @@
 mod common;
 
 use common::netns::{self, Hosts};
-use common::{netns_cluster, QUIRE};
+use common::netns_cluster;
 use quire::cluster::LocalCluster;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Node hosts are 1..=NODES; the client host comes after them.
@@ -42,37 +41,13 @@ impl World {
         }
     }
 
-    fn client_config(&self) -> PathBuf {
-        self.cluster.layout().client_config()
-    }
-
     /// Runs `quire --json ARGS` as a fresh process in the client host and
     /// returns its JSON answer; a failure shows stderr.
     fn quire(&self, args: &[&str]) -> Value {
-        let out = self
-            .hosts
-            .exec(CLIENT, QUIRE)
-            .env(
-                "RUST_LOG",
-                std::env::var("QUIRE_TEST_LOG").unwrap_or_default(),
-            )
-            .arg("--config")
-            .arg(self.client_config())
-            .arg("--json")
-            .args(args)
-            .output()
-            .expect("run quire in the client host");
-        assert!(
-            out.status.success(),
-            "quire {args:?} in host {CLIENT}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "quire {args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        let config = self.cluster.layout().client_config();
+        let mut argv = vec!["--config", config.to_str().expect("UTF-8 path"), "--json"];
+        argv.extend_from_slice(args);
+        netns_cluster::quire_in(&self.hosts, CLIENT, &argv)
     }
 
     fn put(&self, key: &str, value: &str) {

@@ -233,10 +233,17 @@ impl Client {
 
     /// Asks the members, one at a time, for their document until one is
     /// newer than ours (or every member was asked): after a node refused a
-    /// write because our document is stale.
+    /// write because our document is stale, and between transfer steps.
+    /// Members this client believes down are skipped: asking one costs a
+    /// connect timeout, on every call (a dead machine being replaced would
+    /// slow each transfer step by it); the probe loop finds it when it is
+    /// back.
     pub(crate) async fn refresh_membership(&self) {
         let before = self.membership();
         for m in &before.members {
+            if !self.inner.health.is_up(m.id) {
+                continue;
+            }
             self.exchange_membership(&m.addr, false).await;
             if self.membership().supersedes(&before) {
                 return;
