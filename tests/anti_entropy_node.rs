@@ -88,6 +88,7 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
     let drop = |store: &str, partition| Request::DropPartition {
         store: store.into(),
         partition,
+        root: [0; 16],
     };
     assert_eq!(
         ask(&t, &addr, drop("default", partition)).await,

@@ -458,6 +458,7 @@ async fn old_owners_drop_their_copies_once_the_change_has_flipped() {
     client.settle(Duration::from_secs(10)).await;
     let addr = cluster.add_node().await.expect("node 4 starts").addr();
     let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    let joined = member.id;
     // While the change moves data, nothing is dropped.
     client
         .commit_change(&[Change::Join(member)], client.membership().version())
@@ -472,6 +473,37 @@ async fn old_owners_drop_their_copies_once_the_change_has_flipped() {
         .transfer_until_flipped(64, Duration::from_millis(20), Duration::from_secs(60))
         .await;
     assert!(report.flipped, "{report:?}");
+    // A drop naming a copy other than the one held is refused: nothing
+    // goes that was not handed off.
+    let doc = client.membership();
+    let (old_owner, key) = doc
+        .members
+        .iter()
+        .filter(|m| m.id != joined)
+        .find_map(|m| {
+            keys.iter()
+                .find(|k| !doc.preference_list("default", k, 3).home().contains(&m.id))
+                .map(|k| (m.clone(), k.clone()))
+        })
+        .expect("an old owner of some key");
+    assert!(holds(&cluster, &old_owner.addr, &key).await);
+    {
+        let stale = Request::DropPartition {
+            store: "default".into(),
+            partition: doc.partition_of("default", &key),
+            root: [0; 16],
+        };
+        let answer = cluster
+            .transport()
+            .call(&old_owner.addr, &stale, T)
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.result.unwrap_err().code,
+            quire::shared::wire::ErrorCode::CopyChanged
+        );
+        assert!(holds(&cluster, &old_owner.addr, &key).await);
+    }
     let dropped = client.hand_off_and_drop().await;
     assert!(dropped.partitions_dropped > 0, "{dropped:?}");
     assert!(dropped.unreachable.is_empty(), "{dropped:?}");

@@ -190,6 +190,10 @@ pub enum Request {
         store: String,
         /// Partition.
         partition: u32,
+        /// The Merkle root of the copy as it was handed off (then as the
+        /// previous batch left it): a copy that changed since is refused
+        /// with `CopyChanged`, never dropped.
+        root: [u8; 16],
     },
     /// Offer a membership document. Without `base` (a client spreading a
     /// document it saw) it is kept if it supersedes the held one; with
@@ -302,6 +306,8 @@ pub enum Reply {
         keys: u64,
         /// Keys of the partition left on the node.
         more: bool,
+        /// The copy's Merkle root after this batch: the next request's.
+        root: [u8; 16],
     },
 }
 

@@ -12,7 +12,10 @@ use super::calls::{push_membership, stored_document, Refusal};
 use super::AdminError;
 use crate::client::Client;
 use crate::transport::Transport;
-use quire_shared::{Change, Member, Membership, MembershipError, MembershipVersion, StoreConfig};
+use quire_shared::{
+    Change, Member, MemberState, Membership, MembershipError, MembershipVersion, Pending,
+    StoreConfig,
+};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,9 +35,21 @@ struct Reading {
     answered: usize,
 }
 
+/// The members whose acceptance counts: those owning partitions now or
+/// after the pending change. Idle members (left, replaced, perhaps dead)
+/// still hear of every change but do not vote, or a cluster that replaced
+/// dead nodes could never reach a majority again.
+fn voters(known: &Membership) -> Vec<&quire_shared::Member> {
+    known
+        .members
+        .iter()
+        .filter(|m| known.state_of(m.id) != MemberState::Idle)
+        .collect()
+}
+
 async fn read_members(transport: &Transport, known: &Membership) -> Reading {
     let mut held: Vec<Membership> = Vec::new();
-    for m in &known.members {
+    for m in voters(known) {
         if let Some(doc) = stored_document(transport, &m.addr).await {
             if doc.cluster_id == known.cluster_id {
                 held.push(doc);
@@ -72,7 +87,8 @@ async fn change_membership(
     change: impl Fn(&Membership, bool) -> Result<Step, AdminError>,
 ) -> Result<(Membership, Vec<String>), AdminError> {
     let mut offered = false;
-    let majority = known.members.len() / 2 + 1;
+    let voting: Vec<String> = voters(known).iter().map(|m| m.addr.clone()).collect();
+    let majority = voting.len() / 2 + 1;
     for attempt in 0..ATTEMPTS_MAX {
         let Reading {
             newest,
@@ -93,8 +109,8 @@ async fn change_membership(
         };
         if answered < majority {
             return Err(AdminError::NotAccepted(format!(
-                "only {answered} of {} members answered; a change needs a majority",
-                known.members.len()
+                "only {answered} of {} voting members answered; a change needs a majority",
+                voting.len()
             )));
         }
         doc.epoch = newest.epoch + 1;
@@ -105,7 +121,10 @@ async fn change_membership(
             .iter()
             .filter(|(_, r)| matches!(r, Err(Refusal::Conflict(_))))
             .count();
-        let accepted = results.iter().filter(|(_, r)| r.is_ok()).count();
+        let accepted = results
+            .iter()
+            .filter(|(addr, r)| r.is_ok() && voting.contains(addr))
+            .count();
         if conflicts == 0 {
             let missed = misses(results);
             if accepted >= majority {
@@ -204,14 +223,15 @@ impl Client {
         Ok(result)
     }
 
-    /// Flips the pending change committed in epoch `change`: its pending
-    /// owners become the owners in a new epoch. True when this call
-    /// flipped it; false when it was flipped already or another change is
-    /// pending.
-    pub async fn flip_change(&self, change: u64) -> Result<bool, AdminError> {
+    /// Flips the pending change `change` (exactly those pending owners,
+    /// so a document of the same epoch with another change is never
+    /// flipped in its place): its pending owners become the owners in a
+    /// new epoch. True when this call flipped it; false when it was
+    /// flipped already or another change is pending.
+    pub async fn flip_change(&self, change: &Pending) -> Result<bool, AdminError> {
         let flipped = Mutex::new(false);
         let step = |newest: &Membership, offered: bool| match &newest.pending {
-            Some(p) if p.since == change => {
+            Some(p) if p == change => {
                 let next = newest.flip().expect("a change is pending");
                 *flipped.lock().expect("not poisoned") = true;
                 Ok(Step::Next(next))

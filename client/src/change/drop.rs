@@ -62,29 +62,33 @@ impl Client {
                         partition,
                     };
                     let mut exchange = RepairReport::default();
-                    match self.repair_call(member, &root, &mut exchange).await {
+                    let seen = match self.repair_call(member, &root, &mut exchange).await {
                         Ok(Reply::MerkleRoot(d)) if d.root == empty => continue,
-                        Ok(Reply::MerkleRoot(_)) => {}
+                        Ok(Reply::MerkleRoot(d)) => d.root,
                         other => {
                             report
                                 .unreachable
                                 .push(format!("{}: {other:?}", member.addr));
                             break;
                         }
-                    }
+                    };
                     let mut nodes: Vec<Member> = doc
                         .preference_list_of(partition, n)
                         .iter()
                         .filter_map(|id| doc.member(*id).cloned())
                         .collect();
                     nodes.push(member.clone());
-                    let outcome = self.exchange(store, partition, &nodes, &mut exchange).await;
+                    let outcome = self
+                        .exchange_with(store, partition, &nodes, Some(member.id), &mut exchange)
+                        .await;
                     report.keys_handed_off += exchange.keys_repaired;
-                    if !outcome.all_answered {
+                    if !outcome.complete {
                         report.unreachable.extend(exchange.unreachable);
                         continue;
                     }
-                    self.drop_copy(member, &store.name, partition, &mut report)
+                    // Only the copy the exchange compared may go: the
+                    // node refuses if it changed since (a late write).
+                    self.drop_copy(member, (&store.name, partition), seen, &mut report)
                         .await;
                 }
             }
@@ -92,23 +96,30 @@ impl Client {
         report
     }
 
-    /// `DropPartition` until the member holds nothing of the partition.
+    /// `DropPartition` until the member holds nothing of the partition,
+    /// each batch naming the root the copy must still have.
     async fn drop_copy(
         &self,
         member: &Member,
-        store: &str,
-        partition: u32,
+        (store, partition): (&str, u32),
+        mut root: [u8; 16],
         report: &mut DropReport,
     ) {
-        let request = Request::DropPartition {
-            store: store.to_owned(),
-            partition,
-        };
         loop {
+            let request = Request::DropPartition {
+                store: store.to_owned(),
+                partition,
+                root,
+            };
             let mut bytes = RepairReport::default();
             match self.repair_call(member, &request, &mut bytes).await {
-                Ok(Reply::PartitionDropped { keys, more }) => {
+                Ok(Reply::PartitionDropped {
+                    keys,
+                    more,
+                    root: after,
+                }) => {
                     report.keys_dropped += keys;
+                    root = after;
                     if !more {
                         report.partitions_dropped += 1;
                         return;

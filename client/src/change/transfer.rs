@@ -219,12 +219,15 @@ impl Client {
             let outcome = self
                 .exchange(config, t.partition, &nodes, &mut report)
                 .await;
-            if !outcome.all_answered {
+            if !outcome.complete {
                 tracing::info!(partition = t.partition, store = %t.store, "closing exchange incomplete; the flip waits");
                 return (false, report.keys_repaired);
             }
         }
-        match self.flip_change(change).await {
+        let Some(pending) = doc.pending.as_ref().filter(|p| p.since == change) else {
+            return (false, report.keys_repaired);
+        };
+        match self.flip_change(pending).await {
             Ok(flipped) => (flipped, report.keys_repaired),
             Err(e) => {
                 tracing::warn!(error = %e, "flipping the membership change failed; the next step retries");

@@ -20,7 +20,7 @@ use crate::client::Client;
 use quire_shared::merkle::{entry_hash, SEGMENTS};
 use quire_shared::replica;
 use quire_shared::wire::{encode_frame, Entry, KeyDigest, Listing, Reply, Request, Response};
-use quire_shared::{Member, Object, StoreConfig};
+use quire_shared::{Member, NodeId, Object, StoreConfig};
 use std::collections::BTreeMap;
 
 /// Segments per digest in the first step of the descent.
@@ -48,6 +48,11 @@ pub(crate) struct Exchanged {
     /// Some home replica holds a tombstone-only key of the partition, so
     /// reaping has something to look at.
     pub(crate) tombstones: bool,
+    /// Every replica answered everything and every repair landed: every
+    /// scan reached its end, every differing key was fetched and every
+    /// merge was stored where it was missing. Only then may a change flip
+    /// or an old copy be dropped on the strength of this exchange.
+    pub(crate) complete: bool,
 }
 
 /// A page of a scan: its keys and the cursor to go on from.
@@ -115,6 +120,21 @@ impl Client {
         homes: &[Member],
         report: &mut RepairReport,
     ) -> Exchanged {
+        self.exchange_with(store, partition, homes, None, report)
+            .await
+    }
+
+    /// The exchange, with `read_only` (an old owner handing its copy off)
+    /// compared and read from but never sent merges: it no longer takes
+    /// writes for the partition.
+    pub(crate) async fn exchange_with(
+        &self,
+        store: &StoreConfig,
+        partition: u32,
+        homes: &[Member],
+        read_only: Option<NodeId>,
+        report: &mut RepairReport,
+    ) -> Exchanged {
         report.partitions_checked += 1;
         let mut nodes = homes.to_vec();
         let name = store.name.clone();
@@ -131,6 +151,7 @@ impl Client {
         let mut outcome = Exchanged {
             all_answered: nodes.len() == homes.len(),
             tombstones: roots.iter().any(|d| d.tombstones > 0),
+            complete: nodes.len() == homes.len(),
         };
         let all_equal = |v: &[Vec<[u8; 16]>], i: usize| v.iter().all(|d| d.get(i) == v[0].get(i));
         if nodes.len() < 2 || roots.iter().all(|r| r.root == roots[0].root) {
@@ -170,11 +191,14 @@ impl Client {
             );
         }
         report.segments_differing += differing.len() as u64;
+        let mut clean = true;
         if nodes.len() >= 2 && !differing.is_empty() {
-            self.repair_segments(store, partition, &differing, &nodes, report)
+            clean = self
+                .repair_segments(store, partition, (&differing, read_only), &nodes, report)
                 .await;
         }
         outcome.all_answered = nodes.len() == homes.len();
+        outcome.complete = outcome.all_answered && clean;
         outcome
     }
 
@@ -267,15 +291,17 @@ impl Client {
 
     /// Lists `segments` on every replica in `nodes` by digest, fetches the
     /// objects of the keys whose digests differ (one per distinct digest)
-    /// and replicates each such key's merge to the replicas that lack it.
+    /// and replicates each such key's merge to the replicas that lack it
+    /// (never to `read_only`). True when every scan finished, every fetch
+    /// answered and every merge was stored.
     async fn repair_segments(
         &self,
         store: &StoreConfig,
         partition: u32,
-        segments: &[u16],
+        (segments, read_only): (&[u16], Option<NodeId>),
         nodes: &[Member],
         report: &mut RepairReport,
-    ) {
+    ) -> bool {
         let mut listed: BTreeMap<Vec<u8>, Vec<Option<[u8; 16]>>> = BTreeMap::new();
         let mut scanned = Vec::with_capacity(nodes.len());
         for (i, node) in nodes.iter().enumerate() {
@@ -289,11 +315,13 @@ impl Client {
             }
             scanned.push(scan.complete);
         }
+        let mut clean = scanned.iter().all(|&c| c);
         for (key, digests) in listed {
             if digests.iter().all(|d| d.is_some() && *d == digests[0]) {
                 continue; // the same object everywhere
             }
             let Some(merged) = self.fetch_merge(store, &key, nodes, &digests, report).await else {
+                clean = false;
                 continue;
             };
             if merged == Object::default() {
@@ -305,7 +333,10 @@ impl Client {
                 // A replica whose scan did not finish may hold the key
                 // past where it stopped: sending the merge is harmless
                 // (a sync), but it is not known to lack it, so skip.
-                if digests[i] == want || (digests[i].is_none() && !scanned[i]) {
+                if digests[i] == want
+                    || (digests[i].is_none() && !scanned[i])
+                    || Some(node.id) == read_only
+                {
                     continue;
                 }
                 let replicate = Request::Replicate {
@@ -316,11 +347,15 @@ impl Client {
                 };
                 match self.repair_call(node, &replicate, report).await {
                     Ok(Reply::Stored(_)) => sent = true,
-                    other => report.failed(node, other),
+                    other => {
+                        clean = false;
+                        report.failed(node, other);
+                    }
                 }
             }
             report.keys_repaired += u64::from(sent);
         }
+        clean
     }
 
     /// The merge of `key`'s copies: one object fetched per distinct digest

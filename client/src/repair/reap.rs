@@ -6,8 +6,9 @@
 //! one ([`Client::plan_reaping`]) scans every home replica's tombstone-only
 //! keys of the partition and keeps the keys [`reap::decide`] allows: a
 //! home replica that does not answer, or whose scan does not finish,
-//! blocks the whole partition. Phase two ([`Client::reap`]) sends
-//! `DeleteIfEqual` with the object seen to each home replica in turn;
+//! blocks the whole partition, and so does a membership change moving
+//! the partition (its incoming replicas are not yet home). Phase two
+//! ([`Client::reap`]) sends `DeleteIfEqual` with the object seen to each home replica in turn;
 //! a replica written to since keeps the key, and the key's reaping stops
 //! there (the replicas already asked get the write back from the next
 //! exchange; those not asked yet keep their tombstone).
@@ -73,7 +74,10 @@ impl Client {
         };
         let homes = homes(&doc, &config, partition);
         let n = usize::from(config.n);
-        if homes.len() < n {
+        // While a membership change moves the partition, its incoming
+        // replicas may hold an older copy of a deleted key; reaping the
+        // home replicas' tombstones then would let that copy come back.
+        if homes.len() < n || !doc.incoming(partition, n).is_empty() {
             return ReapPlan::default();
         }
         let mut held: BTreeMap<Vec<u8>, Vec<Option<Object>>> = BTreeMap::new();

@@ -72,4 +72,7 @@ pub enum ErrorCode {
     /// `DropPartition` of a partition the node is still a home (or
     /// incoming) replica of: its copy is needed.
     StillReplica,
+    /// `DropPartition` of a copy that changed since it was handed off: it
+    /// is handed off again before it may go.
+    CopyChanged,
 }

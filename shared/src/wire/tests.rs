@@ -126,8 +126,11 @@ fn request() -> impl Strategy<Value = Request> {
                 }
             ),
         Just(Request::Stats),
-        ("[a-z]{1,8}", any::<u32>())
-            .prop_map(|(store, partition)| Request::DropPartition { store, partition }),
+        ("[a-z]{1,8}", any::<u32>()).prop_map(|(store, partition)| Request::DropPartition {
+            store,
+            partition,
+            root: [7; 16]
+        }),
         ("[a-z]{1,8}", any::<u32>())
             .prop_map(|(store, partition)| Request::TransferState { store, partition }),
         ("[a-z]{1,8}", any::<u32>(), progress()).prop_map(|(store, partition, progress)| {
@@ -162,8 +165,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         (any::<[u8; 16]>(), any::<u64>())
             .prop_map(|(root, tombstones)| Reply::MerkleRoot(PartitionDigest { root, tombstones })),
         progress().prop_map(Reply::Transfer),
-        (any::<u64>(), any::<bool>())
-            .prop_map(|(keys, more)| Reply::PartitionDropped { keys, more }),
+        (any::<u64>(), any::<bool>(), any::<[u8; 16]>())
+            .prop_map(|(keys, more, root)| Reply::PartitionDropped { keys, more, root }),
         (
             prop::collection::vec((key.clone(), any::<[u8; 16]>()), 0..3),
             prop::option::of(key.clone())

@@ -183,9 +183,11 @@ impl NodeState {
                 partition,
                 progress,
             } => self.transfer_mark(&store, partition, progress).await,
-            Request::DropPartition { store, partition } => {
-                self.drop_partition(&store, partition).await
-            }
+            Request::DropPartition {
+                store,
+                partition,
+                root,
+            } => self.drop_partition(&store, partition, root).await,
         }
     }
 }

@@ -73,6 +73,7 @@ impl NodeState {
         &self,
         store: &str,
         partition: u32,
+        root: [u8; 16],
     ) -> Result<Reply, ErrorReply> {
         let doc = self.membership().ok_or_else(|| {
             refuse(
@@ -107,12 +108,17 @@ impl NodeState {
         let op = WriteOp::DropPartition {
             store: store.to_owned(),
             partition,
+            root,
             limit: DROP_BATCH,
         };
         match self.write(op).await? {
-            WriteOutcome::PartitionDropped { keys, more } => {
-                Ok(Reply::PartitionDropped { keys, more })
+            WriteOutcome::PartitionDropped(Some((keys, more, root))) => {
+                Ok(Reply::PartitionDropped { keys, more, root })
             }
+            WriteOutcome::PartitionDropped(None) => Err(refuse(
+                ErrorCode::CopyChanged,
+                format!("the copy of partition {partition} of {store:?} changed since it was handed off; hand it off again"),
+            )),
             other => Err(unexpected(&other)),
         }
     }

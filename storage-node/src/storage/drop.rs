@@ -2,21 +2,27 @@
 //! membership change has flipped and the SDK has handed the copy off.
 
 use super::keys::partition_prefix;
+use super::merkle::summary_in;
 use super::transfer::transfer_key;
 use super::{StorageError, WriteTxn};
 use lmdb::{Cursor, Transaction};
 
 impl WriteTxn<'_> {
     /// Removes up to `limit` keys of `store`'s `partition` (their Merkle
-    /// entries and tombstone counts with them); returns how many, and
-    /// whether keys are left. Once none are, the partition's transfer
-    /// record goes too.
+    /// entries and tombstone counts with them) if the copy's Merkle root
+    /// is still `root`; returns how many, whether keys are left and the
+    /// root after, or `None` when the copy changed. Once no key is left,
+    /// the partition's transfer record goes too.
     pub fn drop_partition(
         &mut self,
         store: &str,
         partition: u32,
-        limit: usize,
-    ) -> Result<(u64, bool), StorageError> {
+        (root, limit): ([u8; 16], usize),
+    ) -> Result<Option<(u64, bool, [u8; 16])>, StorageError> {
+        let held = summary_in(&self.txn, self.storage.merkle, store, partition)?;
+        if held.segments.root() != root {
+            return Ok(None);
+        }
         let prefix = partition_prefix(store, partition);
         let mut keys: Vec<Vec<u8>> = Vec::new();
         let mut more = false;
@@ -46,6 +52,7 @@ impl WriteTxn<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok((keys.len() as u64, more))
+        let after = summary_in(&self.txn, self.storage.merkle, store, partition)?;
+        Ok(Some((keys.len() as u64, more, after.segments.root())))
     }
 }

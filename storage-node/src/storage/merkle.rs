@@ -52,7 +52,7 @@ fn segment_key(store: &str, partition: u32, segment: u16) -> Vec<u8> {
 
 /// Every segment of a partition and its tombstone count, read in one
 /// pass (absent segments empty, an absent count zero).
-fn summary_in(
+pub(super) fn summary_in(
     txn: &impl Transaction,
     db: Database,
     store: &str,

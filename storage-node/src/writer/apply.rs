@@ -213,11 +213,13 @@ pub(super) fn apply(
         WriteOp::DropPartition {
             store,
             partition,
+            root,
             limit,
-        } => {
-            let (keys, more) = txn.drop_partition(store, *partition, *limit)?;
-            Ok(WriteOutcome::PartitionDropped { keys, more })
-        }
+        } => Ok(WriteOutcome::PartitionDropped(txn.drop_partition(
+            store,
+            *partition,
+            (*root, *limit),
+        )?)),
         WriteOp::Membership { doc, base } => {
             let current = txn.get_membership()?;
             match replica::accept_membership(current.as_ref(), doc, *base) {

@@ -118,6 +118,8 @@ pub enum WriteOp {
         store: String,
         /// Partition.
         partition: u32,
+        /// The copy's root as handed off: a copy that changed since stays.
+        root: [u8; 16],
         /// Most keys removed in this write.
         limit: usize,
     },
@@ -152,13 +154,9 @@ pub enum WriteOutcome {
     Deleted(bool),
     /// The transfer progress held after a mark.
     Transfer(TransferProgress),
-    /// Keys a partition drop removed, and whether any are left.
-    PartitionDropped {
-        /// Keys removed.
-        keys: u64,
-        /// Keys left.
-        more: bool,
-    },
+    /// Keys a partition drop removed, whether any are left, and the root
+    /// after; `None` when the copy had changed and nothing was removed.
+    PartitionDropped(Option<(u64, bool, [u8; 16])>),
     /// The write was refused for what it would have stored (a limit, a
     /// dot this node never issued); nothing of it was stored, and the rest
     /// of its batch is unaffected.
