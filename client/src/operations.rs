@@ -140,6 +140,20 @@ impl Client {
     /// the home replicas that are down (a node that fails mid-read is
     /// replaced by the next one, as in a put).
     pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
+        match self.get_once(store, key).await {
+            // The targets came from a stale membership document (a change
+            // has moved the key): refresh it and read again, once.
+            Err(ClientError::StaleMembership { message }) => {
+                tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
+                self.refresh_membership().await;
+                self.get_once(store, key).await
+            }
+            other => other,
+        }
+    }
+
+    /// One read with the membership document held now.
+    async fn get_once(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
         let plan = self.plan(store, key)?;
         let machine = GetMachine::new(
             Instant::now(),

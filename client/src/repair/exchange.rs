@@ -19,25 +19,12 @@ use super::RepairReport;
 use crate::client::Client;
 use quire_shared::merkle::{entry_hash, SEGMENTS};
 use quire_shared::replica;
-use quire_shared::wire::{encode_frame, Entry, KeyDigest, Listing, Reply, Request, Response};
+use quire_shared::wire::{encode_frame, Reply, Request, Response};
 use quire_shared::{Member, NodeId, Object, StoreConfig};
 use std::collections::BTreeMap;
 
 /// Segments per digest in the first step of the descent.
 const GROUP: u16 = 32;
-/// Scan pages asked of one replica in one exchange: bounds an exchange
-/// against a node that never ends its cursor.
-const SCAN_PAGES_MAX: usize = 10_000;
-
-/// What a segment scan of one replica returned.
-pub(super) struct Scan<T> {
-    /// Keys with their objects ([`Entry`]) or digests ([`KeyDigest`]), in
-    /// key order.
-    pub(super) entries: Vec<T>,
-    /// True when the scan reached the end of the partition: a key not in
-    /// `entries` is not held (or not of the kind asked for).
-    pub(super) complete: bool,
-}
 
 /// What an exchange learnt about a partition's home replicas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +41,6 @@ pub(crate) struct Exchanged {
     /// or an old copy be dropped on the strength of this exchange.
     pub(crate) complete: bool,
 }
-
-/// A page of a scan: its keys and the cursor to go on from.
-type Page<T> = (Vec<T>, Option<Vec<u8>>);
 
 impl Client {
     /// One request of an exchange, its bytes (request and answer frames)
@@ -202,93 +186,6 @@ impl Client {
         outcome
     }
 
-    /// Every page of a segment scan of `node`, following its cursors, up
-    /// to [`SCAN_PAGES_MAX`] pages; a failure is reported and ends it.
-    async fn scan_pages<T>(
-        &self,
-        node: &Member,
-        (store, partition): (&str, u32),
-        (segments, tombstones_only, listing): (&[u16], bool, Listing),
-        report: &mut RepairReport,
-        page: impl Fn(Reply) -> Option<Page<T>>,
-    ) -> Scan<T> {
-        let mut out = Scan {
-            entries: Vec::new(),
-            complete: false,
-        };
-        let mut after = None;
-        for _ in 0..SCAN_PAGES_MAX {
-            let request = Request::ScanSegment {
-                store: store.to_owned(),
-                partition,
-                segments: segments.to_vec(),
-                tombstones_only,
-                listing,
-                after: after.take(),
-            };
-            match self.repair_call(node, &request, report).await.map(&page) {
-                Ok(Some((entries, next))) => {
-                    out.entries.extend(entries);
-                    match next {
-                        Some(n) => after = Some(n),
-                        None => {
-                            out.complete = true;
-                            break;
-                        }
-                    }
-                }
-                Ok(None) => {
-                    report.unreachable.push(format!(
-                        "{}: answered a scan with an unexpected reply",
-                        node.addr
-                    ));
-                    break;
-                }
-                Err(e) => {
-                    report.failed(node, Err(e));
-                    break;
-                }
-            }
-        }
-        out
-    }
-
-    /// The keys and objects of `segments` on `node` (all segments when
-    /// empty), or only its tombstone-only keys.
-    pub(super) async fn scan(
-        &self,
-        node: &Member,
-        store: &str,
-        partition: u32,
-        segments: &[u16],
-        tombstones_only: bool,
-        report: &mut RepairReport,
-    ) -> Scan<Entry> {
-        let what = (segments, tombstones_only, Listing::Objects);
-        self.scan_pages(node, (store, partition), what, report, |r| match r {
-            Reply::Segment { entries, next } => Some((entries, next)),
-            _ => None,
-        })
-        .await
-    }
-
-    /// The keys of `segments` on `node` with their digests.
-    async fn scan_digests(
-        &self,
-        node: &Member,
-        store: &str,
-        partition: u32,
-        segments: &[u16],
-        report: &mut RepairReport,
-    ) -> Scan<KeyDigest> {
-        let what = (segments, false, Listing::Digests);
-        self.scan_pages(node, (store, partition), what, report, |r| match r {
-            Reply::SegmentDigests { keys, next } => Some((keys, next)),
-            _ => None,
-        })
-        .await
-    }
-
     /// Lists `segments` on every replica in `nodes` by digest, fetches the
     /// objects of the keys whose digests differ (one per distinct digest)
     /// and replicates each such key's merge to the replicas that lack it
@@ -320,7 +217,16 @@ impl Client {
             if digests.iter().all(|d| d.is_some() && *d == digests[0]) {
                 continue; // the same object everywhere
             }
-            let Some(merged) = self.fetch_merge(store, &key, nodes, &digests, report).await else {
+            let fetched = self
+                .fetch_merge(
+                    (store, partition),
+                    &key,
+                    (nodes, read_only),
+                    &digests,
+                    report,
+                )
+                .await;
+            let Some(merged) = fetched else {
                 clean = false;
                 continue;
             };
@@ -364,9 +270,9 @@ impl Client {
     /// merge missing a version.
     async fn fetch_merge(
         &self,
-        store: &StoreConfig,
+        (store, partition): (&StoreConfig, u32),
         key: &[u8],
-        nodes: &[Member],
+        (nodes, read_only): (&[Member], Option<NodeId>),
         digests: &[Option<[u8; 16]>],
         report: &mut RepairReport,
     ) -> Option<Object> {
@@ -375,6 +281,15 @@ impl Client {
             let Some(d) = digests[i] else { continue };
             if digests[..i].contains(&Some(d)) {
                 continue; // that version is fetched already
+            }
+            if Some(node.id) == read_only {
+                // An old owner answers no reads for the key (`NotOwner`):
+                // its copy comes from a scan of the key's segment.
+                let o = self
+                    .copy_from_scan(node, (&store.name, partition), key, report)
+                    .await?;
+                merged = replica::replicate(&merged, &o, store.policy).unwrap_or(merged);
+                continue;
             }
             let get = Request::Get {
                 store: store.name.clone(),

@@ -16,10 +16,12 @@
 //! - this file: the report, a whole pass, and the step the maintenance
 //!   loop takes;
 //! - `exchange`: one exchange between a partition's home replicas;
-//! - `reap`: tombstone reaping in two phases, after an exchange.
+//! - `reap`: tombstone reaping in two phases, after an exchange;
+//! - `scan`: paged segment scans of one replica.
 
 mod exchange;
 mod reap;
+mod scan;
 
 pub use reap::ReapPlan;
 

@@ -113,7 +113,11 @@ impl NodeState {
     }
 
     /// The node's copy of a key, or (asked as a stand-in) every hint it
-    /// holds for it.
+    /// holds for it. A node that is not a home (or incoming) replica of
+    /// the key refuses an un-hinted read with `NotOwner`, as it refuses
+    /// writes: after a membership change its copy may be gone or stale,
+    /// and a client on an older document must refresh it rather than read
+    /// "not found" here.
     pub(super) fn get(
         &self,
         store: &str,
@@ -121,6 +125,7 @@ impl NodeState {
         hint: Option<NodeId>,
     ) -> Result<Reply, ErrorReply> {
         let dk = self.locate(store, key)?;
+        self.check_home_replica(store, key, hint)?;
         let object = match hint {
             None => self.storage.get(&dk),
             // Which home a stand-in holds the key for depends on the order
