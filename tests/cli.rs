@@ -583,6 +583,14 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
     assert!(nodes
         .iter()
         .all(|n| n["state"] == "member" && n["up"] == true));
+    // A change that cannot apply is refused when staged, not at plan.
+    let again = quire(&config, &["cluster", "join", &addr]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not staged"));
+    assert!(
+        !quire(&config, &["cluster", "plan"]).status.success(),
+        "nothing is staged"
+    );
     let newcomer = nodes.iter().find(|n| n["addr"] == addr.as_str()).unwrap();
     assert_eq!(newcomer["partitions"].as_u64(), Some(moves as u64));
     for i in 0..20 {

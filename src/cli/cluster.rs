@@ -10,7 +10,7 @@
 use super::output::{line, print, unreachable_suffix, Report};
 use super::{client_config_path, connect, ConfigArg};
 use anyhow::{bail, Context as _};
-use quire::shared::{Change, Membership, MembershipVersion, NodeId};
+use quire::shared::{Change, ChangeError, Membership, MembershipVersion, NodeId};
 use quire_client::{Client, TransferReport};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -173,6 +173,13 @@ async fn run(
     let stage = |change: Change| -> anyhow::Result<()> {
         let mut staged = Staged::load(config)?;
         staged.changes.push(change);
+        // Refuse a change that cannot apply with the others now, so a
+        // mistake does not sit in the staged list until `plan`; while an
+        // earlier change still moves data, staging waits for it.
+        match doc.plan(&staged.changes) {
+            Ok(_) | Err(ChangeError::ChangeInProgress(_)) => {}
+            Err(e) => bail!("not staged: {e}"),
+        }
         staged.planned_on = None;
         staged.save(config)?;
         print(
