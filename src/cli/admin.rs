@@ -155,6 +155,10 @@ struct NodeView {
     partitions: usize,
     /// Partitions it will own once the pending change flips.
     partitions_after: usize,
+    /// For an idle node that answers: the keys it still holds (copies not
+    /// yet handed off and dropped). Stop it only once this is 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held_keys: Option<u64>,
 }
 
 /// What `status` prints.
@@ -180,11 +184,18 @@ impl Report for Status {
         );
         for n in &self.nodes {
             let up = if n.up { "up" } else { "DOWN" };
-            let owns = if n.partitions == n.partitions_after {
+            let mut owns = if n.partitions == n.partitions_after {
                 format!("{} partitions", n.partitions)
             } else {
                 format!("{} -> {} partitions", n.partitions, n.partitions_after)
             };
+            match n.held_keys {
+                Some(0) => owns.push_str("; holds nothing: safe to stop"),
+                Some(k) => owns.push_str(&format!(
+                    "; still holds {k} keys (dropped by maintenance a minute after the change)"
+                )),
+                None => {}
+            }
             line(
                 out,
                 format_args!(
@@ -204,6 +215,16 @@ pub async fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
     let client = connect(config).await?;
     let doc = client.membership();
     let nodes = client.status().await;
+    let mut held = std::collections::BTreeMap::new();
+    for n in nodes.iter().filter(|n| n.up) {
+        if doc.state_of(n.id) == quire::shared::MemberState::Idle {
+            if let Some(m) = doc.member(n.id) {
+                if let Ok(stats) = client.node_stats(m).await {
+                    held.insert(n.id, stats.stores.iter().map(|s| s.objects).sum::<u64>());
+                }
+            }
+        }
+    }
     let status = Status {
         cluster_id: doc.cluster_id,
         epoch: doc.epoch,
@@ -219,6 +240,7 @@ pub async fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
                     state: doc.state_of(n.id).name(),
                     partitions,
                     partitions_after,
+                    held_keys: held.get(&n.id).copied(),
                 }
             })
             .collect(),
