@@ -617,6 +617,10 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
         .clone();
     assert_eq!(left["state"], "idle", "{status}");
     assert!(left["held_keys"].as_u64().unwrap() > 0, "{status}");
+    // It cannot be removed from the document while it holds copies.
+    let early = quire(&config, &["cluster", "remove", &leaver]);
+    assert!(!early.status.success());
+    assert!(String::from_utf8_lossy(&early.stderr).contains("still holds"));
     for i in 0..20 {
         let key = format!("key-{i}");
         let got = quire_json(&config, &["--json", "get", "default", &key]);

@@ -138,6 +138,19 @@ async fn a_node_joins_and_another_leaves_under_load_without_losing_a_write() {
     let after = client.membership();
     assert_eq!(after.state_of(leaver), MemberState::Idle);
     assert_eq!(after.partitions_owned(leaver), (0, 0));
+    // Its copies handed off and dropped, the idle node is removed from
+    // the document.
+    let dropped = client.hand_off_and_drop().await;
+    assert!(dropped.unreachable.is_empty(), "{dropped:?}");
+    let gone = after.member(leaver).unwrap().clone();
+    let held = client.node_stats(&gone).await.unwrap();
+    assert_eq!(held.stores.iter().map(|s| s.objects).sum::<u64>(), 0);
+    let (removed, _) = client
+        .commit_change(&[Change::Remove(leaver)], after.version())
+        .await
+        .expect("remove an idle member");
+    assert!(removed.member(leaver).is_none());
+    assert!(removed.pending.is_none());
     let acked = acked.lock().unwrap().clone();
     eprintln!(
         "{} writes acknowledged across a join and a leave",

@@ -54,6 +54,13 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 1)]
         weight: u32,
     },
+    /// Stage removing an idle NODE (one that left or was replaced) from
+    /// the membership document. Refused while it still holds copies
+    /// (`quire status` says when it holds nothing), unless it is down.
+    Remove {
+        /// Node id or address.
+        node: String,
+    },
     /// Stage a new weight for NODE.
     Reweight {
         /// Node id or address.
@@ -150,6 +157,7 @@ fn describe(c: &Change) -> String {
         ),
         Change::Leave(id) => format!("leave {id}"),
         Change::Replace { old, new } => format!("replace {old} with {} at {}", new.id, new.addr),
+        Change::Remove(id) => format!("remove idle {id}"),
         Change::Reweight { node, weight } => format!("reweight {node} to {weight}"),
     }
 }
@@ -205,6 +213,19 @@ async fn run(
                 .member_at(&new_addr, &zone, weight, HELLO_WAIT)
                 .await?;
             stage(Change::Replace { old, new })
+        }
+        ClusterCommand::Remove { node } => {
+            let id = resolve(&doc, &node)?;
+            let member = doc.member(id).expect("resolved to a member");
+            // A node that answers must hold nothing any more: its copies
+            // are handed off and dropped a minute after the change.
+            if let Ok(stats) = client.node_stats(member).await {
+                let held: u64 = stats.stores.iter().map(|s| s.objects).sum();
+                if held > 0 {
+                    bail!("not staged: {node} still holds {held} keys; they are handed off and dropped by maintenance a minute after the change (see `quire status`)");
+                }
+            }
+            stage(Change::Remove(id))
         }
         ClusterCommand::Reweight { node, weight } => stage(Change::Reweight {
             node: resolve(&doc, &node)?,

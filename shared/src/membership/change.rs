@@ -36,6 +36,10 @@ pub enum Change {
         /// The node taking its place.
         new: Member,
     },
+    /// An idle member (one that left or was replaced, owning nothing now
+    /// or after) is removed from the document: it no longer hears of
+    /// changes, and its address may be reused.
+    Remove(NodeId),
     /// A member's relative capacity changes.
     Reweight {
         /// The member.
@@ -55,6 +59,12 @@ pub enum ChangeError {
     /// A change names a node that is not a serving member.
     #[error("node {0} is not a member owning partitions")]
     NotServing(NodeId),
+    /// `Remove` names a node that is not an idle member: a serving member
+    /// leaves first (`leave`), and its data moves.
+    #[error(
+        "node {0} is not an idle member: make it leave first, and remove it once it holds nothing"
+    )]
+    NotIdle(NodeId),
     /// A node to add is already a serving member, or its address is taken.
     #[error("node {0} is already a member")]
     AlreadyMember(String),
@@ -133,6 +143,12 @@ impl Membership {
                     for owner in previous.iter_mut().filter(|o| *o == old) {
                         *owner = new.id;
                     }
+                }
+                Change::Remove(id) => {
+                    if serving.contains(id) || self.member(*id).is_none() {
+                        return Err(ChangeError::NotIdle(*id));
+                    }
+                    next.members.retain(|m| m.id != *id);
                 }
                 Change::Reweight { node, weight } => {
                     if !serving.contains(node) {

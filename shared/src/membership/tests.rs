@@ -139,6 +139,16 @@ fn a_leave_moves_only_the_leavers_partitions_and_leaves_it_idle() {
     // An idle member may come back.
     let back = after.plan(&[Change::Join(member(2))]).unwrap();
     assert_eq!(back.state_of(NodeId(2000)), MemberState::Joining);
+    // Or be removed: nothing moves, the document forgets it.
+    let removed = after.plan(&[Change::Remove(NodeId(2000))]).unwrap();
+    assert!(removed.member(NodeId(2000)).is_none());
+    assert!(removed.pending.is_none());
+    assert_eq!(removed.owners, after.owners);
+    // Only idle members are removed.
+    assert_eq!(
+        after.plan(&[Change::Remove(NodeId(1000))]).unwrap_err(),
+        ChangeError::NotIdle(NodeId(1000))
+    );
 }
 
 #[test]
