@@ -51,6 +51,15 @@ impl Client {
         report.keys_copied = copied;
         report.unreachable.extend(unreachable);
         if report.is_idle() && report.unreachable.is_empty() && report.change == Some(change) {
+            // Closing costs an exchange per moving partition: first make
+            // sure nobody flipped the change already (another client's
+            // maintenance, `transfers --wait`), or this client would run
+            // them all for nothing, under the foreground's feet.
+            self.refresh_membership().await;
+            if self.membership().pending != doc.pending {
+                report.change = None;
+                return report;
+            }
             let (flipped, repaired) = self.close_and_flip(&doc, change).await;
             report.flipped = flipped;
             report.keys_repaired_at_close = repaired;
