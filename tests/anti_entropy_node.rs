@@ -102,6 +102,21 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
         ask(&t, &addr, drop("nope", 0)).await,
         Err(ErrorCode::UnknownStore)
     );
+    // Transfer records: the same checks.
+    let mark = Request::TransferMark {
+        store: "default".into(),
+        partition: partitions,
+        progress: Default::default(),
+    };
+    assert_eq!(
+        ask(&t, &addr, mark).await,
+        Err(ErrorCode::PartitionOutOfRange)
+    );
+    let state = Request::TransferState {
+        store: "nope".into(),
+        partition: 0,
+    };
+    assert_eq!(ask(&t, &addr, state).await, Err(ErrorCode::UnknownStore));
 
     let empty = PartitionDigest {
         root: Segments::default().root(),

@@ -15,28 +15,35 @@ use quire_shared::wire::{
     Entry, ErrorCode, ErrorReply, KeyDigest, Listing, NodeStats, PartitionDigest, Reply,
     StoreTotals,
 };
-use quire_shared::{Durability, Object};
+use quire_shared::{Durability, Membership, Object};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Most keys a scan page examines: bounds how long one request holds a
 /// read transaction and the CPU it costs (one MD5 per key).
 const SCAN_EXAMINED_MAX: usize = 65_536;
 
 impl NodeState {
-    /// Checks that `store` exists and `partition` is in range.
-    fn known_partition(&self, store: &str, partition: u32) -> Result<(), ErrorReply> {
+    /// Checks that `store` exists and `partition` is in range; the
+    /// membership document checked against, and the store's `N`. Every
+    /// per-partition request starts here.
+    pub(super) fn known_partition(
+        &self,
+        store: &str,
+        partition: u32,
+    ) -> Result<(Arc<Membership>, usize), ErrorReply> {
         let doc = self.membership().ok_or_else(|| {
             refuse(
                 ErrorCode::NoMembership,
                 "node has no membership document yet",
             )
         })?;
-        if doc.store(store).is_none() {
+        let Some(n) = doc.store(store).map(|s| usize::from(s.n)) else {
             return Err(refuse(
                 ErrorCode::UnknownStore,
                 format!("store {store:?} does not exist"),
             ));
-        }
+        };
         if partition >= doc.partitions {
             return Err(refuse(
                 ErrorCode::PartitionOutOfRange,
@@ -46,7 +53,7 @@ impl NodeState {
                 ),
             ));
         }
-        Ok(())
+        Ok((doc, n))
     }
 
     /// The root of the node's segments of a partition, and its count of

@@ -18,6 +18,7 @@ use quire_shared::wire::{ErrorCode, ErrorReply, Reply, TransferProgress};
 impl NodeState {
     /// The progress recorded for `store`'s `partition`.
     pub(super) fn transfer_state(&self, store: &str, partition: u32) -> Result<Reply, ErrorReply> {
+        self.known_partition(store, partition)?;
         let progress = self
             .storage
             .transfer(store, partition)
@@ -33,20 +34,9 @@ impl NodeState {
         partition: u32,
         progress: TransferProgress,
     ) -> Result<Reply, ErrorReply> {
-        let doc = self.membership().ok_or_else(|| {
-            refuse(
-                ErrorCode::NoMembership,
-                "node has no membership document yet",
-            )
-        })?;
-        let Some(config) = doc.store(store) else {
-            return Err(refuse(
-                ErrorCode::UnknownStore,
-                format!("store {store:?} does not exist"),
-            ));
-        };
+        let (doc, n) = self.known_partition(store, partition)?;
         let change = doc.pending.as_ref().map(|p| p.since);
-        let incoming = doc.incoming(partition, usize::from(config.n));
+        let incoming = doc.incoming(partition, n);
         if change != Some(progress.change) || !incoming.contains(&self.identity.node_id) {
             return Err(refuse(
                 ErrorCode::NotOwner,
@@ -75,28 +65,8 @@ impl NodeState {
         partition: u32,
         root: [u8; 16],
     ) -> Result<Reply, ErrorReply> {
-        let doc = self.membership().ok_or_else(|| {
-            refuse(
-                ErrorCode::NoMembership,
-                "node has no membership document yet",
-            )
-        })?;
-        let Some(config) = doc.store(store) else {
-            return Err(refuse(
-                ErrorCode::UnknownStore,
-                format!("store {store:?} does not exist"),
-            ));
-        };
-        if partition >= doc.partitions {
-            return Err(refuse(
-                ErrorCode::PartitionOutOfRange,
-                format!(
-                    "partition {partition} is out of range (the ring has {})",
-                    doc.partitions
-                ),
-            ));
-        }
-        if doc.is_home_or_incoming(self.identity.node_id, partition, usize::from(config.n)) {
+        let (doc, n) = self.known_partition(store, partition)?;
+        if doc.is_home_or_incoming(self.identity.node_id, partition, n) {
             return Err(refuse(
                 ErrorCode::StillReplica,
                 format!(
