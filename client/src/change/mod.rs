@@ -52,6 +52,10 @@ impl Client {
         key: &[u8],
         object: &Object,
     ) {
+        // Nothing moves almost always: no hashing on the put path then.
+        if doc.pending.is_none() {
+            return;
+        }
         let Some(config) = doc.store(store) else {
             return;
         };
