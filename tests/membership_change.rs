@@ -151,6 +151,13 @@ async fn a_node_joins_and_another_leaves_under_load_without_losing_a_write() {
         .expect("remove an idle member");
     assert!(removed.member(leaver).is_none());
     assert!(removed.pending.is_none());
+    // The removed node is told, so a cold client that starts from it as
+    // its only seed still starts from the newest document.
+    let mut config = cluster.client_config.clone();
+    config.seeds = vec![gone.addr.clone()];
+    let cold = Client::connect(config).await.unwrap();
+    assert_eq!(cold.membership().epoch, removed.epoch);
+    assert!(cold.membership().member(leaver).is_none());
     let acked = acked.lock().unwrap().clone();
     eprintln!(
         "{} writes acknowledged across a join and a leave",

@@ -7,7 +7,7 @@ use quire_shared::{Membership, MembershipVersion};
 use std::time::Duration;
 
 /// How long one admin request to one node may take.
-const CALL_TIMEOUT: Duration = Duration::from_millis(3_000);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_millis(3_000);
 
 /// The document the node at `addr` holds, if it answers with one.
 pub(super) async fn stored_document(transport: &Transport, addr: &str) -> Option<Membership> {

@@ -100,6 +100,7 @@ async fn change_membership(
             // others along (gossip) and stop.
             Step::Done if holders >= majority => {
                 let missed = misses(push_membership(transport, &newest, None).await);
+                tell_removed(transport, known, &newest).await;
                 return Ok((newest, missed));
             }
             // In it, but a majority does not hold it (yet): assert it again
@@ -128,6 +129,7 @@ async fn change_membership(
         if conflicts == 0 {
             let missed = misses(results);
             if accepted >= majority {
+                tell_removed(transport, &newest, &doc).await;
                 return Ok((doc, missed));
             }
             return Err(AdminError::NotAccepted(missed.join("; ")));
@@ -140,6 +142,22 @@ async fn change_membership(
     Err(AdminError::Contended {
         attempts: ATTEMPTS_MAX,
     })
+}
+
+/// Gives `doc` to the members of `before` it no longer names (`quire
+/// cluster remove`): they would otherwise keep answering with the older
+/// document, and a cold client whose first seed is such a node would start
+/// from it. Their answers do not matter.
+async fn tell_removed(transport: &Transport, before: &Membership, doc: &Membership) {
+    let request = quire_shared::wire::Request::PutMembership {
+        membership: doc.clone(),
+        base: None,
+    };
+    for m in before.members.iter().filter(|m| doc.member(m.id).is_none()) {
+        let _ = transport
+            .call(&m.addr, &request, super::calls::CALL_TIMEOUT)
+            .await;
+    }
 }
 
 /// The members a push did not reach, with why.
