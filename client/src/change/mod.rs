@@ -89,15 +89,9 @@ impl Client {
     /// A node's totals (`Stats`): objects, bytes and tombstones per store,
     /// hints held. What `quire cluster plan` estimates transfers from.
     pub async fn node_stats(&self, node: &Member) -> Result<NodeStats, String> {
-        let answer = self
-            .transport()
-            .call(&node.addr, &Request::Stats, self.request_timeout())
-            .await;
-        self.observe(node.id, answer.as_ref());
-        match answer.map(|r| r.result) {
-            Ok(Ok(Reply::Stats(stats))) => Ok(stats),
-            Ok(Ok(other)) => Err(format!("{}: unexpected answer {other:?}", node.addr)),
-            Ok(Err(e)) => Err(format!("{}: {e}", node.addr)),
+        match self.transfer_call(node, &Request::Stats).await {
+            Ok(Reply::Stats(stats)) => Ok(stats),
+            Ok(other) => Err(format!("{}: unexpected answer {other:?}", node.addr)),
             Err(e) => Err(format!("{}: {e}", node.addr)),
         }
     }

@@ -26,7 +26,7 @@ mod scan;
 pub use reap::ReapPlan;
 
 use crate::client::Client;
-use quire_shared::{Member, Membership, PreferenceList, StoreConfig};
+use quire_shared::{Member, Membership, StoreConfig};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a repair pass (or step) did.
@@ -86,8 +86,7 @@ fn work(doc: &Membership, store: Option<&str>) -> Vec<(StoreConfig, u32)> {
 
 /// The home replicas of `store`'s `partition`.
 fn homes(doc: &Membership, store: &StoreConfig, partition: u32) -> Vec<Member> {
-    PreferenceList::walk(&doc.owners, partition, usize::from(store.n))
-        .home()
+    doc.preference_list_of(partition, usize::from(store.n))
         .iter()
         .filter_map(|id| doc.member(*id).cloned())
         .collect()
