@@ -299,6 +299,15 @@ impl Report for Transfers {
             line(out, format_args!("no membership change is moving data"));
             return;
         };
+        if r.flipped && r.transfers.is_empty() {
+            line(
+                out,
+                format_args!(
+                    "the change of epoch {change} has flipped (another client, such as the maintenance loop of `quire up`, finished its transfers)"
+                ),
+            );
+            return;
+        }
         for t in &r.transfers {
             line(
                 out,
