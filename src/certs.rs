@@ -1,14 +1,19 @@
-//! Certificates for a cluster: one CA, a certificate per node and one for
-//! clients, all generated with rcgen.
+//! Certificates for a cluster: one CA, and a certificate per node, client
+//! and admin, all generated with rcgen.
 //!
-//! Node certificates carry the DNS name the SDK verifies
-//! ([`quire_net::tls::NODE_SERVER_NAME`]), so nodes can move between
-//! addresses without new certificates. Every key stays on this machine.
+//! Every certificate names its holder's identity (role and name,
+//! [`quire_shared::access`]) in a `quire://ROLE/NAME` URI, which nodes
+//! authorize requests by. Node certificates also carry the DNS name the
+//! SDK verifies ([`quire_net::tls::NODE_SERVER_NAME`]), so nodes can move
+//! between addresses without new certificates. Every key stays on this
+//! machine.
 
 use quire_net::tls::NODE_SERVER_NAME;
+use quire_shared::access::{Principal, Role};
+use quire_shared::NodeId;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, Ia5String, IsCa, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 use std::path::{Path, PathBuf};
 
@@ -84,6 +89,7 @@ impl ClusterCa {
             format!("Quire cluster CA {cluster_name}"),
         );
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        (params.not_before, params.not_after) = validity(CA_DAYS);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let cert = params.self_signed(&key)?;
         Ok(Self { cert, key })
@@ -97,42 +103,105 @@ impl ClusterCa {
         }
     }
 
-    /// A node certificate: valid for [`NODE_SERVER_NAME`], `localhost` and
-    /// 127.0.0.1, usable as a TLS server.
-    pub fn node(&self, node_name: &str) -> Result<Pem, CertError> {
+    /// A node certificate for the node with id `id`: it names the node
+    /// (`quire://node/ID`, so a client can tell that the node answering
+    /// at an address is the member the membership puts there), is valid
+    /// for [`NODE_SERVER_NAME`], `localhost` and 127.0.0.1, and usable as
+    /// a TLS server only.
+    pub fn node(&self, id: NodeId, days: u32) -> Result<Pem, CertError> {
+        let principal = Principal::node(id);
+        let names = [NODE_SERVER_NAME, "localhost", "127.0.0.1"]
+            .iter()
+            .map(|n| SanType::DnsName(Ia5String::try_from(*n).expect("ASCII name")))
+            .collect();
+        self.sign(&principal, names, ExtendedKeyUsagePurpose::ServerAuth, days)
+    }
+
+    /// A certificate for a client or an admin, usable as a TLS client
+    /// only: it names `principal`, which nodes authorize every request by.
+    pub fn client(&self, principal: &Principal, days: u32) -> Result<Pem, CertError> {
         self.sign(
-            node_name,
-            vec![
-                NODE_SERVER_NAME.to_string(),
-                "localhost".to_string(),
-                "127.0.0.1".to_string(),
-            ],
-            ExtendedKeyUsagePurpose::ServerAuth,
+            principal,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+            days,
         )
     }
 
-    /// A client certificate, usable as a TLS client only.
-    pub fn client(&self, client_name: &str) -> Result<Pem, CertError> {
-        self.sign(client_name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth)
-    }
-
-    fn sign(
-        &self,
-        common_name: &str,
-        names: Vec<String>,
-        usage: ExtendedKeyUsagePurpose,
-    ) -> Result<Pem, CertError> {
+    /// Signs a certificate made from `params` as they are, with a new key:
+    /// for certificates the cluster must refuse (no identity, expired, not
+    /// yet valid), which tests present to real nodes.
+    pub fn sign_params(&self, params: CertificateParams) -> Result<Pem, CertError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(names)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         Ok(Pem {
             cert: cert.pem(),
             key: key.serialize_pem(),
         })
     }
+
+    fn sign(
+        &self,
+        principal: &Principal,
+        mut names: Vec<SanType>,
+        usage: ExtendedKeyUsagePurpose,
+        days: u32,
+    ) -> Result<Pem, CertError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        names.push(SanType::URI(Ia5String::try_from(principal.uri())?));
+        params.subject_alt_names = names;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("quire {} {}", principal.role.name(), principal.name),
+        );
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.serial_number = Some(SerialNumber::from_slice(&random_serial()));
+        (params.not_before, params.not_after) = validity(days);
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        Ok(Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        })
+    }
+}
+
+/// Leaf certificates (nodes, clients, admins) are valid this long unless
+/// the operator says otherwise: a year, so a leaked key stops working
+/// and rotation is a routine.
+pub const LEAF_DAYS_DEFAULT: u32 = 365;
+/// The cluster CA is valid ten years.
+pub const CA_DAYS: u32 = 3650;
+
+/// Valid from an hour ago (clocks between hosts disagree a little) for
+/// `days` days.
+fn validity(days: u32) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let now = time::OffsetDateTime::now_utc();
+    (
+        now - time::Duration::hours(1),
+        now + time::Duration::days(i64::from(days)),
+    )
+}
+
+/// The identity of `quire up`'s `client.toml`: an admin, the local
+/// operator. Applications get client identities of their own with
+/// `quire cert issue client`.
+pub fn operator() -> Principal {
+    Principal::new(Role::Admin, "operator").expect("a valid name")
+}
+
+/// A new node's id, named in its certificate before the node first
+/// starts (the node takes it as its own).
+pub fn fresh_node_id() -> NodeId {
+    NodeId(rand::random::<u64>().max(1))
+}
+
+/// A positive 16-byte serial (the top bit clear): unique per
+/// certificate, so a deny list can name one.
+fn random_serial() -> [u8; 16] {
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    serial
 }

@@ -109,6 +109,7 @@ impl Client {
             }
         }
         let doc = newest.ok_or(ClientError::NoSeedReachable(tried))?;
+        transport.expect_members(&doc);
         let client = Self {
             inner: Arc::new(Inner {
                 config,
@@ -290,6 +291,7 @@ impl Client {
             && doc.validate().is_ok()
         {
             tracing::info!(epoch = doc.epoch, "adopted newer membership");
+            self.inner.transport.expect_members(&doc);
             *current = Arc::new(doc);
         }
     }

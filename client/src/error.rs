@@ -45,6 +45,15 @@ pub enum ClientError {
         /// What the node said.
         message: String,
     },
+    /// The nodes refused this client's identity the request: its
+    /// certificate's role, or its grants, do not allow it (the message
+    /// names the identity, the role and the store). An admin grants
+    /// access with `quire grant`.
+    #[error("forbidden: {message}")]
+    Forbidden {
+        /// What the node said.
+        message: String,
+    },
     /// A context token does not decode.
     #[error(transparent)]
     Context(#[from] ContextError),
@@ -75,11 +84,15 @@ impl From<MachineError> for ClientError {
     fn from(e: MachineError) -> Self {
         match e {
             MachineError::Quorum(q) => match refused_request(&q) {
+                Some((ErrorCode::Forbidden, message)) => ClientError::Forbidden { message },
                 Some((code, message)) => ClientError::Invalid { code, message },
                 None => ClientError::Quorum(q),
             },
             MachineError::Rejected(ErrorCode::NotOwner, message) => {
                 ClientError::StaleMembership { message }
+            }
+            MachineError::Rejected(ErrorCode::Forbidden, message) => {
+                ClientError::Forbidden { message }
             }
             MachineError::Rejected(code, message) => ClientError::Invalid { code, message },
             MachineError::InvalidQuorum {
@@ -97,7 +110,8 @@ impl From<MachineError> for ClientError {
 
 /// The refusal behind a failed write that no replica stored because of
 /// the write itself: it would break the store's object limits, or its
-/// context is not one the key's replicas issued. The quorum machines try
+/// context is not one the key's replicas issued, or the client may not
+/// make it (`Forbidden`). The quorum machines try
 /// every home replica in turn on such a refusal, so it ends as a quorum
 /// failure; the caller is better told what to do about the key.
 fn refused_request(q: &QuorumError) -> Option<(ErrorCode, String)> {
@@ -109,7 +123,8 @@ fn refused_request(q: &QuorumError) -> Option<(ErrorCode, String)> {
             code:
                 code @ (ErrorCode::TooManySiblings
                 | ErrorCode::ObjectTooLarge
-                | ErrorCode::InvalidContext),
+                | ErrorCode::InvalidContext
+                | ErrorCode::Forbidden),
             message,
         }) => Some((*code, message.clone())),
         _ => None,

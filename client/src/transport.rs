@@ -13,16 +13,23 @@
 //! which the node sent nothing at all, not even an acknowledgement: then the
 //! process behind it is gone, and the next request connects afresh instead
 //! of waiting out the idle timeout.
+//!
+//! Every node's certificate names its node id; a request goes to a
+//! member's address only if the node there is that member
+//! ([`Transport::expect_members`]), so one node's key cannot stand in for
+//! another's.
 
 use crate::config::{Timeouts, TlsFiles};
 use quire_net::frame::{read_frame, write_encoded, FrameReadError};
+use quire_net::identity::peer_principal;
 use quire_net::tls::TlsError;
 use quire_shared::limits::FRAME_BYTES_CEILING;
 use quire_shared::wire::{encode_frame, Request, Response};
+use quire_shared::{Membership, NodeId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub use quire_net::tls::NODE_SERVER_NAME;
@@ -72,6 +79,27 @@ pub enum TransportError {
         /// The cause.
         reason: String,
     },
+    /// The peer at `addr` is not a node: its certificate names no node
+    /// identity. Nothing is sent to it.
+    #[error("{addr} is not a Quire node: {reason}")]
+    NotANode {
+        /// The address.
+        addr: SocketAddr,
+        /// What its certificate names instead.
+        reason: String,
+    },
+    /// The node answering at `addr` is not the member the membership puts
+    /// there: another node's key, or a node moved without a membership
+    /// change. Nothing is sent to it.
+    #[error("{addr} should be node {expected}, but its certificate names node {found}")]
+    WrongNode {
+        /// The address.
+        addr: SocketAddr,
+        /// The member the membership puts at `addr`.
+        expected: NodeId,
+        /// The node the certificate names.
+        found: NodeId,
+    },
 }
 
 /// Why the transport could not be set up.
@@ -107,13 +135,22 @@ type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 struct Connection {
     quic: quinn::Connection,
     silent_timeouts: Arc<AtomicU32>,
+    /// The node its certificate names, or what it names instead.
+    node: Result<NodeId, String>,
 }
 
 impl Connection {
     fn new(quic: quinn::Connection) -> Self {
+        let node = match peer_principal(&quic) {
+            Ok(p) => p
+                .node_id()
+                .ok_or_else(|| format!("its certificate names {p}")),
+            Err(e) => Err(e.to_string()),
+        };
         Self {
             quic,
             silent_timeouts: Arc::default(),
+            node,
         }
     }
 
@@ -148,6 +185,9 @@ impl Connection {
 pub struct Transport {
     endpoint: quinn::Endpoint,
     slots: Arc<Mutex<HashMap<SocketAddr, Slot>>>,
+    /// The member the membership puts at each address
+    /// ([`Transport::expect_members`]).
+    expected: Arc<RwLock<HashMap<SocketAddr, NodeId>>>,
     connect_timeout: Duration,
 }
 
@@ -169,8 +209,45 @@ impl Transport {
         Ok(Self {
             endpoint,
             slots: Arc::default(),
+            expected: Arc::default(),
             connect_timeout: Duration::from_millis(timeouts.connect_ms),
         })
+    }
+
+    /// From now on, requests to a member's address go only to the node
+    /// whose certificate names that member's id; any other node there is
+    /// refused with [`TransportError::WrongNode`] before a request is
+    /// sent. Addresses of no member (a node about to join) take any node.
+    pub fn expect_members(&self, doc: &Membership) {
+        let expected = doc
+            .members
+            .iter()
+            .filter_map(|m| Some((m.addr.parse().ok()?, m.id)))
+            .collect();
+        *self.expected.write().unwrap_or_else(|e| e.into_inner()) = expected;
+    }
+
+    /// Refuses a connection whose peer is not a node, or not the node
+    /// expected at `addr`.
+    fn check_node(&self, addr: SocketAddr, conn: &Connection) -> Result<(), TransportError> {
+        let found = conn
+            .node
+            .clone()
+            .map_err(|reason| TransportError::NotANode { addr, reason })?;
+        let expected = self
+            .expected
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&addr)
+            .copied();
+        match expected {
+            Some(expected) if expected != found => Err(TransportError::WrongNode {
+                addr,
+                expected,
+                found,
+            }),
+            _ => Ok(()),
+        }
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<Connection, TransportError> {
@@ -249,6 +326,7 @@ impl Transport {
         let conn = tokio::time::timeout_at(deadline, self.connection(addr))
             .await
             .map_err(|_| TransportError::Timeout(addr))??;
+        self.check_node(addr, &conn)?;
         let datagrams_before = conn.datagrams_received();
         let timed_out = |conn: &Connection| {
             let heard = conn.datagrams_received() > datagrams_before;

@@ -25,6 +25,7 @@
 //! - [`limits`]: sizes checked before anything is allocated or stored.
 //! - [`wire`]: requests, responses, error codes and length-prefixed framing.
 
+pub mod access;
 pub mod claim;
 pub mod dvvset;
 pub mod ids;

@@ -5,6 +5,7 @@
 //! seed and compute preference lists from it. The epoch only grows, so the
 //! newest document wins wherever two meet.
 
+use crate::access::{validate_grants, Grant, GrantError};
 use crate::claim::{claim, Claimant};
 use crate::ids::ClusterId;
 use crate::limits::{valid_store_name, StoreLimits};
@@ -113,6 +114,10 @@ pub struct Membership {
     /// to `owners` until the change flips them in a later epoch
     /// ([`Membership::flip`]). `None` when nothing moves.
     pub pending: Option<Pending>,
+    /// Which client may read or write which store, sorted by name and
+    /// store (see [`crate::access`]); admins need none. Added in
+    /// protocol 7.
+    pub grants: Vec<Grant>,
 }
 
 /// The owners a committed change moves the ring to.
@@ -176,6 +181,9 @@ pub enum MembershipError {
     /// be replaced and would freeze the cluster.
     #[error("epoch {0} is the last one; no later document could replace it")]
     EpochExhausted(u64),
+    /// The grants are malformed.
+    #[error("grants: {0}")]
+    BadGrants(#[from] GrantError),
 }
 
 /// Which document a compare-and-set change was built on: its epoch and its
@@ -210,6 +218,7 @@ impl Membership {
             members,
             stores,
             pending: None,
+            grants: Vec::new(),
         };
         doc.validate()?;
         Ok(doc)
@@ -297,6 +306,7 @@ impl Membership {
                     problem,
                 })?;
         }
+        validate_grants(&self.grants)?;
         Ok(())
     }
 

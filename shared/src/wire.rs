@@ -14,15 +14,16 @@ use crate::ring::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/6";
+pub const ALPN: &[u8] = b"quire/7";
 /// Protocol version carried in `Hello`, equal to the ALPN's. 2: stores
 /// carry object limits, `DropHints` carries clocks instead of objects. 3:
 /// anti-entropy (Merkle digests, segment scans), `Stats`, `DeleteIfEqual`.
 /// 4: store limits carry the tombstone grace period. 5: `MerkleRoot`
 /// answers carry the partition's tombstone count; a `ScanSegment` may list
 /// key digests instead of objects. 6: membership change (pending owners in
-/// the document, `TransferState`, `TransferMark`, `DropPartition`).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// the document, `TransferState`, `TransferMark`, `DropPartition`). 7:
+/// grants in the document, `Forbidden`.
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -356,6 +357,7 @@ pub struct DeliveredHint {
 mod errors;
 mod frame;
 mod repair;
+mod scope;
 #[cfg(test)]
 mod tests;
 

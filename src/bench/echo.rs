@@ -78,10 +78,14 @@ impl EchoServer {
         let ca = ClusterCa::generate("echo")?;
         ca.pem()
             .write(&dir.join("ca.pem"), &dir.join("ca-key.pem"))?;
-        ca.node("echo")?
+        ca.node(quire_shared::NodeId(1), crate::certs::LEAF_DAYS_DEFAULT)?
             .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
-        ca.client("echo-client")?
-            .write(&dir.join("client.pem"), &dir.join("client-key.pem"))?;
+        ca.client(
+            &quire_shared::access::Principal::new(quire_shared::access::Role::Client, "echo")
+                .expect("valid name"),
+            crate::certs::LEAF_DAYS_DEFAULT,
+        )?
+        .write(&dir.join("client.pem"), &dir.join("client-key.pem"))?;
         let setup = |e: &dyn std::fmt::Display| EchoError::Setup(e.to_string());
         let quic = quire_net::tls::server_config(&TlsFiles {
             cert: dir.join("node.pem"),

@@ -4,11 +4,13 @@
 //!
 //! - [`data`][data]: `put`, `get`, `delete`, `locate`.
 //! - [`admin`][admin]: `status`, `store create`, `maintain`.
+//! - [`access`][access]: `cert issue`, `grant`, `revoke`.
 //! - [`local`][local]: `up`, `down`, `node`.
 //! - [`repair`][repair]: `repair` (anti-entropy).
 //! - [`bench`][bench]: `bench`.
 //! - [`output`][output]: one printer for text and `--json`.
 
+pub mod access;
 pub mod admin;
 pub mod bench;
 pub mod cluster;
@@ -77,6 +79,15 @@ pub enum Command {
     /// `transfers` to watch the data move.
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Certificates: issue identities (node, client, admin) from the
+    /// cluster CA.
+    #[command(subcommand)]
+    Cert(access::CertCommand),
+    /// Let a client identity read (--read) or read and write (--write) a
+    /// store. Admin only.
+    Grant(access::GrantArgs),
+    /// Take a client identity's access to a store away. Admin only.
+    Revoke(access::RevokeArgs),
 }
 
 /// Runs one command.
@@ -95,6 +106,9 @@ pub async fn run(command: Command, config: ConfigArg, json: bool) -> anyhow::Res
         Command::Repair(args) => repair::repair(args, config, json).await,
         Command::Bench(args) => bench::bench(args, config, json).await,
         Command::Cluster(command) => cluster::cluster(command, config, json).await,
+        Command::Cert(command) => access::cert(command, json).await,
+        Command::Grant(args) => access::grant(args, config, json).await,
+        Command::Revoke(args) => access::revoke(args, config, json).await,
     }
 }
 

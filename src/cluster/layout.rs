@@ -12,7 +12,7 @@
 //!
 //! Every path inside the configs is relative, so the directory can move.
 
-use crate::certs::{CertError, ClusterCa};
+use crate::certs::{fresh_node_id, operator, CertError, ClusterCa, LEAF_DAYS_DEFAULT};
 use quire_client::config::{ClientConfig, Timeouts, TlsFiles as ClientTls};
 use quire_node::config::{Limits, NodeConfig, StorageSettings, TlsFiles as NodeTls};
 use quire_shared::ClusterId;
@@ -48,7 +48,7 @@ pub enum LayoutError {
     Mismatch(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
     move |source| LayoutError::Io {
         path: path.to_owned(),
         source,
@@ -196,14 +196,14 @@ impl Layout {
         let ca = ClusterCa::generate(&file.cluster_id)?;
         ca.pem()
             .write(&self.dir.join("ca.pem"), &self.dir.join("ca-key.pem"))?;
-        ca.client("quire-client")?.write(
+        ca.client(&operator(), LEAF_DAYS_DEFAULT)?.write(
             &self.dir.join("client.pem"),
             &self.dir.join("client-key.pem"),
         )?;
         for k in 1..=nodes {
             let dir = self.node_dir(k);
             std::fs::create_dir_all(dir.join("data")).map_err(io_err(&dir))?;
-            ca.node(&format!("quire-node-{k}"))?
+            ca.node(fresh_node_id(), LEAF_DAYS_DEFAULT)?
                 .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
             self.write_node_config_with(
                 k,
@@ -240,7 +240,7 @@ impl Layout {
         let ca = ClusterCa::load(&file.cluster_id, &key)?;
         let dir = self.node_dir(k);
         std::fs::create_dir_all(dir.join("data")).map_err(io_err(&dir))?;
-        ca.node(&format!("quire-node-{k}"))?
+        ca.node(fresh_node_id(), LEAF_DAYS_DEFAULT)?
             .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
         // The settings of node 1, so a node added later is configured as
         // the ones before it.
@@ -366,7 +366,11 @@ impl Layout {
         self.write_toml(&self.cluster_file(), file)
     }
 
-    fn write_toml(&self, path: &Path, value: &impl Serialize) -> Result<(), LayoutError> {
+    pub(super) fn write_toml(
+        &self,
+        path: &Path,
+        value: &impl Serialize,
+    ) -> Result<(), LayoutError> {
         let text = toml::to_string_pretty(value).map_err(|e| LayoutError::Parse {
             path: path.to_owned(),
             message: e.to_string(),

@@ -10,9 +10,11 @@
 //! # Layout
 //!
 //! - [`layout`][layout]: the directory, certificates and configs.
+//! - [`issue`][issue]: certificates for more identities (`quire cert issue`).
 //! - [`node`][node]: one node's handle (start, stop, kill, restart).
 //! - [`process`][process]: spawning and signalling node processes.
 
+pub mod issue;
 pub mod layout;
 pub mod node;
 pub mod process;

@@ -58,6 +58,16 @@ pub enum NodeError {
     /// stopped rather than acknowledge more.
     #[error("stopped after an fsync failure ({0}); restart to recover from what is on disk")]
     FailStop(String),
+    /// The node's certificate names no node identity
+    /// (`quire://node/ID`): a client's or admin's certificate, or one made
+    /// before identities existed.
+    #[error("{path}: not a node certificate: {reason}")]
+    NotANodeCertificate {
+        /// The certificate file.
+        path: String,
+        /// What it names instead.
+        reason: String,
+    },
     /// The bound address could not be recorded in the data directory.
     #[error("cannot write {path}: {source}")]
     AddrFile {
@@ -112,12 +122,31 @@ fn transport(config: &NodeConfig) -> quinn::TransportConfig {
     t
 }
 
+/// The node id the node's certificate names: the node is that member
+/// and no other, so clients can check who answers at its address.
+fn certificate_node_id(config: &NodeConfig) -> Result<quire_shared::NodeId, NodeError> {
+    let not_node = |reason: String| NodeError::NotANodeCertificate {
+        path: config.tls.cert.display().to_string(),
+        reason,
+    };
+    let chain = quire_net::tls::load_certs(&config.tls.cert, "node certificate")?;
+    let principal =
+        quire_net::identity::principal_of(&chain[0]).map_err(|e| not_node(e.to_string()))?;
+    principal
+        .node_id()
+        .ok_or_else(|| not_node(format!("it names {principal}")))
+}
+
 /// Opens storage, binds the listen address and starts serving in the
 /// background. Returns once the node accepts connections.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     config.validate()?;
-    let (storage, identity) =
-        storage::Storage::open(&config.data_dir, config.storage.map_size_bytes)?;
+    let node_id = certificate_node_id(&config)?;
+    let (storage, identity) = storage::Storage::open_as(
+        &config.data_dir,
+        config.storage.map_size_bytes,
+        Some(node_id),
+    )?;
     // Test builds only (see `StorageSettings::test_skip_fsync`).
     #[cfg(feature = "fault-injection")]
     if config.storage.test_skip_fsync {

@@ -7,6 +7,8 @@
 
 use crate::handler::NodeState;
 use quire_net::frame::{read_frame, write_frame, FrameReadError};
+use quire_net::identity::{peer_principal, IdentityError};
+use quire_shared::access::Principal;
 use quire_shared::wire::{ErrorCode, FrameError, Request};
 use std::future::Future;
 use std::sync::Arc;
@@ -51,14 +53,22 @@ pub async fn serve(
 
 async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
     let peer = conn.remote_address();
-    tracing::debug!(%peer, "client connected");
+    // Who the certificate names; a certificate naming nobody gets every
+    // request refused with `Forbidden` and the reason (the client learns
+    // why, instead of a closed connection).
+    let principal = Arc::new(peer_principal(&conn));
+    match principal.as_ref() {
+        Ok(p) => tracing::debug!(%peer, principal = %p, "client connected"),
+        Err(e) => tracing::info!(%peer, reason = %e, "client certificate names no identity"),
+    }
     let mut streams = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     let state = state.clone();
-                    streams.spawn(async move { serve_stream(send, recv, &state).await });
+                    let principal = principal.clone();
+                    streams.spawn(async move { serve_stream(send, recv, &state, &principal).await });
                 }
                 Err(e) => {
                     tracing::debug!(%peer, reason = %e, "connection closed");
@@ -73,11 +83,19 @@ async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
     while streams.join_next().await.is_some() {}
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, state: &NodeState) {
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    state: &NodeState,
+    principal: &Result<Principal, IdentityError>,
+) {
     let response = match read_frame::<Request>(&mut recv, state.limits.frame_bytes_max).await {
         Ok(request) => {
             tracing::trace!(kind = request.kind(), "request");
-            state.handle(request).await
+            match principal {
+                Ok(principal) => state.handle(request, principal).await,
+                Err(e) => state.refusal(ErrorCode::Forbidden, e.to_string()),
+            }
         }
         // read_frame has already stopped the stream: the body is not read.
         Err(FrameReadError::Frame(FrameError::TooLarge { len, max })) => state.refusal(

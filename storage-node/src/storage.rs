@@ -37,9 +37,9 @@ use std::path::Path;
 
 /// Format byte of stored objects and meta records.
 const FORMAT_V1: u8 = 1;
-/// Format byte of the membership document since it carries the pending
-/// owners of a membership change; formats 1 to 3 decode through `legacy`.
-const MEMBERSHIP_FORMAT_V4: u8 = 4;
+/// Format byte of the membership document since it carries grants;
+/// formats 1 to 4 decode through `legacy`.
+const MEMBERSHIP_FORMAT_V5: u8 = 5;
 const META_NODE_ID: &[u8] = b"node_id";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_MEMBERSHIP: &[u8] = b"membership";
@@ -74,6 +74,15 @@ pub enum StorageError {
     /// (see `writer::failstop`).
     #[error("node stopped taking writes after an fsync failure: {0}")]
     FailStopped(String),
+    /// The data directory belongs to another node than the one the
+    /// node's certificate names: a certificate or a directory mixed up.
+    #[error("the data directory belongs to node {stored}, but the certificate names node {certificate}: use that node's certificate, or an empty data directory")]
+    IdentityMismatch {
+        /// The node id stored in the data directory.
+        stored: NodeId,
+        /// The node id the certificate names.
+        certificate: NodeId,
+    },
 }
 
 /// The node's identity, made once per data directory.
@@ -142,7 +151,7 @@ fn get_membership_in(
     meta: Database,
 ) -> Result<Option<Membership>, StorageError> {
     match txn.get(meta, &META_MEMBERSHIP) {
-        Ok(bytes) => legacy::decode_membership(bytes, MEMBERSHIP_FORMAT_V4)
+        Ok(bytes) => legacy::decode_membership(bytes, MEMBERSHIP_FORMAT_V5)
             .map(Some)
             .ok_or_else(|| corrupt(META_MEMBERSHIP)),
         Err(lmdb::Error::NotFound) => Ok(None),
@@ -166,6 +175,18 @@ impl Storage {
     /// Opens (creating if needed) the environment in `dir` and returns it
     /// with the node's identity, made on first open.
     pub fn open(dir: &Path, map_size_bytes: u64) -> Result<(Self, Identity), StorageError> {
+        Self::open_as(dir, map_size_bytes, None)
+    }
+
+    /// Like [`Storage::open`], for the node `node_id` (the one its
+    /// certificate names): a new data directory takes that id, and one
+    /// that already belongs to another node is refused
+    /// ([`StorageError::IdentityMismatch`]).
+    pub fn open_as(
+        dir: &Path,
+        map_size_bytes: u64,
+        node_id: Option<NodeId>,
+    ) -> Result<(Self, Identity), StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
             path: dir.display().to_string(),
             source,
@@ -198,21 +219,28 @@ impl Storage {
             tracing::info!(dir = %dir.display(), "rebuilding Merkle segments from the data");
             storage.rebuild_merkle()?;
         }
-        let identity = storage.load_or_create_identity()?;
+        let identity = storage.load_or_create_identity(node_id)?;
         Ok((storage, identity))
     }
 
-    fn load_or_create_identity(&self) -> Result<Identity, StorageError> {
+    fn load_or_create_identity(&self, named: Option<NodeId>) -> Result<Identity, StorageError> {
         let mut txn = self.env.begin_rw_txn()?;
-        let mut id = |name: &[u8]| -> Result<u64, StorageError> {
-            if let Some(v) = get_in::<u64>(&txn, self.meta, name)? {
-                return Ok(v);
+        let node_id = match get_in::<u64>(&txn, self.meta, META_NODE_ID)? {
+            Some(stored) => match named {
+                Some(certificate) if certificate.0 != stored => {
+                    return Err(StorageError::IdentityMismatch {
+                        stored: NodeId(stored),
+                        certificate,
+                    })
+                }
+                _ => stored,
+            },
+            None => {
+                let v = named.map_or_else(fresh_id, |n| n.0);
+                txn.put(self.meta, &META_NODE_ID, &encode(&v), WriteFlags::empty())?;
+                v
             }
-            let v = fresh_id();
-            txn.put(self.meta, &name, &encode(&v), WriteFlags::empty())?;
-            Ok(v)
         };
-        let node_id = id(META_NODE_ID)?;
         // A node must never issue a dot it may have issued before. Its
         // counters live in the data it stores, and that data can go back
         // in time while the node id stays: a buffered store (or a sync store
@@ -341,7 +369,7 @@ impl WriteTxn<'_> {
 
     /// Stores the membership document.
     pub fn put_membership(&mut self, doc: &Membership) -> Result<(), StorageError> {
-        let bytes = encode_as(MEMBERSHIP_FORMAT_V4, doc);
+        let bytes = encode_as(MEMBERSHIP_FORMAT_V5, doc);
         Ok(self.txn.put(
             self.storage.meta,
             &META_MEMBERSHIP,

@@ -190,10 +190,14 @@ impl Pki {
         ca.pem()
             .write(&dir.join("ca.pem"), &dir.join("ca-key.pem"))
             .expect("write CA");
-        ca.client("foreign-client")
-            .expect("client cert")
-            .write(&dir.join("client.pem"), &dir.join("client-key.pem"))
-            .expect("write client cert");
+        ca.client(
+            &quire::shared::access::Principal::new(quire::shared::access::Role::Admin, "foreign")
+                .unwrap(),
+            365,
+        )
+        .expect("client cert")
+        .write(&dir.join("client.pem"), &dir.join("client-key.pem"))
+        .expect("write client cert");
         Self {
             dir: dir.to_owned(),
         }

@@ -28,6 +28,8 @@ pub(super) async fn stored_document(transport: &Transport, addr: &str) -> Option
 pub(super) enum Refusal {
     /// It holds another document than the change's base.
     Conflict(String),
+    /// This client's identity may not change the cluster.
+    Forbidden(String),
     /// Anything else: unreachable, invalid, another cluster.
     Other(String),
 }
@@ -52,6 +54,9 @@ pub(super) async fn push_membership(
             }) if epoch >= doc.epoch => Ok(()),
             Ok(Response { result: Err(e), .. }) if e.code == ErrorCode::EpochConflict => {
                 Err(Refusal::Conflict(e.message))
+            }
+            Ok(Response { result: Err(e), .. }) if e.code == ErrorCode::Forbidden => {
+                Err(Refusal::Forbidden(e.message))
             }
             Ok(Response { result: Err(e), .. }) => Err(Refusal::Other(e.to_string())),
             Ok(Response {

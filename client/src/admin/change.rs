@@ -70,7 +70,7 @@ async fn read_members(transport: &Transport, known: &Membership) -> Reading {
 }
 
 /// What a change makes of the newest document.
-enum Step {
+pub(super) enum Step {
     /// The change is in it already (an earlier attempt of ours won).
     Done,
     /// The document to offer (its epoch is set by [`change_membership`]).
@@ -81,7 +81,7 @@ enum Step {
 /// take it; returns the document and the members that did not take it.
 /// `change` is called with the newest document on every attempt, and is
 /// told whether an earlier attempt of this call offered a document.
-async fn change_membership(
+pub(super) async fn change_membership(
     transport: &Transport,
     known: &Membership,
     change: impl Fn(&Membership, bool) -> Result<Step, AdminError>,
@@ -126,6 +126,12 @@ async fn change_membership(
             .iter()
             .filter(|(addr, r)| r.is_ok() && voting.contains(addr))
             .count();
+        if let Some((_, Err(Refusal::Forbidden(why)))) = results
+            .iter()
+            .find(|(_, r)| matches!(r, Err(Refusal::Forbidden(_))))
+        {
+            return Err(AdminError::Forbidden(why.clone()));
+        }
         if conflicts == 0 {
             let missed = misses(results);
             if accepted >= majority {
@@ -166,7 +172,9 @@ fn misses(results: Vec<(String, Result<(), Refusal>)>) -> Vec<String> {
         .into_iter()
         .filter_map(|(addr, r)| match r {
             Ok(()) => None,
-            Err(Refusal::Conflict(why) | Refusal::Other(why)) => Some(format!("{addr}: {why}")),
+            Err(Refusal::Conflict(why) | Refusal::Forbidden(why) | Refusal::Other(why)) => {
+                Some(format!("{addr}: {why}"))
+            }
         })
         .collect()
 }

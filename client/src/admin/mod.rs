@@ -17,6 +17,7 @@
 mod calls;
 mod change;
 mod form;
+mod grants;
 
 pub use form::{form_cluster, NewCluster};
 
@@ -67,6 +68,13 @@ pub enum AdminError {
     /// The document is invalid.
     #[error(transparent)]
     Membership(#[from] MembershipError),
+    /// The nodes refused this identity the change: changing the cluster
+    /// (membership, stores, grants) needs an admin certificate.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A grant names an invalid identity or store.
+    #[error("{0}")]
+    BadGrant(String),
     /// Too few nodes took the changed document.
     #[error("the new membership document was not taken by a majority of the members: {0}")]
     NotAccepted(String),

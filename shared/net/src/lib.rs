@@ -17,14 +17,16 @@
 //! # Layout
 //!
 //! - [`tls`]: PEM loading, the crypto provider, and the TLS rules: 1.3
-//!   only, ALPN `quire/4`, each peer verified against the cluster CA.
+//!   only, ALPN `quire/N`, each peer verified against the cluster CA.
 //! - [`config`]: TOML config loading, with relative paths resolved against
 //!   the file's directory.
 //! - [`frame`]: one length-prefixed frame read from or written to a QUIC
 //!   stream, its length checked before anything is allocated.
+//! - [`identity`]: the role and name a peer's certificate carries.
 
 pub mod config;
 pub mod frame;
+pub mod identity;
 pub mod tls;
 
 #[cfg(test)]

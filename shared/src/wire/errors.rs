@@ -75,4 +75,7 @@ pub enum ErrorCode {
     /// `DropPartition` of a copy that changed since it was handed off: it
     /// is handed off again before it may go.
     CopyChanged,
+    /// The peer's certificate names an identity that may not make this
+    /// request (the message names the identity, its role and the store).
+    Forbidden,
 }

@@ -1,9 +1,11 @@
 //! The hints a stand-in holds for other nodes: paged out for delivery,
-//! dropped once delivered.
+//! dropped once delivered. A client sees and drops only the hints of the
+//! stores it may write.
 
 use super::{refuse, storage_failed, unexpected, NodeState};
 use crate::storage::split_data_key;
 use crate::writer::{WriteOp, WriteOutcome};
+use quire_shared::access::{may, Access, Principal};
 use quire_shared::limits::FRAME_ENVELOPE_BYTES;
 use quire_shared::wire::{DeliveredHint, ErrorCode, ErrorReply, Hint, Reply};
 use quire_shared::NodeId;
@@ -20,7 +22,9 @@ impl NodeState {
         target: NodeId,
         after: Option<&[u8]>,
         limit: u32,
+        principal: &Principal,
     ) -> Result<Reply, ErrorReply> {
+        let grants = self.grants();
         let limit = (limit as usize).clamp(1, HINTS_PAGE_MAX);
         let bytes_max = (self.limits.frame_bytes_max as usize).saturating_sub(FRAME_ENVELOPE_BYTES);
         let page = self
@@ -32,7 +36,13 @@ impl NodeState {
             .into_iter()
             .filter_map(|(dk, object)| {
                 let (store, _, key) = split_data_key(&dk)?;
-                Some(Hint { store, key, object })
+                // Only the hints of stores the peer may write: it could not
+                // deliver the others. Another client (or an admin) does.
+                may(principal, Access::Write, &store, &grants).then_some(Hint {
+                    store,
+                    key,
+                    object,
+                })
             })
             .collect();
         Ok(Reply::Hints {
@@ -46,9 +56,20 @@ impl NodeState {
         &self,
         target: NodeId,
         hints: Vec<DeliveredHint>,
+        principal: &Principal,
     ) -> Result<Reply, ErrorReply> {
+        let grants = self.grants();
         let mut items = Vec::with_capacity(hints.len());
         for h in hints {
+            if !may(principal, Access::Write, &h.store, &grants) {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "{principal} may not drop hints of store {:?} (no grant)",
+                        h.store
+                    ),
+                ));
+            }
             h.clock
                 .validate()
                 .map_err(|e| refuse(ErrorCode::InvalidContext, format!("hint clock: {e}")))?;

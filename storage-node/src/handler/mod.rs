@@ -21,6 +21,7 @@ mod transfer;
 use crate::config::Limits;
 use crate::storage::{Identity, Storage, StorageError};
 use crate::writer::{WriteOutcome, Writer};
+use quire_shared::access::{authorize, Grant, Principal};
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request, Response};
 use quire_shared::{ClusterId, Membership};
 use std::sync::{Arc, RwLock};
@@ -103,9 +104,14 @@ impl NodeState {
         self.membership().map_or(0, |m| m.epoch)
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, request: Request) -> Response {
-        let result = self.dispatch(request).await;
+    /// Answers one request from the identity `principal` its connection's
+    /// certificate names: refused with `Forbidden` unless that identity
+    /// may make it (see [`quire_shared::access`]).
+    pub async fn handle(&self, request: Request, principal: &Principal) -> Response {
+        let result = match self.authorize(&request, principal) {
+            Ok(()) => self.dispatch(request, principal).await,
+            Err(refusal) => Err(refusal),
+        };
         Response {
             epoch: self.epoch(),
             result,
@@ -120,7 +126,22 @@ impl NodeState {
         }
     }
 
-    async fn dispatch(&self, request: Request) -> Result<Reply, ErrorReply> {
+    /// The grants of the held membership document (none before one).
+    pub(crate) fn grants(&self) -> Arc<[Grant]> {
+        self.membership()
+            .map_or_else(|| Arc::from([]), |m| Arc::from(m.grants.as_slice()))
+    }
+
+    fn authorize(&self, request: &Request, principal: &Principal) -> Result<(), ErrorReply> {
+        let grants = self.membership();
+        let grants = grants.as_deref().map_or(&[][..], |m| m.grants.as_slice());
+        authorize(principal, request.scope(), grants).map_err(|denied| {
+            tracing::info!(%principal, kind = request.kind(), %denied, "request refused");
+            refuse(ErrorCode::Forbidden, denied.to_string())
+        })
+    }
+
+    async fn dispatch(&self, request: Request, principal: &Principal) -> Result<Reply, ErrorReply> {
         match request {
             Request::Hello {
                 protocol_version,
@@ -144,8 +165,8 @@ impl NodeState {
                 target,
                 after,
                 limit,
-            } => self.hints(target, after.as_deref(), limit),
-            Request::DropHints { target, hints } => self.drop_hints(target, hints).await,
+            } => self.hints(target, after.as_deref(), limit, principal),
+            Request::DropHints { target, hints } => self.drop_hints(target, hints, principal).await,
             Request::GetMembership => {
                 Ok(Reply::Membership(self.membership().map(|m| (*m).clone())))
             }

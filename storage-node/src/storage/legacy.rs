@@ -13,17 +13,21 @@
 //! (protocols 2 and 3) predates the tombstone grace period; its stores
 //! keep their object limits and get the default grace. Format 3
 //! (protocols 4 and 5) predates membership change: nothing is pending.
+//! Format 4 (protocol 6) predates grants: no client holds any.
 
 use quire_shared::ids::ClusterId;
 use quire_shared::{
-    ConflictPolicy, Durability, Member, Membership, NodeId, StoreConfig, StoreLimits,
+    ConflictPolicy, Durability, Member, Membership, NodeId, Pending, StoreConfig, StoreLimits,
 };
 use serde::{Deserialize, Serialize};
 
-/// Decodes a stored membership record: format `current`, 3, 2 or 1.
+/// Decodes a stored membership record: format `current`, 4, 3, 2 or 1.
 pub(super) fn decode_membership(record: &[u8], current: u8) -> Option<Membership> {
     match record.split_first()? {
         (&format, body) if format == current => postcard::from_bytes(body).ok(),
+        (4, body) => postcard::from_bytes::<MembershipV4>(body)
+            .ok()
+            .map(Membership::from),
         (3, body) => postcard::from_bytes::<MembershipOf<StoreConfig>>(body)
             .ok()
             .map(Membership::from),
@@ -123,6 +127,35 @@ impl<S: Into<StoreConfig>> From<MembershipOf<S>> for Membership {
             stores: old.stores.into_iter().map(Into::into).collect(),
             owners: old.owners,
             pending: None,
+            grants: Vec::new(),
+        }
+    }
+}
+
+/// The membership document as format 4 stored it: pending owners, no
+/// grants.
+#[derive(Serialize, Deserialize)]
+struct MembershipV4 {
+    cluster_id: ClusterId,
+    epoch: u64,
+    partitions: u32,
+    members: Vec<Member>,
+    stores: Vec<StoreConfig>,
+    owners: Vec<NodeId>,
+    pending: Option<Pending>,
+}
+
+impl From<MembershipV4> for Membership {
+    fn from(old: MembershipV4) -> Self {
+        Membership {
+            cluster_id: old.cluster_id,
+            epoch: old.epoch,
+            partitions: old.partitions,
+            members: old.members,
+            stores: old.stores,
+            owners: old.owners,
+            pending: old.pending,
+            grants: Vec::new(),
         }
     }
 }

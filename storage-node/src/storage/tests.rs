@@ -209,25 +209,54 @@ fn hint_pages_are_bounded_by_bytes_and_hold_at_least_one_hint() {
     assert!(pages.iter().all(|p| p.hints.len() == 1));
 }
 
-/// A membership document as protocol-4 and -5 nodes stored it (format
-/// byte 3): the current encoding of a document with nothing pending,
-/// without its last byte (the `None` of `pending`, which format 3 lacked).
-#[test]
-fn a_membership_document_of_format_3_decodes_with_nothing_pending() {
+/// Stores `record` as the membership document, then opens the node again
+/// and returns what it reads.
+fn reopened_with_membership_record(record: &[u8]) -> Option<Membership> {
     let dir = tempfile::tempdir().unwrap();
-    let mut doc = expected_v1_document();
-    doc.epoch = 9;
     {
         let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
-        let current = postcard::to_allocvec(&doc).unwrap();
-        assert_eq!(current.last(), Some(&0), "pending: None encodes as 0");
-        let mut record = vec![3u8];
-        record.extend_from_slice(&current[..current.len() - 1]);
         let mut txn = storage.env.begin_rw_txn().unwrap();
         txn.put(storage.meta, &META_MEMBERSHIP, &record, WriteFlags::empty())
             .unwrap();
         txn.commit().unwrap();
     }
     let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
-    assert_eq!(storage.membership().unwrap(), Some(doc));
+    storage.membership().unwrap()
+}
+
+/// A membership document as protocol-4 and -5 nodes stored it (format
+/// byte 3): the current encoding of a document with nothing pending and
+/// no grants, without its last two bytes (the `None` of `pending` and the
+/// empty grants, which format 3 lacked).
+#[test]
+fn a_membership_document_of_format_3_decodes_with_nothing_pending() {
+    let mut doc = expected_v1_document();
+    doc.epoch = 9;
+    let current = postcard::to_allocvec(&doc).unwrap();
+    assert_eq!(
+        current[current.len() - 2..],
+        [0, 0],
+        "no pending, no grants"
+    );
+    let mut record = vec![3u8];
+    record.extend_from_slice(&current[..current.len() - 2]);
+    assert_eq!(reopened_with_membership_record(&record), Some(doc));
+}
+
+/// A membership document as protocol-6 nodes stored it (format byte 4):
+/// pending owners, and no grants (the current encoding without its last
+/// byte, the empty grant list).
+#[test]
+fn a_membership_document_of_format_4_keeps_its_pending_owners_and_has_no_grants() {
+    let mut doc = expected_v1_document();
+    doc.epoch = 10;
+    doc.pending = Some(quire_shared::Pending {
+        since: 10,
+        owners: doc.owners.clone(),
+    });
+    let current = postcard::to_allocvec(&doc).unwrap();
+    assert_eq!(current.last(), Some(&0), "no grants");
+    let mut record = vec![4u8];
+    record.extend_from_slice(&current[..current.len() - 1]);
+    assert_eq!(reopened_with_membership_record(&record), Some(doc));
 }

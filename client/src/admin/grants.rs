@@ -1,0 +1,40 @@
+//! Grants: which client identity may read or write which store, changed
+//! like every other part of the membership document (compare-and-set on
+//! the newest document the members hold).
+
+use super::change::{change_membership, Step};
+use super::AdminError;
+use crate::client::Client;
+use quire_shared::access::{access_of, set_grant, valid_principal_name, Access};
+use quire_shared::limits::valid_store_name;
+use quire_shared::Membership;
+
+impl Client {
+    /// Gives the client identity `name` `access` to `store` (replacing
+    /// what it had), or takes its access away (`None`). Nodes apply the
+    /// new grants at the next request the identity makes. A store that
+    /// does not exist yet may be granted: the grant holds once it does.
+    pub async fn set_grant(
+        &self,
+        name: &str,
+        store: &str,
+        access: Option<Access>,
+    ) -> Result<(Membership, Vec<String>), AdminError> {
+        if !valid_principal_name(name) || !valid_store_name(store) {
+            return Err(AdminError::BadGrant(format!(
+                "grant to {name:?} on store {store:?}: names are 1 to 64 bytes of letters, digits, '-', '_' or '.' (stores: 1 to 24 of a-z, 0-9, '_' or '-')"
+            )));
+        }
+        let change = |newest: &Membership, _offered: bool| {
+            if access_of(&newest.grants, name, store) == access {
+                return Ok(Step::Done);
+            }
+            let mut doc = newest.clone();
+            set_grant(&mut doc.grants, name, store, access);
+            Ok(Step::Next(doc))
+        };
+        let result = change_membership(self.transport(), &self.membership(), change).await?;
+        self.refresh_membership().await;
+        Ok(result)
+    }
+}

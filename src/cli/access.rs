@@ -1,0 +1,248 @@
+//! `quire cert issue`, `quire grant` and `quire revoke`: identities and
+//! what each may do.
+//!
+//! Certificates are made from the cluster directory's CA (only the
+//! operator holding `ca-key.pem` can issue them); grants are changes of
+//! the membership document, so only an admin identity can make them.
+
+use super::output::{line, print, Report};
+use super::{connect, ConfigArg};
+use quire::cluster::issue::Issued;
+use quire::cluster::layout::Layout;
+use quire::shared::access::{Access, Role};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// `quire cert ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum CertCommand {
+    /// Issue a certificate from the cluster CA. A client or admin gets
+    /// DIR/clients/NAME/ with client.toml, ready for `--config`; a node
+    /// gets DIR/nodes/NAME/ with a certificate naming a new node id.
+    Issue(IssueArgs),
+}
+
+/// A role on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum RoleArg {
+    /// Serves requests; its certificate names its node id.
+    Node,
+    /// An application: the data path of the stores it is granted.
+    Client,
+    /// An operator: everything, including membership and grants.
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Node => Role::Node,
+            RoleArg::Client => Role::Client,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+/// `quire cert issue ROLE NAME`.
+#[derive(clap::Args, Debug)]
+pub struct IssueArgs {
+    /// What the certificate may do.
+    #[arg(value_enum)]
+    role: RoleArg,
+    /// Its name: grants name it (1 to 64 letters, digits, '-', '_', '.').
+    name: String,
+    /// The cluster directory holding the CA (`ca.pem`, `ca-key.pem`).
+    #[arg(long, default_value = "quire-local")]
+    dir: PathBuf,
+    /// Days the certificate is valid.
+    #[arg(long, default_value_t = quire::certs::LEAF_DAYS_DEFAULT)]
+    days: u32,
+    /// Grant the new client STORE:r (read) or STORE:rw (read and write);
+    /// repeatable. Needs the cluster running and DIR/client.toml (admin).
+    #[arg(long, value_name = "STORE:r|rw", value_parser = parse_grant)]
+    grant: Vec<(String, Access)>,
+}
+
+fn parse_grant(s: &str) -> Result<(String, Access), String> {
+    let (store, access) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: expected STORE:r or STORE:rw"))?;
+    let access = Access::from_short(access)
+        .ok_or_else(|| format!("{s:?}: access must be r or rw, not {access:?}"))?;
+    Ok((store.to_string(), access))
+}
+
+/// What `cert issue` prints.
+#[derive(Serialize)]
+struct IssuedView {
+    role: &'static str,
+    name: String,
+    dir: PathBuf,
+    config: Option<PathBuf>,
+    node_id: Option<String>,
+    grants: Vec<String>,
+}
+
+impl Report for IssuedView {
+    fn text(&self, out: &mut String) {
+        line(
+            out,
+            format_args!(
+                "issued {} {:?} in {}",
+                self.role,
+                self.name,
+                self.dir.display()
+            ),
+        );
+        if let Some(id) = &self.node_id {
+            line(out, format_args!("node id {id}"));
+        }
+        if let Some(config) = &self.config {
+            line(
+                out,
+                format_args!("use it with --config {}", config.display()),
+            );
+        }
+        for g in &self.grants {
+            line(out, format_args!("granted {g}"));
+        }
+    }
+}
+
+/// `quire cert ...`.
+pub async fn cert(command: CertCommand, json: bool) -> anyhow::Result<()> {
+    let CertCommand::Issue(args) = command;
+    let role: Role = args.role.into();
+    if role != Role::Client && !args.grant.is_empty() {
+        anyhow::bail!("--grant is for client identities: admins need none, nodes make no requests");
+    }
+    let layout = Layout::new(&args.dir);
+    let Issued {
+        principal,
+        dir,
+        config,
+        ..
+    } = layout.issue(role, &args.name, args.days)?;
+    let mut granted = Vec::new();
+    if !args.grant.is_empty() {
+        let client = connect(Some(layout.client_config())).await?;
+        for (store, access) in &args.grant {
+            client
+                .set_grant(&principal.name, store, Some(*access))
+                .await?;
+            granted.push(format!("{store}:{}", access.short()));
+        }
+        client.close();
+    }
+    print(
+        &IssuedView {
+            role: role.name(),
+            name: args.name,
+            dir,
+            config,
+            node_id: principal.node_id().map(|id| id.to_string()),
+            grants: granted,
+        },
+        json,
+    )
+}
+
+/// `quire grant NAME --store S --read|--write`.
+#[derive(clap::Args, Debug)]
+pub struct GrantArgs {
+    /// The client identity's name (as issued with `quire cert issue`).
+    name: String,
+    /// The store.
+    #[arg(long)]
+    store: String,
+    /// Read only: get, Merkle digests, scans.
+    #[arg(long, conflicts_with = "write", required_unless_present = "write")]
+    read: bool,
+    /// Read and write: also put, delete, hint delivery, repair.
+    #[arg(long)]
+    write: bool,
+}
+
+/// `quire revoke NAME --store S`.
+#[derive(clap::Args, Debug)]
+pub struct RevokeArgs {
+    /// The client identity's name.
+    name: String,
+    /// The store.
+    #[arg(long)]
+    store: String,
+}
+
+/// What `grant` and `revoke` print.
+#[derive(Serialize)]
+struct GrantView {
+    ok: bool,
+    name: String,
+    store: String,
+    access: Option<&'static str>,
+    epoch: u64,
+}
+
+impl Report for GrantView {
+    fn text(&self, out: &mut String) {
+        match self.access {
+            Some(a) => line(
+                out,
+                format_args!(
+                    "{:?} may now {} store {:?} (epoch {})",
+                    self.name,
+                    if a == "rw" { "read and write" } else { "read" },
+                    self.store,
+                    self.epoch
+                ),
+            ),
+            None => line(
+                out,
+                format_args!(
+                    "{:?} has no access to store {:?} any more (epoch {})",
+                    self.name, self.store, self.epoch
+                ),
+            ),
+        }
+    }
+}
+
+async fn set_grant(
+    name: String,
+    store: String,
+    access: Option<Access>,
+    config: ConfigArg,
+    json: bool,
+) -> anyhow::Result<()> {
+    let client = connect(config).await?;
+    let (doc, missed) = client.set_grant(&name, &store, access).await?;
+    for m in &missed {
+        eprintln!("quire: warning: {m} (it will learn the grant from clients)");
+    }
+    client.close();
+    print(
+        &GrantView {
+            ok: true,
+            name,
+            store,
+            access: access.map(Access::short),
+            epoch: doc.epoch,
+        },
+        json,
+    )
+}
+
+/// `quire grant ...`.
+pub async fn grant(args: GrantArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    let access = if args.write {
+        Access::Write
+    } else {
+        Access::Read
+    };
+    set_grant(args.name, args.store, Some(access), config, json).await
+}
+
+/// `quire revoke ...`.
+pub async fn revoke(args: RevokeArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    set_grant(args.name, args.store, None, config, json).await
+}

@@ -1,0 +1,318 @@
+//! Who may do what, on real nodes: every certificate names a role and a
+//! name, nodes authorize each request by them and by the grants in the
+//! membership document, and a client talks to a member's address only if
+//! the node there is that member.
+
+mod common;
+
+use common::{test_timeouts, TestCluster};
+use quire::admin::AdminError;
+use quire::shared::access::{Access, Role};
+use quire::shared::wire::{ErrorCode, Reply, Request};
+use quire::shared::{Context, Object, Value};
+use quire_client::transport::{Transport, TransportError};
+use quire_client::{Client, ClientConfig, ClientError};
+use std::time::Duration;
+
+const STORE: &str = "default";
+const T: Duration = Duration::from_secs(5);
+
+/// A new identity issued from the test cluster's CA, and its config.
+fn identity(cluster: &TestCluster, role: Role, name: &str) -> ClientConfig {
+    let issued = cluster.layout().issue(role, name, 30).expect("issued");
+    let mut config = ClientConfig::load(&issued.config.expect("a client config")).unwrap();
+    config.timeouts = test_timeouts();
+    config
+}
+
+fn forbidden(result: Result<impl std::fmt::Debug, ClientError>) -> String {
+    match result {
+        Err(ClientError::Forbidden { message }) => message,
+        other => panic!("expected Forbidden, got {other:?}"),
+    }
+}
+
+fn new_store(name: &str) -> quire::shared::StoreConfig {
+    let mut store = quire::admin::default_store(3);
+    store.name = name.into();
+    store
+}
+
+/// Grants one access, asserting that every member took the document (so
+/// the next request meets the new grants on every replica).
+async fn set(admin: &Client, name: &str, access: Option<Access>) {
+    let (_, missed) = admin.set_grant(name, STORE, access).await.unwrap();
+    assert!(missed.is_empty(), "{missed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_decide_what_a_client_identity_may_read_and_write() {
+    let cluster = TestCluster::start(3).await;
+    let admin = cluster.client().await;
+    admin
+        .put(STORE, b"cart", b"apple".to_vec(), &Context::empty())
+        .await
+        .unwrap();
+    let cart = Client::connect(identity(&cluster, Role::Client, "cart"))
+        .await
+        .expect("any identity of the cluster reads the membership");
+
+    let message = forbidden(cart.get(STORE, b"cart").await);
+    assert!(
+        message.contains("client \"cart\" may not read store \"default\""),
+        "{message}"
+    );
+
+    set(&admin, "cart", Some(Access::Read)).await;
+    let read = cart.get(STORE, b"cart").await.expect("a reader reads");
+    assert_eq!(read.values(), vec![b"apple".as_slice()]);
+    let message = forbidden(
+        cart.put(STORE, b"cart", b"pear".to_vec(), &read.context)
+            .await,
+    );
+    assert!(message.contains("may not write store"), "{message}");
+
+    set(&admin, "cart", Some(Access::Write)).await;
+    cart.put(STORE, b"cart", b"pear".to_vec(), &read.context)
+        .await
+        .expect("a writer writes");
+    assert_eq!(
+        admin.get(STORE, b"cart").await.unwrap().values(),
+        vec![b"pear".as_slice()]
+    );
+
+    // Revoked: refused at its very next request, on the same connections.
+    set(&admin, "cart", None).await;
+    forbidden(cart.get(STORE, b"cart").await);
+    // Nothing a refused identity asked for was stored.
+    assert_eq!(
+        admin.get(STORE, b"cart").await.unwrap().values(),
+        vec![b"pear".as_slice()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_admin_changes_the_cluster() {
+    let cluster = TestCluster::start(3).await;
+    let cart = Client::connect(identity(&cluster, Role::Client, "cart"))
+        .await
+        .unwrap();
+    // A client may not grant itself access, create stores or rewrite the
+    // membership (a document at the last usable epoch would freeze the
+    // cluster; one without stores would delete them all).
+    for result in [
+        cart.set_grant("cart", STORE, Some(Access::Write))
+            .await
+            .map(|_| ()),
+        cart.create_store(new_store("extra")).await.map(|_| ()),
+    ] {
+        match result {
+            Err(AdminError::Forbidden(why)) => {
+                assert!(why.contains("needs an admin certificate"), "{why}")
+            }
+            other => panic!("expected Forbidden, got {other:?}"),
+        }
+    }
+    let t = Transport::new(&cart.config().tls, &test_timeouts()).unwrap();
+    let mut forged = cluster.membership.clone();
+    forged.epoch = u64::MAX - 1;
+    forged.stores.clear();
+    for addr in &cluster.node_addrs {
+        let answer = t
+            .call(
+                &addr.to_string(),
+                &Request::PutMembership {
+                    membership: forged.clone(),
+                    base: None,
+                },
+                T,
+            )
+            .await
+            .unwrap();
+        let refusal = answer.result.expect_err("refused");
+        assert_eq!(refusal.code, ErrorCode::Forbidden, "{refusal:?}");
+        assert_eq!(answer.epoch, cluster.membership.epoch, "document unchanged");
+    }
+    // An admin identity issued later may.
+    let ops = Client::connect(identity(&cluster, Role::Admin, "ops"))
+        .await
+        .unwrap();
+    ops.set_grant("cart", STORE, Some(Access::Read))
+        .await
+        .expect("an admin grants");
+}
+
+/// Stand-ins keep hints per store; a client sees, and may drop, only the
+/// hints of stores it may write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sees_only_the_hints_of_stores_it_writes() {
+    let cluster = TestCluster::start(3).await;
+    let admin = cluster.client().await;
+    admin.create_store(new_store("other")).await.unwrap();
+    set(&admin, "cart", Some(Access::Write)).await;
+    let stand_in = cluster.node_addrs[0].to_string();
+    let home = cluster.membership.members[1].id;
+    let mut object = Object::new();
+    object.event(quire::shared::ActorId(9), Value::bytes(b"x".to_vec(), 1));
+    let admin_t = cluster.transport();
+    for store in [STORE, "other"] {
+        let request = Request::Replicate {
+            store: store.into(),
+            key: b"k".to_vec(),
+            object: object.clone(),
+            hint: Some(home),
+        };
+        let answer = admin_t.call(&stand_in, &request, T).await.unwrap();
+        assert!(answer.result.is_ok(), "{answer:?}");
+    }
+    let cart_config = identity(&cluster, Role::Client, "cart");
+    let cart_t = Transport::new(&cart_config.tls, &test_timeouts()).unwrap();
+    let stores_seen = |t: &Transport| {
+        let t = t.clone();
+        let stand_in = stand_in.clone();
+        async move {
+            let page = Request::Hints {
+                target: home,
+                after: None,
+                limit: 100,
+            };
+            match t.call(&stand_in, &page, T).await.unwrap().result {
+                Ok(Reply::Hints { hints, .. }) => {
+                    hints.into_iter().map(|h| h.store).collect::<Vec<_>>()
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let mut all = stores_seen(&admin_t).await;
+    all.sort();
+    assert_eq!(all, vec![STORE.to_string(), "other".into()]);
+    assert_eq!(stores_seen(&cart_t).await, vec![STORE.to_string()]);
+    let drop_other = Request::DropHints {
+        target: home,
+        hints: vec![quire::shared::wire::DeliveredHint {
+            store: "other".into(),
+            key: b"k".to_vec(),
+            clock: object.join(),
+        }],
+    };
+    let refusal = cart_t.call(&stand_in, &drop_other, T).await.unwrap().result;
+    assert_eq!(refusal.expect_err("refused").code, ErrorCode::Forbidden);
+    assert_eq!(stores_seen(&admin_t).await.len(), 2, "nothing dropped");
+}
+
+/// A node's certificate names its node id: a client refuses to talk to a
+/// node at a member's address that is not that member, and a certificate
+/// of another role is neither a node nor a client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_talks_to_a_member_address_only_if_that_member_answers() {
+    let cluster = TestCluster::start(3).await;
+    let t = cluster.transport();
+    let members = &cluster.membership.members;
+    // Say the membership put member 0 where member 1 listens.
+    let mut moved = cluster.membership.clone();
+    moved.members[0].addr = members[1].addr.clone();
+    moved.members[1].addr = members[0].addr.clone();
+    t.expect_members(&moved);
+    match t.call(&members[1].addr, &Request::GetMembership, T).await {
+        Err(TransportError::WrongNode {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected, members[0].id);
+            assert_eq!(found, members[1].id);
+        }
+        other => panic!("expected WrongNode, got {other:?}"),
+    }
+    t.expect_members(&cluster.membership);
+    let answer = t
+        .call(&members[1].addr, &Request::GetMembership, T)
+        .await
+        .expect("the right node is talked to");
+    assert!(answer.result.is_ok());
+}
+
+/// The cluster CA, loaded from the test cluster's directory.
+fn cluster_ca(cluster: &TestCluster) -> quire::certs::ClusterCa {
+    let layout = cluster.layout();
+    let file = layout.read().unwrap().expect("a cluster file");
+    let key = std::fs::read_to_string(layout.dir.join("ca-key.pem")).unwrap();
+    quire::certs::ClusterCa::load(&file.cluster_id, &key).unwrap()
+}
+
+/// Writes `pem` into `dir` and returns client TLS files using it.
+fn tls_of(
+    cluster: &TestCluster,
+    pem: &quire::certs::Pem,
+    dir: &std::path::Path,
+) -> quire_client::config::TlsFiles {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    pem.write(&cert, &key).unwrap();
+    quire_client::config::TlsFiles {
+        cert,
+        key,
+        ca: cluster.layout().dir.join("ca.pem"),
+    }
+}
+
+/// Certificates that name no identity, or the wrong kind, get nothing:
+/// a node's certificate cannot make requests (refused at the handshake:
+/// it is not a client certificate), a client's cannot serve (the client
+/// refuses it at the handshake), and one signed by the cluster CA without
+/// a `quire://` identity has every request refused with `Forbidden`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_of_the_wrong_kind_get_nothing() {
+    let cluster = TestCluster::start(1).await;
+    let addr = cluster.node_addrs[0].to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let node_dir = cluster.layout().node_dir(1);
+    let as_client = quire_client::config::TlsFiles {
+        cert: node_dir.join("node.pem"),
+        key: node_dir.join("node-key.pem"),
+        ca: cluster.layout().dir.join("ca.pem"),
+    };
+    let t = Transport::new(&as_client, &test_timeouts()).unwrap();
+    match t.call(&addr, &Request::GetMembership, T).await {
+        Err(TransportError::Connect { .. } | TransportError::Stream { .. }) => {}
+        other => panic!("a node certificate made a request: {other:?}"),
+    }
+
+    // No identity: the CA's signature, a client usage, no quire:// URI.
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let anonymous = cluster_ca(&cluster).sign_params(params).unwrap();
+    let t = Transport::new(&tls_of(&cluster, &anonymous, dir.path()), &test_timeouts()).unwrap();
+    for request in [Request::GetMembership, Request::Stats] {
+        let refusal = t
+            .call(&addr, &request, T)
+            .await
+            .unwrap()
+            .result
+            .expect_err("refused");
+        assert_eq!(refusal.code, ErrorCode::Forbidden);
+        assert!(
+            refusal.message.contains("names no Quire identity"),
+            "{refusal:?}"
+        );
+    }
+
+    // A client certificate presented by a server: the SDK will not talk.
+    let client_files = identity(&cluster, Role::Client, "impostor").tls;
+    let crypto = quire_net::tls::server_config(&client_files).unwrap();
+    let endpoint = quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(std::sync::Arc::new(crypto)),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let impostor = endpoint.local_addr().unwrap().to_string();
+    let accept = tokio::spawn(async move {
+        if let Some(incoming) = endpoint.accept().await {
+            let _ = incoming.await;
+        }
+    });
+    let t = cluster.transport();
+    match t.call(&impostor, &Request::GetMembership, T).await {
+        Err(TransportError::Connect { .. }) => {}
+        other => panic!("the SDK talked to a client certificate: {other:?}"),
+    }
+    accept.abort();
+}
