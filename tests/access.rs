@@ -316,3 +316,59 @@ async fn certificates_of_the_wrong_kind_get_nothing() {
     }
     accept.abort();
 }
+
+/// An admin certificate of the cluster CA outside its validity: expired,
+/// or not valid yet.
+fn admin_valid(cluster: &TestCluster, from: (i32, u8), to: (i32, u8)) -> quire::certs::Pem {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let uri = quire::shared::access::Principal::new(Role::Admin, "late")
+        .unwrap()
+        .uri();
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.try_into().unwrap())];
+    params.not_before = rcgen::date_time_ymd(from.0, from.1, 1);
+    params.not_after = rcgen::date_time_ymd(to.0, to.1, 1);
+    cluster_ca(cluster).sign_params(params).unwrap()
+}
+
+/// Expired and not-yet-valid certificates fail the handshake, however
+/// powerful the identity they name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_outside_their_validity_fail_the_handshake() {
+    let cluster = TestCluster::start(1).await;
+    let addr = cluster.node_addrs[0].to_string();
+    for (from, to) in [((2020, 1), (2021, 1)), ((2090, 1), (2091, 1))] {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = admin_valid(&cluster, from, to);
+        let t = Transport::new(&tls_of(&cluster, &pem, dir.path()), &test_timeouts()).unwrap();
+        match t.call(&addr, &Request::GetMembership, T).await {
+            Err(TransportError::Connect { .. } | TransportError::Stream { .. }) => {}
+            other => panic!("a certificate valid {from:?}..{to:?} was served: {other:?}"),
+        }
+    }
+}
+
+/// `quire status` warns about a certificate that expires within 30 days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_warns_about_a_certificate_that_expires_soon() {
+    let cluster = TestCluster::start(1).await;
+    let issued = cluster.layout().issue(Role::Client, "soon", 10).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["--json", "--config"])
+        .arg(issued.config.unwrap())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expiring = status["expiring_certificates"].as_array().unwrap();
+    assert_eq!(expiring.len(), 1, "{status}");
+    assert_eq!(expiring[0]["certificate"], "client");
+    // Ten days, less the seconds since the certificate was made.
+    let days_left = expiring[0]["days_left"].as_i64().unwrap();
+    assert!((9..=10).contains(&days_left), "{status}");
+}

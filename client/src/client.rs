@@ -308,6 +308,13 @@ impl Client {
         &self.inner.config
     }
 
+    /// When the certificate of the node at `addr` expires (Unix seconds),
+    /// once this client has a connection to it: `quire status` warns
+    /// about certificates close to their end.
+    pub fn node_certificate_not_after(&self, addr: &str) -> Option<i64> {
+        self.inner.transport.peer_not_after(addr)
+    }
+
     /// The underlying transport, for admin requests to single nodes.
     pub(crate) fn transport(&self) -> &Transport {
         &self.inner.transport

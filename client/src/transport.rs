@@ -20,9 +20,11 @@
 //! another's.
 
 use crate::config::{Timeouts, TlsFiles};
+use quinn::rustls::pki_types::CertificateDer;
 use quire_net::frame::{read_frame, write_encoded, FrameReadError};
 use quire_net::identity::peer_principal;
 use quire_net::tls::TlsError;
+use quire_net::validity::not_after_unix;
 use quire_shared::limits::FRAME_BYTES_CEILING;
 use quire_shared::wire::{encode_frame, Request, Response};
 use quire_shared::{Membership, NodeId};
@@ -137,6 +139,8 @@ struct Connection {
     silent_timeouts: Arc<AtomicU32>,
     /// The node its certificate names, or what it names instead.
     node: Result<NodeId, String>,
+    /// When the node's certificate expires (Unix seconds), if it parses.
+    not_after: Option<i64>,
 }
 
 impl Connection {
@@ -147,10 +151,15 @@ impl Connection {
                 .ok_or_else(|| format!("its certificate names {p}")),
             Err(e) => Err(e.to_string()),
         };
+        let not_after = quic
+            .peer_identity()
+            .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .and_then(|chain| not_after_unix(chain.first()?));
         Self {
             quic,
             silent_timeouts: Arc::default(),
             node,
+            not_after,
         }
     }
 
@@ -408,6 +417,20 @@ impl Transport {
             .map(|c| &c.quic)
             .filter(|c| c.close_reason().is_none())
             .map(|c| c.stable_id())
+    }
+
+    /// When the certificate of the node at `addr` expires (Unix seconds),
+    /// if a connection to it is open: for warnings before it does.
+    pub fn peer_not_after(&self, addr: &str) -> Option<i64> {
+        let addr: SocketAddr = addr.parse().ok()?;
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&addr)?
+            .clone();
+        let guard = slot.try_lock().ok()?;
+        guard.connection.as_ref()?.not_after
     }
 
     /// Closes every connection (clean goodbye to the nodes).

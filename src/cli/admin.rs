@@ -171,6 +171,8 @@ struct Status {
     partitions: u32,
     nodes: Vec<NodeView>,
     stores: Vec<StoreView>,
+    /// Certificates that expire within 30 days.
+    expiring_certificates: Vec<super::expiry::Expiring>,
 }
 
 impl Report for Status {
@@ -206,6 +208,9 @@ impl Report for Status {
         }
         for s in &self.stores {
             line(out, format_args!("store {}  {}", s.name, s.describe()));
+        }
+        for e in &self.expiring_certificates {
+            line(out, format_args!("{}", super::expiry::warning(e)));
         }
     }
 }
@@ -245,6 +250,7 @@ pub async fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
             })
             .collect(),
         stores: doc.stores.iter().map(StoreView::of).collect(),
+        expiring_certificates: super::expiry::expiring(&client),
     };
     client.close();
     print(&status, json)

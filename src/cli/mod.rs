@@ -15,6 +15,7 @@ pub mod admin;
 pub mod bench;
 pub mod cluster;
 pub mod data;
+pub mod expiry;
 pub mod local;
 pub mod output;
 pub mod repair;

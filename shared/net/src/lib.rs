@@ -23,11 +23,13 @@
 //! - [`frame`]: one length-prefixed frame read from or written to a QUIC
 //!   stream, its length checked before anything is allocated.
 //! - [`identity`]: the role and name a peer's certificate carries.
+//! - [`validity`]: when a certificate expires.
 
 pub mod config;
 pub mod frame;
 pub mod identity;
 pub mod tls;
+pub mod validity;
 
 #[cfg(test)]
 mod tests;
