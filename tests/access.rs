@@ -122,7 +122,7 @@ async fn only_an_admin_changes_the_cluster() {
             .call(
                 &addr.to_string(),
                 &Request::PutMembership {
-                    membership: forged.clone(),
+                    membership: Box::new(forged.clone()),
                     base: None,
                 },
                 T,

@@ -39,7 +39,7 @@ async fn held(t: &Transport, addr: &str) -> Membership {
 
 async fn offer(t: &Transport, addr: &str, doc: &Membership) -> Result<Reply, ErrorCode> {
     let push = Request::PutMembership {
-        membership: doc.clone(),
+        membership: Box::new(doc.clone()),
         base: None,
     };
     t.call(addr, &push, T)
@@ -85,6 +85,8 @@ async fn equal_epoch_documents_settle_on_one_in_any_order() {
     b.epoch += 1;
     b.stores.push(store("b"));
     b.stores.sort_by(|p, q| p.name.cmp(&q.name));
+    let tls = &cluster.client_config.tls;
+    let (a, b) = (common::sign(tls, a), common::sign(tls, b));
     let (n1, n2) = (cluster.nodes[0].addr(), cluster.nodes[1].addr());
     // Each node sees the two documents in the opposite order.
     offer(&t, &n1, &a).await.unwrap();
@@ -100,6 +102,7 @@ async fn the_last_epoch_is_refused() {
     let t = cluster.transport();
     let mut frozen = cluster.membership.clone();
     frozen.epoch = u64::MAX;
+    let frozen = common::sign(&cluster.client_config.tls, frozen);
     let addr = cluster.nodes[0].addr();
     assert_eq!(
         offer(&t, &addr, &frozen).await,
@@ -131,6 +134,7 @@ async fn a_fresh_node_takes_a_first_document_only_for_its_own_cluster() {
     own.members[0].id = ours.nodes[0].node_id;
     own.members[0].addr = addr.clone();
     own.owners = vec![ours.nodes[0].node_id; own.owners.len()];
+    let own = common::sign(&ours.layout().client_tls(), own);
     assert!(offer(&t, &addr, &own).await.is_ok());
     other.stop_all().await;
 }
@@ -147,7 +151,7 @@ async fn a_change_a_majority_took_survives_a_lone_document_of_the_same_epoch() {
         d.epoch += 1;
         d.stores.push(store(name));
         d.stores.sort_by(|p, q| p.name.cmp(&q.name));
-        d
+        common::sign(&cluster.client_config.tls, d)
     };
     // The lone document is the one whose digest is greater.
     let (mut taken, mut lone) = (with("a"), with("b"));

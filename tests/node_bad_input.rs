@@ -158,7 +158,7 @@ async fn bad_requests_get_typed_errors_and_the_connection_keeps_serving() {
     doc.partitions = 3;
     doc.epoch += 1;
     let bad_doc = Request::PutMembership {
-        membership: doc,
+        membership: Box::new(doc),
         base: None,
     };
     assert_eq!(
@@ -170,7 +170,7 @@ async fn bad_requests_get_typed_errors_and_the_connection_keeps_serving() {
     other.cluster_id.0 += 1;
     other.epoch += 1;
     let wrong = Request::PutMembership {
-        membership: other,
+        membership: Box::new(other),
         base: None,
     };
     assert_eq!(

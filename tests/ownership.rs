@@ -95,11 +95,11 @@ async fn a_stale_client_refreshes_membership_and_writes_to_the_new_owners() {
     let stale = cluster.client().await;
     // The cluster moves on without this client knowing.
     let key = b"cart-42";
-    let next = moved(&cluster.membership, key);
+    let next = common::sign(&cluster.client_config.tls, moved(&cluster.membership, key));
     let t = cluster.transport();
     for m in &next.members {
         let push = Request::PutMembership {
-            membership: next.clone(),
+            membership: Box::new(next.clone()),
             base: None,
         };
         assert!(t.call(&m.addr, &push, T).await.unwrap().result.is_ok());

@@ -9,8 +9,9 @@ use crate::driver::{Background, Calls, NodeObserver};
 use crate::error::ClientError;
 use crate::health::Health;
 use crate::quorum::targets::{choose, Target};
-use crate::transport::Transport;
 use crate::transport::TransportError;
+use crate::transport::{SetupError, Transport};
+use quire_net::seal::Sealer;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Membership, NodeId, PreferenceList, StoreConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,9 @@ pub struct ClientStats {
 pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) transport: Transport,
+    /// Checks the seal of every document taken, and seals the ones this
+    /// client makes.
+    pub(crate) sealer: Sealer,
     pub(crate) membership: RwLock<Arc<Membership>>,
     pub(crate) read_repairs: Arc<AtomicU64>,
     pub(crate) health: Health,
@@ -84,6 +88,7 @@ impl Client {
     /// Sets up TLS and pulls membership from the first seed that answers.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         let transport = Transport::new(&config.tls, &config.timeouts)?;
+        let sealer = Sealer::load(&config.tls).map_err(SetupError::Tls)?;
         let timeout = Duration::from_millis(config.timeouts.request_ms);
         let mut tried = Vec::new();
         let mut newest: Option<Membership> = None;
@@ -93,6 +98,10 @@ impl Client {
                     result: Ok(Reply::Membership(Some(doc))),
                     ..
                 }) => {
+                    if let Err(e) = sealer.verifier().verify(&doc) {
+                        tried.push(format!("{seed}: its membership document is refused: {e}"));
+                        continue;
+                    }
                     if newest.as_ref().is_none_or(|n| n.epoch < doc.epoch) {
                         newest = Some(doc);
                     }
@@ -114,6 +123,7 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 transport,
+                sealer,
                 membership: RwLock::new(Arc::new(doc)),
                 read_repairs: Arc::default(),
                 health: Health::default(),
@@ -261,7 +271,7 @@ impl Client {
                 .call(
                     addr,
                     &Request::PutMembership {
-                        membership: doc,
+                        membership: Box::new(doc),
                         base: None,
                     },
                     timeout,
@@ -286,9 +296,16 @@ impl Client {
             .membership
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        if doc.cluster_id == current.cluster_id
-            && doc.supersedes(&current)
-            && doc.validate().is_ok()
+        if doc.cluster_id != current.cluster_id
+            || !doc.supersedes(&current)
+            || doc.validate().is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.inner.sealer.verifier().verify(&doc) {
+            tracing::warn!(epoch = doc.epoch, error = %e, "refused a membership document");
+            return;
+        }
         {
             tracing::info!(epoch = doc.epoch, "adopted newer membership");
             self.inner.transport.expect_members(&doc);
@@ -313,6 +330,11 @@ impl Client {
     /// about certificates close to their end.
     pub fn node_certificate_not_after(&self, addr: &str) -> Option<i64> {
         self.inner.transport.peer_not_after(addr)
+    }
+
+    /// Seals documents this client makes, and checks others' seals.
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.inner.sealer
     }
 
     /// The underlying transport, for admin requests to single nodes.

@@ -7,8 +7,10 @@
 //! `quire://ROLE/NAME`. Nodes read it from the peer's certificate when a
 //! connection is made and check every request with [`authorize`]:
 //!
-//! - an **admin** may do everything: membership, stores, cluster changes
-//!   and grants, and the data path of every store;
+//! - an **admin** may do everything: the data path of every store, and
+//!   changes of the cluster (membership, stores, grants), which are
+//!   membership documents it signs (`quire-net`'s `seal`): nodes take a
+//!   document by its signature, whoever passes it on;
 //! - a **client** may do the data path the SDK needs (get, put, replicate,
 //!   hints, Merkle digests, scans, transfers) on the stores its
 //!   [`Grant`]s allow, and read the membership;
@@ -230,6 +232,21 @@ pub fn set_grant(grants: &mut Vec<Grant>, name: &str, store: &str, access: Optio
     }
 }
 
+/// A certificate's serial number (big-endian bytes, as in the
+/// certificate).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Serial(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl std::fmt::Display for Serial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What a request needs, as the node's dispatch sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope<'a> {
@@ -242,8 +259,6 @@ pub enum Scope<'a> {
     /// Hints: each one is for a store, so the node filters them by the
     /// stores the peer may write ([`may`]).
     Hints,
-    /// The cluster's shape: membership changes, stores, grants.
-    Admin,
 }
 
 /// A refused request: who asked, and what it lacked.
@@ -279,9 +294,6 @@ pub fn authorize(principal: &Principal, scope: Scope<'_>, grants: &[Grant]) -> R
         (Role::Admin, _) => Ok(()),
         (Role::Node, _) => denied("make requests: node certificates are for serving".into()),
         (Role::Client, Scope::Open | Scope::Hints) => Ok(()),
-        (Role::Client, Scope::Admin) => {
-            denied("change the cluster: that needs an admin certificate".into())
-        }
         (Role::Client, Scope::Read(store)) if may(principal, Access::Read, store, grants) => Ok(()),
         (Role::Client, Scope::Write(store)) if may(principal, Access::Write, store, grants) => {
             Ok(())

@@ -43,7 +43,7 @@ pub use ids::{ActorId, ClusterId, IdParseError, NodeId};
 pub use limits::StoreLimits;
 pub use membership::{
     Change, ChangeError, ConflictPolicy, Durability, Member, MemberState, Membership,
-    MembershipError, MembershipVersion, Pending, StoreConfig, Transfer,
+    MembershipError, MembershipVersion, Pending, Seal, SealShapeError, StoreConfig, Transfer,
 };
 pub use object::{last_write_wins, Context, ContextError, Object, Value};
 pub use ring::PreferenceList;

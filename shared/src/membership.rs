@@ -5,7 +5,7 @@
 //! seed and compute preference lists from it. The epoch only grows, so the
 //! newest document wins wherever two meet.
 
-use crate::access::{validate_grants, Grant, GrantError};
+use crate::access::{validate_grants, Grant, GrantError, Serial};
 use crate::claim::{claim, Claimant};
 use crate::ids::ClusterId;
 use crate::limits::{valid_store_name, StoreLimits};
@@ -118,6 +118,12 @@ pub struct Membership {
     /// store (see [`crate::access`]); admins need none. Added in
     /// protocol 7.
     pub grants: Vec<Grant>,
+    /// Serial numbers of certificates the cluster no longer accepts,
+    /// sorted: a revoked identity is refused at its next request.
+    pub revoked: Vec<Serial>,
+    /// Who made this document ([`Seal`]); nodes and clients take only
+    /// documents whose seal verifies. Not part of what is signed.
+    pub seal: Option<Seal>,
 }
 
 /// The owners a committed change moves the ring to.
@@ -181,6 +187,9 @@ pub enum MembershipError {
     /// be replaced and would freeze the cluster.
     #[error("epoch {0} is the last one; no later document could replace it")]
     EpochExhausted(u64),
+    /// The revoked serials are not sorted, or one is there twice.
+    #[error("revoked certificate serials are not sorted, or one is there twice")]
+    UnsortedRevocations,
     /// The grants are malformed.
     #[error("grants: {0}")]
     BadGrants(#[from] GrantError),
@@ -219,6 +228,8 @@ impl Membership {
             stores,
             pending: None,
             grants: Vec::new(),
+            revoked: Vec::new(),
+            seal: None,
         };
         doc.validate()?;
         Ok(doc)
@@ -307,6 +318,9 @@ impl Membership {
                 })?;
         }
         validate_grants(&self.grants)?;
+        if !self.revoked.windows(2).all(|w| w[0] < w[1]) {
+            return Err(MembershipError::UnsortedRevocations);
+        }
         Ok(())
     }
 
@@ -363,10 +377,12 @@ fn distinct_count(owners: &[NodeId]) -> usize {
 }
 
 mod change;
+mod seal;
 #[cfg(test)]
 mod tests;
 
 pub use change::{Change, ChangeError, MemberState, Transfer};
+pub use seal::{Seal, SealShapeError};
 
 /// A member's partition counts in output: owned now, and after the
 /// pending change (equal when nothing moves).

@@ -201,8 +201,9 @@ pub enum Request {
     /// `base` (an admin's change) only if the node holds exactly that
     /// document, else the node refuses with `EpochConflict`.
     PutMembership {
-        /// The document.
-        membership: Membership,
+        /// The document (boxed: it is by far the largest request, and
+        /// every other request would otherwise be as large in memory).
+        membership: Box<Membership>,
         /// The document the change was built on, for compare-and-set.
         base: Option<MembershipVersion>,
     },

@@ -166,6 +166,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         writer,
         config.limits.clone(),
         config.cluster_id,
+        quire_net::seal::Verifier::load(&config.tls.ca)?,
     )?);
     if config.cluster_id.is_none() {
         tracing::warn!(

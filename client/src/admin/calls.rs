@@ -44,7 +44,7 @@ pub(super) async fn push_membership(
     let mut out = Vec::new();
     for m in &doc.members {
         let request = Request::PutMembership {
-            membership: doc.clone(),
+            membership: Box::new(doc.clone()),
             base,
         };
         let result = match transport.call(&m.addr, &request, CALL_TIMEOUT).await {

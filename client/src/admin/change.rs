@@ -12,6 +12,7 @@ use super::calls::{push_membership, stored_document, Refusal};
 use super::AdminError;
 use crate::client::Client;
 use crate::transport::Transport;
+use quire_net::seal::Sealer;
 use quire_shared::{
     Change, Member, MemberState, Membership, MembershipError, MembershipVersion, Pending,
     StoreConfig,
@@ -74,7 +75,7 @@ pub(super) enum Step {
     /// The change is in it already (an earlier attempt of ours won).
     Done,
     /// The document to offer (its epoch is set by [`change_membership`]).
-    Next(Membership),
+    Next(Box<Membership>),
 }
 
 /// Applies `change` with compare-and-set until a majority of the members
@@ -83,6 +84,7 @@ pub(super) enum Step {
 /// told whether an earlier attempt of this call offered a document.
 pub(super) async fn change_membership(
     transport: &Transport,
+    sealer: &Sealer,
     known: &Membership,
     change: impl Fn(&Membership, bool) -> Result<Step, AdminError>,
 ) -> Result<(Membership, Vec<String>), AdminError> {
@@ -106,7 +108,7 @@ pub(super) async fn change_membership(
             // In it, but a majority does not hold it (yet): assert it again
             // at the next epoch, which replaces whatever else a node holds.
             Step::Done => newest.clone(),
-            Step::Next(doc) => doc,
+            Step::Next(doc) => *doc,
         };
         if answered < majority {
             return Err(AdminError::NotAccepted(format!(
@@ -116,6 +118,7 @@ pub(super) async fn change_membership(
         }
         doc.epoch = newest.epoch + 1;
         doc.validate()?;
+        let doc = sealer.seal(doc, &newest)?;
         offered = true;
         let results = push_membership(transport, &doc, Some(newest.version())).await;
         let conflicts = results
@@ -156,7 +159,7 @@ pub(super) async fn change_membership(
 /// from it. Their answers do not matter.
 async fn tell_removed(transport: &Transport, before: &Membership, doc: &Membership) {
     let request = quire_shared::wire::Request::PutMembership {
-        membership: doc.clone(),
+        membership: Box::new(doc.clone()),
         base: None,
     };
     for m in before.members.iter().filter(|m| doc.member(m.id).is_none()) {
@@ -205,10 +208,11 @@ impl Client {
                 let mut doc = newest.clone();
                 doc.stores.push(store.clone());
                 doc.stores.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(Step::Next(doc))
+                Ok(Step::Next(Box::new(doc)))
             }
         };
-        let result = change_membership(self.transport(), &self.membership(), change).await?;
+        let result =
+            change_membership(self.transport(), self.sealer(), &self.membership(), change).await?;
         self.refresh_membership().await;
         Ok(result)
     }
@@ -241,10 +245,10 @@ impl Client {
             }
             let next = newest.plan(changes)?;
             *ours.lock().expect("not poisoned") = Some(next.clone());
-            Ok(Step::Next(next))
+            Ok(Step::Next(Box::new(next)))
         };
         let known = self.membership();
-        let result = change_membership(self.transport(), &known, change).await?;
+        let result = change_membership(self.transport(), self.sealer(), &known, change).await?;
         self.refresh_membership().await;
         Ok(result)
     }
@@ -260,7 +264,7 @@ impl Client {
             Some(p) if p == change => {
                 let next = newest.flip().expect("a change is pending");
                 *flipped.lock().expect("not poisoned") = true;
-                Ok(Step::Next(next))
+                Ok(Step::Next(Box::new(next)))
             }
             // Flipped by us in an earlier attempt, or by someone else.
             _ if offered => Ok(Step::Done),
@@ -272,7 +276,7 @@ impl Client {
         let known = self.membership();
         // Everyone who held the pending document hears of the flip,
         // members that now own nothing included.
-        change_membership(self.transport(), &known, step).await?;
+        change_membership(self.transport(), self.sealer(), &known, step).await?;
         self.refresh_membership().await;
         let flipped = *flipped.lock().expect("not poisoned");
         Ok(flipped)

@@ -6,7 +6,8 @@
 use super::calls::{push_membership, stored_document};
 use super::{default_store, AdminError, PARTITIONS_DEFAULT};
 use crate::config::ClientConfig;
-use crate::transport::Transport;
+use crate::transport::{SetupError, Transport};
+use quire_net::seal::Sealer;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{ClusterId, Member, Membership, NodeId, StoreConfig};
 use std::time::{Duration, Instant};
@@ -88,13 +89,15 @@ pub async fn form_cluster(
     wait: Duration,
 ) -> Result<Membership, AdminError> {
     let transport = Transport::new(&config.tls, &config.timeouts)?;
-    let formed = form_with(&transport, cluster_id, addrs, new, wait).await;
+    let sealer = Sealer::load(&config.tls).map_err(SetupError::Tls)?;
+    let formed = form_with(&transport, &sealer, cluster_id, addrs, new, wait).await;
     transport.close();
     formed
 }
 
 async fn form_with(
     transport: &Transport,
+    sealer: &Sealer,
     cluster_id: ClusterId,
     addrs: &[String],
     new: NewCluster,
@@ -130,7 +133,12 @@ async fn form_with(
             } else {
                 new.stores
             };
-            Membership::new(cluster_id, new.partitions, members, stores)?
+            sealer.sign(Membership::new(
+                cluster_id,
+                new.partitions,
+                members,
+                stores,
+            )?)?
         }
         Some(mut doc) => {
             // Every member must be running; a running node that is not a
@@ -157,9 +165,12 @@ async fn form_with(
                     }
                 }
             }
-            if moved {
+            // A document that moved, or whose seal does not verify (kept
+            // from before documents were signed), is made again, signed.
+            if moved || sealer.verifier().verify(&doc).is_err() {
                 doc.epoch += 1;
                 doc.validate()?;
+                doc = sealer.sign(doc)?;
             }
             doc
         }

@@ -31,9 +31,10 @@ impl Client {
             }
             let mut doc = newest.clone();
             set_grant(&mut doc.grants, name, store, access);
-            Ok(Step::Next(doc))
+            Ok(Step::Next(Box::new(doc)))
         };
-        let result = change_membership(self.transport(), &self.membership(), change).await?;
+        let result =
+            change_membership(self.transport(), self.sealer(), &self.membership(), change).await?;
         self.refresh_membership().await;
         Ok(result)
     }

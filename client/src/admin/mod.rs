@@ -72,6 +72,10 @@ pub enum AdminError {
     /// (membership, stores, grants) needs an admin certificate.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A document could not be sealed (this identity may not sign) or a
+    /// seal did not verify.
+    #[error(transparent)]
+    Seal(quire_net::seal::SealError),
     /// A grant names an invalid identity or store.
     #[error("{0}")]
     BadGrant(String),
@@ -120,5 +124,16 @@ pub fn default_store(nodes: usize) -> StoreConfig {
         durability: Durability::Sync,
         policy: ConflictPolicy::Siblings,
         limits: quire_shared::StoreLimits::default(),
+    }
+}
+
+impl From<quire_net::seal::SealError> for AdminError {
+    /// A side that may not sign is refused the change, as a node would
+    /// refuse it.
+    fn from(e: quire_net::seal::SealError) -> Self {
+        match e {
+            quire_net::seal::SealError::CannotSign(why) => AdminError::Forbidden(why),
+            other => AdminError::Seal(other),
+        }
     }
 }

@@ -24,10 +24,13 @@
 //!   stream, its length checked before anything is allocated.
 //! - [`identity`]: the role and name a peer's certificate carries.
 //! - [`validity`]: when a certificate expires.
+//! - [`seal`]: signing membership documents as an admin, and checking
+//!   any document's seal.
 
 pub mod config;
 pub mod frame;
 pub mod identity;
+pub mod seal;
 pub mod tls;
 pub mod validity;
 

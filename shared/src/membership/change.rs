@@ -218,6 +218,9 @@ impl Membership {
         next.epoch = self.epoch.saturating_add(1);
         next.owners = owners;
         next.pending = None;
+        // Its seal is this document, carried along (`Seal::Flipped`);
+        // the maker of the flip sets it.
+        next.seal = None;
         Some(next)
     }
 

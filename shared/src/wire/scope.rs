@@ -11,7 +11,12 @@ impl Request {
     /// ([`crate::access::authorize`]).
     pub fn scope(&self) -> Scope<'_> {
         match self {
-            Request::Hello { .. } | Request::GetMembership | Request::Stats => Scope::Open,
+            // Anyone may spread a membership document: the node takes it
+            // only if an admin signed it (or it is the flip of one).
+            Request::Hello { .. }
+            | Request::GetMembership
+            | Request::Stats
+            | Request::PutMembership { .. } => Scope::Open,
             Request::Get { store, .. }
             | Request::MerkleRoot { store, .. }
             | Request::MerkleSegments { store, .. }
@@ -25,7 +30,6 @@ impl Request {
             | Request::TransferMark { store, .. }
             | Request::DropPartition { store, .. } => Scope::Write(store),
             Request::Hints { .. } | Request::DropHints { .. } => Scope::Hints,
-            Request::PutMembership { .. } => Scope::Admin,
         }
     }
 }

@@ -61,6 +61,12 @@ impl NodeState {
                 ));
             }
         }
+        // Whoever offers it, a document is taken only with a seal that
+        // verifies: signed by an admin of the cluster CA, or the flip of
+        // such a document.
+        self.verifier
+            .verify(&doc)
+            .map_err(|e| refuse(ErrorCode::Forbidden, e.to_string()))?;
         match self.write(WriteOp::Membership { doc, base }).await? {
             WriteOutcome::Membership { held, conflict } => {
                 let epoch = held.epoch;

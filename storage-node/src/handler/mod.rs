@@ -41,6 +41,9 @@ pub struct NodeState {
     /// The cluster from the node's config, if set: the only one whose
     /// first document a fresh node takes.
     pub cluster_id: Option<ClusterId>,
+    /// Checks the seal of every membership document offered: only
+    /// documents an admin signed (or their flips) are taken.
+    pub verifier: quire_net::seal::Verifier,
     /// Merkle roots served (one per anti-entropy exchange), for `Stats`.
     pub(crate) merkle_exchanges: std::sync::atomic::AtomicU64,
 }
@@ -79,6 +82,7 @@ impl NodeState {
         writer: Writer,
         limits: Limits,
         cluster_id: Option<ClusterId>,
+        verifier: quire_net::seal::Verifier,
     ) -> Result<Self, StorageError> {
         let membership = storage.membership()?.map(Arc::new);
         Ok(Self {
@@ -88,6 +92,7 @@ impl NodeState {
             membership: RwLock::new(membership),
             limits,
             cluster_id,
+            verifier,
             merkle_exchanges: Default::default(),
         })
     }
@@ -171,7 +176,7 @@ impl NodeState {
                 Ok(Reply::Membership(self.membership().map(|m| (*m).clone())))
             }
             Request::PutMembership { membership, base } => {
-                self.put_membership(membership, base).await
+                self.put_membership(*membership, base).await
             }
             Request::MerkleRoot { store, partition } => self.merkle_root(&store, partition),
             Request::MerkleSegments {

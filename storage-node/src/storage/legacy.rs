@@ -128,6 +128,8 @@ impl<S: Into<StoreConfig>> From<MembershipOf<S>> for Membership {
             owners: old.owners,
             pending: None,
             grants: Vec::new(),
+            revoked: Vec::new(),
+            seal: None,
         }
     }
 }
@@ -156,6 +158,8 @@ impl From<MembershipV4> for Membership {
             owners: old.owners,
             pending: old.pending,
             grants: Vec::new(),
+            revoked: Vec::new(),
+            seal: None,
         }
     }
 }

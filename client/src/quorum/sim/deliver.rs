@@ -33,7 +33,8 @@ impl World {
                     ..m.clone()
                 };
                 let at = self.now_ms + self.rng.between(1, 5);
-                self.agenda.push(at, super::world::Event::Deliver(reply));
+                self.agenda
+                    .push(at, super::world::Event::Deliver(Box::new(reply)));
             }
             trace!(self, "#{call} reached {} while down", N(m.node));
             return Ok(());

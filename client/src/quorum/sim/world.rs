@@ -38,7 +38,7 @@ const STEPS_MAX: u64 = 100_000;
 #[derive(Debug)]
 pub enum Event {
     /// A message arrives.
-    Deliver(Message),
+    Deliver(Box<Message>),
     /// A call's budget runs out.
     CallTimeout(u64),
     /// A client may start its next operation.
@@ -287,7 +287,7 @@ impl World {
         }
         for d in delays {
             self.agenda
-                .push(self.now_ms + d, Event::Deliver(message.clone()));
+                .push(self.now_ms + d, Event::Deliver(Box::new(message.clone())));
         }
     }
 

@@ -1,0 +1,203 @@
+//! Signing membership documents as an admin, and checking any document's
+//! seal against the cluster CA.
+//!
+//! Mutual TLS says who is talking, not who made what they pass on: a
+//! client spreads documents it was given, and a node hands out the one it
+//! holds. So every document carries a [`Seal`] that anyone holding the
+//! cluster CA can check, and nodes and clients take only documents whose
+//! seal verifies: signed by a certificate the CA issued to an admin (as of
+//! when it signed), not revoked by the document itself, or the flip of
+//! such a document. The epoch still only grows, so an old signed document
+//! cannot roll a node back either.
+
+use crate::identity::principal_of;
+use crate::tls::{load_certs, load_key, TlsError, TlsFiles};
+use quire_shared::access::{Role, Serial};
+use quire_shared::{Membership, Seal, SealShapeError};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor, UnixTime};
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a document's seal does not verify, or a document cannot be sealed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// No seal, or a flip that is not the flip it claims to be.
+    #[error(transparent)]
+    Shape(#[from] SealShapeError),
+    /// The signing certificate does not chain to the cluster CA, or was
+    /// not valid when it signed.
+    #[error("the document's signer is not trusted by the cluster CA: {0}")]
+    Untrusted(String),
+    /// The signing certificate is not an admin's.
+    #[error("the document is signed by {0}; only admins may change the cluster")]
+    NotAdmin(String),
+    /// The document itself revokes the certificate that signed it.
+    #[error("the document is signed by a revoked certificate (serial {0})")]
+    Revoked(Serial),
+    /// The signature does not match the document.
+    #[error("the document's signature does not verify")]
+    BadSignature,
+    /// This side cannot sign: its identity is not an admin's, or its key
+    /// is not an ECDSA P-256 key.
+    #[error("cannot sign a membership document: {0}")]
+    CannotSign(String),
+    /// The CA, certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Seconds since the Unix epoch, now.
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks seals against the cluster CA.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    roots: Vec<TrustAnchor<'static>>,
+}
+
+impl Verifier {
+    /// The verifier for the cluster whose CA certificate is in `ca`.
+    pub fn load(ca: &Path) -> Result<Self, TlsError> {
+        let roots = load_certs(ca, "CA certificate")?
+            .iter()
+            .map(|c| {
+                webpki::anchor_from_trusted_cert(c)
+                    .map(|a| a.to_owned())
+                    .map_err(|e| TlsError::BadCa {
+                        path: ca.to_owned(),
+                        source: rustls::Error::General(e.to_string()),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { roots })
+    }
+
+    /// Whether `doc`'s seal verifies (see the module doc for the rules).
+    pub fn verify(&self, doc: &Membership) -> Result<(), SealError> {
+        let origin = doc.signed_origin()?;
+        let Some(Seal::Admin {
+            cert,
+            signature,
+            signed_at,
+        }) = &origin.seal
+        else {
+            return Err(SealShapeError::Unsealed.into());
+        };
+        let der = CertificateDer::from(cert.as_slice());
+        let signer = webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| SealError::Untrusted(e.to_string()))?;
+        let at = UnixTime::since_unix_epoch(Duration::from_secs(*signed_at));
+        signer
+            .verify_for_usage(
+                &[webpki::ring::ECDSA_P256_SHA256],
+                &self.roots,
+                &[],
+                at,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .map_err(|e| SealError::Untrusted(e.to_string()))?;
+        let principal = principal_of(&der).map_err(|e| SealError::NotAdmin(e.to_string()))?;
+        if principal.role != Role::Admin {
+            return Err(SealError::NotAdmin(principal.to_string()));
+        }
+        let serial = Serial(signer.serial().to_vec());
+        if doc.revoked.binary_search(&serial).is_ok() {
+            return Err(SealError::Revoked(serial));
+        }
+        signer
+            .verify_signature(
+                webpki::ring::ECDSA_P256_SHA256,
+                &origin.signed_bytes(),
+                signature,
+            )
+            .map_err(|_| SealError::BadSignature)
+    }
+}
+
+/// Seals documents this side makes: signs them if its identity is an
+/// admin's, or seals flips (which need no signature) for anyone.
+pub struct Sealer {
+    verifier: Verifier,
+    cert: CertificateDer<'static>,
+    /// The signing key, for an admin identity with an ECDSA P-256 key;
+    /// otherwise why this side cannot sign.
+    key: Result<EcdsaKeyPair, String>,
+}
+
+impl Sealer {
+    /// Loads this side's identity (certificate and key) and the cluster CA.
+    pub fn load(tls: &TlsFiles) -> Result<Self, TlsError> {
+        let verifier = Verifier::load(&tls.ca)?;
+        let cert = load_certs(&tls.cert, "client certificate")?.remove(0);
+        let key = match principal_of(&cert) {
+            Ok(p) if p.role == Role::Admin => match load_key(&tls.key)? {
+                PrivateKeyDer::Pkcs8(der) => EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_ASN1_SIGNING,
+                    der.secret_pkcs8_der(),
+                    &SystemRandom::new(),
+                )
+                .map_err(|e| format!("the admin key is not an ECDSA P-256 key: {e}")),
+                _ => Err("the admin key is not a PKCS#8 ECDSA P-256 key".to_string()),
+            },
+            Ok(p) => Err(format!(
+                "this identity is {p}; changing the cluster needs an admin certificate"
+            )),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok(Self {
+            verifier,
+            cert,
+            key,
+        })
+    }
+
+    /// The verifier for the same cluster.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Seals `doc`, a document made on top of `base`: as the flip of
+    /// `base` when it is exactly that (anyone may), else signed as this
+    /// admin.
+    pub fn seal(&self, mut doc: Membership, base: &Membership) -> Result<Membership, SealError> {
+        doc.seal = None;
+        let is_flip = base
+            .flip()
+            .is_some_and(|f| f.signed_bytes() == doc.signed_bytes());
+        if is_flip && self.verifier.verify(base).is_ok() {
+            doc.seal = Some(Seal::Flipped(Box::new(base.clone())));
+            return Ok(doc);
+        }
+        self.sign(doc)
+    }
+
+    /// Signs `doc` as this admin.
+    pub fn sign(&self, mut doc: Membership) -> Result<Membership, SealError> {
+        let key = self
+            .key
+            .as_ref()
+            .map_err(|why| SealError::CannotSign(why.clone()))?;
+        doc.seal = None;
+        let signature = key
+            .sign(&SystemRandom::new(), &doc.signed_bytes())
+            .map_err(|_| SealError::CannotSign("the key refused to sign".into()))?;
+        doc.seal = Some(Seal::Admin {
+            cert: self.cert.to_vec(),
+            signature: signature.as_ref().to_vec(),
+            signed_at: now_unix(),
+        });
+        Ok(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,177 @@
+//! Seals made and checked with throw-away certificates from rcgen: what
+//! verifies, and each way a forged or altered document is refused.
+
+use super::*;
+use quire_shared::access::Principal;
+use quire_shared::{ClusterId, Member, NodeId, Pending, StoreConfig};
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new() -> Self {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        Self {
+            cert: params.self_signed(&key).unwrap(),
+            key,
+        }
+    }
+
+    /// TLS files for `role` `name` in `dir` (the CA beside them).
+    fn identity(&self, dir: &Path, role: Role, name: &str) -> TlsFiles {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let uri = Principal::new(role, name).unwrap().uri();
+        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let files = TlsFiles {
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}-key.pem")),
+            ca: dir.join("ca.pem"),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        std::fs::write(&files.ca, self.cert.pem()).unwrap();
+        files
+    }
+}
+
+fn document() -> Membership {
+    let members = (1..=3)
+        .map(|i| Member {
+            id: NodeId(i),
+            addr: format!("127.0.0.1:{}", 7400 + i),
+            zone: "z".into(),
+            weight: 1,
+        })
+        .collect();
+    let store = StoreConfig {
+        name: "default".into(),
+        n: 3,
+        r: 2,
+        w: 2,
+        durability: quire_shared::Durability::Sync,
+        policy: quire_shared::ConflictPolicy::Siblings,
+        limits: Default::default(),
+    };
+    Membership::new(ClusterId(7), 16, members, vec![store]).unwrap()
+}
+
+fn sealers() -> (tempfile::TempDir, Sealer, Sealer) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let admin = Sealer::load(&ca.identity(dir.path(), Role::Admin, "op")).unwrap();
+    let client = Sealer::load(&ca.identity(dir.path(), Role::Client, "app")).unwrap();
+    (dir, admin, client)
+}
+
+#[test]
+fn an_admin_signed_document_verifies_and_any_change_after_signing_does_not() {
+    let (_dir, admin, client) = sealers();
+    let signed = admin.sign(document()).unwrap();
+    admin.verifier().verify(&signed).unwrap();
+    client.verifier().verify(&signed).unwrap();
+
+    let mut altered = signed.clone();
+    altered.stores.clear();
+    assert!(matches!(
+        admin.verifier().verify(&altered),
+        Err(SealError::BadSignature)
+    ));
+    let mut later = signed.clone();
+    later.epoch = u64::MAX - 1;
+    assert!(matches!(
+        admin.verifier().verify(&later),
+        Err(SealError::BadSignature)
+    ));
+    assert!(matches!(
+        admin.verifier().verify(&document()),
+        Err(SealError::Shape(SealShapeError::Unsealed))
+    ));
+}
+
+#[test]
+fn only_an_admin_of_this_cluster_signs() {
+    let (_dir, admin, client) = sealers();
+    match client.sign(document()) {
+        Err(SealError::CannotSign(why)) => assert!(why.contains("needs an admin"), "{why}"),
+        other => panic!("a client signed: {other:?}"),
+    }
+    // A client's certificate in an admin's seal: not an admin.
+    let mut forged = admin.sign(document()).unwrap();
+    if let Some(Seal::Admin { cert, .. }) = &mut forged.seal {
+        *cert = client.cert.to_vec();
+    }
+    assert!(matches!(
+        admin.verifier().verify(&forged),
+        Err(SealError::NotAdmin(_))
+    ));
+    // An admin of another cluster's CA.
+    let (_other_dir, stranger, _) = sealers();
+    let foreign = stranger.sign(document()).unwrap();
+    assert!(matches!(
+        admin.verifier().verify(&foreign),
+        Err(SealError::Untrusted(_))
+    ));
+}
+
+#[test]
+fn a_document_revoking_its_signer_does_not_verify() {
+    let (_dir, admin, _) = sealers();
+    let signed = admin.sign(document()).unwrap();
+    let Some(Seal::Admin { cert, .. }) = &signed.seal else {
+        panic!("signed")
+    };
+    let der = CertificateDer::from(cert.clone());
+    let serial = Serial(
+        webpki::EndEntityCert::try_from(&der)
+            .unwrap()
+            .serial()
+            .to_vec(),
+    );
+    let mut doc = document();
+    doc.revoked = vec![serial];
+    let signed = admin.sign(doc).unwrap();
+    assert!(matches!(
+        admin.verifier().verify(&signed),
+        Err(SealError::Revoked(_))
+    ));
+}
+
+#[test]
+fn anyone_seals_the_flip_of_a_signed_change_and_nothing_else() {
+    let (_dir, admin, client) = sealers();
+    let mut change = document();
+    let mut owners = change.owners.clone();
+    owners.rotate_left(1);
+    change.pending = Some(Pending {
+        since: change.epoch,
+        owners,
+    });
+    let change = admin.sign(change).unwrap();
+    let flip = change.flip().unwrap();
+    let sealed = client
+        .seal(flip.clone(), &change)
+        .expect("a flip needs no admin");
+    assert!(matches!(sealed.seal, Some(Seal::Flipped(_))));
+    admin.verifier().verify(&sealed).unwrap();
+
+    // Anything but the flip is refused, made by a client or claimed.
+    let mut other = flip.clone();
+    other.stores.clear();
+    assert!(matches!(
+        client.seal(other.clone(), &change),
+        Err(SealError::CannotSign(_))
+    ));
+    other.seal = sealed.seal.clone();
+    assert!(matches!(
+        admin.verifier().verify(&other),
+        Err(SealError::Shape(SealShapeError::NotTheFlip { .. }))
+    ));
+}
