@@ -372,3 +372,34 @@ async fn status_warns_about_a_certificate_that_expires_soon() {
     let days_left = expiring[0]["days_left"].as_i64().unwrap();
     assert!((9..=10).contains(&days_left), "{status}");
 }
+
+/// A revoked certificate is refused from its next request on, on the
+/// connection it already has, whatever its grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_refused_at_its_next_request() {
+    let cluster = TestCluster::start(3).await;
+    let admin = cluster.client().await;
+    set(&admin, "cart", Some(Access::Write)).await;
+    let config = identity(&cluster, Role::Client, "cart");
+    let cart = Client::connect(config.clone()).await.unwrap();
+    cart.put(STORE, b"k", b"v".to_vec(), &Context::empty())
+        .await
+        .expect("granted");
+    let chain = quire_net::tls::load_certs(&config.tls.cert, "client").unwrap();
+    let serial = quire_net::identity::serial_of(&chain[0]).unwrap();
+    let (_, missed) = admin.revoke_certificate(serial.clone()).await.unwrap();
+    assert!(missed.is_empty(), "{missed:?}");
+    let message = forbidden(cart.get(STORE, b"k").await);
+    assert!(message.contains("is revoked"), "{message}");
+    assert!(message.contains(&serial.to_string()), "{message}");
+    // Its other identities are not affected: a new certificate for the
+    // same name works.
+    std::fs::remove_dir_all(cluster.layout().client_dir("cart")).unwrap();
+    let renewed = Client::connect(identity(&cluster, Role::Client, "cart"))
+        .await
+        .unwrap();
+    assert_eq!(
+        renewed.get(STORE, b"k").await.unwrap().values(),
+        vec![b"v".as_slice()]
+    );
+}

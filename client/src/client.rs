@@ -12,7 +12,7 @@ use crate::quorum::targets::{choose, Target};
 use crate::transport::TransportError;
 use crate::transport::{SetupError, Transport};
 use quire_net::seal::Sealer;
-use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::wire::{ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Membership, NodeId, PreferenceList, StoreConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -113,6 +113,10 @@ impl Client {
                     result: Ok(Reply::Membership(None)),
                     ..
                 }) => tried.push(format!("{seed}: no membership document yet")),
+                // Refused for who we are: every seed will say the same.
+                Ok(Response { result: Err(e), .. }) if e.code == ErrorCode::Forbidden => {
+                    return Err(ClientError::Forbidden { message: e.message });
+                }
                 Ok(other) => tried.push(format!("{seed}: unexpected answer {:?}", other.result)),
                 Err(e) => tried.push(e.to_string()),
             }

@@ -9,7 +9,7 @@ use super::output::{line, print, Report};
 use super::{connect, ConfigArg};
 use quire::cluster::issue::Issued;
 use quire::cluster::layout::Layout;
-use quire::shared::access::{Access, Role};
+use quire::shared::access::{Access, Role, Serial};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -20,6 +20,80 @@ pub enum CertCommand {
     /// DIR/clients/NAME/ with client.toml, ready for `--config`; a node
     /// gets DIR/nodes/NAME/ with a certificate naming a new node id.
     Issue(IssueArgs),
+    /// Revoke a certificate: every node refuses it from its next request
+    /// on (admin only; kept in the membership document). Name it by its
+    /// PEM file or its serial number.
+    Revoke(RevokeCertArgs),
+}
+
+/// `quire cert revoke FILE | --serial HEX`.
+#[derive(clap::Args, Debug)]
+pub struct RevokeCertArgs {
+    /// The certificate's PEM file (e.g. DIR/clients/NAME/client.pem).
+    #[arg(required_unless_present = "serial", conflicts_with = "serial")]
+    file: Option<PathBuf>,
+    /// The certificate's serial number, in hex.
+    #[arg(long)]
+    serial: Option<String>,
+}
+
+/// What `cert revoke` prints.
+#[derive(Serialize)]
+struct RevokedView {
+    ok: bool,
+    serial: String,
+    epoch: u64,
+}
+
+impl Report for RevokedView {
+    fn text(&self, out: &mut String) {
+        line(
+            out,
+            format_args!(
+                "certificate {} is revoked (epoch {}): nodes refuse it from its next request",
+                self.serial, self.epoch
+            ),
+        );
+    }
+}
+
+fn serial_to_revoke(args: &RevokeCertArgs) -> anyhow::Result<Serial> {
+    if let Some(hex) = &args.serial {
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| {
+                hex.get(i..i + 2)
+                    .and_then(|b| u8::from_str_radix(b, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("{hex:?} is not a serial number in hex"))?;
+        return Ok(Serial(bytes));
+    }
+    let file = args
+        .file
+        .as_ref()
+        .expect("clap requires a file or --serial");
+    let chain = quire_net::tls::load_certs(file, "certificate")?;
+    Ok(quire_net::identity::serial_of(&chain[0])?)
+}
+
+async fn revoke_cert(args: RevokeCertArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    let serial = serial_to_revoke(&args)?;
+    let client = connect(config).await?;
+    let (doc, missed) = client.revoke_certificate(serial.clone()).await?;
+    for m in &missed {
+        eprintln!("quire: warning: {m} (it will learn of the revocation from clients)");
+    }
+    client.close();
+    print(
+        &RevokedView {
+            ok: true,
+            serial: serial.to_string(),
+            epoch: doc.epoch,
+        },
+        json,
+    )
 }
 
 /// A role on the command line.
@@ -110,8 +184,11 @@ impl Report for IssuedView {
 }
 
 /// `quire cert ...`.
-pub async fn cert(command: CertCommand, json: bool) -> anyhow::Result<()> {
-    let CertCommand::Issue(args) = command;
+pub async fn cert(command: CertCommand, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    let args = match command {
+        CertCommand::Issue(args) => args,
+        CertCommand::Revoke(args) => return revoke_cert(args, config, json).await,
+    };
     let role: Role = args.role.into();
     if role != Role::Client && !args.grant.is_empty() {
         anyhow::bail!("--grant is for client identities: admins need none, nodes make no requests");

@@ -81,7 +81,7 @@ pub enum Command {
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
     /// Certificates: issue identities (node, client, admin) from the
-    /// cluster CA.
+    /// cluster CA, or revoke one.
     #[command(subcommand)]
     Cert(access::CertCommand),
     /// Let a client identity read (--read) or read and write (--write) a
@@ -107,7 +107,7 @@ pub async fn run(command: Command, config: ConfigArg, json: bool) -> anyhow::Res
         Command::Repair(args) => repair::repair(args, config, json).await,
         Command::Bench(args) => bench::bench(args, config, json).await,
         Command::Cluster(command) => cluster::cluster(command, config, json).await,
-        Command::Cert(command) => access::cert(command, json).await,
+        Command::Cert(command) => access::cert(command, config, json).await,
         Command::Grant(args) => access::grant(args, config, json).await,
         Command::Revoke(args) => access::revoke(args, config, json).await,
     }

@@ -7,8 +7,7 @@
 
 use crate::handler::NodeState;
 use quire_net::frame::{read_frame, write_frame, FrameReadError};
-use quire_net::identity::{peer_principal, IdentityError};
-use quire_shared::access::Principal;
+use quire_net::identity::{IdentityError, Peer};
 use quire_shared::wire::{ErrorCode, FrameError, Request};
 use std::future::Future;
 use std::sync::Arc;
@@ -56,9 +55,9 @@ async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
     // Who the certificate names; a certificate naming nobody gets every
     // request refused with `Forbidden` and the reason (the client learns
     // why, instead of a closed connection).
-    let principal = Arc::new(peer_principal(&conn));
+    let principal = Arc::new(quire_net::identity::peer(&conn));
     match principal.as_ref() {
-        Ok(p) => tracing::debug!(%peer, principal = %p, "client connected"),
+        Ok(p) => tracing::debug!(%peer, principal = %p.principal, "client connected"),
         Err(e) => tracing::info!(%peer, reason = %e, "client certificate names no identity"),
     }
     let mut streams = tokio::task::JoinSet::new();
@@ -87,7 +86,7 @@ async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     state: &NodeState,
-    principal: &Result<Principal, IdentityError>,
+    principal: &Result<Peer, IdentityError>,
 ) {
     let response = match read_frame::<Request>(&mut recv, state.limits.frame_bytes_max).await {
         Ok(request) => {

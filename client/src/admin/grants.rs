@@ -1,11 +1,12 @@
-//! Grants: which client identity may read or write which store, changed
-//! like every other part of the membership document (compare-and-set on
-//! the newest document the members hold).
+//! Grants (which client identity may read or write which store) and
+//! revocations (which certificates the cluster refuses), changed like
+//! every other part of the membership document (compare-and-set on the
+//! newest document the members hold, signed by this admin).
 
 use super::change::{change_membership, Step};
 use super::AdminError;
 use crate::client::Client;
-use quire_shared::access::{access_of, set_grant, valid_principal_name, Access};
+use quire_shared::access::{access_of, set_grant, valid_principal_name, Access, Serial};
 use quire_shared::limits::valid_store_name;
 use quire_shared::Membership;
 
@@ -33,6 +34,29 @@ impl Client {
             set_grant(&mut doc.grants, name, store, access);
             Ok(Step::Next(Box::new(doc)))
         };
+        let result =
+            change_membership(self.transport(), self.sealer(), &self.membership(), change).await?;
+        self.refresh_membership().await;
+        Ok(result)
+    }
+
+    /// Revokes the certificate with serial `serial`: every node refuses
+    /// it from its next request on, whatever identity it names. An admin
+    /// cannot revoke the certificate it signs with (the document would
+    /// not verify); another admin does.
+    pub async fn revoke_certificate(
+        &self,
+        serial: Serial,
+    ) -> Result<(Membership, Vec<String>), AdminError> {
+        let change =
+            |newest: &Membership, _offered: bool| match newest.revoked.binary_search(&serial) {
+                Ok(_) => Ok(Step::Done),
+                Err(at) => {
+                    let mut doc = newest.clone();
+                    doc.revoked.insert(at, serial.clone());
+                    Ok(Step::Next(Box::new(doc)))
+                }
+            };
         let result =
             change_membership(self.transport(), self.sealer(), &self.membership(), change).await?;
         self.refresh_membership().await;

@@ -5,7 +5,7 @@
 //! `quire://ROLE/NAME` ([`Principal::uri`]); a certificate with none, or
 //! with two, names nobody and is refused before any request is read.
 
-use quire_shared::access::Principal;
+use quire_shared::access::{Principal, Serial};
 use rustls::pki_types::CertificateDer;
 
 /// Why a verified certificate names no identity.
@@ -43,12 +43,44 @@ pub fn principal_of(cert: &CertificateDer<'_>) -> Result<Principal, IdentityErro
     Principal::from_uri(uri).ok_or(IdentityError::NoIdentity)
 }
 
-/// The identity of the peer at the other end of `conn`, from the first
-/// certificate of the chain it presented.
-pub fn peer_principal(conn: &quinn::Connection) -> Result<Principal, IdentityError> {
+/// Who is at the other end of a connection: the identity its certificate
+/// names, and that certificate's serial (which a revocation names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The role and name.
+    pub principal: Principal,
+    /// The certificate's serial number.
+    pub serial: Serial,
+}
+
+/// The end-entity certificate the peer at the other end of `conn`
+/// presented.
+fn peer_certificate(conn: &quinn::Connection) -> Result<CertificateDer<'static>, IdentityError> {
     let chain = conn
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or(IdentityError::NoCertificate)?;
-    principal_of(chain.first().ok_or(IdentityError::NoCertificate)?)
+    chain.first().cloned().ok_or(IdentityError::NoCertificate)
+}
+
+/// The identity of the peer at the other end of `conn`.
+pub fn peer_principal(conn: &quinn::Connection) -> Result<Principal, IdentityError> {
+    principal_of(&peer_certificate(conn)?)
+}
+
+/// The identity and certificate serial of the peer at the other end of
+/// `conn`.
+pub fn peer(conn: &quinn::Connection) -> Result<Peer, IdentityError> {
+    let cert = peer_certificate(conn)?;
+    Ok(Peer {
+        principal: principal_of(&cert)?,
+        serial: serial_of(&cert)?,
+    })
+}
+
+/// The serial number of `cert`.
+pub fn serial_of(cert: &CertificateDer<'_>) -> Result<Serial, IdentityError> {
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| IdentityError::Unparsable(e.to_string()))?;
+    Ok(Serial(parsed.serial().to_vec()))
 }

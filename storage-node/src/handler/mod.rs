@@ -21,6 +21,7 @@ mod transfer;
 use crate::config::Limits;
 use crate::storage::{Identity, Storage, StorageError};
 use crate::writer::{WriteOutcome, Writer};
+use quire_net::identity::Peer;
 use quire_shared::access::{authorize, Grant, Principal};
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request, Response};
 use quire_shared::{ClusterId, Membership};
@@ -112,9 +113,9 @@ impl NodeState {
     /// Answers one request from the identity `principal` its connection's
     /// certificate names: refused with `Forbidden` unless that identity
     /// may make it (see [`quire_shared::access`]).
-    pub async fn handle(&self, request: Request, principal: &Principal) -> Response {
-        let result = match self.authorize(&request, principal) {
-            Ok(()) => self.dispatch(request, principal).await,
+    pub async fn handle(&self, request: Request, peer: &Peer) -> Response {
+        let result = match self.authorize(&request, peer) {
+            Ok(()) => self.dispatch(request, &peer.principal).await,
             Err(refusal) => Err(refusal),
         };
         Response {
@@ -137,9 +138,22 @@ impl NodeState {
             .map_or_else(|| Arc::from([]), |m| Arc::from(m.grants.as_slice()))
     }
 
-    fn authorize(&self, request: &Request, principal: &Principal) -> Result<(), ErrorReply> {
-        let grants = self.membership();
-        let grants = grants.as_deref().map_or(&[][..], |m| m.grants.as_slice());
+    fn authorize(&self, request: &Request, peer: &Peer) -> Result<(), ErrorReply> {
+        let doc = self.membership();
+        let principal = &peer.principal;
+        if let Some(doc) = doc.as_deref() {
+            if doc.revoked.binary_search(&peer.serial).is_ok() {
+                tracing::info!(%principal, serial = %peer.serial, "revoked certificate refused");
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "the certificate of {principal} (serial {}) is revoked",
+                        peer.serial
+                    ),
+                ));
+            }
+        }
+        let grants = doc.as_deref().map_or(&[][..], |m| m.grants.as_slice());
         authorize(principal, request.scope(), grants).map_err(|denied| {
             tracing::info!(%principal, kind = request.kind(), %denied, "request refused");
             refuse(ErrorCode::Forbidden, denied.to_string())
