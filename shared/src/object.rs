@@ -133,6 +133,12 @@ pub enum ContextError {
     /// The token's body does not decode to a version vector.
     #[error("context token is corrupt")]
     Corrupt,
+    /// The token's clock has more entries than any node accepts in a
+    /// context ([`crate::limits::VERSION_VECTOR_ENTRIES_MAX`]): no read
+    /// returns one, so it was made by hand; refused here rather than by
+    /// every replica the write reaches.
+    #[error("context token holds {0} versions; at most {max} are accepted", max = crate::limits::VERSION_VECTOR_ENTRIES_MAX)]
+    TooManyEntries(usize),
     /// The context was read from another key (or store).
     #[error("this context was read from another key; read this key and write with its context")]
     OtherKey,
@@ -216,11 +222,12 @@ impl Context {
         };
         let vv: VersionVector = postcard::from_bytes(body).map_err(|_| ContextError::Corrupt)?;
         // Re-canonicalise: a hand-made token must not smuggle in an
-        // unsorted vector.
-        Ok(Self {
-            clock: VersionVector::from_pairs(vv.pairs().iter().copied()),
-            key,
-        })
+        // unsorted vector, nor one longer than nodes accept.
+        let clock = VersionVector::from_pairs(vv.pairs().iter().copied());
+        if clock.pairs().len() > crate::limits::VERSION_VECTOR_ENTRIES_MAX {
+            return Err(ContextError::TooManyEntries(clock.pairs().len()));
+        }
+        Ok(Self { clock, key })
     }
 }
 
@@ -255,6 +262,21 @@ mod tests {
             Err(ContextError::UnknownFormat)
         );
         assert_eq!(Context::from_token("01ff"), Err(ContextError::Corrupt));
+    }
+
+    /// Found by fuzzing: a hand-made token with more versions than a node
+    /// accepts parsed, and only each replica refused the write made with it.
+    #[test]
+    fn tokens_longer_than_nodes_accept_are_refused() {
+        use crate::limits::VERSION_VECTOR_ENTRIES_MAX as MAX;
+        let clock = |len: u64| VersionVector::from_pairs((0..len).map(|a| (ActorId(a), 1)));
+        let at_limit = Context::unbound(clock(MAX as u64));
+        assert_eq!(Context::from_token(&at_limit.to_token()), Ok(at_limit));
+        let over = Context::unbound(clock(MAX as u64 + 1)).to_token();
+        assert_eq!(
+            Context::from_token(&over),
+            Err(ContextError::TooManyEntries(MAX + 1))
+        );
     }
 
     #[test]
