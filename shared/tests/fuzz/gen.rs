@@ -6,6 +6,7 @@
 //! come from the mutations.
 
 use crate::rng::Rng;
+use quire_shared::access::{set_grant, Access, Serial};
 use quire_shared::membership::Pending;
 use quire_shared::wire::{
     DeliveredHint, Entry, ErrorCode, ErrorReply, Hint, KeyDigest, Listing, NodeStats,
@@ -176,7 +177,7 @@ pub fn request(rng: &mut Rng) -> Request {
             root: digest(rng),
         },
         _ => {
-            let membership = membership(rng);
+            let membership = Box::new(membership(rng));
             let base = maybe(rng, |r| MembershipVersion {
                 epoch: r.number(),
                 digest: digest(r),
@@ -343,8 +344,26 @@ pub fn membership(rng: &mut Rng) -> Membership {
         };
         if let Ok(next) = doc.plan(&[change]) {
             if next.validate().is_ok() {
-                return next;
+                return with_access(rng, next);
             }
+        }
+    }
+    with_access(rng, doc)
+}
+
+/// `doc` with some grants and revoked serials, kept in the order
+/// validation requires.
+fn with_access(rng: &mut Rng, mut doc: Membership) -> Membership {
+    for _ in 0..rng.index(4) {
+        let name = ["cart", "report", "a.b-c_d"][rng.index(3)];
+        let store = ["carts", "default", "s"][rng.index(3)];
+        let access = [None, Some(Access::Read), Some(Access::Write)][rng.index(3)];
+        set_grant(&mut doc.grants, name, store, access);
+    }
+    for _ in 0..rng.index(3) {
+        let serial = Serial(rng.u64().to_be_bytes().to_vec());
+        if let Err(at) = doc.revoked.binary_search(&serial) {
+            doc.revoked.insert(at, serial);
         }
     }
     doc

@@ -37,15 +37,40 @@ fn oracle(doc: &Membership) -> bool {
         serving = serving.min(distinct(&p.owners));
     }
     let names: BTreeSet<&str> = doc.stores.iter().map(|s| s.name.as_str()).collect();
-    names.len() == doc.stores.len()
+    let store_name_ok = |name: &str| {
+        (1..=24).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+    };
+    let stores_ok = names.len() == doc.stores.len()
         && doc.stores.iter().all(|s| {
-            let name_ok = (1..=24).contains(&s.name.len())
-                && s.name
-                    .bytes()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
             let quorum_ok = 1 <= s.r.min(s.w) && s.r.max(s.w) <= s.n && (s.n as usize) <= serving;
-            name_ok && quorum_ok && limits_ok(&s.limits)
-        })
+            store_name_ok(&s.name) && quorum_ok && limits_ok(&s.limits)
+        });
+    // Grants: a valid principal and store name each, in strictly rising
+    // (name, store) order; revoked serials in strictly rising order.
+    let principal_ok = |name: &str| {
+        (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    let grants_ok = doc
+        .grants
+        .iter()
+        .all(|g| principal_ok(&g.name) && store_name_ok(&g.store))
+        && doc
+            .grants
+            .iter()
+            .zip(doc.grants.iter().skip(1))
+            .all(|(a, b)| (&a.name, &a.store) < (&b.name, &b.store));
+    let revoked_ok = doc
+        .revoked
+        .iter()
+        .zip(doc.revoked.iter().skip(1))
+        .all(|(a, b)| a < b);
+    stores_ok && grants_ok && revoked_ok
 }
 
 fn limits_ok(l: &StoreLimits) -> bool {
@@ -62,7 +87,7 @@ fn break_one_field(rng: &mut Rng, doc: &mut Membership) {
         return;
     }
     let m = rng.index(doc.members.len());
-    match rng.below(14) {
+    match rng.below(15) {
         0 => doc.epoch = *rng.pick(&[0, u64::MAX - 1, u64::MAX]),
         1 => doc.partitions = rng.number_u32(),
         2 => doc.members.clear(),
@@ -113,6 +138,11 @@ fn break_one_field(rng: &mut Rng, doc: &mut Membership) {
         12 if !doc.stores.is_empty() => {
             let copy = doc.stores[0].clone();
             doc.stores.push(copy);
+        }
+        13 if !doc.grants.is_empty() => {
+            // A grant twice, or out of order.
+            let copy = doc.grants[0].clone();
+            doc.grants.push(copy);
         }
         _ => {
             if let Some(p) = &mut doc.pending {
