@@ -51,6 +51,25 @@ impl Pem {
     }
 }
 
+impl Pem {
+    /// Replaces the `cert` and `key` files of an identity in use: each is
+    /// written beside its target and renamed over it, so a process
+    /// reloading at any moment reads whole files (the key readable by its
+    /// owner only from the start).
+    pub fn replace(&self, cert_path: &Path, key_path: &Path) -> Result<(), CertError> {
+        for (path, text, mode) in [(key_path, &self.key, 0o600), (cert_path, &self.cert, 0o644)] {
+            let tmp = path.with_extension("pem.new");
+            let _ = std::fs::remove_file(&tmp);
+            write_file(&tmp, text, mode)?;
+            std::fs::rename(&tmp, path).map_err(|source| CertError::Write {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), CertError> {
     use std::os::unix::fs::PermissionsExt;
     let err = |source| CertError::Write {

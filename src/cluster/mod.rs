@@ -11,6 +11,7 @@
 //!
 //! - [`layout`][layout]: the directory, certificates and configs.
 //! - [`issue`][issue]: certificates for more identities (`quire cert issue`).
+//! - [`rotate`][rotate]: new certificates for a running cluster (`quire cert rotate`).
 //! - [`node`][node]: one node's handle (start, stop, kill, restart).
 //! - [`process`][process]: spawning and signalling node processes.
 
@@ -18,6 +19,7 @@ pub mod issue;
 pub mod layout;
 pub mod node;
 pub mod process;
+pub mod rotate;
 
 use crate::admin::{form_cluster, AdminError, NewCluster};
 use layout::{ClusterFile, Layout, LayoutError, NodeSettings};

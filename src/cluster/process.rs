@@ -47,6 +47,8 @@ pub const STOP: Signal = Signal::TERM;
 
 /// SIGKILL, for a node that did not stop in time.
 pub const KILL: Signal = Signal::KILL;
+/// Asks a node to reload its certificate, key and CA bundle.
+pub const RELOAD: Signal = Signal::HUP;
 
 /// Starts node K of `layout` as a child process running `exe node`, logging
 /// to `DIR/node-K/node.log`, and records its pid.

@@ -11,6 +11,7 @@
 //! - [`writer`]: the writer thread, batching writes into one commit.
 //! - [`handler`]: validation and dispatch of requests.
 //! - [`server`]: QUIC accept loop, one request per stream.
+//! - [`reload`]: new certificates on SIGHUP, without a restart.
 //! - [`systemd`]: the notify protocol (ready, stopping, watchdog).
 //! - [`logging`]: text or JSON logs for the binaries.
 //!
@@ -20,6 +21,7 @@
 pub mod config;
 pub(crate) mod handler;
 pub mod logging;
+pub mod reload;
 pub(crate) mod server;
 pub mod storage;
 pub mod systemd;
@@ -88,6 +90,8 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     /// Node and actor ids.
     pub identity: Identity,
+    /// Reloads the TLS files (SIGHUP): certificate rotation.
+    pub reloader: reload::TlsReloader,
     /// Trips when an fsync fails; the node then refuses writes and must
     /// stop.
     pub fail_stop: writer::failstop::FailStop,
@@ -137,6 +141,15 @@ fn certificate_node_id(config: &NodeConfig) -> Result<quire_shared::NodeId, Node
         .ok_or_else(|| not_node(format!("it names {principal}")))
 }
 
+/// The QUIC server config from the node's TLS files and limits; made
+/// again when the node reloads its certificates.
+fn server_config(config: &NodeConfig) -> Result<quinn::ServerConfig, NodeError> {
+    let quic = quire_net::tls::server_config(&config.tls)?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    server_config.transport_config(Arc::new(transport(config)));
+    Ok(server_config)
+}
+
 /// Opens storage, binds the listen address and starts serving in the
 /// background. Returns once the node accepts connections.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
@@ -174,9 +187,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         );
     }
 
-    let quic = quire_net::tls::server_config(&config.tls)?;
-    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    server_config.transport_config(Arc::new(transport(&config)));
+    let server_config = server_config(&config)?;
     let bind_err = |source| NodeError::Bind {
         addr: config.listen,
         source,
@@ -216,6 +227,12 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     })?;
     tracing::info!(%addr, node_id = %identity.node_id, "node serving");
 
+    let reloader = reload::TlsReloader {
+        config: config.clone(),
+        endpoint: endpoint.clone(),
+        state: Arc::downgrade(&state),
+        node_id,
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     #[cfg(any(test, feature = "fault-injection"))]
     let test_storage = state.storage.clone();
@@ -231,6 +248,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     Ok(RunningNode {
         addr,
         identity,
+        reloader,
         fail_stop,
         #[cfg(any(test, feature = "fault-injection"))]
         storage: test_storage,
@@ -261,7 +279,9 @@ pub async fn serve_until(
     systemd::ready();
     let watched = fail_stop.clone();
     systemd::spawn_watchdog(move || watched.reason().is_none());
+    let reloads = reload_on_sighup(&node.reloader);
     tokio::select! {
+        () = reloads => unreachable!("the reload loop never ends"),
         _ = shutdown => {
             tracing::info!("shutting down");
             systemd::stopping();
@@ -277,6 +297,22 @@ pub async fn serve_until(
             Err(NodeError::FailStop(reason))
         }
     }
+}
+
+/// Reloads the TLS files at every SIGHUP, forever; a reload that fails is
+/// logged and the files in use stay.
+async fn reload_on_sighup(reloader: &reload::TlsReloader) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot handle SIGHUP: certificates reload only at restart");
+        return std::future::pending().await;
+    };
+    while hup.recv().await.is_some() {
+        if let Err(e) = reloader.reload() {
+            tracing::error!(error = %e, "certificate reload refused; the old files stay in use");
+        }
+    }
+    std::future::pending().await
 }
 
 /// Resolves on SIGINT or SIGTERM (what systemd sends on stop).

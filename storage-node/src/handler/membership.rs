@@ -64,7 +64,7 @@ impl NodeState {
         // Whoever offers it, a document is taken only with a seal that
         // verifies: signed by an admin of the cluster CA, or the flip of
         // such a document.
-        self.verifier
+        self.verifier()
             .verify(&doc)
             .map_err(|e| refuse(ErrorCode::Forbidden, e.to_string()))?;
         match self.write(WriteOp::Membership { doc, base }).await? {

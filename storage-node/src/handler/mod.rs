@@ -44,7 +44,8 @@ pub struct NodeState {
     pub cluster_id: Option<ClusterId>,
     /// Checks the seal of every membership document offered: only
     /// documents an admin signed (or their flips) are taken.
-    pub verifier: quire_net::seal::Verifier,
+    /// Swapped when the node reloads its TLS files (a new CA bundle).
+    pub(crate) verifier: RwLock<Arc<quire_net::seal::Verifier>>,
     /// Merkle roots served (one per anti-entropy exchange), for `Stats`.
     pub(crate) merkle_exchanges: std::sync::atomic::AtomicU64,
 }
@@ -93,7 +94,7 @@ impl NodeState {
             membership: RwLock::new(membership),
             limits,
             cluster_id,
-            verifier,
+            verifier: RwLock::new(Arc::new(verifier)),
             merkle_exchanges: Default::default(),
         })
     }
@@ -130,6 +131,14 @@ impl NodeState {
             epoch: self.epoch(),
             result: Err(refuse(code, message)),
         }
+    }
+
+    /// The seal verifier for the CA bundle loaded last.
+    pub(crate) fn verifier(&self) -> Arc<quire_net::seal::Verifier> {
+        self.verifier
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The grants of the held membership document (none before one).
