@@ -32,7 +32,7 @@ pub enum Launch {
 /// What runs node K right now.
 enum Running {
     Stopped,
-    Task(RunningNode),
+    Task(Box<RunningNode>),
     Process(Child),
 }
 
@@ -75,7 +75,7 @@ impl LocalNode {
                 let node = quire_node::start(config).await?;
                 self.listen = node.addr;
                 self.node_id = node.identity.node_id;
-                self.running = Running::Task(node);
+                self.running = Running::Task(Box::new(node));
             }
             Launch::Processes { exe } => {
                 let mut child = process::spawn_node(exe, &self.layout, self.k)?;
