@@ -108,7 +108,10 @@ fn transport(config: &NodeConfig) -> quinn::TransportConfig {
             Duration::from_millis(l.idle_timeout_ms.into())
                 .try_into()
                 .expect("idle timeout fits a QUIC varint"),
-        ));
+        ))
+        // Nothing in the protocol uses datagrams: a peer gets no buffer
+        // to fill with them.
+        .datagram_receive_buffer_size(None);
     t
 }
 
@@ -127,7 +130,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let (writer, writer_thread) = writer::Writer::start(
         storage.clone(),
         identity.actor_id,
-        config.storage.batch_writes_max,
+        writer::Bounds {
+            batch_writes_max: config.storage.batch_writes_max,
+            queue_bytes_max: config.storage.writer_queue_bytes_max,
+        },
         Duration::from_millis(config.storage.flush_interval_ms.into()),
     );
     let fail_stop = writer.fail_stop().clone();
@@ -147,6 +153,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let quic = quire_net::tls::server_config(&config.tls)?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server_config.transport_config(Arc::new(transport(&config)));
+    // Connection attempts waiting for the accept loop: no more than could
+    // be served at once.
+    server_config.max_incoming(config.limits.connections_max as usize);
     let bind_err = |source| NodeError::Bind {
         addr: config.listen,
         source,
