@@ -9,13 +9,14 @@
 //! connection must first prove its address (a QUIC Retry), then find a
 //! free slot in all and for its IP address, or it is refused before its
 //! handshake; each request frame must arrive within
-//! `limits.request_read_timeout_ms` and fit, with every other request being
-//! read, in `limits.request_bytes_in_flight_max`.
+//! `limits.request_read_timeout_ms`, its first 64 KiB within its
+//! connection's own 1 MiB pool and the rest, with every other large
+//! request being read, within `limits.request_bytes_in_flight_max`.
 
 mod admission;
 
 use crate::handler::NodeState;
-use admission::{Admission, Refused, RequestBytes};
+use admission::{Admission, Refused, RequestBytes, CONNECTION_HEAD_BYTES};
 use quire_net::frame::{read_frame_within, write_frame, FrameReadError};
 use quire_shared::wire::{ErrorCode, FrameError, Request, Response};
 use std::future::Future;
@@ -30,8 +31,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// with when its frame or its answer did not move within the deadline.
 pub const DEADLINE_STREAM_CODE: u32 = 1;
 
-/// What every connection of one node shares: its connection slots and its
-/// byte budget for requests being read.
+/// What every connection of one node shares: the handler, the byte budget
+/// for requests being read, and the read deadline.
 struct Shared {
     state: Arc<NodeState>,
     request_bytes: Arc<Semaphore>,
@@ -108,12 +109,14 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
     let peer = conn.remote_address();
     tracing::debug!(%peer, "client connected");
     let mut streams = tokio::task::JoinSet::new();
+    let heads = Arc::new(Semaphore::new(CONNECTION_HEAD_BYTES));
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
                     let shared = shared.clone();
-                    streams.spawn(async move { serve_stream(send, recv, &shared).await });
+                    let bytes = RequestBytes::new(heads.clone(), shared.request_bytes.clone());
+                    streams.spawn(async move { serve_stream(send, recv, bytes, &shared).await });
                 }
                 Err(e) => {
                     tracing::debug!(%peer, reason = %e, "connection closed");
@@ -128,11 +131,17 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
     while streams.join_next().await.is_some() {}
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, shared: &Shared) {
+/// Reads one request within the deadline and `bytes`' budgets, answers it
+/// and finishes the stream. `bytes` is held until the answer is sent: the
+/// request's bytes stay counted while it is handled, since the decoded
+/// request holds them too.
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut bytes: RequestBytes,
+    shared: &Shared,
+) {
     let state = &shared.state;
-    // Held until the answer is sent: the request's bytes stay counted
-    // while it is handled, since the decoded request holds them too.
-    let mut bytes = RequestBytes::new(shared.request_bytes.clone());
     let read = tokio::time::timeout(
         shared.read_timeout,
         read_frame_within::<Request, _>(&mut recv, state.limits.frame_bytes_max, &mut bytes),

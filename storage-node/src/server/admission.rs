@@ -87,33 +87,64 @@ impl Drop for Slot {
     }
 }
 
-/// One request's share of the node-wide byte budget
-/// (`limits.request_bytes_in_flight_max`): grows as the request's frame
-/// arrives and is given back when the request is answered (dropped).
+/// Bytes at the start of each request frame taken from its connection's
+/// own pool rather than the node-wide one: every ordinary request (a get,
+/// a put of a small value) fits, so it never waits behind another peer's
+/// large frames.
+pub(crate) const FRAME_HEAD_BYTES: usize = 64 << 10;
+
+/// Each connection's pool for the heads of its frames: room for 16 heads
+/// of [`FRAME_HEAD_BYTES`], or a great many small requests. A connection
+/// that fills it waits for its own requests, never for anyone else's.
+pub(crate) const CONNECTION_HEAD_BYTES: usize = 1 << 20;
+
+/// One request's share of the byte budgets: its frame's first
+/// [`FRAME_HEAD_BYTES`] from its connection's pool, the rest from the
+/// node-wide pool (`limits.request_bytes_in_flight_max`). It grows as the
+/// frame arrives and is given back when the request is answered (dropped).
+///
+/// Why two pools: with one shared pool, a peer sending large frames slowly
+/// holds all of it and every other peer's smallest request waits for it
+/// (seen in the hostile-peer test: honest gets timed out). With the heads
+/// apart, only frames larger than a head compete across connections.
 pub(crate) struct RequestBytes {
-    pool: Arc<Semaphore>,
-    held: Option<OwnedSemaphorePermit>,
+    connection: Arc<Semaphore>,
+    node: Arc<Semaphore>,
+    taken: usize,
+    held: Vec<OwnedSemaphorePermit>,
 }
 
 impl RequestBytes {
-    /// A share of `pool`, holding nothing yet.
-    pub(crate) fn new(pool: Arc<Semaphore>) -> Self {
-        Self { pool, held: None }
+    /// A share of `connection`'s pool and `node`'s, holding nothing yet.
+    pub(crate) fn new(connection: Arc<Semaphore>, node: Arc<Semaphore>) -> Self {
+        Self {
+            connection,
+            node,
+            taken: 0,
+            held: Vec::new(),
+        }
+    }
+
+    async fn take(&mut self, pool: Arc<Semaphore>, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        // Chunks are at most 64 KiB and each pool holds at least one chunk
+        // (a frame, for the node's), so this completes once other requests
+        // finish or time out. The pools are never closed.
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
+        if let Ok(permit) = pool.acquire_many_owned(n).await {
+            self.held.push(permit);
+        }
     }
 }
 
 impl PayloadBudget for RequestBytes {
     async fn reserve(&mut self, bytes: usize) {
-        // Chunks are at most 64 KiB and the pool at least one frame, so
-        // this always completes once other requests finish or time out.
-        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
-        // The pool is never closed; a closed one would only mean no bound.
-        if let Ok(permit) = self.pool.clone().acquire_many_owned(n).await {
-            match &mut self.held {
-                Some(held) => held.merge(permit),
-                None => self.held = Some(permit),
-            }
-        }
+        let head = bytes.min(FRAME_HEAD_BYTES.saturating_sub(self.taken));
+        self.taken += bytes;
+        self.take(self.connection.clone(), head).await;
+        self.take(self.node.clone(), bytes - head).await;
     }
 }
 
@@ -137,18 +168,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn request_bytes_are_given_back_when_the_request_is_done() {
-        let pool = Arc::new(Semaphore::new(100));
-        let mut first = RequestBytes::new(pool.clone());
-        first.reserve(60).await;
-        first.reserve(30).await;
-        assert_eq!(pool.available_permits(), 10);
-        let mut second = RequestBytes::new(pool.clone());
-        let waiting =
-            tokio::time::timeout(std::time::Duration::from_millis(50), second.reserve(20)).await;
-        assert!(waiting.is_err(), "20 bytes do not fit while 90 are held");
-        drop(first);
-        second.reserve(20).await;
-        assert_eq!(pool.available_permits(), 80);
+    async fn frame_heads_come_from_the_connection_and_the_rest_from_the_node() {
+        use std::time::Duration;
+        let node = Arc::new(Semaphore::new(FRAME_HEAD_BYTES * 2));
+        let busy = Arc::new(Semaphore::new(CONNECTION_HEAD_BYTES));
+        // A large frame on a busy connection takes its head there and the
+        // rest (all of the node's pool) from the node.
+        let mut large = RequestBytes::new(busy.clone(), node.clone());
+        large.reserve(FRAME_HEAD_BYTES).await;
+        large.reserve(FRAME_HEAD_BYTES * 2).await;
+        assert_eq!(node.available_permits(), 0);
+        assert_eq!(
+            busy.available_permits(),
+            CONNECTION_HEAD_BYTES - FRAME_HEAD_BYTES
+        );
+        // A small request on another connection does not wait for it.
+        let quiet = Arc::new(Semaphore::new(CONNECTION_HEAD_BYTES));
+        let mut small = RequestBytes::new(quiet.clone(), node.clone());
+        tokio::time::timeout(Duration::from_millis(50), small.reserve(300))
+            .await
+            .expect("a small request is not held behind a large one");
+        // A second large frame waits for the node's pool until the first
+        // is answered.
+        let mut second = RequestBytes::new(quiet.clone(), node.clone());
+        second.reserve(FRAME_HEAD_BYTES).await;
+        let waiting = tokio::time::timeout(Duration::from_millis(50), second.reserve(1_000)).await;
+        assert!(waiting.is_err(), "the node's pool is held by the first");
+        drop(large);
+        second.reserve(1_000).await;
+        assert_eq!(node.available_permits(), FRAME_HEAD_BYTES * 2 - 1_000);
+        drop((small, second));
+        assert_eq!(quiet.available_permits(), CONNECTION_HEAD_BYTES);
     }
 }
