@@ -474,3 +474,56 @@ async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
         }
     }
 }
+
+/// A new connection's first packet is answered with a QUIC Retry, not the
+/// start of a handshake: a peer must show it receives at its address
+/// before the node spends a TLS handshake (or a connection slot) on it,
+/// so a flood from spoofed addresses costs one stateless packet each. And
+/// the node offers no datagrams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_peers_must_prove_their_address_and_datagrams_are_off() {
+    let _serial = SERIAL.lock().await;
+    let node = node_process(Limits::default()).await;
+    // A client made of quinn's state machine, so its first datagram and
+    // the node's answer can be looked at byte for byte.
+    let quic = quire_net::tls::client_config(&node.tls).expect("client tls");
+    let mut client = quinn_proto::Endpoint::new(Default::default(), None, false, None);
+    let now = Instant::now();
+    let (_, mut conn) = client
+        .connect(
+            now,
+            quinn::ClientConfig::new(Arc::new(quic)),
+            node.addr,
+            NODE_SERVER_NAME,
+        )
+        .expect("connect");
+    let mut initial = Vec::new();
+    let transmit = conn
+        .poll_transmit(now, 1, &mut initial)
+        .expect("an Initial");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(&initial[..transmit.size], node.addr)
+        .await
+        .unwrap();
+    let mut answer = [0u8; 2048];
+    let (len, _) = tokio::time::timeout(T, socket.recv_from(&mut answer))
+        .await
+        .expect("the node answers")
+        .unwrap();
+    // QUIC v1 long header: the top bit set, packet type in bits 4-5, 3 for
+    // Retry (RFC 9000, 17.2).
+    let first = answer[0];
+    assert!(
+        first & 0x80 != 0 && (first >> 4) & 0x03 == 3,
+        "first byte {first:#04x} of a {len}-byte answer is not a Retry"
+    );
+
+    // A client that follows the Retry connects, and is offered no
+    // datagrams.
+    let ep = endpoint(&node.tls, "127.0.0.1");
+    let connection = connect(&ep, node.addr)
+        .await
+        .expect("connects after a Retry");
+    assert_eq!(connection.max_datagram_size(), None);
+}
