@@ -14,6 +14,14 @@
 //! actor so that equal sets have equal encodings (Merkle hashes depend on it).
 
 use crate::limits::{OBJECT_VALUES_MAX, VERSION_VECTOR_ENTRIES_MAX};
+
+/// Most entries a vector or an object decodes before it is refused as
+/// malformed: twice what is accepted, so that one just over the limit
+/// still decodes and gets the precise refusal ([`Malformed::TooManyEntries`],
+/// `InvalidContext` or `InvalidObject` on the wire), while one far over it
+/// costs nothing to refuse (an entry is 2 bytes on the wire and 16 or more
+/// in memory).
+const ENTRIES_DECODED_MAX: usize = 2 * VERSION_VECTOR_ENTRIES_MAX;
 use serde::{Deserialize, Serialize};
 
 pub use crate::ids::ActorId;
@@ -73,7 +81,7 @@ pub struct Dvvset<V> {
     /// Entries sorted by actor, at most one per actor. Their values
     /// together are at most [`OBJECT_VALUES_MAX`] (checked as they decode).
     #[serde(
-        deserialize_with = "crate::bounded::weighed_vec::<_, _, VERSION_VECTOR_ENTRIES_MAX, OBJECT_VALUES_MAX>"
+        deserialize_with = "crate::bounded::weighed_vec::<_, _, ENTRIES_DECODED_MAX, OBJECT_VALUES_MAX>"
     )]
     entries: Vec<Entry<V>>,
 }
@@ -83,7 +91,7 @@ pub struct Dvvset<V> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VersionVector {
     /// `(actor, counter)` pairs sorted by actor, counters above zero.
-    #[serde(deserialize_with = "crate::bounded::vec::<_, _, VERSION_VECTOR_ENTRIES_MAX>")]
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, ENTRIES_DECODED_MAX>")]
     entries: Vec<(ActorId, u64)>,
 }
 
