@@ -227,7 +227,21 @@ const FAIL_STOP_GRACE: Duration = Duration::from_secs(1);
 /// [`NodeError::FailStop`], so the process exits non-zero and systemd
 /// restarts it from what is really on disk.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    restrict_file_modes();
     serve_until(start(config).await?, shutdown).await
+}
+
+/// The umask a node process runs with: nothing it creates is readable or
+/// writable by group or others.
+pub const NODE_UMASK: u32 = 0o077;
+
+/// Sets the process's umask to [`NODE_UMASK`], so every file and directory
+/// the node creates from here on (LMDB files, the data directory, the
+/// address file, anything a library writes) is its user's only. Process
+/// wide, so [`run`] calls it (a node process), never [`start`] (which
+/// tests call in a process that writes other files).
+pub fn restrict_file_modes() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(NODE_UMASK));
 }
 
 /// Serves a started node until `shutdown` resolves or an fsync fails (see
