@@ -266,16 +266,17 @@ async fn frames_announced_and_never_sent_cost_the_node_nothing_and_are_cut_off()
 /// Element counts in the billions (a context, an object's entries, a
 /// segment list) and a membership document of two million members, sent
 /// over and over on 8 streams: each is refused with `Malformed` as it
-/// decodes. The node's byte budget for large frames is 32 MiB here. Bound:
-/// the node grows by less than 128 MiB: that budget, plus what QUIC holds
-/// unread for the one connection (`connection_window_bytes`, 64 MiB),
-/// plus allocator slack. Without the count caps the document alone would
+/// decodes. The node's byte budget for large frames is 32 MiB here, and
+/// so is the connection's QUIC window. Bound: the node grows by less than
+/// 128 MiB: that budget, plus what QUIC holds unread for the one
+/// connection, plus allocator slack. Without the count caps the document alone would
 /// decode into 128 MiB of members per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_element_counts_and_a_two_million_member_document_are_refused_cheaply() {
     let _serial = SERIAL.lock().await;
     let node = node_process(Limits {
         request_bytes_in_flight_max: 32 * MIB,
+        connection_window_bytes: 32 << 20,
         ..Limits::default()
     })
     .await;
@@ -382,12 +383,43 @@ async fn huge_element_counts_and_a_two_million_member_document_are_refused_cheap
     assert!(growth < 128 * MIB, "the node grew by {} MiB", growth / MIB);
 }
 
-/// Two peers (127.0.0.2 and 127.0.0.3) try 1000 connections each and keep
-/// what they get: each gets `connections_per_peer_max`, the rest are
-/// refused with CONNECTION_REFUSED before any handshake, an honest client
-/// (127.0.0.1) keeps its latency and can still connect afresh, and the
-/// slots come back when the attackers leave. Bound: the node grows by
-/// less than 64 MiB.
+/// What a connection attempt came to.
+enum Attempt {
+    /// Connected, with a request stream held open (a header announcing
+    /// 1 KiB and nothing more), so the node sees it busy.
+    Held(quinn::Connection, quinn::SendStream),
+    /// Refused with CONNECTION_REFUSED before any handshake.
+    Refused,
+    /// Anything else (printed when the counts do not add up).
+    Other(String),
+}
+
+async fn attempt(ep: quinn::Endpoint, addr: SocketAddr) -> Attempt {
+    match connect(&ep, addr).await {
+        Ok(conn) => match conn.open_bi().await {
+            Ok((mut send, _recv)) => {
+                let _ = send.write_all(&1024u32.to_be_bytes()).await;
+                Attempt::Held(conn, send)
+            }
+            Err(e) => Attempt::Other(e.to_string()),
+        },
+        Err(ConnectionError::ConnectionClosed(c))
+            if c.error_code == TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            Attempt::Refused
+        }
+        Err(e) => Attempt::Other(e.to_string()),
+    }
+}
+
+/// Two peers (127.0.0.2 and 127.0.0.3) try 1000 connections each, 64 at a
+/// time, and keep each one busy with a request they never finish: each
+/// ends with `connections_per_peer_max` connections, the rest are refused
+/// with CONNECTION_REFUSED before any handshake (or, while still idle, were
+/// recycled for the peer's newer ones), an honest client (127.0.0.1) keeps
+/// its latency and connects afresh for every measurement, and the slots
+/// come back when the attackers leave. Bound: the node grows by less than
+/// 64 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
     let _serial = SERIAL.lock().await;
@@ -395,6 +427,8 @@ async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
     let limits = Limits {
         connections_max: 40,
         connections_per_peer_max: per_peer as u32,
+        // The attackers' requests stay unfinished for the whole test.
+        request_read_timeout_ms: 60_000,
         ..Limits::default()
     };
     let node = node_process(limits).await;
@@ -407,44 +441,57 @@ async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
             for ip in ["127.0.0.2", "127.0.0.3"] {
                 let ep = endpoint(&tls, ip);
                 let mut tries = tokio::task::JoinSet::new();
-                let mut held = Vec::new();
-                let mut refused = 0usize;
-                let mut other = Vec::new();
+                let mut done = Vec::new();
                 for i in 0..1000 {
-                    let ep = ep.clone();
-                    tries.spawn(async move { connect(&ep, addr).await });
-                    // At most 64 handshakes in flight at once.
+                    tries.spawn(attempt(ep.clone(), addr));
                     if i >= 64 {
-                        match tries.join_next().await.unwrap().unwrap() {
-                            Ok(c) => held.push(c),
-                            Err(ConnectionError::ConnectionClosed(c))
-                                if c.error_code == TransportErrorCode::CONNECTION_REFUSED =>
-                            {
-                                refused += 1
-                            }
-                            Err(e) => other.push(e.to_string()),
-                        }
+                        done.push(tries.join_next().await.unwrap().unwrap());
                     }
                 }
-                while let Some(done) = tries.join_next().await {
-                    match done.unwrap() {
-                        Ok(c) => held.push(c),
-                        Err(ConnectionError::ConnectionClosed(c))
-                            if c.error_code == TransportErrorCode::CONNECTION_REFUSED =>
-                        {
-                            refused += 1
-                        }
-                        Err(e) => other.push(e.to_string()),
-                    }
+                while let Some(one) = tries.join_next().await {
+                    done.push(one.unwrap());
                 }
-                kept.lock().unwrap().push((ip, held.len(), refused, other));
+                let refused = done
+                    .iter()
+                    .filter(|a| matches!(a, Attempt::Refused))
+                    .count();
+                let other: Vec<String> = done
+                    .iter()
+                    .filter_map(|a| match a {
+                        Attempt::Other(e) => Some(e.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let held: Vec<_> = done
+                    .into_iter()
+                    .filter_map(|a| match a {
+                        Attempt::Held(c, s) => Some((c, s)),
+                        _ => None,
+                    })
+                    .collect();
+                // Connections recycled for newer ones learn it from the
+                // node's close; give them a moment.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                let alive = loop {
+                    let alive = held
+                        .iter()
+                        .filter(|(c, _)| c.close_reason().is_none())
+                        .count();
+                    if alive <= per_peer || Instant::now() > deadline {
+                        break alive;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                kept.lock()
+                    .unwrap()
+                    .push((ip, alive, held.len() - alive, refused, other));
                 peers.push((ep, held));
             }
             while !stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             for (ep, held) in peers {
-                for c in held {
+                for (c, _) in held {
                     c.close(0u32.into(), b"done");
                 }
                 ep.wait_idle().await;
@@ -453,10 +500,11 @@ async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
     })
     .await;
     let tally = tally.lock().unwrap().clone();
-    println!("connections: (peer, kept, refused, other errors) {tally:?}");
-    for (ip, held, refused, other) in &tally {
-        assert_eq!(*held, per_peer, "{ip} kept {held} connections");
-        assert_eq!(held + refused, 1000, "{ip}: {other:?}");
+    println!("connections: (peer, alive, recycled while idle, refused, other errors) {tally:?}");
+    for (ip, alive, recycled, refused, other) in &tally {
+        assert_eq!(*alive, per_peer, "{ip} kept {alive} connections");
+        assert_eq!(alive + recycled + refused, 1000, "{ip}: {other:?}");
+        assert!(*refused >= 500, "{ip}: only {refused} refused");
     }
     assert!(growth < 64 * MIB, "the node grew by {} MiB", growth / MIB);
     // The attackers left: a peer from one of their addresses is served
@@ -473,6 +521,56 @@ async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
             Err(e) => panic!("slots did not come back: {e}"),
         }
     }
+}
+
+/// A peer at its cap whose connections are idle (a client that went away
+/// without a goodbye, such as a `quire` command that exited) is not
+/// refused: its oldest idle connection is closed (application code 2) to
+/// make room, and the node's count of connections does not grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_at_its_cap_recycles_its_idle_connections() {
+    let _serial = SERIAL.lock().await;
+    let node = node_process(Limits {
+        connections_max: 8,
+        connections_per_peer_max: 4,
+        ..Limits::default()
+    })
+    .await;
+    let ep = endpoint(&node.tls, "127.0.0.4");
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        conns.push(connect(&ep, node.addr).await.expect("within the cap"));
+    }
+    // Ten more, one after another, all idle: each is let in.
+    for _ in 0..10 {
+        conns.push(
+            connect(&ep, node.addr)
+                .await
+                .expect("an idle one makes room"),
+        );
+    }
+    let closed = |c: &quinn::Connection| {
+        matches!(
+            c.close_reason(),
+            Some(ConnectionError::ApplicationClosed(a)) if a.error_code == 2u32.into()
+        )
+    };
+    let deadline = Instant::now() + T;
+    while conns.iter().filter(|c| closed(c)).count() < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        conns[..10].iter().all(closed),
+        "the ten oldest were recycled"
+    );
+    assert!(conns[10..].iter().all(|c| c.close_reason().is_none()));
+    // The newest ones serve.
+    let (mut send, mut recv) = conns[13].open_bi().await.unwrap();
+    quire_net::frame::write_frame(&mut send, &Request::GetMembership)
+        .await
+        .unwrap();
+    let answer: Response = read_frame(&mut recv, 1 << 20).await.unwrap();
+    assert!(matches!(answer.result, Ok(Reply::Membership(Some(_)))));
 }
 
 /// A new connection's first packet is answered with a QUIC Retry, not the

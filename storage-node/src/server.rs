@@ -5,20 +5,22 @@
 //! frame and finishes the stream. A bad frame is answered with a typed error
 //! on its own stream, so the connection and its other requests carry on.
 //!
-//! What a peer may take is bounded here (see [`admission`]): a new
-//! connection must first prove its address (a QUIC Retry), then find a
-//! free slot in all and for its IP address, or it is refused before its
-//! handshake; each request frame must arrive within
+//! What a peer may take is bounded here: a new connection must first
+//! prove its address (a QUIC Retry), then find a free slot in all and for
+//! its IP address ([`slots`]; a peer at its cap recycles its oldest idle
+//! connection), or it is refused before its handshake; each request frame must arrive within
 //! `limits.request_read_timeout_ms`, its first 64 KiB within its
 //! connection's own 1 MiB pool and the rest, with every other large
 //! request being read, within `limits.request_bytes_in_flight_max`.
 
-mod admission;
+mod budget;
+mod slots;
 
 use crate::handler::NodeState;
-use admission::{Admission, Refused, RequestBytes, CONNECTION_HEAD_BYTES};
+use budget::{RequestBytes, CONNECTION_HEAD_BYTES};
 use quire_net::frame::{read_frame_within, write_frame, FrameReadError};
 use quire_shared::wire::{ErrorCode, FrameError, Request, Response};
+use slots::{Refused, Slot, Slots};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +50,7 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     let limits = state.limits.clone();
-    let admission = Admission::new(limits.connections_max, limits.connections_per_peer_max);
+    let slots = Slots::new(limits.connections_max, limits.connections_per_peer_max);
     let shared = Arc::new(Shared {
         request_bytes: Arc::new(Semaphore::new(
             usize::try_from(limits.request_bytes_in_flight_max).unwrap_or(usize::MAX >> 4),
@@ -71,7 +73,7 @@ pub async fn serve(
                     continue;
                 }
                 let peer = incoming.remote_address();
-                let slot = match admission.admit(peer.ip()) {
+                let slot = match slots.admit(peer.ip()) {
                     Ok(slot) => slot,
                     Err(why) => {
                         let why = match why {
@@ -86,7 +88,7 @@ pub async fn serve(
                 let shared = shared.clone();
                 connections.spawn(async move {
                     match incoming.await {
-                        Ok(conn) => serve_connection(conn, shared).await,
+                        Ok(conn) => serve_connection(conn, &slot, shared).await,
                         Err(e) => tracing::debug!(error = %e, "handshake failed"),
                     }
                     drop(slot);
@@ -105,7 +107,12 @@ pub async fn serve(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, endpoint.wait_idle()).await;
 }
 
-async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
+/// QUIC application error code a connection is closed with when its peer
+/// opened a newer one at its `connections_per_peer_max` cap while this
+/// one was idle.
+pub const EVICTED_CONNECTION_CODE: u32 = 2;
+
+async fn serve_connection(conn: quinn::Connection, slot: &Slot, shared: Arc<Shared>) {
     let peer = conn.remote_address();
     tracing::debug!(%peer, "client connected");
     let mut streams = tokio::task::JoinSet::new();
@@ -116,7 +123,11 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
                 Ok((send, recv)) => {
                     let shared = shared.clone();
                     let bytes = RequestBytes::new(heads.clone(), shared.request_bytes.clone());
-                    streams.spawn(async move { serve_stream(send, recv, bytes, &shared).await });
+                    let busy = slot.activity.busy();
+                    streams.spawn(async move {
+                        serve_stream(send, recv, bytes, &shared).await;
+                        drop(busy);
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(%peer, reason = %e, "connection closed");
@@ -124,6 +135,14 @@ async fn serve_connection(conn: quinn::Connection, shared: Arc<Shared>) {
                 }
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            _ = slot.activity.evicted() => {
+                tracing::debug!(%peer, "idle connection closed: its peer opened a newer one at its cap");
+                conn.close(
+                    EVICTED_CONNECTION_CODE.into(),
+                    b"idle connection closed for a newer one (connections_per_peer_max)",
+                );
+                break;
+            }
         }
     }
     // Let requests already read finish and answer (their writes may have

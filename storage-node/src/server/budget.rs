@@ -1,91 +1,13 @@
-//! What the node lets in: connection slots (in all and per peer address)
-//! and the byte budget of request frames being read.
+//! The byte budgets of request frames being read: a pool per connection
+//! for the head of each frame, and one node-wide pool for the rest.
 //!
-//! An authenticated peer is still a peer that may be broken or hostile.
-//! These caps are what keeps one of them from taking every connection
-//! slot, or from making the node hold gigabytes of half-sent frames.
+//! An authenticated peer is still a peer that may be broken or hostile;
+//! these pools are what keeps one from making the node hold gigabytes of
+//! half-sent frames, without holding anyone else's small requests up.
 
 use quire_net::frame::PayloadBudget;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-/// Connection slots: at most `total_max` connections, and at most
-/// `per_peer_max` from one IP address.
-#[derive(Debug)]
-pub(crate) struct Admission {
-    total_max: u32,
-    per_peer_max: u32,
-    /// Connections held now, per peer address; the sum is checked against
-    /// `total_max`. Entries leave when their last connection does, so the
-    /// map holds at most `total_max` addresses.
-    held: Mutex<(u32, HashMap<IpAddr, u32>)>,
-}
-
-/// A connection slot; freed when dropped (the connection's task ends).
-#[derive(Debug)]
-pub(crate) struct Slot {
-    admission: Arc<Admission>,
-    peer: IpAddr,
-}
-
-/// Why a connection was not let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// The node serves `connections_max` connections already.
-    Full,
-    /// This address holds `connections_per_peer_max` connections already.
-    PeerFull,
-}
-
-impl Admission {
-    /// Slots for `total_max` connections, `per_peer_max` per address.
-    pub(crate) fn new(total_max: u32, per_peer_max: u32) -> Arc<Self> {
-        Arc::new(Self {
-            total_max,
-            per_peer_max,
-            held: Mutex::new((0, HashMap::new())),
-        })
-    }
-
-    /// A slot for a connection from `peer`, or why there is none.
-    pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let (total, per_peer) = &mut *held;
-        if *total >= self.total_max {
-            return Err(Refused::Full);
-        }
-        let mine = per_peer.entry(peer).or_insert(0);
-        if *mine >= self.per_peer_max {
-            return Err(Refused::PeerFull);
-        }
-        *mine += 1;
-        *total += 1;
-        Ok(Slot {
-            admission: self.clone(),
-            peer,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut held = self
-            .admission
-            .held
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let (total, per_peer) = &mut *held;
-        *total = total.saturating_sub(1);
-        if let Some(mine) = per_peer.get_mut(&self.peer) {
-            *mine = mine.saturating_sub(1);
-            if *mine == 0 {
-                per_peer.remove(&self.peer);
-            }
-        }
-    }
-}
 
 /// Bytes at the start of each request frame taken from its connection's
 /// own pool rather than the node-wide one: every ordinary request (a get,
@@ -151,21 +73,6 @@ impl PayloadBudget for RequestBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slots_are_capped_in_all_and_per_peer_and_come_back() {
-        let a = Admission::new(3, 2);
-        let one: IpAddr = "127.0.0.1".parse().unwrap();
-        let two: IpAddr = "127.0.0.2".parse().unwrap();
-        let s1 = a.admit(one).unwrap();
-        let _s2 = a.admit(one).unwrap();
-        assert_eq!(a.admit(one).unwrap_err(), Refused::PeerFull);
-        let _s3 = a.admit(two).unwrap();
-        assert_eq!(a.admit(two).unwrap_err(), Refused::Full);
-        drop(s1);
-        let _s4 = a.admit(one).unwrap();
-        assert_eq!(a.admit(one).unwrap_err(), Refused::Full);
-    }
 
     #[tokio::test]
     async fn frame_heads_come_from_the_connection_and_the_rest_from_the_node() {
