@@ -2,8 +2,9 @@
 //! and at most `limits.connections_per_peer_max` from one IP address.
 //!
 //! A peer at its cap that opens another connection has the oldest of its
-//! *idle* connections (no request in flight) closed to make room; only when
-//! every one of its connections is busy is the new one refused. Without
+//! *idle* connections (no request in flight for [`IDLE_GRACE`]) closed to
+//! make room; only when every one of its connections is busy, or new, is
+//! the new one refused. Without
 //! this, a client that goes away without saying goodbye (a CLI process
 //! that exits, a crashed service) holds its slots until the idle timeout,
 //! and a host running many short-lived clients was refused after a
@@ -16,13 +17,24 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// How long a connection must have had no request in flight before a
+/// newer connection of its peer may take its slot. Long enough that a
+/// connection is not recycled between its handshake and its first request
+/// (a flood of new connections would otherwise recycle its own, costing
+/// the node a handshake each), short next to the idle timeout that would
+/// otherwise free an abandoned slot.
+pub(crate) const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// Connection slots of one node.
 #[derive(Debug)]
 pub(crate) struct Slots {
     total_max: u32,
     per_peer_max: u32,
+    /// [`IDLE_GRACE`], or none in unit tests.
+    grace: Duration,
     held: Mutex<Held>,
 }
 
@@ -36,10 +48,13 @@ struct Held {
 }
 
 /// What the slot table knows of one connection while it is served.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Activity {
-    /// Requests (streams) being served now: 0 means idle, evictable.
+    /// Requests (streams) being served now: 0 means idle.
     streams: AtomicU32,
+    /// When the connection was admitted or last started or finished a
+    /// request: idle for [`IDLE_GRACE`] since means evictable.
+    active_at: Mutex<Instant>,
     /// Set once the slot was given to a newer connection of the peer.
     evicted: AtomicBool,
     /// Wakes the connection's task to close it.
@@ -68,9 +83,14 @@ pub(crate) enum Refused {
 impl Slots {
     /// Slots for `total_max` connections, `per_peer_max` per address.
     pub(crate) fn new(total_max: u32, per_peer_max: u32) -> Arc<Self> {
+        Self::with_grace(total_max, per_peer_max, IDLE_GRACE)
+    }
+
+    fn with_grace(total_max: u32, per_peer_max: u32, grace: Duration) -> Arc<Self> {
         Arc::new(Self {
             total_max,
             per_peer_max,
+            grace,
             held: Mutex::new(Held::default()),
         })
     }
@@ -82,9 +102,10 @@ impl Slots {
         let Held { total, peers } = &mut *held;
         let mine = peers.entry(peer).or_default();
         if mine.len() >= self.per_peer_max as usize {
+            let now = Instant::now();
             let idle = mine
                 .iter()
-                .position(|a| a.streams.load(Ordering::Acquire) == 0)
+                .position(|a| a.idle_since(now) >= self.grace)
                 .ok_or(Refused::PeerFull)?;
             let old = mine.remove(idle);
             old.evicted.store(true, Ordering::Release);
@@ -96,7 +117,12 @@ impl Slots {
             }
             return Err(Refused::Full);
         }
-        let activity = Arc::new(Activity::default());
+        let activity = Arc::new(Activity {
+            streams: AtomicU32::new(0),
+            active_at: Mutex::new(Instant::now()),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+        });
         mine.push(activity.clone());
         *total += 1;
         Ok(Slot {
@@ -111,7 +137,21 @@ impl Activity {
     /// Counts a request in flight until the guard is dropped.
     pub(crate) fn busy(self: &Arc<Self>) -> Busy {
         self.streams.fetch_add(1, Ordering::AcqRel);
+        self.touch();
         Busy(self.clone())
+    }
+
+    fn touch(&self) {
+        *self.active_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// How long the connection has had no request in flight (zero while it
+    /// has one).
+    fn idle_since(&self, now: Instant) -> Duration {
+        if self.streams.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        now.saturating_duration_since(*self.active_at.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Resolves once the slot was given to a newer connection of the peer.
@@ -125,6 +165,7 @@ pub(crate) struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        self.0.touch();
         self.0.streams.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -178,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_peer_at_its_cap_recycles_its_oldest_idle_connection() {
-        let slots = Slots::new(10, 2);
+        let slots = Slots::with_grace(10, 2, Duration::ZERO);
         let oldest = slots.admit(ip("127.0.0.1")).unwrap();
         let busy = slots.admit(ip("127.0.0.1")).unwrap();
         let _guard = busy.activity.busy();
@@ -196,9 +237,16 @@ mod tests {
         assert!(held.peers.is_empty());
     }
 
+    #[test]
+    fn a_connection_within_its_grace_is_not_recycled() {
+        let slots = Slots::new(10, 1);
+        let _new = slots.admit(ip("127.0.0.1")).unwrap();
+        assert_eq!(slots.admit(ip("127.0.0.1")).unwrap_err(), Refused::PeerFull);
+    }
+
     #[tokio::test]
     async fn an_evicted_connection_is_woken() {
-        let slots = Slots::new(10, 1);
+        let slots = Slots::with_grace(10, 1, Duration::ZERO);
         let old = slots.admit(ip("127.0.0.1")).unwrap();
         let _new = slots.admit(ip("127.0.0.1")).unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(1), old.activity.evicted())
