@@ -67,21 +67,16 @@ pub const VERSION_VECTOR_ENTRIES_MAX: usize = 4096;
 pub const OBJECT_VALUES_MAX: usize = 4 * SIBLINGS_CEILING as usize;
 
 /// Most members a membership document may name: more than any cluster
-/// needs (a member without partitions serves nothing, and there are at
-/// most 65 536), few enough that checking a document is cheap.
+/// needs, few enough that checking a document is cheap.
 pub const MEMBERS_MAX: usize = 4096;
 /// Most stores a membership document may hold.
 pub const STORES_MAX: usize = 1024;
-/// Most partitions a ring may have (`Q`), so most entries in an owner
-/// table.
+/// Most partitions a ring may have (`Q`): entries in an owner table.
 pub const PARTITIONS_MAX: usize = 1 << 16;
-/// Most encoded bytes of a membership document: room for the largest
-/// owner tables (now and pending), [`MEMBERS_MAX`] members with long
-/// addresses and zones, and [`STORES_MAX`] stores. Nodes and clients hold
-/// and resend the document with every change, so it stays small.
+/// Most encoded bytes of a membership document (two full owner tables,
+/// the most members and stores): every change resends it whole.
 pub const MEMBERSHIP_BYTES_MAX: usize = 4 << 20;
-/// Most delivered hints one `DropHints` request may name: a page of hints
-/// (a node hands out at most 1000) and some room.
+/// Most delivered hints one `DropHints` may name (a page is at most 1000).
 pub const DROP_HINTS_MAX: usize = 1024;
 
 /// Per-store bounds on one key's object, kept in the membership document
