@@ -6,7 +6,8 @@
 //! authorize requests by. Node certificates also carry the DNS name the
 //! SDK verifies ([`quire_net::tls::NODE_SERVER_NAME`]), so nodes can move
 //! between addresses without new certificates. Every key stays on this
-//! machine.
+//! machine, and is written readable by its owner only, never over an
+//! existing file or through a symlink.
 
 use quire_net::tls::NODE_SERVER_NAME;
 use quire_shared::access::{Principal, Role};
@@ -44,10 +45,14 @@ pub struct Pem {
 }
 
 impl Pem {
-    /// Writes `cert` and `key` files; the key is readable by its owner only.
+    /// Writes `cert` and `key` files. The key file must not exist yet: it
+    /// is created with mode 0600 in the same call that creates it (no
+    /// moment where it is readable by others), and never through a
+    /// symlink, so a link planted at the key's path cannot redirect the
+    /// key elsewhere or overwrite another file.
     pub fn write(&self, cert_path: &Path, key_path: &Path) -> Result<(), CertError> {
-        write_file(cert_path, &self.cert, 0o644)?;
-        write_file(key_path, &self.key, 0o600)
+        write_file(cert_path, &self.cert, CERT_FILE_MODE, false)?;
+        write_file(key_path, &self.key, KEY_FILE_MODE, true)
     }
 }
 
@@ -57,10 +62,13 @@ impl Pem {
     /// reloading at any moment reads whole files (the key readable by its
     /// owner only from the start).
     pub fn replace(&self, cert_path: &Path, key_path: &Path) -> Result<(), CertError> {
-        for (path, text, mode) in [(key_path, &self.key, 0o600), (cert_path, &self.cert, 0o644)] {
+        for (path, text, mode) in [
+            (key_path, &self.key, KEY_FILE_MODE),
+            (cert_path, &self.cert, CERT_FILE_MODE),
+        ] {
             let tmp = path.with_extension("pem.new");
             let _ = std::fs::remove_file(&tmp);
-            write_file(&tmp, text, mode)?;
+            write_file(&tmp, text, mode, true)?;
             std::fs::rename(&tmp, path).map_err(|source| CertError::Write {
                 path: path.to_owned(),
                 source,
@@ -70,14 +78,34 @@ impl Pem {
     }
 }
 
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), CertError> {
-    use std::os::unix::fs::PermissionsExt;
+/// Mode of a private key file: its owner's only.
+pub const KEY_FILE_MODE: u32 = 0o600;
+/// Mode of a certificate file: public material.
+pub const CERT_FILE_MODE: u32 = 0o644;
+
+/// Writes `text` to `path`, creating it with `mode`; with `create_new`, an
+/// existing file (or a symlink, even a dangling one) is an error instead
+/// of being replaced. A symlink at `path` is refused either way.
+fn write_file(path: &Path, text: &str, mode: u32, create_new: bool) -> Result<(), CertError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |source| CertError::Write {
         path: path.to_owned(),
         source,
     };
-    std::fs::write(path, text).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .write(true)
+        .mode(mode)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    let mut file = options.open(path).map_err(err)?;
+    file.write_all(text.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)
 }
 
 /// A cluster CA able to sign node and client certificates.

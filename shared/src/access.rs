@@ -31,6 +31,10 @@ pub const IDENTITY_URI_PREFIX: &str = "quire://";
 
 /// Longest principal name, in bytes.
 pub const PRINCIPAL_NAME_BYTES_MAX: usize = 64;
+/// Most grants a membership document holds (decoding refuses more).
+pub const GRANTS_MAX: usize = 1 << 16;
+/// Most revoked serials a membership document holds.
+pub const REVOKED_MAX: usize = 1 << 16;
 
 /// What a certificate is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

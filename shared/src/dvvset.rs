@@ -13,7 +13,15 @@
 //! Every value here is a plain data structure; entries are kept sorted by
 //! actor so that equal sets have equal encodings (Merkle hashes depend on it).
 
-use crate::limits::VERSION_VECTOR_ENTRIES_MAX;
+use crate::limits::{OBJECT_VALUES_MAX, VERSION_VECTOR_ENTRIES_MAX};
+
+/// Most entries a vector or an object decodes before it is refused as
+/// malformed: twice what is accepted, so that one just over the limit
+/// still decodes and gets the precise refusal ([`Malformed::TooManyEntries`],
+/// `InvalidContext` or `InvalidObject` on the wire), while one far over it
+/// costs nothing to refuse (an entry is 2 bytes on the wire and 16 or more
+/// in memory).
+const ENTRIES_DECODED_MAX: usize = 2 * VERSION_VECTOR_ENTRIES_MAX;
 use serde::{Deserialize, Serialize};
 
 pub use crate::ids::ActorId;
@@ -55,19 +63,26 @@ fn check_entries(len: usize, mut actors: impl Iterator<Item = ActorId>) -> Resul
 
 /// One actor's entry: its counter and the live values it coordinated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
 pub struct Entry<V> {
     /// The coordinating actor.
     pub actor: ActorId,
     /// The highest dot counter this set knows for `actor`.
     pub counter: u64,
     /// Live values, newest first: `values[i]` has dot `(actor, counter - i)`.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, OBJECT_VALUES_MAX>")]
     pub values: Vec<V>,
 }
 
 /// A dotted version vector set over values of type `V`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "V: Deserialize<'de>"))]
 pub struct Dvvset<V> {
-    /// Entries sorted by actor, at most one per actor.
+    /// Entries sorted by actor, at most one per actor. Their values
+    /// together are at most [`OBJECT_VALUES_MAX`] (checked as they decode).
+    #[serde(
+        deserialize_with = "crate::bounded::weighed_vec::<_, _, ENTRIES_DECODED_MAX, OBJECT_VALUES_MAX>"
+    )]
     entries: Vec<Entry<V>>,
 }
 
@@ -76,6 +91,7 @@ pub struct Dvvset<V> {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VersionVector {
     /// `(actor, counter)` pairs sorted by actor, counters above zero.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, ENTRIES_DECODED_MAX>")]
     entries: Vec<(ActorId, u64)>,
 }
 
@@ -373,3 +389,9 @@ fn merge_entries<V: Clone>(x: &Entry<V>, y: &Entry<V>) -> Entry<V> {
 mod tests;
 #[cfg(test)]
 mod vectors;
+
+impl<V> crate::bounded::Weighed for Entry<V> {
+    fn weight(&self) -> usize {
+        self.values.len()
+    }
+}

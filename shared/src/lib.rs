@@ -23,9 +23,11 @@
 //! - [`reap`]: tombstone reaping, which deleted keys may be removed for
 //!   good (both phases' rules).
 //! - [`limits`]: sizes checked before anything is allocated or stored.
+//! - [`bounded`]: sequences decoded with a cap on their length.
 //! - [`wire`]: requests, responses, error codes and length-prefixed framing.
 
 pub mod access;
+pub mod bounded;
 pub mod claim;
 pub mod dvvset;
 pub mod ids;

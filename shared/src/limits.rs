@@ -59,6 +59,26 @@ pub const TOMBSTONE_GRACE_MS_DEFAULT: u64 = 60 * 60 * 1000;
 /// length.
 pub const VERSION_VECTOR_ENTRIES_MAX: usize = 4096;
 
+/// Most values (siblings and tombstones, over all entries) an object may
+/// hold anywhere: decoding refuses more, and a replica refuses a merge
+/// that would make more, so every stored object still decodes. Far above
+/// [`SIBLINGS_CEILING`], which coordinators enforce; replicas merge
+/// concurrent coordinators' siblings past it.
+pub const OBJECT_VALUES_MAX: usize = 4 * SIBLINGS_CEILING as usize;
+
+/// Most members a membership document may name: more than any cluster
+/// needs, few enough that checking a document is cheap.
+pub const MEMBERS_MAX: usize = 4096;
+/// Most stores a membership document may hold.
+pub const STORES_MAX: usize = 1024;
+/// Most partitions a ring may have (`Q`): entries in an owner table.
+pub const PARTITIONS_MAX: usize = 1 << 16;
+/// Most encoded bytes of a membership document (two full owner tables,
+/// the most members and stores): every change resends it whole.
+pub const MEMBERSHIP_BYTES_MAX: usize = 4 << 20;
+/// Most delivered hints one `DropHints` may name (a page is at most 1000).
+pub const DROP_HINTS_MAX: usize = 1024;
+
 /// Per-store bounds on one key's object, kept in the membership document
 /// so that every node of the store applies the same ones.
 ///
@@ -189,6 +209,13 @@ impl StoreLimits {
     /// for good and strand hints, found by the simulation. The byte bound
     /// stays: an object over it could not travel at all.
     pub fn check_merge(&self, stored: &Object, next: &Object) -> Result<bool, LimitExceeded> {
+        let values = next.value_count();
+        if values > OBJECT_VALUES_MAX && values > stored.value_count() {
+            return Err(LimitExceeded::TooManySiblings {
+                siblings: values,
+                max: OBJECT_VALUES_MAX as u32,
+            });
+        }
         match self.check(stored, next) {
             Err(LimitExceeded::TooManySiblings { .. }) => {
                 let bytes = next.size_bytes();

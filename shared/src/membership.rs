@@ -5,10 +5,10 @@
 //! seed and compute preference lists from it. The epoch only grows, so the
 //! newest document wins wherever two meet.
 
-use crate::access::{validate_grants, Grant, GrantError, Serial};
+use crate::access::{Grant, GrantError, Serial, GRANTS_MAX, REVOKED_MAX};
 use crate::claim::{claim, Claimant};
 use crate::ids::ClusterId;
-use crate::limits::{valid_store_name, StoreLimits};
+use crate::limits::{StoreLimits, MEMBERS_MAX, PARTITIONS_MAX, STORES_MAX};
 use crate::ring::{self, NodeId, PreferenceList};
 use serde::{Deserialize, Serialize};
 
@@ -102,12 +102,15 @@ pub struct Membership {
     pub epoch: u64,
     /// Number of ring partitions `Q` (a power of two).
     pub partitions: u32,
-    /// Storage nodes, sorted by id.
+    /// Storage nodes, sorted by id (at most [`MEMBERS_MAX`]).
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MEMBERS_MAX>")]
     pub members: Vec<Member>,
-    /// Stores, sorted by name.
+    /// Stores, sorted by name (at most [`STORES_MAX`]).
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, STORES_MAX>")]
     pub stores: Vec<StoreConfig>,
     /// Owner of each partition, `partitions` entries: who serves reads
     /// and counts towards `W`.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, PARTITIONS_MAX>")]
     pub owners: Vec<NodeId>,
     /// While a committed change moves data: the owners it moves to.
     /// Writes also go to the home replicas these owners give; reads keep
@@ -117,9 +120,11 @@ pub struct Membership {
     /// Which client may read or write which store, sorted by name and
     /// store (see [`crate::access`]); admins need none. Added in
     /// protocol 7.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, GRANTS_MAX>")]
     pub grants: Vec<Grant>,
     /// Serial numbers of certificates the cluster no longer accepts,
     /// sorted: a revoked identity is refused at its next request.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, REVOKED_MAX>")]
     pub revoked: Vec<Serial>,
     /// Who made this document ([`Seal`]); nodes and clients take only
     /// documents whose seal verifies. Not part of what is signed.
@@ -135,6 +140,7 @@ pub struct Pending {
     pub since: u64,
     /// The owner of each partition after the change (`partitions`
     /// entries).
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, PARTITIONS_MAX>")]
     pub owners: Vec<NodeId>,
 }
 
@@ -182,6 +188,14 @@ pub enum MembershipError {
         name: String,
         /// Which bound is wrong and its range.
         problem: String,
+    },
+    /// The document is larger than nodes and clients hold and resend.
+    #[error("the document has {what}; at most {max} are accepted")]
+    TooLarge {
+        /// What is over its bound ("5000 members", "5000000 bytes").
+        what: String,
+        /// The bound.
+        max: usize,
     },
     /// The epoch cannot grow any more: a document at `u64::MAX` could never
     /// be replaced and would freeze the cluster.
@@ -262,68 +276,6 @@ impl Membership {
         (self.epoch, self.digest()) > (other.epoch, other.digest())
     }
 
-    /// Checks every invariant; nodes call it before accepting a document.
-    pub fn validate(&self) -> Result<(), MembershipError> {
-        if self.epoch == u64::MAX {
-            return Err(MembershipError::EpochExhausted(self.epoch));
-        }
-        if !ring::valid_partition_count(self.partitions) {
-            return Err(MembershipError::BadPartitionCount(self.partitions));
-        }
-        if self.members.is_empty() {
-            return Err(MembershipError::NoMembers);
-        }
-        for (i, m) in self.members.iter().enumerate() {
-            if self.members[..i]
-                .iter()
-                .any(|o| o.id == m.id || o.addr == m.addr)
-            {
-                return Err(MembershipError::DuplicateMember(format!(
-                    "{} ({})",
-                    m.id, m.addr
-                )));
-            }
-        }
-        let table_ok = |t: &[NodeId]| {
-            t.len() == self.partitions as usize && t.iter().all(|o| self.member(*o).is_some())
-        };
-        let pending = self.pending.as_ref().map(|p| p.owners.as_slice());
-        if !table_ok(&self.owners) || !pending.is_none_or(table_ok) {
-            return Err(MembershipError::BadOwners);
-        }
-        // A store needs N distinct owners now and after the move.
-        let serving = distinct_count(&self.owners).min(pending.map_or(usize::MAX, distinct_count));
-        for (i, s) in self.stores.iter().enumerate() {
-            if !valid_store_name(&s.name) {
-                return Err(MembershipError::BadStoreName(s.name.clone()));
-            }
-            if self.stores[..i].iter().any(|o| o.name == s.name) {
-                return Err(MembershipError::DuplicateStore(s.name.clone()));
-            }
-            let fits = s.r >= 1 && s.w >= 1 && s.r <= s.n && s.w <= s.n;
-            if !fits || s.n as usize > serving {
-                return Err(MembershipError::BadQuorum {
-                    name: s.name.clone(),
-                    n: s.n,
-                    r: s.r,
-                    w: s.w,
-                    members: serving,
-                });
-            }
-            s.limits
-                .validate()
-                .map_err(|problem| MembershipError::BadStoreLimits {
-                    name: s.name.clone(),
-                    problem,
-                })?;
-        }
-        validate_grants(&self.grants)?;
-        if !self.revoked.windows(2).all(|w| w[0] < w[1]) {
-            return Err(MembershipError::UnsortedRevocations);
-        }
-        Ok(())
-    }
-
     /// The store named `name`.
     pub fn store(&self, name: &str) -> Option<&StoreConfig> {
         self.stores.iter().find(|s| s.name == name)
@@ -368,18 +320,11 @@ fn target_n(stores: &[StoreConfig]) -> usize {
         .max(1)
 }
 
-/// Distinct nodes in an owner table.
-fn distinct_count(owners: &[NodeId]) -> usize {
-    let mut ids = owners.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    ids.len()
-}
-
 mod change;
 mod seal;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 pub use change::{Change, ChangeError, MemberState, Transfer};
 pub use seal::{Seal, SealShapeError};

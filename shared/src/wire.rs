@@ -98,7 +98,10 @@ pub enum Request {
     DropHints {
         /// The home node the hints were for.
         target: NodeId,
-        /// The delivered hints.
+        /// The delivered hints (at most [`crate::limits::DROP_HINTS_MAX`]).
+        #[serde(
+            deserialize_with = "crate::bounded::vec::<_, _, { crate::limits::DROP_HINTS_MAX }>"
+        )]
         hints: Vec<DeliveredHint>,
     },
     /// The node's newest membership document.
@@ -138,6 +141,9 @@ pub enum Request {
         /// Partition.
         partition: u32,
         /// Segments to return keys of; empty for every segment.
+        #[serde(
+            deserialize_with = "crate::bounded::vec::<_, _, { crate::merkle::SEGMENTS as usize }>"
+        )]
         segments: Vec<u16>,
         /// Only keys whose values are all tombstones (reaping).
         tombstones_only: bool,

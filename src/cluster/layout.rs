@@ -55,6 +55,18 @@ pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError 
     }
 }
 
+/// Creates `dir` and its missing parents with mode 0700: the cluster
+/// directory holds the CA key and the client key, a node's directory its
+/// key and data.
+fn private_dir(dir: &Path) -> Result<(), LayoutError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))
+}
+
 /// `DIR/cluster.toml`: what stays fixed across runs of `quire up`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -186,7 +198,7 @@ impl Layout {
                 usize::from(base_port) + nodes - 1
             )));
         }
-        std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        private_dir(&self.dir)?;
         let cluster_id = ClusterId(rand::random());
         let file = ClusterFile {
             cluster_id: cluster_id.to_string(),
@@ -202,7 +214,7 @@ impl Layout {
         )?;
         for k in 1..=nodes {
             let dir = self.node_dir(k);
-            std::fs::create_dir_all(dir.join("data")).map_err(io_err(&dir))?;
+            private_dir(&dir.join("data"))?;
             ca.node(fresh_node_id(), LEAF_DAYS_DEFAULT)?
                 .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
             self.write_node_config_with(
@@ -239,7 +251,7 @@ impl Layout {
         let key = std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?;
         let ca = ClusterCa::load(&file.cluster_id, &key)?;
         let dir = self.node_dir(k);
-        std::fs::create_dir_all(dir.join("data")).map_err(io_err(&dir))?;
+        private_dir(&dir.join("data"))?;
         ca.node(fresh_node_id(), LEAF_DAYS_DEFAULT)?
             .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
         // The settings of node 1, so a node added later is configured as

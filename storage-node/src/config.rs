@@ -60,8 +60,26 @@ pub struct Limits {
     pub streams_per_connection_max: u32,
     /// Bytes one connection may have in flight towards the node.
     pub connection_window_bytes: u32,
-    /// A connection with no traffic for this long is closed.
+    /// A connection with no traffic for this long is closed. Must be
+    /// positive: QUIC reads 0 as "never", which would let dead and idle
+    /// peers hold connection slots forever.
     pub idle_timeout_ms: u32,
+    /// Connections the node serves at once, from everyone; a connection
+    /// over the cap is refused before its handshake.
+    pub connections_max: u32,
+    /// Connections the node serves at once from one IP address, so one
+    /// peer cannot take every slot of [`Limits::connections_max`].
+    pub connections_per_peer_max: u32,
+    /// A request frame must arrive whole within this long of its stream
+    /// being opened; a slower sender is cut off (its stream stopped, a
+    /// typed `Unavailable` answer), so it cannot hold a stream slot and a
+    /// buffer indefinitely.
+    pub request_read_timeout_ms: u32,
+    /// Bytes of request frames the node holds at once, across every
+    /// connection, from the first byte read until the answer is sent. A
+    /// request whose next bytes do not fit waits (its sender is held by
+    /// QUIC flow control) until others finish; at least one frame.
+    pub request_bytes_in_flight_max: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +90,10 @@ impl Default for Limits {
             streams_per_connection_max: 256,
             connection_window_bytes: 64 << 20,
             idle_timeout_ms: 30_000,
+            connections_max: 1024,
+            connections_per_peer_max: 128,
+            request_read_timeout_ms: 10_000,
+            request_bytes_in_flight_max: 256 << 20,
         }
     }
 }
@@ -88,6 +110,10 @@ pub struct StorageSettings {
     /// How often writes to `buffered` stores are flushed to disk: what an
     /// OS crash or power loss may undo (a process crash loses nothing).
     pub flush_interval_ms: u32,
+    /// Bytes of writes queued for the writer thread at once; a write that
+    /// does not fit waits for the queue to drain. The queue is bounded in
+    /// jobs too, but jobs differ in size by six orders of magnitude.
+    pub writer_queue_bytes_max: u64,
     /// Test hook: skip every fsync after the node has opened its storage,
     /// so the power-loss tests can prove their filesystem loses what was
     /// never fsynced. The field exists only with the `fault-injection`
@@ -107,6 +133,7 @@ impl Default for StorageSettings {
             map_size_bytes: 16 << 30,
             batch_writes_max: 256,
             flush_interval_ms: 100,
+            writer_queue_bytes_max: 256 << 20,
             #[cfg(feature = "fault-injection")]
             test_skip_fsync: false,
         }
@@ -145,14 +172,50 @@ impl NodeConfig {
                 "limits.frame_bytes_max must hold a maximum value plus 4096 bytes and be at most {FRAME_BYTES_CEILING}"
             )));
         }
-        if l.streams_per_connection_max == 0
-            || self.storage.batch_writes_max == 0
-            || self.storage.flush_interval_ms == 0
+        let positive = [
+            (
+                "limits.streams_per_connection_max",
+                l.streams_per_connection_max,
+            ),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.connections_max", l.connections_max),
+            (
+                "limits.connections_per_peer_max",
+                l.connections_per_peer_max,
+            ),
+            ("limits.request_read_timeout_ms", l.request_read_timeout_ms),
+            ("storage.flush_interval_ms", self.storage.flush_interval_ms),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(invalid(format!(
+                "{name} must be positive (0 would mean no bound at all)"
+            )));
+        }
+        if self.storage.batch_writes_max == 0 {
+            return Err(invalid("storage.batch_writes_max must be positive".into()));
+        }
+        if l.connections_per_peer_max > l.connections_max {
+            return Err(invalid(format!(
+                "limits.connections_per_peer_max ({}) must be at most limits.connections_max ({})",
+                l.connections_per_peer_max, l.connections_max
+            )));
+        }
+        // QUIC carries the idle timeout as a varint of milliseconds; every
+        // u32 fits, so only the lower bound needs checking.
+        let frame = u64::from(l.frame_bytes_max);
+        if l.request_bytes_in_flight_max < frame
+            || l.request_bytes_in_flight_max > u64::from(u32::MAX)
         {
-            return Err(invalid(
-                "limits.streams_per_connection_max, storage.batch_writes_max and storage.flush_interval_ms must be positive"
-                    .into(),
-            ));
+            return Err(invalid(format!(
+                "limits.request_bytes_in_flight_max must hold one frame ({frame} bytes) and be below 4 GiB"
+            )));
+        }
+        if self.storage.writer_queue_bytes_max < frame
+            || self.storage.writer_queue_bytes_max > u64::from(u32::MAX)
+        {
+            return Err(invalid(format!(
+                "storage.writer_queue_bytes_max must hold one frame ({frame} bytes) and be below 4 GiB"
+            )));
         }
         Ok(())
     }
@@ -160,7 +223,7 @@ impl NodeConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::StorageSettings;
+    use super::{Limits, NodeConfig, StorageSettings, TlsFiles};
 
     /// A build without the `fault-injection` feature (a release build)
     /// refuses a config that switches the fsync-skipping test hook on.
@@ -171,6 +234,87 @@ mod tests {
     fn a_build_without_fault_injection_refuses_the_fsync_test_hook() {
         let refused = toml::from_str::<StorageSettings>("test_skip_fsync = true");
         assert!(refused.is_err(), "{refused:?}");
+    }
+
+    fn config_with(limits: Limits, storage: StorageSettings) -> NodeConfig {
+        NodeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: "data".into(),
+            cluster_id: None,
+            tls: TlsFiles {
+                cert: "node.pem".into(),
+                key: "node-key.pem".into(),
+                ca: "ca.pem".into(),
+            },
+            limits,
+            storage,
+        }
+    }
+
+    /// Every resource bound is checked at load: zero (which QUIC or a
+    /// semaphore would read as "no bound" or "never") and inconsistent
+    /// pairs are refused with the setting's name.
+    #[test]
+    fn resource_bounds_are_validated_with_the_setting_named() {
+        let refused = |limits: Limits, storage: StorageSettings| {
+            config_with(limits, storage)
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(config_with(Limits::default(), StorageSettings::default())
+            .validate()
+            .is_ok());
+        let e = refused(
+            Limits {
+                idle_timeout_ms: 0,
+                ..Limits::default()
+            },
+            StorageSettings::default(),
+        );
+        assert!(e.contains("limits.idle_timeout_ms must be positive"), "{e}");
+        for (limits, name) in [
+            (
+                Limits {
+                    connections_max: 0,
+                    ..Limits::default()
+                },
+                "limits.connections_max",
+            ),
+            (
+                Limits {
+                    request_read_timeout_ms: 0,
+                    ..Limits::default()
+                },
+                "limits.request_read_timeout_ms",
+            ),
+            (
+                Limits {
+                    connections_per_peer_max: 2000,
+                    connections_max: 1000,
+                    ..Limits::default()
+                },
+                "limits.connections_per_peer_max",
+            ),
+            (
+                Limits {
+                    request_bytes_in_flight_max: 1 << 20,
+                    ..Limits::default()
+                },
+                "limits.request_bytes_in_flight_max",
+            ),
+        ] {
+            let e = refused(limits, StorageSettings::default());
+            assert!(e.contains(name), "{e}");
+        }
+        let e = refused(
+            Limits::default(),
+            StorageSettings {
+                writer_queue_bytes_max: 1024,
+                ..StorageSettings::default()
+            },
+        );
+        assert!(e.contains("storage.writer_queue_bytes_max"), "{e}");
     }
 
     #[test]

@@ -122,7 +122,10 @@ fn transport(config: &NodeConfig) -> quinn::TransportConfig {
             Duration::from_millis(l.idle_timeout_ms.into())
                 .try_into()
                 .expect("idle timeout fits a QUIC varint"),
-        ));
+        ))
+        // Nothing in the protocol uses datagrams: a peer gets no buffer
+        // to fill with them.
+        .datagram_receive_buffer_size(None);
     t
 }
 
@@ -147,6 +150,9 @@ fn server_config(config: &NodeConfig) -> Result<quinn::ServerConfig, NodeError> 
     let quic = quire_net::tls::server_config(&config.tls)?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     server_config.transport_config(Arc::new(transport(config)));
+    // Connection attempts waiting for the accept loop: no more than could
+    // be served at once.
+    server_config.max_incoming(config.limits.connections_max as usize);
     Ok(server_config)
 }
 
@@ -169,7 +175,10 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let (writer, writer_thread) = writer::Writer::start(
         storage.clone(),
         identity.actor_id,
-        config.storage.batch_writes_max,
+        writer::Bounds {
+            batch_writes_max: config.storage.batch_writes_max,
+            queue_bytes_max: config.storage.writer_queue_bytes_max,
+        },
         Duration::from_millis(config.storage.flush_interval_ms.into()),
     );
     let fail_stop = writer.fail_stop().clone();
@@ -266,7 +275,21 @@ const FAIL_STOP_GRACE: Duration = Duration::from_secs(1);
 /// [`NodeError::FailStop`], so the process exits non-zero and systemd
 /// restarts it from what is really on disk.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    restrict_file_modes();
     serve_until(start(config).await?, shutdown).await
+}
+
+/// The umask a node process runs with: nothing it creates is readable or
+/// writable by group or others.
+pub const NODE_UMASK: u32 = 0o077;
+
+/// Sets the process's umask to [`NODE_UMASK`], so every file and directory
+/// the node creates from here on (LMDB files, the data directory, the
+/// address file, anything a library writes) is its user's only. Process
+/// wide, so [`run`] calls it (a node process), never [`start`] (which
+/// tests call in a process that writes other files).
+pub fn restrict_file_modes() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(NODE_UMASK));
 }
 
 /// Serves a started node until `shutdown` resolves or an fsync fails (see

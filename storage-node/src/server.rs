@@ -4,17 +4,43 @@
 //! A stream carries one request frame; the node answers with one response
 //! frame and finishes the stream. A bad frame is answered with a typed error
 //! on its own stream, so the connection and its other requests carry on.
+//!
+//! What a peer may take is bounded here: a new connection must first
+//! prove its address (a QUIC Retry), then find a free slot in all and for
+//! its IP address ([`slots`]; a peer at its cap recycles its oldest idle
+//! connection), or it is refused before its handshake; each request frame must arrive within
+//! `limits.request_read_timeout_ms`, its first 64 KiB within its
+//! connection's own 1 MiB pool and the rest, with every other large
+//! request being read, within `limits.request_bytes_in_flight_max`.
+
+mod budget;
+mod slots;
 
 use crate::handler::NodeState;
-use quire_net::frame::{read_frame, write_frame, FrameReadError};
+use budget::{RequestBytes, CONNECTION_HEAD_BYTES};
+use quire_net::frame::{read_frame_within, write_frame, FrameReadError};
 use quire_net::identity::{IdentityError, Peer};
-use quire_shared::wire::{ErrorCode, FrameError, Request};
+use quire_shared::wire::{ErrorCode, FrameError, Request, Response};
+use slots::{Refused, Slot, Slots};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// How long shutdown waits for in-flight requests to finish.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// QUIC application error code a request stream is stopped (or reset)
+/// with when its frame or its answer did not move within the deadline.
+pub const DEADLINE_STREAM_CODE: u32 = 1;
+
+/// What every connection of one node shares: the handler, the byte budget
+/// for requests being read, and the read deadline.
+struct Shared {
+    state: Arc<NodeState>,
+    request_bytes: Arc<Semaphore>,
+    read_timeout: Duration,
+}
 
 /// Accepts connections until `shutdown` resolves, then closes the endpoint
 /// and waits (bounded) for connections to drain.
@@ -24,17 +50,49 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let limits = state.limits.clone();
+    let slots = Slots::new(limits.connections_max, limits.connections_per_peer_max);
+    let shared = Arc::new(Shared {
+        request_bytes: Arc::new(Semaphore::new(
+            usize::try_from(limits.request_bytes_in_flight_max).unwrap_or(usize::MAX >> 4),
+        )),
+        read_timeout: Duration::from_millis(limits.request_read_timeout_ms.into()),
+        state,
+    });
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let state = state.clone();
+                if !incoming.remote_address_validated() {
+                    // A Retry costs the node one stateless packet; only a
+                    // peer that receives at its claimed address comes back
+                    // with the token, so spoofed floods cost no handshakes.
+                    if let Err(e) = incoming.retry() {
+                        e.into_incoming().ignore();
+                    }
+                    continue;
+                }
+                let peer = incoming.remote_address();
+                let slot = match slots.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        let why = match why {
+                            Refused::Full => "connections_max",
+                            Refused::PeerFull => "connections_per_peer_max",
+                        };
+                        tracing::debug!(%peer, cap = why, "connection refused");
+                        incoming.refuse();
+                        continue;
+                    }
+                };
+                let shared = shared.clone();
                 connections.spawn(async move {
                     match incoming.await {
-                        Ok(conn) => serve_connection(conn, state).await,
+                        Ok(conn) => serve_connection(conn, &slot, shared).await,
                         Err(e) => tracing::debug!(error = %e, "handshake failed"),
                     }
+                    drop(slot);
                 });
             }
             // Reap finished connection tasks so the set does not grow.
@@ -50,7 +108,12 @@ pub async fn serve(
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, endpoint.wait_idle()).await;
 }
 
-async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
+/// QUIC application error code a connection is closed with when its peer
+/// opened a newer one at its `connections_per_peer_max` cap while this
+/// one was idle.
+pub const EVICTED_CONNECTION_CODE: u32 = 2;
+
+async fn serve_connection(conn: quinn::Connection, slot: &Slot, shared: Arc<Shared>) {
     let peer = conn.remote_address();
     // Who the certificate names; a certificate naming nobody gets every
     // request refused with `Forbidden` and the reason (the client learns
@@ -61,13 +124,19 @@ async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
         Err(e) => tracing::info!(%peer, reason = %e, "client certificate names no identity"),
     }
     let mut streams = tokio::task::JoinSet::new();
+    let heads = Arc::new(Semaphore::new(CONNECTION_HEAD_BYTES));
     loop {
         tokio::select! {
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
-                    let state = state.clone();
+                    let shared = shared.clone();
+                    let bytes = RequestBytes::new(heads.clone(), shared.request_bytes.clone());
+                    let busy = slot.activity.busy();
                     let principal = principal.clone();
-                    streams.spawn(async move { serve_stream(send, recv, &state, &principal).await });
+                    streams.spawn(async move {
+                        serve_stream(send, recv, bytes, &shared, &principal).await;
+                        drop(busy);
+                    });
                 }
                 Err(e) => {
                     tracing::debug!(%peer, reason = %e, "connection closed");
@@ -75,6 +144,14 @@ async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
                 }
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            _ = slot.activity.evicted() => {
+                tracing::debug!(%peer, "idle connection closed: its peer opened a newer one at its cap");
+                conn.close(
+                    EVICTED_CONNECTION_CODE.into(),
+                    b"idle connection closed for a newer one (connections_per_peer_max)",
+                );
+                break;
+            }
         }
     }
     // Let requests already read finish and answer (their writes may have
@@ -82,17 +159,60 @@ async fn serve_connection(conn: quinn::Connection, state: Arc<NodeState>) {
     while streams.join_next().await.is_some() {}
 }
 
+/// Reads one request within the deadline and `bytes`' budgets, answers it
+/// and finishes the stream. `bytes` is held until the answer is sent: the
+/// request's bytes stay counted while it is handled, since the decoded
+/// request holds them too.
 async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    state: &NodeState,
+    mut bytes: RequestBytes,
+    shared: &Shared,
     principal: &Result<Peer, IdentityError>,
 ) {
-    let response = match read_frame::<Request>(&mut recv, state.limits.frame_bytes_max).await {
+    let state = &shared.state;
+    let read = tokio::time::timeout(
+        shared.read_timeout,
+        read_frame_within::<Request, _>(&mut recv, state.limits.frame_bytes_max, &mut bytes),
+    )
+    .await;
+    let response = match read {
+        Ok(read) => answer(state, read, principal).await,
+        Err(_) => {
+            // Tell the sender to stop: nothing more of this frame is read.
+            let _ = recv.stop(DEADLINE_STREAM_CODE.into());
+            state.refusal(
+                ErrorCode::Unavailable,
+                format!(
+                    "request frame not received whole within {} ms; cut off",
+                    shared.read_timeout.as_millis()
+                ),
+            )
+        }
+    };
+    // A peer that never reads its answer must not hold the stream either.
+    match tokio::time::timeout(shared.read_timeout, write_frame(&mut send, &response)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "client went away before the response"),
+        Err(_) => {
+            let _ = send.reset(DEADLINE_STREAM_CODE.into());
+            tracing::debug!("client did not read its response in time; stream reset");
+        }
+    }
+    drop(bytes);
+}
+
+/// The answer to a request frame as read: handled, or a typed refusal.
+async fn answer(
+    state: &NodeState,
+    read: Result<Request, FrameReadError>,
+    principal: &Result<Peer, IdentityError>,
+) -> Response {
+    match read {
         Ok(request) => {
             tracing::trace!(kind = request.kind(), "request");
             match principal {
-                Ok(principal) => state.handle(request, principal).await,
+                Ok(peer) => state.handle(request, peer).await,
                 Err(e) => state.refusal(ErrorCode::Forbidden, e.to_string()),
             }
         }
@@ -109,8 +229,5 @@ async fn serve_stream(
         Err(e @ (FrameReadError::Header(_) | FrameReadError::Body(_))) => {
             state.refusal(ErrorCode::Malformed, e.to_string())
         }
-    };
-    if let Err(e) = write_frame(&mut send, &response).await {
-        tracing::debug!(error = %e, "client went away before the response");
     }
 }

@@ -171,6 +171,28 @@ fn get_in<T: DeserializeOwned>(
     }
 }
 
+/// Mode of the LMDB data and lock files.
+pub const DATA_FILE_MODE: u32 = 0o600;
+/// Mode of the data directory.
+pub const DATA_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and missing parents) as [`DATA_DIR_MODE`], and takes
+/// group and other access away from an existing one: the directory holds
+/// every stored value and the node's identity.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory was open to others; now 700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))?;
+    }
+    Ok(())
+}
+
 impl Storage {
     /// Opens (creating if needed) the environment in `dir` and returns it
     /// with the node's identity, made on first open.
@@ -187,7 +209,7 @@ impl Storage {
         map_size_bytes: u64,
         node_id: Option<NodeId>,
     ) -> Result<(Self, Identity), StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::Dir {
+        private_dir(dir).map_err(|source| StorageError::Dir {
             path: dir.display().to_string(),
             source,
         })?;
@@ -199,7 +221,9 @@ impl Storage {
             .set_flags(EnvironmentFlags::NO_TLS | EnvironmentFlags::NO_SYNC)
             .set_max_dbs(8)
             .set_map_size(map_size_bytes as usize)
-            .open(dir)?;
+            // The data and lock files: the node's user only, whatever the
+            // umask of whoever started it.
+            .open_with_permissions(dir, DATA_FILE_MODE)?;
         let data = env.create_db(Some("data"), DatabaseFlags::empty())?;
         let hints = env.create_db(Some("hints"), DatabaseFlags::empty())?;
         let merkle = env.create_db(Some("merkle"), DatabaseFlags::empty())?;

@@ -4,8 +4,9 @@
 //! The byte format lives in [`quire_shared::wire`], pure and testable
 //! without a socket; this module only moves those bytes. What it pins down
 //! is the order of a read: the header first, its length checked against
-//! the receiver's limit, and only then a buffer for the payload, so a peer
-//! cannot make the receiver allocate by announcing a huge frame.
+//! the receiver's limit, and only then the payload, into a buffer that grows
+//! as bytes arrive, so a peer cannot make the receiver allocate by
+//! announcing a huge frame (and then sending nothing, or sending slowly).
 //!
 //! A stream carries one frame in each direction, so writing a frame also
 //! finishes the sending side.
@@ -37,14 +38,62 @@ pub enum FrameReadError {
     Frame(#[from] FrameError),
 }
 
+/// Most bytes asked of the stream at a time while a payload arrives: the
+/// buffer grows by what was received, never by what was announced.
+const READ_CHUNK_BYTES: usize = 64 << 10;
+
 /// Reads one frame of at most `max` payload bytes and decodes it.
 ///
 /// A frame over `max` is never read: the stream is stopped so the peer
-/// stops sending it, and [`FrameError::TooLarge`] is returned at once.
+/// stops sending it, and [`FrameError::TooLarge`] is returned at once. A
+/// frame within the limit costs memory only as its bytes arrive: a peer
+/// that announces 16 MiB and sends nothing more has made the receiver
+/// allocate nothing.
 pub async fn read_frame<T: DeserializeOwned>(
     recv: &mut RecvStream,
     max: u32,
 ) -> Result<T, FrameReadError> {
+    let payload = read_payload(recv, max, &mut Unbounded).await?;
+    Ok(decode_payload(&payload)?)
+}
+
+/// Memory a reader may take for payloads being assembled: awaited before
+/// each chunk is taken off the stream, so that while it waits the unread
+/// bytes stay in the peer's flow-control window, not in the reader's
+/// memory.
+pub trait PayloadBudget {
+    /// Resolves once `bytes` more may be held (until the reader lets go
+    /// of the frame).
+    fn reserve(&mut self, bytes: usize) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// No budget beyond the frame limit: what the client uses for the one
+/// answer it waits for on a stream.
+struct Unbounded;
+
+impl PayloadBudget for Unbounded {
+    async fn reserve(&mut self, _bytes: usize) {}
+}
+
+/// Like [`read_frame`], holding the payload to `budget` as it arrives: the
+/// node uses it to keep every request being assembled within one byte
+/// budget shared by all connections.
+pub async fn read_frame_within<T: DeserializeOwned, B: PayloadBudget>(
+    recv: &mut RecvStream,
+    max: u32,
+    budget: &mut B,
+) -> Result<T, FrameReadError> {
+    let payload = read_payload(recv, max, budget).await?;
+    Ok(decode_payload(&payload)?)
+}
+
+/// The header, its length checked against `max`, then the payload in
+/// chunks of at most [`READ_CHUNK_BYTES`], each reserved first.
+async fn read_payload<B: PayloadBudget>(
+    recv: &mut RecvStream,
+    max: u32,
+    budget: &mut B,
+) -> Result<Vec<u8>, FrameReadError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     recv.read_exact(&mut header)
         .await
@@ -57,11 +106,28 @@ pub async fn read_frame<T: DeserializeOwned>(
             return Err(e.into());
         }
     };
-    let mut payload = vec![0u8; len];
-    recv.read_exact(&mut payload)
-        .await
-        .map_err(FrameReadError::Body)?;
-    Ok(decode_payload(&payload)?)
+    let mut payload = Vec::new();
+    // Reserved at most one chunk ahead of what arrived; exactly `len` at
+    // the end.
+    let mut reserved = 0;
+    while payload.len() < len {
+        let want = (len - payload.len()).min(READ_CHUNK_BYTES);
+        let need = payload.len() + want;
+        if reserved < need {
+            budget.reserve(need - reserved).await;
+            reserved = need;
+        }
+        match recv.read_chunk(want, true).await {
+            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+            Ok(None) => {
+                return Err(FrameReadError::Body(ReadExactError::FinishedEarly(
+                    payload.len(),
+                )))
+            }
+            Err(e) => return Err(FrameReadError::Body(ReadExactError::ReadError(e))),
+        }
+    }
+    Ok(payload)
 }
 
 /// Encodes `msg` as one frame, writes it and finishes the stream.

@@ -21,7 +21,8 @@
 //! - [`config`]: TOML config loading, with relative paths resolved against
 //!   the file's directory.
 //! - [`frame`]: one length-prefixed frame read from or written to a QUIC
-//!   stream, its length checked before anything is allocated.
+//!   stream, its length checked before anything is allocated and its
+//!   buffer grown only as bytes arrive (optionally within a byte budget).
 //! - [`identity`]: the role and name a peer's certificate carries.
 //! - [`validity`]: when a certificate expires.
 //! - [`seal`]: signing membership documents as an admin, and checking

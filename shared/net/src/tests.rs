@@ -224,3 +224,56 @@ fn missing_and_empty_pem_files_name_the_file() {
         "{e:?}"
     );
 }
+
+/// Records what a reader reserved, to see what a frame cost.
+struct Recorded(usize);
+
+impl crate::frame::PayloadBudget for Recorded {
+    async fn reserve(&mut self, bytes: usize) {
+        self.0 += bytes;
+    }
+}
+
+/// A frame announced at 16 MiB of which 100 KiB arrive costs about what
+/// arrived, not what was announced; a whole frame larger than a read
+/// chunk arrives intact.
+#[tokio::test]
+async fn a_frame_costs_what_arrives_not_what_it_announces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (client_side, node_side) = connected(dir.path()).await;
+    let (mut send, _recv) = client_side.open_bi().await.unwrap();
+    send.write_all(&(16u32 << 20).to_be_bytes()).await.unwrap();
+    send.write_all(&[7u8; 100 << 10]).await.unwrap();
+    send.finish().unwrap();
+    let (_node_send, mut node_recv) = node_side.accept_bi().await.unwrap();
+    let mut budget = Recorded(0);
+    let cut =
+        crate::frame::read_frame_within::<Request, _>(&mut node_recv, 16 << 20, &mut budget).await;
+    assert!(
+        matches!(
+            cut,
+            Err(FrameReadError::Body(ReadExactError::FinishedEarly(n))) if n == 100 << 10
+        ),
+        "{cut:?}"
+    );
+    assert!(
+        budget.0 <= (100 << 10) + (64 << 10),
+        "reserved {} bytes for 100 KiB received",
+        budget.0
+    );
+
+    let big = Request::Get {
+        store: "s".into(),
+        key: vec![3; 300 << 10],
+        hint: None,
+    };
+    let (mut send, _recv) = client_side.open_bi().await.unwrap();
+    write_frame(&mut send, &big).await.unwrap();
+    let (_node_send, mut node_recv) = node_side.accept_bi().await.unwrap();
+    let mut budget = Recorded(0);
+    let read: Request = crate::frame::read_frame_within(&mut node_recv, 1 << 20, &mut budget)
+        .await
+        .unwrap();
+    assert_eq!(read, big);
+    assert_eq!(budget.0, encode_frame(&big).len() - 4);
+}

@@ -215,3 +215,71 @@ fn impossible_changes_are_refused_with_a_reason() {
         ChangeError::Invalid(MembershipError::BadQuorum { .. })
     ));
 }
+
+/// A document at every count bound validates in milliseconds (the check is
+/// O(M log M), not O(M²): 4096 members compared pairwise would be 8 million
+/// comparisons per field), and one past a bound is refused by its size.
+#[test]
+fn validation_is_fast_at_the_bounds_and_oversized_documents_are_refused() {
+    use crate::limits::{MEMBERSHIP_BYTES_MAX, MEMBERS_MAX, PARTITIONS_MAX};
+    let many = members(MEMBERS_MAX as u64);
+    let mut doc = Membership::new(ClusterId(9), 64, members(3), vec![store(3, 2, 2)]).unwrap();
+    doc.partitions = PARTITIONS_MAX as u32;
+    doc.owners = (0..PARTITIONS_MAX)
+        .map(|p| many[p % many.len()].id)
+        .collect();
+    doc.members = many;
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        assert_eq!(doc.validate(), Ok(()));
+    }
+    let each = started.elapsed() / 10;
+    assert!(
+        each < std::time::Duration::from_millis(200),
+        "validating {MEMBERS_MAX} members and {PARTITIONS_MAX} partitions took {each:?}"
+    );
+    // A duplicate address among them is still found.
+    let mut dup = doc.clone();
+    dup.members[4000].addr = dup.members[17].addr.clone();
+    assert!(matches!(
+        dup.validate(),
+        Err(MembershipError::DuplicateMember(_))
+    ));
+
+    let mut over = doc.clone();
+    over.members.push(Member {
+        id: NodeId(u64::MAX),
+        addr: "elsewhere:1".into(),
+        zone: "z".into(),
+        weight: 1,
+    });
+    assert!(matches!(
+        over.validate(),
+        Err(MembershipError::TooLarge { max, .. }) if max == MEMBERS_MAX
+    ));
+    let mut long = doc.clone();
+    long.members[0].zone = "z".repeat(MEMBERSHIP_BYTES_MAX);
+    assert!(matches!(
+        long.validate(),
+        Err(MembershipError::TooLarge { max, .. }) if max == MEMBERSHIP_BYTES_MAX
+    ));
+}
+
+/// A document naming two million members is refused while it decodes,
+/// from the announced count, before a single member is held.
+#[test]
+fn a_two_million_member_document_does_not_decode() {
+    let mut doc = Membership::new(ClusterId(9), 64, members(3), vec![store(3, 2, 2)]).unwrap();
+    doc.members = (0..2_000_000u64)
+        .map(|id| Member {
+            id: NodeId(id),
+            addr: String::new(),
+            zone: String::new(),
+            weight: 1,
+        })
+        .collect();
+    let bytes = postcard::to_allocvec(&doc).unwrap();
+    assert!(bytes.len() < 16 << 20, "it fits a frame: {}", bytes.len());
+    let refused = postcard::from_bytes::<Membership>(&bytes);
+    assert!(refused.is_err(), "decoded {} members", doc.members.len());
+}

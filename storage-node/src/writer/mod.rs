@@ -26,6 +26,7 @@ mod flusher;
 mod guard;
 #[cfg(test)]
 mod merkle_tests;
+mod queue;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,9 @@ use quire_shared::{
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+
+pub use queue::Bounds;
+use queue::QueueBytes;
 
 /// One write, fully validated by the caller.
 #[derive(Debug)]
@@ -180,6 +184,7 @@ type Job = (
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    queue_bytes: QueueBytes,
     stats: Arc<WriterStats>,
     fail_stop: FailStop,
 }
@@ -215,7 +220,7 @@ impl Writer {
     pub fn start(
         storage: Storage,
         actor_id: ActorId,
-        batch_writes_max: usize,
+        bounds: Bounds,
         flush_interval: std::time::Duration,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
@@ -234,13 +239,14 @@ impl Writer {
                     flusher: &flusher,
                     fail_stop: &thread_fail_stop,
                 };
-                run(&context, actor_id, batch_writes_max, rx);
+                run(&context, actor_id, bounds.batch_writes_max, rx);
                 flusher.stop();
             })
             .expect("spawning the writer thread");
         (
             Self {
                 jobs: tx,
+                queue_bytes: QueueBytes::new(bounds.queue_bytes_max),
                 stats,
                 fail_stop,
             },
@@ -262,6 +268,9 @@ impl Writer {
     /// Queues `op` and waits for its commit; with `durable`, also for the
     /// fsync that follows it.
     pub async fn write(&self, op: WriteOp, durable: bool) -> Result<WriteOutcome, StorageError> {
+        // Held until answered: the op's bytes count against the queue's
+        // while it waits and while its batch commits.
+        let _bytes = self.queue_bytes.take(&op).await;
         let (tx, rx) = oneshot::channel();
         self.jobs
             .send((op, durable, tx))

@@ -11,6 +11,14 @@ use std::time::Duration;
 
 const FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Writer bounds with `batch` writes per commit and the default byte bound.
+fn bounds(batch: usize) -> Bounds {
+    Bounds {
+        batch_writes_max: batch,
+        queue_bytes_max: 256 << 20,
+    }
+}
+
 fn open(dir: &std::path::Path) -> (Storage, crate::storage::Identity) {
     Storage::open(dir, 64 << 20).expect("storage opens")
 }
@@ -19,7 +27,7 @@ fn open(dir: &std::path::Path) -> (Storage, crate::storage::Identity) {
 async fn concurrent_writes_share_commits_and_all_land() {
     let dir = tempfile::tempdir().unwrap();
     let (storage, id) = open(dir.path());
-    let (writer, thread) = Writer::start(storage.clone(), id.actor_id, 256, FLUSH);
+    let (writer, thread) = Writer::start(storage.clone(), id.actor_id, bounds(256), FLUSH);
     let tasks: Vec<_> = (0..400u32)
         .map(|i| {
             let writer = writer.clone();
@@ -68,7 +76,7 @@ async fn concurrent_writes_share_commits_and_all_land() {
 async fn buffered_writes_skip_the_fsync_that_sync_writes_wait_for() {
     let dir = tempfile::tempdir().unwrap();
     let (storage, id) = open(dir.path());
-    let (writer, thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
+    let (writer, thread) = Writer::start(storage.clone(), id.actor_id, bounds(8), FLUSH);
     let put = |i: u8| WriteOp::Put {
         data_key: data_key("s", 0, &[i]),
         value: Value::bytes(vec![i], 1),
@@ -99,7 +107,7 @@ async fn identity_and_data_survive_a_reopen() {
     let key = data_key("s", 3, b"k");
     let first = {
         let (storage, id) = open(dir.path());
-        let (writer, thread) = Writer::start(storage, id.actor_id, 8, FLUSH);
+        let (writer, thread) = Writer::start(storage, id.actor_id, bounds(8), FLUSH);
         let op = WriteOp::Put {
             data_key: key.clone(),
             value: Value::bytes(b"v".to_vec(), 1),
@@ -135,7 +143,7 @@ async fn identity_and_data_survive_a_reopen() {
 async fn replicate_syncs_and_an_older_membership_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let (storage, id) = open(dir.path());
-    let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
+    let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, bounds(8), FLUSH);
     let key = data_key("s", 0, b"k");
     let mut remote = Object::new();
     remote.event(ActorId(7), Value::bytes(b"remote".to_vec(), 1));
@@ -219,7 +227,7 @@ async fn a_failed_fsync_refuses_every_later_write() {
     for durable in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let (storage, id) = open(dir.path());
-        let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, 8, FLUSH);
+        let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, bounds(8), FLUSH);
         let put = |i: u8| WriteOp::Put {
             data_key: data_key("s", 0, &[i]),
             value: Value::bytes(vec![i], 1),
