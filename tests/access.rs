@@ -403,3 +403,41 @@ async fn a_revoked_certificate_is_refused_at_its_next_request() {
         vec![b"v".as_slice()]
     );
 }
+
+/// A client that presents no certificate at all is not served: the node
+/// requires one at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_certificate_is_not_served() {
+    use quinn::rustls;
+    let cluster = TestCluster::start(1).await;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in quire_net::tls::load_certs(&cluster.client_config.tls.ca, "CA").unwrap() {
+        roots.add(ca).unwrap();
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(quire_net::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![quire::shared::wire::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
+    let asked = async {
+        let conn = endpoint
+            .connect(cluster.node_addrs[0], quire_net::tls::NODE_SERVER_NAME)?
+            .await?;
+        let (mut send, mut recv) = conn.open_bi().await?;
+        quire_net::frame::write_frame(&mut send, &Request::GetMembership).await?;
+        let answer: quire::shared::wire::Response =
+            quire_net::frame::read_frame(&mut recv, 1 << 20).await?;
+        Ok::<_, Box<dyn std::error::Error>>(answer)
+    };
+    let answer = tokio::time::timeout(T, asked)
+        .await
+        .expect("refused in time");
+    assert!(
+        answer.is_err(),
+        "a client without a certificate was answered: {answer:?}"
+    );
+}

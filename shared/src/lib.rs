@@ -44,7 +44,7 @@ pub use dvvset::{Dvvset, VersionVector};
 pub use ids::{ActorId, ClusterId, IdParseError, NodeId};
 pub use limits::StoreLimits;
 pub use membership::{
-    Change, ChangeError, ConflictPolicy, Durability, Member, MemberState, Membership,
+    AdminSeal, Change, ChangeError, ConflictPolicy, Durability, Member, MemberState, Membership,
     MembershipError, MembershipVersion, Pending, Seal, SealShapeError, StoreConfig, Transfer,
 };
 pub use object::{last_write_wins, Context, ContextError, Object, Value};

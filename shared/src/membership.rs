@@ -327,7 +327,7 @@ mod tests;
 mod validate;
 
 pub use change::{Change, ChangeError, MemberState, Transfer};
-pub use seal::{Seal, SealShapeError};
+pub use seal::{AdminSeal, Seal, SealShapeError};
 
 /// A member's partition counts in output: owned now, and after the
 /// pending change (equal when nothing moves).

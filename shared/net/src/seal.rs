@@ -13,7 +13,7 @@
 use crate::identity::principal_of;
 use crate::tls::{load_certs, load_key, TlsError, TlsFiles};
 use quire_shared::access::{Role, Serial};
-use quire_shared::{Membership, Seal, SealShapeError};
+use quire_shared::{AdminSeal, Membership, Seal, SealShapeError};
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, TrustAnchor, UnixTime};
@@ -81,15 +81,12 @@ impl Verifier {
 
     /// Whether `doc`'s seal verifies (see the module doc for the rules).
     pub fn verify(&self, doc: &Membership) -> Result<(), SealError> {
-        let origin = doc.signed_origin()?;
-        let Some(Seal::Admin {
+        let (signed, seal) = doc.signed_part()?;
+        let AdminSeal {
             cert,
             signature,
             signed_at,
-        }) = &origin.seal
-        else {
-            return Err(SealShapeError::Unsealed.into());
-        };
+        } = seal;
         let der = CertificateDer::from(cert.as_slice());
         let signer = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| SealError::Untrusted(e.to_string()))?;
@@ -114,11 +111,7 @@ impl Verifier {
             return Err(SealError::Revoked(serial));
         }
         signer
-            .verify_signature(
-                webpki::ring::ECDSA_P256_SHA256,
-                &origin.signed_bytes(),
-                signature,
-            )
+            .verify_signature(webpki::ring::ECDSA_P256_SHA256, &signed, signature)
             .map_err(|_| SealError::BadSignature)
     }
 }
@@ -174,8 +167,13 @@ impl Sealer {
             .flip()
             .is_some_and(|f| f.signed_bytes() == doc.signed_bytes());
         if is_flip && self.verifier.verify(base).is_ok() {
-            doc.seal = Some(Seal::Flipped(Box::new(base.clone())));
-            return Ok(doc);
+            if let Ok((origin, seal)) = base.signed_part() {
+                doc.seal = Some(Seal::Flipped {
+                    origin,
+                    seal: seal.clone(),
+                });
+                return Ok(doc);
+            }
         }
         self.sign(doc)
     }
@@ -190,11 +188,11 @@ impl Sealer {
         let signature = key
             .sign(&SystemRandom::new(), &doc.signed_bytes())
             .map_err(|_| SealError::CannotSign("the key refused to sign".into()))?;
-        doc.seal = Some(Seal::Admin {
+        doc.seal = Some(Seal::Admin(AdminSeal {
             cert: self.cert.to_vec(),
             signature: signature.as_ref().to_vec(),
             signed_at: now_unix(),
-        });
+        }));
         Ok(doc)
     }
 }

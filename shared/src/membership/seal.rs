@@ -8,30 +8,44 @@
 //! maintenance can make it without an admin key, and anyone can check it
 //! by flipping the carried document again.
 //!
+//! A flip carries the document it flips as the bytes that were signed,
+//! not as a nested document: a nested one could nest again, and a peer
+//! could send a chain deep enough to exhaust a decoder's stack.
+//!
 //! The checks that need cryptography live in `quire-net`; this module
 //! holds the shapes and the bytes that are signed.
 
 use super::Membership;
 use serde::{Deserialize, Serialize};
 
+/// An admin's signature over a document's signed bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSeal {
+    /// The admin's certificate (DER), issued by the cluster CA.
+    #[serde(with = "serde_bytes")]
+    pub cert: Vec<u8>,
+    /// The signature over the signed bytes.
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+    /// When it was signed (Unix seconds): the certificate must have been
+    /// valid then, so a document outlives the certificate that signed it.
+    pub signed_at: u64,
+}
+
 /// The proof that a document is the cluster's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Seal {
     /// Signed by an admin.
-    Admin {
-        /// The admin's certificate (DER), issued by the cluster CA.
+    Admin(AdminSeal),
+    /// The flip of the document whose signed bytes are `origin`, which
+    /// `seal` signs.
+    Flipped {
+        /// The flipped document's [`Membership::signed_bytes`].
         #[serde(with = "serde_bytes")]
-        cert: Vec<u8>,
-        /// The signature over [`Membership::signed_bytes`].
-        #[serde(with = "serde_bytes")]
-        signature: Vec<u8>,
-        /// When it was signed (Unix seconds): the certificate must have
-        /// been valid then, so a document outlives the certificate that
-        /// signed it.
-        signed_at: u64,
+        origin: Vec<u8>,
+        /// The admin's signature over `origin`.
+        seal: AdminSeal,
     },
-    /// The flip of this admin-signed document.
-    Flipped(Box<Membership>),
 }
 
 /// Why a document's seal is not acceptable, before any cryptography.
@@ -43,13 +57,9 @@ pub enum SealShapeError {
         "the document is not signed: membership documents must be signed by an admin certificate"
     )]
     Unsealed,
-    /// A flip whose carried document is not signed by an admin, or does
-    /// not flip into this one.
-    #[error("the document claims to flip epoch {from}, but is not that document's flip")]
-    NotTheFlip {
-        /// The epoch of the carried document.
-        from: u64,
-    },
+    /// A flip whose carried document does not flip into this one.
+    #[error("the document claims to be a flip, but is not the flip of the document it carries")]
+    NotTheFlip,
 }
 
 impl Membership {
@@ -60,23 +70,24 @@ impl Membership {
         postcard::to_allocvec(&unsealed).expect("a membership document always encodes")
     }
 
-    /// The admin-signed document whose signature vouches for this one:
-    /// itself, or the document it is the flip of (checked here: the
-    /// carried document must flip into exactly this one).
-    pub fn signed_origin(&self) -> Result<&Membership, SealShapeError> {
+    /// The bytes whose signature vouches for this document, and that
+    /// signature: its own, or (for a flip) those of the document it flips,
+    /// checked here to flip into exactly this one.
+    pub fn signed_part(&self) -> Result<(Vec<u8>, &AdminSeal), SealShapeError> {
         match &self.seal {
             None => Err(SealShapeError::Unsealed),
-            Some(Seal::Admin { .. }) => Ok(self),
-            Some(Seal::Flipped(from)) => {
-                let not_the_flip = || SealShapeError::NotTheFlip { from: from.epoch };
-                if !matches!(from.seal, Some(Seal::Admin { .. })) {
-                    return Err(not_the_flip());
-                }
-                let flipped = from.flip().ok_or_else(not_the_flip)?;
+            Some(Seal::Admin(seal)) => Ok((self.signed_bytes(), seal)),
+            Some(Seal::Flipped { origin, seal }) => {
+                let from: Membership =
+                    postcard::from_bytes(origin).map_err(|_| SealShapeError::NotTheFlip)?;
+                let flipped = from
+                    .flip()
+                    .filter(|_| from.seal.is_none())
+                    .ok_or(SealShapeError::NotTheFlip)?;
                 if flipped.signed_bytes() == self.signed_bytes() {
-                    Ok(from)
+                    Ok((origin.clone(), seal))
                 } else {
-                    Err(not_the_flip())
+                    Err(SealShapeError::NotTheFlip)
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 use super::*;
 use quire_shared::access::Principal;
+use quire_shared::wire::{decode_payload, encode_frame, FRAME_HEADER_BYTES};
 use quire_shared::{ClusterId, Member, NodeId, Pending, StoreConfig};
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
 
@@ -105,7 +106,7 @@ fn only_an_admin_of_this_cluster_signs() {
     }
     // A client's certificate in an admin's seal: not an admin.
     let mut forged = admin.sign(document()).unwrap();
-    if let Some(Seal::Admin { cert, .. }) = &mut forged.seal {
+    if let Some(Seal::Admin(AdminSeal { cert, .. })) = &mut forged.seal {
         *cert = client.cert.to_vec();
     }
     assert!(matches!(
@@ -125,7 +126,7 @@ fn only_an_admin_of_this_cluster_signs() {
 fn a_document_revoking_its_signer_does_not_verify() {
     let (_dir, admin, _) = sealers();
     let signed = admin.sign(document()).unwrap();
-    let Some(Seal::Admin { cert, .. }) = &signed.seal else {
+    let Some(Seal::Admin(AdminSeal { cert, .. })) = &signed.seal else {
         panic!("signed")
     };
     let der = CertificateDer::from(cert.clone());
@@ -159,7 +160,7 @@ fn anyone_seals_the_flip_of_a_signed_change_and_nothing_else() {
     let sealed = client
         .seal(flip.clone(), &change)
         .expect("a flip needs no admin");
-    assert!(matches!(sealed.seal, Some(Seal::Flipped(_))));
+    assert!(matches!(sealed.seal, Some(Seal::Flipped { .. })));
     admin.verifier().verify(&sealed).unwrap();
 
     // Anything but the flip is refused, made by a client or claimed.
@@ -172,6 +173,32 @@ fn anyone_seals_the_flip_of_a_signed_change_and_nothing_else() {
     other.seal = sealed.seal.clone();
     assert!(matches!(
         admin.verifier().verify(&other),
-        Err(SealError::Shape(SealShapeError::NotTheFlip { .. }))
+        Err(SealError::Shape(SealShapeError::NotTheFlip))
+    ));
+}
+
+/// A flip carries the flipped document as bytes, so however deep a peer
+/// nests flips inside flips, decoding and checking look one level down:
+/// no stack to exhaust.
+#[test]
+fn flips_nested_in_flips_are_refused_without_recursion() {
+    let (_dir, admin, _) = sealers();
+    let signed = admin.sign(document()).unwrap();
+    let Some(Seal::Admin(seal)) = signed.seal.clone() else {
+        panic!("signed")
+    };
+    let mut doc = document();
+    for _ in 0..3_000 {
+        let origin = encode_frame(&doc)[FRAME_HEADER_BYTES..].to_vec();
+        doc.seal = Some(Seal::Flipped {
+            origin,
+            seal: seal.clone(),
+        });
+    }
+    let frame = encode_frame(&doc);
+    let decoded: Membership = decode_payload(&frame[FRAME_HEADER_BYTES..]).unwrap();
+    assert!(matches!(
+        admin.verifier().verify(&decoded),
+        Err(SealError::Shape(SealShapeError::NotTheFlip))
     ));
 }
