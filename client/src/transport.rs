@@ -399,11 +399,9 @@ impl Transport {
         self.exchange(addr, bytes, timeout).await
     }
 
-    #[cfg(feature = "testing")]
-    /// The id of the open connection to `addr`, if any. Two equal answers
-    /// mean requests in between shared one connection (tests check that a
-    /// refused request does not cost the connection).
-    pub fn connection_id(&self, addr: SocketAddr) -> Option<usize> {
+    /// The connection to `addr` as it is now, if one is open and its slot
+    /// is not busy connecting (a peek: never waits).
+    fn open_connection(&self, addr: SocketAddr) -> Option<Connection> {
         let slot = self
             .slots
             .lock()
@@ -413,24 +411,22 @@ impl Transport {
         let guard = slot.try_lock().ok()?;
         guard
             .connection
-            .as_ref()
-            .map(|c| &c.quic)
-            .filter(|c| c.close_reason().is_none())
-            .map(|c| c.stable_id())
+            .clone()
+            .filter(|c| c.quic.close_reason().is_none())
+    }
+
+    #[cfg(feature = "testing")]
+    /// The id of the open connection to `addr`, if any. Two equal answers
+    /// mean requests in between shared one connection (tests check that a
+    /// refused request does not cost the connection).
+    pub fn connection_id(&self, addr: SocketAddr) -> Option<usize> {
+        Some(self.open_connection(addr)?.quic.stable_id())
     }
 
     /// When the certificate of the node at `addr` expires (Unix seconds),
     /// if a connection to it is open: for warnings before it does.
     pub fn peer_not_after(&self, addr: &str) -> Option<i64> {
-        let addr: SocketAddr = addr.parse().ok()?;
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&addr)?
-            .clone();
-        let guard = slot.try_lock().ok()?;
-        guard.connection.as_ref()?.not_after
+        self.open_connection(addr.parse().ok()?)?.not_after
     }
 
     /// Closes every connection (clean goodbye to the nodes).

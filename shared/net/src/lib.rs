@@ -36,4 +36,6 @@ pub mod tls;
 pub mod validity;
 
 #[cfg(test)]
+mod test_ca;
+#[cfg(test)]
 mod tests;

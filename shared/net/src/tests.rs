@@ -4,66 +4,13 @@
 //! certificates from rcgen.
 
 use crate::frame::{read_frame, write_encoded, write_frame, FrameReadError};
+use crate::test_ca::Ca;
 use crate::tls::{client_config, server_config, TlsError, TlsFiles, NODE_SERVER_NAME};
 use quinn::ReadExactError;
 use quire_shared::wire::{encode_frame, FrameError, Reply, Request, Response, ALPN};
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        let cert = params.self_signed(&key).unwrap();
-        Self { cert, key }
-    }
-
-    /// Writes the CA and a leaf certificate for `names` into `dir` under
-    /// `prefix`, and returns them as TLS files.
-    fn issue(
-        &self,
-        dir: &Path,
-        prefix: &str,
-        names: &[&str],
-        usage: ExtendedKeyUsagePurpose,
-    ) -> TlsFiles {
-        let key = KeyPair::generate().unwrap();
-        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let files = TlsFiles {
-            cert: dir.join(format!("{prefix}.pem")),
-            key: dir.join(format!("{prefix}-key.pem")),
-            ca: dir.join(format!("{prefix}-ca.pem")),
-        };
-        std::fs::write(&files.cert, cert.pem()).unwrap();
-        std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        std::fs::write(&files.ca, self.cert.pem()).unwrap();
-        files
-    }
-
-    fn node(&self, dir: &Path) -> TlsFiles {
-        self.issue(
-            dir,
-            "node",
-            &[NODE_SERVER_NAME],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )
-    }
-
-    fn client(&self, dir: &Path) -> TlsFiles {
-        self.issue(dir, "client", &[], ExtendedKeyUsagePurpose::ClientAuth)
-    }
-}
 
 fn server(files: &TlsFiles) -> (quinn::Endpoint, SocketAddr) {
     let crypto = server_config(files).unwrap();

@@ -2,46 +2,9 @@
 //! verifies, and each way a forged or altered document is refused.
 
 use super::*;
-use quire_shared::access::Principal;
+use crate::test_ca::Ca;
 use quire_shared::wire::{decode_payload, encode_frame, FRAME_HEADER_BYTES};
 use quire_shared::{ClusterId, Member, NodeId, Pending, StoreConfig};
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        Self {
-            cert: params.self_signed(&key).unwrap(),
-            key,
-        }
-    }
-
-    /// TLS files for `role` `name` in `dir` (the CA beside them).
-    fn identity(&self, dir: &Path, role: Role, name: &str) -> TlsFiles {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let uri = Principal::new(role, name).unwrap().uri();
-        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let files = TlsFiles {
-            cert: dir.join(format!("{name}.pem")),
-            key: dir.join(format!("{name}-key.pem")),
-            ca: dir.join("ca.pem"),
-        };
-        std::fs::write(&files.cert, cert.pem()).unwrap();
-        std::fs::write(&files.key, key.serialize_pem()).unwrap();
-        std::fs::write(&files.ca, self.cert.pem()).unwrap();
-        files
-    }
-}
 
 fn document() -> Membership {
     let members = (1..=3)
