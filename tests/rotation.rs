@@ -113,3 +113,76 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
         .expect("the new admin certificate is accepted");
     fresh.get("default", b"k0-0").await.unwrap();
 }
+
+/// The sum of every `errors` field in a bench report.
+fn errors_in(v: &serde_json::Value) -> u64 {
+    match v {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| match (k.as_str(), v.as_u64()) {
+                ("errors", Some(n)) => n,
+                _ => errors_in(v),
+            })
+            .sum(),
+        serde_json::Value::Array(a) => a.iter().map(errors_in).sum(),
+        _ => 0,
+    }
+}
+
+/// `quire bench` runs through a rotation of every node's certificate and
+/// its own (it reloads on SIGHUP, as nodes do) with no failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quire_bench_sees_no_failed_request_through_a_rotation() {
+    let cluster = TestCluster::processes(3, false).await;
+    let layout = cluster.layout().clone();
+    let bench = std::process::Command::new(common::QUIRE)
+        .arg("--config")
+        .arg(layout.client_config())
+        .args(["--json", "bench", "--workloads", "a", "--records", "200"])
+        .args(["--concurrency", "8", "--duration-s", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let rotated = std::process::Command::new(common::QUIRE)
+        .args(["cert", "rotate", "--dir"])
+        .arg(&layout.dir)
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let pid = rustix::process::Pid::from_raw(bench.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    let out = tokio::task::spawn_blocking(move || bench.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("reload refused"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(errors_in(&report), 0, "{report}");
+    let ops = report[0]["runs"][0]["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["ops"].as_u64().unwrap())
+        .sum::<u64>();
+    assert!(ops > 500, "the bench ran only {ops} operations: {report}");
+    let node_serial = file_serial(&layout.node_dir(1).join("node.pem"));
+    assert_eq!(
+        presented_serial(&cluster.client_config.tls, cluster.node_addrs[0]).await,
+        node_serial
+    );
+}

@@ -31,7 +31,7 @@ pub(crate) struct Inner {
     pub(crate) transport: Transport,
     /// Checks the seal of every document taken, and seals the ones this
     /// client makes.
-    pub(crate) sealer: Sealer,
+    pub(crate) sealer: RwLock<Arc<Sealer>>,
     pub(crate) membership: RwLock<Arc<Membership>>,
     pub(crate) read_repairs: Arc<AtomicU64>,
     pub(crate) health: Health,
@@ -127,7 +127,7 @@ impl Client {
             inner: Arc::new(Inner {
                 config,
                 transport,
-                sealer,
+                sealer: RwLock::new(Arc::new(sealer)),
                 membership: RwLock::new(Arc::new(doc)),
                 read_repairs: Arc::default(),
                 health: Health::default(),
@@ -306,7 +306,7 @@ impl Client {
         {
             return;
         }
-        if let Err(e) = self.inner.sealer.verifier().verify(&doc) {
+        if let Err(e) = self.sealer().verifier().verify(&doc) {
             tracing::warn!(epoch = doc.epoch, error = %e, "refused a membership document");
             return;
         }
@@ -337,8 +337,26 @@ impl Client {
     }
 
     /// Seals documents this client makes, and checks others' seals.
-    pub(crate) fn sealer(&self) -> &Sealer {
-        &self.inner.sealer
+    pub(crate) fn sealer(&self) -> Arc<Sealer> {
+        self.inner
+            .sealer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads the certificate, key and CA bundle named in the config
+    /// again (a rotation): new connections present the new certificate
+    /// and trust the new bundle, documents are signed and checked with
+    /// them; connections already open keep going with what they agreed
+    /// on. On an error nothing changes.
+    pub fn reload_tls(&self) -> Result<(), ClientError> {
+        let tls = &self.inner.config.tls;
+        let sealer = Sealer::load(tls).map_err(SetupError::Tls)?;
+        self.inner.transport.reload_tls(tls)?;
+        *self.inner.sealer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sealer);
+        tracing::info!("reloaded the client's certificate, key and CA bundle");
+        Ok(())
     }
 
     /// The underlying transport, for admin requests to single nodes.

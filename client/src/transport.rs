@@ -193,6 +193,9 @@ impl Connection {
 #[derive(Clone)]
 pub struct Transport {
     endpoint: quinn::Endpoint,
+    /// The TLS identity new connections present; swapped by
+    /// [`Transport::reload_tls`].
+    tls: Arc<RwLock<quinn::ClientConfig>>,
     slots: Arc<Mutex<HashMap<SocketAddr, Slot>>>,
     /// The member the membership puts at each address
     /// ([`Transport::expect_members`]).
@@ -203,6 +206,21 @@ pub struct Transport {
 impl Transport {
     /// Binds a local UDP socket and loads the TLS identity.
     pub fn new(tls: &TlsFiles, timeouts: &Timeouts) -> Result<Self, SetupError> {
+        let client_config = Self::client_config(tls)?;
+        // Any local IPv4 address, any port: the kernel picks the route.
+        let bind: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
+        let endpoint = quinn::Endpoint::client(bind).map_err(SetupError::Bind)?;
+        Ok(Self {
+            endpoint,
+            tls: Arc::new(RwLock::new(client_config)),
+            slots: Arc::default(),
+            expected: Arc::default(),
+            connect_timeout: Duration::from_millis(timeouts.connect_ms),
+        })
+    }
+
+    /// The QUIC client config for the TLS identity in `tls`.
+    fn client_config(tls: &TlsFiles) -> Result<quinn::ClientConfig, SetupError> {
         let quic = quire_net::tls::client_config(tls)?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
@@ -211,16 +229,15 @@ impl Transport {
             .keep_alive_interval(Some(Duration::from_secs(5)))
             .max_concurrent_uni_streams(0u32.into());
         client_config.transport_config(Arc::new(transport));
-        // Any local IPv4 address, any port: the kernel picks the route.
-        let bind: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(SetupError::Bind)?;
-        endpoint.set_default_client_config(client_config);
-        Ok(Self {
-            endpoint,
-            slots: Arc::default(),
-            expected: Arc::default(),
-            connect_timeout: Duration::from_millis(timeouts.connect_ms),
-        })
+        Ok(client_config)
+    }
+
+    /// Loads `tls` again for new connections (certificate rotation);
+    /// connections already open keep theirs.
+    pub fn reload_tls(&self, tls: &TlsFiles) -> Result<(), SetupError> {
+        let config = Self::client_config(tls)?;
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = config;
+        Ok(())
     }
 
     /// From now on, requests to a member's address go only to the node
@@ -283,9 +300,10 @@ impl Transport {
         let connect_err = |reason: String| TransportError::Connect { addr, reason };
         let began = Instant::now();
         let attempt = async {
+            let config = self.tls.read().unwrap_or_else(|e| e.into_inner()).clone();
             let connecting = self
                 .endpoint
-                .connect(addr, NODE_SERVER_NAME)
+                .connect_with(config, addr, NODE_SERVER_NAME)
                 .map_err(|e| connect_err(e.to_string()))?;
             tokio::time::timeout(self.connect_timeout, connecting)
                 .await

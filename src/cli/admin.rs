@@ -327,6 +327,7 @@ impl Report for MaintenanceReport {
 /// `quire maintain`.
 pub async fn maintain(args: MaintainArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
     let client = connect(config).await?;
+    super::reload::on_sighup(client.clone());
     if args.once {
         print(&client.maintain_once().await, json)?;
     } else {

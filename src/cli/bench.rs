@@ -201,6 +201,7 @@ async fn cluster(
 pub async fn bench(args: BenchArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
     let extra = args.store_nrw.map(Nrw::store);
     let (client, local) = cluster(&args, extra.as_ref(), config).await?;
+    super::reload::on_sighup(client.clone());
     let mut targets: Vec<(String, Target)> = Vec::new();
     for store in ["default"]
         .into_iter()

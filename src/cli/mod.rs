@@ -18,6 +18,7 @@ pub mod data;
 pub mod expiry;
 pub mod local;
 pub mod output;
+pub mod reload;
 pub mod repair;
 
 use anyhow::bail;

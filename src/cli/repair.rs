@@ -55,6 +55,7 @@ fn progress() -> impl FnMut(usize, usize) {
 /// `quire repair`.
 pub async fn repair(args: RepairArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
     let client = connect(config).await?;
+    super::reload::on_sighup(client.clone());
     if let Some(store) = &args.store {
         if client.membership().store(store).is_none() {
             anyhow::bail!("store {store:?} does not exist");

@@ -212,7 +212,7 @@ impl Client {
             }
         };
         let result =
-            change_membership(self.transport(), self.sealer(), &self.membership(), change).await?;
+            change_membership(self.transport(), &self.sealer(), &self.membership(), change).await?;
         self.refresh_membership().await;
         Ok(result)
     }
@@ -248,7 +248,7 @@ impl Client {
             Ok(Step::Next(Box::new(next)))
         };
         let known = self.membership();
-        let result = change_membership(self.transport(), self.sealer(), &known, change).await?;
+        let result = change_membership(self.transport(), &self.sealer(), &known, change).await?;
         self.refresh_membership().await;
         Ok(result)
     }
@@ -276,7 +276,7 @@ impl Client {
         let known = self.membership();
         // Everyone who held the pending document hears of the flip,
         // members that now own nothing included.
-        change_membership(self.transport(), self.sealer(), &known, step).await?;
+        change_membership(self.transport(), &self.sealer(), &known, step).await?;
         self.refresh_membership().await;
         let flipped = *flipped.lock().expect("not poisoned");
         Ok(flipped)

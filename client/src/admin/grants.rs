@@ -35,7 +35,7 @@ impl Client {
             Ok(Step::Next(Box::new(doc)))
         };
         let result =
-            change_membership(self.transport(), self.sealer(), &self.membership(), change).await?;
+            change_membership(self.transport(), &self.sealer(), &self.membership(), change).await?;
         self.refresh_membership().await;
         Ok(result)
     }
@@ -58,7 +58,7 @@ impl Client {
                 }
             };
         let result =
-            change_membership(self.transport(), self.sealer(), &self.membership(), change).await?;
+            change_membership(self.transport(), &self.sealer(), &self.membership(), change).await?;
         self.refresh_membership().await;
         Ok(result)
     }
