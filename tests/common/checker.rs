@@ -85,6 +85,8 @@ pub struct RegisterWrite {
     pub invoked: Duration,
     /// When it was acknowledged; `None` if it failed or timed out.
     pub acked: Option<Duration>,
+    /// The nodes that acknowledged it, coordinator first (for reports).
+    pub stored_on: String,
 }
 
 /// The result of the last-write-wins checker.
@@ -150,8 +152,20 @@ pub fn check_lww(
             continue;
         };
         if read_by.get(f_value.as_str()) == Some(&true) {
+            let over: Vec<String> = mine
+                .iter()
+                .filter(|w| w.acked.is_some() && w.read.as_deref() == Some(f_value.as_str()))
+                .map(|w| {
+                    format!(
+                        "{} (sent at {:?}, stored on {})",
+                        w.value, w.invoked, w.stored_on
+                    )
+                })
+                .collect();
             report.violations.push(format!(
-                "{key}: final value {f_value} was read and replaced by an acknowledged write"
+                "{key}: final value {f_value} (stored on {}) was read and replaced by the \
+                 acknowledged {over:?}",
+                f.stored_on
             ));
         }
         for w in &mine {
@@ -164,9 +178,10 @@ pub fn check_lww(
                 report.superseded += 1;
             } else if f.acked.is_some_and(|f_acked| f_acked + slack < w.invoked) {
                 let what = format!(
-                    "{key}: {} (sent at {:?}) lost to {} (acknowledged at {:?})",
+                    "{key}: {} (sent at {:?}, stored on {}) lost to {} (acknowledged at {:?})",
                     w.value,
                     w.invoked,
+                    w.stored_on,
                     f.value,
                     f.acked.unwrap_or_default()
                 );

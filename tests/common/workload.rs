@@ -142,12 +142,17 @@ pub async fn run_client(
                 let result = client
                     .put(store, k.as_bytes(), element.clone().into_bytes(), &context)
                     .await;
+                let stored_on = match &result {
+                    Ok(r) => format!("{:?}", r.stored_on),
+                    Err(_) => String::new(),
+                };
                 let write = RegisterWrite {
                     key: k,
                     value: element,
                     read,
                     invoked,
                     acked: result.ok().map(|_| started.elapsed()),
+                    stored_on,
                 };
                 history.writes.push((store.clone(), write));
             }
