@@ -192,6 +192,30 @@ async fn dump_key(cluster: &TestCluster, store: &str, key: &str) -> String {
             other => format!("{other:?}"),
         };
         out.push_str(&format!("\n  node {} ({:?}): {copy}", node.k, node.node_id));
+        for home in &cluster.nodes {
+            let hinted = quire::shared::wire::Request::Get {
+                store: store.into(),
+                key: key.as_bytes().to_vec(),
+                hint: Some(home.node_id),
+            };
+            if let Ok(a) = t.call(&node.addr(), &hinted, Duration::from_secs(5)).await {
+                if let Ok(quire::shared::wire::Reply::Object(Some(o))) = a.result {
+                    out.push_str(&format!("\n    hint for node {}: {o:?}", home.k));
+                }
+            }
+        }
+        let log = std::fs::read_to_string(node.log()).unwrap_or_default();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        out.push_str(&format!("\n    log: {} warnings", warnings.len()));
+        for w in warnings.iter().rev().take(3) {
+            out.push_str(&format!(
+                "\n    {}",
+                w.chars().take(300).collect::<String>()
+            ));
+        }
     }
     out
 }
