@@ -18,6 +18,7 @@
 //!   loop (hint delivery and anti-entropy).
 //! - [`repair`]: Merkle anti-entropy between the home replicas of each
 //!   partition.
+//! - [`clock`]: the wall clock the SDK reads (shiftable in fault tests).
 //! - [`client`]: the public [`Client`] handle: membership, health.
 //! - [`operations`]: get, put, delete and status on a [`Client`].
 //! - [`store`]: [`Store`], a store handle with conflict resolution and
@@ -28,6 +29,7 @@
 pub mod admin;
 pub mod change;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub(crate) mod driver;
 pub mod error;

@@ -3,6 +3,7 @@
 //! lets the driver pump it over the transport.
 
 use crate::client::Client;
+use crate::clock::now_ms;
 use crate::driver::drive;
 use crate::error::ClientError;
 use crate::quorum::get::GetMachine;
@@ -17,7 +18,7 @@ use quire_shared::{
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// What a get found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,12 +95,6 @@ fn read_as(policy: ConflictPolicy, object: Object) -> Object {
         ConflictPolicy::Siblings => object,
         ConflictPolicy::Lww => last_write_wins(&object),
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Where one request for a key goes, as this client sees the cluster now.

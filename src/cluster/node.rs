@@ -44,6 +44,9 @@ pub struct LocalNode {
     pub node_id: NodeId,
     /// The address it listens on (fixed after its first start).
     pub listen: SocketAddr,
+    /// Milliseconds the node's clock is shifted by from its next start
+    /// (node processes only): fault tests skew clocks between nodes.
+    pub clock_skew_ms: i64,
     launch: Launch,
     layout: Layout,
     running: Running,
@@ -55,6 +58,7 @@ impl LocalNode {
             k,
             node_id: NodeId(0),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            clock_skew_ms: 0,
             launch,
             layout,
             running: Running::Stopped,
@@ -78,7 +82,7 @@ impl LocalNode {
                 self.running = Running::Task(Box::new(node));
             }
             Launch::Processes { exe } => {
-                let mut child = process::spawn_node(exe, &self.layout, self.k)?;
+                let mut child = process::spawn_node(exe, &self.layout, self.k, self.clock_skew_ms)?;
                 let addr = wait_for_addr(&self.layout, self.k, &mut child).await;
                 self.running = Running::Process(child);
                 self.listen = addr?;
@@ -97,7 +101,7 @@ impl LocalNode {
             Running::Stopped => {}
             Running::Task(node) => node.stop().await,
             Running::Process(mut child) => {
-                process::signal(child.id() as i32, process::STOP);
+                stop_signal(&child);
                 let deadline = Instant::now() + NODE_GRACE;
                 while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -127,6 +131,21 @@ impl LocalNode {
     /// binary).
     pub(super) fn launch(&self) -> &Launch {
         &self.launch
+    }
+
+    /// SIGSTOP (`pause`) or SIGCONT the node's process; a node in this
+    /// process cannot be paused (false).
+    pub fn pause(&self, pause: bool) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        let signal = if pause {
+            process::PAUSE
+        } else {
+            process::RESUME
+        };
+        process::signal(pid as i32, signal);
+        true
     }
 
     /// Whether the node runs (a process that exited by itself counts as
@@ -177,11 +196,18 @@ impl LocalNode {
 impl Drop for LocalNode {
     fn drop(&mut self) {
         if let Running::Process(child) = &mut self.running {
-            process::signal(child.id() as i32, process::STOP);
+            stop_signal(child);
             reap(child, self.k);
             let _ = std::fs::remove_file(self.layout.pid_file(self.k));
         }
     }
+}
+
+/// Asks a node process to stop: SIGTERM, then SIGCONT so that a paused
+/// node (SIGSTOP, in fault tests) gets to handle it.
+fn stop_signal(child: &Child) {
+    process::signal(child.id() as i32, process::STOP);
+    process::signal(child.id() as i32, process::RESUME);
 }
 
 /// Waits for a stopping child, SIGKILLing it after [`NODE_GRACE`].

@@ -50,9 +50,24 @@ pub const KILL: Signal = Signal::KILL;
 /// Asks a node to reload its certificate, key and CA bundle.
 pub const RELOAD: Signal = Signal::HUP;
 
+/// SIGSTOP: the node freezes mid-request, as under a long GC pause or a
+/// stalled VM, with its sockets open (fault tests).
+pub const PAUSE: Signal = Signal::STOP;
+
+/// SIGCONT: a paused node runs on; also sent after SIGTERM so a paused
+/// node can stop.
+pub const RESUME: Signal = Signal::CONT;
+
 /// Starts node K of `layout` as a child process running `exe node`, logging
-/// to `DIR/node-K/node.log`, and records its pid.
-pub fn spawn_node(exe: &Path, layout: &Layout, k: usize) -> Result<Child, LayoutError> {
+/// to `DIR/node-K/node.log`, and records its pid. A non-zero
+/// `clock_skew_ms` shifts the node's clock (fault tests; see
+/// [`quire_node::CLOCK_SKEW_ENV`]).
+pub fn spawn_node(
+    exe: &Path,
+    layout: &Layout,
+    k: usize,
+    clock_skew_ms: i64,
+) -> Result<Child, LayoutError> {
     let log_path = layout.log_file(k);
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -70,7 +85,11 @@ pub fn spawn_node(exe: &Path, layout: &Layout, k: usize) -> Result<Child, Layout
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&addr_file)(e)),
         _ => {}
     }
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if clock_skew_ms != 0 {
+        command.env(quire_node::CLOCK_SKEW_ENV, clock_skew_ms.to_string());
+    }
+    let child = command
         .arg("--config")
         .arg(layout.node_config(k))
         .arg("node")

@@ -35,6 +35,13 @@ use std::sync::Arc;
 use std::time::Duration;
 pub use storage::Identity;
 
+/// Environment variable that shifts a node's clock by this many
+/// milliseconds (signed), read once at the first write, and only by builds
+/// with the `fault-injection` feature (test builds): fault tests start
+/// nodes whose clocks disagree, as machines' clocks do, to measure what
+/// last-write-wins then drops. A release binary ignores it.
+pub const CLOCK_SKEW_ENV: &str = "QUIRE_CLOCK_SKEW_MS";
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -9,11 +9,14 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
+pub mod checker;
 pub mod lazyfs;
+pub mod nemesis;
 pub mod netns;
 pub mod netns_cluster;
 pub mod powerloss;
 pub mod proxy;
+pub mod workload;
 
 use quire::certs::ClusterCa;
 use quire::cluster::{ClusterBuilder, LocalCluster, LocalNode};

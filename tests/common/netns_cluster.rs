@@ -153,7 +153,7 @@ pub fn add_node(hosts: &Hosts, layout: &Layout, dir: &Path) -> HostNode {
     layout
         .write_node_config_at(k, addr)
         .expect("node config at the host's address");
-    let mut child = process::spawn_node(&launcher(dir), layout, k).expect("start node");
+    let mut child = process::spawn_node(&launcher(dir), layout, k, 0).expect("start node");
     let deadline = Instant::now() + Duration::from_secs(30);
     let bound = layout.bound_addr_file(k);
     loop {

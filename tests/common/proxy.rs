@@ -1,8 +1,9 @@
 //! A UDP fault proxy in front of a node: QUIC sees real network faults.
 //!
 //! Every datagram from a client goes through a per-client socket to the
-//! node and back. The fault applies to both directions and can change at
-//! run time: pass, drop everything (a partition), drop a share, or delay.
+//! node and back. The fault can change at run time: pass, drop everything
+//! (a partition), drop one direction only (a one-way partition), drop a
+//! share, or delay.
 
 use rand::Rng;
 use std::collections::HashMap;
@@ -18,6 +19,12 @@ pub enum Fault {
     Pass,
     /// Drop everything: the node is partitioned from its clients.
     DropAll,
+    /// Drop what clients send to the node; its replies (to what got
+    /// through before) still arrive.
+    DropToNode,
+    /// Drop what the node sends: requests reach it and take effect, but no
+    /// client hears back (writes applied, never acknowledged).
+    DropFromNode,
     /// Drop this share of datagrams (0.0..=1.0).
     DropShare(f64),
     /// Forward everything after this delay.
@@ -54,8 +61,8 @@ impl Drop for FaultProxy {
     }
 }
 
-/// Sends `bytes` with `socket` to `to` (or to its connected peer) unless
-/// the fault says otherwise.
+/// Sends `bytes` with `socket` to `to` (a client), or to the node (its
+/// connected peer) when `to` is `None`, unless the fault says otherwise.
 fn forward(fault: &Mutex<Fault>, socket: Arc<UdpSocket>, to: Option<SocketAddr>, bytes: Vec<u8>) {
     let send = move |socket: Arc<UdpSocket>, bytes: Vec<u8>| async move {
         let _ = match to {
@@ -68,6 +75,11 @@ fn forward(fault: &Mutex<Fault>, socket: Arc<UdpSocket>, to: Option<SocketAddr>,
             tokio::spawn(send(socket, bytes));
         }
         Fault::DropAll => {}
+        Fault::DropToNode if to.is_none() => {}
+        Fault::DropFromNode if to.is_some() => {}
+        Fault::DropToNode | Fault::DropFromNode => {
+            tokio::spawn(send(socket, bytes));
+        }
         Fault::DropShare(p) => {
             if !rand::thread_rng().gen_bool(p.clamp(0.0, 1.0)) {
                 tokio::spawn(send(socket, bytes));

@@ -26,8 +26,8 @@ mod scan;
 pub use reap::ReapPlan;
 
 use crate::client::Client;
+use crate::clock::now_ms;
 use quire_shared::{Member, Membership, StoreConfig};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What a repair pass (or step) did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -90,13 +90,6 @@ fn homes(doc: &Membership, store: &StoreConfig, partition: u32) -> Vec<Member> {
         .iter()
         .filter_map(|id| doc.member(*id).cloned())
         .collect()
-}
-
-/// Wall-clock milliseconds, the clock tombstones' timestamps come from.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Client {

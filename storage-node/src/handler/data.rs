@@ -10,11 +10,30 @@ use quire_shared::{ConflictPolicy, Durability, NodeId, Object, StoreLimits, Valu
 
 /// This node's wall clock in milliseconds since the Unix epoch (0 if the
 /// clock is before it: the replica rule still orders writes after what is
-/// stored).
+/// stored), shifted by [`crate::CLOCK_SKEW_ENV`] in test builds.
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+        .saturating_add_signed(clock_skew_ms())
+}
+
+/// The test clock shift, read once (feature `fault-injection` only).
+#[cfg(feature = "fault-injection")]
+fn clock_skew_ms() -> i64 {
+    static SKEW_MS: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SKEW_MS.get_or_init(|| {
+        std::env::var(crate::CLOCK_SKEW_ENV)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// No shift: release builds never read the test variable.
+#[cfg(not(feature = "fault-injection"))]
+fn clock_skew_ms() -> i64 {
+    0
 }
 
 impl NodeState {
