@@ -34,6 +34,18 @@ async fn presented_serial(tls: &quire_net::tls::TlsFiles, addr: std::net::Socket
     serial
 }
 
+/// Runs `quire cert rotate --json --dir DIR` and returns its report.
+fn rotate(dir: &std::path::Path) -> serde_json::Value {
+    let rotated = std::process::Command::new(common::QUIRE)
+        .args(["cert", "rotate", "--json", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&rotated.stderr);
+    assert!(rotated.status.success(), "{stderr}");
+    serde_json::from_slice(&rotated.stdout).unwrap()
+}
+
 fn file_serial(path: &std::path::Path) -> String {
     serial_of(&load_certs(path, "certificate").unwrap()[0])
         .unwrap()
@@ -75,17 +87,7 @@ async fn certificates_rotate_under_load_without_a_failed_request() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rotated = std::process::Command::new(common::QUIRE)
-        .args(["cert", "rotate", "--json", "--dir"])
-        .arg(&layout.dir)
-        .output()
-        .unwrap();
-    assert!(
-        rotated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rotated.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let report = rotate(&layout.dir);
     let reloaded = report["nodes"].as_array().unwrap();
     assert!(reloaded.iter().all(|n| n["reloaded"] == true), "{report}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -145,16 +147,7 @@ async fn quire_bench_sees_no_failed_request_through_a_rotation() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let rotated = std::process::Command::new(common::QUIRE)
-        .args(["cert", "rotate", "--dir"])
-        .arg(&layout.dir)
-        .output()
-        .unwrap();
-    assert!(
-        rotated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rotated.stderr)
-    );
+    rotate(&layout.dir);
     let pid = rustix::process::Pid::from_raw(bench.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
     let out = tokio::task::spawn_blocking(move || bench.wait_with_output())
