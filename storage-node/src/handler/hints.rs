@@ -24,7 +24,8 @@ impl NodeState {
         limit: u32,
         principal: &Principal,
     ) -> Result<Reply, ErrorReply> {
-        let grants = self.grants();
+        let doc = self.membership();
+        let grants = Self::grants_of(&doc);
         let limit = (limit as usize).clamp(1, HINTS_PAGE_MAX);
         let bytes_max = (self.limits.frame_bytes_max as usize).saturating_sub(FRAME_ENVELOPE_BYTES);
         let page = self
@@ -38,11 +39,7 @@ impl NodeState {
                 let (store, _, key) = split_data_key(&dk)?;
                 // Only the hints of stores the peer may write: it could not
                 // deliver the others. Another client (or an admin) does.
-                may(principal, Access::Write, &store, &grants).then_some(Hint {
-                    store,
-                    key,
-                    object,
-                })
+                may(principal, Access::Write, &store, grants).then_some(Hint { store, key, object })
             })
             .collect();
         Ok(Reply::Hints {
@@ -58,10 +55,11 @@ impl NodeState {
         hints: Vec<DeliveredHint>,
         principal: &Principal,
     ) -> Result<Reply, ErrorReply> {
-        let grants = self.grants();
+        let doc = self.membership();
+        let grants = Self::grants_of(&doc);
         let mut items = Vec::with_capacity(hints.len());
         for h in hints {
-            if !may(principal, Access::Write, &h.store, &grants) {
+            if !may(principal, Access::Write, &h.store, grants) {
                 return Err(refuse(
                     ErrorCode::Forbidden,
                     format!(

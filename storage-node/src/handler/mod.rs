@@ -141,10 +141,10 @@ impl NodeState {
             .clone()
     }
 
-    /// The grants of the held membership document (none before one).
-    pub(crate) fn grants(&self) -> Arc<[Grant]> {
-        self.membership()
-            .map_or_else(|| Arc::from([]), |m| Arc::from(m.grants.as_slice()))
+    /// The grants of `doc`, the held membership document (none before
+    /// one): borrowed, so a request copies no grant.
+    pub(crate) fn grants_of(doc: &Option<Arc<Membership>>) -> &[Grant] {
+        doc.as_deref().map_or(&[][..], |m| m.grants.as_slice())
     }
 
     fn authorize(&self, request: &Request, peer: &Peer) -> Result<(), ErrorReply> {
@@ -162,8 +162,7 @@ impl NodeState {
                 ));
             }
         }
-        let grants = doc.as_deref().map_or(&[][..], |m| m.grants.as_slice());
-        authorize(principal, request.scope(), grants).map_err(|denied| {
+        authorize(principal, request.scope(), Self::grants_of(&doc)).map_err(|denied| {
             tracing::info!(%principal, kind = request.kind(), %denied, "request refused");
             refuse(ErrorCode::Forbidden, denied.to_string())
         })
