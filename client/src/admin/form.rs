@@ -165,8 +165,9 @@ async fn form_with(
                     }
                 }
             }
-            // A document that moved, or whose seal does not verify (kept
-            // from before documents were signed), is made again, signed.
+            // A document that moved, or whose seal no longer verifies (its
+            // signer is not trusted by the CA bundle in use), is made
+            // again, signed by this admin.
             if moved || sealer.verifier().verify(&doc).is_err() {
                 doc.epoch += 1;
                 doc.validate()?;
