@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::checker::{check_lww, check_sets, LwwReport, RegisterWrite};
+use common::checker::{check_lww, check_sets, FinalValue, LwwReport, RegisterWrite};
 use common::nemesis::{Kind, Nemesis};
 use common::proxy::FaultProxy;
 use common::workload::{key, run_client, union_of, History, KEYS};
@@ -288,7 +288,7 @@ async fn acknowledged_adds_survive_kills_and_partitions() {
     // Read every key of every store with a cold client, at the store's R.
     let checker = cluster.client().await;
     let mut sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut finals: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    let mut finals: BTreeMap<String, BTreeMap<String, Option<FinalValue>>> = BTreeMap::new();
     for s in &stores {
         for i in 0..KEYS {
             let read = checker.get(&s.name, key(i).as_bytes()).await.unwrap();
@@ -299,10 +299,10 @@ async fn acknowledged_adds_survive_kills_and_partitions() {
                     sets.insert(slot, union_of(&read.siblings));
                 }
                 ConflictPolicy::Lww => {
-                    let value = read
-                        .siblings
-                        .first()
-                        .map(|v| String::from_utf8_lossy(&v.value).into_owned());
+                    let value = read.siblings.first().map(|v| FinalValue {
+                        value: String::from_utf8_lossy(&v.value).into_owned(),
+                        stamp_ms: v.timestamp_ms,
+                    });
                     finals
                         .entry(s.name.clone())
                         .or_default()
@@ -349,6 +349,9 @@ async fn acknowledged_adds_survive_kills_and_partitions() {
         report.push_str(&format!("\n{store}: {r}"));
         for l in r.lost_to_older.iter().take(5) {
             report.push_str(&format!("\n  lost to an older write: {l}"));
+        }
+        for l in &r.replayed {
+            report.push_str(&format!("\n  back through a second copy: {l}"));
         }
     }
     // Evidence for a violation: every node's copy, then the same read once
@@ -419,6 +422,7 @@ async fn acknowledged_adds_survive_kills_and_partitions() {
 /// what it flags.
 #[test]
 fn the_lww_checker_classifies_and_flags() {
+    // Each write's acknowledged copy is stamped at its acknowledgement.
     let w = |value: &str, read: Option<&str>, invoked: u64, acked: Option<u64>| RegisterWrite {
         key: "k".into(),
         value: value.into(),
@@ -426,14 +430,31 @@ fn the_lww_checker_classifies_and_flags() {
         invoked: Duration::from_millis(invoked),
         acked: acked.map(Duration::from_millis),
         stored_on: String::new(),
+        stamp_ms: acked,
     };
-    let finals = |v: &str| BTreeMap::from([("k".to_string(), Some(v.to_string()))]);
     let writes = [
         w("a", None, 0, Some(10)),
         w("b", Some("a"), 20, Some(30)),
         w("c", None, 25, Some(35)),
         w("d", None, 200, Some(210)),
     ];
+    let stamp_of = |v: &str| {
+        writes
+            .iter()
+            .find(|w| w.value == v)
+            .and_then(|w| w.stamp_ms)
+            .unwrap_or(0)
+    };
+    let copy = |v: &str, stamp_ms: u64| {
+        BTreeMap::from([(
+            "k".to_string(),
+            Some(FinalValue {
+                value: v.to_string(),
+                stamp_ms,
+            }),
+        )])
+    };
+    let finals = |v: &str| copy(v, stamp_of(v));
     // d began well after c was acknowledged, yet c won: only node clock
     // skew may do that.
     let report = check_lww(&writes, &finals("c"), false);
@@ -444,6 +465,19 @@ fn the_lww_checker_classifies_and_flags() {
     assert!(check_lww(&writes, &finals("c"), true).violations.is_empty());
     // a was read and replaced by an acknowledged write: it may not win.
     assert_eq!(check_lww(&writes, &finals("a"), true).violations.len(), 1);
+    // ... unless what won is a second copy of a's put, stamped by another
+    // coordinator's clock, and node clocks disagree.
+    let second = check_lww(&writes, &copy("a", 9_000), true);
+    assert!(second.violations.is_empty(), "{second:?}");
+    assert_eq!(second.replayed.len(), 1);
+    let unskewed = check_lww(&writes, &copy("a", 9_000), false);
+    assert!(
+        unskewed
+            .violations
+            .iter()
+            .any(|v| v.contains("was read and replaced")),
+        "{unskewed:?}"
+    );
     // A value nobody wrote.
     assert_eq!(check_lww(&writes, &finals("z"), true).violations.len(), 1);
     let ok = check_lww(&writes, &finals("d"), false);

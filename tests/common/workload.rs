@@ -142,9 +142,12 @@ pub async fn run_client(
                 let result = client
                     .put(store, k.as_bytes(), element.clone().into_bytes(), &context)
                     .await;
-                let stored_on = match &result {
-                    Ok(r) => format!("{:?}", r.stored_on),
-                    Err(_) => String::new(),
+                let (stored_on, stamp_ms) = match &result {
+                    Ok(r) => (
+                        format!("{:?}", r.stored_on),
+                        r.siblings.iter().map(|s| s.timestamp_ms).max(),
+                    ),
+                    Err(_) => (String::new(), None),
                 };
                 let write = RegisterWrite {
                     key: k,
@@ -153,6 +156,7 @@ pub async fn run_client(
                     invoked,
                     acked: result.ok().map(|_| started.elapsed()),
                     stored_on,
+                    stamp_ms,
                 };
                 history.writes.push((store.clone(), write));
             }
