@@ -69,6 +69,26 @@ pub struct NodeStatus {
     pub up: bool,
     /// The node's membership epoch when it answered.
     pub epoch: Option<u64>,
+    /// Where it serves Prometheus metrics, e.g.
+    /// `http://127.0.0.1:7001/metrics`, when it answered and serves them.
+    pub metrics: Option<String>,
+}
+
+/// The URL to scrape a node's metrics at: its metrics address, with the
+/// member address's host when the node listens on every interface.
+fn metrics_url(metrics: std::net::SocketAddr, member_addr: &str) -> String {
+    let host = if metrics.ip().is_unspecified() {
+        member_addr
+            .rsplit_once(':')
+            .map_or(member_addr, |(host, _)| host)
+            .to_string()
+    } else {
+        match metrics.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    format!("http://{host}:{}/metrics", metrics.port())
 }
 
 /// The object's values that are not tombstones.
@@ -261,18 +281,26 @@ impl Client {
             let m = m.clone();
             async move {
                 let answer = t.call(&m.addr, &hello, timeout).await;
-                let (up, epoch) = match answer {
+                let (up, epoch, metrics) = match answer {
                     Ok(Response {
                         epoch,
-                        result: Ok(Reply::Hello { node_id, .. }),
-                    }) if node_id == m.id => (true, Some(epoch)),
-                    _ => (false, None),
+                        result:
+                            Ok(Reply::Hello {
+                                node_id, metrics, ..
+                            }),
+                    }) if node_id == m.id => (
+                        true,
+                        Some(epoch),
+                        metrics.map(|at| metrics_url(at, &m.addr)),
+                    ),
+                    _ => (false, None, None),
                 };
                 NodeStatus {
                     id: m.id,
                     addr: m.addr,
                     up,
                     epoch,
+                    metrics,
                 }
             }
         });
@@ -290,6 +318,23 @@ impl Client {
 mod tests {
     use super::*;
     use quire_shared::ActorId;
+
+    #[test]
+    fn metrics_urls_name_a_reachable_host() {
+        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(
+            metrics_url(at("127.0.0.1:7001"), "127.0.0.1:7001"),
+            "http://127.0.0.1:7001/metrics"
+        );
+        assert_eq!(
+            metrics_url(at("0.0.0.0:9100"), "db-1.example:7000"),
+            "http://db-1.example:9100/metrics"
+        );
+        assert_eq!(
+            metrics_url(at("[::1]:9100"), "[::1]:7000"),
+            "http://[::1]:9100/metrics"
+        );
+    }
 
     #[test]
     fn an_lww_read_keeps_the_newest_value_even_a_tombstone() {

@@ -14,7 +14,7 @@ use crate::ring::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/7";
+pub const ALPN: &[u8] = b"quire/8";
 /// Protocol version carried in `Hello`, equal to the ALPN's. 2: stores
 /// carry object limits, `DropHints` carries clocks instead of objects. 3:
 /// anti-entropy (Merkle digests, segment scans), `Stats`, `DeleteIfEqual`.
@@ -22,8 +22,9 @@ pub const ALPN: &[u8] = b"quire/7";
 /// answers carry the partition's tombstone count; a `ScanSegment` may list
 /// key digests instead of objects. 6: membership change (pending owners in
 /// the document, `TransferState`, `TransferMark`, `DropPartition`). 7:
-/// grants in the document, `Forbidden`.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// grants in the document, `Forbidden`. 8: `Hello` answers carry the
+/// node's metrics address.
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -262,6 +263,9 @@ pub enum Reply {
         cluster_id: Option<ClusterId>,
         /// The node's protocol version.
         protocol_version: u32,
+        /// Where the node serves Prometheus metrics (`GET /metrics`), if it
+        /// does: what `quire status` shows an operator to scrape.
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Answer to `Get`: the local object, if any.
     Object(Option<Object>),

@@ -159,6 +159,9 @@ struct NodeView {
     /// yet handed off and dropped). Stop it only once this is 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     held_keys: Option<u64>,
+    /// The URL its Prometheus metrics are served at (`null` when it is
+    /// down or serves none).
+    metrics: Option<String>,
 }
 
 /// What `status` prints.
@@ -197,6 +200,9 @@ impl Report for Status {
                     "; still holds {k} keys (dropped by maintenance a minute after the change)"
                 )),
                 None => {}
+            }
+            if let Some(url) = &n.metrics {
+                owns.push_str(&format!("  metrics {url}"));
             }
             line(
                 out,
@@ -246,6 +252,7 @@ pub async fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
                     partitions,
                     partitions_after,
                     held_keys: held.get(&n.id).copied(),
+                    metrics: n.metrics.clone(),
                 }
             })
             .collect(),

@@ -331,6 +331,10 @@ impl Layout {
             listen,
             data_dir: "data".into(),
             cluster_id,
+            // Metrics over TCP on the node's own (UDP) address and port:
+            // one number per node to remember, and no second port range
+            // to keep free.
+            metrics_listen: Some(listen),
             tls: NodeTls {
                 cert: "node.pem".into(),
                 key: "node-key.pem".into(),

@@ -38,6 +38,12 @@ pub struct NodeConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub cluster_id: Option<ClusterId>,
+    /// TCP address to serve Prometheus metrics on (`GET /metrics`, plain
+    /// HTTP: give it a loopback or monitoring-network address); none
+    /// serves no metrics. Port 0 picks a free port (the bound address is
+    /// written to `DATA_DIR/metrics-addr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Certificates for mutual TLS.
     pub tls: TlsFiles,
     /// Size limits and connection limits.
@@ -241,6 +247,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: "data".into(),
             cluster_id: None,
+            metrics_listen: None,
             tls: TlsFiles {
                 cert: "node.pem".into(),
                 key: "node-key.pem".into(),

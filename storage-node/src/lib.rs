@@ -21,6 +21,7 @@
 pub mod config;
 pub(crate) mod handler;
 pub mod logging;
+pub mod metrics;
 pub mod reload;
 pub(crate) mod server;
 pub mod storage;
@@ -55,6 +56,14 @@ pub enum NodeError {
     /// TLS material is missing or invalid.
     #[error(transparent)]
     Tls(#[from] quire_net::tls::TlsError),
+    /// The metrics address could not be bound (taken, or not local).
+    #[error("cannot serve metrics on {addr} (metrics_listen): {source}")]
+    MetricsBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -91,10 +100,34 @@ pub enum NodeError {
 /// tools can find a node started on port 0.
 pub const LISTEN_ADDR_FILE: &str = "listen-addr";
 
+/// File in the data directory holding the address metrics are served on,
+/// so tools can find it when the config asked for port 0.
+pub const METRICS_ADDR_FILE: &str = "metrics-addr";
+
+/// Binds the metrics listener and records its address.
+fn bind_metrics(
+    addr: SocketAddr,
+    data_dir: &std::path::Path,
+) -> Result<(tokio::net::TcpListener, SocketAddr), NodeError> {
+    let bind_err = |source| NodeError::MetricsBind { addr, source };
+    let std_listener = std::net::TcpListener::bind(addr).map_err(bind_err)?;
+    std_listener.set_nonblocking(true).map_err(bind_err)?;
+    let bound = std_listener.local_addr().map_err(bind_err)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener).map_err(bind_err)?;
+    let path = data_dir.join(METRICS_ADDR_FILE);
+    std::fs::write(&path, bound.to_string()).map_err(|source| NodeError::AddrFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok((listener, bound))
+}
+
 /// A node serving in this process (tests, `quire` tooling).
 pub struct RunningNode {
     /// The bound address.
     pub addr: SocketAddr,
+    /// Where it serves metrics (`GET /metrics`), if its config asks.
+    pub metrics_addr: Option<SocketAddr>,
     /// Node and actor ids.
     pub identity: Identity,
     /// Reloads the TLS files (SIGHUP): certificate rotation.
@@ -189,6 +222,11 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         Duration::from_millis(config.storage.flush_interval_ms.into()),
     );
     let fail_stop = writer.fail_stop().clone();
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(bind_metrics(addr, &config.data_dir)?),
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
     let state = Arc::new(NodeState::new(
         identity,
         storage,
@@ -196,6 +234,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         config.limits.clone(),
         config.cluster_id,
         quire_net::seal::Verifier::load(&config.tls.ca)?,
+        metrics_addr,
     )?);
     if config.cluster_id.is_none() {
         tracing::warn!(
@@ -252,17 +291,25 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     #[cfg(any(test, feature = "fault-injection"))]
     let test_storage = state.storage.clone();
+    let scrapes = metrics_listener.map(|(listener, addr)| {
+        tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+        tokio::spawn(metrics::http::serve(listener, Arc::downgrade(&state)))
+    });
     let task = tokio::spawn(async move {
         server::serve(endpoint, state, async {
             let _ = stopped.await;
         })
         .await;
+        if let Some(scrapes) = scrapes {
+            scrapes.abort();
+        }
         // `serve` has dropped every connection; the last state handle goes
         // here, which stops the writer after its queued writes.
         let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     });
     Ok(RunningNode {
         addr,
+        metrics_addr,
         identity,
         reloader,
         fail_stop,

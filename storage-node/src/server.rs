@@ -17,6 +17,7 @@ mod budget;
 mod slots;
 
 use crate::handler::NodeState;
+use crate::metrics::Outcome;
 use budget::{RequestBytes, CONNECTION_HEAD_BYTES};
 use quire_net::frame::{read_frame_within, write_frame, FrameReadError};
 use quire_net::identity::{IdentityError, Peer};
@@ -81,6 +82,7 @@ pub async fn serve(
                             Refused::Full => "connections_max",
                             Refused::PeerFull => "connections_per_peer_max",
                         };
+                        shared.state.metrics.connection_refused(why);
                         tracing::debug!(%peer, cap = why, "connection refused");
                         incoming.refuse();
                         continue;
@@ -90,7 +92,10 @@ pub async fn serve(
                 connections.spawn(async move {
                     match incoming.await {
                         Ok(conn) => serve_connection(conn, &slot, shared).await,
-                        Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                        Err(e) => {
+                            shared.state.metrics.handshake_failed(handshake_failure(&e));
+                            tracing::debug!(error = %e, "handshake failed");
+                        }
                     }
                     drop(slot);
                 });
@@ -113,15 +118,34 @@ pub async fn serve(
 /// one was idle.
 pub const EVICTED_CONNECTION_CODE: u32 = 2;
 
+/// A failed handshake's reason, as a metric label.
+fn handshake_failure(e: &quinn::ConnectionError) -> &'static str {
+    use quinn::ConnectionError as E;
+    match e {
+        // rustls reports a refused certificate as a TLS alert (a crypto
+        // error in QUIC's terms).
+        E::TransportError(t) if t.code.to_string().contains("crypto") => "tls",
+        E::TransportError(_) => "transport",
+        E::ConnectionClosed(_) | E::ApplicationClosed(_) => "closed_by_peer",
+        E::TimedOut => "timed_out",
+        E::Reset => "reset",
+        _ => "other",
+    }
+}
+
 async fn serve_connection(conn: quinn::Connection, slot: &Slot, shared: Arc<Shared>) {
     let peer = conn.remote_address();
+    let _open = shared.state.metrics.connection_open();
     // Who the certificate names; a certificate naming nobody gets every
     // request refused with `Forbidden` and the reason (the client learns
     // why, instead of a closed connection).
     let principal = Arc::new(quire_net::identity::peer(&conn));
     match principal.as_ref() {
         Ok(p) => tracing::debug!(%peer, principal = %p.principal, "client connected"),
-        Err(e) => tracing::info!(%peer, reason = %e, "client certificate names no identity"),
+        Err(e) => {
+            shared.state.metrics.handshake_failed("no_identity");
+            tracing::info!(%peer, reason = %e, "client certificate names no identity");
+        }
     }
     let mut streams = tokio::task::JoinSet::new();
     let heads = Arc::new(Semaphore::new(CONNECTION_HEAD_BYTES));
@@ -176,20 +200,27 @@ async fn serve_stream(
         read_frame_within::<Request, _>(&mut recv, state.limits.frame_bytes_max, &mut bytes),
     )
     .await;
-    let response = match read {
+    let started = std::time::Instant::now();
+    let (kind, response) = match read {
         Ok(read) => answer(state, read, principal).await,
         Err(_) => {
             // Tell the sender to stop: nothing more of this frame is read.
             let _ = recv.stop(DEADLINE_STREAM_CODE.into());
-            state.refusal(
+            let refusal = state.refusal(
                 ErrorCode::Unavailable,
                 format!(
                     "request frame not received whole within {} ms; cut off",
                     shared.read_timeout.as_millis()
                 ),
-            )
+            );
+            (UNREADABLE, refusal)
         }
     };
+    let outcome = match &response.result {
+        Ok(_) => Outcome::Ok,
+        Err(e) => Outcome::Refused(e.code),
+    };
+    state.metrics.request(kind, outcome, started);
     // A peer that never reads its answer must not hold the stream either.
     match tokio::time::timeout(shared.read_timeout, write_frame(&mut send, &response)).await {
         Ok(Ok(())) => {}
@@ -202,31 +233,44 @@ async fn serve_stream(
     drop(bytes);
 }
 
-/// The answer to a request frame as read: handled, or a typed refusal.
+/// The request kind metrics count a frame under when it could not be
+/// read as a request (garbled, too large, cut short, too slow).
+const UNREADABLE: &str = "unreadable";
+
+/// The answer to a request frame as read: handled, or a typed refusal;
+/// with the request's kind.
 async fn answer(
     state: &NodeState,
     read: Result<Request, FrameReadError>,
     principal: &Result<Peer, IdentityError>,
-) -> Response {
-    match read {
-        Ok(request) => {
-            tracing::trace!(kind = request.kind(), "request");
-            match principal {
-                Ok(peer) => state.handle(request, peer).await,
-                Err(e) => state.refusal(ErrorCode::Forbidden, e.to_string()),
-            }
-        }
+) -> (&'static str, Response) {
+    let request = match read {
+        Ok(request) => request,
+        Err(e) => return (UNREADABLE, unreadable(state, e)),
+    };
+    let kind = request.kind();
+    tracing::trace!(kind, "request");
+    let response = match principal {
+        Ok(peer) => state.handle(request, peer).await,
+        Err(e) => state.refusal(ErrorCode::Forbidden, e.to_string()),
+    };
+    (kind, response)
+}
+
+/// The refusal of a frame that did not read as a request.
+fn unreadable(state: &NodeState, e: FrameReadError) -> Response {
+    match e {
         // read_frame has already stopped the stream: the body is not read.
-        Err(FrameReadError::Frame(FrameError::TooLarge { len, max })) => state.refusal(
+        FrameReadError::Frame(FrameError::TooLarge { len, max }) => state.refusal(
             ErrorCode::FrameTooLarge,
             format!("request frame of {len} bytes exceeds the node's limit of {max}"),
         ),
-        Err(FrameReadError::Frame(FrameError::Malformed(message))) => {
+        FrameReadError::Frame(FrameError::Malformed(message)) => {
             state.refusal(ErrorCode::Malformed, message)
         }
         // A request cut short is as unusable as a garbled one; the client
         // may still be there to read why.
-        Err(e @ (FrameReadError::Header(_) | FrameReadError::Body(_))) => {
+        e @ (FrameReadError::Header(_) | FrameReadError::Body(_)) => {
             state.refusal(ErrorCode::Malformed, e.to_string())
         }
     }

@@ -15,7 +15,7 @@ pub struct ErrorReply {
 
 /// Typed reasons a node refuses a request. Nothing stored is touched when a
 /// request is refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ErrorCode {
     /// The frame did not decode as a request (random bytes, unknown tag,
     /// truncated payload).

@@ -195,6 +195,9 @@ pub fn reply(rng: &mut Rng) -> Reply {
             actor_id: actor(rng),
             cluster_id: maybe(rng, |r| ClusterId(r.number())),
             protocol_version: rng.number_u32(),
+            metrics: maybe(rng, |r| {
+                std::net::SocketAddr::from(([127, 0, 0, 1], r.number_u32() as u16))
+            }),
         },
         1 => Reply::Object(maybe(rng, object)),
         2 => Reply::Stored(object(rng)),

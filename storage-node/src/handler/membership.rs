@@ -34,6 +34,7 @@ impl NodeState {
             actor_id: self.identity.actor_id,
             cluster_id: mine,
             protocol_version: PROTOCOL_VERSION,
+            metrics: self.metrics_addr,
         })
     }
 

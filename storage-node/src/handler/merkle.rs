@@ -16,7 +16,6 @@ use quire_shared::wire::{
     StoreTotals,
 };
 use quire_shared::{Durability, Membership, Object};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Most keys a scan page examines: bounds how long one request holds a
@@ -64,7 +63,7 @@ impl NodeState {
             .storage
             .partition_summary(store, partition)
             .map_err(storage_failed)?;
-        self.merkle_exchanges.fetch_add(1, Ordering::Relaxed);
+        self.metrics.merkle_root_served();
         Ok(Reply::MerkleRoot(PartitionDigest {
             root: summary.segments.root(),
             tombstones: summary.tombstones,
@@ -173,7 +172,7 @@ impl NodeState {
                 })
                 .collect(),
             hints: hints.into_iter().collect(),
-            merkle_exchanges: self.merkle_exchanges.load(Ordering::Relaxed),
+            merkle_exchanges: self.metrics.merkle_roots_served(),
         }))
     }
 

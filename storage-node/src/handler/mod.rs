@@ -19,12 +19,14 @@ mod merkle;
 mod transfer;
 
 use crate::config::Limits;
+use crate::metrics::NodeMetrics;
 use crate::storage::{Identity, Storage, StorageError};
 use crate::writer::{WriteOutcome, Writer};
 use quire_net::identity::Peer;
 use quire_shared::access::{authorize, Grant, Principal};
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request, Response};
 use quire_shared::{ClusterId, Membership};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 /// Everything a request handler needs; shared by all connections.
@@ -46,8 +48,11 @@ pub struct NodeState {
     /// documents an admin signed (or their flips) are taken.
     /// Swapped when the node reloads its TLS files (a new CA bundle).
     pub(crate) verifier: RwLock<Arc<quire_net::seal::Verifier>>,
-    /// Merkle roots served (one per anti-entropy exchange), for `Stats`.
-    pub(crate) merkle_exchanges: std::sync::atomic::AtomicU64,
+    /// What the node tells Prometheus (Merkle roots served, for `Stats`
+    /// too).
+    pub(crate) metrics: NodeMetrics,
+    /// Where the node serves its metrics, told in `Hello`.
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The writer answered an operation with the outcome of another kind: a
@@ -85,8 +90,10 @@ impl NodeState {
         limits: Limits,
         cluster_id: Option<ClusterId>,
         verifier: quire_net::seal::Verifier,
+        metrics_addr: Option<std::net::SocketAddr>,
     ) -> Result<Self, StorageError> {
         let membership = storage.membership()?.map(Arc::new);
+        let metrics = NodeMetrics::new(writer.stats());
         Ok(Self {
             identity,
             storage,
@@ -95,7 +102,8 @@ impl NodeState {
             limits,
             cluster_id,
             verifier: RwLock::new(Arc::new(verifier)),
-            merkle_exchanges: Default::default(),
+            metrics,
+            metrics_addr,
         })
     }
 
@@ -109,6 +117,30 @@ impl NodeState {
 
     pub(crate) fn epoch(&self) -> u64 {
         self.membership().map_or(0, |m| m.epoch)
+    }
+
+    /// Keys and bytes incoming transfers of the pending membership change
+    /// have brought this node so far, per store; `None` when no change is
+    /// pending (or the records cannot be read).
+    pub(crate) fn transfers_received(&self) -> Option<BTreeMap<String, (u64, u64)>> {
+        let change = self.membership()?.pending.as_ref()?.since;
+        let records = self
+            .storage
+            .transfers()
+            .map_err(|e| tracing::warn!(error = %e, "reading transfer records failed"))
+            .ok()?;
+        let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (store, _, progress) in records.into_iter().filter(|r| r.2.change == change) {
+            let totals = out.entry(store).or_default();
+            totals.0 += progress.keys;
+            totals.1 += progress.bytes;
+        }
+        Some(out)
+    }
+
+    /// The node's metrics in the Prometheus text format.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self)
     }
 
     /// Answers one request from the identity `principal` its connection's

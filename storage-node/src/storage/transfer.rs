@@ -4,7 +4,7 @@
 
 use super::keys::partition_prefix;
 use super::{decode, encode_as, Storage, StorageError, WriteTxn, FORMAT_V1};
-use lmdb::{Database, Transaction, WriteFlags};
+use lmdb::{Cursor, Database, Transaction, WriteFlags};
 use quire_shared::wire::TransferProgress;
 
 /// Prefix of the meta records of transfer progress.
@@ -37,6 +37,37 @@ impl Storage {
     pub fn transfer(&self, store: &str, partition: u32) -> Result<TransferProgress, StorageError> {
         let txn = self.env.begin_ro_txn()?;
         get_transfer_in(&txn, self.meta, store, partition)
+    }
+}
+
+impl Storage {
+    /// Every transfer progress record: `(store, partition, progress)`, for
+    /// the node's metrics (what incoming transfers have brought so far).
+    pub fn transfers(&self) -> Result<Vec<(String, u32, TransferProgress)>, StorageError> {
+        let txn = self.env.begin_ro_txn()?;
+        let mut cursor = txn.open_ro_cursor(self.meta)?;
+        let mut out = Vec::new();
+        for item in cursor.iter_from(META_TRANSFER) {
+            let (k, v) = item?;
+            let Some(rest) = k.strip_prefix(META_TRANSFER) else {
+                break;
+            };
+            let Some((&len, rest)) = rest.split_first() else {
+                continue;
+            };
+            let len = usize::from(len);
+            let (Some(store), Some(partition)) = (rest.get(..len), rest.get(len..len + 4)) else {
+                continue;
+            };
+            let partition = u32::from_be_bytes(partition.try_into().expect("four bytes"));
+            let progress: TransferProgress = decode(v, k)?;
+            out.push((
+                String::from_utf8_lossy(store).into_owned(),
+                partition,
+                progress,
+            ));
+        }
+        Ok(out)
     }
 }
 

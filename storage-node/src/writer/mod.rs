@@ -35,6 +35,7 @@ use crate::storage::{Storage, StorageError};
 use apply::{apply, Actors};
 use failstop::FailStop;
 use flusher::Flusher;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use quire_shared::dvvset::VersionVector;
 use quire_shared::wire::{ErrorCode, TransferProgress};
 use quire_shared::{
@@ -191,7 +192,7 @@ pub struct Writer {
 
 /// Counters of the writer thread: `writes / commits` is the group-commit
 /// batching factor (each commit is one fsync).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     /// Transactions committed.
     pub commits: AtomicU64,
@@ -199,6 +200,22 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// fsyncs made before acknowledging (batches holding a `sync` write).
     pub syncs: AtomicU64,
+    /// Writes per committed batch, for the node's metrics.
+    pub batch_writes: Histogram,
+    /// Seconds each fsync before an acknowledgement took, for the metrics.
+    pub fsync_seconds: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            commits: AtomicU64::default(),
+            writes: AtomicU64::default(),
+            syncs: AtomicU64::default(),
+            batch_writes: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            fsync_seconds: crate::metrics::latency(),
+        }
+    }
 }
 
 impl WriterStats {
@@ -263,6 +280,15 @@ impl Writer {
     /// The writer's counters.
     pub fn stats(&self) -> &WriterStats {
         &self.stats
+    }
+
+    /// Writes queued for the writer thread, and bytes held by queued and
+    /// committing writes.
+    pub fn queued(&self) -> (usize, usize) {
+        (
+            self.jobs.max_capacity() - self.jobs.capacity(),
+            self.queue_bytes.taken(),
+        )
     }
 
     /// Queues `op` and waits for its commit; with `durable`, also for the
@@ -345,7 +371,10 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
     // One fsync for the whole batch if any write in it needs one.
     let synced = if committed.is_ok() && batch.iter().any(|(_, durable, _)| *durable) {
         stats.syncs.fetch_add(1, Ordering::Relaxed);
-        match storage.sync() {
+        let started = std::time::Instant::now();
+        let done = storage.sync();
+        stats.fsync_seconds.observe(started.elapsed().as_secs_f64());
+        match done {
             Err(e) => {
                 fail_stop.trip(e.to_string());
                 Err(e.to_string())
@@ -368,6 +397,7 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
         stats
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.batch_writes.observe(batch.len() as f64);
     }
     for (i, (_, durable, reply)) in batch.drain(..).enumerate() {
         let outcome = match (&committed, &synced) {

@@ -49,10 +49,14 @@ impl QueueBytes {
             .ok()
     }
 
-    /// Bytes not taken now (tests).
-    #[cfg(test)]
+    /// Bytes not taken now.
     pub(super) fn available(&self) -> usize {
         self.pool.available_permits()
+    }
+
+    /// Bytes taken now: queued writes and the batch being committed.
+    pub(super) fn taken(&self) -> usize {
+        (self.max as usize).saturating_sub(self.available())
     }
 }
 

@@ -223,6 +223,7 @@ impl SimNode {
                 actor_id: self.actor,
                 cluster_id: None,
                 protocol_version: PROTOCOL_VERSION,
+                metrics: None,
             })),
             Request::Get { key, hint, .. } => {
                 let found = match hint {
