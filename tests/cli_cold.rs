@@ -106,3 +106,77 @@ async fn a_cli_delete_without_a_context_deletes_what_is_there() {
     quire(&cluster, &["delete", "default", "kept", "--blind"]);
     assert!(found("kept"), "a blind delete leaves the value");
 }
+
+/// Runs `quire` with the cluster's client config, `stdin` piped in.
+fn quire_with_input(cluster: &TestCluster, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(QUIRE)
+        .arg("--config")
+        .arg(cluster.layout().client_config())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run quire");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Values that are not text go in and come out byte for byte: from a
+/// file or stdin, out with `--raw` or as base64 in `--json`; siblings are
+/// refused by `--raw` with a reason instead of being glued together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_values_round_trip_through_files_stdin_raw_and_json() {
+    use base64::Engine as _;
+    let cluster = TestCluster::start(3).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let blob: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 256) as u8).collect();
+    let path = tmp.path().join("blob.bin");
+    std::fs::write(&path, &blob).unwrap();
+    quire(
+        &cluster,
+        &["put", "default", "file", "--file", path.to_str().unwrap()],
+    );
+    let out = quire_with_input(&cluster, &["get", "default", "file", "--raw"], b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, blob, "--raw prints the stored bytes exactly");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("context: "));
+
+    let piped = quire_with_input(&cluster, &["put", "default", "piped", "-"], &blob[..100]);
+    assert!(
+        piped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let json = quire_with_input(&cluster, &["get", "default", "piped", "--json"], b"");
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let encoded = doc["values_base64"][0].as_str().unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    assert_eq!(decoded, &blob[..100]);
+    let text = quire_with_input(&cluster, &["get", "default", "piped"], b"");
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("100 bytes, not UTF-8"),
+        "a terminal gets a note, not the bytes"
+    );
+
+    // Two blind writes: siblings, which --raw refuses.
+    quire(&cluster, &["put", "default", "twice", "a"]);
+    quire(&cluster, &["put", "default", "twice", "b"]);
+    let refused = quire_with_input(&cluster, &["get", "default", "twice", "--raw"], b"");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("2 siblings"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let missing = quire_with_input(&cluster, &["get", "default", "nothing", "--raw"], b"");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+}

@@ -16,8 +16,12 @@ pub struct PutArgs {
     store: String,
     /// Key (UTF-8 text).
     key: String,
-    /// Value (UTF-8 text).
-    value: String,
+    /// Value (UTF-8 text); `-` reads the value's bytes from stdin.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    value: Option<String>,
+    /// Read the value's bytes from this file (any bytes, not only text).
+    #[arg(long, value_name = "PATH")]
+    file: Option<std::path::PathBuf>,
     /// The context token from a `get` of this key: the write replaces the
     /// values that get returned.
     #[arg(long, value_name = "TOKEN")]
@@ -31,6 +35,18 @@ pub struct KeyArgs {
     store: String,
     /// Key (UTF-8 text).
     key: String,
+}
+
+/// `quire get`.
+#[derive(clap::Args, Debug)]
+pub struct GetArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Write the value's bytes to stdout exactly as stored, nothing else
+    /// (the context goes to stderr). Refused when the key has siblings:
+    /// use --json, whose `values_base64` holds each one's bytes.
+    #[arg(long)]
+    raw: bool,
 }
 
 /// `quire delete`.
@@ -65,8 +81,36 @@ fn context(token: Option<&str>) -> anyhow::Result<Context> {
     }
 }
 
+/// A value as text: itself when it is UTF-8, else a note saying how to
+/// get its bytes (a terminal is no place for them).
 fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_owned(),
+        Err(_) => format!(
+            "<{} bytes, not UTF-8: use --raw or --json (values_base64)>",
+            bytes.len()
+        ),
+    }
+}
+
+/// The bytes `quire put` writes: the argument's, stdin's (`-`) or a
+/// file's.
+fn value_bytes(args: &PutArgs) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    match (&args.value, &args.file) {
+        (_, Some(path)) => {
+            std::fs::read(path).with_context(|| format!("cannot read --file {}", path.display()))
+        }
+        (Some(v), None) if v == "-" => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read the value from stdin")?;
+            Ok(bytes)
+        }
+        (Some(v), None) => Ok(v.clone().into_bytes()),
+        (None, None) => anyhow::bail!("give a VALUE, `-` for stdin, or --file PATH"),
+    }
 }
 
 /// What a put or delete prints.
@@ -101,14 +145,10 @@ impl Report for Written {
 /// `quire put`.
 pub async fn put(args: PutArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
     let ctx = context(args.context.as_deref())?;
+    let value = value_bytes(&args)?;
     let client = connect(config).await?;
     let result = client
-        .put(
-            &args.store,
-            args.key.as_bytes(),
-            args.value.into_bytes(),
-            &ctx,
-        )
+        .put(&args.store, args.key.as_bytes(), value, &ctx)
         .await?;
     client.settle(SETTLE).await;
     super::output::print(&Written::from(&result), json)
@@ -145,7 +185,10 @@ pub async fn delete(args: DeleteArgs, config: ConfigArg, json: bool) -> anyhow::
 #[derive(Serialize)]
 struct Read {
     found: bool,
+    /// Each sibling as text (a note for one that is not UTF-8).
     values: Vec<String>,
+    /// Each sibling's exact bytes, base64 (standard alphabet, padded).
+    values_base64: Vec<String>,
     context: String,
 }
 
@@ -165,13 +208,39 @@ impl Report for Read {
 }
 
 /// `quire get`.
-pub async fn get(args: KeyArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+pub async fn get(args: GetArgs, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let GetArgs { key: args, raw } = args;
+    if raw && json {
+        anyhow::bail!("--raw and --json cannot be combined: --raw prints bare bytes");
+    }
     let client = connect(config).await?;
     let result = client.get(&args.store, args.key.as_bytes()).await?;
     client.settle(SETTLE).await;
+    let values = result.values();
+    if raw {
+        if values.is_empty() {
+            anyhow::bail!("not found: {}/{}", args.store, args.key);
+        }
+        let [one] = values.as_slice() else {
+            anyhow::bail!(
+                "{} siblings: --raw prints exactly one value; use --json (values_base64)",
+                values.len()
+            );
+        };
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(one).and_then(|()| out.flush())?;
+        eprintln!("context: {}", result.context.to_token());
+        return Ok(());
+    }
     let read = Read {
         found: result.found(),
-        values: result.values().into_iter().map(text).collect(),
+        values: values.iter().map(|v| text(v)).collect(),
+        values_base64: values
+            .iter()
+            .map(|v| base64::engine::general_purpose::STANDARD.encode(v))
+            .collect(),
         context: result.context.to_token(),
     };
     super::output::print(&read, json)

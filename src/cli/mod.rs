@@ -51,7 +51,7 @@ pub enum Command {
     /// not replace any value already there, they become siblings.
     Put(data::PutArgs),
     /// Read KEY: every sibling value and the context token to write with.
-    Get(data::KeyArgs),
+    Get(data::GetArgs),
     /// Delete KEY (writes a tombstone). Without --context the key is read
     /// first and what the read returned is deleted; values written
     /// concurrently, which that read did not see, survive the delete.
