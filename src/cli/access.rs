@@ -1,5 +1,5 @@
-//! `quire cert issue`, `quire grant` and `quire revoke`: identities and
-//! what each may do.
+//! `quire cert revoke|rotate`, `quire grant` and `quire revoke`: what
+//! each identity may do (issuing identities: [`super::issue`]).
 //!
 //! Certificates are made from the cluster directory's CA (only the
 //! operator holding `ca-key.pem` can issue them); grants are changes of
@@ -7,9 +7,8 @@
 
 use super::output::{line, print, Report};
 use super::{connect, ConfigArg};
-use quire::cluster::issue::Issued;
 use quire::cluster::layout::Layout;
-use quire::shared::access::{Access, Role, Serial};
+use quire::shared::access::{Access, Serial};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -19,7 +18,12 @@ pub enum CertCommand {
     /// Issue a certificate from the cluster CA. A client or admin gets
     /// DIR/clients/NAME/ with client.toml, ready for `--config`; a node
     /// gets DIR/nodes/NAME/ with a certificate naming a new node id.
-    Issue(IssueArgs),
+    Issue(super::issue::IssueArgs),
+    /// Start a cluster whose nodes run on hosts of their own: a new cluster
+    /// id, CA and admin identity in DIR (client.toml names the --seed
+    /// addresses). Then `cert issue node NAME --listen ADDR` per host, and
+    /// `cluster form` once the nodes run (docs/deploy.md).
+    Init(super::issue::InitArgs),
     /// Revoke a certificate: every node refuses it from its next request
     /// on (admin only; kept in the membership document). Name it by its
     /// PEM file or its serial number.
@@ -157,133 +161,14 @@ async fn revoke_cert(args: RevokeCertArgs, config: ConfigArg, json: bool) -> any
     )
 }
 
-/// A role on the command line.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum RoleArg {
-    /// Serves requests; its certificate names its node id.
-    Node,
-    /// An application: the data path of the stores it is granted.
-    Client,
-    /// An operator: everything, including membership and grants.
-    Admin,
-}
-
-impl From<RoleArg> for Role {
-    fn from(r: RoleArg) -> Self {
-        match r {
-            RoleArg::Node => Role::Node,
-            RoleArg::Client => Role::Client,
-            RoleArg::Admin => Role::Admin,
-        }
-    }
-}
-
-/// `quire cert issue ROLE NAME`.
-#[derive(clap::Args, Debug)]
-pub struct IssueArgs {
-    /// What the certificate may do.
-    #[arg(value_enum)]
-    role: RoleArg,
-    /// Its name: grants name it (1 to 64 letters, digits, '-', '_', '.').
-    name: String,
-    /// The cluster directory holding the CA (`ca.pem`, `ca-key.pem`).
-    #[arg(long, default_value = "quire-local")]
-    dir: PathBuf,
-    /// Days the certificate is valid.
-    #[arg(long, default_value_t = quire::certs::LEAF_DAYS_DEFAULT)]
-    days: u32,
-    /// Grant the new client STORE:r (read) or STORE:rw (read and write);
-    /// repeatable. Needs the cluster running and DIR/client.toml (admin).
-    #[arg(long, value_name = "STORE:r|rw", value_parser = parse_grant)]
-    grant: Vec<(String, Access)>,
-}
-
-fn parse_grant(s: &str) -> Result<(String, Access), String> {
-    let (store, access) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?}: expected STORE:r or STORE:rw"))?;
-    let access = Access::from_short(access)
-        .ok_or_else(|| format!("{s:?}: access must be r or rw, not {access:?}"))?;
-    Ok((store.to_string(), access))
-}
-
-/// What `cert issue` prints.
-#[derive(Serialize)]
-struct IssuedView {
-    role: &'static str,
-    name: String,
-    dir: PathBuf,
-    config: Option<PathBuf>,
-    node_id: Option<String>,
-    grants: Vec<String>,
-}
-
-impl Report for IssuedView {
-    fn text(&self, out: &mut String) {
-        line(
-            out,
-            format_args!(
-                "issued {} {:?} in {}",
-                self.role,
-                self.name,
-                self.dir.display()
-            ),
-        );
-        if let Some(id) = &self.node_id {
-            line(out, format_args!("node id {id}"));
-        }
-        if let Some(config) = &self.config {
-            line(
-                out,
-                format_args!("use it with --config {}", config.display()),
-            );
-        }
-        for g in &self.grants {
-            line(out, format_args!("granted {g}"));
-        }
-    }
-}
-
 /// `quire cert ...`.
 pub async fn cert(command: CertCommand, config: ConfigArg, json: bool) -> anyhow::Result<()> {
-    let args = match command {
-        CertCommand::Issue(args) => args,
-        CertCommand::Revoke(args) => return revoke_cert(args, config, json).await,
-        CertCommand::Rotate(args) => return rotate(args, json),
-    };
-    let role: Role = args.role.into();
-    if role != Role::Client && !args.grant.is_empty() {
-        anyhow::bail!("--grant is for client identities: admins need none, nodes make no requests");
+    match command {
+        CertCommand::Issue(args) => super::issue::issue(args, json).await,
+        CertCommand::Init(args) => super::issue::init(args, json),
+        CertCommand::Revoke(args) => revoke_cert(args, config, json).await,
+        CertCommand::Rotate(args) => rotate(args, json),
     }
-    let layout = Layout::new(&args.dir);
-    let Issued {
-        principal,
-        dir,
-        config,
-        ..
-    } = layout.issue(role, &args.name, args.days)?;
-    let mut granted = Vec::new();
-    if !args.grant.is_empty() {
-        let client = connect(Some(layout.client_config())).await?;
-        for (store, access) in &args.grant {
-            client
-                .set_grant(&principal.name, store, Some(*access))
-                .await?;
-            granted.push(format!("{store}:{}", access.short()));
-        }
-        client.close();
-    }
-    print(
-        &IssuedView {
-            role: role.name(),
-            name: args.name,
-            dir,
-            config,
-            node_id: principal.node_id().map(|id| id.to_string()),
-            grants: granted,
-        },
-        json,
-    )
 }
 
 /// `quire grant NAME --store S --read|--write`.

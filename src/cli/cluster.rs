@@ -87,6 +87,10 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 3600)]
         timeout_s: u64,
     },
+    /// Form a new cluster from nodes already running on their hosts (made
+    /// with `cert init` and `cert issue node`): the first membership
+    /// document, signed by this admin, with the store `default`.
+    Form(form::FormArgs),
 }
 
 /// What is staged, on disk between commands.
@@ -164,6 +168,10 @@ fn describe(c: &Change) -> String {
 
 /// Runs one `quire cluster` command.
 pub async fn cluster(command: ClusterCommand, config: ConfigArg, json: bool) -> anyhow::Result<()> {
+    // Forming comes before there is a membership to connect with.
+    if let ClusterCommand::Form(args) = command {
+        return form::form(args, client_config_path(config), json).await;
+    }
     let client = connect(config.clone()).await?;
     let result = run(&client, command, &config, json).await;
     client.settle(Duration::from_secs(5)).await;
@@ -240,8 +248,11 @@ async fn run(
         ClusterCommand::Transfers { wait, timeout_s } => {
             transfers(client, wait, Duration::from_secs(timeout_s), json).await
         }
+        ClusterCommand::Form(_) => unreachable!("formed before connecting"),
     }
 }
+
+mod form;
 
 mod plan;
 use plan::plan;

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod cluster;
 pub mod data;
 pub mod expiry;
+pub mod issue;
 pub mod local;
 pub mod output;
 pub mod reload;

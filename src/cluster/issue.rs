@@ -8,6 +8,7 @@
 //! names a new node id, for a node started from another directory (a
 //! machine of its own).
 
+use super::hosts::HostNode;
 use super::layout::{io_err, Layout, LayoutError};
 use crate::certs::{fresh_node_id, ClusterCa};
 use quire_client::config::{ClientConfig, TlsFiles as ClientTls};
@@ -21,7 +22,8 @@ pub struct Issued {
     pub principal: Principal,
     /// The directory holding the certificate and key.
     pub dir: PathBuf,
-    /// The ready-to-use client config, for clients and admins.
+    /// The ready-to-use config: `client.toml` for clients and admins,
+    /// `node.toml` for a node.
     pub config: Option<PathBuf>,
 }
 
@@ -43,6 +45,18 @@ impl Layout {
     /// identity already issued under that name is refused, never
     /// overwritten.
     pub fn issue(&self, role: Role, name: &str, days: u32) -> Result<Issued, LayoutError> {
+        self.issue_for(role, name, days, &HostNode::default())
+    }
+
+    /// Like [`Layout::issue`]; a node also gets a `node.toml` for `host`
+    /// (see [`super::hosts`]), so its directory is all a machine needs.
+    pub fn issue_for(
+        &self,
+        role: Role,
+        name: &str,
+        days: u32,
+        host: &HostNode,
+    ) -> Result<Issued, LayoutError> {
         let bad = |what: String| LayoutError::Mismatch(what);
         let file = self.read()?.ok_or_else(|| {
             bad(format!(
@@ -79,10 +93,11 @@ impl Layout {
         if role == Role::Node {
             ca.node(principal.node_id().expect("a node identity"), days)?
                 .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
+            let config = self.write_issued_node_config(&dir, file.id()?, host)?;
             return Ok(Issued {
                 principal,
                 dir,
-                config: None,
+                config: Some(config),
             });
         }
         ca.client(&principal, days)?

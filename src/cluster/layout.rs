@@ -58,7 +58,7 @@ pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError 
 /// Creates `dir` and its missing parents with mode 0700: the cluster
 /// directory holds the CA key and the client key, a node's directory its
 /// key and data.
-fn private_dir(dir: &Path) -> Result<(), LayoutError> {
+pub(super) fn private_dir(dir: &Path) -> Result<(), LayoutError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -15,6 +15,7 @@
 //! - [`node`][node]: one node's handle (start, stop, kill, restart).
 //! - [`process`][process]: spawning and signalling node processes.
 
+pub mod hosts;
 pub mod issue;
 pub mod layout;
 pub mod node;

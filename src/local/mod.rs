@@ -70,6 +70,13 @@ pub async fn up(
 ) -> Result<(), LocalError> {
     let layout = Layout::new(&options.dir);
     let existing = layout.read()?;
+    if existing.as_ref().is_some_and(|f| f.nodes == 0) {
+        return Err(crate::cluster::layout::LayoutError::Mismatch(format!(
+            "{} belongs to a cluster on hosts of its own (made by `quire cert init`): it has no local nodes to run",
+            options.dir.display()
+        ))
+        .into());
+    }
     if let Some(mut file) = existing.clone() {
         for k in 1..=file.nodes {
             if let Some(pid) = process::read_pid(&layout.pid_file(k)) {
