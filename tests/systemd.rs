@@ -54,7 +54,7 @@ fn a_node_notifies_ready_and_stopping_and_logs_json() {
         .arg(layout.node_config(1))
         .arg("node")
         .env("NOTIFY_SOCKET", &socket_path)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,quire_node=trace")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -64,6 +64,23 @@ fn a_node_notifies_ready_and_stopping_and_logs_json() {
     }
     // Serving by then: the bound address is on record.
     assert!(std::fs::read_to_string(layout.bound_addr_file(1)).is_ok());
+    // A request (the node has no membership yet: refused, but logged in
+    // its span).
+    let addr = std::fs::read_to_string(layout.bound_addr_file(1)).unwrap();
+    layout
+        .write_client_config(vec![addr.trim().to_string()])
+        .unwrap();
+    let asked = Command::new(QUIRE)
+        .arg("--config")
+        .arg(layout.client_config())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        !asked.status.success(),
+        "no cluster formed yet: {}",
+        String::from_utf8_lossy(&asked.stdout)
+    );
     kill_process(Pid::from_raw(node.id() as i32).unwrap(), Signal::TERM).unwrap();
     if !wait_state(&socket, "STOPPING=1") {
         fail_with_logs(node, "no STOPPING=1");
@@ -77,11 +94,25 @@ fn a_node_notifies_ready_and_stopping_and_logs_json() {
     let logs = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "the node logged something");
+    let mut in_request_span = 0;
     for line in lines {
         let parsed: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(parsed["level"].is_string(), "{line}");
+        let span = &parsed["span"];
+        if span["name"] == "request" {
+            assert!(
+                span["kind"].is_string() && span["peer"].is_string(),
+                "{line}"
+            );
+            assert!(span["principal"].is_string(), "{line}");
+            in_request_span += 1;
+        }
     }
+    assert!(
+        in_request_span > 0,
+        "request events carry their span:\n{logs}"
+    );
 }
 
 #[test]

@@ -158,7 +158,7 @@ async fn serve_connection(conn: quinn::Connection, slot: &Slot, shared: Arc<Shar
                     let busy = slot.activity.busy();
                     let principal = principal.clone();
                     streams.spawn(async move {
-                        serve_stream(send, recv, bytes, &shared, &principal).await;
+                        serve_stream(send, recv, bytes, &shared, (peer, &principal)).await;
                         drop(busy);
                     });
                 }
@@ -192,7 +192,7 @@ async fn serve_stream(
     mut recv: quinn::RecvStream,
     mut bytes: RequestBytes,
     shared: &Shared,
-    principal: &Result<Peer, IdentityError>,
+    (peer, principal): (std::net::SocketAddr, &Result<Peer, IdentityError>),
 ) {
     let state = &shared.state;
     let read = tokio::time::timeout(
@@ -202,7 +202,7 @@ async fn serve_stream(
     .await;
     let started = std::time::Instant::now();
     let (kind, response) = match read {
-        Ok(read) => answer(state, read, principal).await,
+        Ok(read) => answer(state, read, (peer, principal)).await,
         Err(_) => {
             // Tell the sender to stop: nothing more of this frame is read.
             let _ = recv.stop(DEADLINE_STREAM_CODE.into());
@@ -242,18 +242,43 @@ const UNREADABLE: &str = "unreadable";
 async fn answer(
     state: &NodeState,
     read: Result<Request, FrameReadError>,
-    principal: &Result<Peer, IdentityError>,
+    (peer, principal): (std::net::SocketAddr, &Result<Peer, IdentityError>),
 ) -> (&'static str, Response) {
+    use tracing::Instrument as _;
     let request = match read {
         Ok(request) => request,
         Err(e) => return (UNREADABLE, unreadable(state, e)),
     };
     let kind = request.kind();
-    tracing::trace!(kind, "request");
-    let response = match principal {
-        Ok(peer) => state.handle(request, peer).await,
-        Err(e) => state.refusal(ErrorCode::Forbidden, e.to_string()),
-    };
+    // At debug level: a span per request costs too much on the data path
+    // to be on by default; `RUST_LOG=quire_node=debug` turns it on, and
+    // every event of the request then carries these fields.
+    let span = tracing::debug_span!(
+        "request",
+        kind,
+        %peer,
+        node = %state.identity.node_id,
+        principal = tracing::field::Empty,
+        store = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        if let Ok(p) = principal {
+            span.record("principal", tracing::field::display(&p.principal));
+        }
+        use quire_shared::access::Scope;
+        if let Scope::Read(store) | Scope::Write(store) = request.scope() {
+            span.record("store", store);
+        }
+    }
+    let response = async {
+        tracing::trace!("request");
+        match principal {
+            Ok(peer) => state.handle(request, peer).await,
+            Err(e) => state.refusal(ErrorCode::Forbidden, e.to_string()),
+        }
+    }
+    .instrument(span)
+    .await;
     (kind, response)
 }
 
