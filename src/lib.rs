@@ -12,12 +12,14 @@
 //! - [`cluster`]: the one launcher of local clusters (in this process or as
 //!   node processes), used by the CLI, the bench, the examples and the tests.
 //! - [`local`]: `quire up` / `quire down` on top of it.
+//! - [`progress`]: progress bars on stderr when it is a terminal.
 
 pub use quire_client::admin;
 pub mod bench;
 pub mod certs;
 pub mod cluster;
 pub mod local;
+pub mod progress;
 
 pub use quire_client::{
     merge_with, Client, ClientConfig, ClientError, ClientStats, ConflictPolicy, Context, GetResult,

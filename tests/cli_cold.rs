@@ -180,3 +180,32 @@ async fn binary_values_round_trip_through_files_stdin_raw_and_json() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
 }
+
+/// Long commands draw a progress bar on stderr when it is a terminal, and
+/// nothing when it is not (scripts and `--json` readers get clean output).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bars_only_on_a_terminal() {
+    let cluster = TestCluster::start(3).await;
+    let config = cluster.layout().client_config();
+    let command = format!("'{QUIRE}' --config '{}' repair --once", config.display());
+    // `script` (util-linux) runs the command on a pseudo-terminal.
+    let Ok(on_tty) = Command::new("script")
+        .args(["-q", "-c", &command, "/dev/null"])
+        .output()
+    else {
+        panic!("`script` (util-linux) is missing: it gives the command a terminal");
+    };
+    let drawn = String::from_utf8_lossy(&on_tty.stdout);
+    assert!(on_tty.status.success(), "{drawn}");
+    assert!(drawn.contains("repair: partitions ["), "{drawn}");
+    let piped = Command::new(QUIRE)
+        .arg("--config")
+        .arg(&config)
+        .args(["repair", "--once"])
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(!stderr.contains("repair: partitions"), "{stderr}");
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("partitions checked"));
+}

@@ -158,6 +158,7 @@ pub async fn load(
     target: &Target,
     spec: &RunSpec,
     contexts: &Contexts,
+    progress: &indicatif::ProgressBar,
 ) -> Result<Duration, String> {
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
@@ -165,6 +166,7 @@ pub async fn load(
     let workers: Vec<_> = (0..spec.concurrency)
         .map(|_| {
             let (target, next, errors) = (target.clone(), next.clone(), errors.clone());
+            let progress = progress.clone();
             let contexts = contexts.clone();
             let (records, value_bytes) = (spec.records, spec.value_bytes);
             tokio::spawn(async move {
@@ -185,6 +187,7 @@ pub async fn load(
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
                     }
+                    progress.inc(1);
                 }
             })
         })
@@ -192,6 +195,7 @@ pub async fn load(
     for w in workers {
         let _ = w.await;
     }
+    progress.finish_and_clear();
     let errors = errors.load(Ordering::Relaxed);
     if errors > spec.records / 100 {
         return Err(format!("{errors} of {} loads failed", spec.records));

@@ -283,7 +283,8 @@ async fn measure(
     let load_secs = if args.no_load {
         0.0
     } else {
-        load(target, &base, &contexts)
+        let bar = quire::progress::bar("loading", args.records);
+        load(target, &base, &contexts, &bar)
             .await
             .map_err(|e| anyhow!(e))?
             .as_secs_f64()

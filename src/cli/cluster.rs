@@ -354,9 +354,14 @@ impl Report for Transfers {
 
 async fn transfers(client: &Client, wait: bool, limit: Duration, json: bool) -> anyhow::Result<()> {
     let report = if wait {
+        let bar = quire::progress::bar("transfers done", 0);
         let report = client
-            .transfer_until_flipped(16, Duration::from_millis(200), limit)
+            .transfer_until_flipped_with(16, Duration::from_millis(200), limit, |r| {
+                bar.set_length(r.pending + r.active + r.done);
+                bar.set_position(r.done);
+            })
             .await;
+        bar.finish_and_clear();
         if report.change.is_some() && !report.flipped {
             print(&Transfers(report), json)?;
             bail!("the change did not finish within {} s", limit.as_secs());

@@ -5,7 +5,6 @@
 use super::output::{line, print, Report};
 use super::{connect, ConfigArg};
 use quire_client::RepairReport;
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 /// `quire repair`.
@@ -37,17 +36,17 @@ impl Report for RepairReport {
     }
 }
 
-/// A progress line on stderr, redrawn in place, only when stderr is a
+/// A progress bar of partitions repaired, on stderr when it is a
 /// terminal (scripts and `--json` consumers get clean output).
 fn progress() -> impl FnMut(usize, usize) {
-    let tty = std::io::stderr().is_terminal();
+    // Made at the first partition, when the total is known.
+    let mut bar: Option<indicatif::ProgressBar> = None;
     move |done, total| {
-        if tty && (done == total || done % 16 == 0) {
-            let mut err = std::io::stderr();
-            let _ = write!(err, "\rrepair: {done}/{total} partitions");
-            if done == total {
-                let _ = writeln!(err);
-            }
+        let bar =
+            bar.get_or_insert_with(|| quire::progress::bar("repair: partitions", total as u64));
+        bar.set_position(done as u64);
+        if done == total {
+            bar.finish_and_clear();
         }
     }
 }

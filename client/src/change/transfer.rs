@@ -255,11 +255,25 @@ impl Client {
         pause: Duration,
         limit: Duration,
     ) -> TransferReport {
+        self.transfer_until_flipped_with(pages_per_step, pause, limit, |_| {})
+            .await
+    }
+
+    /// [`Client::transfer_until_flipped`], calling `progress` with each
+    /// step's report (a progress bar of transfers done).
+    pub async fn transfer_until_flipped_with(
+        &self,
+        pages_per_step: usize,
+        pause: Duration,
+        limit: Duration,
+        mut progress: impl FnMut(&TransferReport),
+    ) -> TransferReport {
         let deadline = tokio::time::Instant::now() + limit;
         let waiting_on = self.membership().pending.as_ref().map(|p| p.since);
         let mut copied = 0;
         loop {
             let mut report = self.transfer_step(pages_per_step).await;
+            progress(&report);
             copied += report.keys_copied;
             report.keys_copied = copied;
             if waiting_on.is_some() && report.change != waiting_on {
