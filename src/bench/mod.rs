@@ -15,6 +15,7 @@
 
 pub mod echo;
 pub mod keys;
+pub mod pacer;
 pub mod plot;
 pub mod run;
 
@@ -88,6 +89,10 @@ pub struct WorkloadReport {
     pub errors: u64,
     /// Reads that returned more than one sibling.
     pub siblings_seen: u64,
+    /// Open loop: how late the pacer released operations, (p50, p99,
+    /// p99.9) in µs, a figure of its own (latencies include it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pacer_lag_us: Option<(u64, u64, u64)>,
     /// Per kind of operation.
     pub kinds: Vec<KindReport>,
 }
@@ -154,6 +159,13 @@ pub fn write_table(report: &BenchReport, out: &mut String) {
             "{:<4} {:<12} {:<7} {:>10.0}",
             run.workload, run.pace, "all", run.ops_per_sec
         );
+        if let Some((p50, p99, p999)) = run.pacer_lag_us {
+            let _ = writeln!(
+                out,
+                "{:<4} {:<12} {:<7} {:>10} {:>9} {:>9} {:>9}   (how late the pacer released operations)",
+                run.workload, run.pace, "lag", "", p50, p99, p999
+            );
+        }
     }
     if !report.node_peak_memory_bytes.is_empty() {
         let mib: Vec<String> = report

@@ -7,6 +7,7 @@
 
 use super::echo::EchoClient;
 use super::keys::{record_key, KeyChooser};
+use super::pacer::Pacer;
 use super::{KindReport, Workload, WorkloadReport};
 use hdrhistogram::Histogram;
 use quire_client::Client;
@@ -312,30 +313,28 @@ pub async fn run(
 ) -> WorkloadReport {
     let begin = Instant::now();
     let end = begin + spec.duration;
-    let issued = Arc::new(AtomicU64::new(0));
+    let pacer = match spec.pace {
+        Pace::Closed => None,
+        Pace::Open { rate } => Some(Arc::new(Pacer::start(begin, end, rate))),
+    };
     let workers: Vec<_> = (0..spec.concurrency)
         .map(|w| {
-            let (target, spec, contexts, issued) = (
+            let (target, spec, contexts, pacer) = (
                 target.clone(),
                 spec.clone(),
                 contexts.clone(),
-                issued.clone(),
+                pacer.clone(),
             );
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(seed.wrapping_add(w as u64));
                 let mut rec = Recorder::new();
                 loop {
-                    let intended = match spec.pace {
-                        Pace::Closed => Instant::now(),
-                        Pace::Open { rate } => {
-                            let i = issued.fetch_add(1, Ordering::Relaxed);
-                            let due = begin + Duration::from_secs_f64(i as f64 / rate);
-                            if due >= end {
-                                break;
-                            }
-                            tokio::time::sleep_until(due.into()).await;
-                            due
-                        }
+                    let intended = match &pacer {
+                        None => Instant::now(),
+                        Some(pacer) => match pacer.next().await {
+                            Some(due) => due,
+                            None => break,
+                        },
                     };
                     if intended >= end {
                         break;
@@ -352,6 +351,7 @@ pub async fn run(
             all.merge(rec);
         }
     }
+    let pacer_lag_us = pacer.and_then(Arc::into_inner).map(|mut p| p.lag_us());
     let elapsed = begin.elapsed().max(spec.duration);
     let mut kinds: Vec<KindReport> = all
         .histograms
@@ -378,6 +378,7 @@ pub async fn run(
         ops_per_sec: total as f64 / elapsed.as_secs_f64(),
         errors: kinds.iter().map(|k| k.errors).sum(),
         siblings_seen: all.siblings_seen,
+        pacer_lag_us,
         kinds,
     }
 }
