@@ -156,3 +156,47 @@ async fn a_node_clock_running_ahead_makes_an_earlier_write_win() {
     let read = client.store("prices").unwrap().get(b"p").await.unwrap();
     assert_eq!(read.values(), vec![b"early"], "the earlier write wins");
 }
+
+/// `quire status` tells an operator which node clock disagrees with
+/// theirs, and by how much: last-write-wins races are decided by node
+/// clocks, so skew is what loses writes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_warns_of_a_node_clock_running_ahead() {
+    let builder = common::builder(3)
+        .processes(common::QUIRE)
+        .stores(vec![lww_store()]);
+    let mut cluster = TestCluster::from(builder, false).await;
+    cluster.kill(2).await;
+    cluster.node(2).clock_skew_ms = 7_000;
+    cluster.restart(2).await;
+    let skewed = cluster.nodes[1].node_id.to_string();
+    let out = std::process::Command::new(common::QUIRE)
+        .arg("--config")
+        .arg(cluster.layout().client_config())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains(&skewed) && warnings[0].contains("ahead of"),
+        "{text}"
+    );
+    let out = std::process::Command::new(common::QUIRE)
+        .arg("--config")
+        .arg(cluster.layout().client_config())
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for node in status["nodes"].as_array().unwrap() {
+        let offset = node["clock_offset_ms"].as_i64().unwrap();
+        if node["id"] == skewed.as_str() {
+            assert!((6_500..7_500).contains(&offset), "{node}");
+        } else {
+            assert!(offset.abs() < 500, "{node}");
+        }
+    }
+}

@@ -72,6 +72,10 @@ pub struct NodeStatus {
     /// Where it serves Prometheus metrics, e.g.
     /// `http://127.0.0.1:7001/metrics`, when it answered and serves them.
     pub metrics: Option<String>,
+    /// How far the node's clock is ahead of this client's (negative:
+    /// behind), in ms, estimated from its answer (off by at most half the
+    /// round trip); `None` when it did not answer.
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// The URL to scrape a node's metrics at: its metrics address, with the
@@ -280,20 +284,28 @@ impl Client {
             let hello = hello.clone();
             let m = m.clone();
             async move {
+                let sent_ms = crate::clock::now_ms();
                 let answer = t.call(&m.addr, &hello, timeout).await;
-                let (up, epoch, metrics) = match answer {
+                let heard_ms = crate::clock::now_ms();
+                let (up, epoch, metrics, clock_offset_ms) = match answer {
                     Ok(Response {
                         epoch,
                         result:
                             Ok(Reply::Hello {
-                                node_id, metrics, ..
+                                node_id,
+                                metrics,
+                                clock_ms,
+                                ..
                             }),
                     }) if node_id == m.id => (
                         true,
                         Some(epoch),
                         metrics.map(|at| metrics_url(at, &m.addr)),
+                        // The node read its clock between send and answer:
+                        // take the middle.
+                        Some(clock_ms as i64 - (sent_ms / 2 + heard_ms / 2) as i64),
                     ),
-                    _ => (false, None, None),
+                    _ => (false, None, None, None),
                 };
                 NodeStatus {
                     id: m.id,
@@ -301,6 +313,7 @@ impl Client {
                     up,
                     epoch,
                     metrics,
+                    clock_offset_ms,
                 }
             }
         });

@@ -23,7 +23,7 @@ pub const ALPN: &[u8] = b"quire/8";
 /// key digests instead of objects. 6: membership change (pending owners in
 /// the document, `TransferState`, `TransferMark`, `DropPartition`). 7:
 /// grants in the document, `Forbidden`. 8: `Hello` answers carry the
-/// node's metrics address.
+/// node's metrics address and clock.
 pub const PROTOCOL_VERSION: u32 = 8;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -266,6 +266,10 @@ pub enum Reply {
         /// Where the node serves Prometheus metrics (`GET /metrics`), if it
         /// does: what `quire status` shows an operator to scrape.
         metrics: Option<std::net::SocketAddr>,
+        /// The node's wall clock when it answered (ms since the Unix
+        /// epoch): node clocks order last-write-wins races, so `quire
+        /// status` compares each with its own and warns of skew.
+        clock_ms: u64,
     },
     /// Answer to `Get`: the local object, if any.
     Object(Option<Object>),

@@ -162,7 +162,14 @@ struct NodeView {
     /// The URL its Prometheus metrics are served at (`null` when it is
     /// down or serves none).
     metrics: Option<String>,
+    /// How far its clock is ahead of this machine's, in ms (negative:
+    /// behind; `null` when down).
+    clock_offset_ms: Option<i64>,
 }
+
+/// A node clock this far from the machine running `quire status` (ms)
+/// is warned about: last-write-wins stores order writes by node clocks.
+const CLOCK_SKEW_WARN_MS: i64 = 500;
 
 /// What `status` prints.
 #[derive(Serialize)]
@@ -218,6 +225,19 @@ impl Report for Status {
         for e in &self.expiring_certificates {
             line(out, format_args!("{}", super::expiry::warning(e)));
         }
+        for n in &self.nodes {
+            if let Some(offset) = n.clock_offset_ms.filter(|o| o.abs() > CLOCK_SKEW_WARN_MS) {
+                let by = offset.unsigned_abs();
+                let way = if offset > 0 { "ahead of" } else { "behind" };
+                line(
+                    out,
+                    format_args!(
+                        "warning: node {}'s clock is {by} ms {way} this machine's: last-write-wins stores order writes by node clocks; keep clocks in sync (NTP)",
+                        n.id
+                    ),
+                );
+            }
+        }
     }
 }
 
@@ -253,6 +273,7 @@ pub async fn status(config: ConfigArg, json: bool) -> anyhow::Result<()> {
                     partitions_after,
                     held_keys: held.get(&n.id).copied(),
                     metrics: n.metrics.clone(),
+                    clock_offset_ms: n.clock_offset_ms,
                 }
             })
             .collect(),

@@ -198,6 +198,7 @@ pub fn reply(rng: &mut Rng) -> Reply {
             metrics: maybe(rng, |r| {
                 std::net::SocketAddr::from(([127, 0, 0, 1], r.number_u32() as u16))
             }),
+            clock_ms: rng.number(),
         },
         1 => Reply::Object(maybe(rng, object)),
         2 => Reply::Stored(object(rng)),

@@ -35,6 +35,7 @@ impl NodeState {
             cluster_id: mine,
             protocol_version: PROTOCOL_VERSION,
             metrics: self.metrics_addr,
+            clock_ms: super::data::now_ms(),
         })
     }
 

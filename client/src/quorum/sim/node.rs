@@ -224,6 +224,7 @@ impl SimNode {
                 cluster_id: None,
                 protocol_version: PROTOCOL_VERSION,
                 metrics: None,
+                clock_ms: 0,
             })),
             Request::Get { key, hint, .. } => {
                 let found = match hint {
