@@ -87,6 +87,11 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 3600)]
         timeout_s: u64,
     },
+    /// Abandon the committed change that is moving data (say, its new node
+    /// died): the owners stay as they are, joining nodes become idle, and
+    /// the copies they received are handed back and dropped by
+    /// maintenance. Nothing acknowledged is lost.
+    Abort,
     /// Form a new cluster from nodes already running on their hosts (made
     /// with `cert init` and `cert issue node`): the first membership
     /// document, signed by this admin, with the store `default`.
@@ -249,10 +254,55 @@ async fn run(
             transfers(client, wait, Duration::from_secs(timeout_s), json).await
         }
         ClusterCommand::Form(_) => unreachable!("formed before connecting"),
+        ClusterCommand::Abort => {
+            let Some(pending) = doc.pending.clone() else {
+                bail!(
+                    "no change is pending at epoch {}: nothing to abort",
+                    doc.epoch
+                );
+            };
+            if !client.abort_change(&pending).await? {
+                bail!(
+                    "the change of epoch {} flipped or changed before it could be aborted",
+                    pending.since
+                );
+            }
+            let now = client.membership();
+            print(
+                &Aborted {
+                    ok: true,
+                    change: pending.since,
+                    epoch: now.epoch,
+                },
+                json,
+            )
+        }
     }
 }
 
 mod form;
+
+/// What `cluster abort` prints.
+#[derive(Serialize)]
+struct Aborted {
+    ok: bool,
+    /// The change abandoned (the epoch it was committed in).
+    change: u64,
+    /// The epoch of the document that abandons it.
+    epoch: u64,
+}
+
+impl Report for Aborted {
+    fn text(&self, out: &mut String) {
+        line(
+            out,
+            format_args!(
+                "aborted the change of epoch {} at epoch {}: owners unchanged; joining nodes are idle, and maintenance hands back and drops what they received",
+                self.change, self.epoch
+            ),
+        );
+    }
+}
 
 mod plan;
 use plan::plan;

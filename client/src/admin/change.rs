@@ -282,6 +282,33 @@ impl Client {
         Ok(flipped)
     }
 
+    /// Abandons the pending change `change` (exactly that one: a change
+    /// flipped or replaced meanwhile is left alone): the owners stay as
+    /// they are, in a new epoch signed by this admin, and nodes that were
+    /// joining become idle (see [`Membership::abort`]). True when this
+    /// call aborted it; false when nothing (or another change) was
+    /// pending.
+    pub async fn abort_change(&self, change: &Pending) -> Result<bool, AdminError> {
+        let aborted = Mutex::new(false);
+        let step = |newest: &Membership, offered: bool| match &newest.pending {
+            Some(p) if p == change => {
+                let next = newest.abort().expect("a change is pending");
+                *aborted.lock().expect("not poisoned") = true;
+                Ok(Step::Next(Box::new(next)))
+            }
+            _ if offered => Ok(Step::Done),
+            _ => {
+                *aborted.lock().expect("not poisoned") = false;
+                Ok(Step::Done)
+            }
+        };
+        let known = self.membership();
+        change_membership(self.transport(), &self.sealer(), &known, step).await?;
+        self.refresh_membership().await;
+        let aborted = *aborted.lock().expect("not poisoned");
+        Ok(aborted)
+    }
+
     /// The member a `quire cluster join ADDR` adds: the node running at
     /// `addr` (its id from `Hello`, waiting up to `wait` for it to
     /// answer), with `zone` and `weight`. Refused when the node belongs to

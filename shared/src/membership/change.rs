@@ -224,6 +224,23 @@ impl Membership {
         Some(next)
     }
 
+    /// The document that abandons the pending change: epoch + 1, the
+    /// owners as they are, `pending` cleared. A node that was joining is
+    /// then idle (it holds copies only, which maintenance hands back and
+    /// drops); nothing acknowledged is lost, since only current owners
+    /// count towards `W` while a change is pending. For a change that
+    /// cannot finish (its incoming node died). `None` when nothing is
+    /// pending.
+    pub fn abort(&self) -> Option<Membership> {
+        self.pending.as_ref()?;
+        let mut next = self.clone();
+        next.epoch = self.epoch.saturating_add(1);
+        next.pending = None;
+        // Signed anew by the admin who aborts.
+        next.seal = None;
+        Some(next)
+    }
+
     /// Where member `id` stands.
     pub fn state_of(&self, id: NodeId) -> MemberState {
         let now = self.owners.contains(&id);

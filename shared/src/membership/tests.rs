@@ -283,3 +283,25 @@ fn a_two_million_member_document_does_not_decode() {
     let refused = postcard::from_bytes::<Membership>(&bytes);
     assert!(refused.is_err(), "decoded {} members", doc.members.len());
 }
+
+#[test]
+fn an_abort_keeps_todays_owners_and_leaves_the_joiner_idle() {
+    let doc = three();
+    assert!(doc.abort().is_none(), "nothing pending, nothing to abort");
+    let next = doc.plan(&[Change::Join(member(4))]).unwrap();
+    let aborted = next.abort().unwrap();
+    assert_eq!(aborted.epoch, next.epoch + 1);
+    assert!(aborted.pending.is_none());
+    assert_eq!(aborted.owners, doc.owners, "nothing moved");
+    assert_eq!(aborted.state_of(NodeId(4000)), MemberState::Idle);
+    assert!(aborted.transfers().is_empty());
+    assert!(aborted.validate().is_ok());
+    assert!(
+        aborted.supersedes(&next),
+        "nodes take it over the pending one"
+    );
+    // The next change may be planned at once, and the idle node may come
+    // back or be removed.
+    assert!(aborted.plan(&[Change::Join(member(4))]).is_ok());
+    assert!(aborted.plan(&[Change::Remove(NodeId(4000))]).is_ok());
+}
