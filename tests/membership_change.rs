@@ -555,3 +555,80 @@ async fn old_owners_drop_their_copies_once_the_change_has_flipped() {
     // A second sweep finds nothing left to drop.
     assert_eq!(client.hand_off_and_drop().await.partitions_dropped, 0);
 }
+
+/// A `TransferPage` is checked before anything is written: a key of
+/// another partition is refused as malformed, a node that is not an
+/// incoming replica of the partition (or a page of another change) gets
+/// `NotOwner`, and the receiver holds none of the refused keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_pages_are_checked_before_anything_is_written() {
+    use quire::shared::wire::{Entry, ErrorCode, Reply, Request};
+    use quire::shared::{ActorId, Object, Value};
+    let mut cluster = TestCluster::from(common::builder(3).partitions(4), false).await;
+    let client = cluster.client().await;
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    let doc = client.membership();
+    let (committed, _) = client
+        .commit_change(&[Change::Join(member.clone())], doc.version())
+        .await
+        .unwrap();
+    let change = committed.pending.as_ref().unwrap().since;
+    let t = committed
+        .transfers()
+        .into_iter()
+        .find(|t| t.to == member.id)
+        .expect("node 4 receives a partition");
+    let key_in = |inside: bool| {
+        (0..)
+            .map(|i| format!("key-{i}").into_bytes())
+            .find(|k| (committed.partition_of("default", k) == t.partition) == inside)
+            .unwrap()
+    };
+    let mut object = Object::new();
+    object.event(ActorId(77), Value::bytes(b"v".to_vec(), 1));
+    let page = |key: Vec<u8>, change: u64| Request::TransferPage {
+        store: "default".into(),
+        partition: t.partition,
+        change,
+        entries: vec![
+            Entry {
+                key: key_in(true),
+                object: object.clone(),
+            },
+            Entry {
+                key,
+                object: object.clone(),
+            },
+        ],
+        progress: None,
+    };
+    let transport = cluster.transport();
+    let code = |answer: quire::shared::wire::Response| answer.result.unwrap_err().code;
+    let outside = transport
+        .call(&addr, &page(key_in(false), change), T)
+        .await
+        .unwrap();
+    assert_eq!(code(outside), ErrorCode::Malformed);
+    let stale = transport
+        .call(&addr, &page(key_in(true), change - 1), T)
+        .await
+        .unwrap();
+    assert_eq!(code(stale), ErrorCode::NotOwner);
+    let owner = committed.member(t.from[0]).unwrap().addr.clone();
+    let not_incoming = transport
+        .call(&owner, &page(key_in(true), change), T)
+        .await
+        .unwrap();
+    assert_eq!(code(not_incoming), ErrorCode::NotOwner);
+    let get = Request::Get {
+        store: "default".into(),
+        key: key_in(true),
+        hint: None,
+    };
+    let held = transport.call(&addr, &get, T).await.unwrap();
+    assert!(
+        matches!(held.result, Ok(Reply::Object(None))),
+        "nothing of a refused page is stored: {held:?}"
+    );
+}

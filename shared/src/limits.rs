@@ -78,6 +78,9 @@ pub const PARTITIONS_MAX: usize = 1 << 16;
 pub const MEMBERSHIP_BYTES_MAX: usize = 4 << 20;
 /// Most delivered hints one `DropHints` may name (a page is at most 1000).
 pub const DROP_HINTS_MAX: usize = 1024;
+/// Most keys one `TransferPage` carries: bounds the receiving writer's
+/// transaction (the foreground's writes wait behind it) and decoding.
+pub const TRANSFER_PAGE_ENTRIES_MAX: usize = 1024;
 
 /// Per-store bounds on one key's object, kept in the membership document
 /// so that every node of the store applies the same ones.

@@ -23,7 +23,7 @@ pub const ALPN: &[u8] = b"quire/8";
 /// key digests instead of objects. 6: membership change (pending owners in
 /// the document, `TransferState`, `TransferMark`, `DropPartition`). 7:
 /// grants in the document, `Forbidden`. 8: `Hello` answers carry the
-/// node's metrics address and clock.
+/// node's metrics address and clock; `TransferPage`.
 pub const PROTOCOL_VERSION: u32 = 8;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -189,6 +189,29 @@ pub enum Request {
         /// The progress to record.
         progress: TransferProgress,
     },
+    /// Stores part of a transfer on its incoming replica in one write:
+    /// every entry synced into the node's copy, as `Replicate` does, then
+    /// `progress` recorded if given (the last part of a page), so a page
+    /// costs a request per part instead of one per key. Refused
+    /// (`NotOwner`) unless the node is an incoming replica of the
+    /// partition in change `change`; an entry whose key is not in the
+    /// partition is refused (`Malformed`) before anything is written.
+    TransferPage {
+        /// Store name.
+        store: String,
+        /// Partition.
+        partition: u32,
+        /// The change the transfer is for (the epoch it was committed in).
+        change: u64,
+        /// The keys and objects, at most
+        /// [`crate::limits::TRANSFER_PAGE_ENTRIES_MAX`].
+        #[serde(
+            deserialize_with = "crate::bounded::vec::<_, _, { crate::limits::TRANSFER_PAGE_ENTRIES_MAX }>"
+        )]
+        entries: Vec<Entry>,
+        /// The progress to record once they are stored.
+        progress: Option<TransferProgress>,
+    },
     /// Removes up to a batch of the node's keys of a partition it is no
     /// longer a home (or incoming) replica of: an old owner's copy, once a
     /// membership change has flipped and the copy was handed off. Refused
@@ -235,6 +258,7 @@ impl Request {
             Request::DeleteIfEqual { .. } => "delete-if-equal",
             Request::TransferState { .. } => "transfer-state",
             Request::TransferMark { .. } => "transfer-mark",
+            Request::TransferPage { .. } => "transfer-page",
             Request::DropPartition { .. } => "drop-partition",
         }
     }

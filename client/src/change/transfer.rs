@@ -3,9 +3,10 @@
 //!
 //! A transfer copies `store`'s `partition` from a current home replica to
 //! an incoming one: a `ScanSegment` page (objects, bounded by the source's
-//! frame limit), every key of it `Replicate`d into the receiver (a `sync`,
-//! so a copy never replaces a newer write that reached the receiver
-//! directly), then `TransferMark` on the receiver with the page's cursor.
+//! frame limit), stored on the receiver by `TransferPage` requests of a
+//! few hundred keys each (each key synced in, so a copy never replaces a
+//! newer write that reached the receiver directly), the last of which
+//! records the page's cursor on the receiver.
 //! The cursor lives on the receiver: a transfer interrupted anywhere (this
 //! client, the source, the receiver) resumes from the last page marked,
 //! so at most one page is sent twice.
@@ -19,10 +20,14 @@ use quire_shared::wire::{
 use quire_shared::{Member, Membership, NodeId, PreferenceList, Transfer};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tokio::task::JoinSet;
 
-/// `Replicate` requests of one page in flight at once.
-const PAGE_PARALLEL: usize = 16;
+/// Most keys of one `TransferPage`: one write transaction on the
+/// receiver, which the foreground's writes wait behind (the writer batches
+/// as many of them at once).
+const PART_KEYS: usize = 256;
+
+/// Most bytes of one `TransferPage`, for the same reason.
+const PART_BYTES: usize = 1 << 20;
 
 impl Client {
     /// Moves data for the pending change, at most `pages_max` pages in
@@ -95,7 +100,6 @@ impl Client {
                 .map(|e| (encode_frame(&e.object).len() - FRAME_HEADER_BYTES) as u64)
                 .sum();
             let keys = entries.len() as u64;
-            self.replicate_page(&to, &t.store, entries).await?;
             progress.keys += keys;
             progress.bytes += bytes;
             let now = wall_ms();
@@ -105,18 +109,52 @@ impl Client {
             progress.updated_ms = now;
             progress.done = next.is_none();
             progress.after = next;
-            let mark = Request::TransferMark {
+            self.store_page(&to, t, entries, &progress).await?;
+            copied += keys;
+        }
+        Ok(copied)
+    }
+
+    /// Stores a page on the incoming replica `to` in parts of at most
+    /// [`PART_KEYS`] keys and [`PART_BYTES`] bytes, one `TransferPage`
+    /// (one write on the node) each, the last one carrying `progress`:
+    /// the mark moves only once the whole page is stored.
+    async fn store_page(
+        &self,
+        to: &Member,
+        t: &Transfer,
+        entries: Vec<Entry>,
+        progress: &TransferProgress,
+    ) -> Result<(), String> {
+        let mut parts: Vec<Vec<Entry>> = vec![Vec::new()];
+        let mut part_bytes = 0;
+        for e in entries {
+            let size = e.key.len() + e.object.size_bytes();
+            let last = parts.last().expect("at least one part");
+            if !last.is_empty() && (last.len() >= PART_KEYS || part_bytes + size > PART_BYTES) {
+                parts.push(Vec::new());
+                part_bytes = 0;
+            }
+            part_bytes += size;
+            parts.last_mut().expect("at least one part").push(e);
+        }
+        let count = parts.len();
+        for (i, entries) in parts.into_iter().enumerate() {
+            let last = i + 1 == count;
+            let request = Request::TransferPage {
                 store: t.store.clone(),
                 partition: t.partition,
-                progress: progress.clone(),
+                change: progress.change,
+                entries,
+                progress: last.then(|| progress.clone()),
             };
-            match self.transfer_call(&to, &mark).await {
-                Ok(Reply::Transfer(held)) if held == progress => copied += keys,
-                Ok(other) => return Err(format!("{}: mark not kept: {other:?}", to.addr)),
+            match self.transfer_call(to, &request).await {
+                Ok(Reply::Transfer(held)) if !last || held == *progress => {}
+                Ok(other) => return Err(format!("{}: page not kept: {other:?}", to.addr)),
                 Err(e) => return Err(format!("{}: {e}", to.addr)),
             }
         }
-        Ok(copied)
+        Ok(())
     }
 
     /// The next page of `t`'s partition after `after`, from the first
@@ -152,45 +190,6 @@ impl Client {
             t.store,
             why.join("; ")
         ))
-    }
-
-    /// `Replicate`s every entry into `to`, [`PAGE_PARALLEL`] at a time;
-    /// fails if any is not stored (the page is then sent again).
-    async fn replicate_page(
-        &self,
-        to: &Member,
-        store: &str,
-        entries: Vec<Entry>,
-    ) -> Result<(), String> {
-        let mut running = JoinSet::new();
-        let mut failed = None;
-        for e in entries {
-            if running.len() >= PAGE_PARALLEL {
-                if let Some(Ok(Err(why))) = running.join_next().await {
-                    failed = Some(why);
-                }
-            }
-            let (client, to) = (self.clone(), to.clone());
-            let request = Request::Replicate {
-                store: store.to_owned(),
-                key: e.key,
-                object: e.object,
-                hint: None,
-            };
-            running.spawn(async move {
-                match client.transfer_call(&to, &request).await {
-                    Ok(Reply::Stored(_)) => Ok(()),
-                    Ok(other) => Err(format!("{}: unexpected answer {other:?}", to.addr)),
-                    Err(e) => Err(format!("{}: {e}", to.addr)),
-                }
-            });
-        }
-        while let Some(done) = running.join_next().await {
-            if let Ok(Err(why)) = done {
-                failed = Some(why);
-            }
-        }
-        failed.map_or(Ok(()), Err)
     }
 
     /// Every moving partition's exchange between its current and incoming

@@ -28,6 +28,7 @@ impl Request {
             | Request::Replicate { store, .. }
             | Request::DeleteIfEqual { store, .. }
             | Request::TransferMark { store, .. }
+            | Request::TransferPage { store, .. }
             | Request::DropPartition { store, .. } => Scope::Write(store),
             Request::Hints { .. } | Request::DropHints { .. } => Scope::Hints,
         }

@@ -176,6 +176,18 @@ pub fn request(rng: &mut Rng) -> Request {
             partition: p,
             root: digest(rng),
         },
+        15 if rng.below(2) == 0 => Request::TransferPage {
+            store: s,
+            partition: p,
+            change: rng.number(),
+            entries: (0..rng.len(0, 3))
+                .map(|_| Entry {
+                    key: key(rng),
+                    object: object(rng),
+                })
+                .collect(),
+            progress: maybe(rng, progress),
+        },
         _ => {
             let membership = Box::new(membership(rng));
             let base = maybe(rng, |r| MembershipVersion {

@@ -66,14 +66,14 @@ impl NodeState {
 
     /// How `store` resolves conflicts (last write wins: nodes then keep
     /// only the newest value); siblings for a store not known yet.
-    fn policy(&self, store: &str) -> ConflictPolicy {
+    pub(super) fn policy(&self, store: &str) -> ConflictPolicy {
         self.membership()
             .and_then(|m| m.store(store).map(|s| s.policy))
             .unwrap_or(ConflictPolicy::Siblings)
     }
 
     /// The ids of every member, for the writer to find hint copies by.
-    fn member_ids(&self) -> Vec<NodeId> {
+    pub(super) fn member_ids(&self) -> Vec<NodeId> {
         self.membership()
             .map(|m| m.members.iter().map(|m| m.id).collect())
             .unwrap_or_default()
@@ -81,7 +81,7 @@ impl NodeState {
 
     /// The bounds on a key's object in `store`, held under this node's
     /// frame limit so every object it stores fits the frames that carry it.
-    fn object_limits(&self, store: &str) -> StoreLimits {
+    pub(super) fn object_limits(&self, store: &str) -> StoreLimits {
         self.membership()
             .and_then(|m| m.store(store).map(|s| s.limits))
             .unwrap_or_default()
@@ -89,7 +89,11 @@ impl NodeState {
     }
 
     /// A data write, fsynced before the answer unless `store` is buffered.
-    async fn write_data(&self, store: &str, op: WriteOp) -> Result<WriteOutcome, ErrorReply> {
+    pub(super) async fn write_data(
+        &self,
+        store: &str,
+        op: WriteOp,
+    ) -> Result<WriteOutcome, ErrorReply> {
         let durable = self
             .membership()
             .and_then(|m| m.store(store).map(|s| s.durability))

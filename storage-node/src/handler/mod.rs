@@ -263,6 +263,16 @@ impl NodeState {
                 partition,
                 progress,
             } => self.transfer_mark(&store, partition, progress).await,
+            Request::TransferPage {
+                store,
+                partition,
+                change,
+                entries,
+                progress,
+            } => {
+                self.transfer_page((&store, partition), change, entries, progress)
+                    .await
+            }
             Request::DropPartition {
                 store,
                 partition,

@@ -13,7 +13,8 @@
 
 use super::{refuse, storage_failed, unexpected, NodeState};
 use crate::writer::{WriteOp, WriteOutcome};
-use quire_shared::wire::{ErrorCode, ErrorReply, Reply, TransferProgress};
+use quire_shared::limits::check_value;
+use quire_shared::wire::{Entry, ErrorCode, ErrorReply, Reply, TransferProgress};
 
 impl NodeState {
     /// The progress recorded for `store`'s `partition`.
@@ -53,6 +54,76 @@ impl NodeState {
         };
         match self.write(op).await? {
             WriteOutcome::Transfer(held) => Ok(Reply::Transfer(held)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Refuses unless this node is an incoming replica of `store`'s
+    /// `partition` in change `change`.
+    fn check_incoming(&self, store: &str, partition: u32, change: u64) -> Result<(), ErrorReply> {
+        let (doc, n) = self.known_partition(store, partition)?;
+        let pending = doc.pending.as_ref().map(|p| p.since);
+        if pending != Some(change) || !doc.incoming(partition, n).contains(&self.identity.node_id) {
+            return Err(refuse(
+                ErrorCode::NotOwner,
+                format!(
+                    "node {} is not an incoming replica of partition {partition} of {store:?} in change {change} (membership epoch {}); refresh membership and retry",
+                    self.identity.node_id, doc.epoch
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stores part of a transfer page in one write: every entry synced
+    /// into this node's copy, then `progress` recorded if given. Every
+    /// entry is checked (in the partition, a valid object, values within
+    /// the limit) before anything is written.
+    pub(super) async fn transfer_page(
+        &self,
+        (store, partition): (&str, u32),
+        change: u64,
+        entries: Vec<Entry>,
+        progress: Option<TransferProgress>,
+    ) -> Result<Reply, ErrorReply> {
+        self.check_incoming(store, partition, change)?;
+        if progress.as_ref().is_some_and(|p| p.change != change) {
+            return Err(refuse(
+                ErrorCode::Malformed,
+                "a transfer page's progress names another change than the page",
+            ));
+        }
+        let mut items = Vec::with_capacity(entries.len());
+        for Entry { key, object } in entries {
+            let dk = self.locate(store, &key)?;
+            let (_, at, _) = crate::storage::split_data_key(&dk).unwrap_or_default();
+            if at != partition {
+                return Err(refuse(
+                    ErrorCode::Malformed,
+                    format!("a key of partition {at} in a transfer page of partition {partition}"),
+                ));
+            }
+            object
+                .validate()
+                .map_err(|e| refuse(ErrorCode::InvalidObject, format!("object: {e}")))?;
+            for v in object.values() {
+                check_value(v.size_bytes(), self.limits.value_bytes_max)
+                    .map_err(|(code, msg)| refuse(code, msg))?;
+            }
+            items.push((dk, object));
+        }
+        let op = WriteOp::TransferPage {
+            items,
+            members: self.member_ids(),
+            policy: self.policy(store),
+            limits: self.object_limits(store),
+            store: store.to_owned(),
+            partition,
+            progress,
+        };
+        match self.write_data(store, op).await? {
+            WriteOutcome::Transfer(held) => Ok(Reply::Transfer(held)),
+            WriteOutcome::Refused { code, message } => Err(refuse(code, message)),
             other => Err(unexpected(&other)),
         }
     }

@@ -33,6 +33,33 @@ pub(super) struct Actors {
     pub(super) hint: ActorId,
 }
 
+/// A replica (home or incoming) takes `object` for `data_key` into its
+/// own copy: the shared replica rule, after the guard against dots of
+/// this node it never issued, within the store's bounds.
+fn replicate_home(
+    txn: &mut WriteTxn<'_>,
+    actors: &Actors,
+    (data_key, object): (&[u8], &quire_shared::Object),
+    members: &[NodeId],
+    (policy, limits): (quire_shared::ConflictPolicy, &quire_shared::StoreLimits),
+) -> Result<WriteOutcome, StorageError> {
+    let stored = txn.get_object(data_key)?.unwrap_or_default();
+    let claimed = |a| object.counter(a);
+    if let Some(dot) = unissued_dot(txn, actors, data_key, members, &stored, claimed)? {
+        return Ok(unissued_refusal(data_key, ErrorCode::InvalidObject, dot));
+    }
+    match replica::replicate(&stored, object, policy) {
+        Some(next) => {
+            if let Some(refused) = over_limits(data_key, &stored, &next, limits, Origin::Merged) {
+                return Ok(refused);
+            }
+            txn.put_object(data_key, &next)?;
+            Ok(WriteOutcome::Stored(next))
+        }
+        None => Ok(WriteOutcome::Stored(stored)),
+    }
+}
+
 /// Applies `op` inside `txn`; the caller commits. What each operation does
 /// to the stored object is a rule of [`quire_shared::replica`]; this
 /// function only reads its inputs and stores its result.
@@ -130,23 +157,31 @@ pub(super) fn apply(
             members,
             policy,
             limits,
+        } => replicate_home(txn, actors, (data_key, object), members, (*policy, limits)),
+        WriteOp::TransferPage {
+            items,
+            members,
+            policy,
+            limits,
+            store,
+            partition,
+            progress,
         } => {
-            let stored = txn.get_object(data_key)?.unwrap_or_default();
-            let claimed = |a| object.counter(a);
-            if let Some(dot) = unissued_dot(txn, actors, data_key, members, &stored, claimed)? {
-                return Ok(unissued_refusal(data_key, ErrorCode::InvalidObject, dot));
-            }
-            match replica::replicate(&stored, object, *policy) {
-                Some(next) => {
-                    if let Some(refused) =
-                        over_limits(data_key, &stored, &next, limits, Origin::Merged)
-                    {
-                        return Ok(refused);
-                    }
-                    txn.put_object(data_key, &next)?;
-                    Ok(WriteOutcome::Stored(next))
+            for (data_key, object) in items {
+                let outcome =
+                    replicate_home(txn, actors, (data_key, object), members, (*policy, limits))?;
+                if let WriteOutcome::Refused { .. } = outcome {
+                    // The mark waits: the page is sent again.
+                    return Ok(outcome);
                 }
-                None => Ok(WriteOutcome::Stored(stored)),
+            }
+            let held = txn.get_transfer(store, *partition)?;
+            match progress {
+                Some(progress) if held.change <= progress.change => {
+                    txn.put_transfer(store, *partition, progress)?;
+                    Ok(WriteOutcome::Transfer(progress.clone()))
+                }
+                _ => Ok(WriteOutcome::Transfer(held)),
             }
         }
         WriteOp::Replicate {

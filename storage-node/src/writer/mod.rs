@@ -14,6 +14,7 @@
 //!
 //! - this file: the [`Writer`] handle, the job queue, batching, and
 //!   answering callers once their batch is committed (and fsynced);
+//! - `op`: the writes ([`WriteOp`]) and what each produced ([`WriteOutcome`]);
 //! - `apply`: what each [`WriteOp`] does inside the transaction, and the
 //!   stand-in actor;
 //! - `guard`: what a write may not store (object limits, dots the node
@@ -26,6 +27,7 @@ mod flusher;
 mod guard;
 #[cfg(test)]
 mod merkle_tests;
+mod op;
 mod queue;
 #[cfg(test)]
 mod tests;
@@ -36,142 +38,14 @@ use apply::{apply, Actors};
 use failstop::FailStop;
 use flusher::Flusher;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use quire_shared::dvvset::VersionVector;
-use quire_shared::wire::{ErrorCode, TransferProgress};
-use quire_shared::{
-    ActorId, ConflictPolicy, Membership, MembershipVersion, NodeId, Object, StoreLimits, Value,
-};
+use quire_shared::ActorId;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+pub use op::{WriteOp, WriteOutcome};
 pub use queue::Bounds;
 use queue::QueueBytes;
-
-/// One write, fully validated by the caller.
-#[derive(Debug)]
-pub enum WriteOp {
-    /// A coordinated write: a new dot at this node's actor.
-    Put {
-        /// LMDB key.
-        data_key: Vec<u8>,
-        /// The new value or tombstone.
-        value: Value,
-        /// What the writer had seen.
-        context: VersionVector,
-        /// `Some(home)`: coordinate as a stand-in and keep the result as a
-        /// hint for `home`.
-        hint: Option<NodeId>,
-        /// Every member: a stand-in's base object merges its hint copies
-        /// of the key for all of them.
-        members: Vec<NodeId>,
-        /// The store's conflict policy: last-write-wins keeps only the
-        /// newest value.
-        policy: ConflictPolicy,
-        /// Bounds the resulting object must keep (the store's, held under
-        /// the node's frame limit).
-        limits: StoreLimits,
-    },
-    /// Forget delivered hints for `target` unless they changed since.
-    DropHints {
-        /// The home node.
-        target: NodeId,
-        /// `(data key, clock of the object delivered)`.
-        items: Vec<(Vec<u8>, VersionVector)>,
-    },
-    /// Sync a replicated object into the local one (or into the hint area
-    /// for `hint`).
-    Replicate {
-        /// LMDB key.
-        data_key: Vec<u8>,
-        /// The object to merge.
-        object: Object,
-        /// Home node when stored as a hint.
-        hint: Option<NodeId>,
-        /// Every member: where the stand-in dots the object may carry can
-        /// be held (see the writer's `guard`).
-        members: Vec<NodeId>,
-        /// The store's conflict policy: last-write-wins keeps only the
-        /// newest value.
-        policy: ConflictPolicy,
-        /// Bounds the resulting object must keep (the store's, held under
-        /// the node's frame limit).
-        limits: StoreLimits,
-    },
-    /// Remove a key's object if it is still exactly `object` (tombstone
-    /// reaping: a write since the reaper read it keeps the key).
-    DeleteIfEqual {
-        /// LMDB key.
-        data_key: Vec<u8>,
-        /// The object the reaper saw on every home replica.
-        object: Object,
-    },
-    /// Record transfer progress for a partition this node receives, unless
-    /// progress of a later change is held.
-    TransferMark {
-        /// Store name.
-        store: String,
-        /// Partition.
-        partition: u32,
-        /// The progress to record.
-        progress: TransferProgress,
-    },
-    /// Remove up to `limit` keys of a partition this node no longer holds
-    /// for anyone (checked by the handler against its membership).
-    DropPartition {
-        /// Store name.
-        store: String,
-        /// Partition.
-        partition: u32,
-        /// The copy's root as handed off: a copy that changed since stays.
-        root: [u8; 16],
-        /// Most keys removed in this write.
-        limit: usize,
-    },
-    /// Keep an offered membership document if the rule
-    /// ([`quire_shared::replica::accept_membership`]) takes it; decided in
-    /// the write transaction, so two offers cannot both pass a
-    /// compare-and-set.
-    Membership {
-        /// The offered document.
-        doc: Membership,
-        /// The document an admin's change was built on (compare-and-set).
-        base: Option<MembershipVersion>,
-    },
-}
-
-/// What a write produced.
-#[derive(Debug)]
-pub enum WriteOutcome {
-    /// The object now stored under the key (or hint).
-    Stored(Object),
-    /// The membership document now held (the offered one or the one kept),
-    /// and whether a compare-and-set offer conflicted with it.
-    Membership {
-        /// The document held after the offer.
-        held: Membership,
-        /// The offer named a base the node does not hold.
-        conflict: bool,
-    },
-    /// Hints dropped.
-    Dropped(u32),
-    /// Whether a conditional delete removed the key.
-    Deleted(bool),
-    /// The transfer progress held after a mark.
-    Transfer(TransferProgress),
-    /// Keys a partition drop removed, whether any are left, and the root
-    /// after; `None` when the copy had changed and nothing was removed.
-    PartitionDropped(Option<(u64, bool, [u8; 16])>),
-    /// The write was refused for what it would have stored (a limit, a
-    /// dot this node never issued); nothing of it was stored, and the rest
-    /// of its batch is unaffected.
-    Refused {
-        /// The wire code to answer with.
-        code: ErrorCode,
-        /// Names the key, the bound and the way out.
-        message: String,
-    },
-}
 
 /// A queued write: the operation, whether it waits for an fsync, and
 /// where its result goes.

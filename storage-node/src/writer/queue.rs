@@ -84,6 +84,13 @@ pub(super) fn op_bytes(op: &WriteOp) -> usize {
             ..
         } => data_key.len() + object.size_bytes() + 8 * members.len(),
         WriteOp::DeleteIfEqual { data_key, object } => data_key.len() + object.size_bytes(),
+        WriteOp::TransferPage { items, members, .. } => {
+            8 * members.len()
+                + items
+                    .iter()
+                    .map(|(key, object)| 48 + key.len() + object.size_bytes())
+                    .sum::<usize>()
+        }
         WriteOp::DropHints { items, .. } => items
             .iter()
             .map(|(key, clock)| 48 + key.len() + clock_bytes(clock))

@@ -5,6 +5,7 @@
 use super::*;
 use crate::storage::data_key;
 use quire_shared::dvvset::VersionVector;
+use quire_shared::Membership;
 use quire_shared::{ActorId, ConflictPolicy, Object, StoreLimits, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
