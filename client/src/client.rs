@@ -10,7 +10,7 @@ use crate::error::ClientError;
 use crate::health::Health;
 use crate::quorum::targets::{choose, Target};
 use crate::transport::TransportError;
-use crate::transport::{SetupError, Transport};
+use crate::transport::{load_sealer, Transport};
 use quire_net::seal::Sealer;
 use quire_shared::wire::{ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Membership, NodeId, PreferenceList, StoreConfig};
@@ -88,7 +88,7 @@ impl Client {
     /// Sets up TLS and pulls membership from the first seed that answers.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         let transport = Transport::new(&config.tls, &config.timeouts)?;
-        let sealer = Sealer::load(&config.tls).map_err(SetupError::Tls)?;
+        let sealer = load_sealer(&config.tls)?;
         let timeout = Duration::from_millis(config.timeouts.request_ms);
         let mut tried = Vec::new();
         let mut newest: Option<Membership> = None;
@@ -352,7 +352,7 @@ impl Client {
     /// on. On an error nothing changes.
     pub fn reload_tls(&self) -> Result<(), ClientError> {
         let tls = &self.inner.config.tls;
-        let sealer = Sealer::load(tls).map_err(SetupError::Tls)?;
+        let sealer = load_sealer(tls)?;
         self.inner.transport.reload_tls(tls)?;
         *self.inner.sealer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sealer);
         tracing::info!("reloaded the client's certificate, key and CA bundle");

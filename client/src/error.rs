@@ -12,6 +12,10 @@ pub enum ClientError {
     /// The client config could not be read.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A config made with [`crate::ClientConfig::builder`] lacks a setting
+    /// it cannot do without.
+    #[error("client config incomplete: {0}")]
+    Incomplete(crate::config::MissingSetting),
     /// TLS or the local socket could not be set up.
     #[error(transparent)]
     Setup(#[from] SetupError),

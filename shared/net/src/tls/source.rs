@@ -72,6 +72,20 @@ impl From<TlsFiles> for TlsSource {
     }
 }
 
+/// Lets calls that only read an identity take files or a source by
+/// reference.
+impl From<&TlsFiles> for TlsSource {
+    fn from(files: &TlsFiles) -> Self {
+        TlsSource::Files(files.clone())
+    }
+}
+
+impl From<&TlsSource> for TlsSource {
+    fn from(source: &TlsSource) -> Self {
+        source.clone()
+    }
+}
+
 impl From<TlsPem> for TlsSource {
     fn from(pem: TlsPem) -> Self {
         TlsSource::Pem(pem)
