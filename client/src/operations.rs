@@ -1,22 +1,32 @@
 //! The data path of [`Client`]: get, put, delete and the status probe, and
 //! what they return. Each builds a quorum machine for the key's targets and
 //! lets the driver pump it over the transport.
+//!
+//! # Layout
+//!
+//! - this file: get, put and delete, with or without [`RequestOptions`];
+//! - `status`: the `Hello` probe of every member.
+
+mod status;
+
+pub use status::NodeStatus;
 
 use crate::client::Client;
 use crate::clock::now_ms;
 use crate::driver::drive;
 use crate::error::ClientError;
+use crate::metrics::OperationKind;
+use crate::options::RequestOptions;
 use crate::quorum::get::GetMachine;
 use crate::quorum::put::{PutMachine, PutRequest};
 use crate::quorum::targets::{choose, spares, Target};
 use crate::quorum::MachineError;
 use crate::resolve::Sibling;
 use quire_shared::limits::check_key;
-use quire_shared::wire::{ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::wire::ErrorCode;
 use quire_shared::{
     last_write_wins, ConflictPolicy, Context, Membership, NodeId, Object, StoreConfig, Value,
 };
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,19 +66,6 @@ pub struct PutResult {
     pub acknowledged: usize,
     /// Which nodes those were, coordinator first.
     pub stored_on: Vec<NodeId>,
-}
-
-/// One node as seen by [`Client::status`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// Node id.
-    pub id: NodeId,
-    /// Address.
-    pub addr: String,
-    /// Whether it answered a `Hello` in time.
-    pub up: bool,
-    /// The node's membership epoch when it answered.
-    pub epoch: Option<u64>,
 }
 
 /// The object's values that are not tombstones.
@@ -134,21 +131,61 @@ impl Client {
     /// home replicas, or stand-ins answering from the hints they hold for
     /// the home replicas that are down (a node that fails mid-read is
     /// replaced by the next one, as in a put).
-    pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
-        match self.get_once(store, key).await {
+    ///
+    /// ```no_run
+    /// # async fn example(client: quire_client::Client) -> Result<(), quire_client::ClientError> {
+    /// let read = client.get("default", "cart-17").await?;
+    /// for value in read.values() {
+    ///     println!("{}", String::from_utf8_lossy(value));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get(&self, store: &str, key: impl AsRef<[u8]>) -> Result<GetResult, ClientError> {
+        self.get_opts(store, key, &RequestOptions::default()).await
+    }
+
+    /// [`Client::get`] with its own R or timeout.
+    ///
+    /// ```no_run
+    /// # async fn example(client: quire_client::Client) -> Result<(), quire_client::ClientError> {
+    /// use quire_client::RequestOptions;
+    /// use std::time::Duration;
+    /// let quick = RequestOptions::new().r(1).timeout(Duration::from_millis(200));
+    /// let read = client.get_opts("default", "cart-17", &quick).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_opts(
+        &self,
+        store: &str,
+        key: impl AsRef<[u8]>,
+        options: &RequestOptions,
+    ) -> Result<GetResult, ClientError> {
+        let (key, started) = (key.as_ref(), Instant::now());
+        let result = match self.get_once(store, key, options).await {
             // The targets came from a stale membership document (a change
             // has moved the key): refresh it and read again, once.
             Err(ClientError::StaleMembership { message }) => {
                 tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
                 self.refresh_membership().await;
-                self.get_once(store, key).await
+                self.get_once(store, key, options).await
             }
             other => other,
-        }
+        };
+        self.inner
+            .metrics
+            .observe(OperationKind::Get, started, &result);
+        result
     }
 
     /// One read with the membership document held now.
-    async fn get_once(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
+    async fn get_once(
+        &self,
+        store: &str,
+        key: &[u8],
+        options: &RequestOptions,
+    ) -> Result<GetResult, ClientError> {
         let plan = self.plan(store, key)?;
         let machine = GetMachine::new(
             Instant::now(),
@@ -156,12 +193,12 @@ impl Client {
             key,
             &plan.targets,
             &plan.spares,
-            plan.config.r as usize,
-            self.request_timeout(),
+            options.read_quorum(plan.config.r, plan.config.n)?,
+            options.request_timeout(self.request_timeout())?,
         )?;
-        let repairs = self.inner.read_repairs.clone();
+        let repairs = self.inner.metrics.read_repairs.clone();
         let outcome = drive(machine, self.calls(plan.doc), move |m: &GetMachine| {
-            repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
+            repairs.inc_by(m.repairs() as u64);
         })
         .await?;
         let object = read_as(plan.config.policy, outcome.object);
@@ -175,15 +212,43 @@ impl Client {
     /// (`GetResult::context`, or `Context::empty()` for a blind write):
     /// values it saw are replaced, values it did not see stay as siblings.
     /// Succeeds when `W` replicas have stored the write.
+    ///
+    /// ```no_run
+    /// # async fn example(client: quire_client::Client) -> Result<(), quire_client::ClientError> {
+    /// let read = client.get("default", "cart-17").await?;
+    /// client.put("default", "cart-17", "apple,pear", &read.context).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn put(
         &self,
         store: &str,
-        key: &[u8],
-        value: Vec<u8>,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Vec<u8>>,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
-        self.write(store, key, Value::bytes(value, now_ms()), context)
+        self.put_opts(store, key, value, context, &RequestOptions::default())
             .await
+    }
+
+    /// [`Client::put`] with its own W or timeout.
+    pub async fn put_opts(
+        &self,
+        store: &str,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Vec<u8>>,
+        context: &Context,
+        options: &RequestOptions,
+    ) -> Result<PutResult, ClientError> {
+        let started = Instant::now();
+        let value = Value::bytes(value.into(), now_ms());
+        let result = self
+            .write(store, key.as_ref(), value, context, options)
+            .await;
+        self.inner
+            .metrics
+            .observe(OperationKind::Put, started, &result);
+        result
     }
 
     /// Deletes `key`: writes a tombstone with `context`. Values the context
@@ -191,11 +256,30 @@ impl Client {
     pub async fn delete(
         &self,
         store: &str,
-        key: &[u8],
+        key: impl AsRef<[u8]>,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
-        self.write(store, key, Value::tombstone(now_ms()), context)
+        self.delete_opts(store, key, context, &RequestOptions::default())
             .await
+    }
+
+    /// [`Client::delete`] with its own W or timeout.
+    pub async fn delete_opts(
+        &self,
+        store: &str,
+        key: impl AsRef<[u8]>,
+        context: &Context,
+        options: &RequestOptions,
+    ) -> Result<PutResult, ClientError> {
+        let started = Instant::now();
+        let value = Value::tombstone(now_ms());
+        let result = self
+            .write(store, key.as_ref(), value, context, options)
+            .await;
+        self.inner
+            .metrics
+            .observe(OperationKind::Delete, started, &result);
+        result
     }
 
     /// A put, started over once with a refreshed membership document when a
@@ -207,6 +291,7 @@ impl Client {
         key: &[u8],
         value: Value,
         context: &Context,
+        options: &RequestOptions,
     ) -> Result<PutResult, ClientError> {
         context.check_key(store, key)?;
         let mut refreshed = false;
@@ -222,12 +307,16 @@ impl Client {
                 },
                 &plan.targets,
                 &plan.spares,
-                plan.config.w as usize,
-                self.request_timeout(),
+                options.write_quorum(plan.config.w, plan.config.n)?,
+                options.request_timeout(self.request_timeout())?,
                 Duration::from_millis(self.inner.config.timeouts.attempt_ms),
             )?;
             let doc = plan.doc.clone();
-            let outcome = match drive(machine, self.calls(plan.doc), |_: &PutMachine| {}).await {
+            let hints = self.inner.metrics.hints_written.clone();
+            let finished = move |m: &PutMachine| {
+                hints.inc_by(m.hints_written() as u64);
+            };
+            let outcome = match drive(machine, self.calls(plan.doc), finished).await {
                 Err(MachineError::Rejected(ErrorCode::NotOwner, message)) if !refreshed => {
                     tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
                     self.refresh_membership().await;
@@ -244,45 +333,6 @@ impl Client {
                 stored_on: outcome.stored_on,
             });
         }
-    }
-
-    /// Asks every member for a `Hello`; a node that does not answer within
-    /// the connect timeout is reported down.
-    pub async fn status(&self) -> Vec<NodeStatus> {
-        let doc = self.membership();
-        let timeout = Duration::from_millis(self.inner.config.timeouts.connect_ms.max(500));
-        let hello = Request::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster_id: Some(doc.cluster_id),
-        };
-        let calls = doc.members.iter().map(|m| {
-            let t = self.inner.transport.clone();
-            let hello = hello.clone();
-            let m = m.clone();
-            async move {
-                let answer = t.call(&m.addr, &hello, timeout).await;
-                let (up, epoch) = match answer {
-                    Ok(Response {
-                        epoch,
-                        result: Ok(Reply::Hello { node_id, .. }),
-                    }) if node_id == m.id => (true, Some(epoch)),
-                    _ => (false, None),
-                };
-                NodeStatus {
-                    id: m.id,
-                    addr: m.addr,
-                    up,
-                    epoch,
-                }
-            }
-        });
-        let mut out = Vec::new();
-        for call in calls.map(tokio::spawn).collect::<Vec<_>>() {
-            if let Ok(s) = call.await {
-                out.push(s);
-            }
-        }
-        out
     }
 }
 

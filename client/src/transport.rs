@@ -116,14 +116,6 @@ pub enum SetupError {
     Bind(std::io::Error),
 }
 
-/// The sealer for the identity in `tls`: the same material the
-/// transport presents, loaded by the same rules.
-pub(crate) fn load_sealer(tls: &TlsSource) -> Result<quire_net::seal::Sealer, SetupError> {
-    Ok(quire_net::seal::Sealer::from_material(&TlsMaterial::load(
-        tls,
-    )?)?)
-}
-
 /// One node's connection state. Connects are single-flight: callers queue
 /// on the slot's lock, and a caller that was already waiting when a failed
 /// attempt began gets that failure at once instead of starting another (a

@@ -5,8 +5,9 @@
 
 use super::calls::{push_membership, stored_document};
 use super::{default_store, AdminError, PARTITIONS_DEFAULT};
+use crate::client::load_sealer;
 use crate::config::ClientConfig;
-use crate::transport::{load_sealer, Transport};
+use crate::transport::Transport;
 use quire_net::seal::Sealer;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{ClusterId, Member, Membership, NodeId, StoreConfig};
