@@ -280,7 +280,7 @@ async fn certificates_of_the_wrong_kind_get_nothing() {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let anonymous = cluster_ca(&cluster).sign_params(params).unwrap();
-    let t = Transport::new(&tls_of(&cluster, &anonymous, dir.path()), &test_timeouts()).unwrap();
+    let t = Transport::new(tls_of(&cluster, &anonymous, dir.path()), &test_timeouts()).unwrap();
     for request in [Request::GetMembership, Request::Stats] {
         let refusal = t
             .call(&addr, &request, T)
@@ -341,7 +341,7 @@ async fn certificates_outside_their_validity_fail_the_handshake() {
     for (from, to) in [((2020, 1), (2021, 1)), ((2090, 1), (2091, 1))] {
         let dir = tempfile::tempdir().unwrap();
         let pem = admin_valid(&cluster, from, to);
-        let t = Transport::new(&tls_of(&cluster, &pem, dir.path()), &test_timeouts()).unwrap();
+        let t = Transport::new(tls_of(&cluster, &pem, dir.path()), &test_timeouts()).unwrap();
         match t.call(&addr, &Request::GetMembership, T).await {
             Err(TransportError::Connect { .. } | TransportError::Stream { .. }) => {}
             other => panic!("a certificate valid {from:?}..{to:?} was served: {other:?}"),
