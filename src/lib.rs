@@ -21,8 +21,8 @@ pub mod local;
 
 pub use quire_client::{
     merge_with, Client, ClientConfig, ClientError, ClientMetrics, ClientStats, ConflictPolicy,
-    Context, GetResult, KeepSiblings, LastWriteWins, Membership, NodeStatus, PreferenceList,
-    PutResult, RequestOptions, Resolver, Retry, Sibling, Store, TypedRead, TypedSiblings,
-    TypedStore,
+    Context, GetResult, KeepSiblings, LastWriteWins, Membership, NodeStatus, OperationKind,
+    PreferenceList, PutResult, RequestOptions, Resolver, Retry, Sibling, Store, TypedRead,
+    TypedSiblings, TypedStore,
 };
 pub use quire_shared as shared;
