@@ -5,15 +5,18 @@
 //! mutual TLS on 127.0.0.1), runs the shoppers, then reads every cart and
 //! checks that each acknowledged add is present unless a shopper removed
 //! it. Concurrent writes come back as siblings; a union resolver merges
-//! them, as Dynamo's cart did (Dynamo §4.4).
+//! them, as Dynamo's cart did (Dynamo §4.4). The carts live in a
+//! [`TypedStore`]: the shoppers handle `Cart` values, never bytes, and the
+//! resolver is a function of carts.
 //!
 //! `cargo run --release --example shopping_cart [SHOPPERS] [OPS_PER_SHOPPER]`
 //! exits 0 only if no add was lost.
 
 use quire::cluster::ClusterBuilder;
-use quire::{merge_with, Client, Context, Resolver, Sibling, Store};
+use quire::{Client, Context, TypedStore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -71,62 +74,24 @@ pub struct Report {
 /// A cart as an observed-remove set: every add and every remove is a
 /// record, merging is set union, and an item is in the cart when it was
 /// added and not removed. Union never loses an add.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cart {
     added: BTreeSet<String>,
     removed: BTreeSet<String>,
 }
 
 impl Cart {
-    /// Decodes `+item` / `-item` lines.
-    pub fn decode(bytes: &[u8]) -> Self {
-        let mut cart = Cart::default();
-        for line in String::from_utf8_lossy(bytes).lines() {
-            if let Some(item) = line.strip_prefix('+') {
-                cart.added.insert(item.to_string());
-            } else if let Some(item) = line.strip_prefix('-') {
-                cart.removed.insert(item.to_string());
-            }
-        }
-        cart
-    }
-
-    /// Encodes as sorted `+item` / `-item` lines.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = String::new();
-        for item in &self.added {
-            out.push_str(&format!("+{item}\n"));
-        }
-        for item in &self.removed {
-            out.push_str(&format!("-{item}\n"));
-        }
-        out.into_bytes()
-    }
-
-    /// The cart after merging every sibling.
-    pub fn from_siblings(siblings: &[Sibling]) -> Self {
-        let mut cart = Cart::default();
-        for s in siblings {
-            let other = Cart::decode(&s.value);
-            cart.added.extend(other.added);
-            cart.removed.extend(other.removed);
-        }
-        cart
+    /// The union of `self` and `other`.
+    pub fn merge(mut self, other: Cart) -> Self {
+        self.added.extend(other.added);
+        self.removed.extend(other.removed);
+        self
     }
 
     /// Items in the cart.
     pub fn items(&self) -> BTreeSet<String> {
         self.added.difference(&self.removed).cloned().collect()
     }
-}
-
-/// The union resolver: merges every sibling into one cart.
-fn union(a: &[u8], b: &[u8]) -> Vec<u8> {
-    let mut cart = Cart::decode(a);
-    let other = Cart::decode(b);
-    cart.added.extend(other.added);
-    cart.removed.extend(other.removed);
-    cart.encode()
 }
 
 #[derive(Default)]
@@ -139,7 +104,7 @@ struct ShopperLog {
     failed: usize,
 }
 
-async fn shopper(id: usize, store: Store, w: Workload, seed: u64) -> ShopperLog {
+async fn shopper(id: usize, store: TypedStore<Cart>, w: Workload, seed: u64) -> ShopperLog {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut log = ShopperLog::default();
     // The shopper's last view of each cart: the merged cart and its context.
@@ -159,8 +124,8 @@ async fn shopper(id: usize, store: Store, w: Workload, seed: u64) -> ShopperLog 
         let (mut cart, context) = if stale {
             views[&cart_no].clone()
         } else {
-            match store.get(key.as_bytes()).await {
-                Ok(read) => (Cart::from_siblings(&read.siblings), read.context),
+            match store.get(&key).await {
+                Ok(read) => (read.value.unwrap_or_default(), read.context),
                 Err(_) => {
                     log.failed += 1;
                     if removing {
@@ -176,7 +141,7 @@ async fn shopper(id: usize, store: Store, w: Workload, seed: u64) -> ShopperLog 
         } else {
             cart.added.insert(item.clone());
         }
-        match store.put(key.as_bytes(), cart.encode(), &context).await {
+        match store.put(&key, &cart, &context).await {
             Ok(put) => {
                 if removing {
                     log.removes_acknowledged += 1;
@@ -186,7 +151,7 @@ async fn shopper(id: usize, store: Store, w: Workload, seed: u64) -> ShopperLog 
                     log.adds.push(item.clone());
                     mine.push((cart_no, item));
                 }
-                views.insert(cart_no, (Cart::from_siblings(&put.siblings), put.context));
+                views.insert(cart_no, (put.value.unwrap_or_default(), put.context));
             }
             Err(_) => {
                 log.failed += 1;
@@ -203,15 +168,13 @@ pub async fn shop(client: &Client, w: Workload, seed: u64) -> Result<Report, qui
     let siblings_seen = Arc::new(std::sync::Mutex::new((0usize, 0usize)));
     let counter = siblings_seen.clone();
     // The union resolver, counting how many siblings it merges.
-    let store = client
-        .store("default")?
-        .with_resolver(move |s: Vec<Sibling>| {
-            let mut c = counter.lock().unwrap_or_else(|e| e.into_inner());
-            c.0 += 1;
-            c.1 = c.1.max(s.len());
-            drop(c);
-            merge_with(union).resolve(s)
-        });
+    let store = client.typed_store("default", move |carts: Vec<Cart>| {
+        let mut c = counter.lock().unwrap_or_else(|e| e.into_inner());
+        c.0 += 1;
+        c.1 = c.1.max(carts.len());
+        drop(c);
+        carts.into_iter().fold(Cart::default(), Cart::merge)
+    })?;
     let tasks: Vec<_> = (0..w.shoppers)
         .map(|id| tokio::spawn(shopper(id, store.clone(), w, seed + id as u64)))
         .collect();
@@ -230,8 +193,8 @@ pub async fn shop(client: &Client, w: Workload, seed: u64) -> Result<Report, qui
     }
     let mut visible = BTreeSet::new();
     for cart_no in 0..w.carts {
-        let read = store.get(format!("cart-{cart_no}").as_bytes()).await?;
-        visible.extend(Cart::from_siblings(&read.siblings).items());
+        let read = store.get(format!("cart-{cart_no}")).await?;
+        visible.extend(read.value.unwrap_or_default().items());
     }
     let (sibling_reads, max_siblings) = *siblings_seen.lock().unwrap_or_else(|e| e.into_inner());
     report.sibling_reads = sibling_reads;

@@ -22,8 +22,9 @@ pub mod local;
 pub mod progress;
 
 pub use quire_client::{
-    merge_with, Client, ClientConfig, ClientError, ClientStats, ConflictPolicy, Context, GetResult,
-    KeepSiblings, LastWriteWins, Membership, NodeStatus, PreferenceList, PutResult, Resolver,
-    Retry, Sibling, Store,
+    merge_with, Client, ClientConfig, ClientError, ClientMetrics, ClientStats, ConflictPolicy,
+    Context, GetResult, KeepSiblings, LastWriteWins, Membership, NodeStatus, OperationKind,
+    PreferenceList, PutResult, RequestOptions, Resolver, Retry, Sibling, Store, TypedRead,
+    TypedSiblings, TypedStore,
 };
 pub use quire_shared as shared;

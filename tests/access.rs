@@ -280,7 +280,7 @@ async fn certificates_of_the_wrong_kind_get_nothing() {
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let anonymous = cluster_ca(&cluster).sign_params(params).unwrap();
-    let t = Transport::new(&tls_of(&cluster, &anonymous, dir.path()), &test_timeouts()).unwrap();
+    let t = Transport::new(tls_of(&cluster, &anonymous, dir.path()), &test_timeouts()).unwrap();
     for request in [Request::GetMembership, Request::Stats] {
         let refusal = t
             .call(&addr, &request, T)
@@ -296,8 +296,9 @@ async fn certificates_of_the_wrong_kind_get_nothing() {
     }
 
     // A client certificate presented by a server: the SDK will not talk.
-    let client_files = identity(&cluster, Role::Client, "impostor").tls;
-    let crypto = quire_net::tls::server_config(&client_files).unwrap();
+    let client_tls = identity(&cluster, Role::Client, "impostor").tls;
+    let client_files = client_tls.files().expect("issued as files");
+    let crypto = quire_net::tls::server_config(client_files).unwrap();
     let endpoint = quinn::Endpoint::server(
         quinn::ServerConfig::with_crypto(std::sync::Arc::new(crypto)),
         "127.0.0.1:0".parse().unwrap(),
@@ -340,7 +341,7 @@ async fn certificates_outside_their_validity_fail_the_handshake() {
     for (from, to) in [((2020, 1), (2021, 1)), ((2090, 1), (2091, 1))] {
         let dir = tempfile::tempdir().unwrap();
         let pem = admin_valid(&cluster, from, to);
-        let t = Transport::new(&tls_of(&cluster, &pem, dir.path()), &test_timeouts()).unwrap();
+        let t = Transport::new(tls_of(&cluster, &pem, dir.path()), &test_timeouts()).unwrap();
         match t.call(&addr, &Request::GetMembership, T).await {
             Err(TransportError::Connect { .. } | TransportError::Stream { .. }) => {}
             other => panic!("a certificate valid {from:?}..{to:?} was served: {other:?}"),
@@ -385,7 +386,7 @@ async fn a_revoked_certificate_is_refused_at_its_next_request() {
     cart.put(STORE, b"k", b"v".to_vec(), &Context::empty())
         .await
         .expect("granted");
-    let chain = quire_net::tls::load_certs(&config.tls.cert, "client").unwrap();
+    let chain = quire_net::tls::load_certs(&config.tls.files().unwrap().cert, "client").unwrap();
     let serial = quire_net::identity::serial_of(&chain[0]).unwrap();
     let (_, missed) = admin.revoke_certificate(serial.clone()).await.unwrap();
     assert!(missed.is_empty(), "{missed:?}");
@@ -411,7 +412,9 @@ async fn a_client_without_a_certificate_is_not_served() {
     use quinn::rustls;
     let cluster = TestCluster::start(1).await;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in quire_net::tls::load_certs(&cluster.client_config.tls.ca, "CA").unwrap() {
+    for ca in
+        quire_net::tls::load_certs(&cluster.client_config.tls.files().unwrap().ca, "CA").unwrap()
+    {
         roots.add(ca).unwrap();
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(quire_net::tls::provider())

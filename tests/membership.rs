@@ -116,7 +116,7 @@ async fn a_fresh_node_takes_a_first_document_only_for_its_own_cluster() {
     let ours = common::builder(1).launch().await.expect("node starts");
     let mut other = common::builder(1).start().await.expect("another cluster");
     let foreign = other.membership().clone();
-    let t = Transport::new(&ours.layout().client_tls(), &common::test_timeouts()).unwrap();
+    let t = Transport::new(ours.layout().client_tls(), &common::test_timeouts()).unwrap();
     let addr = ours.nodes[0].addr();
     assert_eq!(
         offer(&t, &addr, &foreign).await,
@@ -134,7 +134,7 @@ async fn a_fresh_node_takes_a_first_document_only_for_its_own_cluster() {
     own.members[0].id = ours.nodes[0].node_id;
     own.members[0].addr = addr.clone();
     own.owners = vec![ours.nodes[0].node_id; own.owners.len()];
-    let own = common::sign(&ours.layout().client_tls(), own);
+    let own = common::sign(ours.layout().client_tls(), own);
     assert!(offer(&t, &addr, &own).await.is_ok());
     other.stop_all().await;
 }

@@ -201,7 +201,7 @@ async fn bad_requests_get_typed_errors_and_the_connection_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_membership_refuses_data_requests() {
     let mut launched = common::builder(1).launch().await.expect("node starts");
-    let t = Transport::new(&launched.layout().client_tls(), &common::test_timeouts()).unwrap();
+    let t = Transport::new(launched.layout().client_tls(), &common::test_timeouts()).unwrap();
     let node = &mut launched.nodes[0];
     let get = Request::Get {
         store: "default".into(),

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 /// The serial of the certificate the node at `addr` presents to a new
 /// connection.
-async fn presented_serial(tls: &quire_net::tls::TlsFiles, addr: std::net::SocketAddr) -> String {
-    let crypto = quire_net::tls::client_config(tls).unwrap();
+async fn presented_serial(tls: &quire_net::tls::TlsSource, addr: std::net::SocketAddr) -> String {
+    let material = quire_net::tls::TlsMaterial::load(tls).unwrap();
+    let crypto = quire_net::tls::client_config_from(&material).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
     let conn = endpoint

@@ -5,24 +5,34 @@
 //! connection per node.
 
 use crate::config::ClientConfig;
+use crate::config::TlsSource;
 use crate::driver::{Background, Calls, NodeObserver};
 use crate::error::ClientError;
 use crate::health::Health;
+use crate::metrics::ClientMetrics;
 use crate::quorum::targets::{choose, Target};
 use crate::transport::TransportError;
 use crate::transport::{SetupError, Transport};
 use quire_net::seal::Sealer;
+use quire_net::tls::TlsMaterial;
 use quire_shared::wire::{ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Membership, NodeId, PreferenceList, StoreConfig};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Counters of one client, for operators and tests.
+/// Counters of one client, for operators and tests: a snapshot of the
+/// same counters [`Client::register_metrics`] exports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientStats {
     /// Replicas sent a newer copy after a get found them missing or behind.
     pub read_repairs: u64,
+    /// Times a node was taken for down after a failed call.
+    pub nodes_marked_down: u64,
+    /// Copies of puts stored on stand-ins for down home replicas.
+    pub hints_written: u64,
+    /// Gets, puts and deletes that failed for want of a quorum.
+    pub quorum_failures: u64,
 }
 
 /// What every clone of a [`Client`] shares.
@@ -33,7 +43,9 @@ pub(crate) struct Inner {
     /// client makes.
     pub(crate) sealer: RwLock<Arc<Sealer>>,
     pub(crate) membership: RwLock<Arc<Membership>>,
-    pub(crate) read_repairs: Arc<AtomicU64>,
+    /// Operation latency, quorum failures, read repairs, nodes marked
+    /// down, hints written.
+    pub(crate) metrics: ClientMetrics,
     pub(crate) health: Health,
     pub(crate) background: Background,
 }
@@ -42,6 +54,12 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
+}
+
+/// The sealer for the identity in `tls`: the same material the
+/// transport presents, loaded by the same rules.
+pub(crate) fn load_sealer(tls: &TlsSource) -> Result<Sealer, SetupError> {
+    Ok(Sealer::from_material(&TlsMaterial::load(tls)?)?)
 }
 
 /// Probes down nodes with backoff until the client is dropped.
@@ -86,9 +104,21 @@ async fn probe_loop(inner: std::sync::Weak<Inner>) {
 
 impl Client {
     /// Sets up TLS and pulls membership from the first seed that answers.
+    ///
+    /// ```no_run
+    /// use quire_client::{Client, ClientConfig};
+    ///
+    /// # async fn example() -> Result<(), quire_client::ClientError> {
+    /// let config = ClientConfig::load("quire-local/client.toml".as_ref())?;
+    /// let client = Client::connect(config).await?;
+    /// // ... requests; before a short-lived program exits:
+    /// client.settle(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         let transport = Transport::new(&config.tls, &config.timeouts)?;
-        let sealer = Sealer::load(&config.tls).map_err(SetupError::Tls)?;
+        let sealer = load_sealer(&config.tls)?;
         let timeout = Duration::from_millis(config.timeouts.request_ms);
         let mut tried = Vec::new();
         let mut newest: Option<Membership> = None;
@@ -129,7 +159,7 @@ impl Client {
                 transport,
                 sealer: RwLock::new(Arc::new(sealer)),
                 membership: RwLock::new(Arc::new(doc)),
-                read_repairs: Arc::default(),
+                metrics: ClientMetrics::default(),
                 health: Health::default(),
                 background: Background::default(),
             }),
@@ -227,7 +257,9 @@ impl Client {
                     Err(TransportError::Slow(_)) => return,
                     Err(e) => {
                         tracing::debug!(node = %node, error = %e, "node down");
-                        client.inner.health.mark_down(node, Instant::now());
+                        if client.inner.health.mark_down(node, Instant::now()) {
+                            client.inner.metrics.nodes_marked_down.inc();
+                        }
                         return;
                     }
                 };
@@ -317,13 +349,6 @@ impl Client {
         }
     }
 
-    /// This client's counters.
-    pub fn stats(&self) -> ClientStats {
-        ClientStats {
-            read_repairs: self.inner.read_repairs.load(Ordering::Relaxed),
-        }
-    }
-
     /// The config this client was built from.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
@@ -352,7 +377,7 @@ impl Client {
     /// on. On an error nothing changes.
     pub fn reload_tls(&self) -> Result<(), ClientError> {
         let tls = &self.inner.config.tls;
-        let sealer = Sealer::load(tls).map_err(SetupError::Tls)?;
+        let sealer = load_sealer(tls)?;
         self.inner.transport.reload_tls(tls)?;
         *self.inner.sealer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sealer);
         tracing::info!("reloaded the client's certificate, key and CA bundle");

@@ -1,12 +1,23 @@
-//! Client configuration, read from a TOML file (`client.toml`).
+//! Client configuration: read from a TOML file (`client.toml`), or made
+//! in code with [`ClientConfig::builder`].
 //!
 //! Relative paths are resolved against the file's directory. Loading and
-//! the TLS files are shared with the node ([`quire_net`]); the settings here
-//! are the client's own.
+//! the TLS rules are shared with the node ([`quire_net`]); the settings
+//! here are the client's own. The TLS identity comes from PEM files or
+//! from PEM text in memory ([`TlsSource`]).
+//!
+//! # Layout
+//!
+//! - this file: the config, its timeouts and loading from a file;
+//! - `builder`: [`ClientConfigBuilder`], the config made in code.
+
+mod builder;
+
+pub use builder::{ClientConfigBuilder, MissingSetting};
 
 pub use quire_net::config::ConfigError;
 use quire_net::config::{load_toml, resolve_relative};
-pub use quire_net::tls::TlsFiles;
+pub use quire_net::tls::{TlsFiles, TlsPem, TlsSource};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -20,8 +31,9 @@ pub struct ClientConfig {
     /// Node addresses (`host:port`) to pull membership from; any one that
     /// answers is enough.
     pub seeds: Vec<String>,
-    /// The client's certificate, key and the cluster CA.
-    pub tls: TlsFiles,
+    /// The client's certificate, key and the cluster CA: files, or PEM
+    /// text in memory.
+    pub tls: TlsSource,
     /// Timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
@@ -51,6 +63,26 @@ impl Default for Timeouts {
 }
 
 impl ClientConfig {
+    /// A config made in code rather than read from a file: seeds, TLS from
+    /// files or PEM in memory, timeouts.
+    ///
+    /// ```
+    /// use quire_client::ClientConfig;
+    /// use std::time::Duration;
+    ///
+    /// let config = ClientConfig::builder()
+    ///     .seed("10.0.0.1:7400")
+    ///     .seed("10.0.0.2:7400")
+    ///     .tls_files("app.pem", "app-key.pem", "ca.pem")
+    ///     .request_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// assert_eq!(config.seeds.len(), 2);
+    /// # Ok::<(), quire_client::ClientError>(())
+    /// ```
+    pub fn builder() -> ClientConfigBuilder {
+        ClientConfigBuilder::default()
+    }
+
     /// Reads a config file; relative paths become relative to its directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let mut config: ClientConfig = load_toml(path, KIND)?;

@@ -12,6 +12,10 @@ pub enum ClientError {
     /// The client config could not be read.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A config made with [`crate::ClientConfig::builder`] lacks a setting
+    /// it cannot do without.
+    #[error("client config incomplete: {0}")]
+    Incomplete(crate::config::MissingSetting),
     /// TLS or the local socket could not be set up.
     #[error(transparent)]
     Setup(#[from] SetupError),
@@ -66,6 +70,39 @@ pub enum ClientError {
     /// A single node refused a request.
     #[error("node refused: {0}")]
     Refused(ErrorReply),
+    /// A [`crate::RequestOptions`] value is out of range: R or W must be
+    /// between 1 and the store's N, a timeout must not be zero. Nothing
+    /// was sent.
+    #[error("request option {option} = {value} is out of range (1..={max})")]
+    InvalidOption {
+        /// `r`, `w` or `timeout`.
+        option: &'static str,
+        /// The value given.
+        value: u64,
+        /// The largest value allowed (the store's N for R and W).
+        max: u64,
+    },
+    /// A stored value is not a value of the [`crate::TypedStore`]'s type:
+    /// written by another writer, or before the type changed.
+    #[error("the value of key {key:?} does not decode as {type_name}: {reason}")]
+    Decode {
+        /// The key, lossily as text.
+        key: String,
+        /// The type it should hold.
+        type_name: &'static str,
+        /// Why it does not.
+        reason: crate::typed::DecodeError,
+    },
+    /// A value could not be encoded for a [`crate::TypedStore`] (a type
+    /// postcard cannot write, such as a map with non-string keys in some
+    /// serde representations). Nothing was sent.
+    #[error("a {type_name} cannot be encoded: {source}")]
+    Encode {
+        /// The value's type.
+        type_name: &'static str,
+        /// postcard's reason.
+        source: postcard::Error,
+    },
     /// The store's R or W cannot be met for this key: it is zero, or more
     /// than the replicas chosen for the key (a preference list shorter
     /// than N). Nothing was sent; fix the store's settings or the cluster.

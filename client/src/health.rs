@@ -34,12 +34,21 @@ impl Health {
         self.down.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A request to `node` failed in transport.
-    pub fn mark_down(&self, node: NodeId, now: Instant) {
-        self.lock().entry(node).or_insert(Down {
-            next_probe: now + PROBE_BACKOFF_INITIAL,
-            backoff: PROBE_BACKOFF_INITIAL,
-        });
+    /// A request to `node` failed in transport. True when this marked it
+    /// down (it was up until now), so it is counted once per outage.
+    pub fn mark_down(&self, node: NodeId, now: Instant) -> bool {
+        let mut down = self.lock();
+        if down.contains_key(&node) {
+            return false;
+        }
+        down.insert(
+            node,
+            Down {
+                next_probe: now + PROBE_BACKOFF_INITIAL,
+                backoff: PROBE_BACKOFF_INITIAL,
+            },
+        );
+        true
     }
 
     /// `node` answered.
@@ -82,7 +91,7 @@ mod tests {
     fn down_nodes_are_probed_with_backoff_and_come_back_on_an_answer() {
         let h = Health::default();
         let t0 = Instant::now();
-        h.mark_down(NodeId(7), t0);
+        assert!(h.mark_down(NodeId(7), t0), "newly down");
         assert!(!h.is_up(NodeId(7)));
         assert!(h.due_probes(t0).is_empty(), "not before the first backoff");
         assert_eq!(h.due_probes(t0 + PROBE_BACKOFF_INITIAL), vec![NodeId(7)]);
@@ -93,8 +102,8 @@ mod tests {
             h.due_probes(t1 + PROBE_BACKOFF_INITIAL * 2),
             vec![NodeId(7)]
         );
-        // Marking down again does not reset the backoff.
-        h.mark_down(NodeId(7), t1);
+        // Marking down again does not reset the backoff, nor count twice.
+        assert!(!h.mark_down(NodeId(7), t1));
         h.mark_up(NodeId(7));
         assert!(h.is_up(NodeId(7)));
         assert!(h.down_nodes().is_empty());

@@ -1,22 +1,32 @@
 //! The data path of [`Client`]: get, put, delete and the status probe, and
 //! what they return. Each builds a quorum machine for the key's targets and
 //! lets the driver pump it over the transport.
+//!
+//! # Layout
+//!
+//! - this file: get, put and delete, with or without [`RequestOptions`];
+//! - `status`: the `Hello` probe of every member.
+
+mod status;
+
+pub use status::NodeStatus;
 
 use crate::client::Client;
 use crate::clock::now_ms;
 use crate::driver::drive;
 use crate::error::ClientError;
+use crate::metrics::OperationKind;
+use crate::options::RequestOptions;
 use crate::quorum::get::GetMachine;
 use crate::quorum::put::{PutMachine, PutRequest};
 use crate::quorum::targets::{choose, spares, Target};
 use crate::quorum::MachineError;
 use crate::resolve::Sibling;
 use quire_shared::limits::check_key;
-use quire_shared::wire::{ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::wire::ErrorCode;
 use quire_shared::{
     last_write_wins, ConflictPolicy, Context, Membership, NodeId, Object, StoreConfig, Value,
 };
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,43 +66,6 @@ pub struct PutResult {
     pub acknowledged: usize,
     /// Which nodes those were, coordinator first.
     pub stored_on: Vec<NodeId>,
-}
-
-/// One node as seen by [`Client::status`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// Node id.
-    pub id: NodeId,
-    /// Address.
-    pub addr: String,
-    /// Whether it answered a `Hello` in time.
-    pub up: bool,
-    /// The node's membership epoch when it answered.
-    pub epoch: Option<u64>,
-    /// Where it serves Prometheus metrics, e.g.
-    /// `http://127.0.0.1:7001/metrics`, when it answered and serves them.
-    pub metrics: Option<String>,
-    /// How far the node's clock is ahead of this client's (negative:
-    /// behind), in ms, estimated from its answer (off by at most half the
-    /// round trip); `None` when it did not answer.
-    pub clock_offset_ms: Option<i64>,
-}
-
-/// The URL to scrape a node's metrics at: its metrics address, with the
-/// member address's host when the node listens on every interface.
-fn metrics_url(metrics: std::net::SocketAddr, member_addr: &str) -> String {
-    let host = if metrics.ip().is_unspecified() {
-        member_addr
-            .rsplit_once(':')
-            .map_or(member_addr, |(host, _)| host)
-            .to_string()
-    } else {
-        match metrics.ip() {
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        }
-    };
-    format!("http://{host}:{}/metrics", metrics.port())
 }
 
 /// The object's values that are not tombstones.
@@ -158,21 +131,61 @@ impl Client {
     /// home replicas, or stand-ins answering from the hints they hold for
     /// the home replicas that are down (a node that fails mid-read is
     /// replaced by the next one, as in a put).
-    pub async fn get(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
-        match self.get_once(store, key).await {
+    ///
+    /// ```no_run
+    /// # async fn example(client: quire_client::Client) -> Result<(), quire_client::ClientError> {
+    /// let read = client.get("default", "cart-17").await?;
+    /// for value in read.values() {
+    ///     println!("{}", String::from_utf8_lossy(value));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get(&self, store: &str, key: impl AsRef<[u8]>) -> Result<GetResult, ClientError> {
+        self.get_opts(store, key, &RequestOptions::default()).await
+    }
+
+    /// [`Client::get`] with its own R or timeout.
+    ///
+    /// ```no_run
+    /// # async fn example(client: quire_client::Client) -> Result<(), quire_client::ClientError> {
+    /// use quire_client::RequestOptions;
+    /// use std::time::Duration;
+    /// let quick = RequestOptions::new().r(1).timeout(Duration::from_millis(200));
+    /// let read = client.get_opts("default", "cart-17", &quick).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn get_opts(
+        &self,
+        store: &str,
+        key: impl AsRef<[u8]>,
+        options: &RequestOptions,
+    ) -> Result<GetResult, ClientError> {
+        let (key, started) = (key.as_ref(), Instant::now());
+        let result = match self.get_once(store, key, options).await {
             // The targets came from a stale membership document (a change
             // has moved the key): refresh it and read again, once.
             Err(ClientError::StaleMembership { message }) => {
                 tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
                 self.refresh_membership().await;
-                self.get_once(store, key).await
+                self.get_once(store, key, options).await
             }
             other => other,
-        }
+        };
+        self.inner
+            .metrics
+            .observe(OperationKind::Get, started, &result);
+        result
     }
 
     /// One read with the membership document held now.
-    async fn get_once(&self, store: &str, key: &[u8]) -> Result<GetResult, ClientError> {
+    async fn get_once(
+        &self,
+        store: &str,
+        key: &[u8],
+        options: &RequestOptions,
+    ) -> Result<GetResult, ClientError> {
         let plan = self.plan(store, key)?;
         let machine = GetMachine::new(
             Instant::now(),
@@ -180,12 +193,12 @@ impl Client {
             key,
             &plan.targets,
             &plan.spares,
-            plan.config.r as usize,
-            self.request_timeout(),
+            options.read_quorum(plan.config.r, plan.config.n)?,
+            options.request_timeout(self.request_timeout())?,
         )?;
-        let repairs = self.inner.read_repairs.clone();
+        let repairs = self.inner.metrics.read_repairs.clone();
         let outcome = drive(machine, self.calls(plan.doc), move |m: &GetMachine| {
-            repairs.fetch_add(m.repairs() as u64, Ordering::Relaxed);
+            repairs.inc_by(m.repairs() as u64);
         })
         .await?;
         let object = read_as(plan.config.policy, outcome.object);
@@ -199,15 +212,43 @@ impl Client {
     /// (`GetResult::context`, or `Context::empty()` for a blind write):
     /// values it saw are replaced, values it did not see stay as siblings.
     /// Succeeds when `W` replicas have stored the write.
+    ///
+    /// ```no_run
+    /// # async fn example(client: quire_client::Client) -> Result<(), quire_client::ClientError> {
+    /// let read = client.get("default", "cart-17").await?;
+    /// client.put("default", "cart-17", "apple,pear", &read.context).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn put(
         &self,
         store: &str,
-        key: &[u8],
-        value: Vec<u8>,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Vec<u8>>,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
-        self.write(store, key, Value::bytes(value, now_ms()), context)
+        self.put_opts(store, key, value, context, &RequestOptions::default())
             .await
+    }
+
+    /// [`Client::put`] with its own W or timeout.
+    pub async fn put_opts(
+        &self,
+        store: &str,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Vec<u8>>,
+        context: &Context,
+        options: &RequestOptions,
+    ) -> Result<PutResult, ClientError> {
+        let started = Instant::now();
+        let value = Value::bytes(value.into(), now_ms());
+        let result = self
+            .write(store, key.as_ref(), value, context, options)
+            .await;
+        self.inner
+            .metrics
+            .observe(OperationKind::Put, started, &result);
+        result
     }
 
     /// Deletes `key`: writes a tombstone with `context`. Values the context
@@ -215,11 +256,30 @@ impl Client {
     pub async fn delete(
         &self,
         store: &str,
-        key: &[u8],
+        key: impl AsRef<[u8]>,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
-        self.write(store, key, Value::tombstone(now_ms()), context)
+        self.delete_opts(store, key, context, &RequestOptions::default())
             .await
+    }
+
+    /// [`Client::delete`] with its own W or timeout.
+    pub async fn delete_opts(
+        &self,
+        store: &str,
+        key: impl AsRef<[u8]>,
+        context: &Context,
+        options: &RequestOptions,
+    ) -> Result<PutResult, ClientError> {
+        let started = Instant::now();
+        let value = Value::tombstone(now_ms());
+        let result = self
+            .write(store, key.as_ref(), value, context, options)
+            .await;
+        self.inner
+            .metrics
+            .observe(OperationKind::Delete, started, &result);
+        result
     }
 
     /// A put, started over once with a refreshed membership document when a
@@ -231,6 +291,7 @@ impl Client {
         key: &[u8],
         value: Value,
         context: &Context,
+        options: &RequestOptions,
     ) -> Result<PutResult, ClientError> {
         context.check_key(store, key)?;
         let mut refreshed = false;
@@ -246,12 +307,16 @@ impl Client {
                 },
                 &plan.targets,
                 &plan.spares,
-                plan.config.w as usize,
-                self.request_timeout(),
+                options.write_quorum(plan.config.w, plan.config.n)?,
+                options.request_timeout(self.request_timeout())?,
                 Duration::from_millis(self.inner.config.timeouts.attempt_ms),
             )?;
             let doc = plan.doc.clone();
-            let outcome = match drive(machine, self.calls(plan.doc), |_: &PutMachine| {}).await {
+            let hints = self.inner.metrics.hints_written.clone();
+            let finished = move |m: &PutMachine| {
+                hints.inc_by(m.hints_written() as u64);
+            };
+            let outcome = match drive(machine, self.calls(plan.doc), finished).await {
                 Err(MachineError::Rejected(ErrorCode::NotOwner, message)) if !refreshed => {
                     tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
                     self.refresh_membership().await;
@@ -269,85 +334,12 @@ impl Client {
             });
         }
     }
-
-    /// Asks every member for a `Hello`; a node that does not answer within
-    /// the connect timeout is reported down.
-    pub async fn status(&self) -> Vec<NodeStatus> {
-        let doc = self.membership();
-        let timeout = Duration::from_millis(self.inner.config.timeouts.connect_ms.max(500));
-        let hello = Request::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            cluster_id: Some(doc.cluster_id),
-        };
-        let calls = doc.members.iter().map(|m| {
-            let t = self.inner.transport.clone();
-            let hello = hello.clone();
-            let m = m.clone();
-            async move {
-                let sent_ms = crate::clock::now_ms();
-                let answer = t.call(&m.addr, &hello, timeout).await;
-                let heard_ms = crate::clock::now_ms();
-                let (up, epoch, metrics, clock_offset_ms) = match answer {
-                    Ok(Response {
-                        epoch,
-                        result:
-                            Ok(Reply::Hello {
-                                node_id,
-                                metrics,
-                                clock_ms,
-                                ..
-                            }),
-                    }) if node_id == m.id => (
-                        true,
-                        Some(epoch),
-                        metrics.map(|at| metrics_url(at, &m.addr)),
-                        // The node read its clock between send and answer:
-                        // take the middle.
-                        Some(clock_ms as i64 - (sent_ms / 2 + heard_ms / 2) as i64),
-                    ),
-                    _ => (false, None, None, None),
-                };
-                NodeStatus {
-                    id: m.id,
-                    addr: m.addr,
-                    up,
-                    epoch,
-                    metrics,
-                    clock_offset_ms,
-                }
-            }
-        });
-        let mut out = Vec::new();
-        for call in calls.map(tokio::spawn).collect::<Vec<_>>() {
-            if let Ok(s) = call.await {
-                out.push(s);
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use quire_shared::ActorId;
-
-    #[test]
-    fn metrics_urls_name_a_reachable_host() {
-        let at = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
-        assert_eq!(
-            metrics_url(at("127.0.0.1:7001"), "127.0.0.1:7001"),
-            "http://127.0.0.1:7001/metrics"
-        );
-        assert_eq!(
-            metrics_url(at("0.0.0.0:9100"), "db-1.example:7000"),
-            "http://db-1.example:9100/metrics"
-        );
-        assert_eq!(
-            metrics_url(at("[::1]:9100"), "[::1]:7000"),
-            "http://[::1]:9100/metrics"
-        );
-    }
 
     #[test]
     fn an_lww_read_keeps_the_newest_value_even_a_tombstone() {

@@ -1,9 +1,13 @@
 //! A handle on one store: reads resolved by the store's policy (or the
 //! application's [`Resolver`]), and a read-modify-write helper.
+//!
+//! [`Store`] works on bytes; [`crate::TypedStore`] is the same handle for
+//! values of a Rust type, encoded for the application.
 
 use crate::client::Client;
 use crate::error::ClientError;
 use crate::operations::{GetResult, PutResult};
+use crate::options::RequestOptions;
 use crate::resolve::{KeepSiblings, LastWriteWins, Resolver, Sibling};
 use quire_shared::{ConflictPolicy, Context, StoreConfig};
 use std::sync::Arc;
@@ -37,6 +41,7 @@ pub struct Store {
     config: StoreConfig,
     resolver: Arc<dyn Resolver>,
     retry: Retry,
+    options: RequestOptions,
 }
 
 impl Store {
@@ -51,6 +56,7 @@ impl Store {
             config,
             resolver,
             retry: Retry::default(),
+            options: RequestOptions::default(),
         }
     }
 
@@ -71,10 +77,30 @@ impl Store {
         self
     }
 
+    /// Send every request through this handle with `options` (R, W,
+    /// timeout) instead of the store's settings; checked on each request.
+    pub fn with_options(mut self, options: RequestOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How [`Store::update`] retries.
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// The client this handle sends through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Reads `key` and reconciles its siblings. The context covers every
     /// sibling read, so writing with it replaces them all.
-    pub async fn get(&self, key: &[u8]) -> Result<GetResult, ClientError> {
-        let mut read = self.client.get(&self.config.name, key).await?;
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<GetResult, ClientError> {
+        let mut read = self
+            .client
+            .get_opts(&self.config.name, key, &self.options)
+            .await?;
         if read.siblings.len() > 1 {
             read.siblings = self.resolver.resolve(read.siblings);
         }
@@ -85,13 +111,13 @@ impl Store {
     /// (the value plus any concurrent ones) are reconciled like a read's.
     pub async fn put(
         &self,
-        key: &[u8],
-        value: Vec<u8>,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Vec<u8>>,
         context: &Context,
     ) -> Result<PutResult, ClientError> {
         let mut result = self
             .client
-            .put(&self.config.name, key, value, context)
+            .put_opts(&self.config.name, key, value, context, &self.options)
             .await?;
         if result.siblings.len() > 1 {
             result.siblings = self.resolver.resolve(result.siblings);
@@ -100,8 +126,14 @@ impl Store {
     }
 
     /// Deletes what `context` saw; values it did not see survive.
-    pub async fn delete(&self, key: &[u8], context: &Context) -> Result<PutResult, ClientError> {
-        self.client.delete(&self.config.name, key, context).await
+    pub async fn delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: &Context,
+    ) -> Result<PutResult, ClientError> {
+        self.client
+            .delete_opts(&self.config.name, key, context, &self.options)
+            .await
     }
 
     /// Read-modify-write: reads `key`, resolves its siblings, asks `change`
@@ -112,12 +144,37 @@ impl Store {
     /// A write with a context never conflicts in the CAS sense: a
     /// concurrent writer's value survives as a sibling, for the next read's
     /// resolver to fold in.
-    pub async fn update<F>(&self, key: &[u8], mut change: F) -> Result<PutResult, ClientError>
+    ///
+    /// ```no_run
+    /// # async fn example(client: quire_client::Client) -> Result<(), quire_client::ClientError> {
+    /// use quire_client::merge_with;
+    /// // A cart as comma-separated items; siblings merge by concatenation.
+    /// let carts = client
+    ///     .store("default")?
+    ///     .with_resolver(merge_with(|a, b| [a, b].join(&b","[..])));
+    /// carts
+    ///     .update("cart-17", |current| {
+    ///         let mut cart = current.first().map(|s| s.value.clone()).unwrap_or_default();
+    ///         if !cart.is_empty() {
+    ///             cart.push(b',');
+    ///         }
+    ///         cart.extend_from_slice(b"apple");
+    ///         cart
+    ///     })
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn update<F>(
+        &self,
+        key: impl AsRef<[u8]>,
+        mut change: F,
+    ) -> Result<PutResult, ClientError>
     where
         F: FnMut(&[Sibling]) -> Vec<u8>,
     {
-        let mut backoff = self.retry.backoff_initial;
-        let mut attempt = 1;
+        let key = key.as_ref();
+        let mut backoff = Backoff::new(self.retry);
         loop {
             let result = async {
                 let read = self.get(key).await?;
@@ -125,15 +182,42 @@ impl Store {
                 self.put(key, value, &read.context).await
             }
             .await;
-            match result {
-                Err(ClientError::Quorum(_)) if attempt < self.retry.attempts => {
-                    tokio::time::sleep(jittered(backoff)).await;
-                    backoff = (backoff * 2).min(self.retry.backoff_max);
-                    attempt += 1;
-                }
-                other => return other,
+            if !backoff.again(&result).await {
+                return result;
             }
         }
+    }
+}
+
+/// The one retry rule of every read-modify-write: try again, after a
+/// jittered, doubling wait, only when a quorum was not reached and
+/// attempts are left.
+pub(crate) struct Backoff {
+    retry: Retry,
+    wait: Duration,
+    tries: u32,
+}
+
+impl Backoff {
+    /// Before the first attempt.
+    pub(crate) fn new(retry: Retry) -> Self {
+        Self {
+            retry,
+            wait: retry.backoff_initial,
+            tries: 1,
+        }
+    }
+
+    /// After an attempt that ended with `result`: true (having waited)
+    /// when it should be tried again.
+    pub(crate) async fn again<T>(&mut self, result: &Result<T, ClientError>) -> bool {
+        if !matches!(result, Err(ClientError::Quorum(_))) || self.tries >= self.retry.attempts {
+            return false;
+        }
+        tokio::time::sleep(jittered(self.wait)).await;
+        self.wait = (self.wait * 2).min(self.retry.backoff_max);
+        self.tries += 1;
+        true
     }
 }
 

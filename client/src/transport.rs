@@ -19,11 +19,11 @@
 //! ([`Transport::expect_members`]), so one node's key cannot stand in for
 //! another's.
 
-use crate::config::{Timeouts, TlsFiles};
+use crate::config::{Timeouts, TlsSource};
 use quinn::rustls::pki_types::CertificateDer;
 use quire_net::frame::{read_frame, write_encoded, FrameReadError};
 use quire_net::identity::peer_principal;
-use quire_net::tls::TlsError;
+use quire_net::tls::{TlsError, TlsMaterial};
 use quire_net::validity::not_after_unix;
 use quire_shared::limits::FRAME_BYTES_CEILING;
 use quire_shared::wire::{encode_frame, Request, Response};
@@ -205,8 +205,8 @@ pub struct Transport {
 
 impl Transport {
     /// Binds a local UDP socket and loads the TLS identity.
-    pub fn new(tls: &TlsFiles, timeouts: &Timeouts) -> Result<Self, SetupError> {
-        let client_config = Self::client_config(tls)?;
+    pub fn new(tls: impl Into<TlsSource>, timeouts: &Timeouts) -> Result<Self, SetupError> {
+        let client_config = Self::client_config(&tls.into())?;
         // Any local IPv4 address, any port: the kernel picks the route.
         let bind: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
         let endpoint = quinn::Endpoint::client(bind).map_err(SetupError::Bind)?;
@@ -220,8 +220,8 @@ impl Transport {
     }
 
     /// The QUIC client config for the TLS identity in `tls`.
-    fn client_config(tls: &TlsFiles) -> Result<quinn::ClientConfig, SetupError> {
-        let quic = quire_net::tls::client_config(tls)?;
+    fn client_config(tls: &TlsSource) -> Result<quinn::ClientConfig, SetupError> {
+        let quic = quire_net::tls::client_config_from(&TlsMaterial::load(tls)?)?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
         let mut transport = quinn::TransportConfig::default();
         // Keep idle connections alive well inside the node's idle timeout.
@@ -234,7 +234,7 @@ impl Transport {
 
     /// Loads `tls` again for new connections (certificate rotation);
     /// connections already open keep theirs.
-    pub fn reload_tls(&self, tls: &TlsFiles) -> Result<(), SetupError> {
+    pub fn reload_tls(&self, tls: &TlsSource) -> Result<(), SetupError> {
         let config = Self::client_config(tls)?;
         *self.tls.write().unwrap_or_else(|e| e.into_inner()) = config;
         Ok(())

@@ -7,7 +7,6 @@
 
 use quire::Client;
 use serde::Serialize;
-use std::path::Path;
 
 /// Certificates expiring within this many days are reported.
 pub const WARN_DAYS: i64 = 30;
@@ -27,22 +26,21 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn file_not_after(path: &Path, what: &'static str) -> Option<i64> {
-    let chain = quire_net::tls::load_certs(path, what).ok()?;
-    quire_net::validity::not_after_unix(chain.first()?)
-}
-
 /// The certificates this client knows of that expire within
 /// [`WARN_DAYS`]: its own, the CA's, and those of the nodes it has
 /// connected to (call after requests to every node).
 pub fn expiring(client: &Client) -> Vec<Expiring> {
-    let tls = &client.config().tls;
+    let tls = quire_net::tls::TlsMaterial::load(&client.config().tls).ok();
+    let not_after = |c: Option<&_>| c.and_then(|c| quire_net::validity::not_after_unix(c));
     let mut found = vec![
         (
             "client".to_string(),
-            file_not_after(&tls.cert, "client certificate"),
+            not_after(tls.as_ref().and_then(|t| t.certs.first())),
         ),
-        ("CA".to_string(), file_not_after(&tls.ca, "CA certificate")),
+        (
+            "CA".to_string(),
+            not_after(tls.as_ref().and_then(|t| t.ca.first())),
+        ),
     ];
     for m in &client.membership().members {
         found.push((

@@ -81,7 +81,8 @@ impl Layout {
                 cert: "client.pem".into(),
                 key: "client-key.pem".into(),
                 ca: "ca.pem".into(),
-            },
+            }
+            .into(),
             timeouts: Timeouts::default(),
         };
         self.write_toml(&self.client_config(), &config)?;

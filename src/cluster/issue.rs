@@ -110,7 +110,8 @@ impl Layout {
                 cert: "client.pem".into(),
                 key: "client-key.pem".into(),
                 ca: "ca.pem".into(),
-            },
+            }
+            .into(),
             timeouts: operator.timeouts,
         };
         let path = dir.join("client.toml");

@@ -22,7 +22,7 @@ use quire::certs::ClusterCa;
 use quire::cluster::{ClusterBuilder, LocalCluster, LocalNode};
 use quire::shared::{Membership, NodeId, StoreConfig};
 use quire::{Client, ClientConfig};
-use quire_client::config::{Timeouts, TlsFiles as ClientTls};
+use quire_client::config::{Timeouts, TlsFiles as ClientTls, TlsSource};
 use quire_client::transport::Transport;
 use quire_node::config::Limits;
 use std::net::SocketAddr;
@@ -218,8 +218,9 @@ impl Pki {
 
 /// `doc` signed by the admin identity in `tls`: nodes take only signed
 /// documents, so a test offering one by hand signs it first.
-pub fn sign(tls: &ClientTls, doc: Membership) -> Membership {
-    quire_net::seal::Sealer::load(tls)
+pub fn sign(tls: impl Into<TlsSource>, doc: Membership) -> Membership {
+    let material = quire_net::tls::TlsMaterial::load(&tls.into()).expect("the identity loads");
+    quire_net::seal::Sealer::from_material(&material)
         .expect("the admin identity loads")
         .sign(doc)
         .expect("an admin signs")

@@ -5,8 +5,9 @@
 
 use super::calls::{push_membership, stored_document};
 use super::{default_store, AdminError, PARTITIONS_DEFAULT};
+use crate::client::load_sealer;
 use crate::config::ClientConfig;
-use crate::transport::{SetupError, Transport};
+use crate::transport::Transport;
 use quire_net::seal::Sealer;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{ClusterId, Member, Membership, NodeId, StoreConfig};
@@ -89,7 +90,7 @@ pub async fn form_cluster(
     wait: Duration,
 ) -> Result<Membership, AdminError> {
     let transport = Transport::new(&config.tls, &config.timeouts)?;
-    let sealer = Sealer::load(&config.tls).map_err(SetupError::Tls)?;
+    let sealer = load_sealer(&config.tls)?;
     let formed = form_with(&transport, &sealer, cluster_id, addrs, new, wait).await;
     transport.close();
     formed

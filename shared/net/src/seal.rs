@@ -11,7 +11,7 @@
 //! cannot roll a node back either.
 
 use crate::identity::principal_of;
-use crate::tls::{load_certs, load_key, TlsError, TlsFiles};
+use crate::tls::{load_certs, PemOrigin, TlsError, TlsFiles, TlsMaterial, TlsSource};
 use quire_shared::access::{Role, Serial};
 use quire_shared::{AdminSeal, Membership, Seal, SealShapeError};
 use ring::rand::SystemRandom;
@@ -65,13 +65,21 @@ pub struct Verifier {
 impl Verifier {
     /// The verifier for the cluster whose CA certificate is in `ca`.
     pub fn load(ca: &Path) -> Result<Self, TlsError> {
-        let roots = load_certs(ca, "CA certificate")?
+        Self::from_certs(
+            &load_certs(ca, "CA certificate")?,
+            &PemOrigin::File(ca.to_owned()),
+        )
+    }
+
+    /// The verifier for the cluster CA certificates `ca` (from `from`).
+    pub fn from_certs(ca: &[CertificateDer<'_>], from: &PemOrigin) -> Result<Self, TlsError> {
+        let roots = ca
             .iter()
             .map(|c| {
                 webpki::anchor_from_trusted_cert(c)
                     .map(|a| a.to_owned())
                     .map_err(|e| TlsError::BadCa {
-                        path: ca.to_owned(),
+                        from: from.clone(),
                         source: rustls::Error::General(e.to_string()),
                     })
             })
@@ -129,10 +137,15 @@ pub struct Sealer {
 impl Sealer {
     /// Loads this side's identity (certificate and key) and the cluster CA.
     pub fn load(tls: &TlsFiles) -> Result<Self, TlsError> {
-        let verifier = Verifier::load(&tls.ca)?;
-        let cert = load_certs(&tls.cert, "client certificate")?.remove(0);
+        Self::from_material(&TlsMaterial::load(&TlsSource::Files(tls.clone()))?)
+    }
+
+    /// The sealer for identity and CA already loaded, from files or memory.
+    pub fn from_material(tls: &TlsMaterial) -> Result<Self, TlsError> {
+        let verifier = Verifier::from_certs(&tls.ca, &tls.ca_from)?;
+        let cert = tls.certs[0].clone();
         let key = match principal_of(&cert) {
-            Ok(p) if p.role == Role::Admin => match load_key(&tls.key)? {
+            Ok(p) if p.role == Role::Admin => match &tls.key {
                 PrivateKeyDer::Pkcs8(der) => EcdsaKeyPair::from_pkcs8(
                     &ECDSA_P256_SHA256_ASN1_SIGNING,
                     der.secret_pkcs8_der(),

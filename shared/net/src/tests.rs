@@ -5,7 +5,7 @@
 
 use crate::frame::{read_frame, write_encoded, write_frame, FrameReadError};
 use crate::test_ca::Ca;
-use crate::tls::{client_config, server_config, TlsError, TlsFiles, NODE_SERVER_NAME};
+use crate::tls::{client_config, server_config, PemOrigin, TlsError, TlsFiles, NODE_SERVER_NAME};
 use quinn::ReadExactError;
 use quire_shared::wire::{encode_frame, FrameError, Reply, Request, Response, ALPN};
 use std::net::SocketAddr;
@@ -155,7 +155,7 @@ fn missing_and_empty_pem_files_name_the_file() {
         panic!("a missing key loaded")
     };
     assert!(
-        matches!(&e, TlsError::Pem { what: "private key", path, .. } if path == &missing.key),
+        matches!(&e, TlsError::Pem { what: "private key", from: PemOrigin::File(path), .. } if path == &missing.key),
         "{e:?}"
     );
     let empty = dir.path().join("empty.pem");
@@ -167,7 +167,7 @@ fn missing_and_empty_pem_files_name_the_file() {
         panic!("an empty CA file loaded")
     };
     assert!(
-        matches!(&e, TlsError::NoCertificate { what: "CA certificate", path } if path == &empty),
+        matches!(&e, TlsError::NoCertificate { what: "CA certificate", from: PemOrigin::File(path) } if path == &empty),
         "{e:?}"
     );
 }
@@ -223,4 +223,74 @@ async fn a_frame_costs_what_arrives_not_what_it_announces() {
         .unwrap();
     assert_eq!(read, big);
     assert_eq!(budget.0, encode_frame(&big).len() - 4);
+}
+
+/// PEM handed over in memory makes the same client config as the files
+/// it came from; broken PEM in memory says so instead of naming a file.
+#[test]
+fn pem_in_memory_loads_like_the_files_and_errors_say_memory() {
+    use crate::tls::{client_config_from, TlsMaterial, TlsPem, TlsSource};
+    let dir = tempfile::tempdir().unwrap();
+    let files = Ca::new().client(dir.path());
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let pem = TlsPem {
+        cert: read(&files.cert),
+        key: read(&files.key),
+        ca: read(&files.ca),
+    };
+    let from_memory = TlsMaterial::load(&TlsSource::Pem(pem.clone())).unwrap();
+    let from_files = TlsMaterial::load(&TlsSource::Files(files.clone())).unwrap();
+    assert_eq!(from_memory.certs, from_files.certs);
+    assert_eq!(from_memory.ca, from_files.ca);
+    assert!(client_config_from(&from_memory).is_ok());
+    assert!(
+        !format!("{pem:?}").contains("PRIVATE"),
+        "the key never shows"
+    );
+
+    let broken = TlsPem {
+        ca: String::new(),
+        ..pem.clone()
+    };
+    let Err(e) = TlsMaterial::load(&TlsSource::Pem(broken)) else {
+        panic!("an empty CA loaded")
+    };
+    assert!(
+        matches!(
+            &e,
+            TlsError::NoCertificate {
+                what: "CA certificate",
+                from: PemOrigin::Memory
+            }
+        ),
+        "{e:?}"
+    );
+    let no_key = TlsPem {
+        key: "not pem".into(),
+        ..pem
+    };
+    assert!(matches!(
+        TlsMaterial::load(&TlsSource::Pem(no_key)),
+        Err(TlsError::Pem {
+            what: "private key",
+            from: PemOrigin::Memory,
+            ..
+        })
+    ));
+}
+
+/// A `[tls]` table holds either files or PEM text; a mix is refused with
+/// the keys it expects.
+#[test]
+fn a_tls_table_is_files_or_pem_never_a_mix() {
+    use crate::tls::TlsSource;
+    let files: TlsSource = toml::from_str("cert = 'c.pem'\nkey = 'k.pem'\nca = 'ca.pem'").unwrap();
+    assert!(files.files().is_some());
+    let pem: TlsSource = toml::from_str("cert_pem = 'C'\nkey_pem = 'K'\nca_pem = 'A'").unwrap();
+    assert!(matches!(pem, TlsSource::Pem(ref p) if p.cert == "C" && p.key == "K"));
+    let again: TlsSource = toml::from_str(&toml::to_string(&pem).unwrap()).unwrap();
+    assert_eq!(again, pem);
+    let mixed = toml::from_str::<TlsSource>("cert = 'c.pem'\nkey_pem = 'K'\nca = 'ca.pem'");
+    let e = mixed.unwrap_err().to_string();
+    assert!(e.contains("cert_pem, key_pem and ca_pem"), "{e}");
 }

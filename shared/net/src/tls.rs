@@ -20,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod source;
+pub use source::{TlsMaterial, TlsPem, TlsSource};
+
 /// TLS server name every node certificate carries; the cluster CA vouches
 /// for membership, the name only satisfies TLS.
 pub const NODE_SERVER_NAME: &str = "quire-node";
@@ -29,7 +32,7 @@ pub const NODE_SERVER_NAME: &str = "quire-node";
 const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
 /// PEM files for one side's TLS identity and the cluster CA.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// This side's certificate chain, signed by the cluster CA.
@@ -49,33 +52,54 @@ impl TlsFiles {
     }
 }
 
+/// Where PEM material came from, for error messages: a file names its
+/// path; PEM handed over in memory (a secret store, an environment
+/// variable) has none to name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PemOrigin {
+    /// Read from this file.
+    File(PathBuf),
+    /// Handed over in memory ([`TlsPem`]).
+    Memory,
+}
+
+impl std::fmt::Display for PemOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PemOrigin::File(path) => write!(f, "{}", path.display()),
+            PemOrigin::Memory => f.write_str("PEM in memory"),
+        }
+    }
+}
+
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
-    /// A PEM file is missing, unreadable or holds no valid PEM.
-    #[error("cannot load {what} from {path}: {source}")]
+    /// A PEM file is missing, unreadable or holds no valid PEM (or PEM
+    /// given in memory does not parse).
+    #[error("cannot load {what} from {from}: {source}")]
     Pem {
         /// What the file should hold ("CA certificate", "private key", ...).
         what: &'static str,
-        /// The file.
-        path: PathBuf,
+        /// The file, or memory.
+        from: PemOrigin,
         /// The cause.
         source: pem::Error,
     },
     /// A certificate file parsed but holds no certificate.
-    #[error("cannot load {what} from {path}: no certificate found")]
+    #[error("cannot load {what} from {from}: no certificate found")]
     NoCertificate {
         /// What the file should hold.
         what: &'static str,
-        /// The file.
-        path: PathBuf,
+        /// The file, or memory.
+        from: PemOrigin,
     },
     /// A CA certificate cannot serve as a trust anchor.
-    #[error("cannot load CA certificate from {path}: {source}")]
+    #[error("cannot load CA certificate from {from}: {source}")]
     BadCa {
-        /// The CA file.
-        path: PathBuf,
+        /// The CA file, or memory.
+        from: PemOrigin,
         /// Why rustls refused it.
         source: rustls::Error,
     },
@@ -97,29 +121,47 @@ pub fn load_certs(
     path: &Path,
     what: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_err = |source| TlsError::Pem {
-        what,
-        path: path.to_owned(),
-        source,
-    };
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(pem_err)?
-        .collect::<Result<_, _>>()
-        .map_err(pem_err)?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            what,
-            path: path.to_owned(),
-        });
+    let from = PemOrigin::File(path.to_owned());
+    let certs = CertificateDer::pem_file_iter(path).and_then(|it| it.collect());
+    certs_or_error(certs, what, from)
+}
+
+/// Parses a certificate chain from PEM text in memory.
+pub fn parse_certs(
+    pem_text: &[u8],
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem_text).collect();
+    certs_or_error(certs, what, PemOrigin::Memory)
+}
+
+/// The one rule for both origins: PEM that parses must hold a certificate.
+fn certs_or_error(
+    certs: Result<Vec<CertificateDer<'static>>, pem::Error>,
+    what: &'static str,
+    from: PemOrigin,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    match certs {
+        Err(source) => Err(TlsError::Pem { what, from, source }),
+        Ok(certs) if certs.is_empty() => Err(TlsError::NoCertificate { what, from }),
+        Ok(certs) => Ok(certs),
     }
-    Ok(certs)
 }
 
 /// Loads a private key from a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Pem {
         what: "private key",
-        path: path.to_owned(),
+        from: PemOrigin::File(path.to_owned()),
+        source,
+    })
+}
+
+/// Parses a private key from PEM text in memory.
+pub fn parse_key(pem_text: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem_text).map_err(|source| TlsError::Pem {
+        what: "private key",
+        from: PemOrigin::Memory,
         source,
     })
 }
@@ -131,11 +173,15 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn cluster_roots(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
+/// The trust anchors for the cluster CA certificates `ca`.
+fn cluster_roots(
+    ca: Vec<CertificateDer<'static>>,
+    from: &PemOrigin,
+) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in load_certs(ca, "CA certificate")? {
+    for cert in ca {
         roots.add(cert).map_err(|source| TlsError::BadCa {
-            path: ca.to_owned(),
+            from: from.clone(),
             source,
         })?;
     }
@@ -147,7 +193,10 @@ fn cluster_roots(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
 pub fn server_config(files: &TlsFiles) -> Result<QuicServerConfig, TlsError> {
     let provider = provider();
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(cluster_roots(&files.ca)?),
+        Arc::new(cluster_roots(
+            load_certs(&files.ca, "CA certificate")?,
+            &PemOrigin::File(files.ca.clone()),
+        )?),
         provider.clone(),
     )
     .build()?;
@@ -165,12 +214,16 @@ pub fn server_config(files: &TlsFiles) -> Result<QuicServerConfig, TlsError> {
 /// The client's side: its certificate, and node certificates chained to
 /// the cluster CA. Connect with [`NODE_SERVER_NAME`] as the server name.
 pub fn client_config(files: &TlsFiles) -> Result<QuicClientConfig, TlsError> {
-    let roots = cluster_roots(&files.ca)?;
-    let key = load_key(&files.key)?;
+    client_config_from(&TlsMaterial::load(&TlsSource::Files(files.clone()))?)
+}
+
+/// [`client_config`] for material already loaded, from files or memory.
+pub fn client_config_from(material: &TlsMaterial) -> Result<QuicClientConfig, TlsError> {
+    let roots = cluster_roots(material.ca.clone(), &material.ca_from)?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(PROTOCOL_VERSIONS)?
         .with_root_certificates(roots)
-        .with_client_auth_cert(load_certs(&files.cert, "client certificate")?, key)?;
+        .with_client_auth_cert(material.certs.clone(), material.key.clone_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     Ok(QuicClientConfig::try_from(config)?)
 }

@@ -156,6 +156,15 @@ impl PutMachine {
         Ok(m)
     }
 
+    /// Copies stored on stand-ins (each kept as a hint for the home
+    /// replica it replaces), for the SDK's metrics once the put finished.
+    pub fn hints_written(&self) -> usize {
+        self.acks
+            .iter()
+            .filter(|&&n| self.roster.find(n).is_some_and(|t| t.hint.is_some()))
+            .count()
+    }
+
     /// Gives the outcome and moves on to `next`, a decided phase. The
     /// only way out of the undecided phases, so the outcome is given once.
     fn decide(&mut self, outcome: Result<PutOutcome, MachineError>, next: Phase) {

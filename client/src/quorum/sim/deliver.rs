@@ -196,7 +196,9 @@ impl World {
         match (owner, result) {
             (_, Ok(_) | Err(NodeFailure::Refused(_))) => health.mark_up(node),
             (Owner::Probe, _) => {}
-            (_, Err(_)) => health.mark_down(node, now),
+            (_, Err(_)) => {
+                health.mark_down(node, now);
+            }
         }
     }
 
