@@ -209,3 +209,32 @@ async fn progress_bars_only_on_a_terminal() {
     assert!(!stderr.contains("repair: partitions"), "{stderr}");
     assert!(String::from_utf8_lossy(&piped.stdout).contains("partitions checked"));
 }
+
+/// An SDK operation runs in a span (kind, store, partition) that JSON logs
+/// carry on its events, when `RUST_LOG` asks for the SDK's debug level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_operations_log_in_a_span_with_store_and_partition() {
+    let cluster = TestCluster::start(3).await;
+    quire(&cluster, &["put", "default", "spanned", "v"]);
+    let out = Command::new(QUIRE)
+        .env("RUST_LOG", "quire_client=debug")
+        .args(["--log-format", "json", "--config"])
+        .arg(cluster.layout().client_config())
+        .args(["get", "default", "spanned"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let partition = cluster.membership.partition_of("default", b"spanned");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let done: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "done")
+        .collect();
+    assert_eq!(done.len(), 1, "{logs}");
+    let span = &done[0]["span"];
+    assert_eq!(span["name"], "quire.operation", "{logs}");
+    assert_eq!(span["kind"], "get");
+    assert_eq!(span["store"], "default");
+    assert_eq!(span["partition"], partition, "{logs}");
+}

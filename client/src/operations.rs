@@ -29,6 +29,7 @@ use quire_shared::{
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 /// What a get found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +92,35 @@ fn read_as(policy: ConflictPolicy, object: Object) -> Object {
     match policy {
         ConflictPolicy::Siblings => object,
         ConflictPolicy::Lww => last_write_wins(&object),
+    }
+}
+
+/// The span an operation runs in: at debug level (a span per operation
+/// costs too much on the data path to be on by default;
+/// `RUST_LOG=quire_client=debug` turns it on), with the store, and the
+/// key's partition once planned, on every event inside.
+fn operation_span(kind: &'static str, store: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "quire.operation",
+        kind,
+        store,
+        partition = tracing::field::Empty
+    )
+}
+
+/// Records `key`'s partition in the current operation's span, if on.
+fn record_partition(plan: &Plan, store: &str, key: &[u8]) {
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("partition", plan.doc.partition_of(store, key));
+    }
+}
+
+/// The operation's outcome as a debug event inside its span.
+fn outcome_event<T>(result: &Result<T, ClientError>) {
+    match result {
+        Ok(_) => tracing::debug!("done"),
+        Err(e) => tracing::debug!(error = %e, "failed"),
     }
 }
 
@@ -163,16 +193,23 @@ impl Client {
         options: &RequestOptions,
     ) -> Result<GetResult, ClientError> {
         let (key, started) = (key.as_ref(), Instant::now());
-        let result = match self.get_once(store, key, options).await {
-            // The targets came from a stale membership document (a change
-            // has moved the key): refresh it and read again, once.
-            Err(ClientError::StaleMembership { message }) => {
-                tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
-                self.refresh_membership().await;
-                self.get_once(store, key, options).await
-            }
-            other => other,
-        };
+        let result = async {
+            let result = match self.get_once(store, key, options).await {
+                // The targets came from a stale membership document (a
+                // change has moved the key): refresh it and read again,
+                // once.
+                Err(ClientError::StaleMembership { message }) => {
+                    tracing::debug!(%message, "refreshing membership after a NotOwner refusal");
+                    self.refresh_membership().await;
+                    self.get_once(store, key, options).await
+                }
+                other => other,
+            };
+            outcome_event(&result);
+            result
+        }
+        .instrument(operation_span("get", store))
+        .await;
         self.inner
             .metrics
             .observe(OperationKind::Get, started, &result);
@@ -187,6 +224,7 @@ impl Client {
         options: &RequestOptions,
     ) -> Result<GetResult, ClientError> {
         let plan = self.plan(store, key)?;
+        record_partition(&plan, store, key);
         let machine = GetMachine::new(
             Instant::now(),
             store,
@@ -242,9 +280,15 @@ impl Client {
     ) -> Result<PutResult, ClientError> {
         let started = Instant::now();
         let value = Value::bytes(value.into(), now_ms());
-        let result = self
-            .write(store, key.as_ref(), value, context, options)
-            .await;
+        let result = async {
+            let result = self
+                .write(store, key.as_ref(), value, context, options)
+                .await;
+            outcome_event(&result);
+            result
+        }
+        .instrument(operation_span("put", store))
+        .await;
         self.inner
             .metrics
             .observe(OperationKind::Put, started, &result);
@@ -273,9 +317,15 @@ impl Client {
     ) -> Result<PutResult, ClientError> {
         let started = Instant::now();
         let value = Value::tombstone(now_ms());
-        let result = self
-            .write(store, key.as_ref(), value, context, options)
-            .await;
+        let result = async {
+            let result = self
+                .write(store, key.as_ref(), value, context, options)
+                .await;
+            outcome_event(&result);
+            result
+        }
+        .instrument(operation_span("delete", store))
+        .await;
         self.inner
             .metrics
             .observe(OperationKind::Delete, started, &result);
@@ -297,6 +347,7 @@ impl Client {
         let mut refreshed = false;
         loop {
             let plan = self.plan(store, key)?;
+            record_partition(&plan, store, key);
             let machine = PutMachine::new(
                 Instant::now(),
                 PutRequest {

@@ -13,7 +13,10 @@
 //!
 //! Workers take released slots from a semaphore (one permit per slot, in
 //! order), so a slot waits for a free worker when all are busy, and that
-//! wait counts, as it should in open loop.
+//! wait counts, as it should in open loop. After the last slot the pacer
+//! releases one more permit: the worker that takes it finds the schedule
+//! over and passes the permit on, so every worker stops once every slot
+//! is taken, and no released slot is ever dropped.
 
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +28,8 @@ use tokio::sync::Semaphore;
 pub struct Pacer {
     begin: Instant,
     rate: f64,
+    /// Slots in the schedule: those due before its end.
+    slots: u64,
     permits: Arc<Semaphore>,
     claimed: AtomicU64,
     lag: Arc<Mutex<Histogram<u64>>>,
@@ -35,6 +40,8 @@ impl Pacer {
     /// Starts releasing slots due from `begin` at `rate` per second until
     /// `end`.
     pub fn start(begin: Instant, end: Instant, rate: f64) -> Self {
+        let due = |i: u64| begin + Duration::from_secs_f64(i as f64 / rate);
+        let slots = (0..).find(|&i| due(i) >= end).unwrap_or(0);
         let permits = Arc::new(Semaphore::new(0));
         let lag = Arc::new(Mutex::new(
             Histogram::<u64>::new(3).expect("a histogram with 3 significant digits"),
@@ -43,12 +50,13 @@ impl Pacer {
             let (permits, lag) = (permits.clone(), lag.clone());
             std::thread::Builder::new()
                 .name("quire-bench-pacer".into())
-                .spawn(move || release(begin, end, rate, &permits, &lag))
+                .spawn(move || release((begin, slots), rate, &permits, &lag))
                 .expect("spawning the pacer thread")
         };
         Self {
             begin,
             rate,
+            slots,
             permits,
             claimed: AtomicU64::new(0),
             lag,
@@ -61,6 +69,11 @@ impl Pacer {
     pub async fn next(&self) -> Option<Instant> {
         self.permits.acquire().await.ok()?.forget();
         let i = self.claimed.fetch_add(1, Ordering::Relaxed);
+        if i >= self.slots {
+            // The end token: pass it on to the next idle worker.
+            self.permits.add_permits(1);
+            return None;
+        }
         Some(self.begin + Duration::from_secs_f64(i as f64 / self.rate))
     }
 
@@ -78,22 +91,18 @@ impl Pacer {
     }
 }
 
-/// The pacer thread: releases each slot when due, then closes the
-/// semaphore so idle workers stop.
+/// The pacer thread: releases each of the `slots` slots when due, then
+/// the end token.
 fn release(
-    begin: Instant,
-    end: Instant,
+    (begin, slots): (Instant, u64),
     rate: f64,
     permits: &Semaphore,
     lag: &Mutex<Histogram<u64>>,
 ) {
     let mut local = Histogram::<u64>::new(3).expect("a histogram with 3 significant digits");
     let mut i: u64 = 0;
-    loop {
+    while i < slots {
         let due = begin + Duration::from_secs_f64(i as f64 / rate);
-        if due >= end {
-            break;
-        }
         let now = Instant::now();
         if due > now {
             // Never spins: on a machine the system under test shares, a
@@ -104,9 +113,9 @@ fn release(
         }
         // Every slot due by now goes at once.
         let mut released = 0;
-        loop {
+        while i + released < slots {
             let due = begin + Duration::from_secs_f64((i + released) as f64 / rate);
-            if due > now || due >= end {
+            if due > now {
                 break;
             }
             let _ = local.record((now - due).as_micros() as u64);
@@ -115,14 +124,7 @@ fn release(
         permits.add_permits(released as usize);
         i += released;
     }
-    // Slots released but not yet taken were due before the end: they run
-    // (late, and their latency says so) before the schedule closes, or
-    // until as long again as the schedule has passed.
-    let drain_until = end + (end - begin);
-    while permits.available_permits() > 0 && Instant::now() < drain_until {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    permits.close();
+    permits.add_permits(1);
     *lag.lock().unwrap_or_else(|e| e.into_inner()) = local;
 }
 

@@ -10,7 +10,6 @@
 
 use super::layout::{private_dir, ClusterFile, Layout, LayoutError};
 use crate::certs::{operator, ClusterCa, LEAF_DAYS_DEFAULT};
-use quire_client::config::{ClientConfig, Timeouts, TlsFiles as ClientTls};
 use quire_node::config::{Limits, NodeConfig, StorageSettings, TlsFiles as NodeTls};
 use quire_shared::ClusterId;
 use std::net::SocketAddr;
@@ -75,17 +74,7 @@ impl Layout {
             &self.dir.join("client.pem"),
             &self.dir.join("client-key.pem"),
         )?;
-        let config = ClientConfig {
-            seeds,
-            tls: ClientTls {
-                cert: "client.pem".into(),
-                key: "client-key.pem".into(),
-                ca: "ca.pem".into(),
-            }
-            .into(),
-            timeouts: Timeouts::default(),
-        };
-        self.write_toml(&self.client_config(), &config)?;
+        self.write_client_config(seeds)?;
         // Written last: a directory with cluster.toml is complete.
         self.write_toml(&self.cluster_file(), &file)?;
         Ok(file)

@@ -259,27 +259,38 @@ impl Client {
     /// new epoch. True when this call flipped it; false when it was
     /// flipped already or another change is pending.
     pub async fn flip_change(&self, change: &Pending) -> Result<bool, AdminError> {
-        let flipped = Mutex::new(false);
+        // Everyone who held the pending document hears of the flip,
+        // members that now own nothing included.
+        self.end_change(change, Membership::flip).await
+    }
+
+    /// Ends the pending change `change` with `end` (flip or abort) in a
+    /// compare-and-set: true when this call ended it; false when it was
+    /// ended already (by this call's earlier attempt or someone else) or
+    /// another change is pending.
+    async fn end_change(
+        &self,
+        change: &Pending,
+        end: fn(&Membership) -> Option<Membership>,
+    ) -> Result<bool, AdminError> {
+        let ended = Mutex::new(false);
         let step = |newest: &Membership, offered: bool| match &newest.pending {
             Some(p) if p == change => {
-                let next = newest.flip().expect("a change is pending");
-                *flipped.lock().expect("not poisoned") = true;
+                let next = end(newest).expect("a change is pending");
+                *ended.lock().expect("not poisoned") = true;
                 Ok(Step::Next(Box::new(next)))
             }
-            // Flipped by us in an earlier attempt, or by someone else.
             _ if offered => Ok(Step::Done),
             _ => {
-                *flipped.lock().expect("not poisoned") = false;
+                *ended.lock().expect("not poisoned") = false;
                 Ok(Step::Done)
             }
         };
         let known = self.membership();
-        // Everyone who held the pending document hears of the flip,
-        // members that now own nothing included.
         change_membership(self.transport(), &self.sealer(), &known, step).await?;
         self.refresh_membership().await;
-        let flipped = *flipped.lock().expect("not poisoned");
-        Ok(flipped)
+        let ended = *ended.lock().expect("not poisoned");
+        Ok(ended)
     }
 
     /// Abandons the pending change `change` (exactly that one: a change
@@ -289,24 +300,7 @@ impl Client {
     /// call aborted it; false when nothing (or another change) was
     /// pending.
     pub async fn abort_change(&self, change: &Pending) -> Result<bool, AdminError> {
-        let aborted = Mutex::new(false);
-        let step = |newest: &Membership, offered: bool| match &newest.pending {
-            Some(p) if p == change => {
-                let next = newest.abort().expect("a change is pending");
-                *aborted.lock().expect("not poisoned") = true;
-                Ok(Step::Next(Box::new(next)))
-            }
-            _ if offered => Ok(Step::Done),
-            _ => {
-                *aborted.lock().expect("not poisoned") = false;
-                Ok(Step::Done)
-            }
-        };
-        let known = self.membership();
-        change_membership(self.transport(), &self.sealer(), &known, step).await?;
-        self.refresh_membership().await;
-        let aborted = *aborted.lock().expect("not poisoned");
-        Ok(aborted)
+        self.end_change(change, Membership::abort).await
     }
 
     /// The member a `quire cluster join ADDR` adds: the node running at

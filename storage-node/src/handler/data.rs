@@ -101,6 +101,19 @@ impl NodeState {
         self.writer.write(op, durable).await.map_err(storage_failed)
     }
 
+    /// Refuses an object from the wire that breaks the DVVSet invariants
+    /// or holds a value over this node's limit.
+    pub(super) fn check_object(&self, object: &Object) -> Result<(), ErrorReply> {
+        object
+            .validate()
+            .map_err(|e| refuse(ErrorCode::InvalidObject, format!("object: {e}")))?;
+        for v in object.values() {
+            check_value(v.size_bytes(), self.limits.value_bytes_max)
+                .map_err(|(code, msg)| refuse(code, msg))?;
+        }
+        Ok(())
+    }
+
     /// Refuses an un-hinted write of a key this node is not a home replica
     /// (or, while a change moves data, an incoming one) of in its
     /// membership: a client with a stale document would otherwise
@@ -215,13 +228,7 @@ impl NodeState {
     ) -> Result<Reply, ErrorReply> {
         let dk = self.locate(store, key)?;
         self.check_home_replica(store, key, hint)?;
-        object
-            .validate()
-            .map_err(|e| refuse(ErrorCode::InvalidObject, format!("object: {e}")))?;
-        for v in object.values() {
-            check_value(v.size_bytes(), self.limits.value_bytes_max)
-                .map_err(|(code, msg)| refuse(code, msg))?;
-        }
+        self.check_object(&object)?;
         let op = WriteOp::Replicate {
             data_key: dk,
             object,

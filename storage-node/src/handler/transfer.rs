@@ -13,7 +13,6 @@
 
 use super::{refuse, storage_failed, unexpected, NodeState};
 use crate::writer::{WriteOp, WriteOutcome};
-use quire_shared::limits::check_value;
 use quire_shared::wire::{Entry, ErrorCode, ErrorReply, Reply, TransferProgress};
 
 impl NodeState {
@@ -103,13 +102,7 @@ impl NodeState {
                     format!("a key of partition {at} in a transfer page of partition {partition}"),
                 ));
             }
-            object
-                .validate()
-                .map_err(|e| refuse(ErrorCode::InvalidObject, format!("object: {e}")))?;
-            for v in object.values() {
-                check_value(v.size_bytes(), self.limits.value_bytes_max)
-                    .map_err(|(code, msg)| refuse(code, msg))?;
-            }
+            self.check_object(&object)?;
             items.push((dk, object));
         }
         let op = WriteOp::TransferPage {
