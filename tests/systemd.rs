@@ -81,6 +81,21 @@ fn a_node_notifies_ready_and_stopping_and_logs_json() {
         "no cluster formed yet: {}",
         String::from_utf8_lossy(&asked.stdout)
     );
+    // A request naming a partition: its span carries it.
+    let config = quire::ClientConfig::load(&layout.client_config()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime.block_on(async {
+        let transport =
+            quire_client::transport::Transport::new(config.tls.clone(), &config.timeouts).unwrap();
+        let root = quire::shared::wire::Request::MerkleRoot {
+            store: "default".into(),
+            partition: 3,
+        };
+        transport
+            .call(addr.trim(), &root, Duration::from_secs(5))
+            .await
+    });
+    assert!(answer.is_ok(), "the node answered: {answer:?}");
     kill_process(Pid::from_raw(node.id() as i32).unwrap(), Signal::TERM).unwrap();
     if !wait_state(&socket, "STOPPING=1") {
         fail_with_logs(node, "no STOPPING=1");
@@ -95,6 +110,7 @@ fn a_node_notifies_ready_and_stopping_and_logs_json() {
     let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "the node logged something");
     let mut in_request_span = 0;
+    let mut with_partition = 0;
     for line in lines {
         let parsed: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -107,12 +123,18 @@ fn a_node_notifies_ready_and_stopping_and_logs_json() {
             );
             assert!(span["principal"].is_string(), "{line}");
             in_request_span += 1;
+            if span["kind"] == "merkle-root" {
+                assert_eq!(span["partition"], 3, "{line}");
+                assert_eq!(span["store"], "default", "{line}");
+                with_partition += 1;
+            }
         }
     }
     assert!(
         in_request_span > 0,
         "request events carry their span:\n{logs}"
     );
+    assert_eq!(with_partition, 1, "{logs}");
 }
 
 #[test]

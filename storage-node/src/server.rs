@@ -260,6 +260,7 @@ async fn answer(
         node = %state.identity.node_id,
         principal = tracing::field::Empty,
         store = tracing::field::Empty,
+        partition = tracing::field::Empty,
     );
     if !span.is_disabled() {
         if let Ok(p) = principal {
@@ -268,6 +269,9 @@ async fn answer(
         use quire_shared::access::Scope;
         if let Scope::Read(store) | Scope::Write(store) = request.scope() {
             span.record("store", store);
+        }
+        if let Some(partition) = partition_of(state, &request) {
+            span.record("partition", partition);
         }
     }
     let response = async {
@@ -280,6 +284,27 @@ async fn answer(
     .instrument(span)
     .await;
     (kind, response)
+}
+
+/// The partition a request is about, for its span: named in it, or its
+/// key's under the node's membership.
+fn partition_of(state: &NodeState, request: &Request) -> Option<u32> {
+    match request {
+        Request::Get { store, key, .. }
+        | Request::Put { store, key, .. }
+        | Request::Replicate { store, key, .. }
+        | Request::DeleteIfEqual { store, key, .. } => {
+            Some(state.membership()?.partition_of(store, key))
+        }
+        Request::MerkleRoot { partition, .. }
+        | Request::MerkleSegments { partition, .. }
+        | Request::ScanSegment { partition, .. }
+        | Request::TransferState { partition, .. }
+        | Request::TransferMark { partition, .. }
+        | Request::TransferPage { partition, .. }
+        | Request::DropPartition { partition, .. } => Some(*partition),
+        _ => None,
+    }
 }
 
 /// The refusal of a frame that did not read as a request.
