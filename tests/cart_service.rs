@@ -11,7 +11,7 @@ use common::TestCluster;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The example's binary, built by cargo into the same target directory
 /// and profile as this test.
@@ -220,9 +220,20 @@ async fn the_cart_service_keeps_every_acknowledged_add_through_a_node_kill() {
         "puts counted: {puts}\n{metrics}"
     );
     assert!(gets > 0.0, "gets counted\n{metrics}");
+    // The SDK learns that the killed node is down when a request to it
+    // fails; replication past W goes on after each answer, so that may
+    // come a little after the last add.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut down_metrics = metrics.clone();
+    while series(&down_metrics, "quire_client_nodes_marked_down_total") < 1.0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        down_metrics = service.call("GET", "/metrics").1;
+    }
     assert!(
-        series(&metrics, "quire_client_nodes_marked_down_total") >= 1.0,
-        "the killed node was marked down\n{metrics}"
+        series(&down_metrics, "quire_client_nodes_marked_down_total") >= 1.0,
+        "the killed node was marked down\n{down_metrics}"
     );
     assert!(
         series(
