@@ -8,7 +8,7 @@
 //!
 //! - [`certs`]: the cluster CA and node/client certificates (rcgen).
 //! - [`admin`]: forming a cluster and handing out its membership document.
-//! - [`bench`]: `quire bench`, YCSB-style workloads and baselines.
+//! - [`bench`](mod@bench): `quire bench`, YCSB-style workloads and baselines.
 //! - [`cluster`]: the one launcher of local clusters (in this process or as
 //!   node processes), used by the CLI, the bench, the examples and the tests.
 //! - [`local`]: `quire up` / `quire down` on top of it.

@@ -9,11 +9,12 @@
 //!
 //! # Layout
 //!
-//! - [`layout`][layout]: the directory, certificates and configs.
-//! - [`issue`][issue]: certificates for more identities (`quire cert issue`).
-//! - [`rotate`][rotate]: new certificates for a running cluster (`quire cert rotate`).
-//! - [`node`][node]: one node's handle (start, stop, kill, restart).
-//! - [`process`][process]: spawning and signalling node processes.
+//! - [`layout`]: the directory, certificates and configs.
+//! - [`issue`]: certificates for more identities (`quire cert issue`).
+//! - [`rotate`]: new certificates for a running cluster (`quire cert rotate`).
+//! - [`node`]: one node's handle (start, stop, kill, restart).
+//! - [`process`]: spawning and signalling node processes.
+//! - [`hosts`]: clusters on hosts of their own (`quire cert init`).
 
 pub mod hosts;
 pub mod issue;

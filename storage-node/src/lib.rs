@@ -9,8 +9,9 @@
 //! - [`config`]: the TOML config file.
 //! - [`storage`]: the LMDB environment, the only code that knows LMDB.
 //! - [`writer`]: the writer thread, batching writes into one commit.
-//! - [`handler`]: validation and dispatch of requests.
-//! - [`server`]: QUIC accept loop, one request per stream.
+//! - `handler`: validation and dispatch of requests.
+//! - `server`: QUIC accept loop, one request per stream.
+//! - [`metrics`]: what the node tells Prometheus, and `GET /metrics`.
 //! - [`reload`]: new certificates on SIGHUP, without a restart.
 //! - [`systemd`]: the notify protocol (ready, stopping, watchdog).
 //! - [`logging`]: text or JSON logs for the binaries.
