@@ -46,11 +46,18 @@ pub enum Outcome {
 /// (`kind="get"`).
 impl EncodeLabelValue for OperationKind {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        encoder.write_str(match self {
+        encoder.write_str(self.name())
+    }
+}
+
+impl OperationKind {
+    /// The kind's name in labels and logs.
+    pub fn name(self) -> &'static str {
+        match self {
             OperationKind::Get => "get",
             OperationKind::Put => "put",
             OperationKind::Delete => "delete",
-        })
+        }
     }
 }
 

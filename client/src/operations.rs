@@ -192,9 +192,9 @@ impl Client {
         key: impl AsRef<[u8]>,
         options: &RequestOptions,
     ) -> Result<GetResult, ClientError> {
-        let (key, started) = (key.as_ref(), Instant::now());
-        let result = async {
-            let result = match self.get_once(store, key, options).await {
+        let key = key.as_ref();
+        let read = async {
+            match self.get_once(store, key, options).await {
                 // The targets came from a stale membership document (a
                 // change has moved the key): refresh it and read again,
                 // once.
@@ -204,16 +204,9 @@ impl Client {
                     self.get_once(store, key, options).await
                 }
                 other => other,
-            };
-            outcome_event(&result);
-            result
-        }
-        .instrument(operation_span("get", store))
-        .await;
-        self.inner
-            .metrics
-            .observe(OperationKind::Get, started, &result);
-        result
+            }
+        };
+        self.observed(OperationKind::Get, store, read).await
     }
 
     /// One read with the membership document held now.
@@ -278,21 +271,9 @@ impl Client {
         context: &Context,
         options: &RequestOptions,
     ) -> Result<PutResult, ClientError> {
-        let started = Instant::now();
         let value = Value::bytes(value.into(), now_ms());
-        let result = async {
-            let result = self
-                .write(store, key.as_ref(), value, context, options)
-                .await;
-            outcome_event(&result);
-            result
-        }
-        .instrument(operation_span("put", store))
-        .await;
-        self.inner
-            .metrics
-            .observe(OperationKind::Put, started, &result);
-        result
+        let write = self.write(store, key.as_ref(), value, context, options);
+        self.observed(OperationKind::Put, store, write).await
     }
 
     /// Deletes `key`: writes a tombstone with `context`. Values the context
@@ -315,20 +296,28 @@ impl Client {
         context: &Context,
         options: &RequestOptions,
     ) -> Result<PutResult, ClientError> {
-        let started = Instant::now();
         let value = Value::tombstone(now_ms());
+        let write = self.write(store, key.as_ref(), value, context, options);
+        self.observed(OperationKind::Delete, store, write).await
+    }
+
+    /// Runs operation `op` of `kind` in its span (see [`operation_span`]),
+    /// with its outcome as an event, and counts it in the SDK's metrics.
+    async fn observed<T>(
+        &self,
+        kind: OperationKind,
+        store: &str,
+        op: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let started = Instant::now();
         let result = async {
-            let result = self
-                .write(store, key.as_ref(), value, context, options)
-                .await;
+            let result = op.await;
             outcome_event(&result);
             result
         }
-        .instrument(operation_span("delete", store))
+        .instrument(operation_span(kind.name(), store))
         .await;
-        self.inner
-            .metrics
-            .observe(OperationKind::Delete, started, &result);
+        self.inner.metrics.observe(kind, started, &result);
         result
     }
 
