@@ -180,3 +180,42 @@ async fn quire_bench_sees_no_failed_request_through_a_rotation() {
         node_serial
     );
 }
+
+/// A client that reloads its certificate uses it from its next request
+/// on: its open connections are replaced, so once the old certificate is
+/// revoked the reloaded client is not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_client_presents_its_new_certificate_on_its_next_request() {
+    let cluster = TestCluster::start(3).await;
+    let layout = cluster.layout().clone();
+    let client = cluster.client().await;
+    client
+        .put("default", b"k", b"v".to_vec(), &Context::empty())
+        .await
+        .unwrap();
+    let old = file_serial(&layout.dir.join("client.pem"));
+    rotate(&layout.dir);
+    assert_ne!(file_serial(&layout.dir.join("client.pem")), old);
+    client.reload_tls().unwrap();
+    let revoked = std::process::Command::new(common::QUIRE)
+        .arg("--config")
+        .arg(layout.client_config())
+        .args(["cert", "revoke", "--serial", &old])
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    // The revocation reaches the nodes with the document; the reloaded
+    // client still reads and writes.
+    for i in 0..20 {
+        let key = format!("after-{i}").into_bytes();
+        client
+            .put("default", &key, b"v".to_vec(), &Context::empty())
+            .await
+            .unwrap_or_else(|e| panic!("refused after the reload: {e}"));
+        client.get("default", &key).await.unwrap();
+    }
+}

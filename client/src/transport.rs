@@ -232,11 +232,15 @@ impl Transport {
         Ok(client_config)
     }
 
-    /// Loads `tls` again for new connections (certificate rotation);
-    /// connections already open keep theirs.
+    /// Loads `tls` again (certificate rotation), and forgets the open
+    /// connections: each node's next request opens a new one with the new
+    /// identity. Requests in flight finish on the old connections, which
+    /// close once their last stream is done; an old certificate revoked
+    /// after the reload is then never presented again.
     pub fn reload_tls(&self, tls: &TlsSource) -> Result<(), SetupError> {
         let config = Self::client_config(tls)?;
         *self.tls.write().unwrap_or_else(|e| e.into_inner()) = config;
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(())
     }
 
