@@ -103,10 +103,12 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
         Err(ErrorCode::UnknownStore)
     );
     // Transfer records: the same checks.
-    let mark = Request::TransferMark {
+    let mark = Request::TransferPage {
         store: "default".into(),
         partition: partitions,
-        progress: Default::default(),
+        change: 1,
+        entries: Vec::new(),
+        progress: Some(Default::default()),
     };
     assert_eq!(
         ask(&t, &addr, mark).await,

@@ -23,7 +23,8 @@ pub const ALPN: &[u8] = b"quire/8";
 /// key digests instead of objects. 6: membership change (pending owners in
 /// the document, `TransferState`, `TransferMark`, `DropPartition`). 7:
 /// grants in the document, `Forbidden`. 8: `Hello` answers carry the
-/// node's metrics address and clock; `TransferPage`.
+/// node's metrics address and clock; `TransferPage` (entries and the
+/// mark in one write) replaces `TransferMark`.
 pub const PROTOCOL_VERSION: u32 = 8;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
@@ -169,25 +170,12 @@ pub enum Request {
         object: Object,
     },
     /// Where the transfer of a partition to this node stands (membership
-    /// change): what the receiving node recorded with `TransferMark`.
+    /// change): what the receiving node recorded with `TransferPage`.
     TransferState {
         /// Store name.
         store: String,
         /// Partition.
         partition: u32,
-    },
-    /// Records on the receiving node that a transfer for change `change`
-    /// (the epoch it was committed in) has stored every key up to `after`,
-    /// or all of them (`done`): an interrupted transfer resumes from here,
-    /// whoever runs it. Refused (`NotOwner`) unless the node is an
-    /// incoming replica of the partition in that change.
-    TransferMark {
-        /// Store name.
-        store: String,
-        /// Partition.
-        partition: u32,
-        /// The progress to record.
-        progress: TransferProgress,
     },
     /// Stores part of a transfer on its incoming replica in one write:
     /// every entry synced into the node's copy, as `Replicate` does, then
@@ -257,7 +245,6 @@ impl Request {
             Request::Stats => "stats",
             Request::DeleteIfEqual { .. } => "delete-if-equal",
             Request::TransferState { .. } => "transfer-state",
-            Request::TransferMark { .. } => "transfer-mark",
             Request::TransferPage { .. } => "transfer-page",
             Request::DropPartition { .. } => "drop-partition",
         }
@@ -337,7 +324,7 @@ pub enum Reply {
     Stats(NodeStats),
     /// Answer to `DeleteIfEqual`: whether the key was removed.
     Deleted(bool),
-    /// Answer to `TransferState` and `TransferMark`: the progress held.
+    /// Answer to `TransferState` and `TransferPage`: the progress held.
     Transfer(TransferProgress),
     /// Answer to `DropPartition`: keys removed, and whether any are left
     /// (ask again).

@@ -300,7 +300,6 @@ fn partition_of(state: &NodeState, request: &Request) -> Option<u32> {
         | Request::MerkleSegments { partition, .. }
         | Request::ScanSegment { partition, .. }
         | Request::TransferState { partition, .. }
-        | Request::TransferMark { partition, .. }
         | Request::TransferPage { partition, .. }
         | Request::DropPartition { partition, .. } => Some(*partition),
         _ => None,

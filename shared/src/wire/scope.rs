@@ -27,7 +27,6 @@ impl Request {
             Request::Put { store, .. }
             | Request::Replicate { store, .. }
             | Request::DeleteIfEqual { store, .. }
-            | Request::TransferMark { store, .. }
             | Request::TransferPage { store, .. }
             | Request::DropPartition { store, .. } => Scope::Write(store),
             Request::Hints { .. } | Request::DropHints { .. } => Scope::Hints,

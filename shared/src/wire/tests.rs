@@ -134,10 +134,12 @@ fn request() -> impl Strategy<Value = Request> {
         ("[a-z]{1,8}", any::<u32>())
             .prop_map(|(store, partition)| Request::TransferState { store, partition }),
         ("[a-z]{1,8}", any::<u32>(), progress()).prop_map(|(store, partition, progress)| {
-            Request::TransferMark {
+            Request::TransferPage {
                 store,
                 partition,
-                progress,
+                change: progress.change,
+                entries: Vec::new(),
+                progress: Some(progress),
             }
         }),
         ("[a-z]{1,8}", key.clone(), object())

@@ -166,10 +166,12 @@ pub fn request(rng: &mut Rng) -> Request {
             store: s,
             partition: p,
         },
-        13 => Request::TransferMark {
+        13 => Request::TransferPage {
             store: s,
             partition: p,
-            progress: progress(rng),
+            change: rng.number(),
+            entries: Vec::new(),
+            progress: Some(progress(rng)),
         },
         14 => Request::DropPartition {
             store: s,

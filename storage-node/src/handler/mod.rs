@@ -258,11 +258,6 @@ impl NodeState {
                 self.delete_if_equal(&store, &key, object).await
             }
             Request::TransferState { store, partition } => self.transfer_state(&store, partition),
-            Request::TransferMark {
-                store,
-                partition,
-                progress,
-            } => self.transfer_mark(&store, partition, progress).await,
             Request::TransferPage {
                 store,
                 partition,

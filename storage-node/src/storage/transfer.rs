@@ -1,5 +1,5 @@
 //! Transfer progress records (membership change): one meta record per
-//! (store, partition) this node receives, written by `TransferMark` and
+//! (store, partition) this node receives, written by `TransferPage` and
 //! read by `TransferState`; the cursor of a resumable transfer.
 
 use super::keys::partition_prefix;

@@ -233,18 +233,6 @@ pub(super) fn apply(
             }
             Ok(WriteOutcome::Deleted(true))
         }
-        WriteOp::TransferMark {
-            store,
-            partition,
-            progress,
-        } => {
-            let held = txn.get_transfer(store, *partition)?;
-            if held.change > progress.change {
-                return Ok(WriteOutcome::Transfer(held));
-            }
-            txn.put_transfer(store, *partition, progress)?;
-            Ok(WriteOutcome::Transfer(progress.clone()))
-        }
         WriteOp::DropPartition {
             store,
             partition,

@@ -65,16 +65,6 @@ pub enum WriteOp {
         /// The object the reaper saw on every home replica.
         object: Object,
     },
-    /// Record transfer progress for a partition this node receives, unless
-    /// progress of a later change is held.
-    TransferMark {
-        /// Store name.
-        store: String,
-        /// Partition.
-        partition: u32,
-        /// The progress to record.
-        progress: TransferProgress,
-    },
     /// A part of a transfer page: every item taken as [`WriteOp::Replicate`]
     /// takes it into the node's own copy, then `progress` recorded (unless
     /// progress of a later change is held). An item refused stops the

@@ -95,9 +95,7 @@ pub(super) fn op_bytes(op: &WriteOp) -> usize {
             .iter()
             .map(|(key, clock)| 48 + key.len() + clock_bytes(clock))
             .sum(),
-        WriteOp::TransferMark { store, .. } | WriteOp::DropPartition { store, .. } => {
-            store.len() + 64
-        }
+        WriteOp::DropPartition { store, .. } => store.len() + 64,
         WriteOp::Membership { doc, .. } => {
             let members: usize = doc
                 .members
