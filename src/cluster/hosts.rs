@@ -9,7 +9,6 @@
 //! a directory to copy whole to the host's `/etc/quire`.
 
 use super::layout::{private_dir, ClusterFile, Layout, LayoutError};
-use crate::certs::{operator, ClusterCa, LEAF_DAYS_DEFAULT};
 use quire_node::config::{Limits, NodeConfig, StorageSettings, TlsFiles as NodeTls};
 use quire_shared::ClusterId;
 use std::net::SocketAddr;
@@ -67,13 +66,7 @@ impl Layout {
             nodes: 0,
             base_port: 0,
         };
-        let ca = ClusterCa::generate(&file.cluster_id)?;
-        ca.pem()
-            .write(&self.dir.join("ca.pem"), &self.dir.join("ca-key.pem"))?;
-        ca.client(&operator(), LEAF_DAYS_DEFAULT)?.write(
-            &self.dir.join("client.pem"),
-            &self.dir.join("client-key.pem"),
-        )?;
+        self.create_trust(&file)?;
         self.write_client_config(seeds)?;
         // Written last: a directory with cluster.toml is complete.
         self.write_toml(&self.cluster_file(), &file)?;

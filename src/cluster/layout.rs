@@ -205,13 +205,7 @@ impl Layout {
             nodes,
             base_port,
         };
-        let ca = ClusterCa::generate(&file.cluster_id)?;
-        ca.pem()
-            .write(&self.dir.join("ca.pem"), &self.dir.join("ca-key.pem"))?;
-        ca.client(&operator(), LEAF_DAYS_DEFAULT)?.write(
-            &self.dir.join("client.pem"),
-            &self.dir.join("client-key.pem"),
-        )?;
+        let ca = self.create_trust(&file)?;
         for k in 1..=nodes {
             let dir = self.node_dir(k);
             private_dir(&dir.join("data"))?;
@@ -227,6 +221,20 @@ impl Layout {
         // Written last: a directory with cluster.toml is complete.
         self.write_toml(&self.cluster_file(), &file)?;
         Ok(file)
+    }
+
+    /// Writes a new cluster's trust into the directory: its CA
+    /// (`ca.pem`, `ca-key.pem`) and the operator's admin identity
+    /// (`client.pem`, `client-key.pem`). Returns the CA, to issue more.
+    pub(super) fn create_trust(&self, file: &ClusterFile) -> Result<ClusterCa, LayoutError> {
+        let ca = ClusterCa::generate(&file.cluster_id)?;
+        ca.pem()
+            .write(&self.dir.join("ca.pem"), &self.dir.join("ca-key.pem"))?;
+        ca.client(&operator(), LEAF_DAYS_DEFAULT)?.write(
+            &self.dir.join("client.pem"),
+            &self.dir.join("client-key.pem"),
+        )?;
+        Ok(ca)
     }
 
     /// Adds the next node to an existing cluster directory: `node-K`

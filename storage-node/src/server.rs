@@ -122,9 +122,9 @@ pub const EVICTED_CONNECTION_CODE: u32 = 2;
 fn handshake_failure(e: &quinn::ConnectionError) -> &'static str {
     use quinn::ConnectionError as E;
     match e {
-        // rustls reports a refused certificate as a TLS alert (a crypto
-        // error in QUIC's terms).
-        E::TransportError(t) if t.code.to_string().contains("crypto") => "tls",
+        // rustls reports a refused certificate as a TLS alert: QUIC's
+        // crypto error codes, 0x100 to 0x1ff (RFC 9000, 20.1).
+        E::TransportError(t) if (0x100..0x200).contains(&u64::from(t.code)) => "tls",
         E::TransportError(_) => "transport",
         E::ConnectionClosed(_) | E::ApplicationClosed(_) => "closed_by_peer",
         E::TimedOut => "timed_out",
