@@ -144,3 +144,75 @@ fn smooth_round_robin(weights: &[u64], slots: usize) -> Vec<usize> {
     }
     out
 }
+
+/// The fresh layout turned and relabelled to agree with `previous` as much
+/// as it can: the last resort when no hand-over chains reach the targets.
+///
+/// Turning the ring, and swapping two nodes with the same target (and the
+/// same zone, by zone), keep the rule and every count, so each of the `Q`
+/// turns is tried with the relabelling that greedily pairs the nodes that
+/// share the most partitions.
+pub(super) fn aligned(plan: &Plan, previous: &[Option<u32>]) -> Vec<u32> {
+    let fresh = fresh(plan);
+    let q = plan.q;
+    let mut count = vec![0u64; plan.ids.len()];
+    for &o in &fresh {
+        count[o as usize] += 1;
+    }
+    let class = |i: u32| {
+        (
+            count[i as usize],
+            plan.by_zone.then(|| plan.zone_of[i as usize]),
+        )
+    };
+    let mut best: Option<(usize, Vec<u32>)> = None;
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(q);
+    for turn in 0..q {
+        pairs.clear();
+        for (p, prev) in previous.iter().enumerate() {
+            let a = fresh[(p + turn) % q];
+            match prev {
+                Some(b) if class(a) == class(*b) => pairs.push((a, *b)),
+                _ => {}
+            }
+        }
+        pairs.sort_unstable();
+        // Runs of equal pairs: (overlap, fresh node, previous node).
+        let mut runs: Vec<(usize, u32, u32)> = Vec::new();
+        for &(a, b) in &pairs {
+            match runs.last_mut() {
+                Some((n, x, y)) if (*x, *y) == (a, b) => *n += 1,
+                _ => runs.push((1, a, b)),
+            }
+        }
+        runs.sort_by(|x, y| y.0.cmp(&x.0).then((x.1, x.2).cmp(&(y.1, y.2))));
+        let mut label: Vec<Option<u32>> = vec![None; plan.ids.len()];
+        let mut used = vec![false; plan.ids.len()];
+        let mut kept = 0;
+        for (n, a, b) in runs {
+            if label[a as usize].is_none() && !used[b as usize] {
+                label[a as usize] = Some(b);
+                used[b as usize] = true;
+                kept += n;
+            }
+        }
+        if best.as_ref().is_some_and(|(k, _)| *k >= kept) {
+            continue;
+        }
+        // Unpaired fresh nodes take the unused nodes of their class.
+        for a in 0..plan.ids.len() as u32 {
+            if label[a as usize].is_none() {
+                let b = (0..plan.ids.len() as u32)
+                    .find(|&b| !used[b as usize] && class(a) == class(b))
+                    .unwrap_or(a);
+                label[a as usize] = Some(b);
+                used[b as usize] = true;
+            }
+        }
+        let owners = (0..q)
+            .map(|p| label[fresh[(p + turn) % q] as usize].unwrap_or(0))
+            .collect();
+        best = Some((kept, owners));
+    }
+    best.map(|(_, o)| o).unwrap_or(fresh)
+}

@@ -1,30 +1,65 @@
-//! Bending the previous owner table into the new targets one partition at
-//! a time.
+//! Bending the previous owner table into the new targets, moving as few
+//! partitions as the searches can find.
 //!
 //! 1. Owners no longer present become holes; so does every partition whose
 //!    owner breaks the spread rule (a rule can tighten when nodes or zones
 //!    are added, or `target_n` grows).
-//! 2. Holes go to nodes below their target that fit there: first by
-//!    bipartite matching, then one by one (swapping with an earlier refill,
-//!    or trading a rounded-up unit between two nodes of one zone, so that
-//!    the hole lands on a node that fits without an extra move).
-//! 3. While a node is below its target, it takes one partition from a node
-//!    above its own, the one with the largest surplus among the partitions
-//!    where it fits; if none fits, a two-step chain (a third node moves onto
-//!    the donor's partition and frees one where the short node fits).
+//! 2. Holes go to nodes below their target by bipartite matching, judged
+//!    against the owners that stay.
+//! 3. Two searches then take the table the rest of the way, each from the
+//!    same start, and the one that moves fewer partitions wins:
+//!    - [`super::handover`]: greedy refills and single hand-overs from
+//!      nodes above their target, with two-step chains when none fits;
+//!    - [`super::chains`]: hand-over chains of any length priced by the
+//!      moves they add, which can also shift a node along the ring.
 //!
-//! Steps 1 and 2 move only partitions that must move; step 3 moves one per
-//! unit a node must grow, two per chain. It gives up (and the caller lays
-//! the ring out afresh) when a hole or a short node has nowhere it fits.
+//!    Each search finds tables the other misses: hand-overs reach the
+//!    targets in layouts where a priced chain search runs out of budget,
+//!    and chains untangle layouts tight by zone where single hand-overs
+//!    have nowhere to go.
+//!
+//! It gives up (and the caller falls back to [`super::layout::aligned`])
+//! only when neither search reaches every target.
 
 use super::rules::HOLE;
 use super::Plan;
 
-/// The previous owners bent into the plan's targets, or `None` if single
-/// hand-overs cannot get there.
+/// Where both searches start: the previous owners with holes refilled as
+/// far as matching goes, and the targets.
+#[derive(Clone)]
+pub(super) struct Start {
+    /// Owner of each partition (`HOLE` when none yet).
+    pub owners: Vec<u32>,
+    /// Partitions each node owns now.
+    pub counts: Vec<u64>,
+    /// Partitions each node should own.
+    pub targets: Vec<u64>,
+    /// Each node's band: the floor and ceiling of its exact share.
+    pub bands: Vec<(u64, u64)>,
+}
+
+/// The previous owners bent into the plan's targets, or `None` if neither
+/// search gets there.
 pub(super) fn rebalance(plan: &Plan, previous: &[Option<u32>]) -> Option<Vec<u32>> {
+    let start = start(plan, previous);
+    let moves = |owners: &Vec<u32>| {
+        owners
+            .iter()
+            .zip(previous)
+            .filter(|(o, p)| Some(**o) != **p)
+            .count()
+    };
+    let a = super::handover::balance(plan, start.clone());
+    let b = super::chains::balance(plan, start, previous);
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if moves(&b) < moves(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Steps 1 and 2 of the module doc.
+fn start(plan: &Plan, previous: &[Option<u32>]) -> Start {
     let q = plan.q;
-    let nodes = plan.ids.len();
     let mut owners: Vec<u32> = previous.iter().map(|o| o.unwrap_or(HOLE)).collect();
     for start in 0..q {
         // Each clearing makes one more hole, so this ends within `q` rounds.
@@ -32,107 +67,18 @@ pub(super) fn rebalance(plan: &Plan, previous: &[Option<u32>]) -> Option<Vec<u32
             owners[p] = HOLE;
         }
     }
-    let mut counts = vec![0u64; nodes];
+    let mut counts = vec![0u64; plan.ids.len()];
     for &o in owners.iter().filter(|&&o| o != HOLE) {
         counts[o as usize] += 1;
     }
-    let (mut targets, bands) = plan.targets(&counts);
-    let behind = |targets: &[u64], counts: &[u64], i: usize| targets[i] as i64 - counts[i] as i64;
-
+    let (targets, bands) = plan.targets(&counts);
     matched_refill(plan, &mut owners, &mut counts, &targets);
-    let mut filled: Vec<usize> = Vec::new();
-    for p in 0..q {
-        if owners[p] != HOLE {
-            continue;
-        }
-        let mut order: Vec<usize> = (0..nodes).collect();
-        // Short nodes first; then nodes still below their ceiling, which
-        // can take the hole by trading a rounded-up unit (below).
-        let key = |i: usize| {
-            let short = behind(&targets, &counts, i).max(0);
-            (
-                std::cmp::Reverse(short),
-                counts[i] >= bands[i].1,
-                plan.rank[i],
-            )
-        };
-        order.sort_by_key(|&i| key(i));
-        let fit = order.iter().copied().find(|&i| {
-            owners[p] = i as u32;
-            plan.fits_around(&owners, p)
-        });
-        let i = fit?;
-        owners[p] = i as u32;
-        let swap = (behind(&targets, &counts, i) <= 0)
-            .then(|| {
-                refill_swap(plan, &mut owners, &filled, p, |z| {
-                    behind(&targets, &counts, z) > 0
-                })
-            })
-            .flatten();
-        match swap {
-            Some((f, y, z)) => {
-                owners[p] = y;
-                owners[f] = z;
-                counts[z as usize] += 1;
-            }
-            None => {
-                // A short node (of the same zone, by zone) only rounded up
-                // hands its extra unit to `i`, which takes the hole within
-                // its own band: the same counts, one move fewer.
-                let trade = (behind(&targets, &counts, i) <= 0 && targets[i] < bands[i].1)
-                    .then(|| {
-                        (0..nodes).find(|&j| {
-                            // Zone totals are rounded first: trade within one.
-                            let same = !plan.by_zone || plan.zone_of[j] == plan.zone_of[i];
-                            same && targets[j] > bands[j].0 && counts[j] <= bands[j].0
-                        })
-                    })
-                    .flatten();
-                if let Some(j) = trade {
-                    targets[j] -= 1;
-                    targets[i] += 1;
-                }
-                counts[i] += 1;
-            }
-        }
-        filled.push(p);
+    Start {
+        owners,
+        counts,
+        targets,
+        bands,
     }
-
-    // Each hand-over raises a short node by one, so at most `q` are made.
-    for _ in 0..=q {
-        let mut short: Vec<usize> = (0..nodes)
-            .filter(|&i| behind(&targets, &counts, i) > 0)
-            .collect();
-        if short.is_empty() {
-            break;
-        }
-        short.sort_by(|&a, &b| {
-            behind(&targets, &counts, b)
-                .cmp(&behind(&targets, &counts, a))
-                .then(plan.rank[a].cmp(&plan.rank[b]))
-        });
-        let mut moved = false;
-        for &taker in &short {
-            if let Some(p) = best_donation(plan, &mut owners, &counts, &targets, taker) {
-                counts[owners[p] as usize] -= 1;
-                owners[p] = taker as u32;
-                counts[taker] += 1;
-                moved = true;
-                break;
-            }
-        }
-        if !moved {
-            let taker = short[0];
-            let (p, via, p2) = chain_donation(plan, &mut owners, &counts, &targets, taker)?;
-            counts[owners[p] as usize] -= 1;
-            owners[p] = via;
-            owners[p2] = taker as u32;
-            counts[taker] += 1;
-        }
-    }
-    let balanced = (0..nodes).all(|i| counts[i] == targets[i]);
-    (balanced && plan.fits(&owners)).then_some(owners)
 }
 
 /// Gives holes to short nodes by bipartite matching (Kuhn's augmenting
@@ -220,102 +166,4 @@ fn augment(
         }
     }
     false
-}
-
-/// When only a node at its target fits on hole `p`: an earlier refilled
-/// hole `f` whose node `y` fits on `p` instead, and a short node `z` that
-/// fits on `f`. Both were holes, so this moves nothing more. Returns
-/// `(f, y, z)`; `owners` is restored before returning.
-fn refill_swap(
-    plan: &Plan,
-    owners: &mut [u32],
-    filled: &[usize],
-    p: usize,
-    short: impl Fn(usize) -> bool,
-) -> Option<(usize, u32, u32)> {
-    let here = owners[p];
-    for &f in filled {
-        let y = owners[f];
-        for z in (0..plan.ids.len() as u32).filter(|&z| short(z as usize)) {
-            owners[p] = y;
-            owners[f] = z;
-            let fits = plan.fits_around(owners, p) && plan.fits_around(owners, f);
-            owners[p] = here;
-            owners[f] = y;
-            if fits {
-                return Some((f, y, z));
-            }
-        }
-    }
-    None
-}
-
-/// Two hand-overs when no single one fits: a node `via` that fits on a
-/// donor's partition `p` moves there from its partition `p2`, where
-/// `taker` fits. This lets a zone grow where every partition it could take
-/// directly sits too close to one of its own. Returns `(p, via, p2)`.
-fn chain_donation(
-    plan: &Plan,
-    owners: &mut [u32],
-    counts: &[u64],
-    targets: &[u64],
-    taker: usize,
-) -> Option<(usize, u32, usize)> {
-    let q = plan.q;
-    for p in 0..q {
-        let donor = owners[p];
-        if counts[donor as usize] <= targets[donor as usize] {
-            continue;
-        }
-        for via in 0..plan.ids.len() as u32 {
-            if via == donor || via as usize == taker {
-                continue;
-            }
-            owners[p] = via;
-            if plan.fits_around(owners, p) {
-                let homes: Vec<usize> = (0..q).filter(|&p2| owners[p2] == via && p2 != p).collect();
-                for p2 in homes {
-                    owners[p2] = taker as u32;
-                    let fits = plan.fits_around(owners, p2) && plan.fits_around(owners, p);
-                    owners[p2] = via;
-                    if fits {
-                        owners[p] = donor;
-                        return Some((p, via, p2));
-                    }
-                }
-            }
-            owners[p] = donor;
-        }
-    }
-    None
-}
-
-/// The partition `taker` should take: owned by a node above its target,
-/// where `taker` fits, from the donor with the largest surplus (then the
-/// lowest partition). `owners` is restored before returning.
-fn best_donation(
-    plan: &Plan,
-    owners: &mut [u32],
-    counts: &[u64],
-    targets: &[u64],
-    taker: usize,
-) -> Option<usize> {
-    let mut best: Option<(u64, usize)> = None;
-    for p in 0..plan.q {
-        let donor = owners[p] as usize;
-        if counts[donor] <= targets[donor] {
-            continue;
-        }
-        let surplus = counts[donor] - targets[donor];
-        if best.is_some_and(|(s, _)| s >= surplus) {
-            continue;
-        }
-        owners[p] = taker as u32;
-        let fits = plan.fits_around(owners, p);
-        owners[p] = donor as u32;
-        if fits {
-            best = Some((surplus, p));
-        }
-    }
-    best.map(|(_, p)| p)
 }

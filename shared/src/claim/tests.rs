@@ -198,6 +198,36 @@ fn check_weights(cs: &[Claimant], q: usize, n: usize, owners: &[NodeId]) -> Resu
     Ok(())
 }
 
+/// The movement law every change keeps when the spread rule leaves room:
+/// under an unchanged rule (not the run form), with every item below
+/// `0.8 · Q / w` partitions before and after, a change moves at most
+/// `3 · gains + 4` partitions, `gains` being what the new counts require.
+/// (An item near its cap `Q / w` must sit at nearly every `w`-th
+/// partition, and getting there can move most of the ring; the survey
+/// below counts those.) Run with `PROPTEST_CASES=20000` it held; the
+/// worst seen was 24 moves for 8 gains, at `Q = 64`.
+fn moves_within_slack(
+    (old, new): (&[Claimant], &[Claimant]),
+    q: u32,
+    n: usize,
+    (before, after): (&[NodeId], &[NodeId]),
+) -> Result<(), TestCaseError> {
+    let q = q as usize;
+    let rule = promise(new, q, n).0;
+    let room = fullness(old, q, n) < 0.8 && fullness(new, q, n) < 0.8;
+    let runs = matches!(rule, Promise::Runs { .. });
+    if promise(old, q, n).0 == rule && room && !runs {
+        let (m, g) = (moved(before, after), gains(before, after, new));
+        prop_assert!(
+            m <= 3 * g + 4,
+            "{rule:?}: moved {m}, gains {g}, fullness {} -> {}",
+            fullness(old, q, n),
+            fullness(new, q, n)
+        );
+    }
+    Ok(())
+}
+
 fn check(cs: &[Claimant], q: u32, n: usize, owners: &[NodeId]) -> Result<(), TestCaseError> {
     check_spread(cs, q as usize, n, owners).map_err(TestCaseError::fail)?;
     check_weights(cs, q as usize, n, owners).map_err(TestCaseError::fail)
@@ -247,6 +277,7 @@ proptest! {
         more.push(node(7, z % zones, if equal { 1 } else { w }));
         let after = claim(&more, q, n, Some(&before));
         check(&more, q, n, &after)?;
+        moves_within_slack((&cs, &more), q, n, (&before, &after))?;
         let (was, _) = promise(&cs, q as usize, n);
         let (now, _) = promise(&more, q as usize, n);
         let by_node = matches!(now, Promise::Free | Promise::Strict { by_zone: false });
@@ -270,6 +301,7 @@ proptest! {
         let left = fewer.remove(gone);
         let after = claim(&fewer, q, n, Some(&before));
         check(&fewer, q, n, &after)?;
+        moves_within_slack((&cs, &fewer), q, n, (&before, &after))?;
         let (was, _) = promise(&cs, q as usize, n);
         let (now, w) = promise(&fewer, q as usize, n);
         let equal = cs.iter().all(|c| c.weight == 1);
@@ -298,6 +330,7 @@ proptest! {
         changed[pick.index(cs.len())].weight = w;
         let after = claim(&changed, q, n, Some(&before));
         check(&changed, q, n, &after)?;
+        moves_within_slack((&cs, &changed), q, n, (&before, &after))?;
         let (now, _) = promise(&changed, q as usize, n);
         if matches!(now, Promise::Free) {
             prop_assert_eq!(moved(&before, &after), gains(&before, &after, &changed));
@@ -455,16 +488,57 @@ fn survey() {
         check_spread(&changed, q as usize, n, &after).unwrap();
         check_weights(&changed, q as usize, n, &after).unwrap();
         let (rule, _) = promise(&changed, q as usize, n);
+        let same = promise(&cs, q as usize, n).0 == rule;
         let (m, g) = (moved(&before, &after), gains(&before, &after, &changed));
-        let e = stats.entry(format!("{kind:8} {rule:?}")).or_default();
+        let changed_rule = if same { "" } else { " (rule changed)" };
+        let e = stats
+            .entry(format!("{kind:8} {rule:?}{changed_rule}"))
+            .or_default();
         e[0] += 1;
         e[1] += usize::from(m == g);
         e[2] += usize::from(m > 2 * g + 2);
     }
-    let mut fresh = 0;
-    for (key, [cases, minimal, relaid]) in &stats {
-        println!("{key:40} cases {cases:3}  minimal {minimal:3}  laid out afresh {relaid:3}");
-        fresh += relaid;
+    let mut over = 0;
+    for (key, [cases, minimal, heavy]) in &stats {
+        println!("{key:56} cases {cases:3}  minimal {minimal:3}  over 2g+2 {heavy:3}");
+        over += heavy;
     }
-    assert!(fresh * 20 <= 600, "{fresh} of 600 changes laid out afresh");
+    // Measured: 5 of 600, each with the rule changed or an item at its cap.
+    assert!(
+        over <= 8,
+        "{over} of 600 changes moved over twice their gains"
+    );
+}
+
+/// Largest `target · w / Q` over the items the rule keeps apart (1 means
+/// an item must sit at every w-th partition).
+fn fullness(cs: &[Claimant], q: usize, n: usize) -> f64 {
+    let (p, w) = promise(cs, q, n);
+    let by_zone = matches!(
+        p,
+        Promise::Strict { by_zone: true } | Promise::Runs { by_zone: true }
+    );
+    let mut zones: Vec<&str> = cs.iter().map(|c| c.zone.as_str()).collect();
+    zones.sort_unstable();
+    zones.dedup();
+    let item_w: Vec<f64> = if by_zone {
+        zones
+            .iter()
+            .map(|z| {
+                cs.iter()
+                    .filter(|c| c.zone == *z)
+                    .map(|c| c.weight as f64)
+                    .sum()
+            })
+            .collect()
+    } else {
+        cs.iter().map(|c| c.weight as f64).collect()
+    };
+    let t = match p {
+        Promise::Strict { .. } => fill(&item_w, q as f64, (q / w) as f64),
+        _ => return 0.0,
+    };
+    t.iter()
+        .map(|t| t * w as f64 / q as f64)
+        .fold(0.0, f64::max)
 }
