@@ -6,6 +6,7 @@
 mod common;
 
 use common::TestCluster;
+use quire::shared::access::{access_of, set_grant, Access};
 use quire::shared::wire::{ErrorCode, Reply, Request};
 use quire::shared::{ClusterId, ConflictPolicy, Durability, Membership, StoreConfig};
 use quire_client::transport::Transport;
@@ -184,4 +185,55 @@ async fn a_change_a_majority_took_survives_a_lone_document_of_the_same_epoch() {
         "the majority's store {kept} was lost"
     );
     assert!(docs[0].store("c").is_some());
+}
+
+/// The same split, met by a change that is already in the majority's
+/// document: the admin must not stop at gossip, which the lone node
+/// (holding the greater digest) would ignore for ever, but assert the
+/// majority's document at the next epoch so that every node takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_already_in_the_majority_document_heals_a_lone_rival() {
+    let cluster = TestCluster::start(3).await;
+    let t = cluster.transport();
+    let with = |name: &str| {
+        let mut d = cluster.membership.clone();
+        d.epoch += 1;
+        set_grant(&mut d.grants, name, "default", Some(Access::Write));
+        common::sign(&cluster.client_config.tls, d)
+    };
+    let (mut taken, mut lone) = (with("a"), with("b"));
+    if taken.digest() > lone.digest() {
+        std::mem::swap(&mut taken, &mut lone);
+    }
+    let kept = if access_of(&taken.grants, "a", "default").is_some() {
+        "a"
+    } else {
+        "b"
+    };
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    offer(&t, &addrs[0], &taken).await.unwrap();
+    offer(&t, &addrs[1], &taken).await.unwrap();
+    offer(&t, &addrs[2], &lone).await.unwrap();
+    // The grant is in the majority's document already: nothing to add,
+    // but the lone node must still come along.
+    let admin = cluster.client().await;
+    admin
+        .set_grant(kept, "default", Some(Access::Write))
+        .await
+        .expect("the grant is in place");
+    let docs = [
+        held(&t, &addrs[0]).await,
+        held(&t, &addrs[1]).await,
+        held(&t, &addrs[2]).await,
+    ];
+    assert!(
+        docs.iter().all(|d| *d == docs[0]),
+        "nodes disagree: epochs {:?}",
+        docs.iter().map(|d| d.epoch).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        access_of(&docs[0].grants, kept, "default"),
+        Some(Access::Write),
+        "the grant to {kept} was lost"
+    );
 }

@@ -34,6 +34,10 @@ struct Reading {
     holders: usize,
     /// How many members answered.
     answered: usize,
+    /// Whether a member holds another document of `newest`'s epoch. Gossip
+    /// cannot replace it when its digest is greater (equal epochs settle by
+    /// digest), so only a later epoch brings that member along.
+    split: bool,
 }
 
 /// The members whose acceptance counts: those owning partitions now or
@@ -66,6 +70,7 @@ async fn read_members(transport: &Transport, known: &Membership) -> Reading {
     Reading {
         holders: count(&newest),
         answered: held.len(),
+        split: held.iter().any(|h| h.epoch == newest.epoch && *h != newest),
         newest,
     }
 }
@@ -96,17 +101,21 @@ pub(super) async fn change_membership(
             newest,
             holders,
             answered,
+            split,
         } = read_members(transport, known).await;
         let mut doc = match change(&newest, offered)? {
-            // Our change is in the document a majority holds: bring the
-            // others along (gossip) and stop.
-            Step::Done if holders >= majority => {
+            // Our change is in the document a majority holds and no member
+            // holds a rival of its epoch: bring the others along (gossip)
+            // and stop.
+            Step::Done if holders >= majority && !split => {
                 let missed = misses(push_membership(transport, &newest, None).await);
                 tell_removed(transport, known, &newest).await;
                 return Ok((newest, missed));
             }
-            // In it, but a majority does not hold it (yet): assert it again
-            // at the next epoch, which replaces whatever else a node holds.
+            // In it, but a majority does not hold it (yet), or a member
+            // holds a rival of the same epoch that gossip would not
+            // replace: assert it again at the next epoch, which replaces
+            // whatever else a node holds.
             Step::Done => newest.clone(),
             Step::Next(doc) => *doc,
         };
