@@ -15,6 +15,7 @@
 //! - [`progress`]: progress bars on stderr when it is a terminal.
 
 pub use quire_client::admin;
+pub use quire_client::config;
 pub mod bench;
 pub mod certs;
 pub mod cluster;

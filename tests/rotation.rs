@@ -6,7 +6,9 @@
 mod common;
 
 use common::TestCluster;
+use quire::config::{TlsPem, TlsSource};
 use quire::shared::Context;
+use quire::Client;
 use quire_net::identity::serial_of;
 use quire_net::tls::{load_certs, NODE_SERVER_NAME};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -218,4 +220,74 @@ async fn a_reloaded_client_presents_its_new_certificate_on_its_next_request() {
             .unwrap_or_else(|e| panic!("refused after the reload: {e}"));
         client.get("default", &key).await.unwrap();
     }
+}
+
+/// An application holding its identity as PEM in memory (from a secret
+/// store) is handed the rotated one with `replace_tls`; once the old
+/// certificate is revoked, a client that was not handed it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_pem_in_memory_takes_a_rotated_identity() {
+    let cluster = TestCluster::start(3).await;
+    let layout = cluster.layout().clone();
+    let pem = || {
+        let read = |name: &str| std::fs::read_to_string(layout.dir.join(name)).unwrap();
+        TlsSource::Pem(TlsPem {
+            cert: read("client.pem"),
+            key: read("client-key.pem"),
+            ca: read("ca.pem"),
+        })
+    };
+    let in_memory = || async {
+        let mut config = cluster.client_config.clone();
+        config.tls = pem();
+        Client::connect(config).await.unwrap()
+    };
+    let (rotated, stale) = (in_memory().await, in_memory().await);
+    let old = file_serial(&layout.dir.join("client.pem"));
+    rotate(&layout.dir);
+    rotated.replace_tls(pem()).expect("the new identity loads");
+    let revoked = std::process::Command::new(common::QUIRE)
+        .arg("--config")
+        .arg(layout.client_config())
+        .args(["cert", "revoke", "--serial", &old])
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    // A key that does not match the certificate is refused, and the
+    // identity in use stays.
+    let TlsSource::Pem(mut broken) = pem() else {
+        unreachable!()
+    };
+    broken.key = std::fs::read_to_string(layout.node_dir(1).join("node-key.pem")).unwrap();
+    assert!(rotated.replace_tls(TlsSource::Pem(broken)).is_err());
+    for i in 0..20 {
+        let key = format!("pem-{i}").into_bytes();
+        rotated
+            .put("default", &key, b"v".to_vec(), &Context::empty())
+            .await
+            .unwrap_or_else(|e| panic!("refused after the new identity: {e}"));
+    }
+    // The client still presenting the revoked certificate is refused
+    // (its connections were opened before the revocation, and every
+    // request is checked).
+    let mut refused = None;
+    for i in 0..50 {
+        let key = format!("stale-{i}").into_bytes();
+        match stale
+            .put("default", &key, b"v".to_vec(), &Context::empty())
+            .await
+        {
+            Err(e) => {
+                refused = Some(e.to_string());
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let refused = refused.expect("the revoked identity kept writing");
+    assert!(refused.contains("revoked"), "{refused}");
 }

@@ -42,6 +42,9 @@ pub(crate) struct Inner {
     /// Checks the seal of every document taken, and seals the ones this
     /// client makes.
     pub(crate) sealer: RwLock<Arc<Sealer>>,
+    /// Where the identity comes from now: the config's at first, then
+    /// whatever [`Client::replace_tls`] handed over.
+    pub(crate) tls: RwLock<TlsSource>,
     pub(crate) membership: RwLock<Arc<Membership>>,
     /// Operation latency, quorum failures, read repairs, nodes marked
     /// down, hints written.
@@ -155,6 +158,7 @@ impl Client {
         transport.expect_members(&doc);
         let client = Self {
             inner: Arc::new(Inner {
+                tls: RwLock::new(config.tls.clone()),
                 config,
                 transport,
                 sealer: RwLock::new(Arc::new(sealer)),
@@ -370,17 +374,35 @@ impl Client {
             .clone()
     }
 
-    /// Reads the certificate, key and CA bundle named in the config
-    /// again (a rotation): new connections present the new certificate
-    /// and trust the new bundle, documents are signed and checked with
-    /// them; connections already open keep going with what they agreed
-    /// on. On an error nothing changes.
+    /// Reads the certificate, key and CA bundle again (a rotation of
+    /// files): new connections present the new certificate and trust the
+    /// new bundle, documents are signed and checked with them; requests in
+    /// flight finish on the connections they started on. On an error
+    /// nothing changes. An identity held as PEM in memory is not re-read
+    /// from anywhere: hand the new one to [`Client::replace_tls`].
     pub fn reload_tls(&self) -> Result<(), ClientError> {
-        let tls = &self.inner.config.tls;
-        let sealer = load_sealer(tls)?;
-        self.inner.transport.reload_tls(tls)?;
+        let tls = self
+            .inner
+            .tls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.replace_tls(tls)
+    }
+
+    /// Switches to another identity or CA bundle: for an application that
+    /// holds its certificate and key as PEM in memory (from a secret
+    /// store) and is handed new ones at rotation, or that moves to files.
+    /// Takes effect as [`Client::reload_tls`] does; on an error (a key
+    /// that does not match, a certificate that names no identity) nothing
+    /// changes. [`Client::config`] still shows what the client started
+    /// with.
+    pub fn replace_tls(&self, tls: TlsSource) -> Result<(), ClientError> {
+        let sealer = load_sealer(&tls)?;
+        self.inner.transport.reload_tls(&tls)?;
         *self.inner.sealer.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sealer);
-        tracing::info!("reloaded the client's certificate, key and CA bundle");
+        *self.inner.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
+        tracing::info!("loaded the client's certificate, key and CA bundle");
         Ok(())
     }
 
