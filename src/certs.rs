@@ -78,6 +78,19 @@ impl Pem {
     }
 }
 
+/// Replaces a public file (a CA bundle) in use: written beside its target
+/// and renamed over it, so a process reloading at any moment reads a
+/// whole file.
+pub fn replace_public_file(path: &Path, text: &str) -> Result<(), CertError> {
+    let tmp = path.with_extension("pem.new");
+    let _ = std::fs::remove_file(&tmp);
+    write_file(&tmp, text, CERT_FILE_MODE, true)?;
+    std::fs::rename(&tmp, path).map_err(|source| CertError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Mode of a private key file: its owner's only.
 pub const KEY_FILE_MODE: u32 = 0o600;
 /// Mode of a certificate file: public material.

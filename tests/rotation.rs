@@ -291,3 +291,95 @@ async fn a_client_holding_pem_in_memory_takes_a_rotated_identity() {
     let refused = refused.expect("the revoked identity kept writing");
     assert!(refused.contains("revoked"), "{refused}");
 }
+
+/// Runs `quire cert rotate-ca STEP --json --dir DIR` and returns its report.
+fn rotate_ca(dir: &std::path::Path, step: &str) -> serde_json::Value {
+    let out = std::process::Command::new(common::QUIRE)
+        .args(["cert", "rotate-ca", step, "--json", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rotate-ca {step}: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The cluster CA itself rotates under `quire bench` load, in three steps
+/// with the bench reloaded (SIGHUP) after each: no failed request. After
+/// the last step only the new CA is trusted: the membership document
+/// verifies under it alone (a cold client takes it), and an identity of
+/// the old CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ca_rotates_under_quire_bench_load_without_a_failed_request() {
+    let cluster = TestCluster::processes(3, false).await;
+    let layout = cluster.layout().clone();
+    let old = tempfile::tempdir().unwrap();
+    for name in ["ca.pem", "client.pem", "client-key.pem"] {
+        std::fs::copy(layout.dir.join(name), old.path().join(name)).unwrap();
+    }
+    let bench = std::process::Command::new(common::QUIRE)
+        .arg("--config")
+        .arg(layout.client_config())
+        .args(["--json", "bench", "--workloads", "a", "--records", "200"])
+        .args(["--concurrency", "8", "--duration-s", "8"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(bench.id() as i32).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for step in ["begin", "switch", "finish"] {
+        let report = rotate_ca(&layout.dir, step);
+        let nodes = report["nodes"].as_array().unwrap();
+        assert!(nodes.iter().all(|n| n["reloaded"] == true), "{report}");
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    let out = tokio::task::spawn_blocking(move || bench.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("reload refused"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(errors_in(&report), 0, "{report}");
+    let ops = report[0]["runs"][0]["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["ops"].as_u64().unwrap())
+        .sum::<u64>();
+    assert!(ops > 500, "the bench ran only {ops} operations: {report}");
+
+    // Only the new CA is trusted, and the document verifies under it.
+    let bundle = std::fs::read_to_string(layout.dir.join("ca.pem")).unwrap();
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 1);
+    assert_ne!(
+        bundle,
+        std::fs::read_to_string(old.path().join("ca.pem")).unwrap()
+    );
+    let fresh = Client::connect(cluster.client_config.clone())
+        .await
+        .expect("a cold client takes the re-signed document");
+    fresh.get("default", b"anything").await.unwrap();
+    // The old CA's operator identity is refused now.
+    let mut stale = cluster.client_config.clone();
+    stale.tls = TlsSource::Files(quire::config::TlsFiles {
+        cert: old.path().join("client.pem"),
+        key: old.path().join("client-key.pem"),
+        ca: layout.dir.join("ca.pem"),
+    });
+    assert!(
+        Client::connect(stale).await.is_err(),
+        "an identity of the old CA still connects"
+    );
+    // A client still trusting only the old CA cannot talk to the nodes.
+    let mut unaware = cluster.client_config.clone();
+    unaware.tls = TlsSource::Files(quire::config::TlsFiles {
+        cert: layout.dir.join("client.pem"),
+        key: layout.dir.join("client-key.pem"),
+        ca: old.path().join("ca.pem"),
+    });
+    assert!(Client::connect(unaware).await.is_err());
+}

@@ -32,6 +32,11 @@ pub enum CertCommand {
     /// certificate from the cluster CA (nodes keep their ids), and tell
     /// running nodes to reload (SIGHUP): no restart, no failed request.
     Rotate(RotateArgs),
+    /// Rotate the cluster CA of a local cluster in three steps: begin
+    /// (trust a new CA beside the old), switch (certificates from the new
+    /// CA, membership re-signed), finish (trust only the new CA). Reload
+    /// every client between steps.
+    RotateCa(super::rotate_ca::RotateCaArgs),
 }
 
 /// `quire cert rotate`.
@@ -168,6 +173,7 @@ pub async fn cert(command: CertCommand, config: ConfigArg, json: bool) -> anyhow
         CertCommand::Init(args) => super::issue::init(args, json),
         CertCommand::Revoke(args) => revoke_cert(args, config, json).await,
         CertCommand::Rotate(args) => rotate(args, json),
+        CertCommand::RotateCa(args) => super::rotate_ca::rotate_ca(args, json).await,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod local;
 pub mod output;
 pub mod reload;
 pub mod repair;
+pub mod rotate_ca;
 
 use anyhow::bail;
 use clap::Subcommand;

@@ -22,6 +22,7 @@ pub mod layout;
 pub mod node;
 pub mod process;
 pub mod rotate;
+pub mod rotate_ca;
 
 use crate::admin::{form_cluster, AdminError, NewCluster};
 use layout::{ClusterFile, Layout, LayoutError, NodeSettings};

@@ -110,19 +110,40 @@ pub async fn up(
 
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut identity = identity_stamp(cluster.layout());
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tick.tick() => if report_exits(&mut cluster) {
-                eprintln!("quire: every node has exited; stopping");
-                break;
-            },
+            _ = tick.tick() => {
+                if report_exits(&mut cluster) {
+                    eprintln!("quire: every node has exited; stopping");
+                    break;
+                }
+                // `quire cert rotate` and `rotate-ca` replace the files
+                // under us: the maintenance client follows, as nodes do.
+                let now = identity_stamp(cluster.layout());
+                if now != identity {
+                    identity = now;
+                    if let Err(e) = maintenance.reload_tls() {
+                        eprintln!("quire: certificate reload refused, the old files stay in use: {e}");
+                    }
+                }
+            }
         }
     }
     maintenance_task.abort();
     maintenance.close();
     cluster.stop_all().await;
     Ok(())
+}
+
+/// When the operator's certificate, key and CA bundle were last written.
+fn identity_stamp(layout: &Layout) -> Vec<Option<std::time::SystemTime>> {
+    let tls = layout.client_tls();
+    [tls.cert, tls.key, tls.ca]
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 /// Reports nodes that exited since the last call; true when none is left.

@@ -62,4 +62,23 @@ impl Client {
         self.refresh_membership().await;
         Ok(result)
     }
+
+    /// Signs the newest membership document again with this admin's
+    /// certificate, at the next epoch and otherwise unchanged. After the
+    /// cluster CA rotated (`quire cert rotate-ca switch`), the document
+    /// must be signed under the new CA before the old one stops being
+    /// trusted, or clients trusting only the new CA would refuse it.
+    pub async fn reseal_membership(&self) -> Result<(Membership, Vec<String>), AdminError> {
+        let sealer = self.sealer();
+        let change = |newest: &Membership, _offered: bool| {
+            if sealer.signed_this(newest) {
+                return Ok(Step::Done);
+            }
+            Ok(Step::Next(Box::new(newest.clone())))
+        };
+        let result =
+            change_membership(self.transport(), &sealer, &self.membership(), change).await?;
+        self.refresh_membership().await;
+        Ok(result)
+    }
 }

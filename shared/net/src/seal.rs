@@ -171,6 +171,18 @@ impl Sealer {
         &self.verifier
     }
 
+    /// True when `doc` carries this identity's signature, directly or as
+    /// the flip of a document it signed: after a CA rotation, a document
+    /// re-signed by the new admin certificate needs no second re-signing.
+    pub fn signed_this(&self, doc: &Membership) -> bool {
+        match &doc.seal {
+            Some(Seal::Admin(seal)) | Some(Seal::Flipped { seal, .. }) => {
+                seal.cert == self.cert.as_ref()
+            }
+            None => false,
+        }
+    }
+
     /// Seals `doc`, a document made on top of `base`: as the flip of
     /// `base` when it is exactly that (anyone may), else signed as this
     /// admin.
