@@ -388,7 +388,10 @@ mod scope;
 mod tests;
 
 pub use errors::{ErrorCode, ErrorReply};
-pub use frame::{decode_frame, decode_payload, encode_frame, payload_len, FrameError};
+pub use frame::{
+    decode_frame, decode_payload, encode_frame, payload_len, request_payload_max, FrameError,
+    PUT_MEMBERSHIP_TAG,
+};
 pub use repair::{
     Entry, KeyDigest, Listing, NodeStats, PartitionDigest, StoreTotals, TransferProgress,
 };

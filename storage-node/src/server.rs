@@ -19,9 +19,9 @@ mod slots;
 use crate::handler::NodeState;
 use crate::metrics::Outcome;
 use budget::{RequestBytes, CONNECTION_HEAD_BYTES};
-use quire_net::frame::{read_frame_within, write_frame, FrameReadError};
+use quire_net::frame::{read_frame_capped, write_frame, FrameReadError};
 use quire_net::identity::{IdentityError, Peer};
-use quire_shared::wire::{ErrorCode, FrameError, Request, Response};
+use quire_shared::wire::{request_payload_max, ErrorCode, FrameError, Request, Response};
 use slots::{Refused, Slot, Slots};
 use std::future::Future;
 use std::sync::Arc;
@@ -195,9 +195,12 @@ async fn serve_stream(
     (peer, principal): (std::net::SocketAddr, &Result<Peer, IdentityError>),
 ) {
     let state = &shared.state;
+    let max = state.limits.frame_bytes_max;
     let read = tokio::time::timeout(
         shared.read_timeout,
-        read_frame_within::<Request, _>(&mut recv, state.limits.frame_bytes_max, &mut bytes),
+        read_frame_capped::<Request, _>(&mut recv, max, &mut bytes, |kind| {
+            request_payload_max(kind, max)
+        }),
     )
     .await;
     let started = std::time::Instant::now();

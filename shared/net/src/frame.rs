@@ -53,7 +53,7 @@ pub async fn read_frame<T: DeserializeOwned>(
     recv: &mut RecvStream,
     max: u32,
 ) -> Result<T, FrameReadError> {
-    let payload = read_payload(recv, max, &mut Unbounded).await?;
+    let payload = read_payload(recv, max, &mut Unbounded, |_| max).await?;
     Ok(decode_payload(&payload)?)
 }
 
@@ -83,7 +83,21 @@ pub async fn read_frame_within<T: DeserializeOwned, B: PayloadBudget>(
     max: u32,
     budget: &mut B,
 ) -> Result<T, FrameReadError> {
-    let payload = read_payload(recv, max, budget).await?;
+    read_frame_capped(recv, max, budget, |_| max).await
+}
+
+/// Like [`read_frame_within`], with a tighter limit chosen by the
+/// payload's first byte (the message kind): `cap(first)` is checked as
+/// soon as that byte arrives, and a frame announced past it is refused
+/// ([`FrameError::TooLarge`], the stream stopped) without reading the
+/// rest.
+pub async fn read_frame_capped<T: DeserializeOwned, B: PayloadBudget>(
+    recv: &mut RecvStream,
+    max: u32,
+    budget: &mut B,
+    cap: impl Fn(u8) -> u32,
+) -> Result<T, FrameReadError> {
+    let payload = read_payload(recv, max, budget, cap).await?;
     Ok(decode_payload(&payload)?)
 }
 
@@ -93,6 +107,7 @@ async fn read_payload<B: PayloadBudget>(
     recv: &mut RecvStream,
     max: u32,
     budget: &mut B,
+    cap: impl Fn(u8) -> u32,
 ) -> Result<Vec<u8>, FrameReadError> {
     let mut header = [0u8; FRAME_HEADER_BYTES];
     recv.read_exact(&mut header)
@@ -118,7 +133,21 @@ async fn read_payload<B: PayloadBudget>(
             reserved = need;
         }
         match recv.read_chunk(want, true).await {
-            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+            Ok(Some(chunk)) => {
+                let first = payload.is_empty();
+                payload.extend_from_slice(&chunk.bytes);
+                if let Some(&kind) = payload.first().filter(|_| first) {
+                    let max = cap(kind);
+                    if len > max as usize {
+                        let _ = recv.stop(0u32.into());
+                        return Err(FrameError::TooLarge {
+                            len: len as u64,
+                            max,
+                        }
+                        .into());
+                    }
+                }
+            }
             Ok(None) => {
                 return Err(FrameReadError::Body(ReadExactError::FinishedEarly(
                     payload.len(),

@@ -30,6 +30,29 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
     frame
 }
 
+/// The variant tag that starts every encoded `PutMembership` request
+/// (postcard writes an enum's variant index first, as one byte below 128).
+pub const PUT_MEMBERSHIP_TAG: u8 = 15;
+
+/// Room for what wraps a membership document in its request: the tag and
+/// the compare-and-set base.
+const MEMBERSHIP_ENVELOPE_BYTES: u32 = 64;
+
+/// The largest payload a request starting with byte `tag` can need, within
+/// the receiver's `frame_max`: a membership document is capped at
+/// [`crate::limits::MEMBERSHIP_BYTES_MAX`], so a `PutMembership` frame
+/// announced past that is refused from its first byte, before the rest of
+/// it is received (a hostile peer sending 16 MiB documents would otherwise
+/// make the node take in every byte before refusing it).
+pub fn request_payload_max(tag: u8, frame_max: u32) -> u32 {
+    match tag {
+        PUT_MEMBERSHIP_TAG => {
+            frame_max.min(crate::limits::MEMBERSHIP_BYTES_MAX as u32 + MEMBERSHIP_ENVELOPE_BYTES)
+        }
+        _ => frame_max,
+    }
+}
+
 /// Reads a frame header and checks the payload length against `max` before
 /// the caller allocates anything.
 pub fn payload_len(header: [u8; FRAME_HEADER_BYTES], max: u32) -> Result<usize, FrameError> {

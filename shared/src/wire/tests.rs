@@ -335,3 +335,28 @@ fn progress() -> impl Strategy<Value = TransferProgress> {
             },
         )
 }
+
+#[test]
+fn a_put_membership_request_starts_with_its_tag_and_fits_its_cap() {
+    let member = crate::Member {
+        id: crate::NodeId(1),
+        addr: "127.0.0.1:7000".into(),
+        zone: "z".into(),
+        weight: 1,
+    };
+    let doc = crate::Membership::new(crate::ClusterId(9), 64, vec![member], Vec::new()).unwrap();
+    let frame = encode_frame(&Request::PutMembership {
+        membership: Box::new(doc.clone()),
+        base: Some(doc.version()),
+    });
+    let payload = &frame[crate::wire::FRAME_HEADER_BYTES..];
+    assert_eq!(payload[0], PUT_MEMBERSHIP_TAG);
+    // The largest document a node takes, with the largest base, fits.
+    let max = crate::limits::MEMBERSHIP_BYTES_MAX;
+    let envelope = payload.len() - postcard::to_allocvec(&doc).unwrap().len();
+    assert!((max + envelope) as u32 <= request_payload_max(PUT_MEMBERSHIP_TAG, u32::MAX));
+    // Other kinds keep the frame limit.
+    let get = encode_frame(&Request::GetMembership);
+    assert_eq!(request_payload_max(get[4], 7), 7);
+    assert_eq!(request_payload_max(PUT_MEMBERSHIP_TAG, 7), 7);
+}
