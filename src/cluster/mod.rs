@@ -178,6 +178,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Every node's bound on bytes queued for its writer (tests of that
+    /// bound make it small).
+    pub fn writer_queue_bytes_max(mut self, bytes: u64) -> Self {
+        self.settings.storage.writer_queue_bytes_max = bytes;
+        self
+    }
+
     /// The timeouts written into the client config.
     pub fn client_timeouts(mut self, timeouts: Timeouts) -> Self {
         self.timeouts = timeouts;
