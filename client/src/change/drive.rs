@@ -29,9 +29,9 @@ pub const DEFAULT_PARALLEL_TRANSFERS: usize = 4;
 /// the source's frame limit, 16 MiB by default) in this client's memory.
 pub const MAX_PARALLEL_TRANSFERS: usize = 64;
 
-/// Pause before a round that follows one which could not finish (a node
-/// did not answer, a closing exchange was incomplete): time for the node
-/// to come back, without spinning.
+/// Pause before a round that follows one which failed or copied nothing
+/// (a node did not answer, a closing exchange was incomplete): time for
+/// the node to come back, without spinning.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 impl Client {
@@ -68,9 +68,13 @@ impl Client {
             }
             let change = change.expect("pending");
             let started = std::time::Instant::now();
-            let (keys, failed) = self
-                .transfer_round(&doc, change, parallel, &mut progress)
-                .await;
+            // A round stops at the deadline: its transfers are dropped
+            // mid-page, and resume from the receivers' marks next time.
+            let round = self.transfer_round(&doc, change, parallel, &mut progress);
+            let (keys, failed) = match tokio::time::timeout_at(deadline, round).await {
+                Ok(round) => round,
+                Err(_) => (0, vec![format!("gave up after {} s", limit.as_secs())]),
+            };
             copied += keys;
             tracing::info!(
                 keys,
@@ -107,7 +111,12 @@ impl Client {
             if tokio::time::Instant::now() >= deadline {
                 return report;
             }
-            tokio::time::sleep(RETRY_PAUSE.min(deadline - tokio::time::Instant::now())).await;
+            // Another round at once while rounds copy data (a mark moved
+            // back by a slower client, say); a pause when nothing moved.
+            if keys == 0 || !report.unreachable.is_empty() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                tokio::time::sleep(RETRY_PAUSE.min(left)).await;
+            }
             self.refresh_membership().await;
         }
     }
