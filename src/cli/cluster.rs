@@ -86,7 +86,7 @@ pub enum ClusterCommand {
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout_s: u64,
-        /// With --wait: transfers in flight at once (1 to 64; default 4).
+        /// With --wait: transfers in flight at once (1 to 64; default 2).
         /// More moves data faster, up to what the nodes' disks and this
         /// client can carry, and costs the foreground more; the
         /// maintenance loop keeps its own gentle rate whatever this says.
