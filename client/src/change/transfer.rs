@@ -24,7 +24,7 @@ use std::time::Duration;
 /// receiver, which the foreground's writes wait behind (the writer batches
 /// as many of them at once). With values of 1 KiB a part reaches about
 /// [`PART_BYTES`]; 256 keys (a quarter of that) cost one more round trip
-/// and one more commit per 256 KiB and moved data 1.3 to 1.8x slower
+/// and one more commit per 256 KiB and moved data 1.3 to 1.9x slower
 /// (docs/benchmarks.md).
 const PART_KEYS: usize = 1024;
 
