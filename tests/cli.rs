@@ -571,7 +571,29 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
     let committed = quire_json(&config, &["--json", "cluster", "commit"]);
     assert!(committed["transfers"].as_u64().unwrap() > 0, "{committed}");
 
-    let moved = quire_json(&config, &["--json", "cluster", "transfers", "--wait"]);
+    // --parallel is checked before anything is asked: 1 to 64, and only
+    // with --wait.
+    for bad in [
+        &["cluster", "transfers", "--wait", "--parallel", "0"][..],
+        &["cluster", "transfers", "--wait", "--parallel", "65"],
+        &["cluster", "transfers", "--parallel", "2"],
+    ] {
+        let refused = quire(&config, bad);
+        assert!(!refused.status.success(), "{bad:?} was accepted");
+        let why = String::from_utf8_lossy(&refused.stderr);
+        assert!(why.contains("--parallel"), "{bad:?}: {why}");
+    }
+    let moved = quire_json(
+        &config,
+        &[
+            "--json",
+            "cluster",
+            "transfers",
+            "--wait",
+            "--parallel",
+            "3",
+        ],
+    );
     assert_eq!(moved["flipped"], true, "{moved}");
     assert_eq!(
         (moved["pending"].as_u64(), moved["active"].as_u64()),
@@ -605,6 +627,7 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
     quire_json(&config, &["--json", "cluster", "leave", &leaver]);
     quire_json(&config, &["--json", "cluster", "plan"]);
     quire_json(&config, &["--json", "cluster", "commit"]);
+    // The default number of transfers in flight.
     let moved = quire_json(&config, &["--json", "cluster", "transfers", "--wait"]);
     assert_eq!(moved["flipped"], true, "{moved}");
     let status = quire_json(&config, &["--json", "status"]);

@@ -632,3 +632,106 @@ async fn transfer_pages_are_checked_before_anything_is_written() {
         "nothing of a refused page is stored: {held:?}"
     );
 }
+
+/// `drive_transfers` (what `quire cluster transfers --wait` runs): many
+/// transfers at once, each of several pages (small frames), while writers
+/// run; stopped part way and driven again, it resumes from the receivers'
+/// marks and flips, and every acknowledged write reads back, with the new
+/// node holding its partitions' keys itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_transfers_resume_and_flip_with_every_key_readable() {
+    let limits = quire_node::config::Limits {
+        frame_bytes_max: 32 << 10,
+        value_bytes_max: 4 << 10,
+        ..Default::default()
+    };
+    let mut cluster =
+        TestCluster::from(common::builder(3).partitions(16).node_limits(limits), false).await;
+    let client = cluster.client().await;
+    let value = vec![b'v'; 512];
+    let mut keys = Vec::new();
+    for i in 0..600 {
+        let key = format!("key-{i:04}").into_bytes();
+        client
+            .put("default", &key, value.clone(), &Context::empty())
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    client.settle(Duration::from_secs(10)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut load = writers(&client, 2, &stop, &acked);
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    let doc = client.membership();
+    let (committed, _) = client
+        .commit_change(&[Change::Join(member.clone())], doc.version())
+        .await
+        .unwrap();
+    let transfers = committed.transfers().len() as u64;
+
+    // A first drive is stopped once some keys have moved.
+    let first = client.clone();
+    let run = tokio::spawn(async move {
+        first
+            .drive_transfers(8, Duration::from_secs(60), |_| {})
+            .await
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = client.transfers().await;
+        if now.transfers.iter().map(|t| t.keys).sum::<u64>() >= 100 || run.is_finished() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    run.abort();
+    let _ = run.await;
+
+    // A second one finishes it, reporting progress as transfers end.
+    let mut seen = Vec::new();
+    let report = client
+        .drive_transfers(8, Duration::from_secs(60), |r| {
+            seen.push((r.pending + r.active + r.done, r.done))
+        })
+        .await;
+    assert!(report.flipped, "{report:?}");
+    assert!(report.unreachable.is_empty(), "{report:?}");
+    assert!(report.bytes > 0, "{report:?}");
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|&(total, done)| total == transfers && done <= total),
+        "{seen:?} of {transfers} transfers"
+    );
+    let after = client.membership();
+    assert!(after.pending.is_none());
+    assert_eq!(after.state_of(member.id), MemberState::Member);
+
+    stop.store(true, Ordering::Relaxed);
+    while load.join_next().await.is_some() {}
+    client.settle(Duration::from_secs(10)).await;
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty());
+    all_readable(&client, &acked).await;
+    let mut held = 0;
+    for key in &keys {
+        let got = client.get("default", key).await.expect("read");
+        assert!(got.siblings.iter().any(|s| s.value == value));
+        if after
+            .preference_list("default", key, 3)
+            .home()
+            .contains(&member.id)
+        {
+            assert!(
+                holds(&cluster, &addr, key).await,
+                "{} not on the new node",
+                String::from_utf8_lossy(key)
+            );
+            held += 1;
+        }
+    }
+    assert!(held > 100, "only {held} keys moved to the new node");
+}

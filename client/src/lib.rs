@@ -86,7 +86,9 @@ pub mod transport;
 #[cfg(not(feature = "testing"))]
 pub(crate) mod transport;
 
-pub use change::{DropReport, TransferReport, TransferStatus};
+pub use change::{
+    DropReport, TransferReport, TransferStatus, DEFAULT_PARALLEL_TRANSFERS, MAX_PARALLEL_TRANSFERS,
+};
 pub use client::{Client, ClientStats};
 pub use config::ClientConfig;
 pub use error::ClientError;

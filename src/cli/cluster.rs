@@ -11,7 +11,7 @@ use super::output::{line, print, unreachable_suffix, Report};
 use super::{client_config_path, connect, ConfigArg};
 use anyhow::{bail, Context as _};
 use quire::shared::{Change, ChangeError, Membership, MembershipVersion, NodeId};
-use quire_client::{Client, TransferReport};
+use quire_client::Client;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,6 +86,12 @@ pub enum ClusterCommand {
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout_s: u64,
+        /// With --wait: transfers in flight at once (1 to 64; default 2).
+        /// More moves data faster, up to what the nodes' disks and this
+        /// client can carry, and costs the foreground more; the
+        /// maintenance loop keeps its own gentle rate whatever this says.
+        #[arg(long, requires = "wait", value_parser = transfers::parse_parallel)]
+        parallel: Option<usize>,
     },
     /// Abandon the committed change that is moving data (say, its new node
     /// died): the owners stay as they are, joining nodes become idle, and
@@ -250,8 +256,13 @@ async fn run(
             Staged::default().save(config)?;
             print(&StagedReport { staged: vec![] }, json)
         }
-        ClusterCommand::Transfers { wait, timeout_s } => {
-            transfers(client, wait, Duration::from_secs(timeout_s), json).await
+        ClusterCommand::Transfers {
+            wait,
+            timeout_s,
+            parallel,
+        } => {
+            let wait = wait.then(|| parallel.unwrap_or(quire_client::DEFAULT_PARALLEL_TRANSFERS));
+            transfers::transfers(client, wait, Duration::from_secs(timeout_s), json).await
         }
         ClusterCommand::Form(_) => unreachable!("formed before connecting"),
         ClusterCommand::Abort => {
@@ -307,6 +318,8 @@ impl Report for Aborted {
 mod plan;
 use plan::plan;
 
+mod transfers;
+
 /// What `commit` prints.
 #[derive(Serialize)]
 struct Committed {
@@ -347,78 +360,4 @@ async fn commit(client: &Client, config: &ConfigArg, json: bool) -> anyhow::Resu
         },
         json,
     )
-}
-
-/// What `transfers` prints.
-#[derive(Serialize)]
-struct Transfers(TransferReport);
-
-impl Report for Transfers {
-    fn text(&self, out: &mut String) {
-        let r = &self.0;
-        let Some(change) = r.change else {
-            line(out, format_args!("no membership change is moving data"));
-            return;
-        };
-        if r.flipped && r.transfers.is_empty() {
-            line(
-                out,
-                format_args!(
-                    "the change of epoch {change} has flipped (another client, such as the maintenance loop of `quire up`, finished its transfers)"
-                ),
-            );
-            return;
-        }
-        for t in &r.transfers {
-            line(
-                out,
-                format_args!(
-                    "{} partition {:>5} -> {}  {:<7}  {} keys, {} bytes{}",
-                    t.store,
-                    t.partition,
-                    t.to,
-                    t.state,
-                    t.keys,
-                    t.bytes,
-                    match t.eta_s {
-                        Some(eta) => format!(", {} B/s, about {eta} s left", t.rate_bytes_per_s),
-                        None => String::new(),
-                    }
-                ),
-            );
-        }
-        line(
-            out,
-            format_args!(
-                "change of epoch {change}: {} pending, {} active, {} done, {} bytes moved{}{}",
-                r.pending,
-                r.active,
-                r.done,
-                r.bytes,
-                if r.flipped { "; flipped" } else { "" },
-                unreachable_suffix(&r.unreachable)
-            ),
-        );
-    }
-}
-
-async fn transfers(client: &Client, wait: bool, limit: Duration, json: bool) -> anyhow::Result<()> {
-    let report = if wait {
-        let bar = quire::progress::bar("transfers done", 0);
-        let report = client
-            .transfer_until_flipped_with(16, Duration::from_millis(200), limit, |r| {
-                bar.set_length(r.pending + r.active + r.done);
-                bar.set_position(r.done);
-            })
-            .await;
-        bar.finish_and_clear();
-        if report.change.is_some() && !report.flipped {
-            print(&Transfers(report), json)?;
-            bail!("the change did not finish within {} s", limit.as_secs());
-        }
-        report
-    } else {
-        client.transfers().await
-    };
-    print(&Transfers(report), json)
 }

@@ -25,13 +25,17 @@
 //!
 //! - this file: copies of writes to incoming replicas;
 //! - `transfer`: copying pages, the closing exchanges and the flip;
+//! - `drive`: an operator's "move now" (`quire cluster transfers --wait`):
+//!   several transfers at once, no pause while they make progress;
 //! - `report`: where the transfers stand (rate, time left);
 //! - `drop`: after the flip, old owners' copies handed off and dropped.
 
+mod drive;
 mod drop;
 mod report;
 mod transfer;
 
+pub use drive::{DEFAULT_PARALLEL_TRANSFERS, MAX_PARALLEL_TRANSFERS};
 pub use drop::DropReport;
 pub use report::{TransferReport, TransferStatus};
 

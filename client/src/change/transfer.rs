@@ -3,10 +3,11 @@
 //!
 //! A transfer copies `store`'s `partition` from a current home replica to
 //! an incoming one: a `ScanSegment` page (objects, bounded by the source's
-//! frame limit), stored on the receiver by `TransferPage` requests of a
-//! few hundred keys each (each key synced in, so a copy never replaces a
-//! newer write that reached the receiver directly), the last of which
-//! records the page's cursor on the receiver.
+//! frame limit), stored on the receiver by `TransferPage` requests of up
+//! to [`PART_KEYS`] keys and [`PART_BYTES`] bytes each (each key synced
+//! in, so a copy never replaces a newer write that reached the receiver
+//! directly), the last of which records the page's cursor on the
+//! receiver; the next page is scanned while the current one is stored.
 //! The cursor lives on the receiver: a transfer interrupted anywhere (this
 //! client, the source, the receiver) resumes from the last page marked,
 //! so at most one page is sent twice.
@@ -14,17 +15,18 @@
 use super::super::repair::RepairReport;
 use super::report::{wall_ms, TransferReport};
 use crate::client::Client;
-use quire_shared::wire::{
-    encode_frame, Entry, Listing, Reply, Request, TransferProgress, FRAME_HEADER_BYTES,
-};
+use quire_shared::wire::{Entry, Listing, Reply, Request, TransferProgress};
 use quire_shared::{Member, Membership, NodeId, PreferenceList, Transfer};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Most keys of one `TransferPage`: one write transaction on the
 /// receiver, which the foreground's writes wait behind (the writer batches
-/// as many of them at once).
-const PART_KEYS: usize = 256;
+/// as many of them at once). With values of 1 KiB a part reaches about
+/// [`PART_BYTES`]; 256 keys (a quarter of that) cost one more round trip
+/// and one more commit per 256 KiB and moved data 1.3 to 1.9x slower
+/// (docs/benchmarks.md).
+const PART_KEYS: usize = 1024;
 
 /// Most bytes of one `TransferPage`, for the same reason.
 const PART_BYTES: usize = 1 << 20;
@@ -65,15 +67,18 @@ impl Client {
                 report.change = None;
                 return report;
             }
-            let (flipped, repaired) = self.close_and_flip(&doc, change).await;
+            let (flipped, repaired) = self.close_and_flip(&doc, change, 1).await;
             report.flipped = flipped;
             report.keys_repaired_at_close = repaired;
         }
         report
     }
 
-    /// Copies pages of `t` while `budget` lasts; returns the keys copied.
-    async fn run_transfer(
+    /// Copies pages of `t` while `budget` lasts (a page scanned counts);
+    /// returns the keys copied. The scan of the next page runs while the
+    /// current one is stored; a page is stored only once the one before
+    /// it is, so the receiver's mark never passes a page not stored.
+    pub(super) async fn run_transfer(
         &self,
         doc: &Membership,
         t: &Transfer,
@@ -91,28 +96,44 @@ impl Client {
                 ..TransferProgress::default()
             };
         }
+        if progress.done || *budget == 0 {
+            return Ok(0);
+        }
+        *budget -= 1;
+        let mut page = self.source_page(doc, t, progress.after.clone()).await?;
         let mut copied = 0;
-        while !progress.done && *budget > 0 {
-            *budget -= 1;
-            let (entries, next) = self.source_page(doc, t, progress.after.clone()).await?;
-            let bytes: u64 = entries
-                .iter()
-                .map(|e| (encode_frame(&e.object).len() - FRAME_HEADER_BYTES) as u64)
-                .sum();
+        loop {
+            let (entries, next) = page;
             let keys = entries.len() as u64;
             progress.keys += keys;
-            progress.bytes += bytes;
+            // The objects' encoded size, counted without encoding them.
+            progress.bytes += entries
+                .iter()
+                .map(|e| postcard::experimental::serialized_size(&e.object).unwrap_or(0) as u64)
+                .sum::<u64>();
             let now = wall_ms();
             if progress.started_ms == 0 {
                 progress.started_ms = now;
             }
             progress.updated_ms = now;
             progress.done = next.is_none();
-            progress.after = next;
-            self.store_page(&to, t, entries, &progress).await?;
-            copied += keys;
+            progress.after = next.clone();
+            let store = self.store_page(&to, t, entries, &progress);
+            match next.filter(|_| *budget > 0) {
+                Some(after) => {
+                    *budget -= 1;
+                    let scan = self.source_page(doc, t, Some(after));
+                    let (stored, scanned) = tokio::join!(store, scan);
+                    stored?;
+                    copied += keys;
+                    page = scanned?;
+                }
+                None => {
+                    store.await?;
+                    return Ok(copied + keys);
+                }
+            }
         }
-        Ok(copied)
     }
 
     /// Stores a page on the incoming replica `to` in parts of at most
@@ -193,55 +214,87 @@ impl Client {
     }
 
     /// Every moving partition's exchange between its current and incoming
-    /// replicas (what pages raced with), then the flip. Whether this call
+    /// replicas (what pages raced with), up to `parallel` at once, then
+    /// the flip, only if every exchange completed. Whether this call
     /// flipped the change, and the keys the exchanges repaired.
-    async fn close_and_flip(&self, doc: &Membership, change: u64) -> (bool, u64) {
+    pub(super) async fn close_and_flip(
+        &self,
+        doc: &Membership,
+        change: u64,
+        parallel: usize,
+    ) -> (bool, u64) {
         let mut seen = BTreeSet::new();
-        let mut report = RepairReport::default();
+        let mut closing = tokio::task::JoinSet::new();
+        let (mut complete, mut repaired) = (true, 0);
         for t in doc.transfers() {
             if !seen.insert((t.store.clone(), t.partition)) {
                 continue;
             }
-            let Some(config) = doc.store(&t.store) else {
+            let Some(config) = doc.store(&t.store).cloned() else {
                 continue;
             };
-            let n = usize::from(config.n);
-            // A replica that is leaving and down (a replaced machine that
-            // died) cannot take part: its partitions are rebuilt from the
-            // others. Every other replica must answer.
-            let staying = |id: &NodeId| {
-                doc.pending.as_ref().is_some_and(|p| {
-                    PreferenceList::walk(&p.owners, t.partition, n)
-                        .home()
-                        .contains(id)
-                })
-            };
-            let mut nodes: Vec<Member> = t
-                .from
-                .iter()
-                .filter(|id| staying(id) || self.inner.health.is_up(**id))
-                .chain(doc.incoming(t.partition, n).iter())
-                .filter_map(|id| doc.member(*id).cloned())
-                .collect();
-            nodes.dedup_by_key(|m| m.id);
-            let outcome = self
-                .exchange(config, t.partition, &nodes, &mut report)
-                .await;
-            if !outcome.complete {
-                tracing::info!(partition = t.partition, store = %t.store, "closing exchange incomplete; the flip waits");
-                return (false, report.keys_repaired);
+            let nodes = self.closing_nodes(doc, &t, usize::from(config.n));
+            if closing.len() >= parallel.max(1) {
+                let (done, keys) = joined(closing.join_next().await);
+                repaired += keys;
+                complete &= done;
             }
+            if !complete {
+                break;
+            }
+            let client = self.clone();
+            closing.spawn(async move {
+                let mut report = RepairReport::default();
+                let outcome = client
+                    .exchange(&config, t.partition, &nodes, &mut report)
+                    .await;
+                if !outcome.complete {
+                    tracing::info!(partition = t.partition, store = %t.store, "closing exchange incomplete; the flip waits");
+                }
+                (outcome.complete, report.keys_repaired)
+            });
+        }
+        while let Some(result) = closing.join_next().await {
+            let (done, keys) = joined(Some(result));
+            repaired += keys;
+            complete &= done;
+        }
+        if !complete {
+            return (false, repaired);
         }
         let Some(pending) = doc.pending.as_ref().filter(|p| p.since == change) else {
-            return (false, report.keys_repaired);
+            return (false, repaired);
         };
         match self.flip_change(pending).await {
-            Ok(flipped) => (flipped, report.keys_repaired),
+            Ok(flipped) => (flipped, repaired),
             Err(e) => {
                 tracing::warn!(error = %e, "flipping the membership change failed; the next step retries");
-                (false, report.keys_repaired)
+                (false, repaired)
             }
         }
+    }
+
+    /// The replicas of `t`'s partition its closing exchange runs between:
+    /// its current and incoming ones. A replica that is leaving and down
+    /// (a replaced machine that died) cannot take part: its partitions
+    /// are rebuilt from the others. Every other replica must answer.
+    fn closing_nodes(&self, doc: &Membership, t: &Transfer, n: usize) -> Vec<Member> {
+        let staying = |id: &NodeId| {
+            doc.pending.as_ref().is_some_and(|p| {
+                PreferenceList::walk(&p.owners, t.partition, n)
+                    .home()
+                    .contains(id)
+            })
+        };
+        let mut nodes: Vec<Member> = t
+            .from
+            .iter()
+            .filter(|id| staying(id) || self.inner.health.is_up(**id))
+            .chain(doc.incoming(t.partition, n).iter())
+            .filter_map(|id| doc.member(*id).cloned())
+            .collect();
+        nodes.dedup_by_key(|m| m.id);
+        nodes
     }
 
     /// Runs transfer steps until the change has flipped (or nothing is
@@ -288,5 +341,18 @@ impl Client {
             tokio::time::sleep(pause).await;
             self.refresh_membership().await;
         }
+    }
+}
+
+/// A closing exchange's outcome from its task: a task that ended without
+/// one (it panicked) counts as incomplete, so the flip waits.
+fn joined(result: Option<Result<(bool, u64), tokio::task::JoinError>>) -> (bool, u64) {
+    match result {
+        Some(Ok(outcome)) => outcome,
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "a closing exchange ended without an outcome; the flip waits");
+            (false, 0)
+        }
+        None => (true, 0),
     }
 }

@@ -100,8 +100,12 @@ impl NodeState {
     }
 
     /// A page of a partition's keys in `segments`, with their objects or
-    /// their digests.
-    pub(super) fn scan_segment(
+    /// their digests. The scan runs on a blocking thread: a page of
+    /// objects (up to the frame limit, decoded key by key) would otherwise
+    /// hold one of the runtime's few workers for milliseconds, and the
+    /// foreground requests queued behind it there would wait (a transfer
+    /// or anti-entropy pass showing in the reads' tail latency).
+    pub(super) async fn scan_segment(
         &self,
         (store, partition): (&str, u32),
         segments: &[u16],
@@ -122,19 +126,32 @@ impl NodeState {
             ));
         }
         let bytes_max = (self.limits.frame_bytes_max as usize).saturating_sub(FRAME_ENVELOPE_BYTES);
-        let page = self
-            .storage
-            .scan_segments(&ScanRequest {
-                store,
+        let storage = self.storage.clone();
+        let (store, segments, after) = (
+            store.to_owned(),
+            segments.to_vec(),
+            after.map(<[u8]>::to_vec),
+        );
+        let page = tokio::task::spawn_blocking(move || {
+            storage.scan_segments(&ScanRequest {
+                store: &store,
                 partition,
-                segments,
+                segments: &segments,
                 tombstones_only,
                 listing,
-                after,
+                after: after.as_deref(),
                 bytes_max,
                 examined_max: SCAN_EXAMINED_MAX,
             })
-            .map_err(storage_failed)?;
+        })
+        .await
+        .map_err(|e| {
+            refuse(
+                ErrorCode::Storage,
+                format!("a segment scan ended without an answer: {e}"),
+            )
+        })?
+        .map_err(storage_failed)?;
         Ok(match listing {
             Listing::Objects => Reply::Segment {
                 entries: page

@@ -247,12 +247,15 @@ impl NodeState {
                 tombstones_only,
                 listing,
                 after,
-            } => self.scan_segment(
-                (&store, partition),
-                &segments,
-                (tombstones_only, listing),
-                after.as_deref(),
-            ),
+            } => {
+                self.scan_segment(
+                    (&store, partition),
+                    &segments,
+                    (tombstones_only, listing),
+                    after.as_deref(),
+                )
+                .await
+            }
             Request::Stats => self.stats(),
             Request::DeleteIfEqual { store, key, object } => {
                 self.delete_if_equal(&store, &key, object).await

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Joining a fourth node to a 3-node local cluster: how fast the data moves
+# (bytes moved / wall time from commit to flip) and what the foreground's
+# reads see meanwhile, against the same cluster in steady state.
+#
+#   benches/transfer-join.sh                     # defaults below
+#   RECORDS=1000000 MOVE_S=0 benches/transfer-join.sh   # move time alone
+#   PARALLEL=1 benches/transfer-join.sh          # one transfer at a time
+#   SNAPSHOT=/big/disk/loaded benches/transfer-join.sh  # load once, reuse
+#
+# Steps: `quire up` (3 nodes, its maintenance loop running), `quire bench`
+# loads RECORDS uniform records of 1 KiB and runs workload C closed loop
+# for STEADY_S seconds (the steady state); then `quire node new`, node 4
+# started, `cluster join`, `plan`, `commit`, and at once `cluster transfers
+# --wait [--parallel PARALLEL]` beside a second workload C run of MOVE_S
+# seconds (none when MOVE_S=0). Uses the release binaries; builds nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RECORDS=${RECORDS:-200000}
+PARALLEL=${PARALLEL:-}
+CONCURRENCY=${CONCURRENCY:-16}
+STEADY_S=${STEADY_S:-10}
+MOVE_S=${MOVE_S:-10}
+BASE_PORT=${BASE_PORT:-7600}
+QUIRE=${QUIRE:-target/release/quire}
+NODE=${NODE:-target/release/quire-node}
+WORK=${WORK:-$(mktemp -d)}
+mkdir -p "$WORK"
+DIR=$WORK/cluster
+CONFIG=$DIR/client.toml
+
+cleanup() {
+    [ -n "${NODE4:-}" ] && kill "$NODE4" 2>/dev/null || true
+    [ -n "${UP:-}" ] && kill -TERM "$UP" 2>/dev/null && wait "$UP" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+q() { "$QUIRE" --config "$CONFIG" "$@"; }
+
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
+up() {
+    "$QUIRE" up --dir "$DIR" --base-port "$BASE_PORT" >>"$WORK/up.log" 2>&1 &
+    UP=$!
+    for _ in $(seq 150); do q status >/dev/null 2>&1 && break; sleep 0.2; done
+    q status >/dev/null
+}
+
+# SNAPSHOT: a directory holding the loaded cluster (stopped) from an
+# earlier run with the same RECORDS and BASE_PORT; made when missing.
+if [ -n "${SNAPSHOT:-}" ] && [ -d "$SNAPSHOT" ]; then
+    cp -a "$SNAPSHOT" "$DIR"
+    up
+    LOAD=(--no-load)
+else
+    up
+    LOAD=()
+fi
+echo "== ${LOAD[*]:-load} $RECORDS records; steady state: workload C, closed, $CONCURRENCY concurrent, $STEADY_S s =="
+q bench --workloads c --records "$RECORDS" --distribution uniform --mode closed \
+    --concurrency "$CONCURRENCY" --duration-s "$STEADY_S" "${LOAD[@]}"
+if [ -n "${SNAPSHOT:-}" ] && [ ! -d "$SNAPSHOT" ]; then
+    kill -TERM "$UP" && wait "$UP" || true
+    cp -a "$DIR" "$SNAPSHOT"
+    up
+fi
+
+joined=$(date +%s.%N)
+q node new --dir "$DIR" >/dev/null
+"$NODE" --config "$DIR/node-4/node.toml" >"$WORK/node-4.log" 2>&1 &
+NODE4=$!
+for _ in $(seq 100); do
+    q cluster join "127.0.0.1:$((BASE_PORT + 3))" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+q cluster plan >"$WORK/plan.txt"
+tail -n 1 "$WORK/plan.txt"
+q cluster commit
+
+WAIT=(cluster transfers --wait)
+[ -n "$PARALLEL" ] && WAIT+=(--parallel "$PARALLEL")
+start=$(date +%s.%N)
+RUST_LOG=${RUST_LOG:-warn,quire_client::change=info} \
+    "$QUIRE" --config "$CONFIG" --json "${WAIT[@]}" >"$WORK/moved.json" &
+MOVER=$!
+if [ "$MOVE_S" != 0 ]; then
+    echo "== during the move: workload C, closed, $CONCURRENCY concurrent, $MOVE_S s =="
+    q bench --workloads c --records "$RECORDS" --distribution uniform --mode closed \
+        --concurrency "$CONCURRENCY" --duration-s "$MOVE_S" --no-load
+fi
+wait "$MOVER"
+end=$(date +%s.%N)
+# The bytes the transfers reported; when another client (the maintenance
+# loop of `quire up`) flipped the change first, an older `--wait` reports
+# none, and the plan's estimate stands in.
+python3 - "$WORK/moved.json" "$start" "$end" "$WORK/plan.txt" "$joined" <<'EOF'
+import json, re, sys
+report = json.load(open(sys.argv[1]))
+secs = float(sys.argv[3]) - float(sys.argv[2])
+moved = report["bytes"]
+if moved == 0:
+    moved = int(re.search(r"about (\d+) bytes", open(sys.argv[4]).read()).group(1))
+    print("(bytes: the plan's estimate)")
+print(f"moved {len(report['transfers'])} transfers, {moved / 1e6:.1f} MB in {secs:.1f} s "
+      f"(commit to flip): {moved / 1e6 / secs:.1f} MB/s; flipped {report['flipped']}, "
+      f"{report['keys_repaired_at_close']} keys repaired at close")
+print(f"the whole join (node new, start, join, plan, commit, transfers --wait): "
+      f"{float(sys.argv[3]) - float(sys.argv[5]):.1f} s")
+EOF
