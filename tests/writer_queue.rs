@@ -75,6 +75,8 @@ async fn the_writer_queue_fills_to_its_byte_bound_and_never_past_it() {
             .processes(QUIRE)
             .node_limits(limits)
             .writer_queue_bytes_max(QUEUE_BYTES)
+            // Room for every put below (virtual until used).
+            .map_size_bytes(1 << 30)
             .client_timeouts(Timeouts {
                 request_ms: 30_000,
                 attempt_ms: 30_000,
@@ -111,7 +113,8 @@ async fn the_writer_queue_fills_to_its_byte_bound_and_never_past_it() {
         writers.spawn(async move {
             let mut acked = 0u64;
             let mut i = 0u64;
-            while Instant::now() < until {
+            // At most 20 each: 240 MiB in all, well within the map.
+            while Instant::now() < until && i < 20 {
                 let key = format!("w{w}-{i}").into_bytes();
                 let value = vec![w as u8; MIB as usize];
                 client

@@ -44,13 +44,28 @@ const META_NODE_ID: &[u8] = b"node_id";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_MEMBERSHIP: &[u8] = b"membership";
 
+/// LMDB's errors, with a full data file told apart: the one an operator
+/// must act on.
+impl From<lmdb::Error> for StorageError {
+    fn from(e: lmdb::Error) -> Self {
+        match e {
+            lmdb::Error::MapFull => StorageError::Full,
+            e => StorageError::Lmdb(e),
+        }
+    }
+}
+
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
     /// LMDB reported an error.
     #[error("lmdb: {0}")]
-    Lmdb(#[from] lmdb::Error),
+    Lmdb(lmdb::Error),
+    /// The data file reached its size limit: writes are refused until an
+    /// operator raises it; reads go on.
+    #[error("the data file is full (storage.map_size_bytes in node.toml): raise it and restart the node; reads go on meanwhile")]
+    Full,
     /// The data directory could not be created.
     #[error("data directory {path}: {source}")]
     Dir {

@@ -273,10 +273,26 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.batch_writes.observe(batch.len() as f64);
     }
+    // Why a commit failed: LMDB poisons the transaction at its first
+    // failure (a full data file, say), so the commit's own error only
+    // says the transaction was bad; the first write's error says why.
+    let cause = committed.as_ref().err().map(|e| {
+        results
+            .iter()
+            .find_map(|r| match r {
+                Err(first @ (StorageError::Full | StorageError::Lmdb(_))) => {
+                    Some(first.to_string())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| e.to_string())
+    });
     for (i, (_, durable, reply)) in batch.drain(..).enumerate() {
         let outcome = match (&committed, &synced) {
             // A failed commit stored nothing: every write in the batch fails.
-            (Err(e), _) => Err(StorageError::NotCommitted(e.to_string())),
+            (Err(_), _) => Err(StorageError::NotCommitted(
+                cause.clone().unwrap_or_default(),
+            )),
             // Committed but not known to be on disk: not acknowledged.
             (Ok(()), Err(e)) if durable => Err(StorageError::FailStopped(e.clone())),
             _ => results
