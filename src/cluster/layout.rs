@@ -13,8 +13,8 @@
 //! Every path inside the configs is relative, so the directory can move.
 
 use crate::certs::{fresh_node_id, operator, CertError, ClusterCa, LEAF_DAYS_DEFAULT};
-use quire_client::config::{ClientConfig, Timeouts, TlsFiles as ClientTls};
-use quire_node::config::{Limits, NodeConfig, StorageSettings, TlsFiles as NodeTls};
+use quire_client::config::TlsFiles as ClientTls;
+use quire_node::config::{Limits, StorageSettings};
 use quire_shared::ClusterId;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -211,12 +211,8 @@ impl Layout {
             private_dir(&dir.join("data"))?;
             ca.node(fresh_node_id(), LEAF_DAYS_DEFAULT)?
                 .write(&dir.join("node.pem"), &dir.join("node-key.pem"))?;
-            self.write_node_config_with(
-                k,
-                Self::listen_addr(k, base_port),
-                settings,
-                Some(cluster_id),
-            )?;
+            let listen = Self::listen_addr(k, base_port);
+            self.write_node_config_with(k, (listen, Some(listen)), settings, Some(cluster_id))?;
         }
         // Written last: a directory with cluster.toml is complete.
         self.write_toml(&self.cluster_file(), &file)?;
@@ -278,7 +274,7 @@ impl Layout {
             let probe = std::net::UdpSocket::bind(listen).map_err(io_err(&dir))?;
             listen = probe.local_addr().map_err(io_err(&dir))?;
         }
-        self.write_node_config_with(k, listen, &settings, Some(file.id()?))?;
+        self.write_node_config_with(k, (listen, Some(listen)), &settings, Some(file.id()?))?;
         file.nodes = k;
         self.write_toml(&self.cluster_file(), &file)?;
         Ok((k, listen))
@@ -292,90 +288,6 @@ impl Layout {
             base_port + (k as u16 - 1)
         };
         SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-    }
-
-    /// Writes `DIR/node-K/node.toml` for `base_port`.
-    pub fn write_node_config(&self, k: usize, base_port: u16) -> Result<(), LayoutError> {
-        self.write_node_config_at(k, Self::listen_addr(k, base_port))
-    }
-
-    /// Writes `DIR/node-K/node.toml` listening on `listen` (e.g. to restart
-    /// a node started on port 0 at the address it had).
-    pub fn write_node_config_at(&self, k: usize, listen: SocketAddr) -> Result<(), LayoutError> {
-        let (settings, cluster_id) = match self.read_node_config(k) {
-            Ok(old) => (
-                NodeSettings {
-                    limits: old.limits,
-                    storage: old.storage,
-                },
-                old.cluster_id,
-            ),
-            Err(_) => (
-                NodeSettings::default(),
-                self.read()?.map(|f| f.id()).transpose()?,
-            ),
-        };
-        self.write_node_config_with(k, listen, &settings, cluster_id)
-    }
-
-    /// Node K's config as written (paths still relative).
-    fn read_node_config(&self, k: usize) -> Result<NodeConfig, LayoutError> {
-        let path = self.node_config(k);
-        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-        toml::from_str(&text).map_err(|e| LayoutError::Parse {
-            path,
-            message: e.to_string(),
-        })
-    }
-
-    fn write_node_config_with(
-        &self,
-        k: usize,
-        listen: SocketAddr,
-        settings: &NodeSettings,
-        cluster_id: Option<ClusterId>,
-    ) -> Result<(), LayoutError> {
-        let config = NodeConfig {
-            listen,
-            data_dir: "data".into(),
-            cluster_id,
-            // Metrics over TCP on the node's own (UDP) address and port:
-            // one number per node to remember, and no second port range
-            // to keep free.
-            metrics_listen: Some(listen),
-            tls: NodeTls {
-                cert: "node.pem".into(),
-                key: "node-key.pem".into(),
-                ca: "../ca.pem".into(),
-            },
-            limits: settings.limits.clone(),
-            storage: settings.storage.clone(),
-        };
-        self.write_toml(&self.node_config(k), &config)
-    }
-
-    /// Writes `DIR/client.toml` with `seeds`.
-    pub fn write_client_config(&self, seeds: Vec<String>) -> Result<(), LayoutError> {
-        self.write_client_config_with(seeds, Timeouts::default())
-    }
-
-    /// Like [`Layout::write_client_config`], with `timeouts`.
-    pub fn write_client_config_with(
-        &self,
-        seeds: Vec<String>,
-        timeouts: Timeouts,
-    ) -> Result<(), LayoutError> {
-        let config = ClientConfig {
-            seeds,
-            tls: ClientTls {
-                cert: "client.pem".into(),
-                key: "client-key.pem".into(),
-                ca: "ca.pem".into(),
-            }
-            .into(),
-            timeouts,
-        };
-        self.write_toml(&self.client_config(), &config)
     }
 
     /// Records a new base port in `cluster.toml` and the node configs.

@@ -16,6 +16,7 @@
 //! - [`process`]: spawning and signalling node processes.
 //! - [`hosts`]: clusters on hosts of their own (`quire cert init`).
 
+pub mod configs;
 pub mod hosts;
 pub mod issue;
 pub mod layout;

@@ -89,7 +89,7 @@ impl LocalNode {
             }
         }
         if first {
-            self.layout.write_node_config_at(self.k, self.listen)?;
+            self.layout.pin_node_address(self.k, self.listen)?;
         }
         Ok(())
     }
