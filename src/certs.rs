@@ -62,19 +62,8 @@ impl Pem {
     /// reloading at any moment reads whole files (the key readable by its
     /// owner only from the start).
     pub fn replace(&self, cert_path: &Path, key_path: &Path) -> Result<(), CertError> {
-        for (path, text, mode) in [
-            (key_path, &self.key, KEY_FILE_MODE),
-            (cert_path, &self.cert, CERT_FILE_MODE),
-        ] {
-            let tmp = path.with_extension("pem.new");
-            let _ = std::fs::remove_file(&tmp);
-            write_file(&tmp, text, mode, true)?;
-            std::fs::rename(&tmp, path).map_err(|source| CertError::Write {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
-        Ok(())
+        replace_file(key_path, &self.key, KEY_FILE_MODE)?;
+        replace_file(cert_path, &self.cert, CERT_FILE_MODE)
     }
 }
 
@@ -82,9 +71,15 @@ impl Pem {
 /// and renamed over it, so a process reloading at any moment reads a
 /// whole file.
 pub fn replace_public_file(path: &Path, text: &str) -> Result<(), CertError> {
+    replace_file(path, text, CERT_FILE_MODE)
+}
+
+/// Writes `text` beside `path` with `mode` (created new, never through a
+/// symlink) and renames it over `path`.
+fn replace_file(path: &Path, text: &str, mode: u32) -> Result<(), CertError> {
     let tmp = path.with_extension("pem.new");
     let _ = std::fs::remove_file(&tmp);
-    write_file(&tmp, text, CERT_FILE_MODE, true)?;
+    write_file(&tmp, text, mode, true)?;
     std::fs::rename(&tmp, path).map_err(|source| CertError::Write {
         path: path.to_owned(),
         source,

@@ -38,6 +38,21 @@ async fn held(t: &Transport, addr: &str) -> Membership {
     }
 }
 
+/// Two documents of the next epoch, signed: the one with the smaller
+/// digest first (the one gossip would lose), then the other.
+fn rivals(cluster: &TestCluster, a: Membership, b: Membership) -> (Membership, Membership) {
+    let sign = |mut d: Membership| {
+        d.epoch = cluster.membership.epoch + 1;
+        common::sign(&cluster.client_config.tls, d)
+    };
+    let (a, b) = (sign(a), sign(b));
+    if a.digest() > b.digest() {
+        (b, a)
+    } else {
+        (a, b)
+    }
+}
+
 async fn offer(t: &Transport, addr: &str, doc: &Membership) -> Result<Reply, ErrorCode> {
     let push = Request::PutMembership {
         membership: Box::new(doc.clone()),
@@ -149,16 +164,12 @@ async fn a_change_a_majority_took_survives_a_lone_document_of_the_same_epoch() {
     let t = cluster.transport();
     let with = |name: &str| {
         let mut d = cluster.membership.clone();
-        d.epoch += 1;
         d.stores.push(store(name));
         d.stores.sort_by(|p, q| p.name.cmp(&q.name));
-        common::sign(&cluster.client_config.tls, d)
+        d
     };
     // The lone document is the one whose digest is greater.
-    let (mut taken, mut lone) = (with("a"), with("b"));
-    if taken.digest() > lone.digest() {
-        std::mem::swap(&mut taken, &mut lone);
-    }
+    let (taken, lone) = rivals(&cluster, with("a"), with("b"));
     let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
     offer(&t, &addrs[0], &taken).await.unwrap();
     offer(&t, &addrs[1], &taken).await.unwrap();
@@ -197,14 +208,10 @@ async fn a_change_already_in_the_majority_document_heals_a_lone_rival() {
     let t = cluster.transport();
     let with = |name: &str| {
         let mut d = cluster.membership.clone();
-        d.epoch += 1;
         set_grant(&mut d.grants, name, "default", Some(Access::Write));
-        common::sign(&cluster.client_config.tls, d)
+        d
     };
-    let (mut taken, mut lone) = (with("a"), with("b"));
-    if taken.digest() > lone.digest() {
-        std::mem::swap(&mut taken, &mut lone);
-    }
+    let (taken, lone) = rivals(&cluster, with("a"), with("b"));
     let kept = if access_of(&taken.grants, "a", "default").is_some() {
         "a"
     } else {

@@ -6,7 +6,7 @@ mod common;
 
 use common::TestCluster;
 use quire::shared::wire::{Reply, Request};
-use quire::shared::{Change, MemberState};
+use quire::shared::{Change, MemberState, Membership, NodeId};
 use quire::{Client, Context};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +59,27 @@ async fn all_readable(client: &Client, acked: &BTreeMap<Vec<u8>, Vec<u8>>) {
 }
 
 /// Node `addr`'s own copy of `key` exists (a raw local read).
+/// Checks that the node `id` at `addr` holds every one of `keys` it is a
+/// home replica of in `doc`; returns how many that is.
+async fn held_where_home(
+    cluster: &TestCluster,
+    (doc, id, addr): (&Membership, NodeId, &str),
+    keys: &[Vec<u8>],
+) -> u64 {
+    let mut held = 0;
+    for key in keys {
+        if doc.preference_list("default", key, 3).home().contains(&id) {
+            assert!(
+                holds(cluster, addr, key).await,
+                "{} not on the new node",
+                String::from_utf8_lossy(key)
+            );
+            held += 1;
+        }
+    }
+    held
+}
+
 async fn holds(cluster: &TestCluster, addr: &str, key: &[u8]) -> bool {
     let get = Request::Get {
         store: "default".into(),
@@ -199,22 +220,7 @@ async fn transferred_partitions_are_held_by_the_new_node_itself() {
     // The pages moved the data; the closing exchange found nothing left
     // (no write raced with them).
     assert_eq!(report.keys_repaired_at_close, 0, "{report:?}");
-    let after = client.membership();
-    let mut held = 0;
-    for key in &keys {
-        if after
-            .preference_list("default", key, 3)
-            .home()
-            .contains(&member.id)
-        {
-            assert!(
-                holds(&cluster, &addr, key).await,
-                "{} not on the new node",
-                String::from_utf8_lossy(key)
-            );
-            held += 1;
-        }
-    }
+    let held = held_where_home(&cluster, (&client.membership(), member.id, &addr), &keys).await;
     assert!(held > 20, "only {held} keys moved to the new node");
     assert!(report.keys_copied >= held, "{report:?}");
 }
@@ -716,22 +722,10 @@ async fn parallel_transfers_resume_and_flip_with_every_key_readable() {
     let acked = acked.lock().unwrap().clone();
     assert!(!acked.is_empty());
     all_readable(&client, &acked).await;
-    let mut held = 0;
     for key in &keys {
         let got = client.get("default", key).await.expect("read");
         assert!(got.siblings.iter().any(|s| s.value == value));
-        if after
-            .preference_list("default", key, 3)
-            .home()
-            .contains(&member.id)
-        {
-            assert!(
-                holds(&cluster, &addr, key).await,
-                "{} not on the new node",
-                String::from_utf8_lossy(key)
-            );
-            held += 1;
-        }
     }
+    let held = held_where_home(&cluster, (&after, member.id, &addr), &keys).await;
     assert!(held > 100, "only {held} keys moved to the new node");
 }

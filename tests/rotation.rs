@@ -49,6 +49,22 @@ fn rotate(dir: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&rotated.stdout).unwrap()
 }
 
+/// Revokes the certificate with serial `serial` with a cold `quire cert
+/// revoke` as the directory's operator.
+fn revoke(layout: &quire::cluster::layout::Layout, serial: &str) {
+    let revoked = std::process::Command::new(common::QUIRE)
+        .arg("--config")
+        .arg(layout.client_config())
+        .args(["cert", "revoke", "--serial", serial])
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+}
+
 fn file_serial(path: &std::path::Path) -> String {
     serial_of(&load_certs(path, "certificate").unwrap()[0])
         .unwrap()
@@ -199,17 +215,7 @@ async fn a_reloaded_client_presents_its_new_certificate_on_its_next_request() {
     rotate(&layout.dir);
     assert_ne!(file_serial(&layout.dir.join("client.pem")), old);
     client.reload_tls().unwrap();
-    let revoked = std::process::Command::new(common::QUIRE)
-        .arg("--config")
-        .arg(layout.client_config())
-        .args(["cert", "revoke", "--serial", &old])
-        .output()
-        .unwrap();
-    assert!(
-        revoked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&revoked.stderr)
-    );
+    revoke(&layout, &old);
     // The revocation reaches the nodes with the document; the reloaded
     // client still reads and writes.
     for i in 0..20 {
@@ -246,17 +252,7 @@ async fn a_client_holding_pem_in_memory_takes_a_rotated_identity() {
     let old = file_serial(&layout.dir.join("client.pem"));
     rotate(&layout.dir);
     rotated.replace_tls(pem()).expect("the new identity loads");
-    let revoked = std::process::Command::new(common::QUIRE)
-        .arg("--config")
-        .arg(layout.client_config())
-        .args(["cert", "revoke", "--serial", &old])
-        .output()
-        .unwrap();
-    assert!(
-        revoked.status.success(),
-        "{}",
-        String::from_utf8_lossy(&revoked.stderr)
-    );
+    revoke(&layout, &old);
     // A key that does not match the certificate is refused, and the
     // identity in use stays.
     let TlsSource::Pem(mut broken) = pem() else {
