@@ -150,39 +150,30 @@ fn errors_in(v: &serde_json::Value) -> u64 {
     }
 }
 
-/// `quire bench` runs through a rotation of every node's certificate and
-/// its own (it reloads on SIGHUP, as nodes do) with no failed request.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quire_bench_sees_no_failed_request_through_a_rotation() {
-    let cluster = TestCluster::processes(3, false).await;
-    let layout = cluster.layout().clone();
-    let bench = std::process::Command::new(common::QUIRE)
+/// `quire bench` (workload A, 8 concurrent, `secs` seconds) as the
+/// directory's operator, its JSON report on stdout.
+fn spawn_bench(layout: &quire::cluster::layout::Layout, secs: u32) -> std::process::Child {
+    std::process::Command::new(common::QUIRE)
         .arg("--config")
         .arg(layout.client_config())
         .args(["--json", "bench", "--workloads", "a", "--records", "200"])
-        .args(["--concurrency", "8", "--duration-s", "4"])
+        .args(["--concurrency", "8", "--duration-s", &secs.to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    rotate(&layout.dir);
-    let pid = rustix::process::Pid::from_raw(bench.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+        .unwrap()
+}
+
+/// Waits for `bench` and checks it: exit 0, no refused reload, no error
+/// in its report, and over 500 operations run.
+async fn bench_saw_no_error(bench: std::process::Child) {
     let out = tokio::task::spawn_blocking(move || bench.wait_with_output())
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("reload refused"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("reload refused"), "{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(errors_in(&report), 0, "{report}");
     let ops = report[0]["runs"][0]["kinds"]
@@ -192,6 +183,20 @@ async fn quire_bench_sees_no_failed_request_through_a_rotation() {
         .map(|k| k["ops"].as_u64().unwrap())
         .sum::<u64>();
     assert!(ops > 500, "the bench ran only {ops} operations: {report}");
+}
+
+/// `quire bench` runs through a rotation of every node's certificate and
+/// its own (it reloads on SIGHUP, as nodes do) with no failed request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quire_bench_sees_no_failed_request_through_a_rotation() {
+    let cluster = TestCluster::processes(3, false).await;
+    let layout = cluster.layout().clone();
+    let bench = spawn_bench(&layout, 4);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    rotate(&layout.dir);
+    let pid = rustix::process::Pid::from_raw(bench.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    bench_saw_no_error(bench).await;
     let node_serial = file_serial(&layout.node_dir(1).join("node.pem"));
     assert_eq!(
         presented_serial(&cluster.client_config.tls, cluster.node_addrs[0]).await,
@@ -313,15 +318,7 @@ async fn the_ca_rotates_under_quire_bench_load_without_a_failed_request() {
     for name in ["ca.pem", "client.pem", "client-key.pem"] {
         std::fs::copy(layout.dir.join(name), old.path().join(name)).unwrap();
     }
-    let bench = std::process::Command::new(common::QUIRE)
-        .arg("--config")
-        .arg(layout.client_config())
-        .args(["--json", "bench", "--workloads", "a", "--records", "200"])
-        .args(["--concurrency", "8", "--duration-s", "8"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let bench = spawn_bench(&layout, 8);
     let pid = rustix::process::Pid::from_raw(bench.id() as i32).unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for step in ["begin", "switch", "finish"] {
@@ -331,22 +328,7 @@ async fn the_ca_rotates_under_quire_bench_load_without_a_failed_request() {
         rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
         tokio::time::sleep(Duration::from_millis(1200)).await;
     }
-    let out = tokio::task::spawn_blocking(move || bench.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("reload refused"), "{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(errors_in(&report), 0, "{report}");
-    let ops = report[0]["runs"][0]["kinds"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["ops"].as_u64().unwrap())
-        .sum::<u64>();
-    assert!(ops > 500, "the bench ran only {ops} operations: {report}");
+    bench_saw_no_error(bench).await;
 
     // Only the new CA is trusted, and the document verifies under it.
     let bundle = std::fs::read_to_string(layout.dir.join("ca.pem")).unwrap();
