@@ -34,23 +34,10 @@ impl Layout {
         for k in 1..=file.nodes {
             let dir = self.node_dir(k);
             let cert = dir.join("node.pem");
-            let id = quire_net::tls::load_certs(&cert, "node certificate")
-                .ok()
-                .and_then(|chain| quire_net::identity::principal_of(&chain[0]).ok())
-                .and_then(|p| p.node_id())
-                .ok_or_else(|| {
-                    LayoutError::Mismatch(format!(
-                        "{} names no node id: it predates node identities; issue the node a new one with `quire cert issue node`",
-                        cert.display()
-                    ))
-                })?;
+            let id = node_id_of(&cert)?;
             ca.node(id, days)?
                 .replace(&cert, &dir.join("node-key.pem"))?;
-            let pid = process::read_pid(&self.pid_file(k)).filter(|p| process::is_node_alive(*p));
-            if let Some(pid) = pid {
-                process::signal(pid, process::RELOAD);
-            }
-            nodes.push((k, id, pid.is_some()));
+            nodes.push((k, id, self.reload_node(k)));
         }
         ca.client(&operator(), days)?.replace(
             &self.dir.join("client.pem"),
@@ -58,4 +45,28 @@ impl Layout {
         )?;
         Ok(Rotated { nodes })
     }
+
+    /// Tells node K's running process, if any, to reload its certificate,
+    /// key and CA bundle (SIGHUP); true when one was running.
+    pub(super) fn reload_node(&self, k: usize) -> bool {
+        let pid = process::read_pid(&self.pid_file(k)).filter(|p| process::is_node_alive(*p));
+        if let Some(pid) = pid {
+            process::signal(pid, process::RELOAD);
+        }
+        pid.is_some()
+    }
+}
+
+/// The node id a node certificate names.
+pub(super) fn node_id_of(cert: &std::path::Path) -> Result<NodeId, LayoutError> {
+    quire_net::tls::load_certs(cert, "node certificate")
+        .ok()
+        .and_then(|chain| quire_net::identity::principal_of(&chain[0]).ok())
+        .and_then(|p| p.node_id())
+        .ok_or_else(|| {
+            LayoutError::Mismatch(format!(
+                "{} names no node id: it predates node identities; issue the node a new one with `quire cert issue node`",
+                cert.display()
+            ))
+        })
 }

@@ -20,7 +20,7 @@
 //! is refused with what to run instead.
 
 use super::layout::{io_err, Layout, LayoutError};
-use super::process;
+use super::rotate::node_id_of;
 use crate::certs::{operator, replace_public_file, ClusterCa, Pem};
 use quire_net::identity::principal_of;
 use quire_net::tls::load_certs;
@@ -125,15 +125,12 @@ impl Layout {
                 std::fs::remove_file(&next).map_err(io_err(&next))?;
             }
         }
-        let mut nodes = Vec::new();
-        for k in 1..=file.nodes {
-            let pid = process::read_pid(&self.pid_file(k)).filter(|p| process::is_node_alive(*p));
-            if let Some(pid) = pid {
-                process::signal(pid, process::RELOAD);
-            }
-            let id = reissued.iter().find(|(n, _)| *n == k).map(|(_, id)| *id);
-            nodes.push((k, id, pid.is_some()));
-        }
+        let nodes = (1..=file.nodes)
+            .map(|k| {
+                let id = reissued.iter().find(|(n, _)| *n == k).map(|(_, id)| *id);
+                (k, id, self.reload_node(k))
+            })
+            .collect();
         Ok(CaRotated {
             step,
             nodes,
@@ -213,15 +210,6 @@ pub fn step_name(step: CaStep) -> &'static str {
 
 fn read(path: &Path) -> Result<String, LayoutError> {
     std::fs::read_to_string(path).map_err(io_err(path))
-}
-
-/// The node id a node certificate names.
-fn node_id_of(cert: &Path) -> Result<NodeId, LayoutError> {
-    load_certs(cert, "node certificate")
-        .ok()
-        .and_then(|chain| principal_of(&chain[0]).ok())
-        .and_then(|p| p.node_id())
-        .ok_or_else(|| LayoutError::Mismatch(format!("{} names no node id", cert.display())))
 }
 
 /// The directories inside `dir` (none if it does not exist), sorted.
