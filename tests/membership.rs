@@ -38,6 +38,22 @@ async fn held(t: &Transport, addr: &str) -> Membership {
     }
 }
 
+/// The document every node of `cluster` holds, checked to be the same
+/// on all of them.
+async fn agreed(cluster: &TestCluster) -> Membership {
+    let t = cluster.transport();
+    let mut docs = Vec::new();
+    for node in &cluster.nodes {
+        docs.push(held(&t, &node.addr()).await);
+    }
+    assert!(
+        docs.iter().all(|d| *d == docs[0]),
+        "nodes disagree: epochs {:?}: {docs:#?}",
+        docs.iter().map(|d| d.epoch).collect::<Vec<_>>()
+    );
+    docs.swap_remove(0)
+}
+
 /// Two documents of the next epoch, signed: the one with the smaller
 /// digest first (the one gossip would lose), then the other.
 fn rivals(cluster: &TestCluster, a: Membership, b: Membership) -> (Membership, Membership) {
@@ -74,18 +90,9 @@ async fn concurrent_store_creates_both_land_and_every_node_agrees() {
         let (ra, rb) = tokio::join!(a.create_store(store(&x)), b.create_store(store(&y)));
         ra.expect("the first change lands");
         rb.expect("the second change lands");
-        let t = cluster.transport();
-        let docs = [
-            held(&t, &cluster.nodes[0].addr()).await,
-            held(&t, &cluster.nodes[1].addr()).await,
-            held(&t, &cluster.nodes[2].addr()).await,
-        ];
-        assert!(
-            docs.iter().all(|d| *d == docs[0]),
-            "nodes disagree: {docs:#?}"
-        );
+        let doc = agreed(&cluster).await;
         for name in [&x, &y] {
-            assert!(docs[0].store(name).is_some(), "{name} was lost");
+            assert!(doc.store(name).is_some(), "{name} was lost");
         }
     }
 }
@@ -179,12 +186,7 @@ async fn a_change_a_majority_took_survives_a_lone_document_of_the_same_epoch() {
         .create_store(store("c"))
         .await
         .expect("the change lands");
-    let docs = [
-        held(&t, &addrs[0]).await,
-        held(&t, &addrs[1]).await,
-        held(&t, &addrs[2]).await,
-    ];
-    assert!(docs.iter().all(|d| *d == docs[0]), "nodes disagree");
+    let doc = agreed(&cluster).await;
     let kept = &taken
         .stores
         .iter()
@@ -192,10 +194,10 @@ async fn a_change_a_majority_took_survives_a_lone_document_of_the_same_epoch() {
         .unwrap()
         .name;
     assert!(
-        docs[0].store(kept).is_some(),
+        doc.store(kept).is_some(),
         "the majority's store {kept} was lost"
     );
-    assert!(docs[0].store("c").is_some());
+    assert!(doc.store("c").is_some());
 }
 
 /// The same split, met by a change that is already in the majority's
@@ -228,18 +230,9 @@ async fn a_change_already_in_the_majority_document_heals_a_lone_rival() {
         .set_grant(kept, "default", Some(Access::Write))
         .await
         .expect("the grant is in place");
-    let docs = [
-        held(&t, &addrs[0]).await,
-        held(&t, &addrs[1]).await,
-        held(&t, &addrs[2]).await,
-    ];
-    assert!(
-        docs.iter().all(|d| *d == docs[0]),
-        "nodes disagree: epochs {:?}",
-        docs.iter().map(|d| d.epoch).collect::<Vec<_>>()
-    );
+    let doc = agreed(&cluster).await;
     assert_eq!(
-        access_of(&docs[0].grants, kept, "default"),
+        access_of(&doc.grants, kept, "default"),
         Some(Access::Write),
         "the grant to {kept} was lost"
     );
