@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{TestCluster, QUIRE};
+use common::{place_on, TestCluster, QUIRE};
 use quire::shared::wire::{Reply, Request};
-use quire::shared::{ActorId, Object, Value};
 use std::process::Command;
 use std::time::Duration;
 
@@ -56,27 +55,18 @@ async fn a_cli_put_reaches_every_replica_and_a_cli_get_repairs() {
         quire(&cluster, &["put", "default", &key, "v"]);
         assert_eq!(holders(&cluster, key.as_bytes()).await, 3, "N = 3 copies");
     }
-    // A key only two replicas hold: a CLI get repairs the third.
+    // A key only the first replica a get asks holds: the first two
+    // answers differ, so the CLI get reads the third as well and repairs
+    // both that lack it, after its answer and before it exits.
     let t = cluster.transport();
-    let mut object = Object::new();
-    object.event(ActorId(9), Value::bytes(b"v".to_vec(), 1));
-    for node in &cluster.nodes[..2] {
-        let replicate = Request::Replicate {
-            store: "default".into(),
-            key: b"stale".to_vec(),
-            object: object.clone(),
-            hint: None,
-        };
-        assert!(t
-            .call(&node.addr(), &replicate, T)
-            .await
-            .unwrap()
-            .result
-            .is_ok());
-    }
-    assert_eq!(holders(&cluster, b"stale").await, 2);
-    // R = 2 may be met by the two that hold it; the repair of the third
-    // follows the answer.
+    let first = cluster
+        .client()
+        .await
+        .locate("default", b"stale")
+        .unwrap()
+        .home()[0];
+    place_on(&t, &cluster.membership, &[first], "default", b"stale").await;
+    assert_eq!(holders(&cluster, b"stale").await, 1);
     quire(&cluster, &["get", "default", "stale"]);
     assert_eq!(holders(&cluster, b"stale").await, 3, "the get repaired it");
 }

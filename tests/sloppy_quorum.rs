@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::TestCluster;
+use common::{local_value, TestCluster};
 use quire::shared::wire::{Reply, Request};
 use quire::Context;
 use quire_client::transport::Transport;
@@ -15,18 +15,6 @@ use std::time::{Duration, Instant};
 
 const STORE: &str = "default";
 const T: Duration = Duration::from_secs(5);
-
-async fn local_value(t: &Transport, addr: &str, key: &[u8]) -> Option<Vec<u8>> {
-    let get = Request::Get {
-        store: STORE.into(),
-        key: key.to_vec(),
-        hint: None,
-    };
-    match t.call(addr, &get, T).await.ok()?.result {
-        Ok(Reply::Object(Some(o))) => o.values().find_map(|v| v.data.clone()),
-        _ => None,
-    }
-}
 
 async fn hints_held(t: &Transport, addr: &str, target: quire::shared::NodeId) -> usize {
     let req = Request::Hints {
@@ -96,7 +84,7 @@ async fn two_home_replicas_down_writes_go_to_stand_ins_and_come_home() {
             hinted += hints_held(&t, &addr, h).await;
         }
         assert_eq!(
-            local_value(&t, &addr, key).await,
+            local_value(&t, &addr, STORE, key).await,
             None,
             "hints stay out of data"
         );
@@ -113,7 +101,7 @@ async fn two_home_replicas_down_writes_go_to_stand_ins_and_come_home() {
     for &id in &home {
         let addr = cluster.node_by_id(id).addr();
         assert_eq!(
-            local_value(&t, &addr, key).await,
+            local_value(&t, &addr, STORE, key).await,
             Some(b"apple".to_vec()),
             "home replica {id} holds the value"
         );
@@ -140,7 +128,9 @@ async fn two_home_replicas_down_writes_go_to_stand_ins_and_come_home() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_home_replica_down_a_stand_in_coordinates() {
     let mut cluster = TestCluster::start(5).await;
-    let client = cluster.client().await;
+    // Reads ask every home replica, so the one no hint reached is read,
+    // and repaired, even while the two that got hints agree.
+    let client = cluster.client_reading_all().await;
     let key = b"lonely";
     let list = client.locate(STORE, key).unwrap();
     let home = list.home().to_vec();
@@ -179,7 +169,7 @@ async fn every_home_replica_down_a_stand_in_coordinates() {
     let deadline = Instant::now() + Duration::from_secs(5);
     for &id in &home {
         let addr = cluster.node_by_id(id).addr();
-        while local_value(&t, &addr, key).await != Some(b"v2".to_vec()) {
+        while local_value(&t, &addr, STORE, key).await != Some(b"v2".to_vec()) {
             assert!(Instant::now() < deadline, "{id} never got v2");
             tokio::time::sleep(Duration::from_millis(50)).await;
             let _ = client.get(STORE, key).await;
@@ -222,7 +212,10 @@ async fn two_home_replicas_killed_with_sigkill_then_restarted() {
     let t = Transport::new(&cluster.client_config.tls, &Default::default()).unwrap();
     for &id in &home {
         let addr = cluster.node_addrs[cluster.k_of(id) - 1].to_string();
-        assert_eq!(local_value(&t, &addr, key).await, Some(b"kiwi".to_vec()));
+        assert_eq!(
+            local_value(&t, &addr, STORE, key).await,
+            Some(b"kiwi".to_vec())
+        );
     }
     for m in &cluster.membership.members {
         for &h in &home {

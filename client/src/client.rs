@@ -11,6 +11,7 @@ use crate::error::ClientError;
 use crate::health::Health;
 use crate::metrics::ClientMetrics;
 use crate::quorum::targets::{choose, Target};
+use crate::speculate::Speculation;
 use crate::transport::TransportError;
 use crate::transport::{SetupError, Transport};
 use quire_net::seal::Sealer;
@@ -33,6 +34,9 @@ pub struct ClientStats {
     pub hints_written: u64,
     /// Gets, puts and deletes that failed for want of a quorum.
     pub quorum_failures: u64,
+    /// Gets that asked more replicas because their first `R` answers
+    /// were slower than this client's 99th percentile.
+    pub speculative_reads: u64,
 }
 
 /// What every clone of a [`Client`] shares.
@@ -49,6 +53,8 @@ pub(crate) struct Inner {
     /// Operation latency, quorum failures, read repairs, nodes marked
     /// down, hints written.
     pub(crate) metrics: ClientMetrics,
+    /// When a get that asked `R` replicas asks the rest.
+    pub(crate) speculation: Speculation,
     pub(crate) health: Health,
     pub(crate) background: Background,
 }
@@ -159,13 +165,14 @@ impl Client {
         let client = Self {
             inner: Arc::new(Inner {
                 tls: RwLock::new(config.tls.clone()),
-                config,
                 transport,
                 sealer: RwLock::new(Arc::new(sealer)),
                 membership: RwLock::new(Arc::new(doc)),
                 metrics: ClientMetrics::default(),
+                speculation: Speculation::new(Duration::from_millis(config.timeouts.attempt_ms)),
                 health: Health::default(),
                 background: Background::default(),
+                config,
             }),
         };
         tokio::spawn(probe_loop(Arc::downgrade(&client.inner)));

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //!
-//! - this file: the config, its timeouts and loading from a file;
+//! - this file: the config, its timeouts, how reads fan out, and loading
+//!   from a file;
 //! - `builder`: [`ClientConfigBuilder`], the config made in code.
 
 mod builder;
@@ -37,6 +38,33 @@ pub struct ClientConfig {
     /// Timeouts.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// How gets ask their replicas.
+    #[serde(default)]
+    pub reads: Reads,
+}
+
+/// How gets ask their replicas.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reads {
+    /// How many replicas a get asks at once.
+    pub fanout: ReadFanout,
+}
+
+/// How many replicas a get asks at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFanout {
+    /// `R` replicas first; the others only when one fails, when the
+    /// answers are slower than this client's 99th percentile, or when they
+    /// differ. A third fewer requests per get at `N` = 3, `R` = 2; a
+    /// replica that is behind while the `R` asked agree is repaired by
+    /// anti-entropy rather than by the read.
+    #[default]
+    Quorum,
+    /// All `N` replicas at once, as Dynamo does: every home replica is
+    /// read, so every one that is behind is repaired by the read.
+    All,
 }
 
 /// Time limits.

@@ -1,19 +1,20 @@
 //! The tokio driver: pumps a quorum machine over the transport.
 //!
-//! Each outbound request runs as its own task, so a request the machine no
-//! longer waits for (replication past `W`) still completes in the
-//! background. The pump itself runs as a task too: the caller gets the
-//! outcome as soon as it is decided, while the machine carries on until it
-//! is finished (a get repairing stale replicas).
+//! The pump runs as a task of its own and polls the machine's calls
+//! itself: the caller gets the outcome as soon as it is decided, while the
+//! pump carries on until the machine is finished (a get repairing stale
+//! replicas) and every call it sent has ended (replication past `W`, which
+//! the machine no longer waits for).
 
-use crate::quorum::{Machine, MachineError, NodeFailure, QuorumError};
+use crate::quorum::{Machine, MachineError, NodeFailure, Outbound, QuorumError};
 use crate::transport::{Transport, TransportError};
-use quire_shared::wire::Response;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use quire_shared::wire::{Reply, Response};
 use quire_shared::{Membership, NodeId};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 /// Observes every call's result: answers spread membership and mark nodes
 /// up, transport failures mark them down.
@@ -113,44 +114,14 @@ async fn pump<M: Machine>(
     outcome_tx: oneshot::Sender<Result<M::Outcome, MachineError>>,
     finished: impl FnOnce(&M),
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, Result<_, NodeFailure>)>();
+    // The calls in flight, polled here rather than spawned one task each:
+    // a get or put costs one task instead of one per replica, and a call
+    // moves into the set once instead of through a task's stages.
+    let mut in_flight = FuturesUnordered::new();
     let mut outcome_tx = Some(outcome_tx);
     loop {
         while let Some(out) = machine.poll_send() {
-            let tx = tx.clone();
-            let transport = calls.transport.clone();
-            let observer = calls.observer.clone();
-            let addr = calls.membership.member(out.node).map(|m| m.addr.clone());
-            let budget = out
-                .deadline
-                .saturating_duration_since(Instant::now())
-                .min(calls.call_timeout);
-            // Counted until it completes: a read repair the machine sends
-            // and forgets is work a short-lived process must wait for.
-            let working = calls.background.enter();
-            tokio::spawn(async move {
-                let _working = working;
-                let result = match addr {
-                    None => Err(NodeFailure::Unexpected("node not in membership".into())),
-                    Some(addr) => match transport.call(&addr, &out.request, budget).await {
-                        Ok(response) => {
-                            observer(out.node, Ok(&response));
-                            // A malformed object is this node's failure, never
-                            // input to the machine's merges.
-                            response.result.map_err(NodeFailure::Refused).and_then(|r| {
-                                r.validated().map_err(|e| {
-                                    NodeFailure::Unexpected(format!("malformed reply: {e}"))
-                                })
-                            })
-                        }
-                        Err(e) => {
-                            observer(out.node, Err(&e));
-                            Err(NodeFailure::Unreachable(e.to_string()))
-                        }
-                    },
-                };
-                let _ = tx.send((out.node, result));
-            });
+            in_flight.push(call(&calls, out));
         }
         if let Some(outcome) = machine.poll_outcome() {
             if let Some(sender) = outcome_tx.take() {
@@ -159,12 +130,49 @@ async fn pump<M: Machine>(
         }
         if outcome_tx.is_none() && machine.poll_finished() {
             finished(&machine);
+            // Calls the machine sent and forgot (a read repair, replication
+            // past `W`) still run to their end: this task is counted as
+            // background work until they have, so a short-lived process
+            // waits for them.
+            while in_flight.next().await.is_some() {}
             return;
         }
         let deadline = machine.poll_timeout();
         tokio::select! {
-            Some((node, reply)) = rx.recv() => machine.handle_reply(Instant::now(), node, reply),
+            Some((node, reply)) = in_flight.next() => machine.handle_reply(Instant::now(), node, reply),
             _ = tokio::time::sleep_until(deadline.into()) => machine.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// Makes one call the machine asked for and turns its answer into the
+/// machine's input; the observer sees the raw result first.
+async fn call(calls: &Calls, out: Outbound) -> (NodeId, Result<Reply, NodeFailure>) {
+    let budget = out
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .min(calls.call_timeout);
+    let result = match calls.membership.member(out.node) {
+        None => Err(NodeFailure::Unexpected("node not in membership".into())),
+        Some(member) => match calls
+            .transport
+            .call(&member.addr, &out.request, budget)
+            .await
+        {
+            Ok(response) => {
+                (calls.observer)(out.node, Ok(&response));
+                // A malformed object is this node's failure, never input
+                // to the machine's merges.
+                response.result.map_err(NodeFailure::Refused).and_then(|r| {
+                    r.validated()
+                        .map_err(|e| NodeFailure::Unexpected(format!("malformed reply: {e}")))
+                })
+            }
+            Err(e) => {
+                (calls.observer)(out.node, Err(&e));
+                Err(NodeFailure::Unreachable(e.to_string()))
+            }
+        },
+    };
+    (out.node, result)
 }

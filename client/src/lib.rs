@@ -77,6 +77,7 @@ pub mod options;
 pub(crate) mod quorum;
 pub mod repair;
 pub mod resolve;
+pub(crate) mod speculate;
 pub mod store;
 pub mod typed;
 // Raw single-node requests: internal to the SDK, public only for tests and

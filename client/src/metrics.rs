@@ -114,6 +114,7 @@ pub struct ClientMetrics {
     quorum_failures: Family<KindLabels, Counter>,
     series: [KindSeries; 3],
     pub(crate) read_repairs: Counter,
+    pub(crate) speculative_reads: Counter,
     pub(crate) nodes_marked_down: Counter,
     pub(crate) hints_written: Counter,
 }
@@ -143,6 +144,7 @@ impl Default for ClientMetrics {
             quorum_failures,
             series,
             read_repairs: Counter::default(),
+            speculative_reads: Counter::default(),
             nodes_marked_down: Counter::default(),
             hints_written: Counter::default(),
         }
@@ -207,6 +209,11 @@ impl ClientMetrics {
             self.read_repairs.clone(),
         );
         r.register(
+            "speculative_reads",
+            "Gets that asked more replicas because their first R answers were slower than the client's 99th percentile",
+            self.speculative_reads.clone(),
+        );
+        r.register(
             "nodes_marked_down",
             "Times this client took a node for down after a failed call",
             self.nodes_marked_down.clone(),
@@ -246,6 +253,7 @@ impl Client {
         let m = &self.inner.metrics;
         ClientStats {
             read_repairs: m.read_repairs.get(),
+            speculative_reads: m.speculative_reads.get(),
             nodes_marked_down: m.nodes_marked_down.get(),
             hints_written: m.hints_written.get(),
             quorum_failures: KINDS.iter().map(|&k| m.quorum_failures(k)).sum(),

@@ -13,11 +13,12 @@ pub use status::NodeStatus;
 
 use crate::client::Client;
 use crate::clock::now_ms;
+use crate::config::ReadFanout;
 use crate::driver::drive;
 use crate::error::ClientError;
 use crate::metrics::OperationKind;
 use crate::options::RequestOptions;
-use crate::quorum::get::GetMachine;
+use crate::quorum::get::{Fanout, GetMachine};
 use crate::quorum::put::{PutMachine, PutRequest};
 use crate::quorum::targets::{choose, spares, Target};
 use crate::quorum::MachineError;
@@ -218,20 +219,32 @@ impl Client {
     ) -> Result<GetResult, ClientError> {
         let plan = self.plan(store, key)?;
         record_partition(&plan, store, key);
-        let machine = GetMachine::new(
-            Instant::now(),
-            store,
-            key,
-            &plan.targets,
-            &plan.spares,
+        let fanout = match self.inner.config.reads.fanout {
+            ReadFanout::All => Fanout::All,
+            ReadFanout::Quorum => Fanout::Quorum {
+                speculate_after: self.inner.speculation.delay(),
+            },
+        };
+        let started = Instant::now();
+        let machine = GetMachine::with_fanout(
+            started,
+            (store, key),
+            (&plan.targets, &plan.spares),
             options.read_quorum(plan.config.r, plan.config.n)?,
             options.request_timeout(self.request_timeout())?,
+            fanout,
         )?;
-        let repairs = self.inner.metrics.read_repairs.clone();
+        let metrics = &self.inner.metrics;
+        let (repairs, speculative) = (
+            metrics.read_repairs.clone(),
+            metrics.speculative_reads.clone(),
+        );
         let outcome = drive(machine, self.calls(plan.doc), move |m: &GetMachine| {
             repairs.inc_by(m.repairs() as u64);
+            speculative.inc_by(u64::from(m.speculated()));
         })
         .await?;
+        self.inner.speculation.record(started.elapsed());
         let object = read_as(plan.config.policy, outcome.object);
         Ok(GetResult {
             siblings: live_siblings(&object),

@@ -35,7 +35,15 @@ impl EchoClient {
         let quic = quire_net::tls::client_config(tls).map_err(|e| setup(&e))?;
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("literal"))
             .map_err(|e| setup(&e))?;
-        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let mut config = quinn::ClientConfig::new(Arc::new(quic));
+        // The connection is made when the bench starts and may sit idle
+        // while the stores are measured first: keep it alive as the SDK
+        // does, or the server's idle timeout closes it and every echo
+        // call fails.
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+        config.transport_config(Arc::new(transport));
+        endpoint.set_default_client_config(config);
         let connection = endpoint
             .connect(addr, quire_net::tls::NODE_SERVER_NAME)
             .map_err(|e| setup(&e))?

@@ -113,6 +113,7 @@ impl Layout {
             }
             .into(),
             timeouts,
+            reads: Default::default(),
         };
         self.write_toml(&self.client_config(), &config)
     }

@@ -113,6 +113,7 @@ impl Layout {
             }
             .into(),
             timeouts: operator.timeouts,
+            reads: operator.reads,
         };
         let path = dir.join("client.toml");
         self.write_toml(&path, &config)?;

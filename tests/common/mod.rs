@@ -20,9 +20,10 @@ pub mod workload;
 
 use quire::certs::ClusterCa;
 use quire::cluster::{ClusterBuilder, LocalCluster, LocalNode};
+use quire::shared::wire::{Reply, Request};
 use quire::shared::{Membership, NodeId, StoreConfig};
 use quire::{Client, ClientConfig};
-use quire_client::config::{Timeouts, TlsFiles as ClientTls, TlsSource};
+use quire_client::config::{ReadFanout, Timeouts, TlsFiles as ClientTls, TlsSource};
 use quire_client::transport::Transport;
 use quire_node::config::Limits;
 use std::net::SocketAddr;
@@ -132,6 +133,15 @@ impl TestCluster {
         self.cluster.client().await.expect("client connects")
     }
 
+    /// A connected SDK client whose gets ask every replica at once
+    /// ([`ReadFanout::All`]), so a read repairs every home replica that is
+    /// behind, not only those among the first `R` asked.
+    pub async fn client_reading_all(&self) -> Client {
+        let mut config = self.client_config.clone();
+        config.reads.fanout = ReadFanout::All;
+        Client::connect(config).await.expect("client connects")
+    }
+
     /// A bare transport with the client certificate, for single-node
     /// requests.
     pub fn transport(&self) -> Transport {
@@ -224,4 +234,49 @@ pub fn sign(tls: impl Into<TlsSource>, doc: Membership) -> Membership {
         .expect("the admin identity loads")
         .sign(doc)
         .expect("an admin signs")
+}
+
+/// The value node `addr` holds for `key` in `store` in its own data (not
+/// its hints), asked directly so no read repair follows; `None` when it
+/// holds none or does not answer.
+pub async fn local_value(t: &Transport, addr: &str, store: &str, key: &[u8]) -> Option<Vec<u8>> {
+    let get = Request::Get {
+        store: store.into(),
+        key: key.to_vec(),
+        hint: None,
+    };
+    match t
+        .call(addr, &get, std::time::Duration::from_secs(5))
+        .await
+        .ok()?
+        .result
+    {
+        Ok(Reply::Object(Some(o))) => o.values().find_map(|v| v.data.clone()),
+        _ => None,
+    }
+}
+
+/// Puts the value `v` under `key` in `store` on member `nodes` only, by a
+/// raw `Replicate` to each: a key the other replicas missed.
+pub async fn place_on(t: &Transport, doc: &Membership, nodes: &[NodeId], store: &str, key: &[u8]) {
+    let mut object = quire::shared::Dvvset::new();
+    object.event(
+        quire::shared::ActorId(7),
+        quire::shared::Value::bytes(b"v".to_vec(), 1),
+    );
+    for &id in nodes {
+        let addr = &doc.member(id).expect("a member").addr;
+        let replicate = Request::Replicate {
+            store: store.into(),
+            key: key.to_vec(),
+            object: object.clone(),
+            hint: None,
+        };
+        let answer = t
+            .call(addr, &replicate, std::time::Duration::from_secs(5))
+            .await
+            .expect("replicate answered")
+            .result;
+        assert!(matches!(answer, Ok(Reply::Stored(_))), "{answer:?}");
+    }
 }

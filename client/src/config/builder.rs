@@ -2,7 +2,7 @@
 //! that take their seeds and certificates from their own configuration or
 //! a secret store rather than from a `client.toml`.
 
-use super::{ClientConfig, Timeouts, TlsFiles, TlsPem, TlsSource};
+use super::{ClientConfig, ReadFanout, Reads, Timeouts, TlsFiles, TlsPem, TlsSource};
 use crate::error::ClientError;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +29,7 @@ pub struct ClientConfigBuilder {
     seeds: Vec<String>,
     tls: Option<TlsSource>,
     timeouts: Timeouts,
+    reads: Reads,
 }
 
 impl ClientConfigBuilder {
@@ -114,6 +115,13 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// How many replicas a get asks at once ([`ReadFanout::Quorum`]
+    /// unless set).
+    pub fn read_fanout(mut self, fanout: ReadFanout) -> Self {
+        self.reads.fanout = fanout;
+        self
+    }
+
     /// The config, or which required setting is missing
     /// ([`ClientError::Incomplete`]). Nothing is read or checked on the
     /// network here; [`crate::Client::connect`] does that.
@@ -128,6 +136,7 @@ impl ClientConfigBuilder {
             seeds: self.seeds,
             tls,
             timeouts: self.timeouts,
+            reads: self.reads,
         })
     }
 }

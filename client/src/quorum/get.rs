@@ -1,11 +1,20 @@
-//! The get machine: ask the first `N` healthy nodes, let a spare take the
-//! place of any that fails, succeed at `R` answers, then repair the home
-//! replicas that were behind.
+//! The get machine: ask the first `N` healthy nodes (or `R` of them
+//! first), let a spare take the place of any that fails, succeed at `R`
+//! answers, then repair the home replicas that were behind.
 //!
-//! The targets (healthy home replicas, then stand-ins for the down ones;
-//! see [`super::targets`]) are all asked at once, as Dynamo does, so a slow
-//! or dead replica costs nothing while `R` others answer. A target that
-//! fails while the get is undecided gives its place to the next spare,
+//! The targets are healthy home replicas, then stand-ins for the down ones
+//! (see [`super::targets`]). How many are asked at once is the
+//! [`Fanout`]: all of them, as Dynamo does, so a slow or dead replica costs
+//! nothing while `R` others answer; or the first `R`, with the others held
+//! back and asked only when one of the first fails, when `R` answers have
+//! not come within the speculation delay (Cassandra's rapid read
+//! protection), or when the `R` answers differ, so that read repair still
+//! reaches every home replica once a difference is seen. Asking `R` costs
+//! the nodes a third fewer requests at `N` = 3, `R` = 2; what it gives up
+//! is the repair of a replica that is behind while the `R` asked agree,
+//! which is left to anti-entropy. A target that
+//! fails while the get is undecided gives its place to a held-back target,
+//! or else to the next spare,
 //! exactly as in a put: the spare is asked with `hint = Some(home it
 //! replaces)` and answers from the hints it holds. That is where a put
 //! that met the same failures left its copies, so a fresh client that
@@ -46,6 +55,20 @@ pub struct GetOutcome {
     pub replies: Vec<(NodeId, Option<Object>)>,
 }
 
+/// How many of a get's targets are asked at once (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fanout {
+    /// Every target at once: a slow replica costs nothing, and every home
+    /// replica is read, so every one that is behind is repaired.
+    All,
+    /// The first `R` targets; the others when one fails, when `R` answers
+    /// have not come after `speculate_after`, or when the answers differ.
+    Quorum {
+        /// How long to wait for `R` answers before asking the rest.
+        speculate_after: Duration,
+    },
+}
+
 /// Where the get stands. Only `Collecting` is undecided; the outcome is
 /// given exactly once, on leaving it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,15 +107,18 @@ pub struct GetMachine {
     phase: Phase,
     /// Read repairs queued, for the client's counters.
     repairs: usize,
+    /// Targets not asked yet ([`Fanout::Quorum`]), in order.
+    held: VecDeque<Target>,
+    /// When the held-back targets are asked if `R` answers have not come.
+    speculate_at: Option<Instant>,
+    /// True once held-back targets were asked because answers were slow.
+    speculated: bool,
 }
 
 impl GetMachine {
-    /// Starts a get of `key` in `store` from `targets` (falling back on
-    /// `spares`), needing `r` answers within `timeout`.
-    ///
-    /// Refuses an `r` of zero or above the number of targets
-    /// ([`MachineError::InvalidQuorum`]). `targets` and `spares` come from
-    /// [`super::targets`]: distinct nodes, no spare among the targets.
+    /// [`GetMachine::with_fanout`] asking every target at once
+    /// ([`Fanout::All`]), as the tests of the repair rules do.
+    #[cfg(test)]
     pub fn new(
         now: Instant,
         store: &str,
@@ -102,19 +128,52 @@ impl GetMachine {
         r: usize,
         timeout: Duration,
     ) -> Result<Self, MachineError> {
+        Self::with_fanout(
+            now,
+            (store, key),
+            (targets, spares),
+            r,
+            timeout,
+            Fanout::All,
+        )
+    }
+
+    /// Starts a get of `key` in `store` from `targets` (falling back on
+    /// `spares`), needing `r` answers within `timeout`, asking as many
+    /// targets at once as `fanout` says.
+    ///
+    /// Refuses an `r` of zero or above the number of targets
+    /// ([`MachineError::InvalidQuorum`]). `targets` and `spares` come from
+    /// [`super::targets`]: distinct nodes, no spare among the targets.
+    pub fn with_fanout(
+        now: Instant,
+        (store, key): (&str, &[u8]),
+        (targets, spares): (&[Target], &[NodeId]),
+        r: usize,
+        timeout: Duration,
+        fanout: Fanout,
+    ) -> Result<Self, MachineError> {
+        let decision = Decision::new("get", r, targets.len())?;
+        let (first, speculate_at) = match fanout {
+            Fanout::All => (targets.len(), None),
+            Fanout::Quorum { speculate_after } => (r, Some(now + speculate_after)),
+        };
         let mut m = Self {
             store: store.to_string(),
             key: key.to_vec(),
             roster: Roster::new(targets, spares),
-            decision: Decision::new("get", r, targets.len())?,
+            decision,
             timeout,
             deadline: now + timeout,
             outbox: VecDeque::new(),
             replies: Vec::new(),
             phase: Phase::Collecting,
             repairs: 0,
+            held: targets[first..].iter().copied().collect(),
+            speculate_at: speculate_at.filter(|_| first < targets.len()),
+            speculated: false,
         };
-        for &target in targets {
+        for &target in &targets[..first] {
             m.ask(target);
         }
         m.debug_check();
@@ -125,6 +184,25 @@ impl GetMachine {
     /// behind).
     pub fn repairs(&self) -> usize {
         self.repairs
+    }
+
+    /// True when held-back targets were asked because `R` answers were
+    /// slower than the speculation delay.
+    pub fn speculated(&self) -> bool {
+        self.speculated
+    }
+
+    /// Asks every target still held back.
+    fn ask_held(&mut self) {
+        self.speculate_at = None;
+        while let Some(target) = self.held.pop_front() {
+            self.ask(target);
+        }
+    }
+
+    /// Nodes asked so far: the roster less the targets held back.
+    fn asked(&self) -> usize {
+        self.roster.len() - self.held.len()
     }
 
     /// Asks `target` for its copy; a stand-in (with a hint) answers with
@@ -170,14 +248,32 @@ impl GetMachine {
         self.replies.iter().map(|(n, _)| *n).chain(failed)
     }
 
-    /// `node` failed; while undecided, the next spare takes its place.
+    /// `node` failed; while undecided, a held-back target, or else the
+    /// next spare, takes its place.
     fn failed(&mut self, node: NodeId, failure: NodeFailure) {
         self.decision.record(node, failure);
         if self.phase == Phase::Collecting {
-            if let Some(spare) = self.roster.substitute(node) {
+            if let Some(target) = self.held.pop_front() {
+                self.ask(target);
+            } else if let Some(spare) = self.roster.substitute(node) {
                 self.ask(spare);
             }
         }
+    }
+
+    /// True when the answers so far are not all the same history: some
+    /// replica is behind, so every home replica should be read and
+    /// repaired.
+    fn answers_differ(&self) -> bool {
+        let mut copies = self.replies.iter().map(|(_, o)| o.as_ref());
+        let Some(first) = copies.next() else {
+            return false;
+        };
+        copies.any(|c| match (first, c) {
+            (Some(a), Some(b)) => !a.equal_history(b),
+            (None, None) => false,
+            _ => true,
+        })
     }
 
     /// Decides once `R` is reached or out of reach; once everyone asked
@@ -191,20 +287,25 @@ impl GetMachine {
                     replies: self.replies.clone(),
                 };
                 self.decide(Ok(outcome), Phase::Repairing);
+                if self.answers_differ() {
+                    self.ask_held();
+                }
             } else if self.roster.len() - failures < self.decision.needed() {
                 // Every spare that could take a failed node's place is
                 // already asked.
                 self.fail(false);
             }
         }
-        if self.phase == Phase::Repairing && self.replies.len() + failures >= self.roster.len() {
+        if self.phase == Phase::Repairing && self.replies.len() + failures >= self.asked() {
             self.repair(now);
         }
     }
 
     /// True when `node` was asked and has not answered yet.
     fn awaited(&self, node: NodeId) -> bool {
-        self.roster.find(node).is_some() && !self.answered().any(|n| n == node)
+        self.roster.find(node).is_some()
+            && !self.held.iter().any(|t| t.node == node)
+            && !self.answered().any(|n| n == node)
     }
 
     /// The invariants, checked after every input in debug builds.
@@ -300,8 +401,15 @@ impl Machine for GetMachine {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        if self.speculate_at.is_some_and(|at| now >= at) {
+            if self.phase == Phase::Collecting {
+                self.speculated = true;
+                self.ask_held();
+            }
+            self.speculate_at = None;
+        }
         if now < self.deadline {
-            return;
+            return self.debug_check();
         }
         if self.phase == Phase::Collecting {
             self.fail(true);
@@ -312,7 +420,8 @@ impl Machine for GetMachine {
     }
 
     fn poll_timeout(&self) -> Instant {
-        self.deadline
+        self.speculate_at
+            .map_or(self.deadline, |at| at.min(self.deadline))
     }
 
     fn poll_outcome(&mut self) -> Option<Result<GetOutcome, MachineError>> {

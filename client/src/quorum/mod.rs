@@ -23,6 +23,8 @@ mod sim;
 pub mod targets;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fanout;
 
 pub use decision::Decision;
 use quire_shared::wire::{ErrorCode, ErrorReply, Request};

@@ -64,6 +64,10 @@ pub struct WorldConfig {
     /// Skew of each node's clock, up to this many milliseconds (it orders
     /// last-write-wins).
     pub clock_skew_ms_max: u64,
+    /// How reads fan out: `None` asks all `N` at once, `Some(ms)` asks
+    /// `R` first and the rest after that many milliseconds (or on a
+    /// failure or differing answers).
+    pub speculate_after_ms: Option<u64>,
 }
 
 impl WorldConfig {
@@ -131,6 +135,9 @@ impl WorldConfig {
             } else {
                 StoreLimits::default()
             },
+            // Drawn last, so every other dimension of a seed's world is
+            // what it was before reads could fan out to `R` first.
+            speculate_after_ms: rng.chance(0.5).then(|| [1, 20, 200, 2_000][rng.index(4)]),
         }
     }
 }

@@ -18,7 +18,7 @@ use super::client::{Op, Outcome, Purpose, Running};
 use super::trace::{Show, N};
 use super::world::{Event, Owner, World};
 use super::STORE;
-use crate::quorum::get::GetMachine;
+use crate::quorum::get::{Fanout, GetMachine};
 use crate::quorum::put::{PutMachine, PutRequest};
 use crate::quorum::targets::{choose, spares};
 use crate::quorum::{MachineError, NodeFailure};
@@ -100,7 +100,22 @@ impl World {
                 } else {
                     self.cfg.r
                 };
-                let m = GetMachine::new(now, STORE, &key, &targets, &spare_nodes, r, timeout);
+                // An audit reads every replica; a client's read fans out
+                // as the world says.
+                let fanout = match self.cfg.speculate_after_ms {
+                    Some(ms) if purpose == Purpose::Read => Fanout::Quorum {
+                        speculate_after: Duration::from_millis(ms),
+                    },
+                    _ => Fanout::All,
+                };
+                let m = GetMachine::with_fanout(
+                    now,
+                    (STORE, &key),
+                    (&targets, &spare_nodes),
+                    r,
+                    timeout,
+                    fanout,
+                );
                 Running::Get(m.expect("1 <= R <= N"))
             }
             Purpose::Write(w) => {
