@@ -293,7 +293,13 @@ impl Membership {
 
     /// The preference list of `key` in `store` with `n` home replicas.
     pub fn preference_list(&self, store: &str, key: &[u8], n: usize) -> PreferenceList {
-        PreferenceList::walk(&self.owners, self.partition_of(store, key), n)
+        // Every owner is a member, so the walk stops at the member count.
+        PreferenceList::walk_among(
+            &self.owners,
+            self.partition_of(store, key),
+            n,
+            self.members.len(),
+        )
     }
 }
 

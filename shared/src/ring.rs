@@ -74,12 +74,26 @@ pub struct PreferenceList {
 impl PreferenceList {
     /// Walks `owners` (the partition owners) clockwise from `partition`.
     pub fn walk(owners: &[NodeId], partition: u32, n: usize) -> Self {
-        let mut nodes: Vec<NodeId> = Vec::new();
+        Self::walk_among(owners, partition, n, owners.len())
+    }
+
+    /// [`PreferenceList::walk`] of a ring with at most `distinct` distinct
+    /// owners (the members): the walk stops once it has met that many,
+    /// instead of going round all `Q` partitions. Every get and put
+    /// computes a preference list, on the client and again on each node,
+    /// so this is on the data path. A `distinct` above the true count only
+    /// costs the full walk.
+    pub fn walk_among(owners: &[NodeId], partition: u32, n: usize, distinct: usize) -> Self {
+        let mut nodes: Vec<NodeId> = Vec::with_capacity(distinct.min(owners.len()));
         let len = owners.len();
-        for step in 0..len {
-            let owner = owners[(partition as usize + step) % len];
+        let start = partition as usize;
+        let ring = owners[start.min(len)..].iter().chain(&owners[..start.min(len)]);
+        for &owner in ring {
             if !nodes.contains(&owner) {
                 nodes.push(owner);
+                if nodes.len() >= distinct {
+                    break;
+                }
             }
         }
         let n = n.min(nodes.len());
@@ -158,6 +172,8 @@ mod tests {
             let p = partition_of(&key_position("store", &key), q);
             let list = PreferenceList::walk(&owners, p, n);
             let distinct_owners = { let mut o = owners.clone(); o.sort(); o.dedup(); o.len() };
+            // Stopping at the member count gives the same list.
+            prop_assert_eq!(&PreferenceList::walk_among(&owners, p, n, members.len()), &list);
             prop_assert_eq!(list.home().len(), n.min(distinct_owners));
             let mut home = list.home().to_vec();
             home.sort();
