@@ -8,6 +8,7 @@
 
 use quire_shared::NodeId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,9 +25,15 @@ struct Down {
 }
 
 /// Which nodes this client believes down.
+///
+/// Every request asks whether its replicas are up and every answer marks
+/// its node up, so the common case (no node down) is answered from one
+/// atomic count without taking the lock.
 #[derive(Debug, Default)]
 pub struct Health {
     down: Mutex<HashMap<NodeId, Down>>,
+    /// Entries in `down`, written only under its lock.
+    down_count: AtomicUsize,
 }
 
 impl Health {
@@ -48,17 +55,23 @@ impl Health {
                 backoff: PROBE_BACKOFF_INITIAL,
             },
         );
+        self.down_count.store(down.len(), Ordering::Release);
         true
     }
 
     /// `node` answered.
     pub fn mark_up(&self, node: NodeId) {
-        self.lock().remove(&node);
+        if self.down_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut down = self.lock();
+        down.remove(&node);
+        self.down_count.store(down.len(), Ordering::Release);
     }
 
     /// True unless `node` is marked down.
     pub fn is_up(&self, node: NodeId) -> bool {
-        !self.lock().contains_key(&node)
+        self.down_count.load(Ordering::Acquire) == 0 || !self.lock().contains_key(&node)
     }
 
     /// Nodes marked down.
