@@ -8,14 +8,17 @@
 # Redis runs in memory with persistence off (its usual benchmark setup) and
 # again with appendfsync always (every write fsynced, like Quire's `sync`
 # stores). Quire runs 3 local nodes, (N,R,W) = (3,2,2), `sync` durability,
-# workloads C (read only) and A (50/50), closed loop.
+# workloads C (read only) and A (50/50), closed loop, uniform keys (as
+# redis-benchmark's -r), with the quic-echo baseline (a bare QUIC server:
+# the transport's ceiling) in the same run. Prints one side-by-side table
+# and the ratios the performance targets are stated in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VALUE_BYTES=${VALUE_BYTES:-1024}
 CONCURRENCY=${CONCURRENCY:-32}
 DURATION_S=${DURATION_S:-10}
-RECORDS=${RECORDS:-100000}
+RECORDS=${RECORDS:-20000}
 REQUESTS=${REQUESTS:-200000}
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
@@ -43,17 +46,62 @@ redis_run() { # name, extra redis-server args...
     for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
     redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -d "$VALUE_BYTES" -c "$CONCURRENCY" \
         -n "$REQUESTS" -r "$RECORDS" --csv 2>/dev/null \
-        | sed "s/^/redis-$name,/"
+        | sed "s/^/redis-$name,/" >>"$WORK/redis.csv"
     kill "$(cat "$WORK/redis-$name.pid")"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
-echo "value ${VALUE_BYTES} B, concurrency ${CONCURRENCY}"
-echo
-echo "== Redis (redis-benchmark; rps and latency in ms) =="
+echo "value ${VALUE_BYTES} B, concurrency ${CONCURRENCY}, ${RECORDS} records, uniform keys"
+echo "Redis: redis-benchmark; Quire and quic-echo: quire bench (3 local nodes, (3,2,2), sync), closed loop"
 redis_run memory --appendonly no
 redis_run fsync --appendonly yes --appendfsync always
-echo
-echo "== Quire (3 local nodes, (3,2,2), sync) =="
 "$QUIRE" bench --local-nodes 3 --workloads c,a --mode closed --records "$RECORDS" \
-    --value-bytes "$VALUE_BYTES" --concurrency "$CONCURRENCY" --duration-s "$DURATION_S"
+    --distribution uniform --value-bytes "$VALUE_BYTES" --concurrency "$CONCURRENCY" \
+    --duration-s "$DURATION_S" --baseline quic-echo --json >"$WORK/quire.json"
+python3 - "$WORK/redis.csv" "$WORK/quire.json" <<'PY'
+import csv, json, sys
+redis = {}
+for row in csv.reader(open(sys.argv[1])):
+    if len(row) < 8 or row[1] == "test":
+        continue
+    # target, test, rps, avg, min, p50, p95, p99, max (ms)
+    redis[(row[0], row[1])] = (float(row[2]), float(row[5]), float(row[7]))
+reports = {r["target"]: r for r in json.load(open(sys.argv[2]))}
+quire = next(r for t, r in reports.items() if t.startswith("quire"))
+echo = reports["quic-echo"]
+
+def run(report, workload):
+    return next(x for x in report["runs"] if x["workload"] == workload)
+
+def kind(run, k):
+    return next(x for x in run["kinds"] if x["kind"] == k)
+
+print()
+print("| target | operation | ops/s | p50 ms | p99 ms | p99.9 ms |")
+print("| --- | --- | ---: | ---: | ---: | ---: |")
+for (target, test), (rps, p50, p99) in sorted(redis.items()):
+    print(f"| {target} | {test} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | |")
+for name, report in (("quic-echo", echo), (quire["target"], quire)):
+    for w in ("C", "A"):
+        r = run(report, w)
+        for k in r["kinds"]:
+            print(f"| {name} | {w} {k['kind']} | {k['ops_per_sec']:,.0f} | {k['p50_us']/1000:.2f} "
+                  f"| {k['p99_us']/1000:.2f} | {k['p999_us']/1000:.2f} |")
+        if len(r["kinds"]) > 1:
+            print(f"| {name} | {w} all | {r['ops_per_sec']:,.0f} | | | |")
+load = quire["records"] / quire["load_secs"]
+print(f"| {quire['target']} | load (synced puts, W = 2) | {load:,.0f} | | | |")
+
+c, a = run(quire, "C")["ops_per_sec"], run(quire, "A")["ops_per_sec"]
+ec, ea = run(echo, "C")["ops_per_sec"], run(echo, "A")["ops_per_sec"]
+print()
+print("| ratio | value |")
+print("| --- | ---: |")
+print(f"| Quire C / Redis GET (in memory) | {c / redis[('redis-memory', 'GET')][0]:.2f} |")
+print(f"| Quire C / quic-echo C | {c / ec:.2f} |")
+print(f"| Quire A / quic-echo A | {a / ea:.2f} |")
+print(f"| Quire synced load / Redis SET (appendfsync always) | {load / redis[('redis-fsync', 'SET')][0]:.2f} |")
+peak = quire.get("node_peak_memory_bytes") or []
+if peak:
+    print(f"| node peak memory (MiB) | {', '.join(f'{b / 2**20:.0f}' for b in peak)} |")
+PY
