@@ -87,7 +87,9 @@ impl PreferenceList {
         let mut nodes: Vec<NodeId> = Vec::with_capacity(distinct.min(owners.len()));
         let len = owners.len();
         let start = partition as usize;
-        let ring = owners[start.min(len)..].iter().chain(&owners[..start.min(len)]);
+        let ring = owners[start.min(len)..]
+            .iter()
+            .chain(&owners[..start.min(len)]);
         for &owner in ring {
             if !nodes.contains(&owner) {
                 nodes.push(owner);
