@@ -121,6 +121,24 @@ async fn honest_latencies(node: &Node) -> Vec<Duration> {
     out
 }
 
+/// The kernel's count of UDP datagrams dropped because a socket's receive
+/// buffer was full (`RcvbufErrors` in `/proc/net/snmp`), machine-wide:
+/// printed beside each attack, since a dropped honest packet waits for
+/// QUIC's probe timeout (25 ms and more) before it is resent.
+fn udp_receive_buffer_drops() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn p999(sorted: &[Duration]) -> Duration {
     sorted[((sorted.len() as f64) * 0.999) as usize].min(*sorted.last().unwrap())
 }
@@ -142,6 +160,7 @@ where
     }
     let baseline = p999(&honest_latencies(node).await);
     let rss_before = memory_bytes(node.pid, "VmRSS:");
+    let drops_before = udp_receive_buffer_drops();
     let stop = Arc::new(AtomicBool::new(false));
     let attacker = on_own_core(attack, stop.clone(), (cores >= 2).then_some(1));
     // Give the attack a moment to build up before measuring.
@@ -157,12 +176,13 @@ where
     let growth = peak.saturating_sub(rss_before);
     let during = p999(&attacked);
     println!(
-        "{name}: honest p99.9 {baseline:?} before, {during:?} during ({:.2}x, {} gets); node RSS {} MiB before, peak {} MiB (+{} MiB)",
+        "{name}: honest p99.9 {baseline:?} before, {during:?} during ({:.2}x, {} gets); node RSS {} MiB before, peak {} MiB (+{} MiB); datagrams the kernel dropped at full receive buffers meanwhile (any socket): {}",
         during.as_secs_f64() / baseline.as_secs_f64(),
         attacked.len(),
         rss_before / MIB,
         peak / MIB,
         growth / MIB,
+        udp_receive_buffer_drops().saturating_sub(drops_before),
     );
     assert!(
         during.as_secs_f64() <= P999_RATIO_MAX * baseline.as_secs_f64()
