@@ -25,6 +25,12 @@ MOVE_S=${MOVE_S:-10}
 BASE_PORT=${BASE_PORT:-7600}
 QUIRE=${QUIRE:-target/release/quire}
 NODE=${NODE:-target/release/quire-node}
+for bin in "$QUIRE" "$NODE"; do
+    if [ ! -x "$bin" ]; then
+        echo "$bin is missing: build the release binaries first (cargo build --release)" >&2
+        exit 1
+    fi
+done
 WORK=${WORK:-$(mktemp -d)}
 mkdir -p "$WORK"
 DIR=$WORK/cluster
