@@ -8,6 +8,7 @@ use common::proxy::Fault;
 use common::{local_value, place_on, TestCluster};
 use quire::shared::NodeId;
 use quire::Client;
+use quire_client::transport::Transport;
 use std::time::{Duration, Instant};
 
 const STORE: &str = "default";
@@ -23,6 +24,18 @@ fn home(client: &Client, key: &[u8]) -> Vec<NodeId> {
     client.locate(STORE, key).unwrap().home().to_vec()
 }
 
+/// Asserts that every node of `ids` holds the value `v` under `key` in its
+/// own data.
+async fn held_by_all(t: &Transport, cluster: &TestCluster, ids: &[NodeId], key: &[u8]) {
+    for &id in ids {
+        assert_eq!(
+            local_value(t, &addr(cluster, id), STORE, key).await,
+            Some(b"v".to_vec()),
+            "{id} holds it"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differing_answers_read_and_repair_every_home_replica() {
     let cluster = TestCluster::start(3).await;
@@ -36,13 +49,7 @@ async fn differing_answers_read_and_repair_every_home_replica() {
     let read = client.get(STORE, key).await.unwrap();
     assert_eq!(read.values(), vec![b"v"]);
     client.settle(T).await;
-    for &id in &home[1..] {
-        assert_eq!(
-            local_value(&t, &addr(&cluster, id), STORE, key).await,
-            Some(b"v".to_vec()),
-            "{id} repaired"
-        );
-    }
+    held_by_all(&t, &cluster, &home[1..], key).await;
     let stats = client.stats();
     assert_eq!(stats.read_repairs, 2, "{stats:?}");
 }
@@ -97,13 +104,7 @@ async fn agreeing_first_answers_leave_the_third_replica_to_anti_entropy() {
         vec![b"v"]
     );
     reading_all.settle(T).await;
-    for &id in &home {
-        assert_eq!(
-            local_value(&t, &addr(&cluster, id), STORE, key).await,
-            Some(b"v".to_vec()),
-            "{id}"
-        );
-    }
+    held_by_all(&t, &cluster, &home, key).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

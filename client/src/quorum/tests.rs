@@ -18,13 +18,13 @@ fn drain<M: Machine>(m: &mut M) -> Vec<Outbound> {
     std::iter::from_fn(|| m.poll_send()).collect()
 }
 
-fn object(actor: u64, data: &[u8]) -> Object {
+pub(super) fn object(actor: u64, data: &[u8]) -> Object {
     let mut o = Dvvset::new();
     o.event(ActorId(actor), Value::bytes(data.to_vec(), 1));
     o
 }
 
-fn down(why: &str) -> Result<Reply, NodeFailure> {
+pub(super) fn down(why: &str) -> Result<Reply, NodeFailure> {
     Err(NodeFailure::Unreachable(why.into()))
 }
 
@@ -36,7 +36,7 @@ fn refused(code: ErrorCode, why: &str) -> Result<Reply, NodeFailure> {
     }))
 }
 
-fn home3() -> Vec<Target> {
+pub(super) fn home3() -> Vec<Target> {
     [1, 2, 3]
         .iter()
         .map(|&node| Target {

@@ -3,10 +3,10 @@
 //! replica once the answers differ.
 
 use super::get::{Fanout, GetMachine};
-use super::targets::Target;
+use super::tests::{down, home3, object};
 use super::{Machine, Outbound};
 use quire_shared::wire::{Reply, Request};
-use quire_shared::{ActorId, Dvvset, NodeId, Object, Value};
+use quire_shared::{NodeId, Object};
 use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -22,29 +22,22 @@ fn drain(m: &mut GetMachine) -> Vec<(u64, Option<u64>, &'static str)> {
         .collect()
 }
 
-fn object(actor: u64, data: &[u8]) -> Object {
-    let mut o = Dvvset::new();
-    o.event(ActorId(actor), Value::bytes(data.to_vec(), 1));
-    o
-}
-
 fn found(o: &Object) -> Result<Reply, super::NodeFailure> {
     Ok(Reply::Object(Some(o.clone())))
 }
 
 /// Nodes 1, 2, 3 home, 4 spare; `R` = 2, the rest after [`SPECULATE`].
 fn quorum_first(now: Instant) -> GetMachine {
-    let home: Vec<Target> = [1, 2, 3]
-        .map(|n| Target {
-            node: NodeId(n),
-            hint: None,
-        })
-        .to_vec();
+    with_r(now, 2, &[NodeId(4)])
+}
+
+/// A get of home replicas 1, 2, 3 needing `r`, asking `r` first.
+fn with_r(now: Instant, r: usize, spares: &[NodeId]) -> GetMachine {
     GetMachine::with_fanout(
         now,
         ("s", b"k"),
-        (&home, &[NodeId(4)]),
-        2,
+        (&home3(), spares),
+        r,
         TIMEOUT,
         Fanout::Quorum {
             speculate_after: SPECULATE,
@@ -75,22 +68,14 @@ fn a_failed_first_replica_gives_its_place_to_the_held_home_replica() {
     let now = Instant::now();
     let mut m = quorum_first(now);
     drain(&mut m);
-    m.handle_reply(
-        now,
-        NodeId(1),
-        Err(super::NodeFailure::Unreachable("gone".into())),
-    );
+    m.handle_reply(now, NodeId(1), down("gone"));
     assert_eq!(
         drain(&mut m),
         [(3, None, "get")],
         "the held home replica, not the spare"
     );
     // Node 3 failing too brings in the spare, standing in for it.
-    m.handle_reply(
-        now,
-        NodeId(3),
-        Err(super::NodeFailure::Unreachable("gone".into())),
-    );
+    m.handle_reply(now, NodeId(3), down("gone"));
     assert_eq!(drain(&mut m), [(4, Some(3), "get")]);
     let v = object(1, b"a");
     m.handle_reply(now, NodeId(2), found(&v));
@@ -161,23 +146,7 @@ fn concurrent_siblings_count_as_a_difference() {
 #[test]
 fn r_equal_to_n_holds_nothing_back() {
     let now = Instant::now();
-    let home: Vec<Target> = [1, 2, 3]
-        .map(|n| Target {
-            node: NodeId(n),
-            hint: None,
-        })
-        .to_vec();
-    let mut m = GetMachine::with_fanout(
-        now,
-        ("s", b"k"),
-        (&home, &[]),
-        3,
-        TIMEOUT,
-        Fanout::Quorum {
-            speculate_after: SPECULATE,
-        },
-    )
-    .unwrap();
+    let mut m = with_r(now, 3, &[]);
     assert_eq!(drain(&mut m).len(), 3);
     assert_eq!(m.poll_timeout(), now + TIMEOUT, "nothing to speculate on");
 }
