@@ -209,7 +209,16 @@ impl Transport {
         let client_config = Self::client_config(&tls.into())?;
         // Any local IPv4 address, any port: the kernel picks the route.
         let bind: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
-        let endpoint = quinn::Endpoint::client(bind).map_err(SetupError::Bind)?;
+        // Answers from every node arrive on this one socket: a buffer
+        // that absorbs bursts (see `quire_net::udp`).
+        let socket = quire_net::udp::bind(bind).map_err(SetupError::Bind)?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(SetupError::Bind)?;
         Ok(Self {
             endpoint,
             tls: Arc::new(RwLock::new(client_config)),

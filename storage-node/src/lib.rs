@@ -152,29 +152,6 @@ impl RunningNode {
     }
 }
 
-/// What the node asks of the kernel for its UDP socket's receive buffer.
-/// Every connection's packets arrive through this one socket, and the
-/// kernel drops what arrives while it is full: an honest client's packet
-/// dropped behind a burst from a flooding peer is only resent after QUIC's
-/// probe timeout, which carries the 25 ms ACK delay (measured: an honest
-/// p99.9 of 28 ms during `tests/hostile_peers.rs`' flood, with the
-/// kernel's `RcvbufErrors` counting the drops). Linux caps the request at
-/// `net.core.rmem_max`.
-pub const RECEIVE_BUFFER_BYTES: usize = 4 << 20;
-
-/// Asks for [`RECEIVE_BUFFER_BYTES`] of receive buffer, and logs what the
-/// kernel granted (a failure only costs the larger buffer).
-fn receive_buffer(socket: &std::net::UdpSocket) {
-    use rustix::net::sockopt;
-    if let Err(e) = sockopt::set_socket_recv_buffer_size(socket, RECEIVE_BUFFER_BYTES) {
-        tracing::warn!(error = %e, "cannot enlarge the UDP receive buffer");
-    }
-    match sockopt::socket_recv_buffer_size(socket) {
-        Ok(granted) => tracing::debug!(granted, "UDP receive buffer"),
-        Err(e) => tracing::debug!(error = %e, "cannot read the UDP receive buffer size"),
-    }
-}
-
 fn transport(config: &NodeConfig) -> quinn::TransportConfig {
     let l = &config.limits;
     let mut t = quinn::TransportConfig::default();
@@ -271,8 +248,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         addr: config.listen,
         source,
     };
-    let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
-    receive_buffer(&socket);
+    let socket = quire_net::udp::bind(config.listen).map_err(bind_err)?;
     // Stateless resets keyed by the node's persistent secret: a client
     // still holding a connection from before a restart learns at its first
     // packet that the connection is gone.

@@ -24,6 +24,8 @@
 //!   stream, its length checked before anything is allocated and its
 //!   buffer grown only as bytes arrive (optionally within a byte budget).
 //! - [`identity`]: the role and name a peer's certificate carries.
+//! - [`udp`]: the endpoint's socket, with a receive buffer that absorbs
+//!   bursts.
 //! - [`validity`]: when a certificate expires.
 //! - [`seal`]: signing membership documents as an admin, and checking
 //!   any document's seal.
@@ -33,6 +35,7 @@ pub mod frame;
 pub mod identity;
 pub mod seal;
 pub mod tls;
+pub mod udp;
 pub mod validity;
 
 #[cfg(test)]
