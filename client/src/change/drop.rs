@@ -78,9 +78,15 @@ impl Client {
                         .filter_map(|id| doc.member(*id).cloned())
                         .collect();
                     nodes.push(member.clone());
-                    let outcome = self
-                        .exchange_with(store, partition, &nodes, Some(member.id), &mut exchange)
-                        .await;
+                    let outcome = crate::repair::exchange(
+                        self,
+                        store,
+                        partition,
+                        &nodes,
+                        Some(member.id),
+                        &mut exchange,
+                    )
+                    .await;
                     report.keys_handed_off += exchange.keys_repaired;
                     if !outcome.complete {
                         report.unreachable.extend(exchange.unreachable);

@@ -245,9 +245,9 @@ impl Client {
             let client = self.clone();
             closing.spawn(async move {
                 let mut report = RepairReport::default();
-                let outcome = client
-                    .exchange(&config, t.partition, &nodes, &mut report)
-                    .await;
+                let outcome =
+                    crate::repair::exchange(&client, &config, t.partition, &nodes, None, &mut report)
+                        .await;
                 if !outcome.complete {
                     tracing::info!(partition = t.partition, store = %t.store, "closing exchange incomplete; the flip waits");
                 }

@@ -15,11 +15,12 @@
 //! what it holds: a replica never takes an older value for a newer one,
 //! and a write that lands during the exchange survives it.
 
+use super::replicas::Replicas;
+use super::scan::{copy_from_scan, scan_digests};
 use super::RepairReport;
-use crate::client::Client;
 use quire_shared::merkle::{entry_hash, SEGMENTS};
 use quire_shared::replica;
-use quire_shared::wire::{encode_frame, Reply, Request, Response};
+use quire_shared::wire::{Reply, Request};
 use quire_shared::{Member, NodeId, Object, StoreConfig};
 use std::collections::BTreeMap;
 
@@ -42,272 +43,238 @@ pub(crate) struct Exchanged {
     pub(crate) complete: bool,
 }
 
-impl Client {
-    /// One request of an exchange, its bytes (request and answer frames)
-    /// counted in `report`.
-    pub(crate) async fn repair_call(
-        &self,
-        node: &Member,
-        request: &Request,
-        report: &mut RepairReport,
-    ) -> Result<Reply, String> {
-        let timeout = self.request_timeout();
-        let answer = self.transport().call(&node.addr, request, timeout).await;
-        self.observe(node.id, answer.as_ref());
-        report.bytes += encode_frame(request).len() as u64;
-        match answer {
-            Ok(response) => {
-                report.bytes += encode_frame(&response).len() as u64;
-                match response {
-                    Response { result: Ok(r), .. } => {
-                        r.validated().map_err(|e| format!("malformed reply: {e}"))
-                    }
-                    Response { result: Err(e), .. } => Err(e.to_string()),
-                }
+/// Asks `request` of every replica in `nodes`; those that fail are
+/// dropped from `nodes` (and reported).
+async fn ask_all<T>(
+    replicas: &impl Replicas,
+    nodes: &mut Vec<Member>,
+    request: &Request,
+    report: &mut RepairReport,
+    expect: impl Fn(Reply) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(nodes.len());
+    let mut kept = Vec::with_capacity(nodes.len());
+    for node in nodes.drain(..) {
+        match replicas.call(&node, request, report).await.map(&expect) {
+            Ok(Some(v)) => {
+                out.push(v);
+                kept.push(node);
             }
-            Err(e) => Err(e.to_string()),
+            Ok(None) => report
+                .unreachable
+                .push(format!("{}: unexpected answer", node.addr)),
+            Err(e) => report.unreachable.push(format!("{}: {e}", node.addr)),
         }
     }
+    *nodes = kept;
+    out
+}
 
-    /// Asks `request` of every replica in `nodes`; those that fail are
-    /// dropped from `nodes` (and reported).
-    async fn ask_all<T>(
-        &self,
-        nodes: &mut Vec<Member>,
-        request: &Request,
-        report: &mut RepairReport,
-        expect: impl Fn(Reply) -> Option<T>,
-    ) -> Vec<T> {
-        let mut out = Vec::with_capacity(nodes.len());
-        let mut kept = Vec::with_capacity(nodes.len());
-        for node in nodes.drain(..) {
-            match self.repair_call(&node, request, report).await.map(&expect) {
-                Ok(Some(v)) => {
-                    out.push(v);
-                    kept.push(node);
-                }
-                Ok(None) => report
-                    .unreachable
-                    .push(format!("{}: unexpected answer", node.addr)),
-                Err(e) => report.unreachable.push(format!("{}: {e}", node.addr)),
-            }
+/// The exchange, with `read_only` (an old owner handing its copy off)
+/// compared and read from but never sent merges: it no longer takes
+/// writes for the partition.
+pub(crate) async fn exchange(
+    replicas: &impl Replicas,
+    store: &StoreConfig,
+    partition: u32,
+    homes: &[Member],
+    read_only: Option<NodeId>,
+    report: &mut RepairReport,
+) -> Exchanged {
+    report.partitions_checked += 1;
+    let mut nodes = homes.to_vec();
+    let name = store.name.clone();
+    let root = Request::MerkleRoot {
+        store: name.clone(),
+        partition,
+    };
+    let roots = ask_all(replicas, &mut nodes, &root, report, |r| match r {
+        Reply::MerkleRoot(d) => Some(d),
+        _ => None,
+    })
+    .await;
+    let mut outcome = Exchanged {
+        all_answered: nodes.len() == homes.len(),
+        tombstones: roots.iter().any(|d| d.tombstones > 0),
+        complete: nodes.len() == homes.len(),
+    };
+    let all_equal = |v: &[Vec<[u8; 16]>], i: usize| v.iter().all(|d| d.get(i) == v[0].get(i));
+    if nodes.len() < 2 || roots.iter().all(|r| r.root == roots[0].root) {
+        return outcome;
+    }
+    let digests = |first: u16, count: u16, group: u16| Request::MerkleSegments {
+        store: name.clone(),
+        partition,
+        first,
+        count,
+        group,
+    };
+    let as_digests = |r| match r {
+        Reply::MerkleSegments(d) => Some(d),
+        _ => None,
+    };
+    let groups = ask_all(
+        replicas,
+        &mut nodes,
+        &digests(0, SEGMENTS, GROUP),
+        report,
+        as_digests,
+    )
+    .await;
+    let mut differing: Vec<u16> = Vec::new();
+    for g in 0..SEGMENTS / GROUP {
+        if nodes.len() < 2 || all_equal(&groups, usize::from(g)) {
+            continue;
         }
-        *nodes = kept;
-        out
+        let hashes = ask_all(
+            replicas,
+            &mut nodes,
+            &digests(g * GROUP, GROUP, 1),
+            report,
+            as_digests,
+        )
+        .await;
+        differing.extend(
+            (0..GROUP)
+                .filter(|&i| !all_equal(&hashes, usize::from(i)))
+                .map(|i| g * GROUP + i),
+        );
     }
-
-    /// Runs the exchange for `store`'s `partition` between `homes`.
-    pub(crate) async fn exchange(
-        &self,
-        store: &StoreConfig,
-        partition: u32,
-        homes: &[Member],
-        report: &mut RepairReport,
-    ) -> Exchanged {
-        self.exchange_with(store, partition, homes, None, report)
-            .await
-    }
-
-    /// The exchange, with `read_only` (an old owner handing its copy off)
-    /// compared and read from but never sent merges: it no longer takes
-    /// writes for the partition.
-    pub(crate) async fn exchange_with(
-        &self,
-        store: &StoreConfig,
-        partition: u32,
-        homes: &[Member],
-        read_only: Option<NodeId>,
-        report: &mut RepairReport,
-    ) -> Exchanged {
-        report.partitions_checked += 1;
-        let mut nodes = homes.to_vec();
-        let name = store.name.clone();
-        let root = Request::MerkleRoot {
-            store: name.clone(),
+    report.segments_differing += differing.len() as u64;
+    let mut clean = true;
+    if nodes.len() >= 2 && !differing.is_empty() {
+        clean = repair_segments(
+            replicas,
+            store,
             partition,
-        };
-        let roots = self
-            .ask_all(&mut nodes, &root, report, |r| match r {
-                Reply::MerkleRoot(d) => Some(d),
-                _ => None,
-            })
-            .await;
-        let mut outcome = Exchanged {
-            all_answered: nodes.len() == homes.len(),
-            tombstones: roots.iter().any(|d| d.tombstones > 0),
-            complete: nodes.len() == homes.len(),
-        };
-        let all_equal = |v: &[Vec<[u8; 16]>], i: usize| v.iter().all(|d| d.get(i) == v[0].get(i));
-        if nodes.len() < 2 || roots.iter().all(|r| r.root == roots[0].root) {
-            return outcome;
-        }
-        let digests = |first: u16, count: u16, group: u16| Request::MerkleSegments {
-            store: name.clone(),
-            partition,
-            first,
-            count,
-            group,
-        };
-        let as_digests = |r| match r {
-            Reply::MerkleSegments(d) => Some(d),
-            _ => None,
-        };
-        let groups = self
-            .ask_all(&mut nodes, &digests(0, SEGMENTS, GROUP), report, as_digests)
-            .await;
-        let mut differing: Vec<u16> = Vec::new();
-        for g in 0..SEGMENTS / GROUP {
-            if nodes.len() < 2 || all_equal(&groups, usize::from(g)) {
-                continue;
-            }
-            let hashes = self
-                .ask_all(
-                    &mut nodes,
-                    &digests(g * GROUP, GROUP, 1),
-                    report,
-                    as_digests,
-                )
-                .await;
-            differing.extend(
-                (0..GROUP)
-                    .filter(|&i| !all_equal(&hashes, usize::from(i)))
-                    .map(|i| g * GROUP + i),
-            );
-        }
-        report.segments_differing += differing.len() as u64;
-        let mut clean = true;
-        if nodes.len() >= 2 && !differing.is_empty() {
-            clean = self
-                .repair_segments(store, partition, (&differing, read_only), &nodes, report)
-                .await;
-        }
-        outcome.all_answered = nodes.len() == homes.len();
-        outcome.complete = outcome.all_answered && clean;
-        outcome
+            (&differing, read_only),
+            &nodes,
+            report,
+        )
+        .await;
     }
+    outcome.all_answered = nodes.len() == homes.len();
+    outcome.complete = outcome.all_answered && clean;
+    outcome
+}
 
-    /// Lists `segments` on every replica in `nodes` by digest, fetches the
-    /// objects of the keys whose digests differ (one per distinct digest)
-    /// and replicates each such key's merge to the replicas that lack it
-    /// (never to `read_only`). True when every scan finished, every fetch
-    /// answered and every merge was stored.
-    async fn repair_segments(
-        &self,
-        store: &StoreConfig,
-        partition: u32,
-        (segments, read_only): (&[u16], Option<NodeId>),
-        nodes: &[Member],
-        report: &mut RepairReport,
-    ) -> bool {
-        let mut listed: BTreeMap<Vec<u8>, Vec<Option<[u8; 16]>>> = BTreeMap::new();
-        let mut scanned = Vec::with_capacity(nodes.len());
-        for (i, node) in nodes.iter().enumerate() {
-            let scan = self
-                .scan_digests(node, &store.name, partition, segments, report)
-                .await;
-            for k in scan.entries {
-                listed
-                    .entry(k.key)
-                    .or_insert_with(|| vec![None; nodes.len()])[i] = Some(k.digest);
-            }
-            scanned.push(scan.complete);
+/// Lists `segments` on every replica in `nodes` by digest, fetches the
+/// objects of the keys whose digests differ (one per distinct digest)
+/// and replicates each such key's merge to the replicas that lack it
+/// (never to `read_only`). True when every scan finished, every fetch
+/// answered and every merge was stored.
+async fn repair_segments(
+    replicas: &impl Replicas,
+    store: &StoreConfig,
+    partition: u32,
+    (segments, read_only): (&[u16], Option<NodeId>),
+    nodes: &[Member],
+    report: &mut RepairReport,
+) -> bool {
+    let mut listed: BTreeMap<Vec<u8>, Vec<Option<[u8; 16]>>> = BTreeMap::new();
+    let mut scanned = Vec::with_capacity(nodes.len());
+    for (i, node) in nodes.iter().enumerate() {
+        let scan = scan_digests(replicas, node, (&store.name, partition), segments, report).await;
+        for k in scan.entries {
+            listed
+                .entry(k.key)
+                .or_insert_with(|| vec![None; nodes.len()])[i] = Some(k.digest);
         }
-        let mut clean = scanned.iter().all(|&c| c);
-        for (key, digests) in listed {
-            if digests.iter().all(|d| d.is_some() && *d == digests[0]) {
-                continue; // the same object everywhere
-            }
-            let fetched = self
-                .fetch_merge(
-                    (store, partition),
-                    &key,
-                    (nodes, read_only),
-                    &digests,
-                    report,
-                )
-                .await;
-            let Some(merged) = fetched else {
-                clean = false;
-                continue;
-            };
-            if merged == Object::default() {
-                continue; // reaped since the listing
-            }
-            let want = Some(entry_hash(&key, &merged).0);
-            let mut sent = false;
-            for (i, node) in nodes.iter().enumerate() {
-                // A replica whose scan did not finish may hold the key
-                // past where it stopped: sending the merge is harmless
-                // (a sync), but it is not known to lack it, so skip.
-                if digests[i] == want
-                    || (digests[i].is_none() && !scanned[i])
-                    || Some(node.id) == read_only
-                {
-                    continue;
-                }
-                let replicate = Request::Replicate {
-                    store: store.name.clone(),
-                    key: key.clone(),
-                    object: merged.clone(),
-                    hint: None,
-                };
-                match self.repair_call(node, &replicate, report).await {
-                    Ok(Reply::Stored(_)) => sent = true,
-                    other => {
-                        clean = false;
-                        report.failed(node, other);
-                    }
-                }
-            }
-            report.keys_repaired += u64::from(sent);
-        }
-        clean
+        scanned.push(scan.complete);
     }
-
-    /// The merge of `key`'s copies: one object fetched per distinct digest
-    /// listed (from the first replica listing it). `None` when a fetch
-    /// fails: the key waits for the next exchange rather than be sent a
-    /// merge missing a version.
-    async fn fetch_merge(
-        &self,
-        (store, partition): (&StoreConfig, u32),
-        key: &[u8],
-        (nodes, read_only): (&[Member], Option<NodeId>),
-        digests: &[Option<[u8; 16]>],
-        report: &mut RepairReport,
-    ) -> Option<Object> {
-        let mut merged = Object::default();
+    let mut clean = scanned.iter().all(|&c| c);
+    for (key, digests) in listed {
+        if digests.iter().all(|d| d.is_some() && *d == digests[0]) {
+            continue; // the same object everywhere
+        }
+        let fetched = fetch_merge(
+            replicas,
+            (store, partition),
+            &key,
+            (nodes, read_only),
+            &digests,
+            report,
+        )
+        .await;
+        let Some(merged) = fetched else {
+            clean = false;
+            continue;
+        };
+        if merged == Object::default() {
+            continue; // reaped since the listing
+        }
+        let want = Some(entry_hash(&key, &merged).0);
+        let mut sent = false;
         for (i, node) in nodes.iter().enumerate() {
-            let Some(d) = digests[i] else { continue };
-            if digests[..i].contains(&Some(d)) {
-                continue; // that version is fetched already
-            }
-            if Some(node.id) == read_only {
-                // An old owner answers no reads for the key (`NotOwner`):
-                // its copy comes from a scan of the key's segment.
-                let o = self
-                    .copy_from_scan(node, (&store.name, partition), key, report)
-                    .await?;
-                merged = replica::replicate(&merged, &o, store.policy).unwrap_or(merged);
+            // A replica whose scan did not finish may hold the key
+            // past where it stopped: sending the merge is harmless
+            // (a sync), but it is not known to lack it, so skip.
+            if digests[i] == want
+                || (digests[i].is_none() && !scanned[i])
+                || Some(node.id) == read_only
+            {
                 continue;
             }
-            let get = Request::Get {
+            let replicate = Request::Replicate {
                 store: store.name.clone(),
-                key: key.to_vec(),
+                key: key.clone(),
+                object: merged.clone(),
                 hint: None,
             };
-            match self.repair_call(node, &get, report).await {
-                Ok(Reply::Object(Some(o))) => {
-                    merged = replica::replicate(&merged, &o, store.policy).unwrap_or(merged);
-                }
-                // Gone since the listing (reaped): nothing to add.
-                Ok(Reply::Object(None)) => {}
+            match replicas.call(node, &replicate, report).await {
+                Ok(Reply::Stored(_)) => sent = true,
                 other => {
+                    clean = false;
                     report.failed(node, other);
-                    return None;
                 }
             }
         }
-        Some(merged)
+        report.keys_repaired += u64::from(sent);
     }
+    clean
+}
+
+/// The merge of `key`'s copies: one object fetched per distinct digest
+/// listed (from the first replica listing it). `None` when a fetch
+/// fails: the key waits for the next exchange rather than be sent a
+/// merge missing a version.
+async fn fetch_merge(
+    replicas: &impl Replicas,
+    (store, partition): (&StoreConfig, u32),
+    key: &[u8],
+    (nodes, read_only): (&[Member], Option<NodeId>),
+    digests: &[Option<[u8; 16]>],
+    report: &mut RepairReport,
+) -> Option<Object> {
+    let mut merged = Object::default();
+    for (i, node) in nodes.iter().enumerate() {
+        let Some(d) = digests[i] else { continue };
+        if digests[..i].contains(&Some(d)) {
+            continue; // that version is fetched already
+        }
+        if Some(node.id) == read_only {
+            // An old owner answers no reads for the key (`NotOwner`):
+            // its copy comes from a scan of the key's segment.
+            let o = copy_from_scan(replicas, node, (&store.name, partition), key, report).await?;
+            merged = replica::replicate(&merged, &o, store.policy).unwrap_or(merged);
+            continue;
+        }
+        let get = Request::Get {
+            store: store.name.clone(),
+            key: key.to_vec(),
+            hint: None,
+        };
+        match replicas.call(node, &get, report).await {
+            Ok(Reply::Object(Some(o))) => {
+                merged = replica::replicate(&merged, &o, store.policy).unwrap_or(merged);
+            }
+            // Gone since the listing (reaped): nothing to add.
+            Ok(Reply::Object(None)) => {}
+            other => {
+                report.failed(node, other);
+                return None;
+            }
+        }
+    }
+    Some(merged)
 }

@@ -16,12 +16,19 @@
 //! - this file: the report, a whole pass, and the step the maintenance
 //!   loop takes;
 //! - `exchange`: one exchange between a partition's home replicas;
+//! - `replicas`: how repair reaches a replica, the seam that lets the
+//!   simulation run the same exchange over its own network;
 //! - `reap`: tombstone reaping in two phases, after an exchange;
 //! - `scan`: paged segment scans of one replica.
 
 mod exchange;
 mod reap;
+mod replicas;
 mod scan;
+
+pub(crate) use exchange::exchange;
+#[cfg(test)]
+pub(crate) use {exchange::Exchanged, replicas::Replicas};
 
 pub use reap::ReapPlan;
 
@@ -104,7 +111,7 @@ impl Client {
         homes: &[Member],
         report: &mut RepairReport,
     ) {
-        let exchanged = self.exchange(config, partition, homes, report).await;
+        let exchanged = exchange(self, config, partition, homes, None, report).await;
         if exchanged.all_answered && exchanged.tombstones {
             let plan = self
                 .plan_reaping(&config.name, partition, now_ms(), report)

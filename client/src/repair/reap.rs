@@ -19,6 +19,7 @@
 //! the node reads every key of the partition but answers with the
 //! tombstones only, so the bytes grow with the tombstones, not the data.
 
+use super::scan::scan;
 use super::{homes, RepairReport};
 use crate::client::Client;
 use quire_shared::reap;
@@ -82,7 +83,7 @@ impl Client {
         }
         let mut held: BTreeMap<Vec<u8>, Vec<Option<Object>>> = BTreeMap::new();
         for (i, node) in homes.iter().enumerate() {
-            let scan = self.scan(node, store, partition, &[], true, report).await;
+            let scan = scan(self, node, (store, partition), (&[], true), report).await;
             if !scan.complete {
                 // A key this replica holds past where its scan stopped may
                 // differ: nothing of the partition is reaped on a guess.

@@ -2,8 +2,8 @@
 //! copy found by scanning its segment (for an old owner that no longer
 //! answers reads of it).
 
+use super::replicas::Replicas;
 use super::RepairReport;
-use crate::client::Client;
 use quire_shared::merkle::segment_of;
 use quire_shared::ring::key_position;
 use quire_shared::wire::{Entry, KeyDigest, Listing, Reply, Request};
@@ -26,111 +26,125 @@ pub(super) struct Scan<T> {
 /// A page of a scan: its keys and the cursor to go on from.
 type Page<T> = (Vec<T>, Option<Vec<u8>>);
 
-impl Client {
-    /// Every page of a segment scan of `node`, following its cursors, up
-    /// to [`SCAN_PAGES_MAX`] pages; a failure is reported and ends it.
-    async fn scan_pages<T>(
-        &self,
-        node: &Member,
-        (store, partition): (&str, u32),
-        (segments, tombstones_only, listing): (&[u16], bool, Listing),
-        report: &mut RepairReport,
-        page: impl Fn(Reply) -> Option<Page<T>>,
-    ) -> Scan<T> {
-        let mut out = Scan {
-            entries: Vec::new(),
-            complete: false,
+/// Every page of a segment scan of `node`, following its cursors, up
+/// to [`SCAN_PAGES_MAX`] pages; a failure is reported and ends it.
+async fn scan_pages<T>(
+    replicas: &impl Replicas,
+    node: &Member,
+    (store, partition): (&str, u32),
+    (segments, tombstones_only, listing): (&[u16], bool, Listing),
+    report: &mut RepairReport,
+    page: impl Fn(Reply) -> Option<Page<T>>,
+) -> Scan<T> {
+    let mut out = Scan {
+        entries: Vec::new(),
+        complete: false,
+    };
+    let mut after = None;
+    for _ in 0..SCAN_PAGES_MAX {
+        let request = Request::ScanSegment {
+            store: store.to_owned(),
+            partition,
+            segments: segments.to_vec(),
+            tombstones_only,
+            listing,
+            after: after.take(),
         };
-        let mut after = None;
-        for _ in 0..SCAN_PAGES_MAX {
-            let request = Request::ScanSegment {
-                store: store.to_owned(),
-                partition,
-                segments: segments.to_vec(),
-                tombstones_only,
-                listing,
-                after: after.take(),
-            };
-            match self.repair_call(node, &request, report).await.map(&page) {
-                Ok(Some((entries, next))) => {
-                    out.entries.extend(entries);
-                    match next {
-                        Some(n) => after = Some(n),
-                        None => {
-                            out.complete = true;
-                            break;
-                        }
+        match replicas.call(node, &request, report).await.map(&page) {
+            Ok(Some((entries, next))) => {
+                out.entries.extend(entries);
+                match next {
+                    Some(n) => after = Some(n),
+                    None => {
+                        out.complete = true;
+                        break;
                     }
                 }
-                Ok(None) => {
-                    report.unreachable.push(format!(
-                        "{}: answered a scan with an unexpected reply",
-                        node.addr
-                    ));
-                    break;
-                }
-                Err(e) => {
-                    report.failed(node, Err(e));
-                    break;
-                }
+            }
+            Ok(None) => {
+                report.unreachable.push(format!(
+                    "{}: answered a scan with an unexpected reply",
+                    node.addr
+                ));
+                break;
+            }
+            Err(e) => {
+                report.failed(node, Err(e));
+                break;
             }
         }
-        out
     }
+    out
+}
 
-    /// The keys and objects of `segments` on `node` (all segments when
-    /// empty), or only its tombstone-only keys.
-    pub(super) async fn scan(
-        &self,
-        node: &Member,
-        store: &str,
-        partition: u32,
-        segments: &[u16],
-        tombstones_only: bool,
-        report: &mut RepairReport,
-    ) -> Scan<Entry> {
-        let what = (segments, tombstones_only, Listing::Objects);
-        self.scan_pages(node, (store, partition), what, report, |r| match r {
+/// The keys and objects of `segments` on `node` (all segments when
+/// empty), or only its tombstone-only keys.
+pub(super) async fn scan(
+    replicas: &impl Replicas,
+    node: &Member,
+    (store, partition): (&str, u32),
+    (segments, tombstones_only): (&[u16], bool),
+    report: &mut RepairReport,
+) -> Scan<Entry> {
+    let what = (segments, tombstones_only, Listing::Objects);
+    scan_pages(
+        replicas,
+        node,
+        (store, partition),
+        what,
+        report,
+        |r| match r {
             Reply::Segment { entries, next } => Some((entries, next)),
             _ => None,
-        })
-        .await
-    }
+        },
+    )
+    .await
+}
 
-    /// The keys of `segments` on `node` with their digests.
-    pub(super) async fn scan_digests(
-        &self,
-        node: &Member,
-        store: &str,
-        partition: u32,
-        segments: &[u16],
-        report: &mut RepairReport,
-    ) -> Scan<KeyDigest> {
-        let what = (segments, false, Listing::Digests);
-        self.scan_pages(node, (store, partition), what, report, |r| match r {
+/// The keys of `segments` on `node` with their digests.
+pub(super) async fn scan_digests(
+    replicas: &impl Replicas,
+    node: &Member,
+    (store, partition): (&str, u32),
+    segments: &[u16],
+    report: &mut RepairReport,
+) -> Scan<KeyDigest> {
+    let what = (segments, false, Listing::Digests);
+    scan_pages(
+        replicas,
+        node,
+        (store, partition),
+        what,
+        report,
+        |r| match r {
             Reply::SegmentDigests { keys, next } => Some((keys, next)),
             _ => None,
-        })
-        .await
-    }
+        },
+    )
+    .await
+}
 
-    /// `key`'s object on `node`, from a scan of the key's segment (for a
-    /// node that no longer answers reads of it). `None` when the scan
-    /// fails or does not find it.
-    pub(super) async fn copy_from_scan(
-        &self,
-        node: &Member,
-        (store, partition): (&str, u32),
-        key: &[u8],
-        report: &mut RepairReport,
-    ) -> Option<Object> {
-        let segment = segment_of(&key_position(store, key));
-        let scan = self
-            .scan(node, store, partition, &[segment], false, report)
-            .await;
-        scan.entries
-            .into_iter()
-            .find(|e| e.key == key)
-            .map(|e| e.object)
-    }
+/// `key`'s object on `node`, from a scan of the key's segment (for a
+/// node that no longer answers reads of it). `None` when the scan
+/// fails or does not find it.
+pub(super) async fn copy_from_scan(
+    replicas: &impl Replicas,
+    node: &Member,
+    (store, partition): (&str, u32),
+    key: &[u8],
+    report: &mut RepairReport,
+) -> Option<Object> {
+    let segment = segment_of(&key_position(store, key));
+    let scan = scan(
+        replicas,
+        node,
+        (store, partition),
+        (&[segment], false),
+        report,
+    )
+    .await;
+    scan.entries
+        .into_iter()
+        .find(|e| e.key == key)
+        .map(|e| e.object)
 }
