@@ -68,6 +68,25 @@ pub struct WorldConfig {
     /// `R` first and the rest after that many milliseconds (or on a
     /// failure or differing answers).
     pub speculate_after_ms: Option<u64>,
+    /// How repair rounds make replicas agree once faults stop.
+    pub repair: Repair,
+    /// Pause between anti-entropy passes while faults last; `None`: no
+    /// exchange runs during the faults.
+    pub exchange_pass_ms: Option<u64>,
+}
+
+/// What a world's repair rounds run besides hint delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repair {
+    /// The auditor reads every key at `R = N` (read repair alone).
+    Reads,
+    /// An anti-entropy pass over every partition (exchanges alone): a
+    /// world that converges this way shows that anti-entropy by itself
+    /// brings replicas together.
+    Exchanges,
+    /// An anti-entropy pass, then the reads (which must then find
+    /// nothing to repair).
+    Both,
 }
 
 impl WorldConfig {
@@ -91,8 +110,7 @@ impl WorldConfig {
             // A short attempt only where the network is quick: where every
             // call times out, every put fails, yet each leaves a sibling on
             // every coordinator it tried, and within a few dozen writes the
-            // key meets its sibling limit (which stops repair; see the
-            // ignored test of small limits).
+            // key meets its sibling limit (see the test of small limits).
             attempt_ms: if delay_ms_max <= 60 {
                 [150, 1_000, timeout_ms][rng.index(3)]
             } else {
@@ -138,6 +156,9 @@ impl WorldConfig {
             // Drawn last, so every other dimension of a seed's world is
             // what it was before reads could fan out to `R` first.
             speculate_after_ms: rng.chance(0.5).then(|| [1, 20, 200, 2_000][rng.index(4)]),
+            // Drawn after everything else, for the same reason.
+            repair: [Repair::Reads, Repair::Exchanges, Repair::Both][rng.index(3)],
+            exchange_pass_ms: rng.chance(0.5).then(|| rng.between(500, 3_000)),
         }
     }
 }
@@ -158,13 +179,18 @@ pub struct Knobs {
     pub keep_stand_in_actor: bool,
     /// Hint delivery never runs.
     pub skip_hint_delivery: bool,
-    /// Repair reads no key, so replicas are left as the faults left them.
-    pub skip_read_repair: bool,
+    /// Repair neither reads keys nor runs exchanges, so replicas are left
+    /// as the faults (and hint delivery) left them.
+    pub skip_repair: bool,
+    /// A node's Merkle digests hash each key without its object, so two
+    /// replicas holding different versions of a key look the same to an
+    /// exchange.
+    pub digest_ignores_object: bool,
     /// A coordinator replaces every value it holds, whatever the writer
     /// had seen (last-write-wins by mistake in a siblings store).
     pub put_ignores_context: bool,
     /// Not a bug but a shape: the store allows only two to four siblings
-    /// per key, so the nodes' limit is met. Such worlds do not converge
-    /// today (see the ignored test that plays them).
+    /// per key, so the nodes' limit is met (a test of its own plays such
+    /// worlds).
     pub small_sibling_limits: bool,
 }

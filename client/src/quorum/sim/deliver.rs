@@ -71,6 +71,7 @@ impl World {
             policy: self.cfg.policy,
             limits: self.cfg.limits,
             lists: &self.lists,
+            partitions: self.doc.partitions,
             clock_ms: 1_000_000 + self.now_ms + self.skews[index],
             mint: &mut self.mint,
             knobs: self.knobs,
@@ -79,7 +80,7 @@ impl World {
         let call = &self.calls[&m.call];
         let op = match call.owner {
             Owner::Op(id) => Some(id),
-            Owner::Hints | Owner::Probe => None,
+            Owner::Hints | Owner::Exchange | Owner::Probe => None,
         };
         if handled.changed {
             self.mutations += 1;
@@ -215,7 +216,8 @@ impl World {
         match owner {
             Owner::Op(id) => self.op_reply(id, node, result),
             Owner::Hints if first => self.pass_result(result),
-            Owner::Hints | Owner::Probe => Ok(()),
+            Owner::Exchange if first => self.exchange_result(result),
+            Owner::Hints | Owner::Exchange | Owner::Probe => Ok(()),
         }
     }
 
@@ -243,8 +245,10 @@ fn kind(reply: &Reply) -> &'static str {
         Reply::Dropped(_) => "dropped",
         Reply::Membership(_) => "membership",
         Reply::MembershipEpoch(_) => "epoch",
-        // Anti-entropy requests are not simulated yet (see the repair
-        // steps in `runner.rs`).
+        Reply::MerkleRoot(_) => "merkle-root",
+        Reply::MerkleSegments(_) => "merkle-segments",
+        Reply::Segment { .. } => "segment",
+        Reply::SegmentDigests { .. } => "segment-digests",
         _ => "other",
     }
 }

@@ -10,9 +10,10 @@
 //! everything else and lose, delay or duplicate its messages. Pages are
 //! two hints long here, so paging and its cursor are exercised.
 //!
-//! Anti-entropy and partition transfer will be further passes of the same
-//! kind, started from the same places (the maintenance tick and each
-//! repair round in [`super::runner`]).
+//! Anti-entropy ([`super::exchange`]) is a pass of the same kind, started
+//! from the same places (the maintenance tick and each repair round in
+//! [`super::runner`]), but runs the SDK's own exchange code rather than a
+//! copy of its walk; partition transfer will be another.
 
 use super::world::{Owner, World};
 use super::STORE;

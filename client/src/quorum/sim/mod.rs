@@ -4,13 +4,15 @@
 //!
 //! A world is a handful of storage nodes, a few clients running gets,
 //! puts and deletes at once through the real quorum machines, a
-//! maintenance client delivering hints, and a nemesis: messages lost,
+//! maintenance client delivering hints and running the SDK's own
+//! anti-entropy exchange ([`exchange`]), and a nemesis: messages lost,
 //! delayed, reordered and duplicated, partitions between clients and
 //! nodes, nodes crashing and coming back, some having lost their data.
 //! Simulated nodes store with the very rules real nodes apply
 //! ([`quire_shared::replica`]), so a world differs from a cluster in its
 //! network and its disks, never in what a replica keeps. After the faults
-//! stop, repair runs until nothing changes, and the checkers
+//! stop, repair (hint delivery, then read repair, anti-entropy or both,
+//! as the world drew) runs until nothing changes, and the checkers
 //! ([`checkers`]) judge: outcomes true when given, replicas converged, no
 //! acknowledged write lost.
 //!
@@ -34,12 +36,12 @@
 //! ```
 //!
 //! Not simulated yet: membership changes (every world keeps its first
-//! document), anti-entropy and partition transfer (repair rounds have a
-//! place for them, [`runner`]), and the node's own guards that are not
-//! shared rules (its check that a context claims no dot it never issued,
-//! its byte-bounded pages). Worlds whose store allows only a few
-//! siblings are left out of the CI worlds: they do not converge today
-//! (see the ignored test `worlds_with_small_sibling_limits_converge`).
+//! document) and so partition transfer and the hand-off of a leaver's
+//! copies (repair rounds have a place for them, [`runner`]), tombstone
+//! reaping, and the node's own guards that are not shared rules (its
+//! check that a context claims no dot it never issued, its byte-bounded
+//! pages). Worlds whose store allows only a few siblings are played by
+//! a test of their own (`worlds_with_small_sibling_limits_converge`).
 //!
 //! # Layout
 //!
@@ -54,6 +56,9 @@
 //! - [`client`]: a client, and an operation with its machine;
 //! - [`workload`]: what clients do, through the quorum machines;
 //! - [`hints`]: the hint-delivery pass;
+//! - [`exchange`]: anti-entropy passes, running the SDK's exchange over
+//!   the simulated network;
+//! - [`digests`]: a node's Merkle roots, segment digests and scans;
 //! - [`nemesis`]: crashes, partitions, flushes, and their end;
 //! - [`history`]: writes and their dots, for the loss checker;
 //! - [`checkers`]: what must hold;
@@ -70,6 +75,8 @@ mod checkers;
 mod client;
 mod config;
 mod deliver;
+mod digests;
+mod exchange;
 mod hints;
 mod history;
 mod nemesis;
@@ -198,6 +205,7 @@ fn worlds() {
             ),
             ("hints delivered", s.hints_delivered),
             ("hints dropped", s.hints_dropped),
+            ("keys repaired by anti-entropy", s.exchange_repairs),
             ("crashes that lost data", s.data_losses),
             ("partitions", s.partitions),
             ("messages lost", s.dropped),
@@ -296,9 +304,22 @@ fn a_coordinator_that_ignores_contexts_is_caught() {
 }
 
 #[test]
-fn without_read_repair_replicas_stay_apart() {
+fn without_repair_replicas_stay_apart() {
     let knobs = Knobs {
-        skip_read_repair: true,
+        skip_repair: true,
+        ..Knobs::default()
+    };
+    let why = first_failure(knobs, 3_000);
+    assert!(why.contains("differ after repair"), "{why}");
+}
+
+/// Worlds that repair by anti-entropy alone converge only because the
+/// exchange finds and mends what differs: with digests blind to the
+/// object, two versions of a key look equal and stay apart.
+#[test]
+fn a_digest_that_ignores_the_object_is_caught() {
+    let knobs = Knobs {
+        digest_ignores_object: true,
         ..Knobs::default()
     };
     let why = first_failure(knobs, 3_000);

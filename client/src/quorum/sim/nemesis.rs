@@ -19,7 +19,8 @@ const FLUSH_MS: u64 = 300;
 
 impl World {
     /// Schedules what drives the world while faults last: each client's
-    /// first operation, the nemesis, flushes, hint passes, and the end.
+    /// first operation, the nemesis, flushes, hint and anti-entropy passes,
+    /// and the end.
     pub(super) fn begin(&mut self) {
         for c in 0..self.cfg.clients {
             self.schedule_tick(c);
@@ -32,6 +33,9 @@ impl World {
             self.agenda.push(FLUSH_MS, Event::Flush);
         }
         self.agenda.push(self.cfg.hint_pass_ms, Event::HintTick);
+        if let Some(gap) = self.cfg.exchange_pass_ms {
+            self.agenda.push(gap, Event::ExchangeTick);
+        }
         self.agenda.push(self.cfg.chaos_ms, Event::ChaosEnds);
     }
 

@@ -21,6 +21,7 @@
 //! that went back in time must never make it issue a dot twice.
 
 use super::config::Knobs;
+use super::digests::ScanAsk;
 use quire_shared::replica;
 use quire_shared::wire::{
     DeliveredHint, ErrorCode, ErrorReply, Hint, Reply, Request, PROTOCOL_VERSION,
@@ -81,6 +82,8 @@ pub struct Env<'a> {
     pub limits: StoreLimits,
     /// Each key's preference list (the ownership check).
     pub lists: &'a BTreeMap<Key, PreferenceList>,
+    /// Partitions of the ring (a key's partition places it in a digest).
+    pub partitions: u32,
     /// This node's clock, in milliseconds (it stamps values).
     pub clock_ms: u64,
     /// Where new actors come from.
@@ -102,7 +105,8 @@ pub struct Handled {
 }
 
 impl Handled {
-    fn answer(reply: Result<Reply, ErrorReply>) -> Self {
+    /// An answer that changed nothing.
+    pub(super) fn answer(reply: Result<Reply, ErrorReply>) -> Self {
         Self {
             reply,
             issued: None,
@@ -328,6 +332,31 @@ impl SimNode {
                 limit,
             } => Handled::answer(Ok(self.hints_page(*target, after.as_deref(), *limit))),
             Request::DropHints { target, hints } => self.drop_hints(env, *target, hints),
+            Request::MerkleRoot { store, partition } => self.merkle_root(env, store, *partition),
+            Request::MerkleSegments {
+                store,
+                partition,
+                first,
+                count,
+                group,
+            } => self.merkle_segments(env, (store, *partition), (*first, *count, *group)),
+            Request::ScanSegment {
+                store,
+                partition,
+                segments,
+                tombstones_only,
+                listing,
+                after,
+            } => {
+                let ask = ScanAsk {
+                    partition: *partition,
+                    segments,
+                    tombstones_only: *tombstones_only,
+                    listing: *listing,
+                    after: after.as_deref(),
+                };
+                self.scan_segment(env, store, &ask)
+            }
             other => panic!("the simulation never sends {}", other.kind()),
         }
     }

@@ -6,18 +6,21 @@
 //! 2. **Calm**: at `chaos_ms` partitions heal, crashed nodes restart and
 //!    the network stops losing and duplicating; operations still running
 //!    finish.
-//! 3. **Repair**, in rounds: a hint-delivery pass, then the auditor reads
-//!    every key from all its home replicas (`R = N`, repairing). A round
-//!    that changes no node's disk ends repair; a world that needs more
-//!    than [`ROUNDS_MAX`] rounds does not converge, which is a violation.
-//!    Anti-entropy and partition transfer will be further steps of a
-//!    round once the client has them.
-//! 4. **Checks**: the home replicas agree and hold no hints, and no
+//! 3. **Repair**, in rounds: a hint-delivery pass, then, as the world
+//!    drew ([`Repair`]), an anti-entropy pass over every partition, the
+//!    auditor reading every key from all its home replicas (`R = N`,
+//!    repairing), or both. A round that changes no node's disk ends
+//!    repair; a world that needs more than [`ROUNDS_MAX`] rounds does not
+//!    converge, which is a violation. So does an exchange that does not
+//!    complete once faults are over. Partition transfer will be a further
+//!    step once worlds change membership.
+//! 4. **Checks**: the home replicas agree and hold no hints, the last
+//!    round repaired nothing (neither by reads nor by exchange), and no
 //!    acknowledged write was lost ([`super::checkers`]).
 
 use super::checkers;
 use super::client::Purpose;
-use super::config::Knobs;
+use super::config::{Knobs, Repair};
 use super::world::World;
 use crate::health::Health;
 use quire_shared::ConflictPolicy;
@@ -31,16 +34,24 @@ const ROUNDS_MAX: u32 = 4;
 enum RepairStep {
     /// A hint-delivery pass ([`super::hints`]).
     HintDelivery,
+    /// An anti-entropy pass: every partition's home replicas exchange
+    /// ([`super::exchange`]).
+    Exchange,
     /// The auditor reads every key from all its home replicas (`R = N`),
     /// and the get machine repairs the ones behind.
     ReadEveryKey,
 }
 
-/// A round's steps, in order. Anti-entropy (Merkle exchange between the
-/// replicas of each partition) and partition transfer join here as steps
-/// of their own once the client has them; their node requests go in
-/// [`super::node`], and the checks after repair stay as they are.
-const REPAIR_STEPS: [RepairStep; 2] = [RepairStep::HintDelivery, RepairStep::ReadEveryKey];
+/// A round's steps, in order, for a world that repairs by `repair`.
+/// Partition transfer joins here once worlds change membership.
+fn repair_steps(repair: Repair) -> &'static [RepairStep] {
+    use RepairStep::{Exchange, HintDelivery, ReadEveryKey};
+    match repair {
+        Repair::Reads => &[HintDelivery, ReadEveryKey],
+        Repair::Exchanges => &[HintDelivery, Exchange],
+        Repair::Both => &[HintDelivery, Exchange, ReadEveryKey],
+    }
+}
 
 /// Counts over one world or many: what the worlds did, so a run can show
 /// that its faults really happened and its checks really ran.
@@ -72,6 +83,10 @@ pub struct Stats {
     pub hints_delivered: u64,
     /// Hints dropped by stand-ins after delivery.
     pub hints_dropped: u64,
+    /// Anti-entropy exchanges run (one per partition per pass).
+    pub exchanges: u64,
+    /// Keys an exchange sent a merge to some replica of.
+    pub exchange_repairs: u64,
     /// Node crashes.
     pub crashes: u64,
     /// Of those, crashes that lost data.
@@ -113,6 +128,8 @@ impl Stats {
             (&mut self.stand_in_puts, o.stand_in_puts),
             (&mut self.hints_delivered, o.hints_delivered),
             (&mut self.hints_dropped, o.hints_dropped),
+            (&mut self.exchanges, o.exchanges),
+            (&mut self.exchange_repairs, o.exchange_repairs),
             (&mut self.crashes, o.crashes),
             (&mut self.data_losses, o.data_losses),
             (&mut self.partitions, o.partitions),
@@ -172,7 +189,7 @@ impl World {
         let repairs = self.repair()?;
         let finals = checkers::converged(&self.nodes, &self.lists)?;
         if repairs > 0 {
-            return Err("read repair sent to replicas that already agree".into());
+            return Err("repair sent merges to replicas that already agree".into());
         }
         checkers::writes_survive(&self.history, &finals, self.cfg.policy, &mut self.stats)?;
         if self.cfg.policy == ConflictPolicy::Siblings {
@@ -181,19 +198,22 @@ impl World {
         Ok(())
     }
 
-    /// Repair rounds until one changes nothing; returns the read repairs
-    /// that last round sent, which must be none once the replicas agree (a
-    /// converged key costs its readers no writes).
+    /// Repair rounds until one changes nothing; returns the repairs (read
+    /// repairs and keys merged by exchange) that last round sent, which
+    /// must be none once the replicas agree (a converged key costs its
+    /// readers no writes, and an exchange between equal replicas sends
+    /// nothing).
     fn repair(&mut self) -> Result<u64, String> {
         for round in 1..=ROUNDS_MAX {
             self.stats.repair_rounds += 1;
-            let (mutations, repairs) = (self.mutations, self.stats.read_repairs);
+            let repaired = |s: &Stats| s.read_repairs + s.exchange_repairs;
+            let (mutations, repairs) = (self.mutations, repaired(&self.stats));
             trace!(self, "repair round {round}");
-            for step in REPAIR_STEPS {
+            for &step in repair_steps(self.cfg.repair) {
                 self.repair_step(step)?;
             }
             if self.mutations == mutations {
-                return Ok(self.stats.read_repairs - repairs);
+                return Ok(repaired(&self.stats) - repairs);
             }
         }
         Err(format!(
@@ -205,7 +225,8 @@ impl World {
     fn repair_step(&mut self, step: RepairStep) -> Result<(), String> {
         match step {
             RepairStep::HintDelivery => self.start_pass(),
-            RepairStep::ReadEveryKey if self.knobs.skip_read_repair => {}
+            RepairStep::Exchange | RepairStep::ReadEveryKey if self.knobs.skip_repair => {}
+            RepairStep::Exchange => self.start_exchanges()?,
             RepairStep::ReadEveryKey => {
                 // A fresh auditor each round: it believes every node up,
                 // so it reads every home replica.

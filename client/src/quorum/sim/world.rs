@@ -14,6 +14,7 @@
 
 use super::client::{Op, SimClient};
 use super::config::{Knobs, WorldConfig};
+use super::exchange::ExchangePass;
 use super::hints::HintPass;
 use super::history::{History, WriteId};
 use super::network::{Agenda, Message, Network, Payload};
@@ -51,6 +52,8 @@ pub enum Event {
     Flush,
     /// The maintenance client starts a hint-delivery pass.
     HintTick,
+    /// The maintenance client starts an anti-entropy pass.
+    ExchangeTick,
     /// Faults stop: partitions heal, nodes restart, the network calms.
     ChaosEnds,
 }
@@ -62,6 +65,8 @@ pub enum Owner {
     Op(u64),
     /// The hint-delivery pass.
     Hints,
+    /// The anti-entropy pass.
+    Exchange,
     /// A probe of a node the client believes down.
     Probe,
 }
@@ -120,6 +125,10 @@ pub struct World {
     next_call: u64,
     /// The hint-delivery pass, while one runs.
     pub pass: Option<HintPass>,
+    /// The anti-entropy pass, while one runs.
+    pub exchanges: Option<ExchangePass>,
+    /// The membership document (it never changes in a world).
+    pub doc: Membership,
     /// What was written.
     pub history: History,
     /// What happened.
@@ -167,7 +176,7 @@ impl World {
         };
         let doc = Membership::new(ClusterId(1), 16, members, vec![store])
             .expect("a valid simulated membership");
-        let lists = (0..cfg.keys)
+        let lists: BTreeMap<Key, PreferenceList> = (0..cfg.keys)
             .map(|k| {
                 let key = format!("k{k}").into_bytes();
                 let list = doc.preference_list(STORE, &key, cfg.n);
@@ -205,6 +214,8 @@ impl World {
             calls: BTreeMap::new(),
             next_call: 0,
             pass: None,
+            exchanges: None,
+            doc,
             history: History::default(),
             trace: Trace::new(keep_trace),
             stats: Stats::default(),
@@ -316,6 +327,13 @@ impl World {
                     }
                     self.agenda
                         .push(self.now_ms + self.cfg.hint_pass_ms, Event::HintTick);
+                }
+                Ok(())
+            }
+            Event::ExchangeTick => {
+                if let (true, Some(gap)) = (self.chaos, self.cfg.exchange_pass_ms) {
+                    self.start_exchanges()?;
+                    self.agenda.push(self.now_ms + gap, Event::ExchangeTick);
                 }
                 Ok(())
             }
