@@ -58,7 +58,6 @@ async fn all_readable(client: &Client, acked: &BTreeMap<Vec<u8>, Vec<u8>>) {
     }
 }
 
-/// Node `addr`'s own copy of `key` exists (a raw local read).
 /// Checks that the node `id` at `addr` holds every one of `keys` it is a
 /// home replica of in `doc`; returns how many that is.
 async fn held_where_home(
@@ -80,6 +79,7 @@ async fn held_where_home(
     held
 }
 
+/// Node `addr`'s own copy of `key` exists (a raw local read).
 async fn holds(cluster: &TestCluster, addr: &str, key: &[u8]) -> bool {
     let get = Request::Get {
         store: "default".into(),
@@ -728,4 +728,85 @@ async fn parallel_transfers_resume_and_flip_with_every_key_readable() {
     }
     let held = held_where_home(&cluster, (&after, member.id, &addr), &keys).await;
     assert!(held > 100, "only {held} keys moved to the new node");
+}
+
+/// Two clients each drive 8 transfers at once into nodes whose
+/// `transfers_in_max` is 1: no receiver ever records more than one
+/// transfer under way, transfers that found the slot held are reported
+/// waiting (not failed), and the change still flips with every key on
+/// the new node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
+    let limits = quire_node::config::Limits {
+        // Pages of about a dozen keys: each transfer takes several.
+        frame_bytes_max: 8 << 10,
+        value_bytes_max: 1 << 10,
+        transfers_in_max: 1,
+        ..Default::default()
+    };
+    let mut cluster =
+        TestCluster::from(common::builder(3).partitions(16).node_limits(limits), false).await;
+    let client = cluster.client().await;
+    let value = vec![b'v'; 512];
+    let mut keys = Vec::new();
+    for i in 0..800 {
+        let key = format!("key-{i:04}").into_bytes();
+        client
+            .put("default", &key, value.clone(), &Context::empty())
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    client.settle(Duration::from_secs(10)).await;
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    let doc = client.membership();
+    client
+        .commit_change(&[Change::Join(member.clone())], doc.version())
+        .await
+        .unwrap();
+
+    let waited = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut drives = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let (driver, waited) = (cluster.client().await, waited.clone());
+        drives.spawn(async move {
+            driver
+                .drive_transfers(8, Duration::from_secs(60), |r| {
+                    waited.fetch_add(r.waiting, Ordering::Relaxed);
+                })
+                .await
+        });
+    }
+    // Polls that saw a transfer under way: the check below had something
+    // to check.
+    let mut watched = 0;
+    while !drives.is_empty() {
+        let now = client.transfers().await;
+        let mut active: BTreeMap<NodeId, u32> = BTreeMap::new();
+        for t in now.transfers.iter().filter(|t| t.state == "active") {
+            *active.entry(t.to).or_default() += 1;
+        }
+        assert!(
+            active.values().all(|&n| n <= 1),
+            "a node received several partitions at once: {active:?}"
+        );
+        watched += u32::from(!active.is_empty());
+        while let Some(done) = drives.try_join_next() {
+            let report = done.expect("a drive");
+            assert!(report.flipped, "{report:?}");
+            assert!(report.unreachable.is_empty(), "{report:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        waited.load(Ordering::Relaxed) > 0,
+        "no transfer ever waited for a slot: the limit was never met"
+    );
+    assert!(watched > 0, "no transfer was seen under way");
+    let after = client.membership();
+    assert!(after.pending.is_none());
+    assert_eq!(after.state_of(member.id), MemberState::Member);
+    let held = held_where_home(&cluster, (&after, member.id, &addr), &keys).await;
+    assert!(held > 50, "only {held} keys moved to the new node");
 }

@@ -86,6 +86,10 @@ pub struct Limits {
     /// request whose next bytes do not fit waits (its sender is held by
     /// QUIC flow control) until others finish; at least one frame.
     pub request_bytes_in_flight_max: u64,
+    /// Partitions the node receives at once in a membership change, from
+    /// every client together; a transfer page of another partition is
+    /// refused (`Unavailable`) until one is done (see `crate::inbound`).
+    pub transfers_in_max: u32,
 }
 
 impl Default for Limits {
@@ -100,6 +104,7 @@ impl Default for Limits {
             connections_per_peer_max: 128,
             request_read_timeout_ms: 10_000,
             request_bytes_in_flight_max: 256 << 20,
+            transfers_in_max: 2,
         }
     }
 }
@@ -190,6 +195,7 @@ impl NodeConfig {
                 l.connections_per_peer_max,
             ),
             ("limits.request_read_timeout_ms", l.request_read_timeout_ms),
+            ("limits.transfers_in_max", l.transfers_in_max),
             ("storage.flush_interval_ms", self.storage.flush_interval_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub(crate) mod handler;
+pub mod inbound;
 pub mod logging;
 pub mod metrics;
 pub mod reload;

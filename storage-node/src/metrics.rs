@@ -1,7 +1,7 @@
 //! What a node tells Prometheus: requests by kind and outcome, their
 //! latency, the writer's batches and fsyncs, its queue, what the node holds
-//! per store, hints per home node, transfers, connections and handshake
-//! failures, and the build.
+//! per store, hints per home node, transfers (and the slots they hold),
+//! connections and handshake failures, and the build.
 //!
 //! The crate is `prometheus-client`, the Prometheus project's own Rust
 //! client: an explicit registry instead of a global one (a test can run
@@ -116,6 +116,7 @@ pub struct NodeMetrics {
     merkle_roots: Counter,
     transfer_keys: Family<StoreLabel, Gauge>,
     transfer_bytes: Family<StoreLabel, Gauge>,
+    transfers_receiving: Gauge,
     totals_read: Mutex<Option<Instant>>,
 }
 
@@ -218,6 +219,12 @@ impl NodeMetrics {
             "Bytes received by transfers of the pending membership change, per store",
             transfer_bytes.clone(),
         );
+        let transfers_receiving = Gauge::default();
+        registry.register(
+            "transfers_receiving",
+            "Partitions holding one of the node's transfer slots (at most limits.transfers_in_max)",
+            transfers_receiving.clone(),
+        );
         registry.register(
             "build",
             "The node's version and wire protocol",
@@ -242,6 +249,7 @@ impl NodeMetrics {
             merkle_roots,
             transfer_keys,
             transfer_bytes,
+            transfers_receiving,
             totals_read: Mutex::new(None),
         }
     }
@@ -305,6 +313,8 @@ impl NodeMetrics {
         let (depth, bytes) = state.writer.queued();
         self.queue_depth.set(depth as i64);
         self.queue_bytes.set(bytes as i64);
+        let receiving = state.inbound.held(Instant::now());
+        self.transfers_receiving.set(receiving as i64);
         {
             let mut read = self.totals_read.lock().unwrap_or_else(|e| e.into_inner());
             if read.is_some_and(|at| at.elapsed() < TOTALS_MAX_AGE) {

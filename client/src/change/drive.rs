@@ -14,6 +14,7 @@
 //! for every transfer to be done and every closing exchange to complete.
 
 use super::report::TransferReport;
+use super::slot::Stalled;
 use crate::client::Client;
 use quire_shared::{Membership, Transfer};
 use std::sync::Arc;
@@ -73,20 +74,22 @@ impl Client {
             // A round stops at the deadline: its transfers are dropped
             // mid-page, and resume from the receivers' marks next time.
             let round = self.transfer_round(&doc, change, parallel, &mut progress);
-            let (keys, failed) = match tokio::time::timeout_at(deadline, round).await {
+            let (keys, failed, waiting) = match tokio::time::timeout_at(deadline, round).await {
                 Ok(round) => round,
-                Err(_) => (0, vec![format!("gave up after {} s", limit.as_secs())]),
+                Err(_) => (0, vec![format!("gave up after {} s", limit.as_secs())], 0),
             };
             copied += keys;
             tracing::info!(
                 keys,
                 failed = failed.len(),
+                waiting,
                 seconds = started.elapsed().as_secs_f64(),
                 parallel,
                 "transfer round"
             );
             let mut report = self.transfers().await;
             report.keys_copied = copied;
+            report.waiting = waiting;
             report.unreachable.extend(failed);
             last = report.clone();
             if report.is_idle() && report.unreachable.is_empty() && report.change == Some(change) {
@@ -124,17 +127,18 @@ impl Client {
     }
 
     /// Runs every transfer of `doc`'s change to its end, `parallel` at a
-    /// time; the keys copied, and why each transfer that failed did.
+    /// time; the keys copied, why each transfer that failed did, and how
+    /// many waited for a slot on their receiver.
     async fn transfer_round(
         &self,
         doc: &Arc<Membership>,
         change: u64,
         parallel: usize,
         progress: &mut impl FnMut(&TransferReport),
-    ) -> (u64, Vec<String>) {
+    ) -> (u64, Vec<String>, u64) {
         let mut queue: std::collections::VecDeque<Transfer> = doc.transfers().into();
         let mut running = JoinSet::new();
-        let (mut copied, mut failed, mut finished) = (0, Vec::new(), 0u64);
+        let (mut copied, mut failed, mut finished, mut waiting) = (0, Vec::new(), 0u64, 0);
         loop {
             while running.len() < parallel {
                 let Some(t) = queue.pop_front() else { break };
@@ -145,11 +149,12 @@ impl Client {
                 });
             }
             let Some(joined) = running.join_next().await else {
-                return (copied, failed);
+                return (copied, failed, waiting);
             };
             match joined {
                 Ok(Ok(keys)) => copied += keys,
-                Ok(Err(e)) => failed.push(e),
+                Ok(Err(Stalled::Waiting(_))) => waiting += 1,
+                Ok(Err(Stalled::Failed(e))) => failed.push(e),
                 Err(e) => failed.push(format!("a transfer task ended: {e}")),
             }
             finished += 1;

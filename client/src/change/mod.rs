@@ -28,11 +28,14 @@
 //! - `drive`: an operator's "move now" (`quire cluster transfers --wait`):
 //!   several transfers at once, no pause while they make progress;
 //! - `report`: where the transfers stand (rate, time left);
+//! - `slot`: a transfer's slot on its receiver, which limits the
+//!   partitions a node receives at once;
 //! - `drop`: after the flip, old owners' copies handed off and dropped.
 
 mod drive;
 mod drop;
 mod report;
+mod slot;
 mod transfer;
 
 pub use drive::{DEFAULT_PARALLEL_TRANSFERS, MAX_PARALLEL_TRANSFERS};

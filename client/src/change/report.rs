@@ -3,8 +3,8 @@
 //! transfer's rate and an estimated time left.
 
 use crate::client::Client;
-use quire_shared::wire::{Reply, Request, Response, TransferProgress};
-use quire_shared::{Member, Membership, NodeId, Transfer};
+use quire_shared::wire::{Reply, Request, TransferProgress};
+use quire_shared::{Membership, NodeId, Transfer};
 
 /// Where one transfer stands.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +46,10 @@ pub struct TransferReport {
     pub bytes: u64,
     /// Keys this step copied.
     pub keys_copied: u64,
+    /// Transfers this step found waiting for a slot on their receiver
+    /// (every one of its `limits.transfers_in_max` held by other
+    /// partitions); they move on a later step.
+    pub waiting: u64,
     /// Keys the closing exchanges repaired (what copies of live writes and
     /// pages raced with); 0 when the transfers alone moved everything.
     pub keys_repaired_at_close: u64,
@@ -132,26 +136,6 @@ pub(super) fn state_of(progress: &TransferProgress, change: u64) -> &'static str
 }
 
 impl Client {
-    /// One request of a transfer; a refusal or failure is the error.
-    pub(super) async fn transfer_call(
-        &self,
-        node: &Member,
-        request: &Request,
-    ) -> Result<Reply, String> {
-        let answer = self
-            .transport()
-            .call(&node.addr, request, self.request_timeout())
-            .await;
-        self.observe(node.id, answer.as_ref());
-        match answer {
-            Ok(Response { result: Ok(r), .. }) => {
-                r.validated().map_err(|e| format!("malformed reply: {e}"))
-            }
-            Ok(Response { result: Err(e), .. }) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
     /// What the receiver of `t` recorded.
     pub(super) async fn progress_of(
         &self,

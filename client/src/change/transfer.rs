@@ -14,6 +14,7 @@
 
 use super::super::repair::RepairReport;
 use super::report::{wall_ms, TransferReport};
+use super::slot::Stalled;
 use crate::client::Client;
 use quire_shared::wire::{Entry, Listing, Reply, Request, TransferProgress};
 use quire_shared::{Member, Membership, NodeId, PreferenceList, Transfer};
@@ -43,7 +44,7 @@ impl Client {
             return TransferReport::default();
         };
         let mut budget = pages_max;
-        let mut copied = 0;
+        let (mut copied, mut waiting) = (0, 0);
         let mut unreachable = Vec::new();
         for t in doc.transfers() {
             if budget == 0 {
@@ -51,11 +52,13 @@ impl Client {
             }
             match self.run_transfer(&doc, &t, change, &mut budget).await {
                 Ok(keys) => copied += keys,
-                Err(e) => unreachable.push(e),
+                Err(Stalled::Waiting(_)) => waiting += 1,
+                Err(Stalled::Failed(e)) => unreachable.push(e),
             }
         }
         let mut report = self.transfers().await;
         report.keys_copied = copied;
+        report.waiting = waiting;
         report.unreachable.extend(unreachable);
         if report.is_idle() && report.unreachable.is_empty() && report.change == Some(change) {
             // Closing costs an exchange per moving partition: first make
@@ -75,7 +78,8 @@ impl Client {
     }
 
     /// Copies pages of `t` while `budget` lasts (a page scanned counts);
-    /// returns the keys copied. The scan of the next page runs while the
+    /// returns the keys copied. The transfer first claims its slot on the
+    /// receiver ([`super::slot`]). The scan of the next page runs while the
     /// current one is stored; a page is stored only once the one before
     /// it is, so the receiver's mark never passes a page not stored.
     pub(super) async fn run_transfer(
@@ -84,10 +88,10 @@ impl Client {
         t: &Transfer,
         change: u64,
         budget: &mut usize,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, Stalled> {
         let to = doc
             .member(t.to)
-            .ok_or("receiver not in membership")?
+            .ok_or_else(|| "receiver not in membership".to_string())?
             .clone();
         let mut progress = self.progress_of(doc, t).await?;
         if progress.change != change {
@@ -99,6 +103,7 @@ impl Client {
         if progress.done || *budget == 0 {
             return Ok(0);
         }
+        self.claim_slot(&to, t, change).await?;
         *budget -= 1;
         let mut page = self.source_page(doc, t, progress.after.clone()).await?;
         let mut copied = 0;
@@ -146,7 +151,7 @@ impl Client {
         t: &Transfer,
         entries: Vec<Entry>,
         progress: &TransferProgress,
-    ) -> Result<(), String> {
+    ) -> Result<(), Stalled> {
         let mut parts: Vec<Vec<Entry>> = vec![Vec::new()];
         let mut part_bytes = 0;
         for e in entries {
@@ -169,10 +174,13 @@ impl Client {
                 entries,
                 progress: last.then(|| progress.clone()),
             };
-            match self.transfer_call(to, &request).await {
+            match self.transfer_call_to(to, &request).await {
                 Ok(Reply::Transfer(held)) if !last || held == *progress => {}
-                Ok(other) => return Err(format!("{}: page not kept: {other:?}", to.addr)),
-                Err(e) => return Err(format!("{}: {e}", to.addr)),
+                Ok(other) => {
+                    let why = format!("{}: page not kept: {other:?}", to.addr);
+                    return Err(Stalled::Failed(why));
+                }
+                Err(stalled) => return Err(stalled.at(to)),
             }
         }
         Ok(())

@@ -53,6 +53,8 @@ pub struct NodeState {
     pub(crate) metrics: NodeMetrics,
     /// Where the node serves its metrics, told in `Hello`.
     pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    /// The partitions it is receiving (`limits.transfers_in_max`).
+    pub(crate) inbound: crate::inbound::Inbound,
 }
 
 /// The writer answered an operation with the outcome of another kind: a
@@ -94,6 +96,7 @@ impl NodeState {
     ) -> Result<Self, StorageError> {
         let membership = storage.membership()?.map(Arc::new);
         let metrics = NodeMetrics::new(writer.stats());
+        let inbound = crate::inbound::Inbound::new(limits.transfers_in_max);
         Ok(Self {
             identity,
             storage,
@@ -104,6 +107,7 @@ impl NodeState {
             verifier: RwLock::new(Arc::new(verifier)),
             metrics,
             metrics_addr,
+            inbound,
         })
     }
 

@@ -14,6 +14,7 @@
 use super::{refuse, storage_failed, unexpected, NodeState};
 use crate::writer::{WriteOp, WriteOutcome};
 use quire_shared::wire::{Entry, ErrorCode, ErrorReply, Reply, TransferProgress};
+use std::time::Instant;
 
 impl NodeState {
     /// The progress recorded for `store`'s `partition`.
@@ -46,7 +47,10 @@ impl NodeState {
     /// Stores part of a transfer page in one write: every entry synced
     /// into this node's copy, then `progress` recorded if given. Every
     /// entry is checked (in the partition, a valid object, values within
-    /// the limit) before anything is written.
+    /// the limit) before anything is written. The partition must hold (or
+    /// get) one of the node's transfer slots (`crate::inbound`); a page
+    /// with no entries and no progress only claims it. A page marking the
+    /// transfer done frees the slot.
     pub(super) async fn transfer_page(
         &self,
         (store, partition): (&str, u32),
@@ -74,6 +78,18 @@ impl NodeState {
             self.check_object(&object)?;
             items.push((dk, object));
         }
+        if let Err(full) = self.inbound.admit(store, partition, Instant::now()) {
+            return Err(refuse(
+                ErrorCode::Unavailable,
+                format!(
+                    "node {} is receiving {} partitions, its limit (limits.transfers_in_max); partition {partition} of {store:?} waits until one is done",
+                    self.identity.node_id, full.held
+                ),
+            ));
+        }
+        if items.is_empty() && progress.is_none() {
+            return self.transfer_state(store, partition);
+        }
         let op = WriteOp::TransferPage {
             items,
             members: self.member_ids(),
@@ -84,7 +100,12 @@ impl NodeState {
             progress,
         };
         match self.write_data(store, op).await? {
-            WriteOutcome::Transfer(held) => Ok(Reply::Transfer(held)),
+            WriteOutcome::Transfer(held) => {
+                if held.done && held.change == change {
+                    self.inbound.finish(store, partition);
+                }
+                Ok(Reply::Transfer(held))
+            }
             WriteOutcome::Refused { code, message } => Err(refuse(code, message)),
             other => Err(unexpected(&other)),
         }
