@@ -161,3 +161,60 @@ async fn metrics_count_operations_a_node_marked_down_and_hints_written() {
     assert_eq!(exported, Some(stats.nodes_marked_down), "{text}");
     client.close();
 }
+
+/// A first seed that never answers (a UDP socket nobody reads: the QUIC
+/// handshake waits out the connect timeout, here 60 s) does not hold up
+/// the client: the next seed is asked beside it after a short hedge, and
+/// the client connects from that one. Seeds that all fail are all named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_first_seed_does_not_hold_up_connecting() {
+    let cluster = TestCluster::start(3).await;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let files = cluster.client_config.tls.files().unwrap().clone();
+    let config = |seeds: Vec<String>| {
+        ClientConfig::builder()
+            .seeds(seeds)
+            .tls_files(&files.cert, &files.key, &files.ca)
+            .connect_timeout(Duration::from_secs(60))
+            .request_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    };
+    let mut seeds = vec![silent_addr.clone()];
+    seeds.extend(cluster.client_config.seeds.clone());
+    let started = std::time::Instant::now();
+    let client = Client::connect(config(seeds)).await.expect("connects");
+    // Far below the 60 s the silent seed would cost if waited for.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "connecting took {:?}",
+        started.elapsed()
+    );
+    client
+        .put(STORE, "seeded", "v", &Context::empty())
+        .await
+        .expect("put");
+
+    // Every seed refusing: the error names each one.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let config = ClientConfig::builder()
+        .seeds([closed_addr.clone(), "not an address".to_string()])
+        .tls_files(&files.cert, &files.key, &files.ca)
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    match Client::connect(config).await {
+        Err(ClientError::NoSeedReachable(tried)) => {
+            assert_eq!(tried.len(), 2, "{tried:?}");
+            assert!(
+                tried.iter().any(|t| t.contains("not an address")),
+                "{tried:?}"
+            );
+        }
+        other => panic!("expected NoSeedReachable, got {:?}", other.map(|_| ())),
+    }
+    drop(silent);
+}

@@ -16,7 +16,7 @@ use crate::transport::TransportError;
 use crate::transport::{SetupError, Transport};
 use quire_net::seal::Sealer;
 use quire_net::tls::TlsMaterial;
-use quire_shared::wire::{ErrorCode, Reply, Request, Response, PROTOCOL_VERSION};
+use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Membership, NodeId, PreferenceList, StoreConfig};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -112,7 +112,9 @@ async fn probe_loop(inner: std::sync::Weak<Inner>) {
 }
 
 impl Client {
-    /// Sets up TLS and pulls membership from the first seed that answers.
+    /// Sets up TLS and pulls membership from the first seed that answers
+    /// (a slow or dead seed does not hold up the next for long:
+    /// [`crate::seeds`]).
     ///
     /// ```no_run
     /// use quire_client::{Client, ClientConfig};
@@ -129,38 +131,9 @@ impl Client {
         let transport = Transport::new(&config.tls, &config.timeouts)?;
         let sealer = load_sealer(&config.tls)?;
         let timeout = Duration::from_millis(config.timeouts.request_ms);
-        let mut tried = Vec::new();
-        let mut newest: Option<Membership> = None;
-        for seed in &config.seeds {
-            match transport.call(seed, &Request::GetMembership, timeout).await {
-                Ok(Response {
-                    result: Ok(Reply::Membership(Some(doc))),
-                    ..
-                }) => {
-                    if let Err(e) = sealer.verifier().verify(&doc) {
-                        tried.push(format!("{seed}: its membership document is refused: {e}"));
-                        continue;
-                    }
-                    if newest.as_ref().is_none_or(|n| n.epoch < doc.epoch) {
-                        newest = Some(doc);
-                    }
-                    // One answer is enough to start; newer epochs arrive
-                    // with every response.
-                    break;
-                }
-                Ok(Response {
-                    result: Ok(Reply::Membership(None)),
-                    ..
-                }) => tried.push(format!("{seed}: no membership document yet")),
-                // Refused for who we are: every seed will say the same.
-                Ok(Response { result: Err(e), .. }) if e.code == ErrorCode::Forbidden => {
-                    return Err(ClientError::Forbidden { message: e.message });
-                }
-                Ok(other) => tried.push(format!("{seed}: unexpected answer {:?}", other.result)),
-                Err(e) => tried.push(e.to_string()),
-            }
-        }
-        let doc = newest.ok_or(ClientError::NoSeedReachable(tried))?;
+        let doc =
+            crate::seeds::first_document(&transport, &config.seeds, sealer.verifier(), timeout)
+                .await?;
         transport.expect_members(&doc);
         let client = Self {
             inner: Arc::new(Inner {

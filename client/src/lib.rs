@@ -53,6 +53,8 @@
 //!   partition.
 //! - [`clock`]: the wall clock the SDK reads (shiftable in fault tests).
 //! - [`client`]: the public [`Client`] handle: membership, health.
+//! - `seeds` (internal): a new client's first membership document, the
+//!   seeds asked in turn with a short hedge.
 //! - [`operations`]: get, put, delete and status on a [`Client`].
 //! - [`options`]: [`RequestOptions`], per-request R, W and timeout.
 //! - [`store`]: [`Store`], a store handle with conflict resolution and
@@ -77,6 +79,7 @@ pub mod options;
 pub(crate) mod quorum;
 pub mod repair;
 pub mod resolve;
+pub(crate) mod seeds;
 pub(crate) mod speculate;
 pub mod store;
 pub mod typed;
