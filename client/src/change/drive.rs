@@ -145,7 +145,7 @@ impl Client {
                 let (client, doc) = (self.clone(), doc.clone());
                 running.spawn(async move {
                     let mut budget = usize::MAX;
-                    client.run_transfer(&doc, &t, change, &mut budget).await
+                    super::pages::run_transfer(&client, &doc, &t, change, &mut budget).await
                 });
             }
             let Some(joined) = running.join_next().await else {
@@ -153,7 +153,10 @@ impl Client {
             };
             match joined {
                 Ok(Ok(keys)) => copied += keys,
-                Ok(Err(Stalled::Waiting(_))) => waiting += 1,
+                Ok(Err(Stalled::Waiting(why))) => {
+                    tracing::debug!(%why, "transfer waits for a slot on its receiver");
+                    waiting += 1;
+                }
                 Ok(Err(Stalled::Failed(e))) => failed.push(e),
                 Err(e) => failed.push(format!("a transfer task ended: {e}")),
             }

@@ -24,7 +24,9 @@
 //! # Layout
 //!
 //! - this file: copies of writes to incoming replicas;
-//! - `transfer`: copying pages, the closing exchanges and the flip;
+//! - `transfer`: transfer steps, the closing exchanges and the flip;
+//! - `pages`: one transfer's pages, written against the repair seam so
+//!   the simulation runs them too;
 //! - `drive`: an operator's "move now" (`quire cluster transfers --wait`):
 //!   several transfers at once, no pause while they make progress;
 //! - `report`: where the transfers stand (rate, time left);
@@ -34,6 +36,7 @@
 
 mod drive;
 mod drop;
+mod pages;
 mod report;
 mod slot;
 mod transfer;
@@ -96,7 +99,7 @@ impl Client {
     /// A node's totals (`Stats`): objects, bytes and tombstones per store,
     /// hints held. What `quire cluster plan` estimates transfers from.
     pub async fn node_stats(&self, node: &Member) -> Result<NodeStats, String> {
-        match self.transfer_call(node, &Request::Stats).await {
+        match crate::repair::Replicas::ask(self, node, &Request::Stats).await {
             Ok(Reply::Stats(stats)) => Ok(stats),
             Ok(other) => Err(format!("{}: unexpected answer {other:?}", node.addr)),
             Err(e) => Err(format!("{}: {e}", node.addr)),

@@ -3,7 +3,7 @@
 //! transfer's rate and an estimated time left.
 
 use crate::client::Client;
-use quire_shared::wire::{Reply, Request, TransferProgress};
+use quire_shared::wire::TransferProgress;
 use quire_shared::{Membership, NodeId, Transfer};
 
 /// Where one transfer stands.
@@ -79,13 +79,6 @@ impl TransferReport {
     }
 }
 
-/// Wall-clock milliseconds (progress records are read by other clients).
-pub(super) fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Estimated bytes of a partition, per (source node, store): the store's
 /// bytes on the source (`Stats`) over the partitions it is a home
 /// replica of.
@@ -136,24 +129,6 @@ pub(super) fn state_of(progress: &TransferProgress, change: u64) -> &'static str
 }
 
 impl Client {
-    /// What the receiver of `t` recorded.
-    pub(super) async fn progress_of(
-        &self,
-        doc: &Membership,
-        t: &Transfer,
-    ) -> Result<TransferProgress, String> {
-        let to = doc.member(t.to).ok_or("receiver not in membership")?;
-        let ask = Request::TransferState {
-            store: t.store.clone(),
-            partition: t.partition,
-        };
-        match self.transfer_call(to, &ask).await {
-            Ok(Reply::Transfer(p)) => Ok(p),
-            Ok(other) => Err(format!("{}: unexpected answer {other:?}", to.addr)),
-            Err(e) => Err(format!("{}: {e}", to.addr)),
-        }
-    }
-
     /// Where every transfer of the pending change stands, as the receivers
     /// recorded it (`quire cluster transfers`).
     pub async fn transfers(&self) -> TransferReport {
@@ -167,7 +142,7 @@ impl Client {
         };
         let mut sizes = PartitionSizes::default();
         for t in doc.transfers() {
-            let (state, p) = match self.progress_of(&doc, &t).await {
+            let (state, p) = match super::pages::progress_of(self, &doc, &t).await {
                 Ok(p) => (state_of(&p, change), p),
                 Err(e) => {
                     report.unreachable.push(e);

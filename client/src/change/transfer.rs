@@ -1,36 +1,16 @@
-//! Moving a partition to an incoming replica, and flipping the change once
-//! every partition has moved.
-//!
-//! A transfer copies `store`'s `partition` from a current home replica to
-//! an incoming one: a `ScanSegment` page (objects, bounded by the source's
-//! frame limit), stored on the receiver by `TransferPage` requests of up
-//! to [`PART_KEYS`] keys and [`PART_BYTES`] bytes each (each key synced
-//! in, so a copy never replaces a newer write that reached the receiver
-//! directly), the last of which records the page's cursor on the
-//! receiver; the next page is scanned while the current one is stored.
-//! The cursor lives on the receiver: a transfer interrupted anywhere (this
-//! client, the source, the receiver) resumes from the last page marked,
-//! so at most one page is sent twice.
+//! Moving a pending change's data in steps (the maintenance loop), and
+//! flipping the change once every partition has moved: the closing
+//! exchanges between each moving partition's current and incoming
+//! replicas, then the new epoch. A transfer's pages are [`super::pages`].
 
 use super::super::repair::RepairReport;
-use super::report::{wall_ms, TransferReport};
+use super::pages::run_transfer;
+use super::report::TransferReport;
 use super::slot::Stalled;
 use crate::client::Client;
-use quire_shared::wire::{Entry, Listing, Reply, Request, TransferProgress};
 use quire_shared::{Member, Membership, NodeId, PreferenceList, Transfer};
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-/// Most keys of one `TransferPage`: one write transaction on the
-/// receiver, which the foreground's writes wait behind (the writer batches
-/// as many of them at once). With values of 1 KiB a part reaches about
-/// [`PART_BYTES`]; 256 keys (a quarter of that) cost one more round trip
-/// and one more commit per 256 KiB and moved data 1.3 to 1.9x slower
-/// (docs/benchmarks.md).
-const PART_KEYS: usize = 1024;
-
-/// Most bytes of one `TransferPage`, for the same reason.
-const PART_BYTES: usize = 1 << 20;
 
 impl Client {
     /// Moves data for the pending change, at most `pages_max` pages in
@@ -50,9 +30,12 @@ impl Client {
             if budget == 0 {
                 break;
             }
-            match self.run_transfer(&doc, &t, change, &mut budget).await {
+            match run_transfer(self, &doc, &t, change, &mut budget).await {
                 Ok(keys) => copied += keys,
-                Err(Stalled::Waiting(_)) => waiting += 1,
+                Err(Stalled::Waiting(why)) => {
+                    tracing::debug!(%why, "transfer waits for a slot on its receiver");
+                    waiting += 1;
+                }
                 Err(Stalled::Failed(e)) => unreachable.push(e),
             }
         }
@@ -75,150 +58,6 @@ impl Client {
             report.keys_repaired_at_close = repaired;
         }
         report
-    }
-
-    /// Copies pages of `t` while `budget` lasts (a page scanned counts);
-    /// returns the keys copied. The transfer first claims its slot on the
-    /// receiver ([`super::slot`]). The scan of the next page runs while the
-    /// current one is stored; a page is stored only once the one before
-    /// it is, so the receiver's mark never passes a page not stored.
-    pub(super) async fn run_transfer(
-        &self,
-        doc: &Membership,
-        t: &Transfer,
-        change: u64,
-        budget: &mut usize,
-    ) -> Result<u64, Stalled> {
-        let to = doc
-            .member(t.to)
-            .ok_or_else(|| "receiver not in membership".to_string())?
-            .clone();
-        let mut progress = self.progress_of(doc, t).await?;
-        if progress.change != change {
-            progress = TransferProgress {
-                change,
-                ..TransferProgress::default()
-            };
-        }
-        if progress.done || *budget == 0 {
-            return Ok(0);
-        }
-        self.claim_slot(&to, t, change).await?;
-        *budget -= 1;
-        let mut page = self.source_page(doc, t, progress.after.clone()).await?;
-        let mut copied = 0;
-        loop {
-            let (entries, next) = page;
-            let keys = entries.len() as u64;
-            progress.keys += keys;
-            // The objects' encoded size, counted without encoding them.
-            progress.bytes += entries
-                .iter()
-                .map(|e| postcard::experimental::serialized_size(&e.object).unwrap_or(0) as u64)
-                .sum::<u64>();
-            let now = wall_ms();
-            if progress.started_ms == 0 {
-                progress.started_ms = now;
-            }
-            progress.updated_ms = now;
-            progress.done = next.is_none();
-            progress.after = next.clone();
-            let store = self.store_page(&to, t, entries, &progress);
-            match next.filter(|_| *budget > 0) {
-                Some(after) => {
-                    *budget -= 1;
-                    let scan = self.source_page(doc, t, Some(after));
-                    let (stored, scanned) = tokio::join!(store, scan);
-                    stored?;
-                    copied += keys;
-                    page = scanned?;
-                }
-                None => {
-                    store.await?;
-                    return Ok(copied + keys);
-                }
-            }
-        }
-    }
-
-    /// Stores a page on the incoming replica `to` in parts of at most
-    /// [`PART_KEYS`] keys and [`PART_BYTES`] bytes, one `TransferPage`
-    /// (one write on the node) each, the last one carrying `progress`:
-    /// the mark moves only once the whole page is stored.
-    async fn store_page(
-        &self,
-        to: &Member,
-        t: &Transfer,
-        entries: Vec<Entry>,
-        progress: &TransferProgress,
-    ) -> Result<(), Stalled> {
-        let mut parts: Vec<Vec<Entry>> = vec![Vec::new()];
-        let mut part_bytes = 0;
-        for e in entries {
-            let size = e.key.len() + e.object.size_bytes();
-            let last = parts.last().expect("at least one part");
-            if !last.is_empty() && (last.len() >= PART_KEYS || part_bytes + size > PART_BYTES) {
-                parts.push(Vec::new());
-                part_bytes = 0;
-            }
-            part_bytes += size;
-            parts.last_mut().expect("at least one part").push(e);
-        }
-        let count = parts.len();
-        for (i, entries) in parts.into_iter().enumerate() {
-            let last = i + 1 == count;
-            let request = Request::TransferPage {
-                store: t.store.clone(),
-                partition: t.partition,
-                change: progress.change,
-                entries,
-                progress: last.then(|| progress.clone()),
-            };
-            match self.transfer_call_to(to, &request).await {
-                Ok(Reply::Transfer(held)) if !last || held == *progress => {}
-                Ok(other) => {
-                    let why = format!("{}: page not kept: {other:?}", to.addr);
-                    return Err(Stalled::Failed(why));
-                }
-                Err(stalled) => return Err(stalled.at(to)),
-            }
-        }
-        Ok(())
-    }
-
-    /// The next page of `t`'s partition after `after`, from the first
-    /// current home replica that answers.
-    async fn source_page(
-        &self,
-        doc: &Membership,
-        t: &Transfer,
-        after: Option<Vec<u8>>,
-    ) -> Result<(Vec<Entry>, Option<Vec<u8>>), String> {
-        let scan = Request::ScanSegment {
-            store: t.store.clone(),
-            partition: t.partition,
-            segments: Vec::new(),
-            tombstones_only: false,
-            listing: Listing::Objects,
-            after,
-        };
-        let mut why = Vec::new();
-        // Healthy sources first: a dead one would cost a timeout per page.
-        let mut sources: Vec<&Member> = t.from.iter().filter_map(|id| doc.member(*id)).collect();
-        sources.sort_by_key(|m| !self.inner.health.is_up(m.id));
-        for source in sources {
-            match self.transfer_call(source, &scan).await {
-                Ok(Reply::Segment { entries, next }) => return Ok((entries, next)),
-                Ok(other) => why.push(format!("{}: unexpected answer {other:?}", source.addr)),
-                Err(e) => why.push(format!("{}: {e}", source.addr)),
-            }
-        }
-        Err(format!(
-            "no home replica of partition {} of {:?} could be scanned: {}",
-            t.partition,
-            t.store,
-            why.join("; ")
-        ))
     }
 
     /// Every moving partition's exchange between its current and incoming

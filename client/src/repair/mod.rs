@@ -28,7 +28,8 @@ mod scan;
 
 pub(crate) use exchange::exchange;
 #[cfg(test)]
-pub(crate) use {exchange::Exchanged, replicas::Replicas};
+pub(crate) use exchange::Exchanged;
+pub(crate) use replicas::{NoReply, Replicas};
 
 pub use reap::ReapPlan;
 

@@ -80,7 +80,7 @@ impl World {
         let call = &self.calls[&m.call];
         let op = match call.owner {
             Owner::Op(id) => Some(id),
-            Owner::Hints | Owner::Exchange | Owner::Probe => None,
+            Owner::Hints | Owner::Task(..) | Owner::Probe => None,
         };
         if handled.changed {
             self.mutations += 1;
@@ -216,8 +216,8 @@ impl World {
         match owner {
             Owner::Op(id) => self.op_reply(id, node, result),
             Owner::Hints if first => self.pass_result(result),
-            Owner::Exchange if first => self.exchange_result(result),
-            Owner::Hints | Owner::Exchange | Owner::Probe => Ok(()),
+            Owner::Task(id, slot) if first => self.task_result((id, slot), result),
+            Owner::Hints | Owner::Task(..) | Owner::Probe => Ok(()),
         }
     }
 

@@ -56,8 +56,9 @@
 //! - [`client`]: a client, and an operation with its machine;
 //! - [`workload`]: what clients do, through the quorum machines;
 //! - [`hints`]: the hint-delivery pass;
-//! - [`exchange`]: anti-entropy passes, running the SDK's exchange over
-//!   the simulated network;
+//! - [`tasks`]: the SDK's async maintenance code (exchange, transfer
+//!   pages) run over the simulated network;
+//! - [`exchange`]: anti-entropy passes;
 //! - [`digests`]: a node's Merkle roots, segment digests and scans;
 //! - [`nemesis`]: crashes, partitions, flushes, and their end;
 //! - [`history`]: writes and their dots, for the loss checker;
@@ -84,6 +85,7 @@ mod network;
 mod node;
 mod rng;
 mod runner;
+mod tasks;
 mod trace;
 mod workload;
 mod world;

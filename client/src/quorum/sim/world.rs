@@ -21,13 +21,16 @@ use super::network::{Agenda, Message, Network, Payload};
 use super::node::{Key, Mint, SimNode};
 use super::rng::Rng;
 use super::runner::Stats;
+use super::tasks::Task;
 use super::trace::{Trace, N};
 use super::STORE;
 use quire_shared::wire::Request;
 use quire_shared::{
     ClusterId, Durability, Member, Membership, NodeId, PreferenceList, StoreConfig,
 };
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Most steps a world may take to settle: the busiest of the first 3 000
@@ -65,8 +68,8 @@ pub enum Owner {
     Op(u64),
     /// The hint-delivery pass.
     Hints,
-    /// The anti-entropy pass.
-    Exchange,
+    /// A task's call number `.1` (a task: [`super::tasks`]).
+    Task(u64, u64),
     /// A probe of a node the client believes down.
     Probe,
 }
@@ -127,6 +130,12 @@ pub struct World {
     pub pass: Option<HintPass>,
     /// The anti-entropy pass, while one runs.
     pub exchanges: Option<ExchangePass>,
+    /// Tasks under way, by id.
+    pub tasks: BTreeMap<u64, Task>,
+    /// The last task's id.
+    pub next_task: u64,
+    /// Virtual wall-clock milliseconds, as tasks read them.
+    pub wall: Rc<Cell<u64>>,
     /// The membership document (it never changes in a world).
     pub doc: Membership,
     /// What was written.
@@ -215,6 +224,9 @@ impl World {
             next_call: 0,
             pass: None,
             exchanges: None,
+            tasks: BTreeMap::new(),
+            next_task: 0,
+            wall: Rc::new(Cell::new(1_000_000)),
             doc,
             history: History::default(),
             trace: Trace::new(keep_trace),
