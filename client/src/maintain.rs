@@ -12,8 +12,9 @@
 //! way.
 
 use crate::client::Client;
-use quire_shared::wire::{DeliveredHint, Reply, Request, Response};
-use quire_shared::Member;
+use crate::repair::{NoReply, Replicas};
+use quire_shared::wire::{DeliveredHint, Reply, Request};
+use quire_shared::{Member, Membership};
 use std::time::Duration;
 
 /// Hints asked for per page.
@@ -52,21 +53,52 @@ enum CallError {
     Unreachable(String),
 }
 
+impl From<NoReply> for CallError {
+    fn from(e: NoReply) -> Self {
+        match e.code {
+            Some(_) => CallError::Refused(e.message),
+            None => CallError::Unreachable(e.message),
+        }
+    }
+}
+
+/// One hint-delivery pass over every pair of members of `doc`, pages of
+/// `page` hints: what [`Client::maintain_once`] runs, written against the
+/// repair seam so the simulation runs it too.
+pub(crate) async fn deliver_all(
+    replicas: &impl Replicas,
+    doc: &Membership,
+    page: u32,
+) -> MaintenanceReport {
+    let mut report = MaintenanceReport::default();
+    for holder in &doc.members {
+        for target in &doc.members {
+            if target.id != holder.id {
+                let pass = Pass {
+                    replicas,
+                    doc,
+                    page,
+                };
+                pass.deliver(holder, target, &mut report).await;
+            }
+        }
+    }
+    report.unreachable.sort();
+    report.unreachable.dedup();
+    report
+}
+
+/// What one pass delivers with.
+struct Pass<'a, R> {
+    replicas: &'a R,
+    doc: &'a Membership,
+    page: u32,
+}
+
 impl Client {
     /// Runs one hint-delivery pass over every node of the cluster.
     pub async fn maintain_once(&self) -> MaintenanceReport {
-        let doc = self.membership();
-        let mut report = MaintenanceReport::default();
-        for holder in &doc.members {
-            for target in &doc.members {
-                if target.id != holder.id {
-                    self.deliver(holder, target, &mut report).await;
-                }
-            }
-        }
-        report.unreachable.sort();
-        report.unreachable.dedup();
-        report
+        deliver_all(self, &self.membership(), HINTS_PAGE).await
     }
 
     /// Runs [`Client::maintain_once`], one anti-entropy exchange (the
@@ -142,20 +174,14 @@ impl Client {
             }
         })
     }
+}
 
+impl<R: Replicas> Pass<'_, R> {
+    /// One request; what maintenance learns about a node's health,
+    /// requests use (the SDK's [`Replicas`] feeds its failure detector),
+    /// and a stand-in's hints are validated before they are sent home.
     async fn call(&self, node: &Member, request: &Request) -> Result<Reply, CallError> {
-        let timeout = Duration::from_millis(self.config().timeouts.request_ms);
-        let answer = self.transport().call(&node.addr, request, timeout).await;
-        // What maintenance learns about a node's health, requests use.
-        self.observe(node.id, answer.as_ref());
-        match answer {
-            // A stand-in's hints are checked before they are sent home.
-            Ok(Response { result: Ok(r), .. }) => r
-                .validated()
-                .map_err(|e| CallError::Unreachable(format!("malformed reply: {e}"))),
-            Ok(Response { result: Err(e), .. }) => Err(CallError::Refused(e.to_string())),
-            Err(e) => Err(CallError::Unreachable(e.to_string())),
-        }
+        Ok(self.replicas.ask(node, request).await?)
     }
 
     async fn deliver(&self, holder: &Member, target: &Member, report: &mut MaintenanceReport) {
@@ -164,7 +190,7 @@ impl Client {
             let page = Request::Hints {
                 target: target.id,
                 after: after.clone(),
-                limit: HINTS_PAGE,
+                limit: self.page,
             };
             let (hints, next) = match self.call(holder, &page).await {
                 Ok(Reply::Hints { hints, next }) => (hints, next),
@@ -264,7 +290,7 @@ impl Client {
     /// it left the cluster or was replaced since the hint was written.
     /// `None` when `target` is still where the key belongs.
     fn new_homes(&self, target: &Member, store: &str, key: &[u8]) -> Option<Vec<Member>> {
-        let doc = self.membership();
+        let doc = self.doc;
         let n = usize::from(doc.store(store)?.n);
         let partition = doc.partition_of(store, key);
         if doc.is_home_or_incoming(target.id, partition, n) {

@@ -80,7 +80,7 @@ impl World {
         let call = &self.calls[&m.call];
         let op = match call.owner {
             Owner::Op(id) => Some(id),
-            Owner::Hints | Owner::Task(..) | Owner::Probe => None,
+            Owner::Task(..) | Owner::Probe => None,
         };
         if handled.changed {
             self.mutations += 1;
@@ -204,8 +204,9 @@ impl World {
     }
 
     /// Hands a call's result to its owner. Operations hear every copy of
-    /// an answer (see the module doc of [`super::world`]); the hint pass
-    /// awaits one answer per call, as the SDK's maintenance does.
+    /// an answer (see the module doc of [`super::world`]); a task (hint
+    /// delivery, anti-entropy) awaits one answer per call, as the SDK's
+    /// maintenance does.
     fn deliver_to(
         &mut self,
         owner: Owner,
@@ -215,9 +216,8 @@ impl World {
     ) -> Result<(), String> {
         match owner {
             Owner::Op(id) => self.op_reply(id, node, result),
-            Owner::Hints if first => self.pass_result(result),
             Owner::Task(id, slot) if first => self.task_result((id, slot), result),
-            Owner::Hints | Owner::Task(..) | Owner::Probe => Ok(()),
+            Owner::Task(..) | Owner::Probe => Ok(()),
         }
     }
 

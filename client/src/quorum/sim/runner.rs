@@ -224,7 +224,7 @@ impl World {
     /// Runs one step of a repair round to its end.
     fn repair_step(&mut self, step: RepairStep) -> Result<(), String> {
         match step {
-            RepairStep::HintDelivery => self.start_pass(),
+            RepairStep::HintDelivery => self.start_pass()?,
             RepairStep::Exchange | RepairStep::ReadEveryKey if self.knobs.skip_repair => {}
             RepairStep::Exchange => self.start_exchanges()?,
             RepairStep::ReadEveryKey => {

@@ -1,7 +1,8 @@
 //! The SDK's async maintenance code, run inside a world.
 //!
-//! Anti-entropy exchanges and a transfer's pages are async functions
-//! written against [`crate::repair::Replicas`]. Here that trait's one call
+//! Hint delivery, anti-entropy exchanges and a transfer's pages are async
+//! functions written against [`crate::repair::Replicas`]. Here that
+//! trait's one call
 //! parks its request on the task's [`Line`] and waits; the world sends it
 //! as a call of its own (lost, delayed, duplicated, timed out like any
 //! other) and, when the answer or the timeout comes back, puts it on the
@@ -12,7 +13,7 @@
 //! a page while it scans the next).
 //!
 //! A task ends with a [`TaskEnd`], which the world reads
-//! ([`super::exchange`]).
+//! ([`super::hints`], [`super::exchange`]).
 
 use super::world::{Owner, World};
 use crate::quorum::NodeFailure;
@@ -30,6 +31,8 @@ use std::task::{Context, Poll, Waker};
 pub enum TaskEnd {
     /// An anti-entropy pass: each partition's outcome and report.
     Exchanges(Vec<(u32, Exchanged, RepairReport)>),
+    /// A hint-delivery pass.
+    Hints(crate::maintain::MaintenanceReport),
 }
 
 /// A task's calls: asked by the task, answered by the world, each by the
@@ -173,6 +176,7 @@ impl World {
     fn task_ended(&mut self, id: u64, end: TaskEnd) -> Result<(), String> {
         match end {
             TaskEnd::Exchanges(done) => self.exchanges_ended(id, done),
+            TaskEnd::Hints(report) => self.hints_ended(report),
         }
     }
 }

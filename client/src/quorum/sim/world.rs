@@ -15,7 +15,6 @@
 use super::client::{Op, SimClient};
 use super::config::{Knobs, WorldConfig};
 use super::exchange::ExchangePass;
-use super::hints::HintPass;
 use super::history::{History, WriteId};
 use super::network::{Agenda, Message, Network, Payload};
 use super::node::{Key, Mint, SimNode};
@@ -66,8 +65,6 @@ pub enum Event {
 pub enum Owner {
     /// A quorum operation.
     Op(u64),
-    /// The hint-delivery pass.
-    Hints,
     /// A task's call number `.1` (a task: [`super::tasks`]).
     Task(u64, u64),
     /// A probe of a node the client believes down.
@@ -126,8 +123,8 @@ pub struct World {
     pub calls: BTreeMap<u64, Call>,
     /// The next call's id.
     next_call: u64,
-    /// The hint-delivery pass, while one runs.
-    pub pass: Option<HintPass>,
+    /// The hint-delivery pass's task, while one runs.
+    pub hint_pass: Option<u64>,
     /// The anti-entropy pass, while one runs.
     pub exchanges: Option<ExchangePass>,
     /// Tasks under way, by id.
@@ -222,7 +219,7 @@ impl World {
             next_op: 0,
             calls: BTreeMap::new(),
             next_call: 0,
-            pass: None,
+            hint_pass: None,
             exchanges: None,
             tasks: BTreeMap::new(),
             next_task: 0,
@@ -334,9 +331,7 @@ impl World {
             }
             Event::HintTick => {
                 if self.chaos {
-                    if self.pass.is_none() {
-                        self.start_pass();
-                    }
+                    self.start_pass()?;
                     self.agenda
                         .push(self.now_ms + self.cfg.hint_pass_ms, Event::HintTick);
                 }
