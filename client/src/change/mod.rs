@@ -44,6 +44,13 @@ mod transfer;
 pub use drive::{DEFAULT_PARALLEL_TRANSFERS, MAX_PARALLEL_TRANSFERS};
 pub use drop::DropReport;
 pub use report::{TransferReport, TransferStatus};
+#[cfg(test)]
+pub(crate) use {
+    drop::hand_off_and_drop,
+    pages::{progress_of, run_transfer},
+    slot::Stalled,
+    transfer::closing_nodes,
+};
 
 use crate::client::Client;
 use quire_shared::wire::{NodeStats, Reply, Request};

@@ -80,7 +80,8 @@ impl Client {
             let Some(config) = doc.store(&t.store).cloned() else {
                 continue;
             };
-            let nodes = self.closing_nodes(doc, &t, usize::from(config.n));
+            let up = |id| crate::repair::Replicas::believed_up(self, id);
+            let nodes = closing_nodes(doc, &t, usize::from(config.n), up);
             if closing.len() >= parallel.max(1) {
                 let (done, keys) = joined(closing.join_next().await);
                 repaired += keys;
@@ -119,29 +120,6 @@ impl Client {
                 (false, repaired)
             }
         }
-    }
-
-    /// The replicas of `t`'s partition its closing exchange runs between:
-    /// its current and incoming ones. A replica that is leaving and down
-    /// (a replaced machine that died) cannot take part: its partitions
-    /// are rebuilt from the others. Every other replica must answer.
-    fn closing_nodes(&self, doc: &Membership, t: &Transfer, n: usize) -> Vec<Member> {
-        let staying = |id: &NodeId| {
-            doc.pending.as_ref().is_some_and(|p| {
-                PreferenceList::walk(&p.owners, t.partition, n)
-                    .home()
-                    .contains(id)
-            })
-        };
-        let mut nodes: Vec<Member> = t
-            .from
-            .iter()
-            .filter(|id| staying(id) || self.inner.health.is_up(**id))
-            .chain(doc.incoming(t.partition, n).iter())
-            .filter_map(|id| doc.member(*id).cloned())
-            .collect();
-        nodes.dedup_by_key(|m| m.id);
-        nodes
     }
 
     /// Runs transfer steps until the change has flipped (or nothing is
@@ -202,4 +180,33 @@ fn joined(result: Option<Result<(bool, u64), tokio::task::JoinError>>) -> (bool,
         }
         None => (true, 0),
     }
+}
+
+/// The replicas of `t`'s partition its closing exchange runs between:
+/// its current and incoming ones. A replica that is leaving and down
+/// (`is_up` says no: a replaced machine that died) cannot take part: its
+/// partitions are rebuilt from the others. Every other replica must
+/// answer.
+pub(crate) fn closing_nodes(
+    doc: &Membership,
+    t: &Transfer,
+    n: usize,
+    is_up: impl Fn(NodeId) -> bool,
+) -> Vec<Member> {
+    let staying = |id: &NodeId| {
+        doc.pending.as_ref().is_some_and(|p| {
+            PreferenceList::walk(&p.owners, t.partition, n)
+                .home()
+                .contains(id)
+        })
+    };
+    let mut nodes: Vec<Member> = t
+        .from
+        .iter()
+        .filter(|id| staying(id) || is_up(**id))
+        .chain(doc.incoming(t.partition, n).iter())
+        .filter_map(|id| doc.member(*id).cloned())
+        .collect();
+    nodes.dedup_by_key(|m| m.id);
+    nodes
 }

@@ -19,6 +19,8 @@
 //!
 //! - every home replica of a key holds the same DVVSet, and no hint is
 //!   left undelivered ([`converged`]);
+//! - a membership change has flipped, and no node holds a copy of a
+//!   partition it no longer owns ([`no_stray_copies`]);
 //! - in a siblings store, no acknowledged write is lost: its value is
 //!   there, or a write that had seen it replaced it, or a fault that loses
 //!   data destroyed every copy of it ([`writes_survive`]). A
@@ -33,12 +35,12 @@ use super::trace::{ShowOpt, N};
 use crate::quorum::get::GetOutcome;
 use crate::quorum::put::PutOutcome;
 use quire_shared::wire::Request;
-use quire_shared::{ConflictPolicy, NodeId, Object, PreferenceList};
+use quire_shared::{ConflictPolicy, Membership, NodeId, Object, PreferenceList};
 use std::collections::BTreeMap;
 
-/// True when `node` may be sent `request` for a key with `list`: home
-/// replicas are asked plainly, other nodes only as stand-ins for a home
-/// replica. (Membership never changes in a world.)
+/// True when `node` may be sent `request` for a key with `list` (the
+/// list its operation was planned with): home replicas are asked
+/// plainly, other nodes only as stand-ins for a home replica.
 pub fn request_fits(list: &PreferenceList, node: NodeId, request: &Request) -> Result<(), String> {
     let hint = match request {
         Request::Get { hint, .. } | Request::Put { hint, .. } | Request::Replicate { hint, .. } => {
@@ -156,6 +158,26 @@ pub fn converged(
         }
     }
     Ok(finals)
+}
+
+/// After a membership change flipped and old copies were dropped, no
+/// node holds a key it is not a home replica of.
+pub fn no_stray_copies(nodes: &[SimNode], doc: &Membership) -> Result<(), String> {
+    let n = usize::from(doc.stores[0].n);
+    for node in nodes {
+        for key in node.disk.data.keys() {
+            let partition = doc.partition_of(super::STORE, key);
+            if !doc.is_home_or_incoming(node.id, partition, n) {
+                return Err(format!(
+                    "{} still holds {} after its partition moved away (epoch {})",
+                    N(node.id),
+                    String::from_utf8_lossy(key),
+                    doc.epoch
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// No acknowledged write of a siblings store is lost (see the module

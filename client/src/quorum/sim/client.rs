@@ -12,7 +12,7 @@ use crate::quorum::put::{PutMachine, PutOutcome};
 use crate::quorum::targets::Target;
 use crate::quorum::{Machine, MachineError, NodeFailure, Outbound};
 use quire_shared::wire::Reply;
-use quire_shared::{NodeId, Object, VersionVector};
+use quire_shared::{NodeId, Object, PreferenceList, VersionVector};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -121,6 +121,9 @@ pub enum Outcome {
 pub struct Op {
     /// The client running it.
     pub client: usize,
+    /// The key's preference list when it started (a change may flip
+    /// while it runs).
+    pub list: PreferenceList,
     /// Its key.
     pub key: Vec<u8>,
     /// Why it runs.

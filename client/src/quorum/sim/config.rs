@@ -73,6 +73,11 @@ pub struct WorldConfig {
     /// Pause between anti-entropy passes while faults last; `None`: no
     /// exchange runs during the faults.
     pub exchange_pass_ms: Option<u64>,
+    /// When a node outside the first membership joins, during the faults:
+    /// the change is committed then, and the maintenance client moves its
+    /// data, closes, flips and drops old copies as the SDK does, while
+    /// everything else goes on. `None`: membership never changes.
+    pub join_at_ms: Option<u64>,
 }
 
 /// What a world's repair rounds run besides hint delivery.
@@ -92,6 +97,15 @@ pub enum Repair {
 impl WorldConfig {
     /// The world of `rng`'s seed.
     pub fn draw(rng: &mut Rng, knobs: Knobs) -> Self {
+        let mut cfg = Self::draw_shape(rng, knobs);
+        // Drawn after everything else, so every other dimension of a
+        // seed's world is what it was before membership could change.
+        cfg.join_at_ms = rng.chance(0.35).then(|| rng.between(0, cfg.chaos_ms));
+        cfg
+    }
+
+    /// Everything but the membership change.
+    fn draw_shape(rng: &mut Rng, knobs: Knobs) -> Self {
         let nodes = rng.between(3, 6) as usize;
         let n = rng.between(2, 3).min(nodes as u64) as usize;
         let delay_ms_max = [5, 60, 400, 1_200][rng.index(4)];
@@ -159,6 +173,7 @@ impl WorldConfig {
             // Drawn after everything else, for the same reason.
             repair: [Repair::Reads, Repair::Exchanges, Repair::Both][rng.index(3)],
             exchange_pass_ms: rng.chance(0.5).then(|| rng.between(500, 3_000)),
+            join_at_ms: None,
         }
     }
 }
@@ -189,6 +204,10 @@ pub struct Knobs {
     /// A coordinator replaces every value it holds, whatever the writer
     /// had seen (last-write-wins by mistake in a siblings store).
     pub put_ignores_context: bool,
+    /// A node stores a transfer page's objects over what it holds instead
+    /// of syncing them in, so a page can undo a newer write that reached
+    /// the incoming replica directly.
+    pub transfer_page_replaces: bool,
     /// Not a bug but a shape: the store allows only two to four siblings
     /// per key, so the nodes' limit is met (a test of its own plays such
     /// worlds).

@@ -70,7 +70,7 @@ impl World {
         let mut env = Env {
             policy: self.cfg.policy,
             limits: self.cfg.limits,
-            lists: &self.lists,
+            doc: &self.doc,
             partitions: self.doc.partitions,
             clock_ms: 1_000_000 + self.now_ms + self.skews[index],
             mint: &mut self.mint,
@@ -80,7 +80,7 @@ impl World {
         let call = &self.calls[&m.call];
         let op = match call.owner {
             Owner::Op(id) => Some(id),
-            Owner::Task(..) | Owner::Probe => None,
+            Owner::Task(..) | Owner::Copy | Owner::Probe => None,
         };
         if handled.changed {
             self.mutations += 1;
@@ -217,7 +217,7 @@ impl World {
         match owner {
             Owner::Op(id) => self.op_reply(id, node, result),
             Owner::Task(id, slot) if first => self.task_result((id, slot), result),
-            Owner::Task(..) | Owner::Probe => Ok(()),
+            Owner::Task(..) | Owner::Copy | Owner::Probe => Ok(()),
         }
     }
 
@@ -249,6 +249,8 @@ fn kind(reply: &Reply) -> &'static str {
         Reply::MerkleSegments(_) => "merkle-segments",
         Reply::Segment { .. } => "segment",
         Reply::SegmentDigests { .. } => "segment-digests",
+        Reply::Transfer(_) => "transfer-progress",
+        Reply::PartitionDropped { .. } => "partition-dropped",
         _ => "other",
     }
 }

@@ -81,19 +81,24 @@ impl SimNode {
         Ok(())
     }
 
-    /// `MerkleRoot`: the root of a partition and its tombstone-only keys.
-    /// Most partitions of a world hold no key: their root is computed once.
-    pub fn merkle_root(&self, env: &Env<'_>, store: &str, partition: u32) -> Handled {
+    /// The root of the node's copy of `partition`. Most partitions of a
+    /// world hold no key: their root is computed once.
+    pub fn partition_root(&self, env: &Env<'_>, partition: u32) -> [u8; 16] {
         static EMPTY: OnceLock<[u8; 16]> = OnceLock::new();
+        match self.partition_keys(env, partition).next() {
+            None => *EMPTY.get_or_init(|| Segments::default().root()),
+            Some(_) => self.segments(env, partition).root(),
+        }
+    }
+
+    /// `MerkleRoot`: the root of a partition and its tombstone-only keys.
+    pub fn merkle_root(&self, env: &Env<'_>, store: &str, partition: u32) -> Handled {
         let digest = Self::known(env, store, partition).map(|()| {
             let tombstones = self
                 .partition_keys(env, partition)
                 .filter(|(_, o)| only_tombstones(o))
                 .count() as u64;
-            let root = match self.partition_keys(env, partition).next() {
-                None => *EMPTY.get_or_init(|| Segments::default().root()),
-                Some(_) => self.segments(env, partition).root(),
-            };
+            let root = self.partition_root(env, partition);
             Reply::MerkleRoot(PartitionDigest { root, tombstones })
         });
         Handled::answer(digest)

@@ -4,8 +4,10 @@
 //!
 //! A world is a handful of storage nodes, a few clients running gets,
 //! puts and deletes at once through the real quorum machines, a
-//! maintenance client delivering hints and running the SDK's own
-//! anti-entropy exchange ([`exchange`]), and a nemesis: messages lost,
+//! maintenance client running the SDK's own hint delivery, anti-entropy
+//! exchange and, in a third of the worlds, a node's join (transfers,
+//! closing exchanges, flip, old copies dropped: [`moves`]), and a
+//! nemesis: messages lost,
 //! delayed, reordered and duplicated, partitions between clients and
 //! nodes, nodes crashing and coming back, some having lost their data.
 //! Simulated nodes store with the very rules real nodes apply
@@ -35,12 +37,11 @@
 //!   QUIRE_SIM_SEED_BASE=7000000 cargo test -p quire-client --lib --release sim::worlds -- --nocapture
 //! ```
 //!
-//! Not simulated yet: membership changes (every world keeps its first
-//! document) and so partition transfer and the hand-off of a leaver's
-//! copies (repair rounds have a place for them, [`runner`]), tombstone
-//! reaping, and the node's own guards that are not shared rules (its
-//! check that a context claims no dot it never issued, its byte-bounded
-//! pages). Worlds whose store allows only a few siblings are played by
+//! Not simulated yet: leaving, replacing and reweighting (a world's only
+//! change is one join), membership spreading from node to node (every
+//! node and client learns a new document at once), tombstone reaping,
+//! and the node's own guards that are not shared rules (its check that a
+//! context claims no dot it never issued, its byte-bounded pages). Worlds whose store allows only a few siblings are played by
 //! a test of their own (`worlds_with_small_sibling_limits_converge`).
 //!
 //! # Layout
@@ -59,6 +60,9 @@
 //! - [`tasks`]: the SDK's async maintenance code (exchange, transfer
 //!   pages) run over the simulated network;
 //! - [`exchange`]: anti-entropy passes;
+//! - [`moves`]: a join: copies to incoming replicas, transfers, the
+//!   flip, old copies dropped;
+//! - [`receive`]: a node's transfer progress, pages and drops;
 //! - [`digests`]: a node's Merkle roots, segment digests and scans;
 //! - [`nemesis`]: crashes, partitions, flushes, and their end;
 //! - [`history`]: writes and their dots, for the loss checker;
@@ -80,9 +84,11 @@ mod digests;
 mod exchange;
 mod hints;
 mod history;
+mod moves;
 mod nemesis;
 mod network;
 mod node;
+mod receive;
 mod rng;
 mod runner;
 mod tasks;
@@ -208,6 +214,9 @@ fn worlds() {
             ("hints delivered", s.hints_delivered),
             ("hints dropped", s.hints_dropped),
             ("keys repaired by anti-entropy", s.exchange_repairs),
+            ("membership changes flipped", s.flips),
+            ("keys moved by transfers", s.keys_transferred),
+            ("old owners' partitions dropped", s.partitions_dropped),
             ("crashes that lost data", s.data_losses),
             ("partitions", s.partitions),
             ("messages lost", s.dropped),
@@ -326,6 +335,22 @@ fn a_digest_that_ignores_the_object_is_caught() {
     };
     let why = first_failure(knobs, 3_000);
     assert!(why.contains("differ after repair"), "{why}");
+}
+
+/// A transfer page that overwrites what the incoming replica holds (a
+/// write copied to it directly, newer than the page) is caught: the
+/// replica's copy goes back in time.
+#[test]
+fn a_transfer_page_that_replaces_instead_of_syncing_is_caught() {
+    let knobs = Knobs {
+        transfer_page_replaces: true,
+        ..Knobs::default()
+    };
+    let why = first_failure(knobs, 3_000);
+    assert!(
+        why.contains("went back in time") || why.contains("is lost"),
+        "{why}"
+    );
 }
 
 /// Small sibling limits do not stop convergence: a replica takes a merge

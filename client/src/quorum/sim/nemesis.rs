@@ -36,6 +36,9 @@ impl World {
         if let Some(gap) = self.cfg.exchange_pass_ms {
             self.agenda.push(gap, Event::ExchangeTick);
         }
+        if let Some(at) = self.cfg.join_at_ms {
+            self.agenda.push(at, Event::Join);
+        }
         self.agenda.push(self.cfg.chaos_ms, Event::ChaosEnds);
     }
 

@@ -24,9 +24,9 @@ use super::config::Knobs;
 use super::digests::ScanAsk;
 use quire_shared::replica;
 use quire_shared::wire::{
-    DeliveredHint, ErrorCode, ErrorReply, Hint, Reply, Request, PROTOCOL_VERSION,
+    DeliveredHint, ErrorCode, ErrorReply, Hint, Reply, Request, TransferProgress, PROTOCOL_VERSION,
 };
-use quire_shared::{ActorId, ConflictPolicy, NodeId, Object, PreferenceList, StoreLimits};
+use quire_shared::{ActorId, ConflictPolicy, Membership, NodeId, Object, StoreLimits};
 use std::collections::BTreeMap;
 
 /// A user key (one store per world).
@@ -60,6 +60,9 @@ pub struct Disk {
     pub data: BTreeMap<Key, Object>,
     /// (home node, key) → object held for that node.
     pub hints: BTreeMap<(NodeId, Key), Object>,
+    /// Partition → how far its incoming transfer has come (written with
+    /// the page it marks, as the real node does).
+    pub transfers: BTreeMap<u32, TransferProgress>,
 }
 
 /// How a node goes down.
@@ -80,8 +83,9 @@ pub struct Env<'a> {
     pub policy: ConflictPolicy,
     /// The store's object limits.
     pub limits: StoreLimits,
-    /// Each key's preference list (the ownership check).
-    pub lists: &'a BTreeMap<Key, PreferenceList>,
+    /// The membership as it stands (the ownership check: home or incoming
+    /// replicas of a key take its writes and reads).
+    pub doc: &'a Membership,
     /// Partitions of the ring (a key's partition places it in a digest).
     pub partitions: u32,
     /// This node's clock, in milliseconds (it stamps values).
@@ -131,6 +135,9 @@ pub struct SimNode {
     /// What a power cut leaves: the state at the last flush (buffered
     /// stores only; a sync store's every write is on disk).
     flushed: Option<Disk>,
+    /// Partitions holding one of its transfer slots, with when their
+    /// latest page came (in memory: a crash frees them).
+    pub slots: BTreeMap<u32, u64>,
 }
 
 impl SimNode {
@@ -144,6 +151,7 @@ impl SimNode {
             stand_in: mint.fresh(),
             disk: Disk::default(),
             flushed: buffered.then(Disk::default),
+            slots: BTreeMap::new(),
         }
     }
 
@@ -173,6 +181,7 @@ impl SimNode {
     /// Goes down, losing what `crash` loses.
     pub fn crash(&mut self, crash: Crash) {
         self.up = false;
+        self.slots.clear();
         match crash {
             Crash::Process => {}
             Crash::Power => {
@@ -204,7 +213,7 @@ impl SimNode {
     /// discarded for a write that replaced it, and that write's own value
     /// (or its own replacement's) is kept in its stead, so a written key
     /// can never end up with no value at all, not even a tombstone.
-    fn keep<K: Ord>(slot: &mut BTreeMap<K, Object>, at: K, next: Object) {
+    pub(super) fn keep<K: Ord>(slot: &mut BTreeMap<K, Object>, at: K, next: Object) {
         if let Some(old) = slot.get(&at) {
             assert!(
                 old.less(&next) || old.equal_history(&next),
@@ -231,6 +240,9 @@ impl SimNode {
                 clock_ms: 0,
             })),
             Request::Get { key, hint, .. } => {
+                if let Err(e) = self.check_owner(env, key, *hint) {
+                    return Handled::answer(Err(e));
+                }
                 let found = match hint {
                     None => self.disk.data.get(key).cloned(),
                     // A stand-in answers with every hint it holds for the
@@ -357,29 +369,43 @@ impl SimNode {
                 };
                 self.scan_segment(env, store, &ask)
             }
+            Request::TransferState { partition, .. } => self.transfer_state(*partition),
+            Request::TransferPage {
+                partition,
+                change,
+                entries,
+                progress,
+                ..
+            } => self.transfer_page(env, (*partition, *change), entries, progress.as_ref()),
+            Request::DropPartition {
+                partition, root, ..
+            } => self.drop_partition(env, *partition, *root),
             other => panic!("the simulation never sends {}", other.kind()),
         }
     }
 
-    /// Refuses an un-hinted write of a key this node is not a home replica
-    /// of, as a real node does (membership never changes in a world, so a
-    /// refusal here is a bug in whoever chose the node).
+    /// Refuses an un-hinted read or write of a key this node is neither a
+    /// home nor an incoming replica of, as a real node does
+    /// (`check_home_replica`): a request planned on the membership before
+    /// a change flipped.
     fn check_owner(
         &self,
         env: &Env<'_>,
         key: &[u8],
         hint: Option<NodeId>,
     ) -> Result<(), ErrorReply> {
-        let home = env
-            .lists
-            .get(key)
-            .is_some_and(|l| l.home().contains(&self.id));
-        if hint.is_some() || home {
+        let n = usize::from(env.doc.stores[0].n);
+        let partition = env.doc.partition_of(super::STORE, key);
+        if hint.is_some() || env.doc.is_home_or_incoming(self.id, partition, n) {
             return Ok(());
         }
         Err(ErrorReply {
             code: ErrorCode::NotOwner,
-            message: format!("node {} is not a home replica of this key", self.id.get()),
+            message: format!(
+                "node {} is not a home replica of this key in epoch {}",
+                self.id.get(),
+                env.doc.epoch
+            ),
         })
     }
 

@@ -12,11 +12,14 @@
 //!    repairing), or both. A round that changes no node's disk ends
 //!    repair; a world that needs more than [`ROUNDS_MAX`] rounds does not
 //!    converge, which is a violation. So does an exchange that does not
-//!    complete once faults are over. Partition transfer will be a further
-//!    step once worlds change membership.
+//!    complete once faults are over. Each round also moves a pending
+//!    membership change's data (and flips it) and, after a flip, hands
+//!    off and drops old owners' copies ([`super::moves`]).
 //! 4. **Checks**: the home replicas agree and hold no hints, the last
-//!    round repaired nothing (neither by reads nor by exchange), and no
-//!    acknowledged write was lost ([`super::checkers`]).
+//!    round repaired nothing (neither by reads nor by exchange), a
+//!    membership change has flipped and left no copy on a node that no
+//!    longer owns it, and no acknowledged write was lost
+//!    ([`super::checkers`]).
 
 use super::checkers;
 use super::client::Purpose;
@@ -34,6 +37,11 @@ const ROUNDS_MAX: u32 = 4;
 enum RepairStep {
     /// A hint-delivery pass ([`super::hints`]).
     HintDelivery,
+    /// A pending membership change's transfers, closing exchanges and
+    /// flip ([`super::moves`]).
+    Moves,
+    /// After a flip, old owners' copies handed off and dropped.
+    Drops,
     /// An anti-entropy pass: every partition's home replicas exchange
     /// ([`super::exchange`]).
     Exchange,
@@ -45,11 +53,11 @@ enum RepairStep {
 /// A round's steps, in order, for a world that repairs by `repair`.
 /// Partition transfer joins here once worlds change membership.
 fn repair_steps(repair: Repair) -> &'static [RepairStep] {
-    use RepairStep::{Exchange, HintDelivery, ReadEveryKey};
+    use RepairStep::{Drops, Exchange, HintDelivery, Moves, ReadEveryKey};
     match repair {
-        Repair::Reads => &[HintDelivery, ReadEveryKey],
-        Repair::Exchanges => &[HintDelivery, Exchange],
-        Repair::Both => &[HintDelivery, Exchange, ReadEveryKey],
+        Repair::Reads => &[HintDelivery, Moves, Drops, ReadEveryKey],
+        Repair::Exchanges => &[HintDelivery, Moves, Drops, Exchange],
+        Repair::Both => &[HintDelivery, Moves, Drops, Exchange, ReadEveryKey],
     }
 }
 
@@ -85,6 +93,14 @@ pub struct Stats {
     pub hints_dropped: u64,
     /// Anti-entropy exchanges run (one per partition per pass).
     pub exchanges: u64,
+    /// Membership changes committed (a node joining).
+    pub joins: u64,
+    /// Changes flipped.
+    pub flips: u64,
+    /// Keys copied by transfers.
+    pub keys_transferred: u64,
+    /// Old owners' partitions dropped after a flip.
+    pub partitions_dropped: u64,
     /// Keys an exchange sent a merge to some replica of.
     pub exchange_repairs: u64,
     /// Node crashes.
@@ -129,6 +145,10 @@ impl Stats {
             (&mut self.hints_delivered, o.hints_delivered),
             (&mut self.hints_dropped, o.hints_dropped),
             (&mut self.exchanges, o.exchanges),
+            (&mut self.joins, o.joins),
+            (&mut self.flips, o.flips),
+            (&mut self.keys_transferred, o.keys_transferred),
+            (&mut self.partitions_dropped, o.partitions_dropped),
             (&mut self.exchange_repairs, o.exchange_repairs),
             (&mut self.crashes, o.crashes),
             (&mut self.data_losses, o.data_losses),
@@ -188,6 +208,12 @@ impl World {
         self.run_until_idle()?;
         let repairs = self.repair()?;
         let finals = checkers::converged(&self.nodes, &self.lists)?;
+        if self.stats.joins > 0 {
+            if self.doc.pending.is_some() {
+                return Err("the membership change had not flipped when repair ended".into());
+            }
+            checkers::no_stray_copies(&self.nodes, &self.doc)?;
+        }
         if repairs > 0 {
             return Err("repair sent merges to replicas that already agree".into());
         }
@@ -225,6 +251,8 @@ impl World {
     fn repair_step(&mut self, step: RepairStep) -> Result<(), String> {
         match step {
             RepairStep::HintDelivery => self.start_pass()?,
+            RepairStep::Moves => self.start_moves()?,
+            RepairStep::Drops => self.start_drops()?,
             RepairStep::Exchange | RepairStep::ReadEveryKey if self.knobs.skip_repair => {}
             RepairStep::Exchange => self.start_exchanges()?,
             RepairStep::ReadEveryKey => {

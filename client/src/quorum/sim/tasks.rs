@@ -13,7 +13,7 @@
 //! a page while it scans the next).
 //!
 //! A task ends with a [`TaskEnd`], which the world reads
-//! ([`super::hints`], [`super::exchange`]).
+//! ([`super::hints`], [`super::exchange`], [`super::moves`]).
 
 use super::world::{Owner, World};
 use crate::quorum::NodeFailure;
@@ -33,6 +33,10 @@ pub enum TaskEnd {
     Exchanges(Vec<(u32, Exchanged, RepairReport)>),
     /// A hint-delivery pass.
     Hints(crate::maintain::MaintenanceReport),
+    /// A membership change's transfers (and closing exchanges).
+    Moves(super::moves::MovesEnd),
+    /// Old owners' copies handed off and dropped.
+    Drops(crate::change::DropReport),
 }
 
 /// A task's calls: asked by the task, answered by the world, each by the
@@ -177,6 +181,8 @@ impl World {
         match end {
             TaskEnd::Exchanges(done) => self.exchanges_ended(id, done),
             TaskEnd::Hints(report) => self.hints_ended(report),
+            TaskEnd::Moves(end) => self.moves_ended(end),
+            TaskEnd::Drops(report) => self.drops_ended(report),
         }
     }
 }

@@ -157,6 +157,7 @@ impl World {
         self.clients[c].waiting += 1;
         let op = Op {
             client: c,
+            list: self.lists[&key].clone(),
             key,
             purpose,
             machine,
@@ -214,7 +215,7 @@ impl World {
         let outcome = op.machine.poll_outcome();
         let client = op.client;
         for out in sends {
-            checkers::request_fits(&self.lists[&self.ops[&id].key], out.node, &out.request)
+            checkers::request_fits(&self.ops[&id].list, out.node, &out.request)
                 .map_err(|e| format!("op{id}: {e}"))?;
             let deadline = self.ms(out.deadline);
             let budget = deadline
@@ -269,6 +270,7 @@ impl World {
                     Show(&out.object)
                 );
                 self.stats.puts_ok += 1;
+                self.copy_to_incoming(client, &key, &out.object);
                 out.object.join()
             }
             Outcome::Get(Ok(out)) => {

@@ -56,6 +56,8 @@ pub enum Event {
     HintTick,
     /// The maintenance client starts an anti-entropy pass.
     ExchangeTick,
+    /// The joining node's change is committed.
+    Join,
     /// Faults stop: partitions heal, nodes restart, the network calms.
     ChaosEnds,
 }
@@ -67,6 +69,8 @@ pub enum Owner {
     Op(u64),
     /// A task's call number `.1` (a task: [`super::tasks`]).
     Task(u64, u64),
+    /// A put's copy to an incoming replica: nobody waits for it.
+    Copy,
     /// A probe of a node the client believes down.
     Probe,
 }
@@ -133,6 +137,12 @@ pub struct World {
     pub next_task: u64,
     /// Virtual wall-clock milliseconds, as tasks read them.
     pub wall: Rc<Cell<u64>>,
+    /// The moves task of a pending change, while one runs.
+    pub moves: Option<u64>,
+    /// The hand-off-and-drop task, while one runs.
+    pub drops: Option<u64>,
+    /// Whether a drop task has reached every node since the flip.
+    pub dropped: bool,
     /// The membership document (it never changes in a world).
     pub doc: Membership,
     /// What was written.
@@ -157,20 +167,15 @@ impl World {
         let cfg = WorldConfig::draw(&mut rng, knobs);
         let mut mint = Mint::default();
         let buffered = cfg.durability == Durability::Buffered;
-        let ids: Vec<NodeId> = (1..=cfg.nodes as u64).map(NodeId).collect();
+        // A node that joins later exists from the start, outside the
+        // membership.
+        let count = cfg.nodes + usize::from(cfg.join_at_ms.is_some());
+        let ids: Vec<NodeId> = (1..=count as u64).map(NodeId).collect();
         let nodes = ids
             .iter()
             .map(|&id| SimNode::new(id, buffered, &mut mint))
             .collect();
-        let members = ids
-            .iter()
-            .map(|&id| Member {
-                id,
-                addr: format!("sim:{}", id.get()),
-                zone: "z".into(),
-                weight: 1,
-            })
-            .collect();
+        let members = ids[..cfg.nodes].iter().map(|&id| member(id)).collect();
         let store = StoreConfig {
             name: STORE.into(),
             n: cfg.n as u8,
@@ -182,13 +187,10 @@ impl World {
         };
         let doc = Membership::new(ClusterId(1), 16, members, vec![store])
             .expect("a valid simulated membership");
-        let lists: BTreeMap<Key, PreferenceList> = (0..cfg.keys)
-            .map(|k| {
-                let key = format!("k{k}").into_bytes();
-                let list = doc.preference_list(STORE, &key, cfg.n);
-                (key, list)
-            })
+        let keys: Vec<Key> = (0..cfg.keys)
+            .map(|k| format!("k{k}").into_bytes())
             .collect();
+        let lists = lists_of(&doc, keys, cfg.n);
         let skews = ids
             .iter()
             .map(|_| rng.between(0, cfg.clock_skew_ms_max))
@@ -224,6 +226,9 @@ impl World {
             tasks: BTreeMap::new(),
             next_task: 0,
             wall: Rc::new(Cell::new(1_000_000)),
+            moves: None,
+            drops: None,
+            dropped: false,
             doc,
             history: History::default(),
             trace: Trace::new(keep_trace),
@@ -332,8 +337,16 @@ impl World {
             Event::HintTick => {
                 if self.chaos {
                     self.start_pass()?;
+                    self.start_moves()?;
+                    self.start_drops()?;
                     self.agenda
                         .push(self.now_ms + self.cfg.hint_pass_ms, Event::HintTick);
+                }
+                Ok(())
+            }
+            Event::Join => {
+                if self.chaos {
+                    self.join()?;
                 }
                 Ok(())
             }
@@ -388,4 +401,28 @@ impl World {
         }
         Err(format!("the world did not settle within {STEPS_MAX} steps"))
     }
+}
+
+/// The member entry of node `id` (every simulated node is alike).
+pub fn member(id: NodeId) -> Member {
+    Member {
+        id,
+        addr: format!("sim:{}", id.get()),
+        zone: "z".into(),
+        weight: 1,
+    }
+}
+
+/// Each of `keys`' preference list under `doc`.
+pub fn lists_of(
+    doc: &Membership,
+    keys: impl IntoIterator<Item = Key>,
+    n: usize,
+) -> BTreeMap<Key, PreferenceList> {
+    keys.into_iter()
+        .map(|key| {
+            let list = doc.preference_list(STORE, &key, n);
+            (key, list)
+        })
+        .collect()
 }

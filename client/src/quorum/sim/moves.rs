@@ -1,0 +1,208 @@
+//! Membership change in a world: a node joins during the faults.
+//!
+//! At the world's `join_at_ms` the change is committed (the membership's
+//! own `plan`), and from then on, as in a cluster:
+//!
+//! - a put that succeeds is also sent to the key's incoming replicas, in
+//!   the background, never counted towards `W` (the SDK's
+//!   `copy_to_incoming`);
+//! - nodes take writes and reads for keys they are home or incoming
+//!   replicas of, and refuse the rest (`NotOwner`);
+//! - the maintenance client moves the data with the SDK's own transfer
+//!   code ([`crate::change`]'s pages, slots and progress marks) as a task
+//!   ([`super::tasks`]), and once every transfer is done, runs each moving
+//!   partition's closing exchange between its current and incoming
+//!   replicas; when all complete, the change flips (a new epoch, the
+//!   pending owners own);
+//! - after the flip, old owners' copies are handed off and dropped, with
+//!   the SDK's own `hand_off_and_drop`.
+//!
+//! One liberty is taken: every node and client learns a new membership
+//! the moment it is written (a cluster spreads it with every response).
+//! Requests planned on the old document still arrive after a flip, and
+//! are refused as in a cluster.
+
+use super::tasks::{OverLine, TaskEnd};
+use super::world::{lists_of, member, Owner, World};
+use super::STORE;
+use crate::change::{closing_nodes, hand_off_and_drop, progress_of, run_transfer, Stalled};
+use crate::repair::{exchange, RepairReport, Replicas};
+use quire_shared::wire::Request;
+use quire_shared::{Change, Object};
+use std::collections::BTreeSet;
+
+/// What a moves task did.
+pub struct MovesEnd {
+    /// The change it worked on.
+    change: u64,
+    /// Keys copied by transfers.
+    keys: u64,
+    /// True when every transfer was done and every closing exchange
+    /// complete: the change may flip.
+    closed: bool,
+}
+
+impl World {
+    /// The joining node's change is committed.
+    pub(super) fn join(&mut self) -> Result<(), String> {
+        let id = quire_shared::NodeId(self.nodes.len() as u64);
+        let planned = self
+            .doc
+            .plan(&[Change::Join(member(id))])
+            .map_err(|e| format!("planning the join of n{}: {e}", id.get()))?;
+        trace!(
+            self,
+            "n{} joins: epoch {}, {} transfers",
+            id.get(),
+            planned.epoch,
+            planned.transfers().len()
+        );
+        self.doc = planned;
+        self.stats.joins += 1;
+        Ok(())
+    }
+
+    /// What the SDK does after a successful put while a change is
+    /// pending: the written object goes to the key's incoming replicas.
+    pub(super) fn copy_to_incoming(&mut self, client: usize, key: &[u8], object: &Object) {
+        if self.doc.pending.is_none() {
+            return;
+        }
+        let partition = self.doc.partition_of(STORE, key);
+        for node in self.doc.incoming(partition, self.cfg.n) {
+            let replicate = Request::Replicate {
+                store: STORE.into(),
+                key: key.to_vec(),
+                object: object.clone(),
+                hint: None,
+            };
+            let budget = self.cfg.timeout_ms;
+            self.call(Owner::Copy, client, node, replicate, budget);
+        }
+    }
+
+    /// Starts a moves task for the pending change (unless one runs): every
+    /// transfer as far as it goes, then, if all are done, the closing
+    /// exchanges.
+    pub(super) fn start_moves(&mut self) -> Result<(), String> {
+        let Some(change) = self.doc.pending.as_ref().map(|p| p.since) else {
+            return Ok(());
+        };
+        if self.moves.is_some() {
+            return Ok(());
+        }
+        trace!(self, "moves start");
+        let over = self.over_line();
+        let (replicas, doc) = (over.clone(), self.doc.clone());
+        let task = async move {
+            let mut keys = 0;
+            let mut budget = usize::MAX;
+            for t in doc.transfers() {
+                match run_transfer(&replicas, &doc, &t, change, &mut budget).await {
+                    Ok(k) => keys += k,
+                    Err(Stalled::Waiting(why) | Stalled::Failed(why)) => {
+                        replicas
+                            .line
+                            .note(format!("transfer of p{}: {why}", t.partition));
+                    }
+                }
+            }
+            let mut done = true;
+            for t in doc.transfers() {
+                let p = progress_of(&replicas, &doc, &t).await;
+                done &= p.is_ok_and(|p| p.change == change && p.done);
+            }
+            let closed = done && close(&replicas, &doc).await;
+            TaskEnd::Moves(MovesEnd {
+                change,
+                keys,
+                closed,
+            })
+        };
+        self.moves = Some(0);
+        let id = self.spawn_task(&over, task)?;
+        if self.moves == Some(0) {
+            self.moves = Some(id);
+        }
+        Ok(())
+    }
+
+    /// A moves task ended: the change flips if it closed.
+    pub(super) fn moves_ended(&mut self, end: MovesEnd) -> Result<(), String> {
+        self.moves = None;
+        self.stats.keys_transferred += end.keys;
+        let pending = self.doc.pending.as_ref().map(|p| p.since);
+        trace!(
+            self,
+            "moves end: {} keys copied, closed {}",
+            end.keys,
+            end.closed
+        );
+        if !end.closed || pending != Some(end.change) {
+            return Ok(());
+        }
+        let flipped = self.doc.flip().ok_or("a pending change did not flip")?;
+        trace!(self, "the change flips: epoch {}", flipped.epoch);
+        self.lists = lists_of(&flipped, self.lists.keys().cloned(), self.cfg.n);
+        self.doc = flipped;
+        self.stats.flips += 1;
+        Ok(())
+    }
+
+    /// Starts a hand-off-and-drop task once a change has flipped (unless
+    /// one runs, or the old copies are gone).
+    pub(super) fn start_drops(&mut self) -> Result<(), String> {
+        if self.stats.flips == 0 || self.drops.is_some() || self.dropped {
+            return Ok(());
+        }
+        trace!(self, "drops start");
+        let over = self.over_line();
+        let (replicas, doc) = (over.clone(), self.doc.clone());
+        let task = async move { TaskEnd::Drops(hand_off_and_drop(&replicas, &doc).await) };
+        self.drops = Some(0);
+        let id = self.spawn_task(&over, task)?;
+        if self.drops == Some(0) {
+            self.drops = Some(id);
+        }
+        Ok(())
+    }
+
+    /// A drop task ended.
+    pub(super) fn drops_ended(&mut self, report: crate::change::DropReport) -> Result<(), String> {
+        self.drops = None;
+        trace!(
+            self,
+            "drops end: {} partitions, {} keys dropped, {} handed off, {} unreachable",
+            report.partitions_dropped,
+            report.keys_dropped,
+            report.keys_handed_off,
+            report.unreachable.len()
+        );
+        self.stats.partitions_dropped += report.partitions_dropped;
+        self.dropped = report.unreachable.is_empty();
+        Ok(())
+    }
+}
+
+/// Every moving partition's closing exchange between its current and
+/// incoming replicas; true when all completed.
+async fn close(replicas: &OverLine, doc: &quire_shared::Membership) -> bool {
+    let store = doc.stores[0].clone();
+    let mut seen = BTreeSet::new();
+    let mut complete = true;
+    for t in doc.transfers() {
+        if !seen.insert(t.partition) {
+            continue;
+        }
+        let up = |id| replicas.believed_up(id);
+        let nodes = closing_nodes(doc, &t, usize::from(store.n), up);
+        let mut report = RepairReport::default();
+        let e = exchange(replicas, &store, t.partition, &nodes, None, &mut report).await;
+        replicas.line.note(format!(
+            "closing exchange of p{}: {} keys repaired, complete {}",
+            t.partition, report.keys_repaired, e.complete
+        ));
+        complete &= e.complete;
+    }
+    complete
+}
