@@ -31,6 +31,10 @@ use quire_shared::wire::Request;
 use quire_shared::{Change, Object};
 use std::collections::BTreeSet;
 
+/// Transfer pages the maintenance client copies per tick while faults
+/// last (scan pages hold one key in a world).
+pub const PAGES_PER_TICK: usize = 2;
+
 /// What a moves task did.
 pub struct MovesEnd {
     /// The change it worked on.
@@ -81,10 +85,11 @@ impl World {
         }
     }
 
-    /// Starts a moves task for the pending change (unless one runs): every
-    /// transfer as far as it goes, then, if all are done, the closing
-    /// exchanges.
-    pub(super) fn start_moves(&mut self) -> Result<(), String> {
+    /// Starts a moves task for the pending change (unless one runs): the
+    /// transfers, at most `pages` pages in all (the maintenance loop's
+    /// rate limit: a few pages per interval, so a move spans many ticks of
+    /// the faults), then, if all are done, the closing exchanges.
+    pub(super) fn start_moves(&mut self, pages: usize) -> Result<(), String> {
         let Some(change) = self.doc.pending.as_ref().map(|p| p.since) else {
             return Ok(());
         };
@@ -96,7 +101,7 @@ impl World {
         let (replicas, doc) = (over.clone(), self.doc.clone());
         let task = async move {
             let mut keys = 0;
-            let mut budget = usize::MAX;
+            let mut budget = pages;
             for t in doc.transfers() {
                 match run_transfer(&replicas, &doc, &t, change, &mut budget).await {
                     Ok(k) => keys += k,

@@ -251,7 +251,7 @@ impl World {
     fn repair_step(&mut self, step: RepairStep) -> Result<(), String> {
         match step {
             RepairStep::HintDelivery => self.start_pass()?,
-            RepairStep::Moves => self.start_moves()?,
+            RepairStep::Moves => self.start_moves(usize::MAX)?,
             RepairStep::Drops => self.start_drops()?,
             RepairStep::Exchange | RepairStep::ReadEveryKey if self.knobs.skip_repair => {}
             RepairStep::Exchange => self.start_exchanges()?,

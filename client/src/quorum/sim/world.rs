@@ -337,7 +337,7 @@ impl World {
             Event::HintTick => {
                 if self.chaos {
                     self.start_pass()?;
-                    self.start_moves()?;
+                    self.start_moves(super::moves::PAGES_PER_TICK)?;
                     self.start_drops()?;
                     self.agenda
                         .push(self.now_ms + self.cfg.hint_pass_ms, Event::HintTick);
