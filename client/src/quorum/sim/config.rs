@@ -73,11 +73,29 @@ pub struct WorldConfig {
     /// Pause between anti-entropy passes while faults last; `None`: no
     /// exchange runs during the faults.
     pub exchange_pass_ms: Option<u64>,
-    /// When a node outside the first membership joins, during the faults:
-    /// the change is committed then, and the maintenance client moves its
-    /// data, closes, flips and drops old copies as the SDK does, while
-    /// everything else goes on. `None`: membership never changes.
-    pub join_at_ms: Option<u64>,
+    /// A membership change committed during the faults, and when: the
+    /// maintenance client then moves the data, closes, flips and drops old
+    /// copies as the SDK does, while everything else goes on. `None`:
+    /// membership never changes.
+    pub change: Option<(u64, ChangeKind)>,
+}
+
+/// The membership change a world makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A node outside the first membership joins.
+    Join,
+    /// A member leaves (only where more than `N` nodes remain).
+    Leave,
+    /// A node outside the first membership takes a member's place.
+    Replace,
+}
+
+impl ChangeKind {
+    /// Whether the change needs a node outside the first membership.
+    pub fn brings_a_node(self) -> bool {
+        self != ChangeKind::Leave
+    }
 }
 
 /// What a world's repair rounds run besides hint delivery.
@@ -100,7 +118,15 @@ impl WorldConfig {
         let mut cfg = Self::draw_shape(rng, knobs);
         // Drawn after everything else, so every other dimension of a
         // seed's world is what it was before membership could change.
-        cfg.join_at_ms = rng.chance(0.35).then(|| rng.between(0, cfg.chaos_ms));
+        if rng.chance(0.4) {
+            let at = rng.between(0, cfg.chaos_ms);
+            let kind = match rng.index(3) {
+                1 if cfg.nodes > cfg.n => ChangeKind::Leave,
+                2 => ChangeKind::Replace,
+                _ => ChangeKind::Join,
+            };
+            cfg.change = Some((at, kind));
+        }
         cfg
     }
 
@@ -173,7 +199,7 @@ impl WorldConfig {
             // Drawn after everything else, for the same reason.
             repair: [Repair::Reads, Repair::Exchanges, Repair::Both][rng.index(3)],
             exchange_pass_ms: rng.chance(0.5).then(|| rng.between(500, 3_000)),
-            join_at_ms: None,
+            change: None,
         }
     }
 }

@@ -5,9 +5,9 @@
 //! A world is a handful of storage nodes, a few clients running gets,
 //! puts and deletes at once through the real quorum machines, a
 //! maintenance client running the SDK's own hint delivery, anti-entropy
-//! exchange and, in a third of the worlds, a node's join (transfers,
-//! closing exchanges, flip, old copies dropped: [`moves`]), and a
-//! nemesis: messages lost,
+//! exchange and, in two worlds of five, a membership change (a join, a
+//! leave or a replacement: transfers, closing exchanges, flip, old copies
+//! dropped: [`moves`]), and a nemesis: messages lost,
 //! delayed, reordered and duplicated, partitions between clients and
 //! nodes, nodes crashing and coming back, some having lost their data.
 //! Simulated nodes store with the very rules real nodes apply
@@ -37,9 +37,9 @@
 //!   QUIRE_SIM_SEED_BASE=7000000 cargo test -p quire-client --lib --release sim::worlds -- --nocapture
 //! ```
 //!
-//! Not simulated yet: leaving, replacing and reweighting (a world's only
-//! change is one join), membership spreading from node to node (every
-//! node and client learns a new document at once), tombstone reaping,
+//! Not simulated yet: reweighting, several changes in one world,
+//! membership spreading from node to node (every node and client learns
+//! a new document at once), tombstone reaping,
 //! and the node's own guards that are not shared rules (its check that a
 //! context claims no dot it never issued, its byte-bounded pages). Worlds whose store allows only a few siblings are played by
 //! a test of their own (`worlds_with_small_sibling_limits_converge`).
@@ -60,8 +60,8 @@
 //! - [`tasks`]: the SDK's async maintenance code (exchange, transfer
 //!   pages) run over the simulated network;
 //! - [`exchange`]: anti-entropy passes;
-//! - [`moves`]: a join: copies to incoming replicas, transfers, the
-//!   flip, old copies dropped;
+//! - [`moves`]: a membership change: copies to incoming replicas,
+//!   transfers, the flip, old copies dropped;
 //! - [`receive`]: a node's transfer progress, pages and drops;
 //! - [`digests`]: a node's Merkle roots, segment digests and scans;
 //! - [`nemesis`]: crashes, partitions, flushes, and their end;

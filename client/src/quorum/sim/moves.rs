@@ -1,6 +1,7 @@
-//! Membership change in a world: a node joins during the faults.
+//! Membership change in a world: during the faults a node joins, a member
+//! leaves, or a node replaces a member.
 //!
-//! At the world's `join_at_ms` the change is committed (the membership's
+//! At the world's chosen moment the change is committed (the membership's
 //! own `plan`), and from then on, as in a cluster:
 //!
 //! - a put that succeeds is also sent to the key's incoming replicas, in
@@ -22,13 +23,14 @@
 //! Requests planned on the old document still arrive after a flip, and
 //! are refused as in a cluster.
 
+use super::config::ChangeKind;
 use super::tasks::{OverLine, TaskEnd};
 use super::world::{lists_of, member, Owner, World};
 use super::STORE;
 use crate::change::{closing_nodes, hand_off_and_drop, progress_of, run_transfer, Stalled};
 use crate::repair::{exchange, RepairReport, Replicas};
 use quire_shared::wire::Request;
-use quire_shared::{Change, Object};
+use quire_shared::{Change, NodeId, Object};
 use std::collections::BTreeSet;
 
 /// Transfer pages the maintenance client copies per tick while faults
@@ -47,22 +49,34 @@ pub struct MovesEnd {
 }
 
 impl World {
-    /// The joining node's change is committed.
-    pub(super) fn join(&mut self) -> Result<(), String> {
-        let id = quire_shared::NodeId(self.nodes.len() as u64);
+    /// The world's change is committed: the node outside the first
+    /// membership joins or replaces a member, or a member leaves.
+    pub(super) fn commit_change(&mut self) -> Result<(), String> {
+        let Some((_, kind)) = self.cfg.change else {
+            return Ok(());
+        };
+        let spare = NodeId(self.nodes.len() as u64);
+        let some_member = |w: &mut World| w.doc.members[w.rng.index(w.cfg.nodes)].id;
+        let change = match kind {
+            ChangeKind::Join => Change::Join(member(spare)),
+            ChangeKind::Leave => Change::Leave(some_member(self)),
+            ChangeKind::Replace => Change::Replace {
+                old: some_member(self),
+                new: member(spare),
+            },
+        };
         let planned = self
             .doc
-            .plan(&[Change::Join(member(id))])
-            .map_err(|e| format!("planning the join of n{}: {e}", id.get()))?;
+            .plan(std::slice::from_ref(&change))
+            .map_err(|e| format!("planning {change:?}: {e}"))?;
         trace!(
             self,
-            "n{} joins: epoch {}, {} transfers",
-            id.get(),
+            "{change:?} committed: epoch {}, {} transfers",
             planned.epoch,
             planned.transfers().len()
         );
         self.doc = planned;
-        self.stats.joins += 1;
+        self.stats.changes += 1;
         Ok(())
     }
 

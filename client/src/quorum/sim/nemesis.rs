@@ -36,8 +36,8 @@ impl World {
         if let Some(gap) = self.cfg.exchange_pass_ms {
             self.agenda.push(gap, Event::ExchangeTick);
         }
-        if let Some(at) = self.cfg.join_at_ms {
-            self.agenda.push(at, Event::Join);
+        if let Some((at, _)) = self.cfg.change {
+            self.agenda.push(at, Event::Change);
         }
         self.agenda.push(self.cfg.chaos_ms, Event::ChaosEnds);
     }

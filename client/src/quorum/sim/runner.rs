@@ -51,7 +51,6 @@ enum RepairStep {
 }
 
 /// A round's steps, in order, for a world that repairs by `repair`.
-/// Partition transfer joins here once worlds change membership.
 fn repair_steps(repair: Repair) -> &'static [RepairStep] {
     use RepairStep::{Drops, Exchange, HintDelivery, Moves, ReadEveryKey};
     match repair {
@@ -93,8 +92,8 @@ pub struct Stats {
     pub hints_dropped: u64,
     /// Anti-entropy exchanges run (one per partition per pass).
     pub exchanges: u64,
-    /// Membership changes committed (a node joining).
-    pub joins: u64,
+    /// Membership changes committed (a join, a leave or a replacement).
+    pub changes: u64,
     /// Changes flipped.
     pub flips: u64,
     /// Keys copied by transfers.
@@ -145,7 +144,7 @@ impl Stats {
             (&mut self.hints_delivered, o.hints_delivered),
             (&mut self.hints_dropped, o.hints_dropped),
             (&mut self.exchanges, o.exchanges),
-            (&mut self.joins, o.joins),
+            (&mut self.changes, o.changes),
             (&mut self.flips, o.flips),
             (&mut self.keys_transferred, o.keys_transferred),
             (&mut self.partitions_dropped, o.partitions_dropped),
@@ -208,7 +207,7 @@ impl World {
         self.run_until_idle()?;
         let repairs = self.repair()?;
         let finals = checkers::converged(&self.nodes, &self.lists)?;
-        if self.stats.joins > 0 {
+        if self.stats.changes > 0 {
             if self.doc.pending.is_some() {
                 return Err("the membership change had not flipped when repair ended".into());
             }

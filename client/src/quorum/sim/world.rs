@@ -56,8 +56,8 @@ pub enum Event {
     HintTick,
     /// The maintenance client starts an anti-entropy pass.
     ExchangeTick,
-    /// The joining node's change is committed.
-    Join,
+    /// The world's membership change is committed.
+    Change,
     /// Faults stop: partitions heal, nodes restart, the network calms.
     ChaosEnds,
 }
@@ -167,9 +167,10 @@ impl World {
         let cfg = WorldConfig::draw(&mut rng, knobs);
         let mut mint = Mint::default();
         let buffered = cfg.durability == Durability::Buffered;
-        // A node that joins later exists from the start, outside the
-        // membership.
-        let count = cfg.nodes + usize::from(cfg.join_at_ms.is_some());
+        // A node that joins later (or replaces a member) exists from the
+        // start, outside the membership.
+        let spare = cfg.change.is_some_and(|(_, kind)| kind.brings_a_node());
+        let count = cfg.nodes + usize::from(spare);
         let ids: Vec<NodeId> = (1..=count as u64).map(NodeId).collect();
         let nodes = ids
             .iter()
@@ -344,9 +345,9 @@ impl World {
                 }
                 Ok(())
             }
-            Event::Join => {
+            Event::Change => {
                 if self.chaos {
-                    self.join()?;
+                    self.commit_change()?;
                 }
                 Ok(())
             }
