@@ -98,6 +98,38 @@ async fn holds(cluster: &TestCluster, addr: &str, key: &[u8]) -> bool {
     }
 }
 
+/// Puts `count` keys `key-NNNN` with `value` and waits for their
+/// background work; returns the keys.
+async fn put_keys(client: &Client, count: usize, value: &[u8]) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    for i in 0..count {
+        let key = format!("key-{i:04}").into_bytes();
+        client
+            .put("default", &key, value.to_vec(), &Context::empty())
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    client.settle(Duration::from_secs(10)).await;
+    keys
+}
+
+/// Starts a fourth node and commits its join; its address, its member
+/// entry and the committed document.
+async fn join_a_fourth_node(
+    cluster: &mut TestCluster,
+    client: &Client,
+) -> (String, quire::shared::Member, Membership) {
+    let addr = cluster.add_node().await.expect("node 4 starts").addr();
+    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
+    let doc = client.membership();
+    let (committed, _) = client
+        .commit_change(&[Change::Join(member.clone())], doc.version())
+        .await
+        .unwrap();
+    (addr, member, committed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_joins_and_another_leaves_under_load_without_losing_a_write() {
     let mut cluster = TestCluster::from(common::builder(3).partitions(64), false).await;
@@ -196,23 +228,8 @@ async fn a_node_joins_and_another_leaves_under_load_without_losing_a_write() {
 async fn transferred_partitions_are_held_by_the_new_node_itself() {
     let mut cluster = TestCluster::from(common::builder(3).partitions(16), false).await;
     let client = cluster.client().await;
-    let mut keys = Vec::new();
-    for i in 0..200 {
-        let key = format!("key-{i}").into_bytes();
-        client
-            .put("default", &key, key.clone(), &Context::empty())
-            .await
-            .unwrap();
-        keys.push(key);
-    }
-    client.settle(Duration::from_secs(10)).await;
-    let addr = cluster.add_node().await.expect("node 4 starts").addr();
-    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
-    let doc = client.membership();
-    client
-        .commit_change(&[Change::Join(member.clone())], doc.version())
-        .await
-        .unwrap();
+    let keys = put_keys(&client, 200, b"v").await;
+    let (addr, member, _) = join_a_fourth_node(&mut cluster, &client).await;
     let report = client
         .transfer_until_flipped(64, Duration::from_millis(20), Duration::from_secs(60))
         .await;
@@ -655,26 +672,11 @@ async fn parallel_transfers_resume_and_flip_with_every_key_readable() {
         TestCluster::from(common::builder(3).partitions(16).node_limits(limits), false).await;
     let client = cluster.client().await;
     let value = vec![b'v'; 512];
-    let mut keys = Vec::new();
-    for i in 0..600 {
-        let key = format!("key-{i:04}").into_bytes();
-        client
-            .put("default", &key, value.clone(), &Context::empty())
-            .await
-            .unwrap();
-        keys.push(key);
-    }
-    client.settle(Duration::from_secs(10)).await;
+    let keys = put_keys(&client, 600, &value).await;
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let mut load = writers(&client, 2, &stop, &acked);
-    let addr = cluster.add_node().await.expect("node 4 starts").addr();
-    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
-    let doc = client.membership();
-    let (committed, _) = client
-        .commit_change(&[Change::Join(member.clone())], doc.version())
-        .await
-        .unwrap();
+    let (addr, member, committed) = join_a_fourth_node(&mut cluster, &client).await;
     let transfers = committed.transfers().len() as u64;
 
     // A first drive is stopped once some keys have moved.
@@ -730,11 +732,45 @@ async fn parallel_transfers_resume_and_flip_with_every_key_readable() {
     assert!(held > 100, "only {held} keys moved to the new node");
 }
 
+/// The transfer slots node `addr` holds now
+/// (`quire_node_transfers_receiving`, from its metrics endpoint, which
+/// the node names in `Hello`).
+async fn slots_held(cluster: &TestCluster, addr: &str) -> u64 {
+    let hello = Request::Hello {
+        protocol_version: quire::shared::wire::PROTOCOL_VERSION,
+        cluster_id: None,
+    };
+    let metrics = match cluster.transport().call(addr, &hello, T).await {
+        Ok(quire::shared::wire::Response {
+            result: Ok(Reply::Hello {
+                metrics: Some(m), ..
+            }),
+            ..
+        }) => m,
+        other => panic!("no metrics address from {addr}: {other:?}"),
+    };
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(metrics).expect("metrics listener");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        body.lines()
+            .find_map(|l| l.strip_prefix("quire_node_transfers_receiving "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no transfers_receiving gauge in {body}"))
+    })
+    .await
+    .unwrap()
+}
+
 /// Two clients each drive 8 transfers at once into nodes whose
-/// `transfers_in_max` is 1: no receiver ever records more than one
-/// transfer under way, transfers that found the slot held are reported
-/// waiting (not failed), and the change still flips with every key on
-/// the new node.
+/// `transfers_in_max` is 1: no node ever holds more than one transfer
+/// slot (its own gauge, read throughout), transfers that found the slot
+/// held are reported waiting (not failed), and the change still flips
+/// with every key on the new node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
     let limits = quire_node::config::Limits {
@@ -747,24 +783,8 @@ async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
     let mut cluster =
         TestCluster::from(common::builder(3).partitions(16).node_limits(limits), false).await;
     let client = cluster.client().await;
-    let value = vec![b'v'; 512];
-    let mut keys = Vec::new();
-    for i in 0..800 {
-        let key = format!("key-{i:04}").into_bytes();
-        client
-            .put("default", &key, value.clone(), &Context::empty())
-            .await
-            .unwrap();
-        keys.push(key);
-    }
-    client.settle(Duration::from_secs(10)).await;
-    let addr = cluster.add_node().await.expect("node 4 starts").addr();
-    let member = client.member_at(&addr, "local", 1, T).await.unwrap();
-    let doc = client.membership();
-    client
-        .commit_change(&[Change::Join(member.clone())], doc.version())
-        .await
-        .unwrap();
+    let keys = put_keys(&client, 800, &[b'v'; 512]).await;
+    let (addr, member, _) = join_a_fourth_node(&mut cluster, &client).await;
 
     let waited = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut drives = tokio::task::JoinSet::new();
@@ -778,20 +798,20 @@ async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
                 .await
         });
     }
-    // Polls that saw a transfer under way: the check below had something
-    // to check.
+    let nodes: Vec<String> = client
+        .membership()
+        .members
+        .iter()
+        .map(|m| m.addr.clone())
+        .collect();
+    // Reads that saw a slot held: the check below had something to check.
     let mut watched = 0;
     while !drives.is_empty() {
-        let now = client.transfers().await;
-        let mut active: BTreeMap<NodeId, u32> = BTreeMap::new();
-        for t in now.transfers.iter().filter(|t| t.state == "active") {
-            *active.entry(t.to).or_default() += 1;
+        for node in &nodes {
+            let held = slots_held(&cluster, node).await;
+            assert!(held <= 1, "{node} held {held} transfer slots at once");
+            watched += u32::from(held == 1);
         }
-        assert!(
-            active.values().all(|&n| n <= 1),
-            "a node received several partitions at once: {active:?}"
-        );
-        watched += u32::from(!active.is_empty());
         while let Some(done) = drives.try_join_next() {
             let report = done.expect("a drive");
             assert!(report.flipped, "{report:?}");
@@ -803,10 +823,58 @@ async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
         waited.load(Ordering::Relaxed) > 0,
         "no transfer ever waited for a slot: the limit was never met"
     );
-    assert!(watched > 0, "no transfer was seen under way");
-    let after = client.membership();
+    assert!(watched > 0, "no transfer slot was ever seen held");
+    // This client only watched: a new one reads the flipped document.
+    let after = cluster.client().await.membership();
     assert!(after.pending.is_none());
     assert_eq!(after.state_of(member.id), MemberState::Member);
     let held = held_where_home(&cluster, (&after, member.id, &addr), &keys).await;
     assert!(held > 50, "only {held} keys moved to the new node");
+}
+
+/// A receiver's mark of a transfer, once done, stays done for its change:
+/// a slower client's page (a mark further back) is stored but does not
+/// move the mark, so the transfer does not look unfinished again. A mark
+/// of the same change that is not done still moves, back as well as on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_done_transfer_mark_is_not_moved_back_by_a_slower_client() {
+    use quire::shared::wire::TransferProgress;
+    let mut cluster = TestCluster::from(common::builder(3).partitions(4), false).await;
+    let client = cluster.client().await;
+    let (addr, member, committed) = join_a_fourth_node(&mut cluster, &client).await;
+    let change = committed.pending.as_ref().unwrap().since;
+    let t = committed
+        .transfers()
+        .into_iter()
+        .find(|t| t.to == member.id)
+        .expect("node 4 receives a partition");
+    let mark = |after: &[u8], done: bool| TransferProgress {
+        change,
+        after: Some(after.to_vec()),
+        done,
+        ..TransferProgress::default()
+    };
+    let transport = cluster.transport();
+    let record = |progress: TransferProgress| {
+        let request = Request::TransferPage {
+            store: "default".into(),
+            partition: t.partition,
+            change,
+            entries: Vec::new(),
+            progress: Some(progress),
+        };
+        let (transport, addr) = (transport.clone(), addr.clone());
+        async move {
+            match transport.call(&addr, &request, T).await.unwrap().result {
+                Ok(Reply::Transfer(held)) => held,
+                other => panic!("expected a mark, got {other:?}"),
+            }
+        }
+    };
+    assert_eq!(record(mark(b"m", false)).await, mark(b"m", false));
+    // Not done: a slower client may move it back.
+    assert_eq!(record(mark(b"c", false)).await, mark(b"c", false));
+    assert_eq!(record(mark(b"z", true)).await, mark(b"z", true));
+    // Done: it stays so.
+    assert_eq!(record(mark(b"c", false)).await, mark(b"z", true));
 }

@@ -393,5 +393,6 @@ pub use frame::{
     PUT_MEMBERSHIP_TAG,
 };
 pub use repair::{
-    Entry, KeyDigest, Listing, NodeStats, PartitionDigest, StoreTotals, TransferProgress,
+    moves_mark, Entry, KeyDigest, Listing, NodeStats, PartitionDigest, StoreTotals,
+    TransferProgress,
 };

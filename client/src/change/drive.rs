@@ -116,8 +116,9 @@ impl Client {
             if tokio::time::Instant::now() >= deadline {
                 return report;
             }
-            // Another round at once while rounds copy data (a mark moved
-            // back by a slower client, say); a pause when nothing moved.
+            // Another round at once while rounds copy data (transfers that
+            // waited for a slot, a mark another client moved back before
+            // it was done); a pause when nothing moved.
             if keys == 0 || !report.unreachable.is_empty() {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 tokio::time::sleep(RETRY_PAUSE.min(left)).await;

@@ -102,8 +102,10 @@ pub(crate) async fn run_transfer(
                 *budget -= 1;
                 let scan = source_page(replicas, doc, t, Some(after));
                 let (stored, scanned) = tokio::join!(store, scan);
-                stored?;
                 copied += keys;
+                if stored? {
+                    return Ok(copied);
+                }
                 page = scanned?;
             }
             None => {
@@ -117,14 +119,15 @@ pub(crate) async fn run_transfer(
 /// Stores a page on the incoming replica `to` in parts of at most
 /// [`PART_KEYS`] keys and [`PART_BYTES`] bytes, one `TransferPage`
 /// (one write on the node) each, the last one carrying `progress`:
-/// the mark moves only once the whole page is stored.
+/// the mark moves only once the whole page is stored. True when the
+/// receiver's mark says another client finished the transfer.
 async fn store_page(
     replicas: &impl Replicas,
     to: &Member,
     t: &Transfer,
     entries: Vec<Entry>,
     progress: &TransferProgress,
-) -> Result<(), Stalled> {
+) -> Result<bool, Stalled> {
     let mut parts: Vec<Vec<Entry>> = vec![Vec::new()];
     let mut part_bytes = 0;
     for e in entries {
@@ -149,13 +152,18 @@ async fn store_page(
         };
         match judged(replicas.ask(to, &request).await, to)? {
             Reply::Transfer(held) if !last || held == *progress => {}
+            // Another client finished the transfer meanwhile: the mark
+            // stays done (`moves_mark`), and so is this copy.
+            Reply::Transfer(held) if held.change == progress.change && held.done => {
+                return Ok(true);
+            }
             other => {
                 let why = format!("{}: page not kept: {other:?}", to.addr);
                 return Err(Stalled::Failed(why));
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// The next page of `t`'s partition after `after`, from the first

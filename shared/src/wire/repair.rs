@@ -96,3 +96,13 @@ pub struct TransferProgress {
     /// When the latest page was marked.
     pub updated_ms: u64,
 }
+
+/// Whether a receiver holding mark `held` records `next`: a mark of a
+/// newer change replaces an older one, and within one change the mark
+/// moves (even back: a slower client's page) until the transfer is done.
+/// A done mark stays done for its change, so a client still copying
+/// pages another client has finished cannot make the transfer look
+/// unfinished and copy it all again.
+pub fn moves_mark(held: &TransferProgress, next: &TransferProgress) -> bool {
+    held.change < next.change || (held.change == next.change && !held.done)
+}

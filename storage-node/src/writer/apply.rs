@@ -177,7 +177,7 @@ pub(super) fn apply(
             }
             let held = txn.get_transfer(store, *partition)?;
             match progress {
-                Some(progress) if held.change <= progress.change => {
+                Some(progress) if quire_shared::wire::moves_mark(&held, progress) => {
                     txn.put_transfer(store, *partition, progress)?;
                     Ok(WriteOutcome::Transfer(progress.clone()))
                 }

@@ -16,8 +16,6 @@ use quire_shared::Member;
 /// The anti-entropy pass under way.
 #[derive(Clone, Copy, Debug)]
 pub struct ExchangePass {
-    /// Its task.
-    pub task: u64,
     /// Whether faults were over when it began.
     pub calm: bool,
 }
@@ -51,12 +49,9 @@ impl World {
             TaskEnd::Exchanges(done)
         };
         let calm = !self.chaos;
-        self.exchanges = Some(ExchangePass { task: 0, calm });
-        let task = self.spawn_task(&over, pass)?;
-        if let Some(p) = self.exchanges.as_mut().filter(|p| p.task == 0) {
-            p.task = task;
-        }
-        Ok(())
+        self.spawn_task(&over, pass, move |w, _| {
+            w.exchanges = Some(ExchangePass { calm });
+        })
     }
 
     /// The pass ended: counts, and the check that an exchange begun after

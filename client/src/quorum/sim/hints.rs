@@ -28,12 +28,7 @@ impl World {
         let over = self.over_line();
         let (replicas, doc) = (over.clone(), self.doc.clone());
         let pass = async move { TaskEnd::Hints(deliver_all(&replicas, &doc, PAGE).await) };
-        self.hint_pass = Some(0);
-        let task = self.spawn_task(&over, pass)?;
-        if self.hint_pass == Some(0) {
-            self.hint_pass = Some(task);
-        }
-        Ok(())
+        self.spawn_task(&over, pass, |w, id| w.hint_pass = Some(id))
     }
 
     /// The pass ended.

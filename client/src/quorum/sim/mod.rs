@@ -249,11 +249,16 @@ fn the_same_seed_gives_the_same_trace() {
 }
 
 /// Replays the world `QUIRE_SIM_SEED` (world 0 if unset) and prints its
-/// trace.
+/// trace; with `QUIRE_SIM_SMALL_LIMITS=1`, the world of that seed with
+/// small sibling limits.
 #[test]
 fn replay() {
     let seed = env_u64("QUIRE_SIM_SEED").unwrap_or(0);
-    let report = run(seed, Knobs::default(), true);
+    let knobs = Knobs {
+        small_sibling_limits: env_u64("QUIRE_SIM_SMALL_LIMITS") == Some(1),
+        ..Knobs::default()
+    };
+    let report = run(seed, knobs, true);
     for line in &report.lines {
         println!("{line}");
     }
@@ -366,6 +371,9 @@ fn worlds_with_small_sibling_limits_converge() {
         ..Knobs::default()
     };
     if let (_, Some((seed, why))) = play_many(0, 2_000, knobs) {
-        panic!("world {seed} with small sibling limits failed: {why}");
+        panic!(
+            "world {seed} with small sibling limits failed: {why}\nreplay it with:\n  QUIRE_SIM_SMALL_LIMITS=1 {}",
+            replay_command(seed)
+        );
     }
 }

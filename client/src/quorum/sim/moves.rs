@@ -138,12 +138,7 @@ impl World {
                 closed,
             })
         };
-        self.moves = Some(0);
-        let id = self.spawn_task(&over, task)?;
-        if self.moves == Some(0) {
-            self.moves = Some(id);
-        }
-        Ok(())
+        self.spawn_task(&over, task, |w, id| w.moves = Some(id))
     }
 
     /// A moves task ended: the change flips if it closed.
@@ -178,12 +173,7 @@ impl World {
         let over = self.over_line();
         let (replicas, doc) = (over.clone(), self.doc.clone());
         let task = async move { TaskEnd::Drops(hand_off_and_drop(&replicas, &doc).await) };
-        self.drops = Some(0);
-        let id = self.spawn_task(&over, task)?;
-        if self.drops == Some(0) {
-            self.drops = Some(id);
-        }
-        Ok(())
+        self.spawn_task(&over, task, |w, id| w.drops = Some(id))
     }
 
     /// A drop task ended.

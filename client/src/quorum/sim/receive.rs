@@ -9,7 +9,7 @@ use super::STORE;
 use quire_shared::merkle::Segments;
 use quire_shared::replica;
 use quire_shared::ring::{key_position, partition_of};
-use quire_shared::wire::{Entry, ErrorCode, ErrorReply, Reply, TransferProgress};
+use quire_shared::wire::{moves_mark, Entry, ErrorCode, ErrorReply, Reply, TransferProgress};
 
 /// Partitions a node receives at once (the real default of
 /// `limits.transfers_in_max`).
@@ -89,16 +89,16 @@ impl SimNode {
             changed = true;
         }
         let reply = match progress {
-            Some(p) if held.change <= p.change => {
+            Some(p) if moves_mark(&held, p) => {
                 self.disk.transfers.insert(partition, p.clone());
                 changed = true;
-                if p.done {
-                    self.slots.remove(&partition);
-                }
                 p.clone()
             }
             _ => held,
         };
+        if reply.done && reply.change == change {
+            self.slots.remove(&partition);
+        }
         Handled {
             changed,
             ..Handled::answer(Ok(Reply::Transfer(reply)))

@@ -111,12 +111,14 @@ impl World {
         }
     }
 
-    /// Starts `future`, whose calls go through `over.line`; returns its id.
+    /// Starts `future`, whose calls go through `over.line`: `started`
+    /// records its id in the world, then it is polled a first time.
     pub(super) fn spawn_task(
         &mut self,
         over: &OverLine,
         future: impl Future<Output = TaskEnd> + 'static,
-    ) -> Result<u64, String> {
+        started: impl FnOnce(&mut World, u64),
+    ) -> Result<(), String> {
         self.next_task += 1;
         let id = self.next_task;
         self.tasks.insert(
@@ -126,8 +128,8 @@ impl World {
                 future: Box::pin(future),
             },
         );
-        self.poll_task(id)?;
-        Ok(id)
+        started(self, id);
+        self.poll_task(id)
     }
 
     /// Polls task `id`: sends what it asked, or takes its end.
