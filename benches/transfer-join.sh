@@ -7,17 +7,20 @@
 #   RECORDS=1000000 MOVE_S=0 benches/transfer-join.sh   # move time alone
 #   PARALLEL=1 benches/transfer-join.sh          # one transfer at a time
 #   SNAPSHOT=/big/disk/loaded benches/transfer-join.sh  # load once, reuse
+#   WORKLOAD=a benches/transfer-join.sh          # writes during the move
 #
 # Steps: `quire up` (3 nodes, its maintenance loop running), `quire bench`
-# loads RECORDS uniform records of 1 KiB and runs workload C closed loop
-# for STEADY_S seconds (the steady state); then `quire node new`, node 4
-# started, `cluster join`, `plan`, `commit`, and at once `cluster transfers
-# --wait [--parallel PARALLEL]` beside a second workload C run of MOVE_S
-# seconds (none when MOVE_S=0). Uses the release binaries; builds nothing.
+# loads RECORDS uniform records of 1 KiB and runs WORKLOAD (c: reads
+# only, the default; a: half updates) closed loop for STEADY_S seconds
+# (the steady state); then `quire node new`, node 4 started, `cluster
+# join`, `plan`, `commit`, and at once `cluster transfers --wait
+# [--parallel PARALLEL]` beside a second WORKLOAD run of MOVE_S seconds
+# (none when MOVE_S=0). Uses the release binaries; builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RECORDS=${RECORDS:-200000}
+WORKLOAD=${WORKLOAD:-c}
 PARALLEL=${PARALLEL:-}
 CONCURRENCY=${CONCURRENCY:-16}
 STEADY_S=${STEADY_S:-10}
@@ -63,8 +66,8 @@ else
     up
     LOAD=()
 fi
-echo "== ${LOAD[*]:-load} $RECORDS records; steady state: workload C, closed, $CONCURRENCY concurrent, $STEADY_S s =="
-q bench --workloads c --records "$RECORDS" --distribution uniform --mode closed \
+echo "== ${LOAD[*]:-load} $RECORDS records; steady state: workload $WORKLOAD, closed, $CONCURRENCY concurrent, $STEADY_S s =="
+q bench --workloads "$WORKLOAD" --records "$RECORDS" --distribution uniform --mode closed \
     --concurrency "$CONCURRENCY" --duration-s "$STEADY_S" "${LOAD[@]}"
 if [ -n "${SNAPSHOT:-}" ] && [ ! -d "$SNAPSHOT" ]; then
     kill -TERM "$UP" && wait "$UP" || true
@@ -91,8 +94,8 @@ RUST_LOG=${RUST_LOG:-warn,quire_client::change=info} \
     "$QUIRE" --config "$CONFIG" --json "${WAIT[@]}" >"$WORK/moved.json" &
 MOVER=$!
 if [ "$MOVE_S" != 0 ]; then
-    echo "== during the move: workload C, closed, $CONCURRENCY concurrent, $MOVE_S s =="
-    q bench --workloads c --records "$RECORDS" --distribution uniform --mode closed \
+    echo "== during the move: workload $WORKLOAD, closed, $CONCURRENCY concurrent, $MOVE_S s =="
+    q bench --workloads "$WORKLOAD" --records "$RECORDS" --distribution uniform --mode closed \
         --concurrency "$CONCURRENCY" --duration-s "$MOVE_S" --no-load
 fi
 wait "$MOVER"

@@ -112,9 +112,10 @@ async fn probe_loop(inner: std::sync::Weak<Inner>) {
 }
 
 impl Client {
-    /// Sets up TLS and pulls membership from the first seed that answers
-    /// (a slow or dead seed does not hold up the next for long:
-    /// [`crate::seeds`]).
+    /// Sets up TLS and pulls membership from the first seed that answers.
+    /// Seeds are asked in order, but one that has not answered within
+    /// 250 ms does not hold up the next: a dead first seed costs that, not
+    /// the connect timeout.
     ///
     /// ```no_run
     /// use quire_client::{Client, ClientConfig};
