@@ -184,6 +184,12 @@ pub enum Request {
     /// (`NotOwner`) unless the node is an incoming replica of the
     /// partition in change `change`; an entry whose key is not in the
     /// partition is refused (`Malformed`) before anything is written.
+    /// The partition must hold one of the node's transfer slots
+    /// (`limits.transfers_in_max`), taken by its first page and freed once
+    /// its mark is done: a page of another partition while every slot is
+    /// held is refused `Unavailable`, and a page with no entries and no
+    /// progress only claims the slot. A done mark stays done for its
+    /// change ([`crate::wire::moves_mark`]).
     TransferPage {
         /// Store name.
         store: String,
