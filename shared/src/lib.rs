@@ -38,6 +38,7 @@ pub mod object;
 pub mod reap;
 pub mod replica;
 pub mod ring;
+pub mod slots;
 pub mod wire;
 
 pub use dvvset::{Dvvset, VersionVector};

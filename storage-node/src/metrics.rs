@@ -313,7 +313,7 @@ impl NodeMetrics {
         let (depth, bytes) = state.writer.queued();
         self.queue_depth.set(depth as i64);
         self.queue_bytes.set(bytes as i64);
-        let receiving = state.inbound.held(Instant::now());
+        let receiving = state.inbound.held();
         self.transfers_receiving.set(receiving as i64);
         {
             let mut read = self.totals_read.lock().unwrap_or_else(|e| e.into_inner());

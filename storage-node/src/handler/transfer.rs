@@ -14,7 +14,6 @@
 use super::{refuse, storage_failed, unexpected, NodeState};
 use crate::writer::{WriteOp, WriteOutcome};
 use quire_shared::wire::{Entry, ErrorCode, ErrorReply, Reply, TransferProgress};
-use std::time::Instant;
 
 impl NodeState {
     /// The progress recorded for `store`'s `partition`.
@@ -78,7 +77,7 @@ impl NodeState {
             self.check_object(&object)?;
             items.push((dk, object));
         }
-        if let Err(full) = self.inbound.admit(store, partition, Instant::now()) {
+        if let Err(full) = self.inbound.admit(store, partition) {
             return Err(refuse(
                 ErrorCode::Unavailable,
                 format!(

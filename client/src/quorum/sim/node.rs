@@ -23,6 +23,7 @@
 use super::config::Knobs;
 use super::digests::ScanAsk;
 use quire_shared::replica;
+use quire_shared::slots::Slots;
 use quire_shared::wire::{
     DeliveredHint, ErrorCode, ErrorReply, Hint, Reply, Request, TransferProgress, PROTOCOL_VERSION,
 };
@@ -135,9 +136,9 @@ pub struct SimNode {
     /// What a power cut leaves: the state at the last flush (buffered
     /// stores only; a sync store's every write is on disk).
     flushed: Option<Disk>,
-    /// Partitions holding one of its transfer slots, with when their
-    /// latest page came (in memory: a crash frees them).
-    pub slots: BTreeMap<u32, u64>,
+    /// Its transfer slots, two as the real default of
+    /// `limits.transfers_in_max` (in memory: a crash frees them).
+    pub slots: Slots,
 }
 
 impl SimNode {
@@ -151,7 +152,7 @@ impl SimNode {
             stand_in: mint.fresh(),
             disk: Disk::default(),
             flushed: buffered.then(Disk::default),
-            slots: BTreeMap::new(),
+            slots: Slots::new(2),
         }
     }
 

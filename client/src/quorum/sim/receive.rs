@@ -11,13 +11,6 @@ use quire_shared::replica;
 use quire_shared::ring::{key_position, partition_of};
 use quire_shared::wire::{moves_mark, Entry, ErrorCode, ErrorReply, Reply, TransferProgress};
 
-/// Partitions a node receives at once (the real default of
-/// `limits.transfers_in_max`).
-const SLOTS: usize = 2;
-
-/// How long a slot stays held without a page, in milliseconds.
-const SLOT_LEASE_MS: u64 = 10_000;
-
 fn refuse(code: ErrorCode, message: String) -> Handled {
     Handled::answer(Err(ErrorReply { code, message }))
 }
@@ -54,13 +47,9 @@ impl SimNode {
         if entries.iter().any(|e| in_partition(e) != partition) {
             return refuse(ErrorCode::Malformed, "a key of another partition".into());
         }
-        let now = env.clock_ms;
-        self.slots
-            .retain(|_, last| now.saturating_sub(*last) < SLOT_LEASE_MS);
-        if !self.slots.contains_key(&partition) && self.slots.len() >= SLOTS {
+        if self.slots.admit(STORE, partition, env.clock_ms).is_err() {
             return refuse(ErrorCode::Unavailable, "every transfer slot is held".into());
         }
-        self.slots.insert(partition, now);
         let held = self.disk.transfers.get(&partition).cloned();
         let held = held.unwrap_or_default();
         if entries.is_empty() && progress.is_none() {
@@ -97,7 +86,7 @@ impl SimNode {
             _ => held,
         };
         if reply.done && reply.change == change {
-            self.slots.remove(&partition);
+            self.slots.finish(STORE, partition);
         }
         Handled {
             changed,
