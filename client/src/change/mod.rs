@@ -54,8 +54,35 @@ pub(crate) use {
 
 use crate::client::Client;
 use quire_shared::wire::{NodeStats, Reply, Request};
-use quire_shared::{Member, Membership, Object};
+use quire_shared::{Member, Membership, NodeId, Object};
 use std::sync::Arc;
+
+/// The copies of a written object a pending change needs: a `Replicate`
+/// to each incoming replica of the key (none, almost always: nothing is
+/// moving, and the put path does no hashing then).
+pub(crate) fn incoming_copies(
+    doc: &Membership,
+    store: &str,
+    key: &[u8],
+    object: &Object,
+) -> Vec<(NodeId, Request)> {
+    let Some(config) = doc.store(store).filter(|_| doc.pending.is_some()) else {
+        return Vec::new();
+    };
+    let partition = doc.partition_of(store, key);
+    doc.incoming(partition, usize::from(config.n))
+        .into_iter()
+        .map(|node| {
+            let request = Request::Replicate {
+                store: store.to_owned(),
+                key: key.to_vec(),
+                object: object.clone(),
+                hint: None,
+            };
+            (node, request)
+        })
+        .collect()
+}
 
 impl Client {
     /// Sends a written object to the key's incoming replicas, if a change
@@ -69,23 +96,9 @@ impl Client {
         key: &[u8],
         object: &Object,
     ) {
-        // Nothing moves almost always: no hashing on the put path then.
-        if doc.pending.is_none() {
-            return;
-        }
-        let Some(config) = doc.store(store) else {
-            return;
-        };
-        let partition = doc.partition_of(store, key);
-        for node in doc.incoming(partition, usize::from(config.n)) {
+        for (node, request) in incoming_copies(doc, store, key, object) {
             let Some(member) = doc.member(node) else {
                 continue;
-            };
-            let request = Request::Replicate {
-                store: store.to_owned(),
-                key: key.to_vec(),
-                object: object.clone(),
-                hint: None,
             };
             let (client, addr) = (self.clone(), member.addr.clone());
             let working = self.inner.background.enter();

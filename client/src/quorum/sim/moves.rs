@@ -27,9 +27,10 @@ use super::config::ChangeKind;
 use super::tasks::{OverLine, TaskEnd};
 use super::world::{lists_of, member, Owner, World};
 use super::STORE;
-use crate::change::{closing_nodes, hand_off_and_drop, progress_of, run_transfer, Stalled};
+use crate::change::{
+    closing_nodes, hand_off_and_drop, incoming_copies, progress_of, run_transfer, Stalled,
+};
 use crate::repair::{exchange, RepairReport, Replicas};
-use quire_shared::wire::Request;
 use quire_shared::{Change, NodeId, Object};
 use std::collections::BTreeSet;
 
@@ -83,17 +84,7 @@ impl World {
     /// What the SDK does after a successful put while a change is
     /// pending: the written object goes to the key's incoming replicas.
     pub(super) fn copy_to_incoming(&mut self, client: usize, key: &[u8], object: &Object) {
-        if self.doc.pending.is_none() {
-            return;
-        }
-        let partition = self.doc.partition_of(STORE, key);
-        for node in self.doc.incoming(partition, self.cfg.n) {
-            let replicate = Request::Replicate {
-                store: STORE.into(),
-                key: key.to_vec(),
-                object: object.clone(),
-                hint: None,
-            };
+        for (node, replicate) in incoming_copies(&self.doc, STORE, key, object) {
             let budget = self.cfg.timeout_ms;
             self.call(Owner::Copy, client, node, replicate, budget);
         }
