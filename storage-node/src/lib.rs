@@ -24,6 +24,7 @@ pub(crate) mod handler;
 pub mod inbound;
 pub mod logging;
 pub mod metrics;
+mod quic;
 pub mod reload;
 pub(crate) mod server;
 pub mod storage;
@@ -32,6 +33,7 @@ pub mod writer;
 
 use config::NodeConfig;
 use handler::NodeState;
+pub use server::strikes::STRUCK_CONNECTION_CODE;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,24 +155,6 @@ impl RunningNode {
     }
 }
 
-fn transport(config: &NodeConfig) -> quinn::TransportConfig {
-    let l = &config.limits;
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_bidi_streams(l.streams_per_connection_max.into())
-        .max_concurrent_uni_streams(0u32.into())
-        .receive_window(l.connection_window_bytes.into())
-        .stream_receive_window((l.frame_bytes_max + 64).into())
-        .max_idle_timeout(Some(
-            Duration::from_millis(l.idle_timeout_ms.into())
-                .try_into()
-                .expect("idle timeout fits a QUIC varint"),
-        ))
-        // Nothing in the protocol uses datagrams: a peer gets no buffer
-        // to fill with them.
-        .datagram_receive_buffer_size(None);
-    t
-}
-
 /// The node id the node's certificate names: the node is that member
 /// and no other, so clients can check who answers at its address.
 fn certificate_node_id(config: &NodeConfig) -> Result<quire_shared::NodeId, NodeError> {
@@ -184,18 +168,6 @@ fn certificate_node_id(config: &NodeConfig) -> Result<quire_shared::NodeId, Node
     principal
         .node_id()
         .ok_or_else(|| not_node(format!("it names {principal}")))
-}
-
-/// The QUIC server config from the node's TLS files and limits; made
-/// again when the node reloads its certificates.
-fn server_config(config: &NodeConfig) -> Result<quinn::ServerConfig, NodeError> {
-    let quic = quire_net::tls::server_config(&config.tls)?;
-    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    server_config.transport_config(Arc::new(transport(config)));
-    // Connection attempts waiting for the accept loop: no more than could
-    // be served at once.
-    server_config.max_incoming(config.limits.connections_max as usize);
-    Ok(server_config)
 }
 
 /// Opens storage, binds the listen address and starts serving in the
@@ -244,7 +216,8 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         );
     }
 
-    let server_config = server_config(&config)?;
+    let configs = quic::server_configs(&config)?;
+    let struck = Arc::new(std::sync::RwLock::new(Arc::new(configs.struck)));
     let bind_err = |source| NodeError::Bind {
         addr: config.listen,
         source,
@@ -268,7 +241,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     });
     let endpoint = quinn::Endpoint::new(
         endpoint_config,
-        Some(server_config),
+        Some(configs.normal),
         socket,
         Arc::new(quinn::TokioRuntime),
     )
@@ -289,6 +262,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         endpoint: endpoint.clone(),
         state: Arc::downgrade(&state),
         node_id,
+        struck: struck.clone(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     #[cfg(any(test, feature = "fault-injection"))]
@@ -298,7 +272,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         tokio::spawn(metrics::http::serve(listener, Arc::downgrade(&state)))
     });
     let task = tokio::spawn(async move {
-        server::serve(endpoint, state, async {
+        server::serve(endpoint, state, struck, async {
             let _ = stopped.await;
         })
         .await;

@@ -114,6 +114,8 @@ pub struct NodeMetrics {
     store_tombstones: Family<StoreLabel, Gauge>,
     hints_held: Family<TargetLabel, Gauge>,
     merkle_roots: Counter,
+    connection_pauses: Counter,
+    connections_struck_off: Counter,
     transfer_keys: Family<StoreLabel, Gauge>,
     transfer_bytes: Family<StoreLabel, Gauge>,
     transfers_receiving: Gauge,
@@ -207,6 +209,18 @@ impl NodeMetrics {
             "Merkle roots served: one per anti-entropy exchange or transfer check",
             merkle_roots.clone(),
         );
+        let connection_pauses = Counter::default();
+        registry.register(
+            "connection_pauses",
+            "Connections paused for a request frame announced past its limit or garbled",
+            connection_pauses.clone(),
+        );
+        let connections_struck_off = Counter::default();
+        registry.register(
+            "connections_struck_off",
+            "Connections closed for too many request frames past their limit or garbled in a row",
+            connections_struck_off.clone(),
+        );
         let transfer_keys = Family::<StoreLabel, Gauge>::default();
         registry.register(
             "transfer_keys",
@@ -247,6 +261,8 @@ impl NodeMetrics {
             store_tombstones,
             hints_held,
             merkle_roots,
+            connection_pauses,
+            connections_struck_off,
             transfer_keys,
             transfer_bytes,
             transfers_receiving,
@@ -282,6 +298,15 @@ impl NodeMetrics {
         self.handshake_failures
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Counts a strike against a connection: paused, or `closed`.
+    pub fn struck(&self, closed: bool) {
+        if closed {
+            self.connections_struck_off.inc();
+        } else {
+            self.connection_pauses.inc();
+        }
     }
 
     /// Counts a Merkle root served.

@@ -22,6 +22,8 @@ pub struct TlsReloader {
     /// handle stops the writer), reloader or not.
     pub(crate) state: Weak<NodeState>,
     pub(crate) node_id: NodeId,
+    /// The server config for connections of struck peers, replaced too.
+    pub(crate) struck: crate::quic::StruckConfig,
 }
 
 impl TlsReloader {
@@ -40,11 +42,12 @@ impl TlsReloader {
             });
         }
         let verifier = quire_net::seal::Verifier::load(&self.config.tls.ca)?;
-        let server = crate::server_config(&self.config)?;
+        let servers = crate::quic::server_configs(&self.config)?;
         let Some(state) = self.state.upgrade() else {
             return Ok(()); // stopping: nothing to serve with new files
         };
-        self.endpoint.set_server_config(Some(server));
+        self.endpoint.set_server_config(Some(servers.normal));
+        *self.struck.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(servers.struck);
         *state.verifier.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(verifier);
         tracing::info!(cert = %self.config.tls.cert.display(), "reloaded the TLS certificate, key and CA bundle");
         Ok(())

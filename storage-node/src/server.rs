@@ -15,6 +15,7 @@
 
 mod budget;
 mod slots;
+pub(crate) mod strikes;
 
 use crate::handler::NodeState;
 use crate::metrics::Outcome;
@@ -26,6 +27,7 @@ use slots::{Refused, Slot, Slots};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use strikes::PeerStrikes;
 use tokio::sync::Semaphore;
 
 /// How long shutdown waits for in-flight requests to finish.
@@ -36,11 +38,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEADLINE_STREAM_CODE: u32 = 1;
 
 /// What every connection of one node shares: the handler, the byte budget
-/// for requests being read, and the read deadline.
+/// for requests being read, the read deadline, and the strikes against
+/// each peer address.
 struct Shared {
     state: Arc<NodeState>,
     request_bytes: Arc<Semaphore>,
     read_timeout: Duration,
+    strikes: PeerStrikes,
 }
 
 /// Accepts connections until `shutdown` resolves, then closes the endpoint
@@ -48,6 +52,7 @@ struct Shared {
 pub async fn serve(
     endpoint: quinn::Endpoint,
     state: Arc<NodeState>,
+    struck: crate::quic::StruckConfig,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -58,6 +63,7 @@ pub async fn serve(
             usize::try_from(limits.request_bytes_in_flight_max).unwrap_or(usize::MAX >> 4),
         )),
         read_timeout: Duration::from_millis(limits.request_read_timeout_ms.into()),
+        strikes: PeerStrikes::default(),
         state,
     });
     let mut connections = tokio::task::JoinSet::new();
@@ -88,10 +94,29 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // A recently struck address gets small windows from the
+                // handshake on, and the rest of its pause. (Refusing it
+                // meanwhile was tried: the attacker then retried at once,
+                // over and over, and cost the node more.)
+                let standing = shared.strikes.standing(peer.ip(), std::time::Instant::now());
+                let connecting = match standing {
+                    None => incoming.accept(),
+                    Some(_) => {
+                        let config = struck.read().unwrap_or_else(|e| e.into_inner()).clone();
+                        incoming.accept_with(config)
+                    }
+                };
+                let connecting = match connecting {
+                    Ok(connecting) => connecting,
+                    Err(e) => {
+                        shared.state.metrics.handshake_failed(handshake_failure(&e));
+                        continue;
+                    }
+                };
                 let shared = shared.clone();
                 connections.spawn(async move {
-                    match incoming.await {
-                        Ok(conn) => serve_connection(conn, &slot, shared).await,
+                    match connecting.await {
+                        Ok(conn) => serve_connection(conn, &slot, shared, standing).await,
                         Err(e) => {
                             shared.state.metrics.handshake_failed(handshake_failure(&e));
                             tracing::debug!(error = %e, "handshake failed");
@@ -133,7 +158,14 @@ fn handshake_failure(e: &quinn::ConnectionError) -> &'static str {
     }
 }
 
-async fn serve_connection(conn: quinn::Connection, slot: &Slot, shared: Arc<Shared>) {
+/// Serves one connection's request streams until it closes. `standing`:
+/// its address's pause, if the address has a recent strike.
+async fn serve_connection(
+    conn: quinn::Connection,
+    slot: &Slot,
+    shared: Arc<Shared>,
+    standing: Option<std::time::Instant>,
+) {
     let peer = conn.remote_address();
     let _open = shared.state.metrics.connection_open();
     // Who the certificate names; a certificate naming nobody gets every
@@ -149,17 +181,25 @@ async fn serve_connection(conn: quinn::Connection, slot: &Slot, shared: Arc<Shar
     }
     let mut streams = tokio::task::JoinSet::new();
     let heads = Arc::new(Semaphore::new(CONNECTION_HEAD_BYTES));
+    // New streams are taken again from this instant (see `strikes`).
+    let mut paused_until = standing.map(tokio::time::Instant::from_std);
+    // Made with the struck config: small windows already, so closing it
+    // for its strikes would buy nothing; it is only paused.
+    let small_windows = standing.is_some();
     loop {
+        let paused = paused_until.is_some_and(|t| t > tokio::time::Instant::now());
         tokio::select! {
-            stream = conn.accept_bi() => match stream {
+            stream = conn.accept_bi(), if !paused => match stream {
                 Ok((send, recv)) => {
                     let shared = shared.clone();
                     let bytes = RequestBytes::new(heads.clone(), shared.request_bytes.clone());
                     let busy = slot.activity.busy();
                     let principal = principal.clone();
                     streams.spawn(async move {
-                        serve_stream(send, recv, bytes, &shared, (peer, &principal)).await;
+                        let struck =
+                            serve_stream(send, recv, bytes, &shared, (peer, &principal)).await;
                         drop(busy);
+                        struck
                     });
                 }
                 Err(e) => {
@@ -167,7 +207,24 @@ async fn serve_connection(conn: quinn::Connection, slot: &Slot, shared: Arc<Shar
                     break;
                 }
             },
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            Some(done) = streams.join_next(), if !streams.is_empty() => {
+                if done.unwrap_or(false) {
+                    let penalty = shared.strikes.strike(peer.ip(), std::time::Instant::now());
+                    let close = penalty.close && !small_windows;
+                    shared.state.metrics.struck(close);
+                    if close {
+                        tracing::info!(%peer, "unreadable requests again and again: connection closed");
+                        conn.close(
+                            strikes::STRUCK_CONNECTION_CODE.into(),
+                            b"too many request frames past their limit or garbled",
+                        );
+                        break;
+                    }
+                    tracing::debug!(%peer, pause = ?penalty.pause, "unreadable request: the connection is paused");
+                    paused_until = Some(tokio::time::Instant::now() + penalty.pause);
+                }
+            }
+            _ = tokio::time::sleep_until(paused_until.unwrap_or_else(tokio::time::Instant::now)), if paused => {}
             _ = slot.activity.evicted() => {
                 tracing::debug!(%peer, "idle connection closed: its peer opened a newer one at its cap");
                 conn.close(
@@ -186,14 +243,15 @@ async fn serve_connection(conn: quinn::Connection, slot: &Slot, shared: Arc<Shar
 /// Reads one request within the deadline and `bytes`' budgets, answers it
 /// and finishes the stream. `bytes` is held until the answer is sent: the
 /// request's bytes stay counted while it is handled, since the decoded
-/// request holds them too.
+/// request holds them too. True if the frame was announced past its limit
+/// or garbled (a strike against the connection, see `strikes`).
 async fn serve_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     mut bytes: RequestBytes,
     shared: &Shared,
     (peer, principal): (std::net::SocketAddr, &Result<Peer, IdentityError>),
-) {
+) -> bool {
     let state = &shared.state;
     let max = state.limits.frame_bytes_max;
     let read = tokio::time::timeout(
@@ -204,6 +262,7 @@ async fn serve_stream(
     )
     .await;
     let started = std::time::Instant::now();
+    let struck = matches!(read, Ok(Err(FrameReadError::Frame(_))));
     let (kind, response) = match read {
         Ok(read) => answer(state, read, (peer, principal)).await,
         Err(_) => {
@@ -234,7 +293,17 @@ async fn serve_stream(
         }
     }
     drop(bytes);
+    if struck {
+        // The strike may close the connection: let the peer have its typed
+        // answer first (acknowledged, or a moment for it).
+        let _ = tokio::time::timeout(ANSWER_DELIVERED_WAIT, send.stopped()).await;
+    }
+    struck
 }
+
+/// How long a struck request's answer is given to be acknowledged
+/// before the strike takes effect.
+const ANSWER_DELIVERED_WAIT: Duration = Duration::from_millis(200);
 
 /// The request kind metrics count a frame under when it could not be
 /// read as a request (garbled, too large, cut short, too slow).
