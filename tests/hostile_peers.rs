@@ -1,22 +1,25 @@
 //! Hostile but authenticated peers against a real node process: frames
 //! announced at 16 MiB and never sent, on every stream a connection may
 //! open; slow senders; element counts in the billions; a two-million-member
-//! membership document; thousands of connections.
+//! membership document, sent over one connection and over a new one each
+//! time; thousands of connections.
 //!
-//! Each test measures an honest client's latency before the attack and
-//! during it, on the same node, and reads the node process's memory from
-//! `/proc/PID/status` (`VmRSS` before, `VmHWM`, the peak, after). The
-//! bounds asserted are stated beside each test; the measured figures are
-//! printed (`--nocapture`) and recorded in the README's limits section.
+//! Each test measures an honest client's latency without the attack and
+//! with it, in alternate windows on the same node, and reads the node
+//! process's CPU time (`/proc/PID/stat`) and memory (`/proc/PID/status`:
+//! `VmRSS` before, `VmHWM`, the peak, after). The bounds asserted are
+//! stated beside each test; the measured figures are printed
+//! (`--nocapture`) and recorded in the README's limits section.
 //!
-//! The latency bound asserted is generous on purpose: the attacker, the
-//! honest client and the node share the same two cores here (and, on a
-//! shared test machine, other builds and tests share them too), so the
-//! attack's own CPU and the neighbours' show up in the honest client's
-//! tail. Every honest request must succeed, and its p99.9 during the
-//! attack must stay within 10× the baseline or under 500 ms, half the
+//! Two bounds are asserted on every attack. What it costs the node: its
+//! CPU time per honest get may grow by at most half. And the honest
+//! client's tail: every honest request must succeed, and its p99.9 with
+//! the attack must stay within 10x the baseline or under 500 ms, half the
 //! SDK's attempt timeout, so an honest client never takes the node for
-//! down. The README gives the ratios measured.
+//! down. That bound is generous on purpose: the attacker, the honest
+//! client and the node share two cores here, and a control neighbour that
+//! is as busy as an attacker but never talks to the node moves the honest
+//! p99.9 by up to 2.5x on its own (the last test).
 
 mod common;
 
@@ -27,6 +30,7 @@ use quire::shared::{Member, NodeId, Value, VersionVector};
 use quire_net::frame::read_frame;
 use quire_net::tls::{TlsFiles, NODE_SERVER_NAME};
 use quire_node::config::Limits;
+use quire_node::STRUCK_CONNECTION_CODE;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,8 +40,12 @@ const T: Duration = Duration::from_secs(5);
 /// One test at a time: each measures latency, and a second attack running
 /// beside it on the same two cores would be measured too.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-/// How long the honest client measures, before and during an attack.
-const MEASURE: Duration = Duration::from_secs(2);
+/// Windows the honest client measures in, each way (see `under_attack`).
+const ROUNDS: usize = 6;
+/// How long one measuring window lasts.
+const WINDOW: Duration = Duration::from_millis(400);
+/// The pause before each window, for the attack to start or drain.
+const SETTLE: Duration = Duration::from_millis(100);
 /// The honest client's p99.9 during an attack may be at most this many
 /// times its baseline (see the module doc for why it is not 2)...
 const P999_RATIO_MAX: f64 = 10.0;
@@ -45,6 +53,12 @@ const P999_RATIO_MAX: f64 = 10.0;
 /// honest client never marks the node down. For a machine loaded by
 /// others, where the baseline itself is a few milliseconds of noise.
 const P999_ABSOLUTE_MAX: Duration = Duration::from_millis(500);
+/// The node's CPU time per honest get with the attack, at most this many
+/// times what it is without: an attack the node refuses cheaply costs it
+/// next to nothing (measured: 0.96x to 1.06x), while one it must take in
+/// whole does not (a flood of refused documents, taken in whole before
+/// each refusal, made it 1.2 GiB in 2 s).
+const NODE_CPU_RATIO_MAX: f64 = 1.5;
 
 /// One node process serving the `default` store.
 struct Node {
@@ -83,8 +97,18 @@ fn memory_bytes(pid: u32, field: &str) -> u64 {
 
 const MIB: u64 = 1 << 20;
 
-/// Sequential gets of a stored key for `MEASURE`; sorted latencies.
-async fn honest_latencies(node: &Node) -> Vec<Duration> {
+/// CPU time process `pid` has used so far (user and system).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("node stat");
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // The kernel counts in USER_HZ, 100 a second on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Sequential gets of a stored key for `window`, added to `out`.
+async fn honest_latencies(node: &Node, window: Duration, out: &mut Vec<Duration>) {
     let t = node.cluster.transport();
     let addr = node.addr.to_string();
     let get = Request::Get {
@@ -103,9 +127,8 @@ async fn honest_latencies(node: &Node) -> Vec<Duration> {
         t.call(&addr, &put, T).await.expect("put").result,
         Ok(Reply::Stored(_))
     ));
-    let mut out = Vec::new();
     let started = Instant::now();
-    while started.elapsed() < MEASURE {
+    while started.elapsed() < window {
         let at = Instant::now();
         let answer = t
             .call(&addr, &get, T)
@@ -117,8 +140,6 @@ async fn honest_latencies(node: &Node) -> Vec<Duration> {
         );
         out.push(at.elapsed());
     }
-    out.sort();
-    out
 }
 
 /// The kernel's count of UDP datagrams dropped because a socket's receive
@@ -143,12 +164,44 @@ fn p999(sorted: &[Duration]) -> Duration {
     sorted[((sorted.len() as f64) * 0.999) as usize].min(*sorted.last().unwrap())
 }
 
-/// The honest client's p99.9 before and during `attack` (started, then
-/// stopped through its flag), and the node's memory growth: peak during
-/// the attack less resident before it.
+/// Whether an attack runs: attacks send while it is open, idle while it
+/// is shut, and end when it is stopped.
+#[derive(Default)]
+struct Gate {
+    open: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl Gate {
+    /// Waits while the gate is shut; false once the attack is to end.
+    async fn open(&self) -> bool {
+        loop {
+            if self.stopped.load(Ordering::Relaxed) {
+                return false;
+            }
+            if self.open.load(Ordering::Relaxed) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+}
+
+/// The honest client's p99.9 without and with `attack`, and the node's
+/// memory growth: peak during the attack less resident before it.
+///
+/// The honest client measures in alternate windows, the attack shut and
+/// open ([`ROUNDS`] of each, [`WINDOW`] long), so that both sides see the
+/// same neighbours on this shared machine: measured one after the other
+/// (2 s quiet, then 2 s attacked), an attack that did nothing at all
+/// scattered from 0.47x to 1.91x.
 async fn under_attack<F, Fut>(node: &Node, name: &str, attack: F) -> (Duration, Duration, u64)
 where
-    F: FnOnce(Arc<AtomicBool>) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Gate>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -158,26 +211,45 @@ where
         pin_process(std::process::id(), &[0]);
         pin_process(node.pid, &[0]);
     }
-    let baseline = p999(&honest_latencies(node).await);
     let rss_before = memory_bytes(node.pid, "VmRSS:");
     let drops_before = udp_receive_buffer_drops();
-    let stop = Arc::new(AtomicBool::new(false));
-    let attacker = on_own_core(attack, stop.clone(), (cores >= 2).then_some(1));
-    // Give the attack a moment to build up before measuring.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let attacked = honest_latencies(node).await;
-    stop.store(true, Ordering::Relaxed);
+    let gate = Arc::new(Gate::default());
+    let attacker = on_own_core(attack, gate.clone(), (cores >= 2).then_some(1));
+    let (mut quiet, mut attacked) = (Vec::new(), Vec::new());
+    let (mut cpu_quiet, mut cpu_attacked) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        gate.open.store(false, Ordering::Relaxed);
+        // Let what the attack had sent drain before measuring quiet.
+        tokio::time::sleep(SETTLE).await;
+        let cpu = cpu_time(node.pid);
+        honest_latencies(node, WINDOW, &mut quiet).await;
+        cpu_quiet += cpu_time(node.pid) - cpu;
+        gate.open.store(true, Ordering::Relaxed);
+        // Give the attack a moment to build up before measuring.
+        tokio::time::sleep(SETTLE).await;
+        let cpu = cpu_time(node.pid);
+        honest_latencies(node, WINDOW, &mut attacked).await;
+        cpu_attacked += cpu_time(node.pid) - cpu;
+    }
+    gate.stopped.store(true, Ordering::Relaxed);
     let joined = tokio::task::spawn_blocking(move || attacker.join());
-    let _ = tokio::time::timeout(Duration::from_secs(10), joined).await;
+    tokio::time::timeout(Duration::from_secs(10), joined)
+        .await
+        .expect("the attack ends within 10 s of being stopped")
+        .expect("the attacker's thread")
+        .expect("the attacker does not panic");
     let peak = memory_bytes(node.pid, "VmHWM:");
     let all: Vec<usize> = (0..cores).collect();
     pin_process(std::process::id(), &all);
     pin_process(node.pid, &all);
     let growth = peak.saturating_sub(rss_before);
-    let during = p999(&attacked);
+    quiet.sort();
+    attacked.sort();
+    let (baseline, during) = (p999(&quiet), p999(&attacked));
     println!(
-        "{name}: honest p99.9 {baseline:?} before, {during:?} during ({:.2}x, {} gets); node RSS {} MiB before, peak {} MiB (+{} MiB); datagrams the kernel dropped at full receive buffers meanwhile (any socket): {}",
+        "{name}: honest p99.9 {baseline:?} without, {during:?} with the attack ({:.2}x; {} and {} gets); node CPU {cpu_quiet:?} without, {cpu_attacked:?} with; node RSS {} MiB before, peak {} MiB (+{} MiB); datagrams the kernel dropped at full receive buffers meanwhile (any socket): {}",
         during.as_secs_f64() / baseline.as_secs_f64(),
+        quiet.len(),
         attacked.len(),
         rss_before / MIB,
         peak / MIB,
@@ -188,6 +260,13 @@ where
         during.as_secs_f64() <= P999_RATIO_MAX * baseline.as_secs_f64()
             || during <= P999_ABSOLUTE_MAX,
         "{name}: honest p99.9 went from {baseline:?} to {during:?}"
+    );
+    // What the attack costs the node itself: its CPU per honest get.
+    let per_get = |cpu: Duration, gets: usize| cpu.as_secs_f64() / gets.max(1) as f64;
+    let cost = per_get(cpu_attacked, attacked.len()) / per_get(cpu_quiet, quiet.len());
+    assert!(
+        cost <= NODE_CPU_RATIO_MAX,
+        "{name}: the node spent {cost:.2}x the CPU per honest get under the attack"
     );
     (baseline, during, growth)
 }
@@ -201,11 +280,11 @@ where
 /// speed.
 fn on_own_core<F, Fut>(
     attack: F,
-    stop: Arc<AtomicBool>,
+    gate: Arc<Gate>,
     core: Option<usize>,
 ) -> std::thread::JoinHandle<()>
 where
-    F: FnOnce(Arc<AtomicBool>) -> Fut + Send + 'static,
+    F: FnOnce(Arc<Gate>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
     std::thread::spawn(move || {
@@ -216,7 +295,7 @@ where
             .enable_all()
             .build()
             .expect("the attacker's runtime");
-        runtime.block_on(attack(stop));
+        runtime.block_on(attack(gate));
     })
 }
 
@@ -309,7 +388,7 @@ async fn frames_announced_and_never_sent_cost_the_node_nothing_and_are_cut_off()
     let cut_off = Arc::new(AtomicU64::new(0));
     let counted = cut_off.clone();
     let (tls, addr) = (node.tls.clone(), node.addr);
-    let (_baseline, _during, growth) = under_attack(&node, "unsent frames", move |stop| {
+    let (_baseline, _during, growth) = under_attack(&node, "unsent frames", move |gate| {
         async move {
             let ep = endpoint(&tls, "127.0.0.2");
             let mut conns = Vec::new();
@@ -319,9 +398,9 @@ async fn frames_announced_and_never_sent_cost_the_node_nothing_and_are_cut_off()
             let mut tasks = tokio::task::JoinSet::new();
             for conn in conns {
                 for _ in 0..streams_max {
-                    let (conn, stop, counted) = (conn.clone(), stop.clone(), counted.clone());
+                    let (conn, gate, counted) = (conn.clone(), gate.clone(), counted.clone());
                     tasks.spawn(async move {
-                        while !stop.load(Ordering::Relaxed) {
+                        while gate.open().await {
                             let Ok(Ok((mut send, mut recv))) =
                                 tokio::time::timeout(Duration::from_millis(500), conn.open_bi())
                                     .await
@@ -444,49 +523,161 @@ async fn huge_element_counts_and_a_two_million_member_document_are_refused_cheap
         assert_eq!(e.code, code, "{e:?}");
     }
 
-    let refused = Arc::new(AtomicU64::new(0));
-    let counted = refused.clone();
-    let (tls, addr) = (node.tls.clone(), node.addr);
-    let (_, _, growth) = under_attack(&node, "element counts", move |stop| {
-        async move {
-            let ep = endpoint(&tls, "127.0.0.4");
-            let conn = connect(&ep, addr).await.expect("connects");
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in 0..8 {
-                let (conn, stop, counted) = (conn.clone(), stop.clone(), counted.clone());
-                let (big, small) = (big.clone(), small.clone());
-                tasks.spawn(async move {
-                    let mut n = 0usize;
-                    while !stop.load(Ordering::Relaxed) {
-                        n += 1;
-                        // Half the streams send the big document.
-                        let frame: &[u8] = if i % 2 == 0 { &big } else { &small[n % 3] };
-                        let Ok((mut send, mut recv)) = conn.open_bi().await else {
-                            return;
-                        };
-                        if quire_net::frame::write_encoded(&mut send, frame)
-                            .await
-                            .is_err()
-                        {
-                            continue;
-                        }
-                        if let Ok(answer) = read_frame::<Response>(&mut recv, 1 << 20).await {
-                            let typed = [ErrorCode::Malformed, ErrorCode::FrameTooLarge];
-                            if matches!(answer.result, Err(e) if typed.contains(&e.code)) {
-                                counted.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                });
-            }
-            while tasks.join_next().await.is_some() {}
+    // Then the flood, first on one connection, then on a new connection
+    // for every frame (which must buy the attacker nothing).
+    for reconnect in [false, true] {
+        let flood = Flood {
+            tls: node.tls.clone(),
+            addr: node.addr,
+            big: big.clone(),
+            small: small.clone(),
+            refused: Arc::new(AtomicU64::new(0)),
+            sent: Arc::new(AtomicU64::new(0)),
+            struck_off: Arc::new(AtomicU64::new(0)),
+            reconnect,
+        };
+        let (refused, sent) = (flood.refused.clone(), flood.sent.clone());
+        let struck_off = flood.struck_off.clone();
+        let name = if reconnect {
+            "element counts, reconnecting"
+        } else {
+            "element counts"
+        };
+        let (_, _, growth) = under_attack(&node, name, move |gate| flood.run(gate)).await;
+        let (refused, sent) = (
+            refused.load(Ordering::Relaxed),
+            sent.load(Ordering::Relaxed),
+        );
+        let struck_off = struck_off.load(Ordering::Relaxed);
+        println!(
+            "{name}: {refused} frames refused (Malformed, FrameTooLarge); {struck_off} connections closed for it; the attacker sent {} KiB",
+            sent >> 10
+        );
+        // One connection, flooding on: closed for its strikes (and its
+        // successors get small windows). Reconnecting, the attacker
+        // closes each connection itself after one frame.
+        if !reconnect {
+            assert!(
+                struck_off >= 1,
+                "{name}: no connection was closed for its strikes"
+            );
         }
-    })
-    .await;
-    let refused = refused.load(Ordering::Relaxed);
-    println!("element counts: {refused} frames refused (Malformed, FrameTooLarge)");
-    assert!(refused >= 8, "only {refused} frames were answered");
-    assert!(growth < 160 * MIB, "the node grew by {} MiB", growth / MIB);
+        assert!(refused >= 8, "only {refused} frames were answered");
+        assert!(growth < 160 * MIB, "the node grew by {} MiB", growth / MIB);
+        // Each refusal pauses the peer's connection; four in a row close
+        // it, and its successors get small windows (measured: 4 to 7 MiB
+        // sent in all; 1.2 GiB in 2 s when the node took no strikes).
+        assert!(
+            sent < FLOOD_BYTES_MAX,
+            "{name}: the attacker got {} MiB through",
+            sent / MIB
+        );
+    }
+}
+
+/// Bytes a flood of refused frames may get through to the node in one
+/// measurement: what the first connections' 1 MiB stream windows let
+/// through before they are closed for their strikes (8 streams, 4 strikes),
+/// then one small window per pause of each later connection.
+const FLOOD_BYTES_MAX: u64 = 64 * MIB;
+
+/// A peer sending frames the node refuses (huge counts, a document past
+/// its cap) on 8 streams at once, over and over.
+struct Flood {
+    tls: TlsFiles,
+    addr: SocketAddr,
+    /// The two-million-member document (half the streams send it).
+    big: Arc<Vec<u8>>,
+    /// Small frames with huge element counts.
+    small: Arc<Vec<Vec<u8>>>,
+    /// Frames answered with their typed refusal.
+    refused: Arc<AtomicU64>,
+    /// UDP bytes the attacker sent, over all its connections.
+    sent: Arc<AtomicU64>,
+    /// Connections the node closed for their strikes.
+    struck_off: Arc<AtomicU64>,
+    /// A new connection for every frame.
+    reconnect: bool,
+}
+
+impl Flood {
+    async fn run(self, gate: Arc<Gate>) {
+        let flood = Arc::new(self);
+        // Each flood from an address of its own: no strike carries over.
+        let ip = if flood.reconnect {
+            "127.0.0.5"
+        } else {
+            "127.0.0.4"
+        };
+        let ep = endpoint(&flood.tls, ip);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let (ep, gate, flood) = (ep.clone(), gate.clone(), flood.clone());
+            tasks.spawn(async move {
+                let mut n = 0usize;
+                let mut conn: Option<quinn::Connection> = None;
+                while gate.open().await {
+                    n += 1;
+                    // A new connection for every frame, or when the node
+                    // closed the one it had.
+                    if let Some(old) =
+                        conn.take_if(|c| flood.reconnect || c.close_reason().is_some())
+                    {
+                        flood.left(&old);
+                    }
+                    let c = match &conn {
+                        Some(c) => c.clone(),
+                        None => match connect(&ep, flood.addr).await {
+                            Ok(c) => conn.insert(c).clone(),
+                            Err(_) => continue,
+                        },
+                    };
+                    let frame: &[u8] = if i % 2 == 0 {
+                        &flood.big
+                    } else {
+                        &flood.small[n % 3]
+                    };
+                    flood.send(&c, frame).await;
+                }
+                if let Some(c) = conn {
+                    flood.left(&c);
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Counts what the attacker sent on a connection it leaves, and
+    /// whether the node closed it for its strikes.
+    fn left(&self, conn: &quinn::Connection) {
+        if let Some(ConnectionError::ApplicationClosed(close)) = conn.close_reason() {
+            if close.error_code == STRUCK_CONNECTION_CODE.into() {
+                self.struck_off.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        conn.close(0u32.into(), b"");
+        self.sent
+            .fetch_add(conn.stats().udp_tx.bytes, Ordering::Relaxed);
+    }
+
+    /// Sends `frame` on a new stream and counts its typed refusal.
+    async fn send(&self, conn: &quinn::Connection, frame: &[u8]) {
+        let Ok((mut send, mut recv)) = conn.open_bi().await else {
+            return;
+        };
+        if quire_net::frame::write_encoded(&mut send, frame)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if let Ok(answer) = read_frame::<Response>(&mut recv, 1 << 20).await {
+            let typed = [ErrorCode::Malformed, ErrorCode::FrameTooLarge];
+            if matches!(answer.result, Err(e) if typed.contains(&e.code)) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// What a connection attempt came to.
@@ -542,8 +733,12 @@ async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
     let tally = Arc::new(std::sync::Mutex::new(Vec::new()));
     let kept = tally.clone();
     let (tls, addr) = (node.tls.clone(), node.addr);
-    let (_, _, growth) = under_attack(&node, "connections", move |stop| {
+    let (_, _, growth) = under_attack(&node, "connections", move |gate| {
         async move {
+            // The connections are made, and held, once the gate first opens.
+            if !gate.open().await {
+                return;
+            }
             let mut peers = Vec::new();
             for ip in ["127.0.0.2", "127.0.0.3"] {
                 let ep = endpoint(&tls, ip);
@@ -594,7 +789,7 @@ async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
                     .push((ip, alive, held.len() - alive, refused, other));
                 peers.push((ep, held));
             }
-            while !stop.load(Ordering::Relaxed) {
+            while !gate.stopped() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             for (ep, held) in peers {
@@ -742,4 +937,32 @@ async fn new_peers_must_prove_their_address_and_datagrams_are_off() {
         .await
         .expect("connects after a Retry");
     assert_eq!(connection.max_datagram_size(), None);
+}
+
+/// The control: a neighbour as busy as an attacker, on the attacker's
+/// core, that never sends the node a byte (it allocates and sends UDP
+/// datagrams to a socket of its own). What it does to the honest client's
+/// p99.9 is this machine's floor for every figure above: two cores (here,
+/// perhaps two threads of one physical core) shared by the node, the
+/// honest client and the attacker. Measured: 0.67x to 2.55x, which is as
+/// much as the real attacks move it once the node refuses them cheaply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_neighbour_that_never_talks_to_the_node_is_the_floor() {
+    let _serial = SERIAL.lock().await;
+    let node = node_process(Limits::default()).await;
+    under_attack(&node, "busy neighbour (control)", move |gate| async move {
+        let sink = std::net::UdpSocket::bind("127.0.0.9:0").expect("a sink");
+        let to = sink.local_addr().expect("its address");
+        let source = std::net::UdpSocket::bind("127.0.0.8:0").expect("a source");
+        let mut seen = 0u64;
+        while gate.open().await {
+            for _ in 0..200 {
+                let buffer = vec![seen as u8; 1 << 20];
+                seen = seen.wrapping_add(u64::from(buffer[5]) + 1);
+                let _ = source.send_to(&buffer[..1200], to);
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
 }
