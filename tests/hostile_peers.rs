@@ -55,9 +55,9 @@ const P999_RATIO_MAX: f64 = 10.0;
 const P999_ABSOLUTE_MAX: Duration = Duration::from_millis(500);
 /// The node's CPU time per honest get with the attack, at most this many
 /// times what it is without: an attack the node refuses cheaply costs it
-/// next to nothing (measured: 0.96x to 1.06x), while one it must take in
-/// whole does not (a flood of refused documents, taken in whole before
-/// each refusal, made it 1.2 GiB in 2 s).
+/// next to nothing (measured: 0.92x to 1.14x), while one it must take in
+/// whole does not (a flood of refused documents, 1.2 GiB in 2 s when the
+/// node took no strikes, made it 2.8x).
 const NODE_CPU_RATIO_MAX: f64 = 1.5;
 
 /// One node process serving the `default` store.
@@ -233,9 +233,10 @@ where
     }
     gate.stopped.store(true, Ordering::Relaxed);
     let joined = tokio::task::spawn_blocking(move || attacker.join());
-    tokio::time::timeout(Duration::from_secs(10), joined)
+    // The connection attack may still be making its 2000 attempts.
+    tokio::time::timeout(Duration::from_secs(30), joined)
         .await
-        .expect("the attack ends within 10 s of being stopped")
+        .expect("the attack ends within 30 s of being stopped")
         .expect("the attacker's thread")
         .expect("the attacker does not panic");
     let peak = memory_bytes(node.pid, "VmHWM:");
@@ -940,26 +941,31 @@ async fn new_peers_must_prove_their_address_and_datagrams_are_off() {
 }
 
 /// The control: a neighbour as busy as an attacker, on the attacker's
-/// core, that never sends the node a byte (it allocates and sends UDP
-/// datagrams to a socket of its own). What it does to the honest client's
-/// p99.9 is this machine's floor for every figure above: two cores (here,
-/// perhaps two threads of one physical core) shared by the node, the
-/// honest client and the attacker. Measured: 0.67x to 2.55x, which is as
-/// much as the real attacks move it once the node refuses them cheaply.
+/// core, that never sends the node a byte (it allocates, and sends UDP
+/// datagrams to a socket of its own and reads them). What it does to the
+/// honest client's p99.9 is this machine's floor for every figure above:
+/// two cores (perhaps two threads of one physical core) shared by the
+/// node, the honest client and the attacker. Measured: 0.67x to 2.55x,
+/// as much as the floods of refused frames move it once the node pauses
+/// their senders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_neighbour_that_never_talks_to_the_node_is_the_floor() {
     let _serial = SERIAL.lock().await;
     let node = node_process(Limits::default()).await;
     under_attack(&node, "busy neighbour (control)", move |gate| async move {
         let sink = std::net::UdpSocket::bind("127.0.0.9:0").expect("a sink");
+        sink.set_nonblocking(true).expect("a non-blocking sink");
         let to = sink.local_addr().expect("its address");
         let source = std::net::UdpSocket::bind("127.0.0.8:0").expect("a source");
         let mut seen = 0u64;
+        let mut received = [0u8; 1500];
         while gate.open().await {
             for _ in 0..200 {
                 let buffer = vec![seen as u8; 1 << 20];
                 seen = seen.wrapping_add(u64::from(buffer[5]) + 1);
                 let _ = source.send_to(&buffer[..1200], to);
+                // Read what it sent, so the kernel drops nothing for it.
+                while sink.recv(&mut received).is_ok() {}
             }
             tokio::task::yield_now().await;
         }
