@@ -736,6 +736,13 @@ async fn parallel_transfers_resume_and_flip_with_every_key_readable() {
 /// (`quire_node_transfers_receiving`, from its metrics endpoint, which
 /// the node names in `Hello`).
 async fn slots_held(cluster: &TestCluster, addr: &str) -> u64 {
+    metric(cluster, addr, "quire_node_transfers_receiving ").await
+}
+
+/// The value of the metric line starting `prefix` (name and labels) on
+/// the node at `addr`, found through its `Hello`; 0 if it has no such
+/// line yet (a counter not yet counted).
+async fn metric(cluster: &TestCluster, addr: &str, prefix: &'static str) -> u64 {
     let hello = Request::Hello {
         protocol_version: quire::shared::wire::PROTOCOL_VERSION,
         cluster_id: None,
@@ -757,10 +764,10 @@ async fn slots_held(cluster: &TestCluster, addr: &str) -> u64 {
             .unwrap();
         let mut body = String::new();
         stream.read_to_string(&mut body).unwrap();
+        assert!(body.contains("quire_node_"), "no metrics in {body}");
         body.lines()
-            .find_map(|l| l.strip_prefix("quire_node_transfers_receiving "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no transfers_receiving gauge in {body}"))
+            .find_map(|l| l.strip_prefix(prefix))
+            .map_or(0, |v| v.trim().parse().expect("a number"))
     })
     .await
     .unwrap()
@@ -830,6 +837,40 @@ async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
     assert_eq!(after.state_of(member.id), MemberState::Member);
     let held = held_where_home(&cluster, (&after, member.id, &addr), &keys).await;
     assert!(held > 50, "only {held} keys moved to the new node");
+}
+
+/// One client driving 8 transfers at once into a new node that takes 2
+/// (the default): once refused, the client runs no more to a receiver at
+/// once than it had under way, so the node refuses few claims. (Before
+/// the client learned receivers' caps, a node refused 438 claims in a
+/// join of 192 transfers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_learns_how_many_transfers_a_receiver_takes_at_once() {
+    let mut cluster = TestCluster::from(common::builder(3).partitions(64), false).await;
+    let client = cluster.client().await;
+    put_keys(&client, 100, b"v").await;
+    let (addr, member, committed) = join_a_fourth_node(&mut cluster, &client).await;
+    let incoming = committed
+        .transfers()
+        .iter()
+        .filter(|t| t.to == member.id)
+        .count() as u64;
+    let report = client
+        .drive_transfers(8, Duration::from_secs(60), |_| {})
+        .await;
+    assert!(report.flipped, "{report:?}");
+    let refused = metric(
+        &cluster,
+        &addr,
+        "quire_node_requests_total{kind=\"transfer-page\",outcome=\"Unavailable\"} ",
+    )
+    .await;
+    println!("{incoming} transfers into the new node, {refused} claims refused");
+    assert!(incoming >= 40, "only {incoming} transfers: too few to tell");
+    assert!(
+        refused <= 8,
+        "the new node refused {refused} claims of {incoming} transfers"
+    );
 }
 
 /// A receiver's mark of a transfer, once done, stays done for its change:

@@ -13,10 +13,11 @@
 //! sent twice after an interruption, refusals), and the flip still waits
 //! for every transfer to be done and every closing exchange to complete.
 
+use super::queue::TransferQueue;
 use super::report::TransferReport;
 use super::slot::Stalled;
 use crate::client::Client;
-use quire_shared::{Membership, Transfer};
+use quire_shared::Membership;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -137,34 +138,51 @@ impl Client {
         parallel: usize,
         progress: &mut impl FnMut(&TransferReport),
     ) -> (u64, Vec<String>, u64) {
-        let mut queue: std::collections::VecDeque<Transfer> = doc.transfers().into();
+        let mut queue = TransferQueue::new(doc.transfers());
         let mut running = JoinSet::new();
         let (mut copied, mut failed, mut finished, mut waiting) = (0, Vec::new(), 0u64, 0);
         loop {
             while running.len() < parallel {
-                let Some(t) = queue.pop_front() else { break };
+                let Some(t) = queue.start_next() else { break };
                 let (client, doc) = (self.clone(), doc.clone());
                 running.spawn(async move {
                     let mut budget = usize::MAX;
-                    super::pages::run_transfer(&client, &doc, &t, change, &mut budget).await
+                    let result =
+                        super::pages::run_transfer(&client, &doc, &t, change, &mut budget).await;
+                    (t, result)
                 });
             }
             let Some(joined) = running.join_next().await else {
+                // Held back and never released cannot happen (a receiver's
+                // transfers are released when its last one ends); counted
+                // as waiting all the same, for the next round.
+                waiting += queue.pending() as u64;
                 return (copied, failed, waiting);
             };
             match joined {
-                Ok(Ok(keys)) => copied += keys,
-                Ok(Err(Stalled::Waiting(why))) => {
+                Ok((t, Ok(keys))) => {
+                    queue.ended(t, false);
+                    copied += keys;
+                }
+                Ok((t, Err(Stalled::Waiting(why)))) => {
+                    // Tried again this round if a transfer of ours to the
+                    // receiver will free a slot; else the next round.
+                    if queue.ended(t, true).is_none() {
+                        continue;
+                    }
                     tracing::debug!(%why, "transfer waits for a slot on its receiver");
                     waiting += 1;
                 }
-                Ok(Err(Stalled::Failed(e))) => failed.push(e),
+                Ok((t, Err(Stalled::Failed(e)))) => {
+                    queue.ended(t, false);
+                    failed.push(e);
+                }
                 Err(e) => failed.push(format!("a transfer task ended: {e}")),
             }
             finished += 1;
             progress(&TransferReport {
                 change: Some(change),
-                pending: queue.len() as u64,
+                pending: queue.pending() as u64,
                 active: running.len() as u64,
                 done: finished,
                 keys_copied: copied,

@@ -37,6 +37,7 @@
 mod drive;
 mod drop;
 mod pages;
+mod queue;
 mod report;
 mod slot;
 mod transfer;
