@@ -62,11 +62,16 @@ impl Report for Transfers {
         line(
             out,
             format_args!(
-                "change of epoch {change}: {} pending, {} active, {} done, {} bytes moved{}{}",
+                "change of epoch {change}: {} pending, {} active, {} done, {} bytes moved{}{}{}",
                 r.pending,
                 r.active,
                 r.done,
                 r.bytes,
+                if r.waiting > 0 {
+                    format!("; {} waited for a slot on their receiver", r.waiting)
+                } else {
+                    String::new()
+                },
                 if r.flipped { "; flipped" } else { "" },
                 unreachable_suffix(&r.unreachable)
             ),
