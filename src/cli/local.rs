@@ -74,7 +74,14 @@ pub async fn node(args: NodeArgs, config: ConfigArg, json: bool) -> anyhow::Resu
     }
     let path = config.ok_or_else(|| anyhow!("`quire node` needs --config NODE.toml"))?;
     let node_config = quire_node::config::NodeConfig::load(&path)?;
-    quire_node::run(node_config, quire_node::shutdown_signal()).await?;
+    // On a runtime of its own, with the threads its config asks for; this
+    // command's runtime only waits for it.
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let runtime = quire_node::runtime(&node_config)?;
+        runtime.block_on(quire_node::run(node_config, quire_node::shutdown_signal()))?;
+        Ok(())
+    })
+    .await??;
     Ok(())
 }
 

@@ -40,6 +40,7 @@ impl Layout {
                 NodeSettings {
                     limits: old.limits,
                     storage: old.storage,
+                    runtime: old.runtime,
                 },
                 old.cluster_id,
                 if keep_metrics {
@@ -89,6 +90,7 @@ impl Layout {
             },
             limits: settings.limits.clone(),
             storage: settings.storage.clone(),
+            runtime: settings.runtime.clone(),
         };
         self.write_toml(&self.node_config(k), &config)
     }

@@ -9,7 +9,9 @@
 //! a directory to copy whole to the host's `/etc/quire`.
 
 use super::layout::{private_dir, ClusterFile, Layout, LayoutError};
-use quire_node::config::{Limits, NodeConfig, StorageSettings, TlsFiles as NodeTls};
+use quire_node::config::{
+    Limits, NodeConfig, RuntimeSettings, StorageSettings, TlsFiles as NodeTls,
+};
 use quire_shared::ClusterId;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -93,6 +95,8 @@ impl Layout {
             },
             limits: Limits::default(),
             storage: StorageSettings::default(),
+            // A machine of its own: a thread per core.
+            runtime: RuntimeSettings::default(),
         };
         let path = dir.join("node.toml");
         self.write_toml(&path, &config)?;

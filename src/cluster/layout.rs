@@ -14,7 +14,7 @@
 
 use crate::certs::{fresh_node_id, operator, CertError, ClusterCa, LEAF_DAYS_DEFAULT};
 use quire_client::config::TlsFiles as ClientTls;
-use quire_node::config::{Limits, StorageSettings};
+use quire_node::config::{Limits, RuntimeSettings, StorageSettings};
 use quire_shared::ClusterId;
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -91,12 +91,26 @@ impl ClusterFile {
 
 /// What every node of a new cluster gets in its config beyond addresses
 /// and certificates.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NodeSettings {
     /// Size and connection limits.
     pub limits: Limits,
     /// LMDB settings (tests shrink the map so many environments fit).
     pub storage: StorageSettings,
+    /// The nodes' runtime threads.
+    pub runtime: RuntimeSettings,
+}
+
+impl Default for NodeSettings {
+    /// Default limits and storage, and one runtime thread per node: the
+    /// nodes of a local cluster share this machine.
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            storage: StorageSettings::default(),
+            runtime: RuntimeSettings { worker_threads: 1 },
+        }
+    }
 }
 
 /// A local cluster directory.
@@ -265,6 +279,7 @@ impl Layout {
             .map(|c| NodeSettings {
                 limits: c.limits,
                 storage: c.storage,
+                runtime: c.runtime,
             })
             .unwrap_or_default();
         let mut listen = Self::listen_addr(k, file.base_port);

@@ -30,7 +30,7 @@ use layout::{ClusterFile, Layout, LayoutError, NodeSettings};
 pub use node::{Launch, LocalNode, NODE_GRACE};
 use quire_client::config::Timeouts;
 use quire_client::{Client, ClientConfig, ClientError};
-use quire_node::config::{Limits, StorageSettings};
+use quire_node::config::Limits;
 use quire_shared::{Membership, NodeId, StoreConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -124,10 +124,7 @@ impl ClusterBuilder {
             dir: None,
             base_port: 0,
             new: NewCluster::default(),
-            settings: NodeSettings {
-                limits: Limits::default(),
-                storage: StorageSettings::default(),
-            },
+            settings: NodeSettings::default(),
             timeouts: Timeouts::default(),
         }
     }

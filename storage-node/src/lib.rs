@@ -170,6 +170,22 @@ fn certificate_node_id(config: &NodeConfig) -> Result<quire_shared::NodeId, Node
         .ok_or_else(|| not_node(format!("it names {principal}")))
 }
 
+/// The async runtime a node process runs on, with the threads its config
+/// asks for (`runtime.worker_threads`: 1 is a current-thread runtime, 0
+/// one thread per core).
+pub fn runtime(config: &NodeConfig) -> std::io::Result<tokio::runtime::Runtime> {
+    match config.runtime.worker_threads {
+        0 => tokio::runtime::Runtime::new(),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+}
+
 /// Opens storage, binds the listen address and starts serving in the
 /// background. Returns once the node accepts connections.
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {

@@ -25,7 +25,7 @@ fn main() -> std::process::ExitCode {
     let result = quire_node::config::NodeConfig::load(&args.config)
         .map_err(quire_node::NodeError::from)
         .and_then(|config| {
-            tokio::runtime::Runtime::new()
+            quire_node::runtime(&config)
                 .expect("starting the tokio runtime")
                 .block_on(async { quire_node::run(config, quire_node::shutdown_signal()).await })
         });

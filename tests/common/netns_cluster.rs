@@ -75,6 +75,7 @@ pub fn start(hosts: &Hosts, n: usize, client: usize, dir: &Path) -> LocalCluster
             map_size_bytes: 256 << 20,
             ..StorageSettings::default()
         },
+        ..NodeSettings::default()
     };
     layout
         .create_with(n, 0, &settings)

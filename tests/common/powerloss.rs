@@ -160,6 +160,7 @@ impl PowerCluster {
                 map_size_bytes: 256 << 20,
                 ..Default::default()
             },
+            ..NodeSettings::default()
         };
         layout
             .create_with(3, 0, &settings)
