@@ -19,7 +19,7 @@
 //! down. That bound is generous on purpose: the attacker, the honest
 //! client and the node share two cores here, and a control neighbour that
 //! is as busy as an attacker but never talks to the node moves the honest
-//! p99.9 by up to 2.5x on its own (the last test).
+//! p99.9 by up to 2x on its own (the last test).
 
 mod common;
 
@@ -945,9 +945,9 @@ async fn new_peers_must_prove_their_address_and_datagrams_are_off() {
 /// datagrams to a socket of its own and reads them). What it does to the
 /// honest client's p99.9 is this machine's floor for every figure above:
 /// two cores (perhaps two threads of one physical core) shared by the
-/// node, the honest client and the attacker. Measured: 0.67x to 2.55x,
-/// as much as the floods of refused frames move it once the node pauses
-/// their senders.
+/// node, the honest client and the attacker. Measured in alternate
+/// windows: 0.45x to 2.00x with the node on two runtime threads, 0.61x to
+/// 1.29x on one; measured one window after the other, 0.67x to 2.55x.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_neighbour_that_never_talks_to_the_node_is_the_floor() {
     let _serial = SERIAL.lock().await;
