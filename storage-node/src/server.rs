@@ -71,6 +71,12 @@ pub async fn serve(
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
+                let peer = incoming.remote_address();
+                // Refused anyway: refused at once, without a Retry round.
+                if let Some(why) = slots.would_refuse(peer.ip()) {
+                    refuse(incoming, why, &shared);
+                    continue;
+                }
                 if !incoming.remote_address_validated() {
                     // A Retry costs the node one stateless packet; only a
                     // peer that receives at its claimed address comes back
@@ -80,17 +86,10 @@ pub async fn serve(
                     }
                     continue;
                 }
-                let peer = incoming.remote_address();
                 let slot = match slots.admit(peer.ip()) {
                     Ok(slot) => slot,
                     Err(why) => {
-                        let why = match why {
-                            Refused::Full => "connections_max",
-                            Refused::PeerFull => "connections_per_peer_max",
-                        };
-                        shared.state.metrics.connection_refused(why);
-                        tracing::debug!(%peer, cap = why, "connection refused");
-                        incoming.refuse();
+                        refuse(incoming, why, &shared);
                         continue;
                     }
                 };
@@ -136,6 +135,18 @@ pub async fn serve(
     })
     .await;
     let _ = tokio::time::timeout(DRAIN_TIMEOUT, endpoint.wait_idle()).await;
+}
+
+/// Refuses a connection attempt for the cap it hit (QUIC
+/// `CONNECTION_REFUSED`, before any handshake), and counts it.
+fn refuse(incoming: quinn::Incoming, why: Refused, shared: &Shared) {
+    let why = match why {
+        Refused::Full => "connections_max",
+        Refused::PeerFull => "connections_per_peer_max",
+    };
+    shared.state.metrics.connection_refused(why);
+    tracing::debug!(peer = %incoming.remote_address(), cap = why, "connection refused");
+    incoming.refuse();
 }
 
 /// QUIC application error code a connection is closed with when its peer

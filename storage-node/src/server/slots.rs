@@ -95,6 +95,23 @@ impl Slots {
         })
     }
 
+    /// Why a new connection from `peer` would be refused now, if it would
+    /// (nothing changes): checked before a peer proves its address, so an
+    /// attempt that would be refused anyway costs no Retry round. A peer
+    /// cannot make this refuse another: only connections the node holds
+    /// count, and each was made from its own address.
+    pub(crate) fn would_refuse(&self, peer: IpAddr) -> Option<Refused> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held.peers.get(&peer) {
+            Some(mine) if mine.len() >= self.per_peer_max as usize => {
+                let now = Instant::now();
+                let idle = mine.iter().any(|a| a.idle_since(now) >= self.grace);
+                (!idle).then_some(Refused::PeerFull)
+            }
+            _ => (held.total >= self.total_max).then_some(Refused::Full),
+        }
+    }
+
     /// A slot for a new connection from `peer`, evicting the peer's
     /// oldest idle connection if it is at its cap; or why there is none.
     pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Slot, Refused> {
@@ -196,6 +213,28 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn would_refuse_says_what_admit_would_and_changes_nothing() {
+        let slots = Slots::with_grace(3, 2, Duration::from_secs(3600));
+        assert_eq!(slots.would_refuse(ip("10.0.0.1")), None);
+        let a = slots.admit(ip("10.0.0.1")).unwrap();
+        let _b = slots.admit(ip("10.0.0.1")).unwrap();
+        // At its cap, every connection busy (too young to be idle).
+        assert_eq!(slots.would_refuse(ip("10.0.0.1")), Some(Refused::PeerFull));
+        assert_eq!(slots.would_refuse(ip("10.0.0.1")), Some(Refused::PeerFull));
+        assert_eq!(slots.would_refuse(ip("10.0.0.2")), None);
+        let _c = slots.admit(ip("10.0.0.2")).unwrap();
+        assert_eq!(slots.would_refuse(ip("10.0.0.3")), Some(Refused::Full));
+        assert_eq!(slots.admit(ip("10.0.0.3")).unwrap_err(), Refused::Full);
+        drop(a);
+        assert_eq!(slots.would_refuse(ip("10.0.0.1")), None);
+        assert_eq!(slots.would_refuse(ip("10.0.0.3")), None);
+        // A peer at its cap with an idle connection would be let in.
+        let quick = Slots::with_grace(3, 1, Duration::ZERO);
+        let _d = quick.admit(ip("10.0.0.4")).unwrap();
+        assert_eq!(quick.would_refuse(ip("10.0.0.4")), None);
     }
 
     #[test]
