@@ -76,11 +76,12 @@ if [ -n "${SNAPSHOT:-}" ] && [ ! -d "$SNAPSHOT" ]; then
 fi
 
 joined=$(date +%s.%N)
-q node new --dir "$DIR" >/dev/null
+# The address `node new` gave node 4 (a free port when BASE_PORT is 0).
+addr=$(q node new --dir "$DIR" --json | sed -E 's/.*"addr":"([^"]+)".*/\1/')
 "$NODE" --config "$DIR/node-4/node.toml" >"$WORK/node-4.log" 2>&1 &
 NODE4=$!
 for _ in $(seq 100); do
-    q cluster join "127.0.0.1:$((BASE_PORT + 3))" >/dev/null 2>&1 && break
+    q cluster join "$addr" >/dev/null 2>&1 && break
     sleep 0.2
 done
 q cluster plan >"$WORK/plan.txt"
@@ -90,8 +91,12 @@ q cluster commit
 WAIT=(cluster transfers --wait)
 [ -n "$PARALLEL" ] && WAIT+=(--parallel "$PARALLEL")
 start=$(date +%s.%N)
-RUST_LOG=${RUST_LOG:-warn,quire_client::change=info} \
-    "$QUIRE" --config "$CONFIG" --json "${WAIT[@]}" >"$WORK/moved.json" &
+# The mover notes when it is done: the workload beside it may run longer.
+(
+    RUST_LOG=${RUST_LOG:-warn,quire_client::change=info} \
+        "$QUIRE" --config "$CONFIG" --json "${WAIT[@]}" >"$WORK/moved.json"
+    date +%s.%N >"$WORK/moved.end"
+) &
 MOVER=$!
 if [ "$MOVE_S" != 0 ]; then
     echo "== during the move: workload $WORKLOAD, closed, $CONCURRENCY concurrent, $MOVE_S s =="
@@ -99,7 +104,7 @@ if [ "$MOVE_S" != 0 ]; then
         --concurrency "$CONCURRENCY" --duration-s "$MOVE_S" --no-load
 fi
 wait "$MOVER"
-end=$(date +%s.%N)
+end=$(cat "$WORK/moved.end")
 # The bytes the transfers reported; when another client (the maintenance
 # loop of `quire up`) flipped the change first, an older `--wait` reports
 # none, and the plan's estimate stands in.
