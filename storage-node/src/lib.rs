@@ -10,7 +10,10 @@
 //! - [`storage`]: the LMDB environment, the only code that knows LMDB.
 //! - [`writer`]: the writer thread, batching writes into one commit.
 //! - `handler`: validation and dispatch of requests.
-//! - `server`: QUIC accept loop, one request per stream.
+//! - `server`: QUIC accept loop, one request per stream; strikes against
+//!   peers whose frames cannot be read.
+//! - `quic`: the QUIC settings, for peers in good standing and struck ones.
+//! - `error`: [`NodeError`], why a node could not start or stopped.
 //! - [`metrics`]: what the node tells Prometheus, and `GET /metrics`.
 //! - [`reload`]: new certificates on SIGHUP, without a restart.
 //! - [`systemd`]: the notify protocol (ready, stopping, watchdog).
@@ -20,6 +23,7 @@
 //! cluster CA) and frame I/O come from [`quire_net`], shared with the SDK.
 
 pub mod config;
+mod error;
 pub(crate) mod handler;
 pub mod inbound;
 pub mod logging;
@@ -32,6 +36,7 @@ pub mod systemd;
 pub mod writer;
 
 use config::NodeConfig;
+pub use error::NodeError;
 use handler::NodeState;
 pub use server::strikes::STRUCK_CONNECTION_CODE;
 use std::future::Future;
@@ -46,59 +51,6 @@ pub use storage::Identity;
 /// nodes whose clocks disagree, as machines' clocks do, to measure what
 /// last-write-wins then drops. A release binary ignores it.
 pub const CLOCK_SKEW_ENV: &str = "QUIRE_CLOCK_SKEW_MS";
-
-/// Why a node could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum NodeError {
-    /// The config is invalid.
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    /// Storage failed to open.
-    #[error(transparent)]
-    Storage(#[from] storage::StorageError),
-    /// TLS material is missing or invalid.
-    #[error(transparent)]
-    Tls(#[from] quire_net::tls::TlsError),
-    /// The metrics address could not be bound (taken, or not local).
-    #[error("cannot serve metrics on {addr} (metrics_listen): {source}")]
-    MetricsBind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// An fsync failed: acknowledged writes may not be on disk, so the node
-    /// stopped rather than acknowledge more.
-    #[error("stopped after an fsync failure ({0}); restart to recover from what is on disk")]
-    FailStop(String),
-    /// The node's certificate names no node identity
-    /// (`quire://node/ID`): a client's or admin's certificate, or one made
-    /// before identities existed.
-    #[error("{path}: not a node certificate: {reason}")]
-    NotANodeCertificate {
-        /// The certificate file.
-        path: String,
-        /// What it names instead.
-        reason: String,
-    },
-    /// The bound address could not be recorded in the data directory.
-    #[error("cannot write {path}: {source}")]
-    AddrFile {
-        /// The file.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-}
 
 /// File in the data directory holding the address the node is bound to, so
 /// tools can find a node started on port 0.
