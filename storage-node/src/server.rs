@@ -235,7 +235,10 @@ async fn serve_connection(
                     paused_until = Some(tokio::time::Instant::now() + penalty.pause);
                 }
             }
-            _ = tokio::time::sleep_until(paused_until.unwrap_or_else(tokio::time::Instant::now)), if paused => {}
+            _ = tokio::time::sleep_until(paused_until.unwrap_or_else(tokio::time::Instant::now)), if paused => {
+                // Over: no clock read per stream until the next strike.
+                paused_until = None;
+            }
             _ = slot.activity.evicted() => {
                 tracing::debug!(%peer, "idle connection closed: its peer opened a newer one at its cap");
                 conn.close(

@@ -153,9 +153,9 @@ impl Client {
                 });
             }
             let Some(joined) = running.join_next().await else {
-                // Held back and never released cannot happen (a receiver's
-                // transfers are released when its last one ends); counted
-                // as waiting all the same, for the next round.
+                // Transfers still held back: only for a receiver whose
+                // transfer task panicked, so its end was never counted.
+                // They are left for the next round.
                 waiting += queue.pending() as u64;
                 return (copied, failed, waiting);
             };
