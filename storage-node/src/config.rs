@@ -67,9 +67,10 @@ pub struct RuntimeSettings {
     /// Threads that serve requests (QUIC, TLS, decoding, LMDB reads); 0,
     /// the default, is one per core. Nodes that share a machine (a local
     /// cluster, several nodes and their clients on a few cores) do better
-    /// with 1: a request then runs start to end on one thread, with no
-    /// wake-up of another (measured: 25 000 reads/s against 18 000 with
-    /// 3 nodes and the benchmark client on 2 cores; `quire up` writes 1).
+    /// with 1, a current-thread runtime (measured with 3 nodes and the
+    /// benchmark client on 2 cores: reads at 0.37x to 0.39x of the
+    /// quic-echo baseline against 0.27x to 0.32x with one thread per
+    /// core; `quire up` writes 1).
     /// Writes are committed by the node's writer thread either way.
     pub worker_threads: usize,
 }
