@@ -919,3 +919,73 @@ async fn a_done_transfer_mark_is_not_moved_back_by_a_slower_client() {
     // Done: it stays so.
     assert_eq!(record(mark(b"c", false)).await, mark(b"z", true));
 }
+
+/// While a change moves a key, a put is acknowledged only once `W` of the
+/// key's home replicas to come hold it as well as `W` of today's, so a
+/// read of the new owners right after the flip meets it. Here the leaving
+/// node and one staying node would make `W` today; the other staying node
+/// is cut off and the incoming one is slow, and the put waits for the
+/// incoming copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_during_a_move_waits_for_w_among_the_owners_to_come() {
+    use common::proxy::Fault;
+    let cluster = TestCluster::from(common::builder(4).partitions(16), true).await;
+    let client = cluster.client().await;
+    let before = client.membership();
+    for member in &before.members {
+        client.node_stats(member).await.expect("a warm connection");
+    }
+    let leaving = cluster.cluster.nodes[3].node_id;
+    let (doc, _) = client
+        .commit_change(&[Change::Leave(leaving)], before.version())
+        .await
+        .expect("the leave commits");
+    let key = (0..)
+        .map(|i| format!("key-{i}").into_bytes())
+        .find(|k| {
+            doc.preference_list("default", k, 3)
+                .home()
+                .contains(&leaving)
+        })
+        .expect("a key the leaving node holds");
+    let incoming = doc.incoming(doc.partition_of("default", &key), 3);
+    assert_eq!(incoming.len(), 1, "one node takes the leaving one's place");
+    let staying: Vec<NodeId> = doc
+        .preference_list("default", &key, 3)
+        .home()
+        .iter()
+        .copied()
+        .filter(|&id| id != leaving)
+        .collect();
+    let (cut, slow) = (staying[1], incoming[0]);
+    cluster.proxies[cluster.k_of(cut) - 1].set(Fault::DropAll);
+    cluster.proxies[cluster.k_of(slow) - 1].set(Fault::Delay(Duration::from_millis(150)));
+
+    let put = client
+        .put("default", &key, b"joint".to_vec(), &Context::empty())
+        .await
+        .expect("W now, and W to come through the slow node");
+    assert!(
+        put.stored_on.contains(&slow),
+        "acknowledged before the incoming replica had it: {:?}",
+        put.stored_on
+    );
+    let direct = cluster.node_addrs[cluster.k_of(slow) - 1].to_string();
+    assert!(
+        holds(&cluster, &direct, &key).await,
+        "the incoming replica holds the write when it is acknowledged"
+    );
+
+    for proxy in &cluster.proxies {
+        proxy.set(Fault::Pass);
+    }
+    let report = client
+        .transfer_until_flipped(64, Duration::from_millis(20), Duration::from_secs(60))
+        .await;
+    assert!(report.flipped, "{report:?}");
+    let read = client
+        .get("default", &key)
+        .await
+        .expect("read after the flip");
+    assert!(read.siblings.iter().any(|s| s.value == b"joint"));
+}

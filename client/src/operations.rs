@@ -19,8 +19,8 @@ use crate::error::ClientError;
 use crate::metrics::OperationKind;
 use crate::options::RequestOptions;
 use crate::quorum::get::{Fanout, GetMachine};
-use crate::quorum::put::{PutMachine, PutRequest};
-use crate::quorum::targets::{choose, spares, Target};
+use crate::quorum::put::{Moving, PutMachine, PutRequest};
+use crate::quorum::targets::{choose, excluding, spares, Target};
 use crate::quorum::MachineError;
 use crate::resolve::Sibling;
 use quire_shared::limits::check_key;
@@ -135,6 +135,9 @@ struct Plan {
     targets: Vec<Target>,
     /// The nodes that take a failed target's place, in order.
     spares: Vec<NodeId>,
+    /// The key's home replicas a pending change swaps, if it moves the
+    /// key's partition: a put waits for the owners to come as well.
+    moving: Option<Moving>,
 }
 
 impl Client {
@@ -145,8 +148,13 @@ impl Client {
         let doc = self.membership();
         let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
-        let list = doc.preference_list(store, key, config.n as usize);
+        let mut list = doc.preference_list(store, key, config.n as usize);
         let is_up = |n| self.inner.health.is_up(n);
+        let moving = Moving::of(&doc, list.partition, config.n as usize, is_up);
+        if let Some(m) = &moving {
+            let incoming: Vec<NodeId> = m.all_incoming().collect();
+            list = excluding(&list, &incoming);
+        }
         let targets = choose(&list, is_up);
         let spares = spares(&list, &targets, is_up);
         Ok(Plan {
@@ -154,6 +162,7 @@ impl Client {
             config,
             targets,
             spares,
+            moving,
         })
     }
 
@@ -363,8 +372,8 @@ impl Client {
                 options.write_quorum(plan.config.w, plan.config.n)?,
                 options.request_timeout(self.request_timeout())?,
                 Duration::from_millis(self.inner.config.timeouts.attempt_ms),
-            )?;
-            let doc = plan.doc.clone();
+            )?
+            .during_change(plan.moving);
             let hints = self.inner.metrics.hints_written.clone();
             let finished = move |m: &PutMachine| {
                 hints.inc_by(m.hints_written() as u64);
@@ -378,7 +387,6 @@ impl Client {
                 }
                 other => other?,
             };
-            self.copy_to_incoming(&doc, store, key, &outcome.object);
             return Ok(PutResult {
                 siblings: live_siblings(&outcome.object),
                 context: Context::for_key(store, key, outcome.object.join()),

@@ -25,6 +25,8 @@ pub mod targets;
 mod tests;
 #[cfg(test)]
 mod tests_fanout;
+#[cfg(test)]
+mod tests_moving;
 
 pub use decision::Decision;
 use quire_shared::wire::{ErrorCode, ErrorReply, Request};

@@ -46,6 +46,21 @@ pub fn choose(list: &PreferenceList, is_up: impl Fn(NodeId) -> bool) -> Vec<Targ
     targets
 }
 
+/// `list` without `nodes` in its extended part. While a change moves a
+/// partition, a put sends its incoming home replicas a copy of their own
+/// ([`super::put::Moving`]), so they must not also stand in for a home
+/// replica in the same put: a node is asked at most once per request.
+pub fn excluding(list: &PreferenceList, nodes: &[NodeId]) -> PreferenceList {
+    let n = list.n.min(list.nodes.len());
+    let mut kept = list.clone();
+    kept.nodes = list.nodes[..n]
+        .iter()
+        .chain(list.nodes[n..].iter().filter(|id| !nodes.contains(id)))
+        .copied()
+        .collect();
+    kept
+}
+
 /// Nodes of the extended list that are not among `targets`, healthy ones
 /// first: each can replace a target that fails mid-request.
 pub fn spares(
@@ -121,6 +136,11 @@ impl Roster {
     /// `node`'s entry, if it is on the roster.
     pub fn find(&self, node: NodeId) -> Option<Target> {
         self.nodes.iter().copied().find(|t| t.node == node)
+    }
+
+    /// True when `node` is a spare not called in yet.
+    pub fn has_spare(&self, node: NodeId) -> bool {
+        self.spares.contains(&node)
     }
 
     /// True when `node` failed in this request.

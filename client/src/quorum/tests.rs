@@ -11,10 +11,10 @@ use quire_shared::wire::{ErrorCode, ErrorReply, Reply, Request};
 use quire_shared::{ActorId, Dvvset, NodeId, Object, Value};
 use std::time::{Duration, Instant};
 
-const TIMEOUT: Duration = Duration::from_secs(3);
-const ATTEMPT: Duration = Duration::from_secs(1);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const ATTEMPT: Duration = Duration::from_secs(1);
 
-fn drain<M: Machine>(m: &mut M) -> Vec<Outbound> {
+pub(super) fn drain<M: Machine>(m: &mut M) -> Vec<Outbound> {
     std::iter::from_fn(|| m.poll_send()).collect()
 }
 

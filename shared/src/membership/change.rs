@@ -8,8 +8,9 @@
 //! as little as possible moves). While `pending` is set, each partition's
 //! current home replicas keep serving reads and counting towards `W`;
 //! writes also go to its *incoming* replicas (home under `pending`, not
-//! under `owners`), and the SDK's maintenance copies the partition to
-//! them ([`Membership::transfers`]). Once every transfer is done,
+//! under `owners`) and count towards `W` among the home replicas to come
+//! as well, where those can take them, and the SDK's maintenance copies
+//! the partition to them ([`Membership::transfers`]). Once every transfer is done,
 //! [`Membership::flip`] makes `pending` the owners in a new epoch.
 //!
 //! A member that no longer owns anything stays in the document (state
@@ -227,10 +228,10 @@ impl Membership {
     /// The document that abandons the pending change: epoch + 1, the
     /// owners as they are, `pending` cleared. A node that was joining is
     /// then idle (it holds copies only, which maintenance hands back and
-    /// drops); nothing acknowledged is lost, since only current owners
-    /// count towards `W` while a change is pending. For a change that
-    /// cannot finish (its incoming node died). `None` when nothing is
-    /// pending.
+    /// drops); nothing acknowledged is lost, since every acknowledged
+    /// write has `W` copies on current owners while a change is pending.
+    /// For a change that cannot finish (its incoming node died). `None`
+    /// when nothing is pending.
     pub fn abort(&self) -> Option<Membership> {
         self.pending.as_ref()?;
         let mut next = self.clone();
@@ -262,7 +263,8 @@ impl Membership {
 
     /// The incoming home replicas of `store`'s `partition` (with `n`
     /// replicas): home under `pending` and not under `owners`. Writes go
-    /// to them too, without counting towards `W`. Empty when nothing
+    /// to them too, and count towards the quorum among the owners to come
+    /// (not towards the one among the current owners). Empty when nothing
     /// moves.
     pub fn incoming(&self, partition: u32, n: usize) -> Vec<NodeId> {
         let Some(pending) = &self.pending else {
@@ -274,6 +276,23 @@ impl Membership {
             .iter()
             .copied()
             .filter(|id| !now.home().contains(id))
+            .collect()
+    }
+
+    /// The outgoing home replicas of `store`'s `partition` (with `n`
+    /// replicas): home under `owners` and not under `pending`. A write's
+    /// copy on one of them does not count towards the quorum among the
+    /// owners to come. Empty when nothing moves.
+    pub fn outgoing(&self, partition: u32, n: usize) -> Vec<NodeId> {
+        let Some(pending) = &self.pending else {
+            return Vec::new();
+        };
+        let now = PreferenceList::walk(&self.owners, partition, n);
+        let next = PreferenceList::walk(&pending.owners, partition, n);
+        now.home()
+            .iter()
+            .copied()
+            .filter(|id| !next.home().contains(id))
             .collect()
     }
 

@@ -87,6 +87,14 @@ fn moved(doc: &Membership) -> usize {
         .count()
 }
 
+/// Once `doc`'s change flips, no partition has incoming or outgoing
+/// replicas.
+fn flipped_has_nothing_moving(doc: &Membership) -> bool {
+    let flipped = doc.flip().expect("a change is pending");
+    (0..flipped.partitions)
+        .all(|p| flipped.incoming(p, 3).is_empty() && flipped.outgoing(p, 3).is_empty())
+}
+
 #[test]
 fn a_join_moves_about_its_share_to_the_new_node_only() {
     let doc = three();
@@ -103,7 +111,13 @@ fn a_join_moves_about_its_share_to_the_new_node_only() {
     assert!(transfers.iter().all(|t| t.from.len() == 3));
     for t in &transfers {
         assert!(next.is_home_or_incoming(NodeId(4000), t.partition, 3));
+        // The joining node takes one current home replica's place.
+        assert_eq!(next.incoming(t.partition, 3), [NodeId(4000)]);
+        let outgoing = next.outgoing(t.partition, 3);
+        assert_eq!(outgoing.len(), 1);
+        assert!(t.from.contains(&outgoing[0]));
     }
+    assert!(flipped_has_nothing_moving(&next));
     // One change at a time.
     assert_eq!(
         next.plan(&[Change::Leave(NodeId(1000))]).unwrap_err(),

@@ -84,7 +84,13 @@ impl PutMachine {
                 for &other in &others {
                     self.replicate(other, &object);
                 }
-                let pending = others.into_iter().map(|t| t.node).collect();
+                let mut pending: Vec<NodeId> = others.into_iter().map(|t| t.node).collect();
+                let incoming: Vec<NodeId> =
+                    self.moving.iter().flat_map(|m| m.all_incoming()).collect();
+                for node in incoming {
+                    self.replicate(Target { node, hint: None }, &object);
+                    pending.push(node);
+                }
                 self.phase = Phase::Replicating { object, pending };
                 self.check();
             }

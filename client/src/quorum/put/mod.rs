@@ -17,15 +17,23 @@
 //! passes) or `Finished`. A replica that refuses the request itself after
 //! the success does not turn it into a failure: the outcome is given once.
 //!
+//! While a change moves the key's partition, the incoming home replicas get
+//! the object too, and `W` must also be reached among the owners to come
+//! when it can be (`moving`).
+//!
 //! # Layout
 //!
 //! - this file: the machine's state, its decision and invariants, and the
 //!   [`Machine`] interface;
 //! - `coordinating`: finding a coordinator;
-//! - `replicating`: placing its object on the other replicas.
+//! - `replicating`: placing its object on the other replicas;
+//! - `moving`: the joint quorum while a change moves the key.
 
 mod coordinating;
+mod moving;
 mod replicating;
+
+pub use moving::Moving;
 
 use super::targets::{Roster, Target};
 use super::{distinct, rejection, Decision, Machine, MachineError, NodeFailure, Outbound};
@@ -114,6 +122,11 @@ pub struct PutMachine {
     late: Vec<NodeId>,
     /// Nodes that stored the object, coordinator first.
     acks: Vec<NodeId>,
+    /// The key's home replicas a pending change swaps, if it moves the
+    /// key's partition.
+    moving: Option<Moving>,
+    /// Incoming home replicas that stored the object.
+    incoming_acks: Vec<NodeId>,
     /// When the put gives up on anything not yet answered.
     deadline: Instant,
     /// Requests waiting for [`Machine::poll_send`].
@@ -147,6 +160,8 @@ impl PutMachine {
                 until: now + attempt,
             },
             acks: Vec::new(),
+            moving: None,
+            incoming_acks: Vec::new(),
             late: Vec::new(),
             deadline: now + timeout,
             outbox: VecDeque::new(),
@@ -154,6 +169,28 @@ impl PutMachine {
         m.ask_coordinator(now, 0);
         m.debug_check();
         Ok(m)
+    }
+
+    /// The same put while a committed change moves the key's partition:
+    /// the incoming home replicas of `moving` get the object too, and the
+    /// put waits for `W` among the future home replicas as well (see
+    /// [`Moving`]). Call before any reply is handled. The incoming
+    /// replicas must not be on the roster (plan the targets without them
+    /// as stand-ins: [`super::targets::excluding`]).
+    pub fn during_change(mut self, moving: Option<Moving>) -> Self {
+        debug_assert!(self.acks.is_empty(), "set before any reply");
+        if let Some(m) = &moving {
+            debug_assert!(
+                m.all_incoming().all(|n| self.roster.find(n).is_none()),
+                "an incoming replica on the roster"
+            );
+            debug_assert!(
+                m.all_incoming().all(|n| !self.roster.has_spare(n)),
+                "an incoming replica among the spares"
+            );
+        }
+        self.moving = moving;
+        self
     }
 
     /// Copies stored on stand-ins (each kept as a hint for the home
@@ -188,6 +225,14 @@ impl PutMachine {
             "more acks than targets"
         );
         debug_assert!(distinct(&self.acks), "a node acknowledged twice");
+        debug_assert!(
+            distinct(&self.incoming_acks),
+            "an incoming replica acknowledged twice"
+        );
+        debug_assert!(
+            self.incoming_acks.iter().all(|&n| self.is_incoming(n)),
+            "an incoming ack from a node not incoming"
+        );
         debug_assert!(self.acks.iter().all(|&n| self.roster.find(n).is_some()));
         debug_assert_eq!(
             self.decision.is_decided(),
@@ -243,6 +288,11 @@ impl Machine for PutMachine {
     fn handle_timeout(&mut self, now: Instant) {
         if now >= self.deadline {
             match self.phase {
+                // `W` current copies and a future quorum still short: the
+                // put is stored as well as it was before changes counted.
+                Phase::Replicating { .. } if self.acks.len() >= self.decision.needed() => {
+                    self.succeed(false)
+                }
                 Phase::Coordinating { .. } | Phase::Replicating { .. } => self.fail(true),
                 // Replicas not placed by now are left to read repair and
                 // anti-entropy.

@@ -28,32 +28,43 @@ impl PutMachine {
         });
     }
 
-    /// Decides once `W` is reached or out of reach; once drained, finishes.
+    /// Decides once `W` is reached (among the future home replicas too,
+    /// while that can be) or out of reach; once drained, finishes.
     pub(super) fn check(&mut self) {
-        match &mut self.phase {
-            Phase::Replicating { object, pending } if self.acks.len() >= self.decision.needed() => {
-                let outcome = PutOutcome {
-                    object: object.clone(),
-                    stored_on: self.acks.clone(),
-                };
-                let next = if pending.is_empty() {
-                    Phase::Finished
-                } else {
-                    Phase::Draining {
-                        object: std::mem::take(object),
-                        pending: std::mem::take(pending),
-                    }
-                };
-                self.decide(Ok(outcome), next);
+        let needed = self.decision.needed();
+        let (acked, awaited) = self.current_tally();
+        match &self.phase {
+            Phase::Replicating { .. } if acked >= needed && self.future_settled() => {
+                self.succeed(true);
             }
-            Phase::Replicating { pending, .. }
-                if self.acks.len() + pending.len() < self.decision.needed() =>
-            {
-                self.fail(false);
-            }
+            Phase::Replicating { .. } if acked + awaited < needed => self.fail(false),
             Phase::Draining { pending, .. } if pending.is_empty() => self.phase = Phase::Finished,
             _ => {}
         }
+    }
+
+    /// Gives the successful outcome and moves on: to draining what is
+    /// still awaited if `drain` (and anything is), else to `Finished`.
+    pub(super) fn succeed(&mut self, drain: bool) {
+        let Phase::Replicating { object, pending } = &mut self.phase else {
+            debug_assert!(false, "succeeding while not replicating");
+            return;
+        };
+        let mut stored_on = self.acks.clone();
+        stored_on.extend(&self.incoming_acks);
+        let outcome = PutOutcome {
+            object: object.clone(),
+            stored_on,
+        };
+        let next = if drain && !pending.is_empty() {
+            Phase::Draining {
+                object: std::mem::take(object),
+                pending: std::mem::take(pending),
+            }
+        } else {
+            Phase::Finished
+        };
+        self.decide(Ok(outcome), next);
     }
 
     /// A replica answered the `Replicate` (or, late, a `Put`).
@@ -76,7 +87,12 @@ impl PutMachine {
         }
         pending.swap_remove(pos);
         let object = object.clone();
+        let incoming = self.is_incoming(node);
         let failure = match reply {
+            Ok(Reply::Stored(_)) if incoming => {
+                self.incoming_acks.push(node);
+                None
+            }
             Ok(Reply::Stored(_)) => {
                 self.acks.push(node);
                 None
@@ -86,6 +102,11 @@ impl PutMachine {
         };
         if let Some(failure) = failure {
             self.decision.record(node, failure);
+            // An incoming replica has no stand-in: its copy is made up
+            // for by the transfer's closing exchange.
+            if incoming {
+                return self.check();
+            }
             if let Some(spare) = self.roster.substitute(node) {
                 self.replicate(spare, &object);
                 if let Some(pending) = self.phase.pending_mut() {

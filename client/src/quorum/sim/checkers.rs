@@ -6,7 +6,8 @@
 //!   twice, no more answers than replicas, one outcome), live in the debug
 //!   builds `cargo test` runs;
 //! - every request goes where it may ([`request_fits`]): a home replica
-//!   without a hint, anyone else only as a stand-in for a home replica;
+//!   without a hint, an incoming replica a plain copy of a put's object,
+//!   anyone else only as a stand-in for a home replica;
 //! - a successful put was stored by `W` distinct nodes, each of which
 //!   really stored an object covering the acknowledged one
 //!   ([`put_outcome`]); a successful get is the sync of `R` real answers
@@ -39,9 +40,25 @@ use quire_shared::{ConflictPolicy, Membership, NodeId, Object, PreferenceList};
 use std::collections::BTreeMap;
 
 /// True when `node` may be sent `request` for a key with `list` (the
-/// list its operation was planned with): home replicas are asked
-/// plainly, other nodes only as stand-ins for a home replica.
-pub fn request_fits(list: &PreferenceList, node: NodeId, request: &Request) -> Result<(), String> {
+/// list its operation was planned with) and `incoming` replicas: home
+/// replicas are asked plainly, incoming ones get plain `Replicate`s (a
+/// put's copies while a change moves the key), other nodes are asked only
+/// as stand-ins for a home replica.
+pub fn request_fits(
+    (list, incoming): (&PreferenceList, &[NodeId]),
+    node: NodeId,
+    request: &Request,
+) -> Result<(), String> {
+    if incoming.contains(&node) {
+        return match request {
+            Request::Replicate { hint: None, .. } => Ok(()),
+            other => Err(format!(
+                "{} sent to incoming replica {}",
+                other.kind(),
+                N(node)
+            )),
+        };
+    }
     let hint = match request {
         Request::Get { hint, .. } | Request::Put { hint, .. } | Request::Replicate { hint, .. } => {
             *hint

@@ -124,6 +124,9 @@ pub struct Op {
     /// The key's preference list when it started (a change may flip
     /// while it runs).
     pub list: PreferenceList,
+    /// Incoming home replicas of its key when it started (a pending
+    /// change moves the key): a put sends them plain copies.
+    pub incoming: Vec<NodeId>,
     /// Its key.
     pub key: Vec<u8>,
     /// Why it runs.

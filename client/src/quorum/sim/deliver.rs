@@ -80,7 +80,7 @@ impl World {
         let call = &self.calls[&m.call];
         let op = match call.owner {
             Owner::Op(id) => Some(id),
-            Owner::Task(..) | Owner::Copy | Owner::Probe => None,
+            Owner::Task(..) | Owner::Probe => None,
         };
         if handled.changed {
             self.mutations += 1;
@@ -217,7 +217,7 @@ impl World {
         match owner {
             Owner::Op(id) => self.op_reply(id, node, result),
             Owner::Task(id, slot) if first => self.task_result((id, slot), result),
-            Owner::Task(..) | Owner::Copy | Owner::Probe => Ok(()),
+            Owner::Task(..) | Owner::Probe => Ok(()),
         }
     }
 

@@ -4,9 +4,9 @@
 //! At the world's chosen moment the change is committed (the membership's
 //! own `plan`), and from then on, as in a cluster:
 //!
-//! - a put that succeeds is also sent to the key's incoming replicas, in
-//!   the background, never counted towards `W` (the SDK's
-//!   `copy_to_incoming`);
+//! - a put also sends its object to the key's incoming replicas and waits
+//!   for `W` among the owners to come as well, as the SDK's put machine
+//!   does ([`crate::quorum::put::Moving`]);
 //! - nodes take writes and reads for keys they are home or incoming
 //!   replicas of, and refuse the rest (`NotOwner`);
 //! - the maintenance client moves the data with the SDK's own transfer
@@ -25,13 +25,10 @@
 
 use super::config::ChangeKind;
 use super::tasks::{OverLine, TaskEnd};
-use super::world::{lists_of, member, Owner, World};
-use super::STORE;
-use crate::change::{
-    closing_nodes, hand_off_and_drop, incoming_copies, progress_of, run_transfer, Stalled,
-};
+use super::world::{lists_of, member, World};
+use crate::change::{closing_nodes, hand_off_and_drop, progress_of, run_transfer, Stalled};
 use crate::repair::{exchange, RepairReport, Replicas};
-use quire_shared::{Change, NodeId, Object};
+use quire_shared::{Change, NodeId};
 use std::collections::BTreeSet;
 
 /// Transfer pages the maintenance client copies per tick while faults
@@ -79,15 +76,6 @@ impl World {
         self.doc = planned;
         self.stats.changes += 1;
         Ok(())
-    }
-
-    /// What the SDK does after a successful put while a change is
-    /// pending: the written object goes to the key's incoming replicas.
-    pub(super) fn copy_to_incoming(&mut self, client: usize, key: &[u8], object: &Object) {
-        for (node, replicate) in incoming_copies(&self.doc, STORE, key, object) {
-            let budget = self.cfg.timeout_ms;
-            self.call(Owner::Copy, client, node, replicate, budget);
-        }
     }
 
     /// Starts a moves task for the pending change (unless one runs): the

@@ -19,8 +19,8 @@ use super::trace::{Show, N};
 use super::world::{Event, Owner, World};
 use super::STORE;
 use crate::quorum::get::{Fanout, GetMachine};
-use crate::quorum::put::{PutMachine, PutRequest};
-use crate::quorum::targets::{choose, spares};
+use crate::quorum::put::{Moving, PutMachine, PutRequest};
+use crate::quorum::targets::{choose, excluding, spares};
 use crate::quorum::{MachineError, NodeFailure};
 use quire_shared::wire::Reply;
 use quire_shared::{NodeId, Value};
@@ -88,10 +88,16 @@ impl World {
             };
             self.call(Owner::Probe, c, node, hello, self.cfg.attempt_ms);
         }
-        let list = &self.lists[&key];
+        // Planned as `Client::plan` plans it: while a change moves the
+        // key, its incoming replicas get copies of their own (a put waits
+        // for the owners to come too), so they stand in for no one.
         let health = &self.clients[c].health;
-        let targets = choose(list, |n| health.is_up(n));
-        let spare_nodes = spares(list, &targets, |n| health.is_up(n));
+        let mut list = self.lists[&key].clone();
+        let moving = Moving::of(&self.doc, list.partition, self.cfg.n, |n| health.is_up(n));
+        let incoming: Vec<NodeId> = moving.iter().flat_map(|m| m.all_incoming()).collect();
+        list = excluding(&list, &incoming);
+        let targets = choose(&list, |n| health.is_up(n));
+        let spare_nodes = spares(&list, &targets, |n| health.is_up(n));
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
         let machine = match purpose {
             Purpose::Read | Purpose::Audit => {
@@ -136,7 +142,7 @@ impl World {
                     timeout,
                     attempt,
                 );
-                Running::Put(m.expect("1 <= W <= N"))
+                Running::Put(m.expect("1 <= W <= N").during_change(moving))
             }
         };
         let id = self.next_op;
@@ -157,7 +163,8 @@ impl World {
         self.clients[c].waiting += 1;
         let op = Op {
             client: c,
-            list: self.lists[&key].clone(),
+            list,
+            incoming,
             key,
             purpose,
             machine,
@@ -215,7 +222,8 @@ impl World {
         let outcome = op.machine.poll_outcome();
         let client = op.client;
         for out in sends {
-            checkers::request_fits(&self.ops[&id].list, out.node, &out.request)
+            let op = &self.ops[&id];
+            checkers::request_fits((&op.list, &op.incoming), out.node, &out.request)
                 .map_err(|e| format!("op{id}: {e}"))?;
             let deadline = self.ms(out.deadline);
             let budget = deadline
@@ -270,7 +278,6 @@ impl World {
                     Show(&out.object)
                 );
                 self.stats.puts_ok += 1;
-                self.copy_to_incoming(client, &key, &out.object);
                 out.object.join()
             }
             Outcome::Get(Ok(out)) => {

@@ -69,8 +69,6 @@ pub enum Owner {
     Op(u64),
     /// A task's call number `.1` (a task: [`super::tasks`]).
     Task(u64, u64),
-    /// A put's copy to an incoming replica: nobody waits for it.
-    Copy,
     /// A probe of a node the client believes down.
     Probe,
 }
