@@ -239,3 +239,81 @@ async fn a_client_certificate_from_another_ca_is_refused() {
         .await
         .is_ok());
 }
+
+/// A stream may carry several requests (a client batches them): each is
+/// answered, in the order sent, whatever each answer is; a garbled frame
+/// among them is refused and nothing after it on that stream is read,
+/// while the connection keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_requests_on_one_stream_are_answered_in_order() {
+    let cluster = TestCluster::start(1).await;
+    let t = cluster.transport();
+    let addr: SocketAddr = cluster.nodes[0].addr().parse().unwrap();
+    let get = |store: &str, key: &[u8]| Request::Get {
+        store: store.into(),
+        key: key.to_vec(),
+        hint: None,
+    };
+    let frames = vec![
+        encode_frame(&get("default", b"missing")),
+        encode_frame(&put(b"batched", 10)),
+        encode_frame(&get("no-such-store", b"k")),
+        encode_frame(&put(b"batched-too", 10)),
+    ];
+    let answers = t
+        .call_frames(addr, &frames, 4, T)
+        .await
+        .expect("four answers");
+    assert!(
+        matches!(answers[0].result, Ok(Reply::Object(None))),
+        "{:?}",
+        answers[0]
+    );
+    assert!(
+        matches!(answers[1].result, Ok(Reply::Stored(_))),
+        "{:?}",
+        answers[1]
+    );
+    assert_eq!(
+        code_of(Ok::<_, ()>(answers[2].clone())),
+        ErrorCode::UnknownStore
+    );
+    assert!(
+        matches!(answers[3].result, Ok(Reply::Stored(_))),
+        "{:?}",
+        answers[3]
+    );
+    let addr_text = addr.to_string();
+    assert!(stored_object(&t, &addr_text, b"batched").await.is_some());
+    assert!(stored_object(&t, &addr_text, b"batched-too")
+        .await
+        .is_some());
+
+    // A garbled frame in the middle: refused; the put after it is not read.
+    let garbage = vec![0, 0, 0, 3, 0xff, 0xff, 0xff];
+    let frames = vec![
+        encode_frame(&get("default", b"batched")),
+        garbage,
+        encode_frame(&put(b"after-garbage", 10)),
+    ];
+    let answers = t
+        .call_frames(addr, &frames, 2, T)
+        .await
+        .expect("two answers");
+    assert!(
+        matches!(answers[0].result, Ok(Reply::Object(Some(_)))),
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(
+        code_of(Ok::<_, ()>(answers[1].clone())),
+        ErrorCode::Malformed
+    );
+    assert!(
+        t.call_frames(addr, &[], 0, T).await.is_ok(),
+        "the connection still serves"
+    );
+    assert!(stored_object(&t, &addr_text, b"after-garbage")
+        .await
+        .is_none());
+}

@@ -1,4 +1,6 @@
-//! QUIC transport: one reused connection per node, one request per stream.
+//! QUIC transport: one reused connection per node; the data path's
+//! requests share streams under load ([`batch`]), every other request has
+//! a stream of its own.
 //!
 //! Connections are made lazily and kept; a closed one is replaced on the next
 //! request. Each node has its own slot lock so concurrent requests to a node
@@ -36,8 +38,10 @@ use std::time::{Duration, Instant};
 
 pub use quire_net::tls::NODE_SERVER_NAME;
 
+mod batch;
 mod error;
 
+use batch::{Batcher, Class};
 pub use error::{SetupError, TransportError};
 
 /// Timeouts in a row, with no answer in between and not a datagram from
@@ -71,10 +75,14 @@ struct Connection {
     node: Result<NodeId, String>,
     /// When the node's certificate expires (Unix seconds), if it parses.
     not_after: Option<i64>,
+    /// Queues of reads and of writes sent together ([`batch`]).
+    batchers: Arc<[Batcher; 2]>,
 }
 
 impl Connection {
-    fn new(quic: quinn::Connection) -> Self {
+    /// Wraps a new connection to the node at `addr`; starts its batchers
+    /// (call within the runtime).
+    fn new(quic: quinn::Connection, addr: SocketAddr) -> Self {
         let node = match peer_principal(&quic) {
             Ok(p) => p
                 .node_id()
@@ -85,11 +93,24 @@ impl Connection {
             .peer_identity()
             .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
             .and_then(|chain| not_after_unix(chain.first()?));
+        let batchers = Arc::new([
+            Batcher::start(quic.clone(), addr),
+            Batcher::start(quic.clone(), addr),
+        ]);
         Self {
             quic,
             silent_timeouts: Arc::default(),
             node,
             not_after,
+            batchers,
+        }
+    }
+
+    /// The batcher of `class`.
+    fn batcher(&self, class: Class) -> &Batcher {
+        match class {
+            Class::Read => &self.batchers[0],
+            Class::Write => &self.batchers[1],
         }
     }
 
@@ -257,7 +278,7 @@ impl Transport {
         };
         match attempt.await {
             Ok(quic) => {
-                let conn = Connection::new(quic);
+                let conn = Connection::new(quic, addr);
                 guard.connection = Some(conn.clone());
                 guard.failed = None;
                 Ok(conn)
@@ -280,16 +301,20 @@ impl Transport {
         let addr: SocketAddr = addr
             .parse()
             .map_err(|_| TransportError::BadAddress(addr.to_string()))?;
-        self.exchange(addr, &encode_frame(request), timeout).await
+        let frame = encode_frame(request);
+        let class = Class::of(request, &frame);
+        self.exchange(addr, frame, class, timeout).await
     }
 
-    /// Sends `frame` on a stream of its own and reads the answer, all
-    /// within `timeout`. On a timeout the stream is abandoned (reset, so
-    /// the node stops on it too); the connection is left to the others.
+    /// Sends `frame` (with the next batch of `class`, or on a stream of its
+    /// own) and reads the answer, all within `timeout`. On a timeout the
+    /// request is abandoned (its stream reset, so the node stops on it
+    /// too); the connection is left to the others.
     async fn exchange(
         &self,
         addr: SocketAddr,
-        frame: &[u8],
+        frame: Vec<u8>,
+        class: Option<Class>,
         timeout: Duration,
     ) -> Result<Response, TransportError> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -307,6 +332,18 @@ impl Transport {
                 TransportError::Timeout(addr)
             }
         };
+        if let Some(class) = class {
+            let call = conn.batcher(class).call(frame, deadline);
+            return match tokio::time::timeout_at(deadline, call).await {
+                Ok(answer) => {
+                    if answer.is_ok() {
+                        conn.answered();
+                    }
+                    answer
+                }
+                Err(_) => Err(timed_out(&conn)),
+            };
+        }
         let stream_err = |reason: String| TransportError::Stream { addr, reason };
         // Opening waits while the node's stream limit is reached.
         let (mut send, mut recv) =
@@ -315,7 +352,7 @@ impl Transport {
                 Err(_) => return Err(timed_out(&conn)),
             };
         let talk = async {
-            write_encoded(&mut send, frame)
+            write_encoded(&mut send, &frame)
                 .await
                 .map_err(|e| stream_err(e.to_string()))?;
             // The node's limit is configurable, so the client accepts
@@ -357,7 +394,46 @@ impl Transport {
         bytes: &[u8],
         timeout: Duration,
     ) -> Result<Response, TransportError> {
-        self.exchange(addr, bytes, timeout).await
+        self.exchange(addr, bytes.to_vec(), None, timeout).await
+    }
+
+    #[cfg(feature = "testing")]
+    /// Sends `frames` (each framed already) on one stream and reads
+    /// `answers` answers from it; for tests of how a node serves a stream
+    /// of several requests.
+    pub async fn call_frames(
+        &self,
+        addr: SocketAddr,
+        frames: &[Vec<u8>],
+        answers: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Response>, TransportError> {
+        let stream_err = |reason: String| TransportError::Stream { addr, reason };
+        let talk = async {
+            let conn = self.connection(addr).await?;
+            let (mut send, mut recv) = conn
+                .quic
+                .open_bi()
+                .await
+                .map_err(|e| stream_err(e.to_string()))?;
+            for frame in frames {
+                send.write_all(frame)
+                    .await
+                    .map_err(|e| stream_err(e.to_string()))?;
+            }
+            let _ = send.finish();
+            let mut out = Vec::new();
+            for _ in 0..answers {
+                let answer = read_frame(&mut recv, FRAME_BYTES_CEILING)
+                    .await
+                    .map_err(|e| stream_err(e.to_string()))?;
+                out.push(answer);
+            }
+            Ok(out)
+        };
+        tokio::time::timeout(timeout, talk)
+            .await
+            .map_err(|_| TransportError::Timeout(addr))?
     }
 
     /// The connection to `addr` as it is now, if one is open and its slot

@@ -14,7 +14,7 @@ use crate::ring::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/8";
+pub const ALPN: &[u8] = b"quire/9";
 /// Protocol version carried in `Hello`, equal to the ALPN's. 2: stores
 /// carry object limits, `DropHints` carries clocks instead of objects. 3:
 /// anti-entropy (Merkle digests, segment scans), `Stats`, `DeleteIfEqual`.
@@ -24,8 +24,10 @@ pub const ALPN: &[u8] = b"quire/8";
 /// the document, `TransferState`, `TransferMark`, `DropPartition`). 7:
 /// grants in the document, `Forbidden`. 8: `Hello` answers carry the
 /// node's metrics address and clock; `TransferPage` (entries and the
-/// mark in one write) replaces `TransferMark`.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// mark in one write) replaces `TransferMark`. 9: a stream may carry
+/// several request frames, answered in order (a client batches requests
+/// to one node).
+pub const PROTOCOL_VERSION: u32 = 9;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 

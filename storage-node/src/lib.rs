@@ -10,8 +10,9 @@
 //! - [`storage`]: the LMDB environment, the only code that knows LMDB.
 //! - [`writer`]: the writer thread, batching writes into one commit.
 //! - `handler`: validation and dispatch of requests.
-//! - `server`: QUIC accept loop, one request per stream; strikes against
-//!   peers whose frames cannot be read.
+//! - `server`: QUIC accept loop, one request or a batch per stream
+//!   (answered in order); strikes against peers whose frames cannot be
+//!   read.
 //! - `quic`: the QUIC settings, for peers in good standing and struck ones.
 //! - `error`: [`NodeError`], why a node could not start or stopped.
 //! - [`metrics`]: what the node tells Prometheus, and `GET /metrics`.

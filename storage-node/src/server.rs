@@ -21,7 +21,7 @@ mod stream;
 pub(crate) mod strikes;
 
 use crate::handler::NodeState;
-use budget::{RequestBytes, CONNECTION_HEAD_BYTES};
+use budget::CONNECTION_HEAD_BYTES;
 use slots::{Refused, Slot, Slots};
 use std::future::Future;
 use std::sync::Arc;
@@ -203,12 +203,12 @@ async fn serve_connection(
             stream = conn.accept_bi(), if !paused => match stream {
                 Ok((send, recv)) => {
                     let shared = shared.clone();
-                    let bytes = RequestBytes::new(heads.clone(), shared.request_bytes.clone());
+                    let heads = heads.clone();
                     let busy = slot.activity.busy();
                     let principal = principal.clone();
                     streams.spawn(async move {
                         let struck =
-                            serve_stream(send, recv, bytes, &shared, (peer, &principal)).await;
+                            serve_stream(send, recv, heads, &shared, (peer, &principal)).await;
                         drop(busy);
                         struck
                     });

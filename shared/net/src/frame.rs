@@ -8,8 +8,10 @@
 //! as bytes arrive, so a peer cannot make the receiver allocate by
 //! announcing a huge frame (and then sending nothing, or sending slowly).
 //!
-//! A stream carries one frame in each direction, so writing a frame also
-//! finishes the sending side.
+//! [`write_frame`] writes one frame and finishes the sending side: a
+//! stream of one request, or its answer. A stream may also carry several
+//! frames in each direction (a client's batch of requests to one node,
+//! answered in order); those are written as they are and finished once.
 
 use quinn::{ReadExactError, RecvStream, SendStream, WriteError};
 use quire_shared::wire::{
