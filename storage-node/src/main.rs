@@ -5,6 +5,11 @@ use clap::Parser;
 use quire_node::logging::LogFormat;
 use std::path::PathBuf;
 
+/// mimalloc instead of the system allocator, as in the `quire` binary
+/// (which says why).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Quire storage node: versioned objects in LMDB, served over QUIC with
 /// mutual TLS. Stops cleanly on SIGTERM or SIGINT.
 #[derive(Parser)]
