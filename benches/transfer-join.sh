@@ -30,7 +30,7 @@ QUIRE=${QUIRE:-target/release/quire}
 NODE=${NODE:-target/release/quire-node}
 for bin in "$QUIRE" "$NODE"; do
     if [ ! -x "$bin" ]; then
-        echo "$bin is missing: build the release binaries first (cargo build --release)" >&2
+        echo "$bin is missing: build the release binaries first (cargo build --release --workspace)" >&2
         exit 1
     fi
 done
@@ -80,10 +80,18 @@ joined=$(date +%s.%N)
 addr=$(q node new --dir "$DIR" --json | sed -E 's/.*"addr":"([^"]+)".*/\1/')
 "$NODE" --config "$DIR/node-4/node.toml" >"$WORK/node-4.log" 2>&1 &
 NODE4=$!
-for _ in $(seq 100); do
-    q cluster join "$addr" >/dev/null 2>&1 && break
-    sleep 0.2
+# Node 4 needs a moment to listen; a node that never answers (a
+# quire-node older than quire, say: the protocol differs) stops the run.
+joined_ok=
+for _ in $(seq 6); do
+    if q cluster join "$addr" >"$WORK/join.log" 2>&1; then joined_ok=1; break; fi
+    sleep 0.5
 done
+if [ -z "$joined_ok" ]; then
+    echo "node 4 could not join:" >&2
+    cat "$WORK/join.log" >&2
+    exit 1
+fi
 q cluster plan >"$WORK/plan.txt"
 tail -n 1 "$WORK/plan.txt"
 q cluster commit

@@ -140,6 +140,27 @@ impl Connection {
     }
 }
 
+/// Reads the next answer frame from the node at `addr`. The node's limit
+/// is configurable, so the client accepts answers up to the ceiling any
+/// node may be configured with.
+async fn read_answer(
+    recv: &mut quinn::RecvStream,
+    addr: SocketAddr,
+) -> Result<Response, TransportError> {
+    read_frame(recv, FRAME_BYTES_CEILING)
+        .await
+        .map_err(|e| match e {
+            FrameReadError::Header(e) | FrameReadError::Body(e) => TransportError::Stream {
+                addr,
+                reason: e.to_string(),
+            },
+            FrameReadError::Frame(e) => TransportError::BadResponse {
+                addr,
+                reason: e.to_string(),
+            },
+        })
+}
+
 /// The client's QUIC endpoint and its connections, one per node.
 #[derive(Clone)]
 pub struct Transport {
@@ -355,19 +376,7 @@ impl Transport {
             write_encoded(&mut send, &frame)
                 .await
                 .map_err(|e| stream_err(e.to_string()))?;
-            // The node's limit is configurable, so the client accepts
-            // answers up to the ceiling any node may be configured with.
-            read_frame(&mut recv, FRAME_BYTES_CEILING)
-                .await
-                .map_err(|e| match e {
-                    FrameReadError::Header(e) | FrameReadError::Body(e) => {
-                        stream_err(e.to_string())
-                    }
-                    FrameReadError::Frame(e) => TransportError::BadResponse {
-                        addr,
-                        reason: e.to_string(),
-                    },
-                })
+            read_answer(&mut recv, addr).await
         };
         match tokio::time::timeout_at(deadline, talk).await {
             Ok(answer) => {
@@ -424,10 +433,7 @@ impl Transport {
             let _ = send.finish();
             let mut out = Vec::new();
             for _ in 0..answers {
-                let answer = read_frame(&mut recv, FRAME_BYTES_CEILING)
-                    .await
-                    .map_err(|e| stream_err(e.to_string()))?;
-                out.push(answer);
+                out.push(read_answer(&mut recv, addr).await?);
             }
             Ok(out)
         };

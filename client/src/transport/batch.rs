@@ -20,8 +20,6 @@
 //! gave 112 000 to 124 000 echoes/s against 47 000 with a stream each.
 
 use super::TransportError;
-use quire_net::frame::{read_frame, FrameReadError};
-use quire_shared::limits::FRAME_BYTES_CEILING;
 use quire_shared::wire::{Request, Response};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -174,17 +172,7 @@ async fn send_batch(quic: &quinn::Connection, addr: SocketAddr, batch: Vec<Queue
         }
         let _ = send.finish();
         for queued in waiting.by_ref() {
-            let answer = read_frame(&mut recv, FRAME_BYTES_CEILING)
-                .await
-                .map_err(|e| match e {
-                    FrameReadError::Header(e) | FrameReadError::Body(e) => {
-                        stream_err(e.to_string())
-                    }
-                    FrameReadError::Frame(e) => TransportError::BadResponse {
-                        addr,
-                        reason: e.to_string(),
-                    },
-                });
+            let answer = super::read_answer(&mut recv, addr).await;
             let failed = answer.as_ref().err().cloned();
             let _ = queued.answer.send(answer);
             if let Some(e) = failed {

@@ -267,16 +267,9 @@ impl Membership {
     /// (not towards the one among the current owners). Empty when nothing
     /// moves.
     pub fn incoming(&self, partition: u32, n: usize) -> Vec<NodeId> {
-        let Some(pending) = &self.pending else {
-            return Vec::new();
-        };
-        let now = PreferenceList::walk(&self.owners, partition, n);
-        let next = PreferenceList::walk(&pending.owners, partition, n);
-        next.home()
-            .iter()
-            .copied()
-            .filter(|id| !now.home().contains(id))
-            .collect()
+        self.swapped(partition, n)
+            .map(|(now, next)| not_in(next.home(), now.home()))
+            .unwrap_or_default()
     }
 
     /// The outgoing home replicas of `store`'s `partition` (with `n`
@@ -284,16 +277,19 @@ impl Membership {
     /// copy on one of them does not count towards the quorum among the
     /// owners to come. Empty when nothing moves.
     pub fn outgoing(&self, partition: u32, n: usize) -> Vec<NodeId> {
-        let Some(pending) = &self.pending else {
-            return Vec::new();
-        };
-        let now = PreferenceList::walk(&self.owners, partition, n);
-        let next = PreferenceList::walk(&pending.owners, partition, n);
-        now.home()
-            .iter()
-            .copied()
-            .filter(|id| !next.home().contains(id))
-            .collect()
+        self.swapped(partition, n)
+            .map(|(now, next)| not_in(now.home(), next.home()))
+            .unwrap_or_default()
+    }
+
+    /// `partition`'s preference lists (with `n` replicas) under the owners
+    /// and under the pending ones; `None` when nothing is pending.
+    fn swapped(&self, partition: u32, n: usize) -> Option<(PreferenceList, PreferenceList)> {
+        let pending = self.pending.as_ref()?;
+        Some((
+            PreferenceList::walk(&self.owners, partition, n),
+            PreferenceList::walk(&pending.owners, partition, n),
+        ))
     }
 
     /// True when `node` is a home replica of `partition` (with `n`
@@ -338,4 +334,9 @@ impl Membership {
         }
         out
     }
+}
+
+/// The nodes of `these` that are not among `those`, in order.
+fn not_in(these: &[NodeId], those: &[NodeId]) -> Vec<NodeId> {
+    these.iter().copied().filter(|id| !those.contains(id)).collect()
 }
