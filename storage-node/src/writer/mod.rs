@@ -17,6 +17,7 @@
 //! - `op`: the writes ([`WriteOp`]) and what each produced ([`WriteOutcome`]);
 //! - `apply`: what each [`WriteOp`] does inside the transaction, and the
 //!   stand-in actor;
+//! - `lanes`: transfer pages committed apart from foreground writes;
 //! - `guard`: what a write may not store (object limits, dots the node
 //!   never issued), refused before anything is written;
 //! - `flusher`: the thread that fsyncs `buffered` commits on an interval.
@@ -25,6 +26,7 @@ mod apply;
 pub mod failstop;
 mod flusher;
 mod guard;
+mod lanes;
 #[cfg(test)]
 mod merkle_tests;
 mod op;
@@ -188,8 +190,9 @@ struct BatchContext<'a> {
     fail_stop: &'a FailStop,
 }
 
-/// The writer thread's loop: takes everything waiting (up to `batch_max`)
-/// as one batch until every handle is dropped.
+/// The writer thread's loop: takes everything waiting and commits it in
+/// batches (up to `batch_max` each; transfer pages apart from the
+/// foreground, see `lanes`) until every handle is dropped.
 fn run(
     context: &BatchContext<'_>,
     actor_id: ActorId,
@@ -201,14 +204,24 @@ fn run(
         hint: ActorId(fresh_id()),
     };
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < batch_max {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+    let mut lanes = lanes::Lanes::new();
+    let page = |job: &Job| matches!(job.0, WriteOp::TransferPage { .. });
+    loop {
+        if lanes.is_empty() {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let is_page = page(&first);
+            lanes.push(first, is_page);
         }
+        for _ in 0..batch_max {
+            let Ok(job) = rx.try_recv() else {
+                break;
+            };
+            let is_page = page(&job);
+            lanes.push(job, is_page);
+        }
+        lanes.next_batch(batch_max, &mut batch);
         if let Some(reason) = context.fail_stop.reason() {
             // Nothing more is written once an fsync has failed.
             for (_, _, reply) in batch.drain(..) {
