@@ -338,5 +338,9 @@ impl Membership {
 
 /// The nodes of `these` that are not among `those`, in order.
 fn not_in(these: &[NodeId], those: &[NodeId]) -> Vec<NodeId> {
-    these.iter().copied().filter(|id| !those.contains(id)).collect()
+    these
+        .iter()
+        .copied()
+        .filter(|id| !those.contains(id))
+        .collect()
 }

@@ -82,7 +82,11 @@ mod tests {
         lanes.push("page 2", true);
         assert_eq!(batch(&mut lanes, 8), ["put a", "put b"]);
         lanes.push("put c", false);
-        assert_eq!(batch(&mut lanes, 8), ["page 1", "page 2"], "the pages' turn");
+        assert_eq!(
+            batch(&mut lanes, 8),
+            ["page 1", "page 2"],
+            "the pages' turn"
+        );
         assert_eq!(batch(&mut lanes, 8), ["put c"]);
         assert!(lanes.is_empty());
     }
