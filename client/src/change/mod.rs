@@ -8,7 +8,7 @@
 //!   made by a transfer does not fall behind the writes that follow it,
 //!   and succeeds only once `W` of its copies stand for the owners to come
 //!   as well as `W` for the current ones, when the incoming replicas can
-//!   take it ([`crate::quorum::put::Moving`]): a read of the new owners
+//!   take it (`quorum::put::Moving`): a read of the new owners
 //!   right after the flip then meets every acknowledged write;
 //! - maintenance ([`Client::transfer_step`], run by `quire maintain`, the
 //!   loop of `quire up` and any application's maintenance task) copies
