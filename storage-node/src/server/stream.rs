@@ -83,6 +83,9 @@ pub(super) async fn serve_stream(
     let mut answers = FuturesOrdered::new();
     let mut frames = 0usize;
     let mut struck = false;
+    // Set once the client stops taking answers: requests already read
+    // still run to their end (a write may commit), unanswered.
+    let mut gone = false;
     loop {
         tokio::select! {
             biased;
@@ -93,11 +96,11 @@ pub(super) async fn serve_stream(
                     Err(e) => Outcome::Refused(e.code),
                 };
                 state.metrics.request(kind, outcome, started);
-                let written = write_answer(&mut send, &response, shared).await;
-                drop::<RequestBytes>(bytes);
-                if !written {
-                    break;
+                if !gone && !write_answer(&mut send, &response, shared).await {
+                    gone = true;
+                    reading = None;
                 }
+                drop::<RequestBytes>(bytes);
             }
             (recv, next) = async { reading.as_mut().expect("polled only while reading").await },
                 if reading.is_some() && answers.len() < FRAMES_IN_FLIGHT =>
