@@ -20,7 +20,7 @@ use crate::metrics::OperationKind;
 use crate::options::RequestOptions;
 use crate::quorum::get::{Fanout, GetMachine};
 use crate::quorum::put::{Moving, PutMachine, PutRequest};
-use crate::quorum::targets::{choose, excluding, spares, Target};
+use crate::quorum::targets::{plan, Planned, Target};
 use crate::quorum::MachineError;
 use crate::resolve::Sibling;
 use quire_shared::limits::check_key;
@@ -148,15 +148,13 @@ impl Client {
         let doc = self.membership();
         let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
-        let mut list = doc.preference_list(store, key, config.n as usize);
-        let is_up = |n| self.inner.health.is_up(n);
-        let moving = Moving::of(&doc, list.partition, config.n as usize, is_up);
-        if let Some(m) = &moving {
-            let incoming: Vec<NodeId> = m.all_incoming().collect();
-            list = excluding(&list, &incoming);
-        }
-        let targets = choose(&list, is_up);
-        let spares = spares(&list, &targets, is_up);
+        let n = config.n as usize;
+        let list = doc.preference_list(store, key, n);
+        let Planned {
+            targets,
+            spares,
+            moving,
+        } = plan(&doc, &list, n, |n| self.inner.health.is_up(n));
         Ok(Plan {
             doc,
             config,

@@ -7,8 +7,51 @@
 //! answers from the hints it holds. A target that fails mid-request gives
 //! its place to the next spare ([`Roster`]), for gets and puts alike.
 
-use quire_shared::{NodeId, PreferenceList};
+use super::put::Moving;
+use quire_shared::{Membership, NodeId, PreferenceList};
 use std::collections::VecDeque;
+
+/// Where one request for a key goes: what [`plan`] gives.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// The first `N` healthy nodes ([`choose`]).
+    pub targets: Vec<Target>,
+    /// The nodes that take a failed target's place ([`spares`]).
+    pub spares: Vec<NodeId>,
+    /// The home replicas a pending change swaps, if it moves the key.
+    pub moving: Option<Moving>,
+}
+
+/// Plans a request for the key whose preference list under `doc` is
+/// `list` (`n` replicas): the same for a get as for a put, so a read looks
+/// where a write under the same failures went. While a change moves the
+/// key, its incoming replicas get copies of their own in a put
+/// ([`Moving`]), so they stand in for no one. The SDK and the simulation
+/// both plan with this.
+pub fn plan(
+    doc: &Membership,
+    list: &PreferenceList,
+    n: usize,
+    is_up: impl Fn(NodeId) -> bool + Copy,
+) -> Planned {
+    let moving = Moving::of(doc, list.partition, n, is_up);
+    let kept;
+    let list = match &moving {
+        Some(m) => {
+            let incoming: Vec<NodeId> = m.all_incoming().collect();
+            kept = excluding(list, &incoming);
+            &kept
+        }
+        None => list,
+    };
+    let targets = choose(list, is_up);
+    let spares = spares(list, &targets, is_up);
+    Planned {
+        targets,
+        spares,
+        moving,
+    }
+}
 
 /// One replica of a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +93,7 @@ pub fn choose(list: &PreferenceList, is_up: impl Fn(NodeId) -> bool) -> Vec<Targ
 /// partition, a put sends its incoming home replicas a copy of their own
 /// ([`super::put::Moving`]), so they must not also stand in for a home
 /// replica in the same put: a node is asked at most once per request.
-pub fn excluding(list: &PreferenceList, nodes: &[NodeId]) -> PreferenceList {
+fn excluding(list: &PreferenceList, nodes: &[NodeId]) -> PreferenceList {
     let n = list.n.min(list.nodes.len());
     let mut kept = list.clone();
     kept.nodes = list.nodes[..n]

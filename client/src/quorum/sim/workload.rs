@@ -19,8 +19,8 @@ use super::trace::{Show, N};
 use super::world::{Event, Owner, World};
 use super::STORE;
 use crate::quorum::get::{Fanout, GetMachine};
-use crate::quorum::put::{Moving, PutMachine, PutRequest};
-use crate::quorum::targets::{choose, excluding, spares};
+use crate::quorum::put::{PutMachine, PutRequest};
+use crate::quorum::targets::{plan, Planned};
 use crate::quorum::{MachineError, NodeFailure};
 use quire_shared::wire::Reply;
 use quire_shared::{NodeId, Value};
@@ -88,16 +88,15 @@ impl World {
             };
             self.call(Owner::Probe, c, node, hello, self.cfg.attempt_ms);
         }
-        // Planned as `Client::plan` plans it: while a change moves the
-        // key, its incoming replicas get copies of their own (a put waits
-        // for the owners to come too), so they stand in for no one.
+        // Planned as `Client::plan` plans it.
         let health = &self.clients[c].health;
-        let mut list = self.lists[&key].clone();
-        let moving = Moving::of(&self.doc, list.partition, self.cfg.n, |n| health.is_up(n));
+        let list = self.lists[&key].clone();
+        let Planned {
+            targets,
+            spares: spare_nodes,
+            moving,
+        } = plan(&self.doc, &list, self.cfg.n, |n| health.is_up(n));
         let incoming: Vec<NodeId> = moving.iter().flat_map(|m| m.all_incoming()).collect();
-        list = excluding(&list, &incoming);
-        let targets = choose(&list, |n| health.is_up(n));
-        let spare_nodes = spares(&list, &targets, |n| health.is_up(n));
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
         let machine = match purpose {
             Purpose::Read | Purpose::Audit => {
