@@ -102,13 +102,26 @@ impl Slots {
     /// count, and each was made from its own address.
     pub(crate) fn would_refuse(&self, peer: IpAddr) -> Option<Refused> {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        match held.peers.get(&peer) {
-            Some(mine) if mine.len() >= self.per_peer_max as usize => {
-                let now = Instant::now();
-                let idle = mine.iter().any(|a| a.idle_since(now) >= self.grace);
-                (!idle).then_some(Refused::PeerFull)
-            }
-            _ => (held.total >= self.total_max).then_some(Refused::Full),
+        let mine = held.peers.get(&peer).map_or(&[][..], Vec::as_slice);
+        self.verdict(mine, held.total).err()
+    }
+
+    /// Whether a new connection of a peer holding `mine` may have a slot
+    /// while the node holds `total`: yes, evicting the peer's connection at
+    /// the index given (its oldest idle one, when it is at its cap), or why
+    /// not.
+    fn verdict(&self, mine: &[Arc<Activity>], total: u32) -> Result<Option<usize>, Refused> {
+        if mine.len() >= self.per_peer_max as usize {
+            let now = Instant::now();
+            let idle = mine
+                .iter()
+                .position(|a| a.idle_since(now) >= self.grace)
+                .ok_or(Refused::PeerFull)?;
+            Ok(Some(idle))
+        } else if total >= self.total_max {
+            Err(Refused::Full)
+        } else {
+            Ok(None)
         }
     }
 
@@ -118,21 +131,20 @@ impl Slots {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let Held { total, peers } = &mut *held;
         let mine = peers.entry(peer).or_default();
-        if mine.len() >= self.per_peer_max as usize {
-            let now = Instant::now();
-            let idle = mine
-                .iter()
-                .position(|a| a.idle_since(now) >= self.grace)
-                .ok_or(Refused::PeerFull)?;
-            let old = mine.remove(idle);
-            old.evicted.store(true, Ordering::Release);
-            old.evict.notify_one();
-            *total -= 1;
-        } else if *total >= self.total_max {
-            if mine.is_empty() {
-                peers.remove(&peer);
+        match self.verdict(mine, *total) {
+            Ok(Some(idle)) => {
+                let old = mine.remove(idle);
+                old.evicted.store(true, Ordering::Release);
+                old.evict.notify_one();
+                *total -= 1;
             }
-            return Err(Refused::Full);
+            Ok(None) => {}
+            Err(why) => {
+                if mine.is_empty() {
+                    peers.remove(&peer);
+                }
+                return Err(why);
+            }
         }
         let activity = Arc::new(Activity {
             streams: AtomicU32::new(0),
