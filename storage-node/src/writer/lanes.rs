@@ -35,7 +35,12 @@ impl<J> Lanes<J> {
 
     /// True when nothing waits.
     pub(super) fn is_empty(&self) -> bool {
-        self.foreground.is_empty() && self.pages.is_empty()
+        self.len() == 0
+    }
+
+    /// Jobs waiting in both lanes.
+    pub(super) fn len(&self) -> usize {
+        self.foreground.len() + self.pages.len()
     }
 
     /// Queues `job`, a transfer page if `page`.

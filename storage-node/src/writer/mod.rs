@@ -214,7 +214,9 @@ fn run(
             let is_page = page(&first);
             lanes.push(first, is_page);
         }
-        for _ in 0..batch_max {
+        // At most two batches' worth out of the queue: the rest waits
+        // there, so the queue's depth still bounds the jobs held.
+        while lanes.len() < 2 * batch_max {
             let Ok(job) = rx.try_recv() else {
                 break;
             };
