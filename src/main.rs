@@ -7,7 +7,7 @@ mod cli;
 /// (an application linking the SDK chooses its own). The data path
 /// allocates and frees a few buffers per request at both ends: in a
 /// profile of the benchmark client glibc's malloc and free took about
-/// 14 % of its CPU, and with mimalloc workload C ran 1.1 to 1.3x faster in
+/// 16 % of its CPU, and with mimalloc workload C ran 1.1 to 1.3x faster in
 /// three alternating rounds (`docs/benchmarks.md`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,11 +1,12 @@
-//! The QUIC server: one connection per client, one request per
-//! bidirectional stream.
+//! The QUIC server: one connection per client, requests on bidirectional
+//! streams.
 //!
-//! A stream carries one request frame ([`stream`]); the node answers with
-//! one response frame and finishes the stream. A bad frame is answered with
-//! a typed error on its own stream, so the connection and its other
-//! requests carry on; a frame past its limit or garbled is also a strike
-//! against its peer ([`strikes`]: pauses, then a closed connection).
+//! A stream carries one request frame, or several a client batched
+//! ([`stream`]); the node answers each with one response frame, in order,
+//! and finishes the stream. A bad frame is answered with a typed error and
+//! ends its stream only, so the connection and its other requests carry
+//! on; a frame past its limit or garbled is also a strike against its
+//! peer ([`strikes`]: pauses, then a closed connection).
 //!
 //! What a peer may take is bounded here: a new connection must find a
 //! free slot in all and for its IP address ([`slots`]; a peer at its cap
