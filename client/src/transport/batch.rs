@@ -161,13 +161,8 @@ async fn send_batch(quic: &quinn::Connection, addr: SocketAddr, batch: Vec<Queue
             .open_bi()
             .await
             .map_err(|e| stream_err(e.to_string()))?;
-        let frames: Vec<&[u8]> = waiting
-            .as_slice()
-            .iter()
-            .map(|q| q.frame.as_slice())
-            .collect();
-        for frame in frames {
-            send.write_all(frame)
+        for queued in waiting.as_slice() {
+            send.write_all(&queued.frame)
                 .await
                 .map_err(|e| stream_err(e.to_string()))?;
         }
