@@ -9,7 +9,10 @@
 //! - a `buffered` store loses at most the writes acknowledged within its
 //!   last flush interval (plus a margin), and the test reports them;
 //! - with fsync switched off by the nodes' test hook the same cut must
-//!   lose acknowledged writes, or the harness has no teeth.
+//!   lose acknowledged writes, or the harness has no teeth;
+//! - a meta page of LMDB reaching the disk ahead of the pages it names
+//!   (the power goes as it is written) loses nothing acknowledged and
+//!   leaves LMDB whole.
 //!
 //! Without FUSE (no `/dev/fuse`, or mounting not permitted) each test
 //! prints `SKIPPED: ...` to stderr and returns; `.ci/run` installs
@@ -131,6 +134,59 @@ async fn a_power_cut_under_every_replica_loses_no_acknowledged_sync_write() {
             survey.dropped.is_empty(),
             "{} acknowledged sync writes missing from a node that acknowledged them, e.g. {:?}",
             survey.dropped.len(),
+            show(&survey.dropped)
+        );
+        serves_again(&pc, "default").await;
+    })
+    .await;
+}
+
+/// LMDB's two meta pages: the first two pages of its data file.
+const LMDB_META_BYTES: u64 = 2 * 4096;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meta_page_reaching_the_disk_first_loses_no_acknowledged_write() {
+    bounded(async {
+        let test = "a_meta_page_reaching_the_disk_first_loses_no_acknowledged_write";
+        let Some(mut pc) = PowerCluster::start(test, Vec::new()).await else {
+            return;
+        };
+        let client = pc.cluster.client().await;
+        let load = Load::start(&client, "default", WRITERS, WRITES_PER_WRITER_MAX);
+        load.wait_for(ACKED_BEFORE_CUT, LOAD_TIMEOUT).await;
+        // The power goes as the next meta page of any node's data file is
+        // written, and that page reaches the disk ahead of every write not
+        // fsynced before it: the commit it names must be whole on disk.
+        pc.fs.arm("data.mdb", LMDB_META_BYTES);
+        let armed = Instant::now();
+        let went_off = loop {
+            if let Some(at) = pc.fs.went_off() {
+                break at;
+            }
+            assert!(
+                armed.elapsed() < LOAD_TIMEOUT,
+                "no meta page was written within {LOAD_TIMEOUT:?} of arming"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        pc.cut().await;
+        let (acked, failed) = load.stop().await;
+        drop(client);
+        // Only what was acknowledged before the power went.
+        let acked: Vec<Acked> = acked.into_iter().filter(|a| a.at < went_off).collect();
+        eprintln!(
+            "default: {} writes acknowledged before the power went, {failed} failed",
+            acked.len()
+        );
+        pc.restart_all().await;
+        let survey = pc.survey("default", &acked).await;
+        let show = |w: &[Acked]| w.iter().take(5).map(|a| a.key.clone()).collect::<Vec<_>>();
+        assert!(
+            survey.lost.is_empty() && survey.dropped.is_empty(),
+            "{} acknowledged sync writes lost and {} missing from a node that acknowledged them, e.g. {:?} {:?}",
+            survey.lost.len(),
+            survey.dropped.len(),
+            show(&survey.lost),
             show(&survey.dropped)
         );
         serves_again(&pc, "default").await;

@@ -144,17 +144,20 @@ pub fn runtime(config: &NodeConfig) -> std::io::Result<tokio::runtime::Runtime> 
 pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     config.validate()?;
     let node_id = certificate_node_id(&config)?;
-    let (storage, identity) = storage::Storage::open_as(
+    let open = storage::Storage::open_as;
+    // Test builds only (see `StorageSettings::test_skip_fsync`).
+    #[cfg(feature = "fault-injection")]
+    let open = if config.storage.test_skip_fsync {
+        tracing::warn!("storage.test_skip_fsync is set: this node never fsyncs (a test hook)");
+        storage::Storage::open_ignoring_flushes
+    } else {
+        open
+    };
+    let (storage, identity) = open(
         &config.data_dir,
         config.storage.map_size_bytes,
         Some(node_id),
     )?;
-    // Test builds only (see `StorageSettings::test_skip_fsync`).
-    #[cfg(feature = "fault-injection")]
-    if config.storage.test_skip_fsync {
-        tracing::warn!("storage.test_skip_fsync is set: this node never fsyncs (a test hook)");
-        storage.skip_syncs();
-    }
     let (writer, writer_thread) = writer::Writer::start(
         storage.clone(),
         identity.actor_id,

@@ -224,16 +224,53 @@ impl Storage {
         map_size_bytes: u64,
         node_id: Option<NodeId>,
     ) -> Result<(Self, Identity), StorageError> {
+        Self::open_with(dir, map_size_bytes, node_id, EnvironmentFlags::empty())
+    }
+
+    /// Like [`Storage::open_as`] on a disk that ignores flushes: nothing
+    /// this environment commits or syncs is fsynced. For the power-loss
+    /// tests' `test_skip_fsync` hook, to show that their filesystem loses
+    /// what was not fsynced.
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub fn open_ignoring_flushes(
+        dir: &Path,
+        map_size_bytes: u64,
+        node_id: Option<NodeId>,
+    ) -> Result<(Self, Identity), StorageError> {
+        let (storage, identity) =
+            Self::open_with(dir, map_size_bytes, node_id, EnvironmentFlags::NO_SYNC)?;
+        storage
+            .sync_skip
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok((storage, identity))
+    }
+
+    /// [`Storage::open_as`] with `extra` LMDB flags.
+    fn open_with(
+        dir: &Path,
+        map_size_bytes: u64,
+        node_id: Option<NodeId>,
+        extra: EnvironmentFlags,
+    ) -> Result<(Self, Identity), StorageError> {
         private_dir(dir).map_err(|source| StorageError::Dir {
             path: dir.display().to_string(),
             source,
         })?;
         let env = Environment::new()
-            // Commits do not fsync; the writer calls `sync` after each batch
-            // holding a `sync`-store write, and the flusher on an interval
-            // for the rest. LMDB stays consistent either way (no WRITE_MAP:
-            // a crash can only undo the last unsynced transactions).
-            .set_flags(EnvironmentFlags::NO_TLS | EnvironmentFlags::NO_SYNC)
+            // A commit fsyncs the pages it wrote, then writes its meta
+            // page (the root that makes the commit current) without a
+            // flush; the writer calls `sync` after each batch holding a
+            // `sync`-store write, which flushes that meta page, and the
+            // flusher does on an interval for the rest. Not `NO_SYNC`:
+            // there a meta page can reach the disk before the pages it
+            // points to (a flush writes a file's dirty pages in any order,
+            // and the meta pages come first in the file), and LMDB's
+            // documentation says a system crash "can corrupt the
+            // database" unless the filesystem preserves write order. With
+            // `NO_META_SYNC` a meta page is written only after its pages
+            // were flushed, so a crash undoes at most the commits whose
+            // meta page was not flushed yet, and the data stays whole.
+            .set_flags(EnvironmentFlags::NO_TLS | EnvironmentFlags::NO_META_SYNC | extra)
             .set_max_dbs(8)
             .set_map_size(map_size_bytes as usize)
             // The data and lock files: the node's user only, whatever the
@@ -324,7 +361,9 @@ impl Storage {
         get_in(&txn, self.data, data_key)
     }
 
-    /// Flushes every committed transaction to disk (fsync).
+    /// Flushes every committed transaction to disk (fsync). After a
+    /// commit, whose own pages are already flushed, this flushes its meta
+    /// page: only then does the commit survive a power loss.
     pub fn sync(&self) -> Result<(), StorageError> {
         if self.sync_fault.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(StorageError::Lmdb(lmdb::Error::Other(5))); // EIO
@@ -340,15 +379,6 @@ impl Storage {
     #[cfg(any(test, feature = "fault-injection"))]
     pub fn inject_sync_failure(&self) {
         self.sync_fault
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Makes every later fsync a no-op that reports success, as a disk
-    /// that ignores flushes would: for the power-loss tests to show that
-    /// their filesystem loses what was not fsynced.
-    #[cfg(any(test, feature = "fault-injection"))]
-    pub fn skip_syncs(&self) {
-        self.sync_skip
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 

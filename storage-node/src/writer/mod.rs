@@ -1,14 +1,16 @@
 //! The single writer thread: group commit.
 //!
 //! LMDB allows one write transaction at a time, and each commit costs an
-//! fsync. Concurrent writes are therefore queued here, and the writer applies
-//! everything waiting (up to a batch limit) in one transaction, commits once,
-//! then answers every caller. A batch's writes are acknowledged only after
-//! the commit; when the batch holds a write to a `sync` store it is also
-//! fsynced first, so such an acknowledged write survives power loss. Writes
-//! to `buffered` stores are flushed by a flusher thread on an interval:
-//! they survive a process crash (the commit reached the OS) but an OS crash
-//! or power loss may undo the last interval.
+//! fsync (of the pages it wrote; see [`Storage::open`]). Concurrent writes
+//! are therefore queued here, and the writer applies everything waiting (up
+//! to a batch limit) in one transaction, commits once, then answers every
+//! caller. A batch's writes are acknowledged only after the commit; when
+//! the batch holds a write to a `sync` store, the commit's meta page is
+//! also flushed first, so such an acknowledged write survives power loss.
+//! For batches of `buffered` stores only, a flusher thread flushes it on
+//! an interval: they survive a process crash (the commit reached the OS)
+//! but an OS crash or power loss may undo the commits of the last
+//! interval.
 //!
 //! # Layout
 //!
@@ -74,7 +76,8 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Writes applied in committed transactions.
     pub writes: AtomicU64,
-    /// fsyncs made before acknowledging (batches holding a `sync` write).
+    /// Meta-page fsyncs made before acknowledging (batches holding a
+    /// `sync` write).
     pub syncs: AtomicU64,
     /// Writes per committed batch, for the node's metrics.
     pub batch_writes: Histogram,
@@ -103,6 +106,9 @@ impl WriterStats {
         )
     }
 }
+
+/// The errno of a failed write-back, which LMDB passes on from fsync.
+const EIO: i32 = 5;
 
 /// Queue depth before callers wait: bounds memory under overload.
 const QUEUE_DEPTH_MAX: usize = 4096;
@@ -253,11 +259,17 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
         }
         txn.commit()
     })();
-    if committed.is_err() {
+    if let Err(e) = &committed {
         // Nothing was stored, actor changes included.
         (actors.node, actors.hint) = actors_before;
+        // The commit's own fsync failed: the kernel may have dropped pages
+        // it could not write, as with a failed `sync` below.
+        if matches!(e, StorageError::Lmdb(lmdb::Error::Other(EIO))) {
+            fail_stop.trip(e.to_string());
+        }
     }
-    // One fsync for the whole batch if any write in it needs one.
+    // The commit flushed its pages; one more fsync, of its meta page, for
+    // the whole batch if any write in it needs one.
     let synced = if committed.is_ok() && batch.iter().any(|(_, durable, _)| *durable) {
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();

@@ -26,10 +26,15 @@
 //!   are forgotten, and the same tree is mounted again at the same path.
 //!   Remounting also empties the kernel's page cache and attribute caches
 //!   of the mount, so nothing from before the cut can be read back.
-//! - **What it does not model**: writes are never torn or reordered
-//!   within a file (what survives is exactly the contents at the file's
-//!   last fsync), there are no I/O errors, and an fsync covers the whole
-//!   file. A real disk can be harsher than this; losing anything here is
+//! - **One reordering, armed** ([`LazyMount::arm`]): the power goes at
+//!   the first write into the start of a named file, and that write
+//!   reaches the disk ahead of earlier writes that were not fsynced. LMDB
+//!   keeps its meta pages there: a meta page on disk before the pages it
+//!   points to must not matter.
+//! - **What it does not model**: otherwise writes are never torn or
+//!   reordered within a file (what survives is exactly the contents at
+//!   the file's last fsync), there are no I/O errors, and an fsync covers
+//!   the whole file. A real disk can be harsher than this; losing anything here is
 //!   therefore a real bug.
 //!
 //! The kernel sees an ordinary filesystem: no `direct_io` (so shared and
@@ -127,6 +132,18 @@ impl LazyMount {
         self.session = Some(session);
         self.helper = helper;
         report
+    }
+
+    /// Arms a power loss at the first write below `below` bytes into a
+    /// file named `name` (see `State::arm`); the next [`LazyMount::cut`]
+    /// leaves what the disk held at that moment.
+    pub fn arm(&self, name: &str, below: u64) {
+        self.lock().arm(std::ffi::OsStr::new(name), below);
+    }
+
+    /// When the armed power loss happened, if it has.
+    pub fn went_off(&self) -> Option<std::time::Instant> {
+        self.lock().went_off()
     }
 
     /// fsync calls seen so far on files, across cuts.

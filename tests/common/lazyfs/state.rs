@@ -7,7 +7,7 @@
 use fuser::{Errno, FileAttr, FileType, INodeNo};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 /// Largest file the filesystem holds: far above what a test writes, low
 /// enough that a runaway offset is refused instead of exhausting memory.
@@ -51,6 +51,12 @@ pub struct State {
     owner: (u32, u32),
     /// fsync and fdatasync calls seen on files, for reports.
     pub fsyncs: u64,
+    /// An armed power loss: it happens at the first write below this
+    /// offset into a file of this name (see [`State::arm`]).
+    trigger: Option<(OsString, u64)>,
+    /// When the armed power loss happened, and what each file then held
+    /// on disk: what the next cut leaves.
+    went_off: Option<(Instant, HashMap<u64, Vec<u8>>)>,
 }
 
 impl State {
@@ -66,6 +72,8 @@ impl State {
             next_ino: INodeNo::ROOT.0 + 1,
             owner,
             fsyncs: 0,
+            trigger: None,
+            went_off: None,
         }
     }
 
@@ -264,7 +272,59 @@ impl State {
         }
         current[offset as usize..end as usize].copy_from_slice(data);
         self.inode_mut(ino)?.mtime = SystemTime::now();
+        if self.is_trigger(ino, offset) {
+            self.go_off(ino, offset, data);
+        }
         Ok(data.len() as u32)
+    }
+
+    /// Arms a power loss at the first write below `below` bytes into a
+    /// file named `name`: the disk has written that write and whatever was
+    /// fsynced, and nothing else, when the power goes. This is a disk
+    /// that writes a file's pages out of order (as write-back does): a
+    /// write can reach it before earlier writes that were not fsynced.
+    pub fn arm(&mut self, name: &OsStr, below: u64) {
+        self.trigger = Some((name.to_owned(), below));
+        self.went_off = None;
+    }
+
+    /// When the armed power loss happened, if it has.
+    pub fn went_off(&self) -> Option<Instant> {
+        self.went_off.as_ref().map(|(at, _)| *at)
+    }
+
+    /// Whether a write at `offset` into `ino` sets off the armed power
+    /// loss.
+    fn is_trigger(&self, ino: u64, offset: u64) -> bool {
+        let Some((name, below)) = &self.trigger else {
+            return false;
+        };
+        offset < *below
+            && self.inodes.values().any(|inode| match &inode.body {
+                Body::Dir(entries) => entries.get(name) == Some(&ino),
+                Body::File { .. } => false,
+            })
+    }
+
+    /// The armed power loss happens: every file's disk image is its
+    /// durable image, with `data` at `offset` over it in file `ino`.
+    fn go_off(&mut self, ino: u64, offset: u64, data: &[u8]) {
+        let mut images = HashMap::new();
+        for (&i, inode) in &self.inodes {
+            if let Body::File { durable, .. } = &inode.body {
+                let mut image = durable.clone();
+                if i == ino {
+                    let end = offset as usize + data.len();
+                    if image.len() < end {
+                        image.resize(end, 0);
+                    }
+                    image[offset as usize..end].copy_from_slice(data);
+                }
+                images.insert(i, image);
+            }
+        }
+        self.trigger = None;
+        self.went_off = Some((Instant::now(), images));
     }
 
     /// Sets the current size of file `ino` (zero-filled when it grows).
@@ -296,9 +356,20 @@ impl State {
         Ok(())
     }
 
-    /// The power cut: every file goes back to its durable image, and
-    /// inodes no entry leads to (unlinked while open) are forgotten.
+    /// The power cut: every file goes back to its durable image (or to
+    /// its image when an armed power loss happened), and inodes no entry
+    /// leads to (unlinked while open) are forgotten.
     pub fn cut(&mut self) -> CutReport {
+        if let Some((_, mut images)) = self.went_off.take() {
+            // An armed power loss happened: the disk holds what it held
+            // then (a file made since then is empty).
+            for (ino, inode) in &mut self.inodes {
+                if let Body::File { durable, .. } = &mut inode.body {
+                    *durable = images.remove(ino).unwrap_or_default();
+                }
+            }
+        }
+        self.trigger = None;
         let mut report = CutReport::default();
         let live = self.reachable_from(INodeNo::ROOT.0);
         self.inodes.retain(|ino, _| live.contains(ino));
