@@ -32,9 +32,10 @@ use quire_shared::wire::{encode_frame, Request, Response};
 use quire_shared::{Membership, NodeId};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 pub use quire_net::tls::NODE_SERVER_NAME;
 
@@ -50,20 +51,33 @@ pub use error::{SetupError, TransportError};
 /// packets) keeps the connection its other requests share.
 pub const SILENT_TIMEOUTS_MAX: u32 = 3;
 
-/// One node's connection state. Connects are single-flight: callers queue
-/// on the slot's lock, and a caller that was already waiting when a failed
-/// attempt began gets that failure at once instead of starting another (a
-/// dead node would otherwise cost every queued request a full connect
-/// timeout in turn). An attempt that began before a caller arrived may
-/// predate a restart, so that caller tries afresh.
+/// One node's connection. A request takes the open one without waiting
+/// on anything but a read lock. Connects are single-flight: callers queue
+/// on the slot's `connecting` lock, and a caller that was already waiting
+/// when a failed attempt began gets that failure at once instead of
+/// starting another (a dead node would otherwise cost every queued
+/// request a full connect timeout in turn). An attempt that began before a
+/// caller arrived may predate a restart, so that caller tries afresh.
 #[derive(Default)]
-struct SlotState {
-    connection: Option<Connection>,
-    /// The last failed connect: when it began and why it failed.
-    failed: Option<(Instant, TransportError)>,
+struct Slot {
+    /// The connection requests use while it is open.
+    open: RwLock<Option<Connection>>,
+    /// Held while connecting: the last failed connect, when it began and
+    /// why it failed.
+    connecting: tokio::sync::Mutex<Option<(Instant, TransportError)>>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<SlotState>>;
+impl Slot {
+    /// The connection, if one is open.
+    fn open(&self) -> Option<Connection> {
+        self.open
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|c| c.is_open())
+            .cloned()
+    }
+}
 
 /// One node's connection, shared by every request to it, with its count
 /// of silent timeouts in a row (see [`SILENT_TIMEOUTS_MAX`]).
@@ -77,6 +91,13 @@ struct Connection {
     not_after: Option<i64>,
     /// Queues of reads and of writes sent together ([`batch`]).
     batchers: Arc<[Batcher; 2]>,
+    /// Set once the connection has closed, by a task watching it: asking
+    /// quinn instead takes the connection's lock, which its driver holds
+    /// for every packet, on every request.
+    closed: Arc<AtomicBool>,
+    /// Dropped with the last clone, which ends the watching task (so that
+    /// it does not keep the connection open).
+    _watched: Arc<oneshot::Sender<()>>,
 }
 
 impl Connection {
@@ -97,13 +118,23 @@ impl Connection {
             Batcher::start(quic.clone(), addr),
             Batcher::start(quic.clone(), addr),
         ]);
+        let closed = Arc::new(AtomicBool::new(false));
+        let (watched, unwatched) = oneshot::channel();
+        tokio::spawn(watch_close(quic.clone(), closed.clone(), unwatched));
         Self {
             quic,
             silent_timeouts: Arc::default(),
             node,
             not_after,
             batchers,
+            closed,
+            _watched: Arc::new(watched),
         }
+    }
+
+    /// Whether the connection is still open, as far as its watcher knows.
+    fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
     }
 
     /// The batcher of `class`.
@@ -136,7 +167,23 @@ impl Connection {
         let silent = self.silent_timeouts.fetch_add(1, Ordering::Relaxed) + 1;
         if silent >= SILENT_TIMEOUTS_MAX {
             self.quic.close(0u32.into(), b"no answer");
+            // Closed here: the next request connects afresh, without
+            // waiting for the watcher to learn it.
+            self.closed.store(true, Ordering::Release);
         }
+    }
+}
+
+/// Sets `closed` once `quic` closes; ends early, without setting it, when
+/// the last handle of the connection is dropped (`unwatched`).
+async fn watch_close(
+    quic: quinn::Connection,
+    closed: Arc<AtomicBool>,
+    unwatched: oneshot::Receiver<()>,
+) {
+    tokio::select! {
+        _ = quic.closed() => closed.store(true, Ordering::Release),
+        _ = unwatched => {}
     }
 }
 
@@ -168,7 +215,7 @@ pub struct Transport {
     /// The TLS identity new connections present; swapped by
     /// [`Transport::reload_tls`].
     tls: Arc<RwLock<quinn::ClientConfig>>,
-    slots: Arc<Mutex<HashMap<SocketAddr, Slot>>>,
+    slots: Arc<RwLock<HashMap<SocketAddr, Arc<Slot>>>>,
     /// The member the membership puts at each address
     /// ([`Transport::expect_members`]).
     expected: Arc<RwLock<HashMap<SocketAddr, NodeId>>>,
@@ -221,7 +268,10 @@ impl Transport {
     pub fn reload_tls(&self, tls: &TlsSource) -> Result<(), SetupError> {
         let config = Self::client_config(tls)?;
         *self.tls.write().unwrap_or_else(|e| e.into_inner()) = config;
-        self.slots.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.slots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         Ok(())
     }
 
@@ -261,23 +311,36 @@ impl Transport {
         }
     }
 
-    async fn connection(&self, addr: SocketAddr) -> Result<Connection, TransportError> {
-        let slot = self
+    /// The slot of `addr`, made on first use.
+    fn slot(&self, addr: SocketAddr) -> Arc<Slot> {
+        let known = self
             .slots
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(addr)
-            .or_default()
-            .clone();
-        let waited_from = Instant::now();
-        let mut guard = slot.lock().await;
-        if let Some(conn) = guard.connection.as_ref() {
-            if conn.quic.close_reason().is_none() {
-                return Ok(conn.clone());
-            }
+            .get(&addr)
+            .cloned();
+        known.unwrap_or_else(|| {
+            self.slots
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(addr)
+                .or_default()
+                .clone()
+        })
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<Connection, TransportError> {
+        let slot = self.slot(addr);
+        if let Some(conn) = slot.open() {
+            return Ok(conn);
         }
-        guard.connection = None;
-        if let Some((at, e)) = &guard.failed {
+        let waited_from = Instant::now();
+        let mut failed = slot.connecting.lock().await;
+        // Another caller may have connected while this one waited.
+        if let Some(conn) = slot.open() {
+            return Ok(conn);
+        }
+        if let Some((at, e)) = &*failed {
             if *at >= waited_from {
                 return Err(e.clone());
             }
@@ -300,12 +363,12 @@ impl Transport {
         match attempt.await {
             Ok(quic) => {
                 let conn = Connection::new(quic, addr);
-                guard.connection = Some(conn.clone());
-                guard.failed = None;
+                *slot.open.write().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+                *failed = None;
                 Ok(conn)
             }
             Err(e) => {
-                guard.failed = Some((began, e.clone()));
+                *failed = Some((began, e.clone()));
                 Err(e)
             }
         }
@@ -442,20 +505,16 @@ impl Transport {
             .map_err(|_| TransportError::Timeout(addr))?
     }
 
-    /// The connection to `addr` as it is now, if one is open and its slot
-    /// is not busy connecting (a peek: never waits).
+    /// The connection to `addr` as it is now, if one is open (a peek:
+    /// never waits).
     fn open_connection(&self, addr: SocketAddr) -> Option<Connection> {
         let slot = self
             .slots
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&addr)?
             .clone();
-        let guard = slot.try_lock().ok()?;
-        guard
-            .connection
-            .clone()
-            .filter(|c| c.quic.close_reason().is_none())
+        slot.open()
     }
 
     #[cfg(feature = "testing")]
