@@ -189,6 +189,11 @@ impl Gate {
     fn stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
     }
+
+    /// Whether the gate is open now (never waits).
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed) && !self.stopped()
+    }
 }
 
 /// The honest client's p99.9 without and with `attack`, and the node's
@@ -711,7 +716,8 @@ async fn attempt(ep: quinn::Endpoint, addr: SocketAddr) -> Attempt {
 }
 
 /// Two peers (127.0.0.2 and 127.0.0.3) try 1000 connections each, 32 at a
-/// time, and keep each one busy with a request they never finish: each
+/// time, at every opening of the attack's window (closing them all when it
+/// shuts), and keep each one busy with a request they never finish: each
 /// ends with `connections_per_peer_max` connections, the rest are refused
 /// with CONNECTION_REFUSED before any handshake (or, left idle for a
 /// second before their request arrived on a loaded machine, were recycled
@@ -736,68 +742,73 @@ async fn thousands_of_connections_are_capped_per_peer_and_in_all() {
     let (tls, addr) = (node.tls.clone(), node.addr);
     let (_, _, growth) = under_attack(&node, "connections", move |gate| {
         async move {
-            // The connections are made, and held, once the gate first opens.
-            if !gate.open().await {
-                return;
-            }
-            let mut peers = Vec::new();
-            for ip in ["127.0.0.2", "127.0.0.3"] {
-                let ep = endpoint(&tls, ip);
-                let mut tries = tokio::task::JoinSet::new();
-                let mut done = Vec::new();
-                for i in 0..1000 {
-                    tries.spawn(attempt(ep.clone(), addr));
-                    if i >= 32 {
-                        done.push(tries.join_next().await.unwrap().unwrap());
+            // At every opening of the gate the peers make their 2000
+            // attempts and hold what they get; when it shuts they close
+            // everything, so every window with the attack holds a burst.
+            let mut first = true;
+            while gate.open().await {
+                let mut peers = Vec::new();
+                for ip in ["127.0.0.2", "127.0.0.3"] {
+                    let ep = endpoint(&tls, ip);
+                    let mut tries = tokio::task::JoinSet::new();
+                    let mut done = Vec::new();
+                    for i in 0..1000 {
+                        tries.spawn(attempt(ep.clone(), addr));
+                        if i >= 32 {
+                            done.push(tries.join_next().await.unwrap().unwrap());
+                        }
                     }
-                }
-                while let Some(one) = tries.join_next().await {
-                    done.push(one.unwrap());
-                }
-                let refused = done
-                    .iter()
-                    .filter(|a| matches!(a, Attempt::Refused))
-                    .count();
-                let other: Vec<String> = done
-                    .iter()
-                    .filter_map(|a| match a {
-                        Attempt::Other(e) => Some(e.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                let held: Vec<_> = done
-                    .into_iter()
-                    .filter_map(|a| match a {
-                        Attempt::Held(c, s) => Some((c, s)),
-                        _ => None,
-                    })
-                    .collect();
-                // Connections recycled for newer ones learn it from the
-                // node's close; give them a moment.
-                let deadline = Instant::now() + Duration::from_secs(2);
-                let alive = loop {
-                    let alive = held
+                    while let Some(one) = tries.join_next().await {
+                        done.push(one.unwrap());
+                    }
+                    let refused = done
                         .iter()
-                        .filter(|(c, _)| c.close_reason().is_none())
+                        .filter(|a| matches!(a, Attempt::Refused))
                         .count();
-                    if alive <= per_peer || Instant::now() > deadline {
-                        break alive;
+                    let other: Vec<String> = done
+                        .iter()
+                        .filter_map(|a| match a {
+                            Attempt::Other(e) => Some(e.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let held: Vec<_> = done
+                        .into_iter()
+                        .filter_map(|a| match a {
+                            Attempt::Held(c, s) => Some((c, s)),
+                            _ => None,
+                        })
+                        .collect();
+                    if first {
+                        // Connections recycled for newer ones learn it from
+                        // the node's close; give them a moment.
+                        let deadline = Instant::now() + Duration::from_secs(2);
+                        let alive = loop {
+                            let alive = held
+                                .iter()
+                                .filter(|(c, _)| c.close_reason().is_none())
+                                .count();
+                            if alive <= per_peer || Instant::now() > deadline {
+                                break alive;
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        };
+                        kept.lock()
+                            .unwrap()
+                            .push((ip, alive, held.len() - alive, refused, other));
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                };
-                kept.lock()
-                    .unwrap()
-                    .push((ip, alive, held.len() - alive, refused, other));
-                peers.push((ep, held));
-            }
-            while !gate.stopped() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            for (ep, held) in peers {
-                for (c, _) in held {
-                    c.close(0u32.into(), b"done");
+                    peers.push((ep, held));
                 }
-                ep.wait_idle().await;
+                first = false;
+                while gate.is_open() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                for (ep, held) in peers {
+                    for (c, _) in held {
+                        c.close(0u32.into(), b"done");
+                    }
+                    ep.wait_idle().await;
+                }
             }
         }
     })
