@@ -50,6 +50,7 @@ redis_run() { # name, extra redis-server args...
     kill "$(cat "$WORK/redis-$name.pid")"
 }
 
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "value ${VALUE_BYTES} B, concurrency ${CONCURRENCY}, ${RECORDS} records, uniform keys"
 echo "Redis: redis-benchmark; Quire and quic-echo: quire bench (3 local nodes, (3,2,2), sync), closed loop"
@@ -104,4 +105,12 @@ print(f"| Quire synced load / Redis SET (appendfsync always) | {load / redis[('r
 peak = quire.get("node_peak_memory_bytes") or []
 if peak:
     print(f"| node peak memory (MiB) | {', '.join(f'{b / 2**20:.0f}' for b in peak)} |")
+# Every node holds every record at N = 3 on 3 nodes.
+held = quire["records"] * quire["value_bytes"]
+heap = quire.get("node_heap_memory_bytes") or []
+if heap:
+    print(f"| node own memory (RssAnon) / values held | {', '.join(f'{b / held:.2f}' for b in heap)} |")
+disk = quire.get("node_data_file_bytes") or []
+if disk:
+    print(f"| node data file / values held | {', '.join(f'{b / held:.2f}' for b in disk)} |")
 PY

@@ -77,14 +77,16 @@ fn bench_runs_workloads_in_both_modes_with_baselines() {
             }
         }
     }
-    // Node peak memory is reported for the local cluster.
-    assert_eq!(
-        reports[0]["node_peak_memory_bytes"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    // Node memory and data files are reported for the local cluster.
+    for field in [
+        "node_peak_memory_bytes",
+        "node_heap_memory_bytes",
+        "node_data_file_bytes",
+    ] {
+        let sizes = reports[0][field].as_array().unwrap();
+        assert_eq!(sizes.len(), 3, "{field}");
+        assert!(sizes.iter().all(|b| b.as_u64().unwrap() > 0), "{field}");
+    }
     if font {
         let png = std::fs::read(&chart).expect("chart written");
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

@@ -113,7 +113,14 @@ pub struct BenchReport {
     /// How long loading took, seconds.
     pub load_secs: f64,
     /// Peak resident memory of each local node, bytes (local runs only).
+    /// It counts the pages of LMDB's data file the node has touched
+    /// through its map, which are the kernel's page cache.
     pub node_peak_memory_bytes: Vec<u64>,
+    /// Each local node's own memory at the end (`RssAnon`: heap and
+    /// stacks, not the mapped data file), bytes.
+    pub node_heap_memory_bytes: Vec<u64>,
+    /// Each local node's LMDB data file at the end, bytes.
+    pub node_data_file_bytes: Vec<u64>,
     /// One entry per workload run.
     pub runs: Vec<WorkloadReport>,
 }
@@ -174,5 +181,26 @@ pub fn write_table(report: &BenchReport, out: &mut String) {
             .map(|b| format!("{:.1} MiB", *b as f64 / (1 << 20) as f64))
             .collect();
         let _ = writeln!(out, "node peak memory: {}", mib.join(", "));
+    }
+    let mib = |bytes: &[u64]| {
+        bytes
+            .iter()
+            .map(|b| format!("{:.1} MiB", *b as f64 / (1 << 20) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !report.node_heap_memory_bytes.is_empty() {
+        let _ = writeln!(
+            out,
+            "node own memory (RssAnon, at the end): {}",
+            mib(&report.node_heap_memory_bytes)
+        );
+    }
+    if !report.node_data_file_bytes.is_empty() {
+        let _ = writeln!(
+            out,
+            "node data file (data.mdb): {}",
+            mib(&report.node_data_file_bytes)
+        );
     }
 }

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 use quire::bench::keys::KeyChooser;
 use quire::bench::run::{load, run as run_workload, Contexts, Pace, RunSpec, Target};
 use quire::bench::{write_table, BenchReport, Workload, WorkloadReport};
-use quire::cluster::process::peak_memory_bytes;
+use quire::cluster::process::{anon_memory_bytes, peak_memory_bytes};
 use quire::cluster::{ClusterBuilder, LocalCluster};
 use quire::shared::{ConflictPolicy, Durability, StoreConfig, StoreLimits};
 use quire::Client;
@@ -244,6 +244,17 @@ pub async fn bench(args: BenchArgs, config: ConfigArg, json: bool) -> anyhow::Re
             .into_iter()
             .filter_map(peak_memory_bytes)
             .collect();
+        first.node_heap_memory_bytes = cluster
+            .pids()
+            .into_iter()
+            .filter_map(anon_memory_bytes)
+            .collect();
+        first.node_data_file_bytes = (1..=cluster.nodes.len())
+            .filter_map(|k| {
+                let file = cluster.layout().node_dir(k).join("data").join("data.mdb");
+                std::fs::metadata(file).ok().map(|m| m.len())
+            })
+            .collect();
     }
     print(&Reports(reports.clone()), json)?;
     if let Some(path) = &args.plot {
@@ -325,6 +336,8 @@ async fn measure(
         distribution: args.distribution.name().to_string(),
         load_secs,
         node_peak_memory_bytes: Vec::new(),
+        node_heap_memory_bytes: Vec::new(),
+        node_data_file_bytes: Vec::new(),
         runs,
     })
 }

@@ -106,8 +106,19 @@ pub fn spawn_node(
 
 /// Peak resident memory of process `pid` in bytes (Linux `VmHWM`).
 pub fn peak_memory_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// Resident anonymous memory of process `pid` in bytes (Linux `RssAnon`):
+/// what the process itself allocated, without the file pages it maps.
+pub fn anon_memory_bytes(pid: u32) -> Option<u64> {
+    status_bytes(pid, "RssAnon:")
+}
+
+/// A size in kB from `/proc/PID/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
