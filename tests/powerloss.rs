@@ -141,7 +141,8 @@ async fn a_power_cut_under_every_replica_loses_no_acknowledged_sync_write() {
     .await;
 }
 
-/// LMDB's two meta pages: the first two pages of its data file.
+/// LMDB's two meta pages: the first two pages of its data file (pages of
+/// 4 KiB, as on the machines the tests run on).
 const LMDB_META_BYTES: u64 = 2 * 4096;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

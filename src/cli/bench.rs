@@ -249,11 +249,11 @@ pub async fn bench(args: BenchArgs, config: ConfigArg, json: bool) -> anyhow::Re
             .into_iter()
             .filter_map(anon_memory_bytes)
             .collect();
-        first.node_data_file_bytes = (1..=cluster.nodes.len())
-            .filter_map(|k| {
-                let file = cluster.layout().node_dir(k).join("data").join("data.mdb");
-                std::fs::metadata(file).ok().map(|m| m.len())
-            })
+        first.node_data_file_bytes = cluster
+            .nodes
+            .iter()
+            .filter_map(|node| std::fs::metadata(node.data_dir().join("data.mdb")).ok())
+            .map(|m| m.len())
             .collect();
     }
     print(&Reports(reports.clone()), json)?;

@@ -139,8 +139,9 @@ pub struct StorageSettings {
     pub map_size_bytes: u64,
     /// Most writes committed together in one transaction (group commit).
     pub batch_writes_max: usize,
-    /// How often writes to `buffered` stores are flushed to disk: what an
-    /// OS crash or power loss may undo (a process crash loses nothing).
+    /// How often the commits of `buffered` stores are made durable (their
+    /// meta page flushed; their pages are flushed at commit): what an OS
+    /// crash or power loss may undo (a process crash loses nothing).
     pub flush_interval_ms: u32,
     /// Bytes of writes queued for the writer thread at once; a write that
     /// does not fit waits for the queue to drain. The queue is bounded in

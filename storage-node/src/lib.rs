@@ -148,7 +148,9 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     // Test builds only (see `StorageSettings::test_skip_fsync`).
     #[cfg(feature = "fault-injection")]
     let open = if config.storage.test_skip_fsync {
-        tracing::warn!("storage.test_skip_fsync is set: this node never fsyncs (a test hook)");
+        tracing::warn!(
+            "storage.test_skip_fsync is set: this node does not fsync after opening (a test hook)"
+        );
         storage::Storage::open_ignoring_flushes
     } else {
         open

@@ -159,12 +159,12 @@ impl NodeMetrics {
         );
         registry.register(
             "writer_batch_writes",
-            "Writes per committed writer batch (one transaction, at most one fsync)",
+            "Writes per committed writer batch (one transaction: an fsync of its pages, and one of its meta page when it holds a sync write)",
             writer.batch_writes.clone(),
         );
         registry.register(
             "writer_fsync_seconds",
-            "Time of each fsync made before acknowledging writes",
+            "Time of each meta-page fsync made before acknowledging sync writes (the commit's own fsync of its pages is not counted here)",
             writer.fsync_seconds.clone(),
         );
         let queue_depth = Gauge::default();

@@ -137,6 +137,58 @@ pub struct Storage {
     sync_fault: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Set by the `test_skip_fsync` test hook: `sync` does nothing.
     sync_skip: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Takes turns between the fsyncs of the data file (a commit's own,
+    /// and [`Storage::sync`] from the writer or the flusher).
+    flushes: std::sync::Arc<Flushes>,
+}
+
+/// The data file's fsyncs, one at a time, and the first that failed.
+///
+/// Linux reports a failed write-back to the first fsync of the file after
+/// it, not to every one: a commit's fsync running beside the flusher's
+/// could return success for pages the flusher's call learned were lost,
+/// and LMDB would then write a meta page naming them. Taking turns, and
+/// refusing every commit and sync once one has failed, closes that gap.
+#[derive(Default)]
+struct Flushes {
+    turn: std::sync::Mutex<()>,
+    failed: std::sync::OnceLock<String>,
+}
+
+impl Flushes {
+    /// Waits for this thread's turn to fsync; refuses once one failed.
+    fn turn(&self) -> Result<std::sync::MutexGuard<'_, ()>, StorageError> {
+        let turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        match self.failed.get() {
+            Some(why) => Err(StorageError::FailStopped(why.clone())),
+            None => Ok(turn),
+        }
+    }
+
+    /// Records a failed write-back (kept: the first one says why).
+    fn failed(&self, e: &StorageError) {
+        let _ = self.failed.set(e.to_string());
+    }
+}
+
+/// Errnos with which fsync reports that written pages did not reach the
+/// disk (see fsync(2)): after one, the kernel may have dropped them.
+const WRITE_BACK_ERRNOS: [i32; 3] = [
+    5,   // EIO
+    28,  // ENOSPC
+    122, // EDQUOT
+];
+
+impl StorageError {
+    /// True when this is a failed write-back of the data file, or a
+    /// refusal because one happened: the node must stop taking writes.
+    pub fn is_write_back_failure(&self) -> bool {
+        match self {
+            StorageError::Lmdb(lmdb::Error::Other(errno)) => WRITE_BACK_ERRNOS.contains(errno),
+            StorageError::FailStopped(_) => true,
+            _ => false,
+        }
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -228,7 +280,7 @@ impl Storage {
     }
 
     /// Like [`Storage::open_as`] on a disk that ignores flushes: nothing
-    /// this environment commits or syncs is fsynced. For the power-loss
+    /// this environment commits or syncs after opening is fsynced. For the power-loss
     /// tests' `test_skip_fsync` hook, to show that their filesystem loses
     /// what was not fsynced.
     #[cfg(any(test, feature = "fault-injection"))]
@@ -288,6 +340,7 @@ impl Storage {
             meta,
             sync_fault: Default::default(),
             sync_skip: Default::default(),
+            flushes: Default::default(),
         };
         if !storage.merkle_current()? {
             // A data directory from before the `merkle` database, or one
@@ -345,7 +398,7 @@ impl Storage {
             }
         };
         txn.commit()?;
-        // The environment does not fsync on commit: an identity must be on
+        // A commit does not flush its meta page: an identity must be on
         // disk before the node answers as it.
         self.sync()?;
         Ok(Identity {
@@ -364,18 +417,32 @@ impl Storage {
     /// Flushes every committed transaction to disk (fsync). After a
     /// commit, whose own pages are already flushed, this flushes its meta
     /// page: only then does the commit survive a power loss.
+    ///
+    /// Why two flushes: LMDB's meta page (the root that makes a commit
+    /// current) sits at the start of the data file, and one flush writes
+    /// a file's dirty pages in no promised order, so a meta page flushed
+    /// with its commit's pages could reach the disk before them. The
+    /// environment is opened with `NO_META_SYNC`, not `NO_SYNC`, so LMDB
+    /// flushes a commit's pages before it writes the meta page.
+    /// Once an fsync has failed, every later call fails too.
     pub fn sync(&self) -> Result<(), StorageError> {
-        if self.sync_fault.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(StorageError::Lmdb(lmdb::Error::Other(5))); // EIO
+        let _turn = self.flushes.turn()?;
+        let done = if self.sync_fault.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(StorageError::Lmdb(lmdb::Error::Other(5))) // EIO
+        } else if self.sync_skip.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            self.env.sync(true).map_err(StorageError::from)
+        };
+        if let Err(e) = &done {
+            self.flushes.failed(e);
         }
-        if self.sync_skip.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(());
-        }
-        Ok(self.env.sync(true)?)
+        done
     }
 
-    /// Makes every later fsync fail with EIO, as a dying disk would: for
-    /// tests of the fail-stop path.
+    /// Makes the next [`Storage::sync`] fail with EIO, as a dying disk
+    /// would, and so every commit and sync after it: for tests of the
+    /// fail-stop path.
     #[cfg(any(test, feature = "fault-injection"))]
     pub fn inject_sync_failure(&self) {
         self.sync_fault
@@ -447,8 +514,18 @@ impl WriteTxn<'_> {
         )?)
     }
 
-    /// Commits (without fsync: see [`Storage::sync`]).
+    /// Commits: fsyncs the pages written, then writes the meta page
+    /// without flushing it (see [`Storage::sync`]). Refused, and nothing
+    /// written, once an fsync of the data file has failed.
     pub fn commit(self) -> Result<(), StorageError> {
-        Ok(self.txn.commit()?)
+        let flushes = &self.storage.flushes;
+        let _turn = flushes.turn()?;
+        let done = self.txn.commit().map_err(StorageError::from);
+        if let Err(e) = &done {
+            if e.is_write_back_failure() {
+                flushes.failed(e);
+            }
+        }
+        done
     }
 }

@@ -260,3 +260,27 @@ fn a_membership_document_of_format_4_keeps_its_pending_owners_and_has_no_grants(
     record.extend_from_slice(&current[..current.len() - 1]);
     assert_eq!(reopened_with_membership_record(&record), Some(doc));
 }
+
+#[test]
+fn after_a_failed_fsync_no_commit_is_written_and_every_sync_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+    let key = data_key("s", 0, b"k");
+    let mut txn = storage.begin_write().unwrap();
+    txn.put_object(&key, &object_of(8, 1)).unwrap();
+    txn.commit().unwrap();
+    storage.sync().unwrap();
+
+    storage.inject_sync_failure();
+    let failed = storage.sync().expect_err("the injected failure");
+    assert!(failed.is_write_back_failure(), "{failed}");
+    // A commit after it is refused before LMDB writes anything: its own
+    // fsync could report success for pages the failed one lost.
+    let mut txn = storage.begin_write().unwrap();
+    txn.put_object(&key, &object_of(8, 2)).unwrap();
+    let refused = txn.commit().expect_err("a commit after a failed fsync");
+    assert!(matches!(refused, StorageError::FailStopped(_)), "{refused}");
+    assert!(refused.is_write_back_failure());
+    assert_eq!(storage.get(&key).unwrap(), Some(object_of(8, 1)));
+    assert!(storage.sync().is_err(), "a failed fsync is not forgotten");
+}

@@ -2,7 +2,7 @@
 //!
 //! A batch with no `sync` write is committed with its pages flushed but
 //! not its meta page, so the commit has reached the OS but maybe not the
-//! disk. Rather than fsync per batch, the writer marks the environment
+//! disk. Rather than flush each batch's meta page, the writer marks the environment
 //! dirty and this thread makes one fsync per interval (the next commit's
 //! own fsync flushes it too): a process crash loses nothing, an OS crash
 //! or power loss at most the last interval. It lives apart from the queue because it runs on

@@ -1,14 +1,14 @@
 //! The single writer thread: group commit.
 //!
 //! LMDB allows one write transaction at a time, and each commit costs an
-//! fsync (of the pages it wrote; see [`Storage::open`]). Concurrent writes
+//! fsync (of the pages it wrote; see [`Storage::sync`]). Concurrent writes
 //! are therefore queued here, and the writer applies everything waiting (up
 //! to a batch limit) in one transaction, commits once, then answers every
 //! caller. A batch's writes are acknowledged only after the commit; when
 //! the batch holds a write to a `sync` store, the commit's meta page is
 //! also flushed first, so such an acknowledged write survives power loss.
-//! For batches of `buffered` stores only, a flusher thread flushes it on
-//! an interval: they survive a process crash (the commit reached the OS)
+//! For batches of `buffered` stores only, a flusher thread flushes the
+//! meta page on an interval: they survive a process crash (the commit reached the OS)
 //! but an OS crash or power loss may undo the commits of the last
 //! interval.
 //!
@@ -106,9 +106,6 @@ impl WriterStats {
         )
     }
 }
-
-/// The errno of a failed write-back, which LMDB passes on from fsync.
-const EIO: i32 = 5;
 
 /// Queue depth before callers wait: bounds memory under overload.
 const QUEUE_DEPTH_MAX: usize = 4096;
@@ -262,9 +259,10 @@ fn commit_batch(context: &BatchContext<'_>, actors: &mut Actors, batch: &mut Vec
     if let Err(e) = &committed {
         // Nothing was stored, actor changes included.
         (actors.node, actors.hint) = actors_before;
-        // The commit's own fsync failed: the kernel may have dropped pages
-        // it could not write, as with a failed `sync` below.
-        if matches!(e, StorageError::Lmdb(lmdb::Error::Other(EIO))) {
+        // The commit's own fsync failed (or one before it did): the kernel
+        // may have dropped pages it could not write, as with a failed
+        // `sync` below.
+        if e.is_write_back_failure() {
             fail_stop.trip(e.to_string());
         }
     }

@@ -74,7 +74,7 @@ async fn concurrent_writes_share_commits_and_all_land() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn buffered_writes_skip_the_fsync_that_sync_writes_wait_for() {
+async fn buffered_writes_skip_the_meta_page_fsync_that_sync_writes_wait_for() {
     let dir = tempfile::tempdir().unwrap();
     let (storage, id) = open(dir.path());
     let (writer, thread) = Writer::start(storage.clone(), id.actor_id, bounds(8), FLUSH);

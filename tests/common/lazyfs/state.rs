@@ -308,6 +308,9 @@ impl State {
 
     /// The armed power loss happens: every file's disk image is its
     /// durable image, with `data` at `offset` over it in file `ino`.
+    /// Directories are not part of the image: an entry made, renamed or
+    /// removed after this moment still counts at the cut (nothing on the
+    /// tests' mounts does that between the two).
     fn go_off(&mut self, ino: u64, offset: u64, data: &[u8]) {
         let mut images = HashMap::new();
         for (&i, inode) in &self.inodes {
