@@ -119,6 +119,45 @@ async fn equal_epoch_documents_settle_on_one_in_any_order() {
     assert_eq!(held(&t, &n1).await, held(&t, &n2).await);
 }
 
+/// A change lands although the newest document is held by one node only
+/// and the others hold an older one and a rival (the state two admins
+/// racing can leave): the others are brought along before the
+/// compare-and-set, which otherwise they refused on every attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_lands_when_the_newest_document_is_held_by_one_node_only() {
+    let cluster = TestCluster::start(3).await;
+    let t = cluster.transport();
+    let tls = &cluster.client_config.tls;
+    let next = |base: &Membership, name: &str| {
+        let mut d = base.clone();
+        d.epoch += 1;
+        d.stores.push(store(name));
+        d.stores.sort_by(|p, q| p.name.cmp(&q.name));
+        d
+    };
+    let a = common::sign(tls, next(&cluster.membership, "a"));
+    let b = common::sign(tls, next(&cluster.membership, "b"));
+    let a2 = common::sign(tls, next(&a, "a2"));
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.addr()).collect();
+    // Node 1 holds the newest (epoch + 2), node 2 a rival of epoch + 1,
+    // node 3 the first document.
+    offer(&t, &addrs[0], &a).await.unwrap();
+    offer(&t, &addrs[0], &a2).await.unwrap();
+    offer(&t, &addrs[1], &b).await.unwrap();
+    assert_eq!(held(&t, &addrs[2]).await, cluster.membership);
+
+    // A client that knows only the first document (seeds: every node).
+    let client = cluster.client().await;
+    client
+        .create_store(store("c"))
+        .await
+        .expect("the change lands");
+    let doc = agreed(&cluster).await;
+    for name in ["a", "a2", "c"] {
+        assert!(doc.store(name).is_some(), "{name} missing");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_epoch_is_refused() {
     let cluster = TestCluster::start(1).await;

@@ -103,6 +103,14 @@ pub(super) async fn change_membership(
             answered,
             split,
         } = read_members(transport, known).await;
+        if holders < majority && answered >= majority {
+            // The newest document is held by too few members for a
+            // compare-and-set on it to pass: the others hold older or
+            // rival documents and would refuse every offer built on it,
+            // attempt after attempt. Bring them along first, as gossip
+            // would (a node takes a document of a higher epoch).
+            push_membership(transport, &newest, None).await;
+        }
         let mut doc = match change(&newest, offered)? {
             // Our change is in the document a majority holds and no member
             // holds a rival of its epoch: bring the others along (gossip)
@@ -152,10 +160,10 @@ pub(super) async fn change_membership(
             }
             return Err(AdminError::NotAccepted(missed.join("; ")));
         }
-        // Someone else's change came first: wait a little (jittered, so
-        // two admins do not collide again in step), then start over.
-        let pause_ms = 20 * u64::from(attempt + 1) + u64::from(rand_jitter_ms());
-        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        // Someone else's change came first: wait, then start over. The
+        // pause is drawn from a window that doubles with each attempt
+        // ("full jitter"), so two admins that collided draw apart.
+        tokio::time::sleep(Duration::from_millis(retry_pause_ms(attempt))).await;
     }
     Err(AdminError::Contended {
         attempts: ATTEMPTS_MAX,
@@ -192,10 +200,16 @@ fn misses(results: Vec<(String, Result<(), Refusal>)>) -> Vec<String> {
 }
 
 /// A few milliseconds of jitter from the clock's low bits (no RNG needed).
-fn rand_jitter_ms() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() % 25)
+/// The pause before attempt `attempt + 1` of a contended change: uniform
+/// from 10 ms up to 20 ms × 2^attempt (at most 1.28 s).
+fn retry_pause_ms(attempt: u32) -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let window = 20u64 << attempt.min(6);
+    // std's hasher keys are random per process and move on with every
+    // `RandomState`: enough to draw a pause.
+    let mut draw = std::collections::hash_map::RandomState::new().build_hasher();
+    draw.write_u32(attempt);
+    10 + draw.finish() % (window - 10)
 }
 
 impl Client {
@@ -339,5 +353,24 @@ impl Client {
             zone: zone.to_owned(),
             weight,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_pause_ms;
+
+    #[test]
+    fn retry_pauses_stay_in_a_window_that_doubles_and_are_drawn_apart() {
+        for attempt in 0..super::ATTEMPTS_MAX {
+            let window = 20u64 << attempt.min(6);
+            let pauses: Vec<u64> = (0..200).map(|_| retry_pause_ms(attempt)).collect();
+            assert!(
+                pauses.iter().all(|p| (10..window).contains(p)),
+                "{pauses:?}"
+            );
+            let distinct: std::collections::HashSet<_> = pauses.iter().collect();
+            assert!(distinct.len() > 5, "attempt {attempt}: {distinct:?}");
+        }
     }
 }
