@@ -650,4 +650,18 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
         assert_eq!(values(&got), vec![key.as_str()]);
     }
     up.stop(Signal::INT);
+    // `quire down` also stops the node started by hand (it has no pid
+    // file): a later `quire up` would otherwise find its port taken.
+    let down = quire(&config, &["down", "--dir", dir.to_str().unwrap()]);
+    assert!(down.status.success(), "{down:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut node = _node;
+    while node.0.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 4 still runs after `quire down`: {}",
+            String::from_utf8_lossy(&down.stdout)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -35,6 +35,42 @@ pub fn is_node_alive(pid: i32) -> bool {
     }
 }
 
+/// The live node process started with `config` as its `--config` (by
+/// hand: `quire-node --config PATH` or `quire node --config PATH`, the
+/// path as the operator typed it, absolute or relative to where the node
+/// was started), found through `/proc`. For nodes `quire up` did not start,
+/// which have no pid file.
+pub fn find_node_by_config(config: &Path) -> Option<i32> {
+    let wanted = config.canonicalize().ok()?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let named = args.windows(2).any(|pair| {
+            pair[0] == b"--config" && {
+                let path = Path::new(std::str::from_utf8(pair[1]).unwrap_or_default());
+                // A relative path is relative to the process's directory.
+                let full = std::fs::read_link(format!("/proc/{pid}/cwd"))
+                    .map(|cwd| cwd.join(path))
+                    .unwrap_or_else(|_| path.to_path_buf());
+                full.canonicalize().is_ok_and(|p| p == wanted)
+            }
+        });
+        if named && is_node_alive(pid) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
 /// Sends `signal` to `pid`; a process that is already gone is not an error.
 pub fn signal(pid: i32, signal: Signal) {
     if let Some(p) = Pid::from_raw(pid) {

@@ -174,14 +174,23 @@ pub fn down(dir: &std::path::Path) -> Result<usize, LocalError> {
     };
     let mut live = Vec::new();
     for k in 1..=file.nodes {
-        if let Some(pid) = process::read_pid(&layout.pid_file(k)) {
-            if process::is_node_alive(pid) {
-                process::signal(pid, process::STOP);
-                live.push((k, pid));
-            } else {
-                let _ = std::fs::remove_file(layout.pid_file(k));
+        let recorded = process::read_pid(&layout.pid_file(k));
+        match recorded.filter(|&pid| process::is_node_alive(pid)) {
+            Some(pid) => live.push((k, pid)),
+            None => {
+                if recorded.is_some() {
+                    let _ = std::fs::remove_file(layout.pid_file(k));
+                }
+                // A node the operator started by hand (one made with
+                // `quire node new`, say) has no pid file.
+                if let Some(pid) = process::find_node_by_config(&layout.node_config(k)) {
+                    live.push((k, pid));
+                }
             }
         }
+    }
+    for (_, pid) in &live {
+        process::signal(*pid, process::STOP);
     }
     let deadline = Instant::now() + NODE_GRACE;
     for (k, pid) in &live {
