@@ -43,7 +43,8 @@ pub enum Command {
     /// runs restart the same cluster with its data.
     Up(local::UpArgs),
     /// Stop the nodes of a local cluster left running (e.g. after `quire up`
-    /// was killed).
+    /// was killed), including nodes started by hand with their
+    /// `DIR/node-K/node.toml`.
     Down(local::DownArgs),
     /// Run one storage node from its config (`--config node.toml`); the same
     /// as the `quire-node` binary. `quire node new` creates the next node
