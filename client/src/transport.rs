@@ -137,6 +137,17 @@ impl Connection {
         !self.closed.load(Ordering::Acquire)
     }
 
+    /// A request on it failed: if quinn has closed the connection (the
+    /// node restarted and reset it, say), it is marked closed now, so the
+    /// next request connects afresh instead of meeting it again before
+    /// the watcher has run. Asked on failures only: quinn's lock is taken
+    /// by its driver for every packet.
+    fn failed(&self) {
+        if self.quic.close_reason().is_some() {
+            self.closed.store(true, Ordering::Release);
+        }
+    }
+
     /// The batcher of `class`.
     fn batcher(&self, class: Class) -> &Batcher {
         match class {
@@ -420,8 +431,9 @@ impl Transport {
             let call = conn.batcher(class).call(frame, deadline);
             return match tokio::time::timeout_at(deadline, call).await {
                 Ok(answer) => {
-                    if answer.is_ok() {
-                        conn.answered();
+                    match &answer {
+                        Ok(_) => conn.answered(),
+                        Err(_) => conn.failed(),
                     }
                     answer
                 }
@@ -432,7 +444,11 @@ impl Transport {
         // Opening waits while the node's stream limit is reached.
         let (mut send, mut recv) =
             match tokio::time::timeout_at(deadline, conn.quic.open_bi()).await {
-                Ok(opened) => opened.map_err(|e| stream_err(e.to_string()))?,
+                Ok(Ok(opened)) => opened,
+                Ok(Err(e)) => {
+                    conn.failed();
+                    return Err(stream_err(e.to_string()));
+                }
                 Err(_) => return Err(timed_out(&conn)),
             };
         let talk = async {
@@ -443,8 +459,9 @@ impl Transport {
         };
         match tokio::time::timeout_at(deadline, talk).await {
             Ok(answer) => {
-                if answer.is_ok() {
-                    conn.answered();
+                match &answer {
+                    Ok(_) => conn.answered(),
+                    Err(_) => conn.failed(),
                 }
                 answer
             }
