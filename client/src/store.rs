@@ -223,7 +223,7 @@ impl Backoff {
 
 /// `d` scaled by a factor in [0.5, 1.5), so clients retrying together
 /// spread out.
-fn jittered(d: Duration) -> Duration {
+pub(crate) fn jittered(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.subsec_nanos());

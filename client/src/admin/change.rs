@@ -161,9 +161,9 @@ pub(super) async fn change_membership(
             return Err(AdminError::NotAccepted(missed.join("; ")));
         }
         // Someone else's change came first: wait, then start over. The
-        // pause is drawn from a window that doubles with each attempt
-        // ("full jitter"), so two admins that collided draw apart.
-        tokio::time::sleep(Duration::from_millis(retry_pause_ms(attempt))).await;
+        // pause doubles with each attempt and is jittered, so two admins
+        // that collided draw apart.
+        tokio::time::sleep(retry_pause(attempt)).await;
     }
     Err(AdminError::Contended {
         attempts: ATTEMPTS_MAX,
@@ -199,17 +199,11 @@ fn misses(results: Vec<(String, Result<(), Refusal>)>) -> Vec<String> {
         .collect()
 }
 
-/// A few milliseconds of jitter from the clock's low bits (no RNG needed).
-/// The pause before attempt `attempt + 1` of a contended change: uniform
-/// from 10 ms up to 20 ms × 2^attempt (at most 1.28 s).
-fn retry_pause_ms(attempt: u32) -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let window = 20u64 << attempt.min(6);
-    // std's hasher keys are random per process and move on with every
-    // `RandomState`: enough to draw a pause.
-    let mut draw = std::collections::hash_map::RandomState::new().build_hasher();
-    draw.write_u32(attempt);
-    10 + draw.finish() % (window - 10)
+/// The pause before attempt `attempt + 1` of a contended change: 20 ms
+/// doubling with each attempt (at most 1.28 s), jittered as every retry
+/// of the SDK is.
+fn retry_pause(attempt: u32) -> Duration {
+    crate::store::jittered(Duration::from_millis(20 << attempt.min(6)))
 }
 
 impl Client {
@@ -358,15 +352,16 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
-    use super::retry_pause_ms;
+    use super::retry_pause;
+    use std::time::Duration;
 
     #[test]
     fn retry_pauses_stay_in_a_window_that_doubles_and_are_drawn_apart() {
         for attempt in 0..super::ATTEMPTS_MAX {
-            let window = 20u64 << attempt.min(6);
-            let pauses: Vec<u64> = (0..200).map(|_| retry_pause_ms(attempt)).collect();
+            let base = Duration::from_millis(20 << attempt.min(6));
+            let pauses: Vec<Duration> = (0..200).map(|_| retry_pause(attempt)).collect();
             assert!(
-                pauses.iter().all(|p| (10..window).contains(p)),
+                pauses.iter().all(|p| *p >= base / 2 && *p < base * 3 / 2),
                 "{pauses:?}"
             );
             let distinct: std::collections::HashSet<_> = pauses.iter().collect();
