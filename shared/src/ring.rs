@@ -106,6 +106,14 @@ impl PreferenceList {
         }
     }
 
+    /// [`PreferenceList::walk`] up to the home replicas only: the walk
+    /// stops at the `n`-th distinct owner. For callers that read
+    /// [`PreferenceList::home`] alone (while a change moves data, every
+    /// get and put asks who is home now and who will be).
+    pub fn walk_home(owners: &[NodeId], partition: u32, n: usize) -> Self {
+        Self::walk_among(owners, partition, n, n)
+    }
+
     /// The home replicas: the first `N` distinct nodes.
     pub fn home(&self) -> &[NodeId] {
         &self.nodes[..self.n]
@@ -176,6 +184,9 @@ mod tests {
             let distinct_owners = { let mut o = owners.clone(); o.sort(); o.dedup(); o.len() };
             // Stopping at the member count gives the same list.
             prop_assert_eq!(&PreferenceList::walk_among(&owners, p, n, members.len()), &list);
+            // Stopping at the home replicas gives the same home replicas.
+            let home_only = PreferenceList::walk_home(&owners, p, n);
+            prop_assert_eq!(home_only.home(), list.home());
             prop_assert_eq!(list.home().len(), n.min(distinct_owners));
             let mut home = list.home().to_vec();
             home.sort();

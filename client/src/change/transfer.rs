@@ -195,7 +195,7 @@ pub(crate) fn closing_nodes(
 ) -> Vec<Member> {
     let staying = |id: &NodeId| {
         doc.pending.as_ref().is_some_and(|p| {
-            PreferenceList::walk(&p.owners, t.partition, n)
+            PreferenceList::walk_home(&p.owners, t.partition, n)
                 .home()
                 .contains(id)
         })

@@ -287,8 +287,8 @@ impl Membership {
     fn swapped(&self, partition: u32, n: usize) -> Option<(PreferenceList, PreferenceList)> {
         let pending = self.pending.as_ref()?;
         Some((
-            PreferenceList::walk(&self.owners, partition, n),
-            PreferenceList::walk(&pending.owners, partition, n),
+            PreferenceList::walk_home(&self.owners, partition, n),
+            PreferenceList::walk_home(&pending.owners, partition, n),
         ))
     }
 
@@ -296,7 +296,7 @@ impl Membership {
     /// replicas) now or, while a change moves data, after it: the nodes
     /// that take un-hinted writes and digest requests for it.
     pub fn is_home_or_incoming(&self, node: NodeId, partition: u32, n: usize) -> bool {
-        PreferenceList::walk(&self.owners, partition, n)
+        PreferenceList::walk_home(&self.owners, partition, n)
             .home()
             .contains(&node)
             || self.incoming(partition, n).contains(&node)
@@ -305,7 +305,7 @@ impl Membership {
     /// The home replicas of `partition` (with `n` replicas) under the
     /// current owners.
     pub fn preference_list_of(&self, partition: u32, n: usize) -> Vec<NodeId> {
-        PreferenceList::walk(&self.owners, partition, n)
+        PreferenceList::walk_home(&self.owners, partition, n)
             .home()
             .to_vec()
     }
@@ -319,7 +319,7 @@ impl Membership {
         for store in &self.stores {
             let n = usize::from(store.n);
             for partition in 0..self.partitions {
-                let from = PreferenceList::walk(&self.owners, partition, n)
+                let from = PreferenceList::walk_home(&self.owners, partition, n)
                     .home()
                     .to_vec();
                 for to in self.incoming(partition, n) {
