@@ -10,7 +10,7 @@ use crate::driver::{Background, Calls, NodeObserver};
 use crate::error::ClientError;
 use crate::health::Health;
 use crate::metrics::ClientMetrics;
-use crate::quorum::targets::{choose, Target};
+use crate::quorum::targets::Target;
 use crate::speculate::Speculation;
 use crate::transport::TransportError;
 use crate::transport::{SetupError, Transport};
@@ -159,10 +159,11 @@ impl Client {
     }
 
     /// The replicas a request for `key` goes to now: the sloppy quorum's
-    /// first `N` healthy nodes of the preference list.
+    /// first `N` healthy nodes of the preference list, planned as a get or
+    /// put plans them (while a change moves the key, incoming replicas
+    /// stand in for no one).
     pub fn targets(&self, store: &str, key: &[u8]) -> Result<Vec<Target>, ClientError> {
-        let list = self.locate(store, key)?;
-        Ok(choose(&list, |n| self.inner.health.is_up(n)))
+        Ok(self.plan(store, key)?.targets)
     }
 
     /// Feeds one call's result to failure detection and membership.

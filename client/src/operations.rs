@@ -126,13 +126,14 @@ fn outcome_event<T>(result: &Result<T, ClientError>) {
 }
 
 /// Where one request for a key goes, as this client sees the cluster now.
-struct Plan {
+pub(crate) struct Plan {
     /// The membership the request was planned with (and reaches nodes by).
     doc: Arc<Membership>,
     /// The store's settings (`N`, `R`, `W`).
     config: StoreConfig,
-    /// The key's first `N` healthy nodes (see [`choose`]).
-    targets: Vec<Target>,
+    /// The key's first `N` healthy nodes, incoming replicas of a move
+    /// standing in for no one (see `quorum::targets::plan`).
+    pub(crate) targets: Vec<Target>,
     /// The nodes that take a failed target's place, in order.
     spares: Vec<NodeId>,
     /// The key's home replicas a pending change swaps, if it moves the
@@ -144,7 +145,7 @@ impl Client {
     /// Plans a request for `key` in `store`: the same targets and spares
     /// for a get as for a put, so a read looks where a write under the
     /// same failures went. Refuses an unknown store or an invalid key.
-    fn plan(&self, store: &str, key: &[u8]) -> Result<Plan, ClientError> {
+    pub(crate) fn plan(&self, store: &str, key: &[u8]) -> Result<Plan, ClientError> {
         let doc = self.membership();
         let config = self.store_config(&doc, store)?;
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
