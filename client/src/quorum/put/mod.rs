@@ -176,7 +176,7 @@ impl PutMachine {
     /// put waits for `W` among the future home replicas as well (see
     /// [`Moving`]). Call before any reply is handled. The incoming
     /// replicas must not be on the roster (plan the targets without them
-    /// as stand-ins: [`super::targets::excluding`]).
+    /// as stand-ins, as [`super::targets::plan`] does).
     pub fn during_change(mut self, moving: Option<Moving>) -> Self {
         debug_assert!(self.acks.is_empty(), "set before any reply");
         if let Some(m) = &moving {
