@@ -83,6 +83,9 @@ pub struct WriterStats {
     pub batch_writes: Histogram,
     /// Seconds each fsync before an acknowledgement took, for the metrics.
     pub fsync_seconds: Histogram,
+    /// Writes the writer has taken out of its queue into its lanes and
+    /// not yet committed: they still wait, and count in the queue's depth.
+    pub in_lanes: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for WriterStats {
@@ -93,6 +96,7 @@ impl Default for WriterStats {
             syncs: AtomicU64::default(),
             batch_writes: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             fsync_seconds: crate::metrics::latency(),
+            in_lanes: Default::default(),
         }
     }
 }
@@ -161,11 +165,13 @@ impl Writer {
         &self.stats
     }
 
-    /// Writes queued for the writer thread, and bytes held by queued and
+    /// Writes queued for the writer thread (in its channel, or taken into
+    /// its lanes and not yet in a batch), and bytes held by queued and
     /// committing writes.
     pub fn queued(&self) -> (usize, usize) {
         (
-            self.jobs.max_capacity() - self.jobs.capacity(),
+            self.jobs.max_capacity() - self.jobs.capacity()
+                + self.stats.in_lanes.load(Ordering::Relaxed),
             self.queue_bytes.taken(),
         )
     }
@@ -227,6 +233,7 @@ fn run(
             lanes.push(job, is_page);
         }
         lanes.next_batch(batch_max, &mut batch);
+        context.stats.in_lanes.store(lanes.len(), Ordering::Relaxed);
         if let Some(reason) = context.fail_stop.reason() {
             // Nothing more is written once an fsync has failed.
             for (_, _, reply) in batch.drain(..) {
