@@ -64,8 +64,8 @@ async fn next_frame(
 }
 
 /// Serves the request frames of one stream (see the module doc) and
-/// finishes it once the client has finished its side and every answer is
-/// written. Each frame's bytes are counted from `heads` (its connection's
+/// finishes it once the client has finished its side and every request
+/// read is handled (and answered, while the client still takes answers). Each frame's bytes are counted from `heads` (its connection's
 /// pool) and the node's pool until its answer is written: the decoded
 /// request holds them too. True if a frame was announced past its limit or
 /// garbled (a strike against the connection, see `strikes`); nothing more

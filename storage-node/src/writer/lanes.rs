@@ -9,8 +9,9 @@
 //! against 13 ms before it (one run of `benches/transfer-join.sh` with
 //! `WORKLOAD=a`). Now a page never shares a commit with foreground writes,
 //! and pages and the foreground take turns: a foreground write waits for
-//! at most the page being committed, and pages still move while the
-//! foreground is busy (35 ms against 14 ms in the next run).
+//! at most one commit of pages (up to a batch of them), and pages still
+//! move while the foreground is busy (35 ms against 14 ms in the next
+//! run).
 
 use std::collections::VecDeque;
 
@@ -122,7 +123,11 @@ mod tests {
             lanes.push("put", false);
             let next = batch(&mut lanes, 8);
             pages_committed += next.iter().filter(|j| j.starts_with("page")).count();
-            assert!(next.iter().all(|j| *j == next[0] || !j.starts_with("page")));
+            let pages = next.iter().filter(|j| j.starts_with("page")).count();
+            assert!(
+                pages == 0 || pages == next.len(),
+                "a mixed commit: {next:?}"
+            );
         }
         assert_eq!(pages_committed, 1, "the page had a turn of its own");
     }

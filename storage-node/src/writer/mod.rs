@@ -2,15 +2,15 @@
 //!
 //! LMDB allows one write transaction at a time, and each commit costs an
 //! fsync (of the pages it wrote; see [`Storage::sync`]). Concurrent writes
-//! are therefore queued here, and the writer applies everything waiting (up
-//! to a batch limit) in one transaction, commits once, then answers every
-//! caller. A batch's writes are acknowledged only after the commit; when
+//! are therefore queued here, and the writer applies what is waiting (up
+//! to a batch limit, foreground writes and transfer pages in turns: see
+//! `lanes`) in one transaction, commits once, then answers every caller. A batch's writes are acknowledged only after the commit; when
 //! the batch holds a write to a `sync` store, the commit's meta page is
 //! also flushed first, so such an acknowledged write survives power loss.
 //! For batches of `buffered` stores only, a flusher thread flushes the
-//! meta page on an interval: they survive a process crash (the commit reached the OS)
-//! but an OS crash or power loss may undo the commits of the last
-//! interval.
+//! meta page on an interval: they survive a process crash (the commit
+//! reached the OS) but an OS crash or power loss may undo the commits of
+//! the last interval.
 //!
 //! # Layout
 //!
@@ -199,8 +199,8 @@ struct BatchContext<'a> {
     fail_stop: &'a FailStop,
 }
 
-/// The writer thread's loop: takes everything waiting and commits it in
-/// batches (up to `batch_max` each; transfer pages apart from the
+/// The writer thread's loop: takes what is waiting (at most two batches'
+/// worth at a time) and commits it in batches (up to `batch_max` each; transfer pages apart from the
 /// foreground, see `lanes`) until every handle is dropped.
 fn run(
     context: &BatchContext<'_>,
