@@ -163,7 +163,7 @@ impl Client {
     /// put plans them (while a change moves the key, incoming replicas
     /// stand in for no one).
     pub fn targets(&self, store: &str, key: &[u8]) -> Result<Vec<Target>, ClientError> {
-        Ok(self.plan(store, key)?.targets)
+        Ok(self.plan(store, key)?.planned.targets)
     }
 
     /// Feeds one call's result to failure detection and membership.

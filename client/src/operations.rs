@@ -19,8 +19,8 @@ use crate::error::ClientError;
 use crate::metrics::OperationKind;
 use crate::options::RequestOptions;
 use crate::quorum::get::{Fanout, GetMachine};
-use crate::quorum::put::{Moving, PutMachine, PutRequest};
-use crate::quorum::targets::{plan, Planned, Target};
+use crate::quorum::put::{PutMachine, PutRequest};
+use crate::quorum::targets::{plan, Planned};
 use crate::quorum::MachineError;
 use crate::resolve::Sibling;
 use quire_shared::limits::check_key;
@@ -131,14 +131,9 @@ pub(crate) struct Plan {
     doc: Arc<Membership>,
     /// The store's settings (`N`, `R`, `W`).
     config: StoreConfig,
-    /// The key's first `N` healthy nodes, incoming replicas of a move
-    /// standing in for no one (see `quorum::targets::plan`).
-    pub(crate) targets: Vec<Target>,
-    /// The nodes that take a failed target's place, in order.
-    spares: Vec<NodeId>,
-    /// The key's home replicas a pending change swaps, if it moves the
-    /// key's partition: a put waits for the owners to come as well.
-    moving: Option<Moving>,
+    /// Targets, spares and what a pending change moves
+    /// (`quorum::targets::plan`).
+    pub(crate) planned: Planned,
 }
 
 impl Client {
@@ -151,17 +146,11 @@ impl Client {
         check_key(key).map_err(|(code, message)| ClientError::Invalid { code, message })?;
         let n = config.n as usize;
         let list = doc.preference_list(store, key, n);
-        let Planned {
-            targets,
-            spares,
-            moving,
-        } = plan(&doc, &list, n, |n| self.inner.health.is_up(n));
+        let planned = plan(&doc, &list, n, |n| self.inner.health.is_up(n));
         Ok(Plan {
             doc,
             config,
-            targets,
-            spares,
-            moving,
+            planned,
         })
     }
 
@@ -237,7 +226,7 @@ impl Client {
         let machine = GetMachine::with_fanout(
             started,
             (store, key),
-            (&plan.targets, &plan.spares),
+            (&plan.planned.targets, &plan.planned.spares),
             options.read_quorum(plan.config.r, plan.config.n)?,
             options.request_timeout(self.request_timeout())?,
             fanout,
@@ -366,13 +355,13 @@ impl Client {
                     value: value.clone(),
                     context: context.clock().clone(),
                 },
-                &plan.targets,
-                &plan.spares,
+                &plan.planned.targets,
+                &plan.planned.spares,
                 options.write_quorum(plan.config.w, plan.config.n)?,
                 options.request_timeout(self.request_timeout())?,
                 Duration::from_millis(self.inner.config.timeouts.attempt_ms),
             )?
-            .during_change(plan.moving);
+            .during_change(plan.planned.moving);
             let hints = self.inner.metrics.hints_written.clone();
             let finished = move |m: &PutMachine| {
                 hints.inc_by(m.hints_written() as u64);
