@@ -90,6 +90,10 @@ done
 if [ -z "$joined_ok" ]; then
     echo "node 4 could not join:" >&2
     cat "$WORK/join.log" >&2
+    if ! kill -0 "$NODE4" 2>/dev/null; then
+        echo "node 4 exited; its log ends with:" >&2
+        tail -n 5 "$WORK/node-4.log" >&2
+    fi
     exit 1
 fi
 q cluster plan >"$WORK/plan.txt"
