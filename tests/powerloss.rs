@@ -101,6 +101,24 @@ fn ages(writes: &[Acked], cut_at: Instant) -> String {
     }
 }
 
+/// Every acknowledged sync write is on some replica, and on every node
+/// that acknowledged it.
+fn nothing_acknowledged_lost(survey: &Survey) {
+    let show = |w: &[Acked]| w.iter().take(5).map(|a| a.key.clone()).collect::<Vec<_>>();
+    assert!(
+        survey.lost.is_empty(),
+        "{} acknowledged sync writes lost, e.g. {:?}",
+        survey.lost.len(),
+        show(&survey.lost)
+    );
+    assert!(
+        survey.dropped.is_empty(),
+        "{} acknowledged sync writes missing from a node that acknowledged them, e.g. {:?}",
+        survey.dropped.len(),
+        show(&survey.dropped)
+    );
+}
+
 /// The cluster serves again: a fresh client writes and reads back.
 async fn serves_again(pc: &PowerCluster, store: &str) {
     let client = Client::connect(pc.cluster.client_config.clone())
@@ -123,19 +141,7 @@ async fn a_power_cut_under_every_replica_loses_no_acknowledged_sync_write() {
         };
         let (acked, _, survey) = write_cut_restart(&mut pc, "default").await;
         assert!(acked.len() >= ACKED_BEFORE_CUT);
-        let show = |w: &[Acked]| w.iter().take(5).map(|a| a.key.clone()).collect::<Vec<_>>();
-        assert!(
-            survey.lost.is_empty(),
-            "{} acknowledged sync writes lost, e.g. {:?}",
-            survey.lost.len(),
-            show(&survey.lost)
-        );
-        assert!(
-            survey.dropped.is_empty(),
-            "{} acknowledged sync writes missing from a node that acknowledged them, e.g. {:?}",
-            survey.dropped.len(),
-            show(&survey.dropped)
-        );
+        nothing_acknowledged_lost(&survey);
         serves_again(&pc, "default").await;
     })
     .await;
@@ -181,15 +187,7 @@ async fn a_meta_page_reaching_the_disk_first_loses_no_acknowledged_write() {
         );
         pc.restart_all().await;
         let survey = pc.survey("default", &acked).await;
-        let show = |w: &[Acked]| w.iter().take(5).map(|a| a.key.clone()).collect::<Vec<_>>();
-        assert!(
-            survey.lost.is_empty() && survey.dropped.is_empty(),
-            "{} acknowledged sync writes lost and {} missing from a node that acknowledged them, e.g. {:?} {:?}",
-            survey.lost.len(),
-            survey.dropped.len(),
-            show(&survey.lost),
-            show(&survey.dropped)
-        );
+        nothing_acknowledged_lost(&survey);
         serves_again(&pc, "default").await;
     })
     .await;
