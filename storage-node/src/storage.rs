@@ -27,7 +27,7 @@ mod transfer;
 
 pub use hints::HintsPage;
 pub use keys::{data_key, partition_prefix, split_data_key, LMDB_KEY_BYTES_MAX};
-pub use merkle::PartitionSummary;
+pub use merkle::{MerkleSource, PartitionSummary};
 pub use scan::{only_tombstones, ScanPage, ScanRequest, StorageStats, StoreStats};
 
 use lmdb::{Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags};
@@ -140,6 +140,12 @@ pub struct Storage {
     /// Takes turns between the fsyncs of the data file (a commit's own,
     /// and [`Storage::sync`] from the writer or the flusher).
     flushes: std::sync::Arc<Flushes>,
+    /// The Merkle segments of every partition held, in memory (read back
+    /// or rebuilt at open, kept current by every commit, saved at a clean
+    /// stop: see `merkle`).
+    index: merkle::Index,
+    /// Where the open found the segments (see [`Storage::merkle_source`]).
+    merkle_source: merkle::MerkleSource,
 }
 
 /// The data file's fsyncs, one at a time, and the first that failed.
@@ -332,7 +338,7 @@ impl Storage {
         let hints = env.create_db(Some("hints"), DatabaseFlags::empty())?;
         let merkle = env.create_db(Some("merkle"), DatabaseFlags::empty())?;
         let meta = env.create_db(Some("meta"), DatabaseFlags::empty())?;
-        let storage = Self {
+        let mut storage = Self {
             env: std::sync::Arc::new(env),
             data,
             hints,
@@ -341,13 +347,10 @@ impl Storage {
             sync_fault: Default::default(),
             sync_skip: Default::default(),
             flushes: Default::default(),
+            index: Default::default(),
+            merkle_source: merkle::MerkleSource::Rebuilt,
         };
-        if !storage.merkle_current()? {
-            // A data directory from before the `merkle` database, or one
-            // of an older hashing: the segments are made from the data.
-            tracing::info!(dir = %dir.display(), "rebuilding Merkle segments from the data");
-            storage.rebuild_merkle()?;
-        }
+        storage.load_merkle()?;
         let identity = storage.load_or_create_identity(node_id)?;
         Ok((storage, identity))
     }
@@ -460,6 +463,7 @@ impl Storage {
         Ok(WriteTxn {
             txn: self.env.begin_rw_txn()?,
             storage: self,
+            merkle_pending: Vec::new(),
         })
     }
 }
@@ -468,6 +472,9 @@ impl Storage {
 pub(crate) struct WriteTxn<'env> {
     txn: lmdb::RwTransaction<'env>,
     storage: &'env Storage,
+    /// Segment changes of this transaction, applied to the in-memory
+    /// index once it commits.
+    merkle_pending: Vec<merkle::Pending>,
 }
 
 impl WriteTxn<'_> {
@@ -518,13 +525,14 @@ impl WriteTxn<'_> {
     /// without flushing it (see [`Storage::sync`]). Refused, and nothing
     /// written, once an fsync of the data file has failed.
     pub fn commit(self) -> Result<(), StorageError> {
-        let flushes = &self.storage.flushes;
+        let storage = self.storage;
+        let flushes = &storage.flushes;
         let _turn = flushes.turn()?;
         let done = self.txn.commit().map_err(StorageError::from);
-        if let Err(e) = &done {
-            if e.is_write_back_failure() {
-                flushes.failed(e);
-            }
+        match &done {
+            Ok(()) => storage.index.apply(&self.merkle_pending),
+            Err(e) if e.is_write_back_failure() => flushes.failed(e),
+            Err(_) => {}
         }
         done
     }

@@ -2,7 +2,6 @@
 //! membership change has flipped and the SDK has handed the copy off.
 
 use super::keys::partition_prefix;
-use super::merkle::summary_in;
 use super::transfer::transfer_key;
 use super::{StorageError, WriteTxn};
 use lmdb::{Cursor, Transaction};
@@ -19,7 +18,7 @@ impl WriteTxn<'_> {
         partition: u32,
         (root, limit): ([u8; 16], usize),
     ) -> Result<Option<(u64, bool, [u8; 16])>, StorageError> {
-        let held = summary_in(&self.txn, self.storage.merkle, store, partition)?;
+        let held = self.summary_now(store, partition);
         if held.segments.root() != root {
             return Ok(None);
         }
@@ -52,7 +51,7 @@ impl WriteTxn<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let after = summary_in(&self.txn, self.storage.merkle, store, partition)?;
+        let after = self.summary_now(store, partition);
         Ok(Some((keys.len() as u64, more, after.segments.root())))
     }
 }

@@ -1,35 +1,53 @@
-//! The `merkle` database: per (store, partition) the segment hashes of
-//! [`quire_shared::merkle`], kept current inside the write transaction that
-//! changes the data, and rebuilt from the data when their format is new.
+//! The Merkle segments of [`quire_shared::merkle`], per (store,
+//! partition), kept in memory and current with every commit; and the
+//! `merkle` database, where a clean stop leaves them for the next open.
 //!
-//! Key: `store length ‖ store ‖ partition (u32 BE) ‖ segment (u16 BE)`
-//! (the data key's prefix and a segment); value: the 16-byte hash. An
-//! empty segment has no record, so a partition that holds nothing costs
-//! nothing. Beside the segments, under segment number [`TOMBSTONES`] (no
-//! segment has it), the count of the partition's keys whose values are all
-//! tombstones (u64 BE), kept in the same transactions: an exchange learns
-//! from it, with the root, whether reaping has anything to look at.
+//! Why in memory: kept in LMDB inside each write transaction, every write
+//! also rewrote a segment record's page and the path above it, about a
+//! third of the pages a commit flushes, and workload A ran about 1.15x
+//! faster without them (`docs/benchmarks.md`). In memory they cost 16 KiB
+//! per partition held (1 024 segments of 16 bytes).
 //!
-//! Why no rebuild after a crash: the segment update and the data write it
-//! describes commit in one LMDB transaction, and LMDB commits are atomic
-//! (a crash undoes whole transactions, never half of one). The structure
-//! can therefore only be stale when it did not exist (a data directory
-//! from before this code) or when its hashing changes; both are caught by
-//! the format marker in `meta`, checked at every open.
+//! A write transaction collects its segment changes and applies them when
+//! it commits, so the segments never describe a write LMDB undid.
+//!
+//! Across restarts. At a clean stop the writer thread, after its last
+//! commit, writes the segments to the `merkle` database and sets the
+//! `merkle_format` marker in `meta` in one transaction, and fsyncs it. An
+//! open that finds the marker loads the segments from there, then deletes
+//! the marker durably before the node writes anything: a crash after that
+//! point finds no marker, and the next open rebuilds the segments from the
+//! data (one pass over every key; `docs/reliability.md` says how long).
+//! A directory of an older node (marker format 2, segments kept in every
+//! transaction, so always current) loads the same way.
+//!
+//! Database layout. Key: `store length ‖ store ‖ partition (u32 BE) ‖
+//! segment (u16 BE)` (the data key's prefix and a segment); value: the
+//! 16-byte hash. An empty segment has no record. Beside the segments,
+//! under segment number [`TOMBSTONES`] (no segment has it), the count of
+//! the partition's keys whose values are all tombstones (u64 BE): an
+//! exchange learns from it, with the root, whether reaping has anything
+//! to look at.
 
 use super::keys::{partition_prefix, split_data_key};
 use super::{corrupt, decode, Storage, StorageError, WriteTxn, FORMAT_V1};
-use lmdb::{Cursor, Database, Transaction, WriteFlags};
+use lmdb::{Cursor, Transaction, WriteFlags};
 use quire_shared::merkle::{entry_change, segment_of, SegmentHash, Segments, SEGMENTS};
 use quire_shared::reap::only_tombstones;
 use quire_shared::ring::key_position;
 use quire_shared::Object;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Meta record naming the format of the `merkle` database. Bump it when
-/// segment hashing changes: the next open rebuilds from the data.
+/// Meta record whose presence says the `merkle` database holds the
+/// segments of exactly the data committed; its value names the format.
 pub(super) const META_MERKLE_FORMAT: &[u8] = b"merkle_format";
-/// The current format of the `merkle` database. 2: tombstone counts.
-pub(super) const MERKLE_FORMAT: u8 = 2;
+/// The format written at a clean stop. 3: a snapshot, valid only while
+/// the marker stands.
+const MERKLE_FORMAT: u8 = 3;
+/// The format older nodes wrote: segments kept in every transaction, so
+/// current whenever the marker stands.
+const MERKLE_FORMAT_TRANSACTIONAL: u8 = 2;
 
 /// The pseudo-segment under which a partition's tombstone count is kept.
 const TOMBSTONES: u16 = u16::MAX;
@@ -43,43 +61,76 @@ pub struct PartitionSummary {
     pub tombstones: u64,
 }
 
+/// Where an open found the segments: what a restart cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MerkleSource {
+    /// Read back from a clean stop (or an older node's database).
+    Saved,
+    /// Rebuilt from the data: the last stop was not clean.
+    Rebuilt,
+}
+
+/// Every partition's summary, in memory, shared by the handles of one
+/// storage.
+#[derive(Clone, Default)]
+pub(crate) struct Index(Arc<Mutex<HashMap<(String, u32), PartitionSummary>>>);
+
+impl Index {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(String, u32), PartitionSummary>> {
+        // A panic elsewhere while holding it cannot leave a half-applied
+        // change: every change is one XOR and one addition.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a committed transaction's changes.
+    pub(super) fn apply(&self, pending: &[Pending]) {
+        if pending.is_empty() {
+            return;
+        }
+        let mut index = self.lock();
+        for p in pending {
+            let key = (p.store.clone(), p.partition);
+            if p.apply_to(index.entry(key.clone()).or_default()) {
+                // A partition emptied (dropped after a move) costs nothing.
+                index.remove(&key);
+            }
+        }
+    }
+
+    /// Empties it (tests that wipe the data).
+    #[cfg(any(test, feature = "fault-injection"))]
+    fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+/// One segment change of a write transaction, applied at its commit.
+pub(crate) struct Pending {
+    store: String,
+    partition: u32,
+    segment: u16,
+    change: SegmentHash,
+    tombstones: i64,
+}
+
+impl Pending {
+    /// Applies the change; true when it left the partition's summary
+    /// empty (every segment and the count zero).
+    fn apply_to(&self, summary: &mut PartitionSummary) -> bool {
+        let segment = &mut summary.segments.0[usize::from(self.segment)];
+        segment.toggle(self.change);
+        summary.tombstones = summary.tombstones.saturating_add_signed(self.tombstones);
+        segment.is_empty()
+            && summary.tombstones == 0
+            && summary.segments.0.iter().all(SegmentHash::is_empty)
+    }
+}
+
 /// The LMDB key of one segment.
 fn segment_key(store: &str, partition: u32, segment: u16) -> Vec<u8> {
     let mut k = partition_prefix(store, partition);
     k.extend_from_slice(&segment.to_be_bytes());
     k
-}
-
-/// Every segment of a partition and its tombstone count, read in one
-/// pass (absent segments empty, an absent count zero).
-pub(super) fn summary_in(
-    txn: &impl Transaction,
-    db: Database,
-    store: &str,
-    partition: u32,
-) -> Result<PartitionSummary, StorageError> {
-    let prefix = partition_prefix(store, partition);
-    let mut out = PartitionSummary::default();
-    let mut cursor = txn.open_ro_cursor(db)?;
-    for item in cursor.iter_from(&prefix) {
-        let (k, v) = item?;
-        let Some(rest) = k.strip_prefix(&prefix[..]) else {
-            break;
-        };
-        let segment = <[u8; 2]>::try_from(rest).map(u16::from_be_bytes);
-        match segment {
-            Ok(TOMBSTONES) => {
-                let count = <[u8; 8]>::try_from(v).map_err(|_| corrupt(k))?;
-                out.tombstones = u64::from_be_bytes(count);
-            }
-            Ok(s) if s < SEGMENTS => {
-                let hash = <[u8; 16]>::try_from(v).map_err(|_| corrupt(k))?;
-                out.segments.0[usize::from(s)] = SegmentHash(hash);
-            }
-            _ => return Err(corrupt(k)),
-        }
-    }
-    Ok(out)
 }
 
 impl Storage {
@@ -89,72 +140,113 @@ impl Storage {
     }
 
     /// The segment hashes and tombstone count of `store`'s `partition`,
-    /// as committed (one read transaction: the two agree).
+    /// as committed.
     pub fn partition_summary(
         &self,
         store: &str,
         partition: u32,
     ) -> Result<PartitionSummary, StorageError> {
-        let txn = self.env.begin_ro_txn()?;
-        summary_in(&txn, self.merkle, store, partition)
+        Ok(self
+            .index
+            .lock()
+            .get(&(store.to_owned(), partition))
+            .cloned()
+            .unwrap_or_default())
     }
 
-    /// Rebuilds the `merkle` database from the data in one transaction and
-    /// records its format. Only at open, before the writer starts (or in
-    /// tests): the rebuild must see every data write. Data keys are
-    /// ordered by store and partition, so one partition's segments are in
-    /// memory at a time (16 KiB).
-    pub fn rebuild_merkle(&self) -> Result<(), StorageError> {
+    /// Where the last open found the segments.
+    pub fn merkle_source(&self) -> MerkleSource {
+        self.merkle_source
+    }
+
+    /// At open, before anything is written: loads the segments a clean
+    /// stop saved, or rebuilds them from the data, then durably removes
+    /// the marker, so that a crash from here on is followed by a rebuild.
+    pub(super) fn load_merkle(&mut self) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        let saved = {
+            let txn = self.env.begin_ro_txn()?;
+            match txn.get(self.meta, &META_MERKLE_FORMAT) {
+                Ok(v)
+                    if v == [FORMAT_V1, MERKLE_FORMAT]
+                        || v == [FORMAT_V1, MERKLE_FORMAT_TRANSACTIONAL] =>
+                {
+                    Some(self.read_saved(&txn)?)
+                }
+                Ok(_) | Err(lmdb::Error::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        match saved {
+            Some(index) => {
+                *self.index.lock() = index;
+                self.merkle_source = MerkleSource::Saved;
+                let mut txn = self.env.begin_rw_txn()?;
+                txn.del(self.meta, &META_MERKLE_FORMAT, None)?;
+                txn.commit()?;
+                self.sync()?;
+            }
+            None => {
+                self.rebuild_merkle()?;
+                self.merkle_source = MerkleSource::Rebuilt;
+            }
+        }
+        tracing::info!(
+            source = ?self.merkle_source,
+            partitions = self.index.lock().len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "Merkle segments ready"
+        );
+        Ok(())
+    }
+
+    /// Every summary in the `merkle` database.
+    fn read_saved(
+        &self,
+        txn: &impl Transaction,
+    ) -> Result<HashMap<(String, u32), PartitionSummary>, StorageError> {
+        let mut out: HashMap<(String, u32), PartitionSummary> = HashMap::new();
+        let mut cursor = txn.open_ro_cursor(self.merkle)?;
+        for item in cursor.iter_start() {
+            let (k, v) = item?;
+            // The key is a data key's prefix with the segment as its "key".
+            let (store, partition, segment) = split_data_key(k).ok_or_else(|| corrupt(k))?;
+            let summary = out.entry((store, partition)).or_default();
+            match <[u8; 2]>::try_from(segment.as_slice()).map(u16::from_be_bytes) {
+                Ok(TOMBSTONES) => {
+                    let count = <[u8; 8]>::try_from(v).map_err(|_| corrupt(k))?;
+                    summary.tombstones = u64::from_be_bytes(count);
+                }
+                Ok(s) if s < SEGMENTS => {
+                    let hash = <[u8; 16]>::try_from(v).map_err(|_| corrupt(k))?;
+                    summary.segments.0[usize::from(s)] = SegmentHash(hash);
+                }
+                _ => return Err(corrupt(k)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the segments to the `merkle` database with the marker that
+    /// makes the next open trust them, and fsyncs. Only at a clean stop,
+    /// after the writer's last commit: a write after this would leave them
+    /// stale with the marker standing.
+    pub fn save_merkle(&self) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        let index = self.index.lock().clone();
         let mut txn = self.env.begin_rw_txn()?;
         txn.clear_db(self.merkle)?;
-        let mut start: Option<Vec<u8>> = None;
-        // One iteration per partition holding data.
-        loop {
-            let mut segments = Segments::default();
-            let mut tombstones = 0u64;
-            let mut partition: Option<(String, u32)> = None;
-            let mut next: Option<Vec<u8>> = None;
-            {
-                let mut cursor = txn.open_ro_cursor(self.data)?;
-                let iter = match &start {
-                    Some(k) => cursor.iter_from(k),
-                    None => cursor.iter_start(),
-                };
-                for item in iter {
-                    let (k, v) = item?;
-                    let (store, p, key) = split_data_key(k).ok_or_else(|| corrupt(k))?;
-                    match &partition {
-                        None => partition = Some((store.clone(), p)),
-                        Some((s, q)) if *s == store && *q == p => {}
-                        Some(_) => {
-                            next = Some(k.to_vec());
-                            break;
-                        }
-                    }
-                    let object: Object = decode(v, k)?;
-                    segments.apply(&store, &key, None, Some(&object));
-                    tombstones += u64::from(only_tombstones(&object));
-                }
-            }
-            let Some((store, p)) = partition else { break };
-            for (i, hash) in segments.0.iter().enumerate() {
+        for ((store, partition), summary) in &index {
+            for (i, hash) in summary.segments.0.iter().enumerate() {
                 if !hash.is_empty() {
-                    let k = segment_key(&store, p, i as u16);
+                    let k = segment_key(store, *partition, i as u16);
                     txn.put(self.merkle, &k, &hash.0, WriteFlags::empty())?;
                 }
             }
-            if tombstones > 0 {
-                let k = segment_key(&store, p, TOMBSTONES);
-                txn.put(
-                    self.merkle,
-                    &k,
-                    &tombstones.to_be_bytes(),
-                    WriteFlags::empty(),
-                )?;
-            }
-            match next {
-                Some(k) => start = Some(k),
-                None => break,
+            if summary.tombstones > 0 {
+                let k = segment_key(store, *partition, TOMBSTONES);
+                let count = summary.tombstones.to_be_bytes();
+                txn.put(self.merkle, &k, &count, WriteFlags::empty())?;
             }
         }
         txn.put(
@@ -163,18 +255,79 @@ impl Storage {
             &[FORMAT_V1, MERKLE_FORMAT],
             WriteFlags::empty(),
         )?;
+        let _turn = self.flushes.turn()?;
         txn.commit()?;
+        drop(_turn);
+        self.sync()?;
+        tracing::info!(
+            partitions = index.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "Merkle segments saved for the next start"
+        );
         Ok(())
     }
 
-    /// Empties the `merkle` database and its format marker, as a data
-    /// directory from before it would be.
+    /// Rebuilds the segments from the data. Only at open, before the
+    /// writer starts (or in tests): the rebuild must see every data
+    /// write. Data keys are ordered by store and partition, so the
+    /// segments are built one partition at a time.
+    pub fn rebuild_merkle(&self) -> Result<(), StorageError> {
+        let mut built = HashMap::new();
+        let txn = self.env.begin_ro_txn()?;
+        let mut cursor = txn.open_ro_cursor(self.data)?;
+        let mut current: Option<((String, u32), PartitionSummary)> = None;
+        for item in cursor.iter_start() {
+            let (k, v) = item?;
+            let (store, p, key) = split_data_key(k).ok_or_else(|| corrupt(k))?;
+            let same = matches!(&current, Some(((s, q), _)) if *s == store && *q == p);
+            if !same {
+                if let Some((at, summary)) = current.take() {
+                    built.insert(at, summary);
+                }
+                current = Some(((store.clone(), p), PartitionSummary::default()));
+            }
+            let Some((_, summary)) = current.as_mut() else {
+                unreachable!("set just above")
+            };
+            let object: Object = decode(v, k)?;
+            summary.segments.apply(&store, &key, None, Some(&object));
+            summary.tombstones += u64::from(only_tombstones(&object));
+        }
+        if let Some((at, summary)) = current {
+            built.insert(at, summary);
+        }
+        drop(cursor);
+        drop(txn);
+        *self.index.lock() = built;
+        Ok(())
+    }
+
+    /// Removes the marker, as a data directory from before the `merkle`
+    /// database or after a crash would be.
     #[cfg(test)]
     pub(crate) fn forget_merkle_for_tests(&self) {
         let mut txn = self.env.begin_rw_txn().unwrap();
         txn.clear_db(self.merkle).unwrap();
-        txn.del(self.meta, &META_MERKLE_FORMAT, None).unwrap();
+        let _ = txn.del(self.meta, &META_MERKLE_FORMAT, None);
         txn.commit().unwrap();
+        self.index.clear();
+    }
+
+    /// Rewrites the marker with `format`, as an older node would have left
+    /// it.
+    #[cfg(test)]
+    pub(crate) fn set_merkle_format_for_tests(&self, format: u8) {
+        let mut txn = self.env.begin_rw_txn().unwrap();
+        let marker = [FORMAT_V1, format];
+        txn.put(self.meta, &META_MERKLE_FORMAT, &marker, WriteFlags::empty())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    /// How many partitions the in-memory segments hold.
+    #[cfg(test)]
+    pub(crate) fn merkle_partitions_for_tests(&self) -> usize {
+        self.index.lock().len()
     }
 
     /// Empties the data, its segments and the hints, keeping the node's
@@ -186,18 +339,8 @@ impl Storage {
             txn.clear_db(db)?;
         }
         txn.commit()?;
+        self.index.clear();
         self.sync()
-    }
-
-    /// True when the `merkle` database is of the current format (else the
-    /// open rebuilds it).
-    pub(super) fn merkle_current(&self) -> Result<bool, StorageError> {
-        let txn = self.env.begin_ro_txn()?;
-        match txn.get(self.meta, &META_MERKLE_FORMAT) {
-            Ok(v) => Ok(v == [FORMAT_V1, MERKLE_FORMAT]),
-            Err(lmdb::Error::NotFound) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
     }
 }
 
@@ -216,55 +359,29 @@ impl WriteTxn<'_> {
             return Ok(());
         }
         let dead = |o: Option<&Object>| i64::from(o.is_some_and(only_tombstones));
-        let delta = dead(after) - dead(before);
-        if delta != 0 {
-            self.tombstone_count_change(&store, partition, delta)?;
-        }
         let segment = segment_of(&key_position(&store, &key));
-        let k = segment_key(&store, partition, segment);
-        let mut hash = match self.txn.get(self.storage.merkle, &k) {
-            Ok(v) => SegmentHash(<[u8; 16]>::try_from(v).map_err(|_| corrupt(&k))?),
-            Err(lmdb::Error::NotFound) => SegmentHash::default(),
-            Err(e) => return Err(e.into()),
-        };
-        hash.toggle(change);
-        if hash.is_empty() {
-            match self.txn.del(self.storage.merkle, &k, None) {
-                Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        } else {
-            Ok(self
-                .txn
-                .put(self.storage.merkle, &k, &hash.0, WriteFlags::empty())?)
-        }
+        self.merkle_pending.push(Pending {
+            store,
+            partition,
+            segment,
+            change,
+            tombstones: dead(after) - dead(before),
+        });
+        Ok(())
     }
 
-    /// Adds `delta` (±1) to a partition's tombstone count, in this
-    /// transaction; a count of zero has no record.
-    fn tombstone_count_change(
-        &mut self,
-        store: &str,
-        partition: u32,
-        delta: i64,
-    ) -> Result<(), StorageError> {
-        let k = segment_key(store, partition, TOMBSTONES);
-        let count = match self.txn.get(self.storage.merkle, &k) {
-            Ok(v) => u64::from_be_bytes(<[u8; 8]>::try_from(v).map_err(|_| corrupt(&k))?),
-            Err(lmdb::Error::NotFound) => 0,
-            Err(e) => return Err(e.into()),
-        };
-        let count = count.checked_add_signed(delta).ok_or_else(|| corrupt(&k))?;
-        if count == 0 {
-            match self.txn.del(self.storage.merkle, &k, None) {
-                Ok(()) | Err(lmdb::Error::NotFound) => Ok(()),
-                Err(e) => Err(e.into()),
+    /// The summary of `store`'s `partition` as this transaction sees it:
+    /// the committed one with this transaction's changes.
+    pub(super) fn summary_now(&self, store: &str, partition: u32) -> PartitionSummary {
+        let mut summary = self
+            .storage
+            .partition_summary(store, partition)
+            .unwrap_or_default();
+        for p in &self.merkle_pending {
+            if p.store == store && p.partition == partition {
+                p.apply_to(&mut summary);
             }
-        } else {
-            let bytes = count.to_be_bytes();
-            Ok(self
-                .txn
-                .put(self.storage.merkle, &k, &bytes, WriteFlags::empty())?)
         }
+        summary
     }
 }

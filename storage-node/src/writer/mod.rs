@@ -141,6 +141,7 @@ impl Writer {
                 };
                 run(&context, actor_id, bounds.batch_writes_max, rx);
                 flusher.stop();
+                save_merkle_at_stop(&storage, &thread_fail_stop);
             })
             .expect("spawning the writer thread");
         (
@@ -197,6 +198,21 @@ struct BatchContext<'a> {
     stats: &'a WriterStats,
     flusher: &'a Flusher,
     fail_stop: &'a FailStop,
+}
+
+/// After the last commit of a clean stop, leaves the in-memory Merkle
+/// segments for the next open. Not after a failed fsync: what is on disk
+/// is then unknown, and the next open rebuilds from the data (the data
+/// file refuses the save's commit then anyway). A failure to save costs
+/// only that rebuild.
+fn save_merkle_at_stop(storage: &Storage, fail_stop: &FailStop) {
+    if let Some(reason) = fail_stop.reason() {
+        tracing::warn!(%reason, "not saving the Merkle segments after a failed fsync: the next start rebuilds them");
+        return;
+    }
+    if let Err(e) = storage.save_merkle() {
+        tracing::warn!(error = %e, "could not save the Merkle segments: the next start rebuilds them");
+    }
 }
 
 /// The writer thread's loop: takes what is waiting (at most two batches'

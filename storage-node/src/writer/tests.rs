@@ -426,3 +426,46 @@ fn stand_in_dots_held_in_a_hint_copy_count_as_issued_and_no_others_do() {
         );
     }
 }
+
+/// The writer saves the Merkle segments when it stops cleanly, and not
+/// after a failed fsync: the next open then rebuilds them from the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_saves_the_segments_at_a_clean_stop_only() {
+    for fail in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (storage, id) = open(dir.path());
+            let (writer, thread) = Writer::start(storage.clone(), id.actor_id, bounds(8), FLUSH);
+            let put = |key: &[u8]| WriteOp::Put {
+                data_key: data_key("s", 3, key),
+                value: Value::bytes(b"v".to_vec(), 1),
+                context: VersionVector::new(),
+                hint: None,
+                members: Vec::new(),
+                policy: ConflictPolicy::Siblings,
+                limits: StoreLimits::default(),
+            };
+            assert!(writer.write(put(b"k"), true).await.is_ok());
+            if fail {
+                storage.inject_sync_failure();
+                let refused = writer.write(put(b"j"), true).await;
+                assert!(matches!(refused, Err(StorageError::FailStopped(_))));
+                assert!(writer.fail_stop().reason().is_some());
+            }
+            drop(writer);
+            thread.join().unwrap();
+        }
+        let (storage, _) = open(dir.path());
+        let want = if fail {
+            crate::storage::MerkleSource::Rebuilt
+        } else {
+            crate::storage::MerkleSource::Saved
+        };
+        assert_eq!(storage.merkle_source(), want, "fail: {fail}");
+        assert_ne!(
+            storage.merkle_segments("s", 3).unwrap(),
+            quire_shared::merkle::Segments::default(),
+            "the key is in its segment either way"
+        );
+    }
+}
