@@ -168,6 +168,11 @@ impl TestCluster {
         self.cluster.node(k).kill().await;
     }
 
+    /// Stops node K cleanly (SIGTERM for a process).
+    pub async fn stop(&mut self, k: usize) {
+        self.cluster.node(k).stop().await;
+    }
+
     /// Starts node K again on its address, with its data.
     pub async fn restart(&mut self, k: usize) {
         self.cluster.node(k).start().await.expect("node restarts");
