@@ -14,12 +14,16 @@
 //! Two bounds are asserted on every attack. What it costs the node: its
 //! CPU time per honest get may grow by at most half. And the honest
 //! client's tail: every honest request must succeed, and its p99.9 with
-//! the attack must stay within 10x the baseline or under 500 ms, half the
-//! SDK's attempt timeout, so an honest client never takes the node for
-//! down. That bound is generous on purpose: the attacker, the honest
-//! client and the node share two cores here, and a control neighbour that
-//! is as busy as an attacker but never talks to the node moves the honest
-//! p99.9 by up to 2x on its own (the last test).
+//! the attack must stay within 2x the baseline.
+//!
+//! The node is the optimized binary (`common::optimized`), as users run
+//! it: these are bounds on the product, and a debug build spends several
+//! times longer on each refused connection attempt (against a debug node
+//! the connection burst measured 1.0x to 2.35x; against a release node,
+//! 1.22x to 1.64x in fifteen runs with the windows below). The attacker, the honest client and the
+//! node share two cores here; a control neighbour that is as busy as an
+//! attacker but never talks to the node shows what that sharing alone
+//! does (the last test: 0.86x to 1.43x against a release node).
 
 mod common;
 
@@ -40,22 +44,21 @@ const T: Duration = Duration::from_secs(5);
 /// One test at a time: each measures latency, and a second attack running
 /// beside it on the same two cores would be measured too.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-/// Windows the honest client measures in, each way (see `under_attack`).
-const ROUNDS: usize = 6;
+/// Windows the honest client measures in, each way (see `under_attack`):
+/// twelve give each side about 60 000 gets against an optimized node, so
+/// a p99.9 rests on some 60 of them (with six, one run in about twenty of
+/// the connection burst came within 1 % of the bound).
+const ROUNDS: usize = 12;
 /// How long one measuring window lasts.
 const WINDOW: Duration = Duration::from_millis(400);
 /// The pause before each window, for the attack to start or drain.
 const SETTLE: Duration = Duration::from_millis(100);
 /// The honest client's p99.9 during an attack may be at most this many
-/// times its baseline (see the module doc for why it is not 2)...
-const P999_RATIO_MAX: f64 = 10.0;
-/// ...or at most this long: half the SDK's attempt timeout (1 s), so the
-/// honest client never marks the node down. For a machine loaded by
-/// others, where the baseline itself is a few milliseconds of noise.
-const P999_ABSOLUTE_MAX: Duration = Duration::from_millis(500);
+/// times its baseline.
+const P999_RATIO_MAX: f64 = 2.0;
 /// The node's CPU time per honest get with the attack, at most this many
 /// times what it is without: an attack the node refuses cheaply costs it
-/// next to nothing (measured: 0.92x to 1.14x), while one it must take in
+/// next to nothing (measured: 0.92x to 1.06x), while one it must take in
 /// whole does not (a flood of refused documents, 1.2 GiB in 2 s when the
 /// node took no strikes, made it 2.8x).
 const NODE_CPU_RATIO_MAX: f64 = 1.5;
@@ -70,7 +73,7 @@ struct Node {
 
 async fn node_process(limits: Limits) -> Node {
     let builder = common::builder(1)
-        .processes(common::QUIRE)
+        .processes(common::optimized::quire())
         .node_limits(limits);
     let mut cluster = TestCluster::from(builder, false).await;
     let addr = cluster.node_addrs[0];
@@ -263,8 +266,7 @@ where
         udp_receive_buffer_drops().saturating_sub(drops_before),
     );
     assert!(
-        during.as_secs_f64() <= P999_RATIO_MAX * baseline.as_secs_f64()
-            || during <= P999_ABSOLUTE_MAX,
+        during.as_secs_f64() <= P999_RATIO_MAX * baseline.as_secs_f64(),
         "{name}: honest p99.9 went from {baseline:?} to {during:?}"
     );
     // What the attack costs the node itself: its CPU per honest get.

@@ -14,6 +14,7 @@ pub mod lazyfs;
 pub mod nemesis;
 pub mod netns;
 pub mod netns_cluster;
+pub mod optimized;
 pub mod powerloss;
 pub mod proxy;
 pub mod workload;
