@@ -444,3 +444,73 @@ async fn a_client_without_a_certificate_is_not_served() {
         "a client without a certificate was answered: {answer:?}"
     );
 }
+
+/// A leaked admin key, revoked by another admin, cannot sign its way back:
+/// its next epoch without its own serial is refused by every node (the
+/// held document revokes the signer), the same document from the other
+/// admin is refused too (a later epoch keeps every revocation), and one
+/// backdated by an hour is refused (no signing time before the held
+/// document's). The nodes keep the revoking document; the honest admin's
+/// next change lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_admin_cannot_sign_its_revocation_away() {
+    let cluster = TestCluster::start(3).await;
+    let admin = cluster.client().await;
+    let leaked = identity(&cluster, Role::Admin, "leaked");
+    let leaked_tls = leaked.tls.files().unwrap().clone();
+    let chain = quire_net::tls::load_certs(&leaked_tls.cert, "admin").unwrap();
+    let serial = quire_net::identity::serial_of(&chain[0]).unwrap();
+    let (held, missed) = admin.revoke_certificate(serial.clone()).await.unwrap();
+    assert!(missed.is_empty(), "{missed:?}");
+    let held_epoch = held.epoch;
+
+    let mut comeback = admin.membership().as_ref().clone();
+    assert_eq!(comeback.epoch, held_epoch);
+    comeback.epoch += 1;
+    comeback.revoked.clear();
+    comeback.seal = None;
+    let by_leaked = common::sign(leaked_tls.clone(), comeback.clone());
+    let by_admin = common::sign(cluster.client_config.tls.clone(), comeback.clone());
+    let material = quire_net::tls::TlsMaterial::load(&cluster.client_config.tls).unwrap();
+    let sealer = quire_net::seal::Sealer::from_material(&material).unwrap();
+    let mut kept = comeback.clone();
+    kept.revoked = vec![serial.clone()];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let backdated = sealer.sign_at(kept, now - 3_600).unwrap();
+
+    let t = cluster.transport();
+    for (doc, expect) in [
+        (&by_leaked, "revokes (serial"),
+        (&by_admin, "revocations are permanent"),
+        (
+            &backdated,
+            "more than 300 s before the document it replaces",
+        ),
+    ] {
+        for addr in &cluster.node_addrs {
+            let answer = t
+                .call(
+                    &addr.to_string(),
+                    &Request::PutMembership {
+                        membership: Box::new(doc.clone()),
+                        base: None,
+                    },
+                    T,
+                )
+                .await
+                .unwrap();
+            let refusal = answer.result.expect_err("refused");
+            assert_eq!(refusal.code, ErrorCode::Forbidden, "{refusal:?}");
+            assert!(refusal.message.contains(expect), "{}", refusal.message);
+            assert_eq!(answer.epoch, held_epoch, "the revoking document is kept");
+        }
+    }
+    // The honest admin's next change keeps the revocation and lands.
+    let (doc, missed) = admin.create_store(new_store("after")).await.unwrap();
+    assert!(missed.is_empty(), "{missed:?}");
+    assert_eq!(doc.epoch, held_epoch + 1);
+    assert!(doc.revoked.contains(&serial));
+}

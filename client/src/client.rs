@@ -310,8 +310,9 @@ impl Client {
         }
     }
 
-    /// Keeps `doc` if it is valid, of our cluster and supersedes ours (see
-    /// [`Membership::supersedes`]: the same rule as the nodes').
+    /// Keeps `doc` if it is valid, of our cluster, supersedes ours (see
+    /// [`Membership::supersedes`]: the same rule as the nodes') and may
+    /// follow it (`Verifier::verify_successor`: the nodes' rule too).
     fn adopt(&self, doc: Membership) {
         let mut current = self
             .inner
@@ -324,7 +325,11 @@ impl Client {
         {
             return;
         }
-        if let Err(e) = self.sealer().verifier().verify(&doc) {
+        if let Err(e) = self
+            .sealer()
+            .verifier()
+            .verify_successor(&doc, Some(&current))
+        {
             tracing::warn!(epoch = doc.epoch, error = %e, "refused a membership document");
             return;
         }

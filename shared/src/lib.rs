@@ -46,7 +46,8 @@ pub use ids::{ActorId, ClusterId, IdParseError, NodeId};
 pub use limits::StoreLimits;
 pub use membership::{
     AdminSeal, Change, ChangeError, ConflictPolicy, Durability, Member, MemberState, Membership,
-    MembershipError, MembershipVersion, Pending, Seal, SealShapeError, StoreConfig, Transfer,
+    MembershipError, MembershipVersion, Pending, Seal, SealShapeError, StoreConfig, SuccessorError,
+    Transfer,
 };
 pub use object::{last_write_wins, Context, ContextError, Object, Value};
 pub use ring::PreferenceList;

@@ -333,7 +333,7 @@ mod tests;
 mod validate;
 
 pub use change::{Change, ChangeError, MemberState, Transfer};
-pub use seal::{AdminSeal, Seal, SealShapeError};
+pub use seal::{AdminSeal, Seal, SealShapeError, SuccessorError, SIGNED_AT_SKEW_SECS};
 
 /// A member's partition counts in output: owned now, and after the
 /// pending change (equal when nothing moves).

@@ -22,7 +22,7 @@
 //!   document replaces the one it holds.
 
 use crate::dvvset::{ActorId, VersionVector};
-use crate::membership::{ConflictPolicy, Membership, MembershipVersion};
+use crate::membership::{ConflictPolicy, Membership, MembershipVersion, SuccessorError};
 use crate::object::{last_write_wins, Object, Value};
 
 /// What a coordinator keeps of the `object` it made: everything, or in a
@@ -147,6 +147,9 @@ pub enum MembershipOffer {
     /// A compare-and-set change built on a document the node does not hold:
     /// refuse it, so the admin re-reads and re-applies its change.
     Conflict,
+    /// A later epoch that may not replace the held document whoever
+    /// signed it (see [`Membership::check_successor`]): refuse it.
+    Refused(SuccessorError),
 }
 
 /// What a node holding `current` (none on a new node) does with `offered`,
@@ -158,7 +161,11 @@ pub enum MembershipOffer {
 /// rewrites it. A compare-and-set change is taken only on top of the exact
 /// document it was built on: an admin who read a document another admin
 /// has since replaced must start over from the newer one, so no change is
-/// silently dropped. Validation and the cluster check come before this rule.
+/// silently dropped. A later epoch must also keep the held document's
+/// revocations and not claim an earlier signing time
+/// ([`Membership::check_successor`]), checked here, in the write that
+/// stores it, so no offer racing it slips past. Validation, the cluster
+/// check and the seal's cryptography come before this rule.
 pub fn accept_membership(
     current: Option<&Membership>,
     offered: &Membership,
@@ -170,12 +177,18 @@ pub fn accept_membership(
     if held == offered {
         return MembershipOffer::Keep;
     }
-    match base {
+    let offer = match base {
         Some(base) if base != held.version() => MembershipOffer::Conflict,
         Some(_) if offered.epoch <= held.epoch => MembershipOffer::Conflict,
         Some(_) => MembershipOffer::Accept,
         None if offered.supersedes(held) => MembershipOffer::Accept,
         None => MembershipOffer::Keep,
+    };
+    match offer {
+        MembershipOffer::Accept => offered
+            .check_successor(held)
+            .map_or_else(MembershipOffer::Refused, |()| MembershipOffer::Accept),
+        other => other,
     }
 }
 

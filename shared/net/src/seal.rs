@@ -6,9 +6,13 @@
 //! holds. So every document carries a [`Seal`] that anyone holding the
 //! cluster CA can check, and nodes and clients take only documents whose
 //! seal verifies: signed by a certificate the CA issued to an admin (as of
-//! when it signed), not revoked by the document itself, or the flip of
-//! such a document. The epoch still only grows, so an old signed document
-//! cannot roll a node back either.
+//! when it signed, a time no later than a few minutes from now), not
+//! revoked by the document itself, or the flip of such a document. The
+//! epoch still only grows, so an old signed document cannot roll a node
+//! back either. A later epoch is also checked against the document held
+//! ([`Verifier::verify_successor`]): its signer must not be one the held
+//! document revokes, it keeps every held revocation, and it claims no
+//! signing time well before the held document's.
 
 use crate::identity::principal_of;
 use crate::tls::{load_certs, PemOrigin, TlsError, TlsFiles, TlsMaterial, TlsSource};
@@ -40,6 +44,27 @@ pub enum SealError {
     /// The signature does not match the document.
     #[error("the document's signature does not verify")]
     BadSignature,
+    /// Signed at a time still to come, by more than admins' clocks
+    /// disagree: a document signed in the future would make every honest
+    /// later one look backdated.
+    #[error("the document claims to be signed at {signed_at} (Unix seconds), more than {} s after now ({now}); check the signing admin's clock", quire_shared::membership::SIGNED_AT_SKEW_SECS)]
+    SignedInTheFuture {
+        /// The claimed signing time.
+        signed_at: u64,
+        /// This side's clock.
+        now: u64,
+    },
+    /// The document held revokes the certificate that signed the offer.
+    #[error("the document is signed by a certificate the held document (epoch {held_epoch}) revokes (serial {serial})")]
+    SignerRevoked {
+        /// The signer's serial.
+        serial: Serial,
+        /// The held document's epoch.
+        held_epoch: u64,
+    },
+    /// A later epoch that may not replace the held document.
+    #[error(transparent)]
+    Successor(#[from] quire_shared::SuccessorError),
     /// This side cannot sign: its identity is not an admin's, or its key
     /// is not an ECDSA P-256 key.
     #[error("cannot sign a membership document: {0}")]
@@ -89,12 +114,47 @@ impl Verifier {
 
     /// Whether `doc`'s seal verifies (see the module doc for the rules).
     pub fn verify(&self, doc: &Membership) -> Result<(), SealError> {
+        self.verify_signer(doc).map(|_| ())
+    }
+
+    /// Whether `doc` may replace `held` (none on a node or client that has
+    /// no document yet): its seal verifies, the held document does not
+    /// revoke its signer, and as a later epoch it keeps the held
+    /// revocations and does not claim an earlier signing time
+    /// ([`Membership::check_successor`]). So a revoked admin cannot sign
+    /// its own revocation away, and one whose certificate has expired
+    /// cannot go on signing by claiming a time when it was valid.
+    pub fn verify_successor(
+        &self,
+        doc: &Membership,
+        held: Option<&Membership>,
+    ) -> Result<(), SealError> {
+        let serial = self.verify_signer(doc)?;
+        let Some(held) = held else { return Ok(()) };
+        if held.revoked.binary_search(&serial).is_ok() {
+            return Err(SealError::SignerRevoked {
+                serial,
+                held_epoch: held.epoch,
+            });
+        }
+        Ok(doc.check_successor(held)?)
+    }
+
+    /// Verifies `doc`'s seal and returns its signer's serial.
+    fn verify_signer(&self, doc: &Membership) -> Result<Serial, SealError> {
         let (signed, seal) = doc.signed_part()?;
         let AdminSeal {
             cert,
             signature,
             signed_at,
         } = seal;
+        let now = now_unix();
+        if signed_at.saturating_sub(quire_shared::membership::SIGNED_AT_SKEW_SECS) > now {
+            return Err(SealError::SignedInTheFuture {
+                signed_at: *signed_at,
+                now,
+            });
+        }
         let der = CertificateDer::from(cert.as_slice());
         let signer = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| SealError::Untrusted(e.to_string()))?;
@@ -120,7 +180,8 @@ impl Verifier {
         }
         signer
             .verify_signature(webpki::ring::ECDSA_P256_SHA256, &signed, signature)
-            .map_err(|_| SealError::BadSignature)
+            .map_err(|_| SealError::BadSignature)?;
+        Ok(serial)
     }
 }
 
@@ -204,7 +265,14 @@ impl Sealer {
     }
 
     /// Signs `doc` as this admin.
-    pub fn sign(&self, mut doc: Membership) -> Result<Membership, SealError> {
+    pub fn sign(&self, doc: Membership) -> Result<Membership, SealError> {
+        self.sign_at(doc, now_unix())
+    }
+
+    /// Signs `doc` claiming `signed_at` (Unix seconds) as its time: tests
+    /// of what a signer lying about its time can and cannot do.
+    #[doc(hidden)]
+    pub fn sign_at(&self, mut doc: Membership, signed_at: u64) -> Result<Membership, SealError> {
         let key = self
             .key
             .as_ref()
@@ -216,7 +284,7 @@ impl Sealer {
         doc.seal = Some(Seal::Admin(AdminSeal {
             cert: self.cert.to_vec(),
             signature: signature.as_ref().to_vec(),
-            signed_at: now_unix(),
+            signed_at,
         }));
         Ok(doc)
     }

@@ -93,3 +93,81 @@ impl Membership {
         }
     }
 }
+
+/// How far a document's signing time may lie behind the one it replaces,
+/// or ahead of the clock of whoever checks it (seconds): admins' clocks
+/// disagree a little, never by more.
+pub const SIGNED_AT_SKEW_SECS: u64 = 300;
+
+/// Why a document may not replace the one held, whoever signed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SuccessorError {
+    /// A later epoch left out certificates the held document revokes: a
+    /// revocation is never undone, or a revoked admin could sign itself
+    /// back in.
+    #[error("the document drops {dropped} revoked certificate(s) that epoch {held_epoch} revokes; revocations are permanent")]
+    RevocationDropped {
+        /// How many of the held document's revoked serials are missing.
+        dropped: usize,
+        /// The held document's epoch.
+        held_epoch: u64,
+    },
+    /// A later epoch signed well before the document it replaces: a
+    /// certificate past its end cannot sign by claiming an old time.
+    #[error("the document was signed at {signed_at} (Unix seconds), more than {SIGNED_AT_SKEW_SECS} s before the document it replaces ({held_signed_at}); check the signing admin's clock")]
+    SignedEarlier {
+        /// The offered document's signing time.
+        signed_at: u64,
+        /// The held document's.
+        held_signed_at: u64,
+    },
+}
+
+impl Seal {
+    /// The admin signature that vouches for the document: its own, or
+    /// the flipped document's.
+    pub fn admin(&self) -> &AdminSeal {
+        match self {
+            Seal::Admin(seal) | Seal::Flipped { seal, .. } => seal,
+        }
+    }
+}
+
+impl Membership {
+    /// When the admin signature vouching for this document was made.
+    pub fn signed_at(&self) -> Option<u64> {
+        self.seal.as_ref().map(|s| s.admin().signed_at)
+    }
+
+    /// Whether this document may replace `held` as a later epoch: it keeps
+    /// every revocation `held` has, and was not signed more than
+    /// [`SIGNED_AT_SKEW_SECS`] before it. Documents of the same epoch (two
+    /// admins' rival changes, settled by digest) are not compared: each was
+    /// built on the same predecessor, which both rules already held to.
+    pub fn check_successor(&self, held: &Membership) -> Result<(), SuccessorError> {
+        if self.epoch <= held.epoch {
+            return Ok(());
+        }
+        let dropped = held
+            .revoked
+            .iter()
+            .filter(|s| self.revoked.binary_search(s).is_err())
+            .count();
+        if dropped > 0 {
+            return Err(SuccessorError::RevocationDropped {
+                dropped,
+                held_epoch: held.epoch,
+            });
+        }
+        if let (Some(signed_at), Some(held_signed_at)) = (self.signed_at(), held.signed_at()) {
+            if signed_at.saturating_add(SIGNED_AT_SKEW_SECS) < held_signed_at {
+                return Err(SuccessorError::SignedEarlier {
+                    signed_at,
+                    held_signed_at,
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -421,3 +421,72 @@ fn lww_replicas_that_saw_different_writes_still_agree_on_the_newest() {
         assert_eq!(newest, vec![Some(b"c".to_vec())]);
     }
 }
+
+/// A later epoch keeps every revocation of the document held, whether it
+/// comes as gossip or as an admin's change; and a signing time well
+/// before the held one is refused. Same-epoch rivals are not compared.
+#[test]
+fn a_later_epoch_keeps_the_held_revocations_and_claims_no_earlier_signing() {
+    use crate::access::Serial;
+    use crate::membership::{AdminSeal, Seal, SIGNED_AT_SKEW_SECS};
+    let revoking = |epoch, serials: &[u8]| {
+        let mut d = membership(epoch, None);
+        d.revoked = serials.iter().map(|&b| Serial(vec![b])).collect();
+        d
+    };
+    let held = revoking(2, &[7, 9]);
+    let dropped = revoking(3, &[9]);
+    assert_eq!(
+        accept_membership(Some(&held), &dropped, None),
+        MembershipOffer::Refused(SuccessorError::RevocationDropped {
+            dropped: 1,
+            held_epoch: 2
+        })
+    );
+    assert_eq!(
+        accept_membership(Some(&held), &dropped, Some(held.version())),
+        MembershipOffer::Refused(SuccessorError::RevocationDropped {
+            dropped: 1,
+            held_epoch: 2
+        })
+    );
+    assert_eq!(
+        accept_membership(Some(&held), &revoking(3, &[7, 8, 9]), None),
+        MembershipOffer::Accept
+    );
+    // A rival of the same epoch: settled by digest as before.
+    let rival = revoking(2, &[9]);
+    assert_ne!(
+        accept_membership(Some(&held), &rival, None),
+        MembershipOffer::Refused(SuccessorError::RevocationDropped {
+            dropped: 1,
+            held_epoch: 2
+        })
+    );
+
+    let signed = |epoch, at| {
+        let mut d = membership(epoch, None);
+        d.seal = Some(Seal::Admin(AdminSeal {
+            cert: Vec::new(),
+            signature: Vec::new(),
+            signed_at: at,
+        }));
+        d
+    };
+    let held = signed(2, 10_000);
+    assert_eq!(
+        accept_membership(
+            Some(&held),
+            &signed(3, 10_000 - SIGNED_AT_SKEW_SECS - 1),
+            None
+        ),
+        MembershipOffer::Refused(SuccessorError::SignedEarlier {
+            signed_at: 10_000 - SIGNED_AT_SKEW_SECS - 1,
+            held_signed_at: 10_000
+        })
+    );
+    assert_eq!(
+        accept_membership(Some(&held), &signed(3, 10_000 - SIGNED_AT_SKEW_SECS), None),
+        MembershipOffer::Accept
+    );
+}

@@ -66,11 +66,23 @@ impl NodeState {
         // Whoever offers it, a document is taken only with a seal that
         // verifies: signed by an admin of the cluster CA, or the flip of
         // such a document.
+        // A later epoch is also checked against the document held: its
+        // signer must not be one that document revokes (see
+        // `Verifier::verify_successor`); the rules that need no
+        // cryptography are checked again in the write that stores it.
+        let current = self.membership();
         self.verifier()
-            .verify(&doc)
+            .verify_successor(&doc, current.as_deref())
             .map_err(|e| refuse(ErrorCode::Forbidden, e.to_string()))?;
         match self.write(WriteOp::Membership { doc, base }).await? {
-            WriteOutcome::Membership { held, conflict } => {
+            WriteOutcome::Membership {
+                held,
+                conflict,
+                refused,
+            } => {
+                if let Some(why) = refused {
+                    return Err(refuse(ErrorCode::Forbidden, why.to_string()));
+                }
                 let epoch = held.epoch;
                 if conflict {
                     return Err(refuse(

@@ -251,11 +251,16 @@ pub(super) fn apply(
                     Ok(WriteOutcome::Membership {
                         held: doc.clone(),
                         conflict: false,
+                        refused: None,
                     })
                 }
                 verdict => Ok(WriteOutcome::Membership {
                     held: current.unwrap_or_else(|| doc.clone()),
                     conflict: verdict == MembershipOffer::Conflict,
+                    refused: match verdict {
+                        MembershipOffer::Refused(why) => Some(Box::new(why)),
+                        _ => None,
+                    },
                 }),
             }
         }

@@ -121,6 +121,9 @@ pub enum WriteOutcome {
         held: Membership,
         /// The offer named a base the node does not hold.
         conflict: bool,
+        /// Why a later epoch was refused whoever signed it (it dropped a
+        /// revocation, or claims an earlier signing time), if it was.
+        refused: Option<Box<quire_shared::SuccessorError>>,
     },
     /// Hints dropped.
     Dropped(u32),

@@ -4,7 +4,7 @@
 use super::*;
 use crate::test_ca::Ca;
 use quire_shared::wire::{decode_payload, encode_frame, FRAME_HEADER_BYTES};
-use quire_shared::{ClusterId, Member, NodeId, Pending, StoreConfig};
+use quire_shared::{ClusterId, Member, NodeId, Pending, StoreConfig, SuccessorError};
 
 fn document() -> Membership {
     let members = (1..=3)
@@ -163,5 +163,90 @@ fn flips_nested_in_flips_are_refused_without_recursion() {
     assert!(matches!(
         admin.verifier().verify(&decoded),
         Err(SealError::Shape(SealShapeError::NotTheFlip))
+    ));
+}
+
+/// The serial of the certificate that signed `doc`.
+fn signer_serial(doc: &Membership) -> Serial {
+    let der = CertificateDer::from(doc.seal.as_ref().unwrap().admin().cert.clone());
+    Serial(
+        webpki::EndEntityCert::try_from(&der)
+            .unwrap()
+            .serial()
+            .to_vec(),
+    )
+}
+
+/// A revoked admin cannot sign the next epoch with its serial left out:
+/// the held document revokes it, and a later epoch keeps every held
+/// revocation. Another admin's next epoch, keeping the list, is taken.
+#[test]
+fn a_revoked_admin_cannot_sign_its_revocation_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let leaked = Sealer::load(&ca.identity(dir.path(), Role::Admin, "leaked")).unwrap();
+    let other = Sealer::load(&ca.identity(dir.path(), Role::Admin, "other")).unwrap();
+    let verifier = other.verifier();
+    let leaked_serial = signer_serial(&leaked.sign(document()).unwrap());
+    let mut revoking = document();
+    revoking.epoch = 2;
+    revoking.revoked = vec![leaked_serial.clone()];
+    let held = other.sign(revoking).unwrap();
+
+    let mut comeback = held.clone();
+    comeback.epoch = 3;
+    comeback.revoked.clear();
+    let comeback = leaked.sign(comeback).unwrap();
+    verifier.verify(&comeback).unwrap();
+    assert!(matches!(
+        verifier.verify_successor(&comeback, Some(&held)),
+        Err(SealError::SignerRevoked { serial, held_epoch: 2 }) if serial == leaked_serial
+    ));
+    // Signed by another admin, the same document still drops a revocation.
+    let mut dropping = held.clone();
+    dropping.epoch = 3;
+    dropping.revoked.clear();
+    let dropping = other.sign(dropping).unwrap();
+    assert!(matches!(
+        verifier.verify_successor(&dropping, Some(&held)),
+        Err(SealError::Successor(SuccessorError::RevocationDropped {
+            dropped: 1,
+            held_epoch: 2
+        }))
+    ));
+    let mut next = held.clone();
+    next.epoch = 3;
+    let next = other.sign(next).unwrap();
+    verifier.verify_successor(&next, Some(&held)).unwrap();
+    verifier.verify_successor(&next, None).unwrap();
+}
+
+/// A signing time is checked against the certificate's validity, so a
+/// certificate past its end could claim a time when it was valid; a later
+/// epoch may not claim a time well before the document it replaces, nor
+/// any document one in the future, so that door is shut.
+#[test]
+fn a_signer_cannot_claim_an_earlier_time_than_the_held_document_nor_a_future_one() {
+    let (_dir, admin, _) = sealers();
+    let verifier = admin.verifier();
+    let now = now_unix();
+    let held = admin.sign(document()).unwrap();
+    let mut later = document();
+    later.epoch = 2;
+
+    let backdated = admin.sign_at(later.clone(), now - 3_600).unwrap();
+    verifier.verify(&backdated).unwrap();
+    assert!(matches!(
+        verifier.verify_successor(&backdated, Some(&held)),
+        Err(SealError::Successor(SuccessorError::SignedEarlier { .. }))
+    ));
+    // Within the clocks' skew of the held document: taken.
+    let skewed = admin.sign_at(later.clone(), now - 60).unwrap();
+    verifier.verify_successor(&skewed, Some(&held)).unwrap();
+
+    let future = admin.sign_at(later, now + 3_600).unwrap();
+    assert!(matches!(
+        verifier.verify(&future),
+        Err(SealError::SignedInTheFuture { .. })
     ));
 }
