@@ -514,3 +514,103 @@ async fn a_revoked_admin_cannot_sign_its_revocation_away() {
     assert_eq!(doc.epoch, held_epoch + 1);
     assert!(doc.revoked.contains(&serial));
 }
+
+/// Runs `quire ARGS` as its own process and returns (success, stdout,
+/// stderr).
+fn cli(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = std::process::Command::new(common::QUIRE)
+        .args(args)
+        .output()
+        .expect("quire runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Seconds from now until the first certificate in `pem_file` expires.
+fn days_left(pem_file: &std::path::Path) -> f64 {
+    let chain = quire_net::tls::load_certs(pem_file, "certificate").unwrap();
+    let not_after = quire_net::validity::not_after_unix(&chain[0]).expect("a validity");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    (not_after as f64 - now) / 86_400.0
+}
+
+/// The CLI from cold processes: `quire cert issue` writes a ready
+/// `client.toml` with the validity asked for (365 days unless told; the
+/// CA has ten years), `--grant` grants at once, and `quire revoke` and
+/// `quire grant` change what the identity may do from its next command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_issues_identities_and_grants_and_revokes_access() {
+    let cluster = TestCluster::start(3).await;
+    let dir = cluster.layout().dir.clone();
+    let operator = cluster.layout().client_config();
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let run = |args: Vec<std::ffi::OsString>| {
+        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        cli(&refs)
+    };
+
+    let (ok, _, err) = run(vec![
+        os("cert"),
+        os("issue"),
+        os("client"),
+        os("app"),
+        os("--dir"),
+        dir.clone().into(),
+        os("--days"),
+        os("10"),
+        os("--grant"),
+        os("default:rw"),
+    ]);
+    assert!(ok, "{err}");
+    let app_dir = dir.join("clients").join("app");
+    let app = app_dir.join("client.toml");
+    let left = days_left(&app_dir.join("client.pem"));
+    assert!((9.9..=10.1).contains(&left), "{left} days");
+    let (ok, _, err) = run(vec![
+        os("cert"),
+        os("issue"),
+        os("admin"),
+        os("ops2"),
+        os("--dir"),
+        dir.clone().into(),
+    ]);
+    assert!(ok, "{err}");
+    let left = days_left(&dir.join("clients").join("ops2").join("client.pem"));
+    assert!((364.9..=365.1).contains(&left), "{left} days");
+    let left = days_left(&dir.join("ca.pem"));
+    assert!((3649.9..=3650.1).contains(&left), "{left} days");
+
+    let as_app = |args: &[&str]| {
+        let mut all = vec![os("--config"), app.clone().into()];
+        all.extend(args.iter().map(|a| os(a)));
+        run(all)
+    };
+    let as_operator = |args: &[&str]| {
+        let mut all = vec![os("--config"), operator.clone().into()];
+        all.extend(args.iter().map(|a| os(a)));
+        run(all)
+    };
+    let (ok, _, err) = as_app(&["put", "default", "k", "v"]);
+    assert!(ok, "granted read and write at issue: {err}");
+
+    let (ok, _, err) = as_operator(&["revoke", "app", "--store", "default"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = as_app(&["get", "default", "k"]);
+    assert!(!ok, "revoked, yet read");
+    assert!(err.contains("may not read store \"default\""), "{err}");
+
+    let (ok, _, err) = as_operator(&["grant", "app", "--store", "default", "--read"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = as_app(&["get", "default", "k"]);
+    assert!(ok, "granted read: {err}");
+    assert!(out.contains('v'), "{out}");
+    let (ok, _, err) = as_app(&["put", "default", "k", "w"]);
+    assert!(!ok, "read only, yet wrote");
+    assert!(err.contains("may not write store \"default\""), "{err}");
+}

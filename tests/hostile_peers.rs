@@ -991,3 +991,52 @@ async fn a_busy_neighbour_that_never_talks_to_the_node_is_the_floor() {
     })
     .await;
 }
+
+/// The node-wide cap on a real node: with room for 4 connections in all
+/// and 3 per peer, a peer holding its 3 busy ones leaves one for everyone
+/// else. Another address gets that one, and its second is refused before
+/// its handshake though it holds only one of its own 3: the node is full.
+/// A slot comes back when a connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_wide_connection_cap_holds_for_every_peer() {
+    let _serial = SERIAL.lock().await;
+    let limits = Limits {
+        connections_max: 4,
+        connections_per_peer_max: 3,
+        request_read_timeout_ms: 60_000,
+        ..Limits::default()
+    };
+    let node = node_process(limits).await;
+    let hold = |ep: quinn::Endpoint| async move {
+        match attempt(ep, node.addr).await {
+            Attempt::Held(conn, send) => (conn, send),
+            Attempt::Refused => panic!("refused below the caps"),
+            Attempt::Other(e) => panic!("{e}"),
+        }
+    };
+    let first = endpoint(&node.tls, "127.0.0.2");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(hold(first.clone()).await);
+    }
+    let second = endpoint(&node.tls, "127.0.0.3");
+    let _last = hold(second.clone()).await;
+    assert!(matches!(
+        attempt(second.clone(), node.addr).await,
+        Attempt::Refused
+    ));
+    let (conn, _) = held.pop().expect("three held");
+    conn.close(0u32.into(), b"done");
+    // The node frees the slot when it sees the close.
+    let deadline = Instant::now() + T;
+    loop {
+        match attempt(second.clone(), node.addr).await {
+            Attempt::Held(..) => break,
+            Attempt::Refused if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Attempt::Refused => panic!("no slot came back"),
+            Attempt::Other(e) => panic!("{e}"),
+        }
+    }
+}
