@@ -11,6 +11,7 @@ use quire::shared::Context;
 use quire::Client;
 use quire_net::identity::serial_of;
 use quire_net::tls::{load_certs, NODE_SERVER_NAME};
+use rustix::process::{kill_process, Pid, Signal};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -360,4 +361,52 @@ async fn the_ca_rotates_under_quire_bench_load_without_a_failed_request() {
         ca: old.path().join("ca.pem"),
     });
     assert!(Client::connect(unaware).await.is_err());
+}
+
+/// A node keeps its id across certificates: given a certificate naming
+/// another node, a SIGHUP reload is refused and the node serves on as
+/// itself (a client checking who answers connects afresh), and a restart
+/// with that certificate is refused because the data directory belongs to
+/// the node it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_naming_another_node_is_refused_at_reload_and_at_restart() {
+    let mut cluster = TestCluster::processes(1, false).await;
+    let layout = cluster.layout();
+    let file = layout.read().unwrap().expect("a cluster file");
+    let key = std::fs::read_to_string(layout.dir.join("ca-key.pem")).unwrap();
+    let ca = quire::certs::ClusterCa::load(&file.cluster_id, &key).unwrap();
+    let me = cluster.membership.members[0].id;
+    let stranger = quire::shared::NodeId(me.0 ^ 0x5a5a);
+    let dir = layout.node_dir(1);
+    std::fs::remove_file(dir.join("node.pem")).unwrap();
+    std::fs::remove_file(dir.join("node-key.pem")).unwrap();
+    ca.node(stranger, 30)
+        .unwrap()
+        .write(&dir.join("node.pem"), &dir.join("node-key.pem"))
+        .unwrap();
+    let pid = cluster.pid(1).expect("a node process");
+    kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::HUP).unwrap();
+    let log = cluster.log(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("a node keeps its id across certificates")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refused reload in {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A new client (new connections, node identity checked) is served.
+    let client = cluster.client().await;
+    client
+        .put("default", b"k", b"v".to_vec(), &Context::empty())
+        .await
+        .expect("the node serves as itself");
+
+    cluster.stop(1).await;
+    let restarted = cluster.cluster.node(1).start().await;
+    let err = format!("{:?}", restarted.expect_err("the restart is refused"));
+    assert!(err.contains("the data directory belongs to node"), "{err}");
 }
