@@ -24,6 +24,20 @@ fn open(dir: &std::path::Path) -> (Storage, crate::storage::Identity) {
     Storage::open(dir, 64 << 20).expect("storage opens")
 }
 
+/// A put of `value` under `data_key` with no context, into a siblings
+/// store with default limits.
+fn plain_put(data_key: Vec<u8>, value: Vec<u8>) -> WriteOp {
+    WriteOp::Put {
+        data_key,
+        value: Value::bytes(value, 1),
+        context: VersionVector::new(),
+        hint: None,
+        members: Vec::new(),
+        policy: ConflictPolicy::Siblings,
+        limits: StoreLimits::default(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_share_commits_and_all_land() {
     let dir = tempfile::tempdir().unwrap();
@@ -229,15 +243,7 @@ async fn a_failed_fsync_refuses_every_later_write() {
         let dir = tempfile::tempdir().unwrap();
         let (storage, id) = open(dir.path());
         let (writer, _thread) = Writer::start(storage.clone(), id.actor_id, bounds(8), FLUSH);
-        let put = |i: u8| WriteOp::Put {
-            data_key: data_key("s", 0, &[i]),
-            value: Value::bytes(vec![i], 1),
-            context: VersionVector::new(),
-            hint: None,
-            members: Vec::new(),
-            policy: ConflictPolicy::Siblings,
-            limits: StoreLimits::default(),
-        };
+        let put = |i: u8| plain_put(data_key("s", 0, &[i]), vec![i]);
         storage.inject_sync_failure();
         let first = writer.write(put(1), durable).await;
         if durable {
@@ -436,15 +442,7 @@ async fn the_writer_saves_the_segments_at_a_clean_stop_only() {
         {
             let (storage, id) = open(dir.path());
             let (writer, thread) = Writer::start(storage.clone(), id.actor_id, bounds(8), FLUSH);
-            let put = |key: &[u8]| WriteOp::Put {
-                data_key: data_key("s", 3, key),
-                value: Value::bytes(b"v".to_vec(), 1),
-                context: VersionVector::new(),
-                hint: None,
-                members: Vec::new(),
-                policy: ConflictPolicy::Siblings,
-                limits: StoreLimits::default(),
-            };
+            let put = |key: &[u8]| plain_put(data_key("s", 3, key), b"v".to_vec());
             assert!(writer.write(put(b"k"), true).await.is_ok());
             if fail {
                 storage.inject_sync_failure();
