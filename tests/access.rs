@@ -374,6 +374,41 @@ async fn status_warns_about_a_certificate_that_expires_soon() {
     assert!((9..=10).contains(&days_left), "{status}");
 }
 
+/// A node's certificate close to its end is reported too: `quire status`
+/// learns it from the connection to the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_warns_about_a_node_certificate_that_expires_soon() {
+    let mut cluster = TestCluster::start(1).await;
+    let ca = cluster_ca(&cluster);
+    let id = cluster.membership.members[0].id;
+    let dir = cluster.layout().node_dir(1);
+    cluster.stop(1).await;
+    std::fs::remove_file(dir.join("node.pem")).unwrap();
+    std::fs::remove_file(dir.join("node-key.pem")).unwrap();
+    ca.node(id, 10)
+        .unwrap()
+        .write(&dir.join("node.pem"), &dir.join("node-key.pem"))
+        .unwrap();
+    cluster.restart(1).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
+        .args(["--json", "--config"])
+        .arg(cluster.layout().client_config())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expiring = status["expiring_certificates"].as_array().unwrap();
+    assert_eq!(expiring.len(), 1, "only the node's: {status}");
+    assert_eq!(expiring[0]["certificate"], format!("node {id}"));
+    let days_left = expiring[0]["days_left"].as_i64().unwrap();
+    assert!((9..=10).contains(&days_left), "{status}");
+}
+
 /// A revoked certificate is refused from its next request on, on the
 /// connection it already has, whatever its grants.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
