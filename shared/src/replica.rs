@@ -21,6 +21,7 @@
 //! - [`accept_membership`]: a node decides whether an offered membership
 //!   document replaces the one it holds.
 
+use crate::access::Serial;
 use crate::dvvset::{ActorId, VersionVector};
 use crate::membership::{ConflictPolicy, Membership, MembershipVersion, SuccessorError};
 use crate::object::{last_write_wins, Object, Value};
@@ -147,8 +148,8 @@ pub enum MembershipOffer {
     /// A compare-and-set change built on a document the node does not hold:
     /// refuse it, so the admin re-reads and re-applies its change.
     Conflict,
-    /// A later epoch that may not replace the held document whoever
-    /// signed it (see [`Membership::check_successor`]): refuse it.
+    /// An offer that may not replace the held document (see
+    /// [`Membership::check_successor`]): refuse it.
     Refused(SuccessorError),
 }
 
@@ -161,15 +162,17 @@ pub enum MembershipOffer {
 /// rewrites it. A compare-and-set change is taken only on top of the exact
 /// document it was built on: an admin who read a document another admin
 /// has since replaced must start over from the newer one, so no change is
-/// silently dropped. A later epoch must also keep the held document's
-/// revocations and not claim an earlier signing time
-/// ([`Membership::check_successor`]), checked here, in the write that
-/// stores it, so no offer racing it slips past. Validation, the cluster
-/// check and the seal's cryptography come before this rule.
+/// silently dropped. The offer's signer (`signer`, its certificate's
+/// serial) must not be revoked by the held document, and a later epoch may
+/// not claim an earlier signing time ([`Membership::check_successor`]):
+/// checked here, in the write that stores it, so an offer racing the
+/// document that revokes its signer cannot slip past. Validation, the
+/// cluster check and the seal's cryptography come before this rule.
 pub fn accept_membership(
     current: Option<&Membership>,
     offered: &Membership,
     base: Option<MembershipVersion>,
+    (signer, now): (Option<&Serial>, u64),
 ) -> MembershipOffer {
     let Some(held) = current else {
         return MembershipOffer::Accept;
@@ -186,7 +189,7 @@ pub fn accept_membership(
     };
     match offer {
         MembershipOffer::Accept => offered
-            .check_successor(held)
+            .check_successor(held, signer, now)
             .map_or_else(MembershipOffer::Refused, |()| MembershipOffer::Accept),
         other => other,
     }

@@ -5,7 +5,7 @@
 //! - `hints`: `home node (u64 BE) ‖ data key` → object held for another
 //!   node (a hashed form when that is too long for LMDB: see `keys`)
 //! - `merkle`: `store length ‖ store ‖ partition ‖ segment (u16 BE)` →
-//!   segment hash, written in the same transaction as the data (see
+//!   segment hash: the in-memory segments as a clean stop left them (see
 //!   `merkle`)
 //! - `meta`: node id, reset secret, membership document, Merkle format
 //!

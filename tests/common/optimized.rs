@@ -30,7 +30,8 @@ pub fn quire() -> PathBuf {
                 .join("optimized-node");
             let started = std::time::Instant::now();
             let out = std::process::Command::new(env!("CARGO"))
-                .args(["build", "--release", "--bin", "quire"])
+                // `--locked`: a test never rewrites Cargo.lock.
+                .args(["build", "--release", "--locked", "--bin", "quire"])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .env("CARGO_TARGET_DIR", &target)
                 .output()

@@ -6,13 +6,12 @@
 //! holds. So every document carries a [`Seal`] that anyone holding the
 //! cluster CA can check, and nodes and clients take only documents whose
 //! seal verifies: signed by a certificate the CA issued to an admin (as of
-//! when it signed, a time no later than a few minutes from now), not
-//! revoked by the document itself, or the flip of such a document. The
-//! epoch still only grows, so an old signed document cannot roll a node
-//! back either. A later epoch is also checked against the document held
-//! ([`Verifier::verify_successor`]): its signer must not be one the held
-//! document revokes, it keeps every held revocation, and it claims no
-//! signing time well before the held document's.
+//! when it signed), not revoked by the document itself, or the flip of
+//! such a document. The epoch still only grows, so an old signed document
+//! cannot roll a node back either. An offer is also checked against the
+//! document held ([`Verifier::verify_successor`]): its signer must not be
+//! one the held document revokes, and a later epoch claims no signing
+//! time well before the held document's.
 
 use crate::identity::principal_of;
 use crate::tls::{load_certs, PemOrigin, TlsError, TlsFiles, TlsMaterial, TlsSource};
@@ -44,25 +43,8 @@ pub enum SealError {
     /// The signature does not match the document.
     #[error("the document's signature does not verify")]
     BadSignature,
-    /// Signed at a time still to come, by more than admins' clocks
-    /// disagree: a document signed in the future would make every honest
-    /// later one look backdated.
-    #[error("the document claims to be signed at {signed_at} (Unix seconds), more than {} s after now ({now}); check the signing admin's clock", quire_shared::membership::SIGNED_AT_SKEW_SECS)]
-    SignedInTheFuture {
-        /// The claimed signing time.
-        signed_at: u64,
-        /// This side's clock.
-        now: u64,
-    },
-    /// The document held revokes the certificate that signed the offer.
-    #[error("the document is signed by a certificate the held document (epoch {held_epoch}) revokes (serial {serial})")]
-    SignerRevoked {
-        /// The signer's serial.
-        serial: Serial,
-        /// The held document's epoch.
-        held_epoch: u64,
-    },
-    /// A later epoch that may not replace the held document.
+    /// A document that may not replace the held one (its signer is
+    /// revoked there, or it claims an earlier signing time).
     #[error(transparent)]
     Successor(#[from] quire_shared::SuccessorError),
     /// This side cannot sign: its identity is not an admin's, or its key
@@ -118,26 +100,23 @@ impl Verifier {
     }
 
     /// Whether `doc` may replace `held` (none on a node or client that has
-    /// no document yet): its seal verifies, the held document does not
-    /// revoke its signer, and as a later epoch it keeps the held
-    /// revocations and does not claim an earlier signing time
-    /// ([`Membership::check_successor`]). So a revoked admin cannot sign
-    /// its own revocation away, and one whose certificate has expired
-    /// cannot go on signing by claiming a time when it was valid.
+    /// no document yet): its seal verifies, and
+    /// [`Membership::check_successor`] allows it (the held document does
+    /// not revoke its signer; a later epoch claims no signing time well
+    /// before the held document's). So a revoked admin cannot sign its own
+    /// revocation away, and one whose certificate has expired cannot go on
+    /// signing by claiming a time when it was valid. Returns the signer's
+    /// serial, for a node to check again in the write that stores `doc`.
     pub fn verify_successor(
         &self,
         doc: &Membership,
         held: Option<&Membership>,
-    ) -> Result<(), SealError> {
+    ) -> Result<Serial, SealError> {
         let serial = self.verify_signer(doc)?;
-        let Some(held) = held else { return Ok(()) };
-        if held.revoked.binary_search(&serial).is_ok() {
-            return Err(SealError::SignerRevoked {
-                serial,
-                held_epoch: held.epoch,
-            });
+        if let Some(held) = held {
+            doc.check_successor(held, Some(&serial), now_unix())?;
         }
-        Ok(doc.check_successor(held)?)
+        Ok(serial)
     }
 
     /// Verifies `doc`'s seal and returns its signer's serial.
@@ -148,13 +127,7 @@ impl Verifier {
             signature,
             signed_at,
         } = seal;
-        let now = now_unix();
-        if signed_at.saturating_sub(quire_shared::membership::SIGNED_AT_SKEW_SECS) > now {
-            return Err(SealError::SignedInTheFuture {
-                signed_at: *signed_at,
-                now,
-            });
-        }
+
         let der = CertificateDer::from(cert.as_slice());
         let signer = webpki::EndEntityCert::try_from(&der)
             .map_err(|e| SealError::Untrusted(e.to_string()))?;

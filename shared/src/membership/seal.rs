@@ -16,6 +16,7 @@
 //! holds the shapes and the bytes that are signed.
 
 use super::Membership;
+use crate::access::Serial;
 use serde::{Deserialize, Serialize};
 
 /// An admin's signature over a document's signed bytes.
@@ -94,32 +95,29 @@ impl Membership {
     }
 }
 
-/// How far a document's signing time may lie behind the one it replaces,
-/// or ahead of the clock of whoever checks it (seconds): admins' clocks
-/// disagree a little, never by more.
+/// How far a document's signing time may lie behind the one it replaces
+/// (seconds): admins' clocks disagree a little, never by more.
 pub const SIGNED_AT_SKEW_SECS: u64 = 300;
 
-/// Why a document may not replace the one held, whoever signed it.
+/// Why a document may not replace the one held.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SuccessorError {
-    /// A later epoch left out certificates the held document revokes: a
-    /// revocation is never undone, or a revoked admin could sign itself
-    /// back in.
-    #[error("the document drops {dropped} revoked certificate(s) that epoch {held_epoch} revokes; revocations are permanent")]
-    RevocationDropped {
-        /// How many of the held document's revoked serials are missing.
-        dropped: usize,
+    /// The held document revokes the certificate that signed the offer: a
+    /// revoked admin cannot sign its own revocation away.
+    #[error("the document is signed by a certificate that the held document (epoch {held_epoch}) revokes")]
+    SignerRevoked {
         /// The held document's epoch.
         held_epoch: u64,
     },
-    /// A later epoch signed well before the document it replaces: a
+    /// A later epoch signed well before the document it replaces (or
+    /// before now, if that document claims a time still to come): a
     /// certificate past its end cannot sign by claiming an old time.
     #[error("the document was signed at {signed_at} (Unix seconds), more than {SIGNED_AT_SKEW_SECS} s before the document it replaces ({held_signed_at}); check the signing admin's clock")]
     SignedEarlier {
         /// The offered document's signing time.
         signed_at: u64,
-        /// The held document's.
+        /// The held document's (or now, whichever is earlier).
         held_signed_at: u64,
     },
 }
@@ -140,27 +138,31 @@ impl Membership {
         self.seal.as_ref().map(|s| s.admin().signed_at)
     }
 
-    /// Whether this document may replace `held` as a later epoch: it keeps
-    /// every revocation `held` has, and was not signed more than
-    /// [`SIGNED_AT_SKEW_SECS`] before it. Documents of the same epoch (two
-    /// admins' rival changes, settled by digest) are not compared: each was
-    /// built on the same predecessor, which both rules already held to.
-    pub fn check_successor(&self, held: &Membership) -> Result<(), SuccessorError> {
-        if self.epoch <= held.epoch {
-            return Ok(());
-        }
-        let dropped = held
-            .revoked
-            .iter()
-            .filter(|s| self.revoked.binary_search(s).is_err())
-            .count();
-        if dropped > 0 {
-            return Err(SuccessorError::RevocationDropped {
-                dropped,
+    /// Whether this document, signed by the certificate with serial
+    /// `signer` (when known), may replace `held`, at `now` (Unix seconds):
+    /// `held` must not revoke its signer, and a later epoch may not claim a
+    /// signing time more than [`SIGNED_AT_SKEW_SECS`] before `held`'s, or
+    /// before `now` if `held` claims a later time than that (a document
+    /// signed by a clock running fast must not hold back every later one).
+    /// Documents of the same epoch (two admins' rival changes, settled by
+    /// digest) are not compared by time: both were built on the same
+    /// predecessor, which both already followed.
+    pub fn check_successor(
+        &self,
+        held: &Membership,
+        signer: Option<&Serial>,
+        now: u64,
+    ) -> Result<(), SuccessorError> {
+        if signer.is_some_and(|s| held.revoked.binary_search(s).is_ok()) {
+            return Err(SuccessorError::SignerRevoked {
                 held_epoch: held.epoch,
             });
         }
+        if self.epoch <= held.epoch {
+            return Ok(());
+        }
         if let (Some(signed_at), Some(held_signed_at)) = (self.signed_at(), held.signed_at()) {
+            let held_signed_at = held_signed_at.min(now);
             if signed_at.saturating_add(SIGNED_AT_SKEW_SECS) < held_signed_at {
                 return Err(SuccessorError::SignedEarlier {
                     signed_at,

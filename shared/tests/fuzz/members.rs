@@ -197,9 +197,12 @@ fn accepted(rng: &mut Rng, doc: &Membership) {
     assert_eq!(back.digest(), doc.digest());
     assert_eq!(back.validate(), Ok(()));
     assert!(!doc.supersedes(&back), "a document supersedes itself");
-    assert_eq!(accept_membership(None, doc, None), MembershipOffer::Accept);
     assert_eq!(
-        accept_membership(Some(doc), &back, None),
+        accept_membership(None, doc, None, (None, 0)),
+        MembershipOffer::Accept
+    );
+    assert_eq!(
+        accept_membership(Some(doc), &back, None, (None, 0)),
         MembershipOffer::Keep
     );
     for store in &doc.stores {

@@ -66,15 +66,20 @@ impl NodeState {
         // Whoever offers it, a document is taken only with a seal that
         // verifies: signed by an admin of the cluster CA, or the flip of
         // such a document.
-        // A later epoch is also checked against the document held: its
-        // signer must not be one that document revokes (see
-        // `Verifier::verify_successor`); the rules that need no
-        // cryptography are checked again in the write that stores it.
+        // It is also checked against the document held (see
+        // `Verifier::verify_successor`): here for a typed answer, and again
+        // in the write that stores it, against the document held then.
         let current = self.membership();
-        self.verifier()
+        let signer = self
+            .verifier()
             .verify_successor(&doc, current.as_deref())
             .map_err(|e| refuse(ErrorCode::Forbidden, e.to_string()))?;
-        match self.write(WriteOp::Membership { doc, base }).await? {
+        let op = WriteOp::Membership {
+            doc,
+            base,
+            signer: Some(signer),
+        };
+        match self.write(op).await? {
             WriteOutcome::Membership {
                 held,
                 conflict,

@@ -17,9 +17,11 @@
 //! open that finds the marker loads the segments from there, then deletes
 //! the marker durably before the node writes anything: a crash after that
 //! point finds no marker, and the next open rebuilds the segments from the
-//! data (one pass over every key; `docs/reliability.md` says how long).
+//! data (one pass over every key; the README's anti-entropy section says
+//! how long).
 //! A directory of an older node (marker format 2, segments kept in every
-//! transaction, so always current) loads the same way.
+//! transaction, so always current) loads the same way; a marker of any
+//! other format is removed and the segments rebuilt.
 //!
 //! Database layout. Key: `store length ‖ store ‖ partition (u32 BE) ‖
 //! segment (u16 BE)` (the data key's prefix and a segment); value: the
@@ -164,16 +166,26 @@ impl Storage {
     /// the marker, so that a crash from here on is followed by a rebuild.
     pub(super) fn load_merkle(&mut self) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
-        let saved = {
+        let (marked, saved) = {
             let txn = self.env.begin_ro_txn()?;
             match txn.get(self.meta, &META_MERKLE_FORMAT) {
                 Ok(v)
                     if v == [FORMAT_V1, MERKLE_FORMAT]
                         || v == [FORMAT_V1, MERKLE_FORMAT_TRANSACTIONAL] =>
                 {
-                    Some(self.read_saved(&txn)?)
+                    // A copy that does not read costs a rebuild, not the
+                    // start: it is only a shortcut.
+                    let read = self.read_saved(&txn);
+                    if let Err(e) = &read {
+                        tracing::warn!(error = %e, "the saved Merkle segments do not read: rebuilding them from the data");
+                    }
+                    (true, read.ok())
                 }
-                Ok(_) | Err(lmdb::Error::NotFound) => None,
+                // A marker of a format this binary does not know (a newer
+                // one's) is removed too, below: left standing, that binary
+                // would trust its copy after this one wrote data.
+                Ok(_) => (true, None),
+                Err(lmdb::Error::NotFound) => (false, None),
                 Err(e) => return Err(e.into()),
             }
         };
@@ -181,15 +193,17 @@ impl Storage {
             Some(index) => {
                 *self.index.lock() = index;
                 self.merkle_source = MerkleSource::Saved;
-                let mut txn = self.env.begin_rw_txn()?;
-                txn.del(self.meta, &META_MERKLE_FORMAT, None)?;
-                txn.commit()?;
-                self.sync()?;
             }
             None => {
                 self.rebuild_merkle()?;
                 self.merkle_source = MerkleSource::Rebuilt;
             }
+        }
+        if marked {
+            let mut txn = self.env.begin_rw_txn()?;
+            txn.del(self.meta, &META_MERKLE_FORMAT, None)?;
+            txn.commit()?;
+            self.sync()?;
         }
         tracing::info!(
             source = ?self.merkle_source,
@@ -231,7 +245,7 @@ impl Storage {
     /// makes the next open trust them, and fsyncs. Only at a clean stop,
     /// after the writer's last commit: a write after this would leave them
     /// stale with the marker standing.
-    pub fn save_merkle(&self) -> Result<(), StorageError> {
+    pub(crate) fn save_merkle(&self) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
         let index = self.index.lock().clone();
         let mut txn = self.env.begin_rw_txn()?;
@@ -271,7 +285,7 @@ impl Storage {
     /// writer starts (or in tests): the rebuild must see every data
     /// write. Data keys are ordered by store and partition, so the
     /// segments are built one partition at a time.
-    pub fn rebuild_merkle(&self) -> Result<(), StorageError> {
+    pub(crate) fn rebuild_merkle(&self) -> Result<(), StorageError> {
         let mut built = HashMap::new();
         let txn = self.env.begin_ro_txn()?;
         let mut cursor = txn.open_ro_cursor(self.data)?;
@@ -324,6 +338,15 @@ impl Storage {
         txn.commit().unwrap();
     }
 
+    /// The marker's value, if one stands.
+    #[cfg(test)]
+    pub(crate) fn merkle_marker_for_tests(&self) -> Option<Vec<u8>> {
+        let txn = self.env.begin_ro_txn().unwrap();
+        txn.get(self.meta, &META_MERKLE_FORMAT)
+            .ok()
+            .map(<[u8]>::to_vec)
+    }
+
     /// How many partitions the in-memory segments hold.
     #[cfg(test)]
     pub(crate) fn merkle_partitions_for_tests(&self) -> usize {
@@ -338,8 +361,12 @@ impl Storage {
         for db in [self.data, self.merkle, self.hints] {
             txn.clear_db(db)?;
         }
+        // In turn with the writer's commits, so none applies its segment
+        // changes to the index between the wipe and the clear.
+        let turn = self.flushes.turn()?;
         txn.commit()?;
         self.index.clear();
+        drop(turn);
         self.sync()
     }
 }

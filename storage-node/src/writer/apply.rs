@@ -243,9 +243,12 @@ pub(super) fn apply(
             *partition,
             (*root, *limit),
         )?)),
-        WriteOp::Membership { doc, base } => {
+        WriteOp::Membership { doc, base, signer } => {
             let current = txn.get_membership()?;
-            match replica::accept_membership(current.as_ref(), doc, *base) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            match replica::accept_membership(current.as_ref(), doc, *base, (signer.as_ref(), now)) {
                 MembershipOffer::Accept => {
                     txn.put_membership(doc)?;
                     Ok(WriteOutcome::Membership {

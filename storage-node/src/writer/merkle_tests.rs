@@ -1,4 +1,4 @@
-//! The Merkle segments kept inside the write transaction equal a rebuild
+//! The Merkle segments kept current at every commit equal a rebuild
 //! from the data, after any sequence of the writer's operations: puts,
 //! replications, stand-in puts and replications (hints, which are not the
 //! node's data and must leave the segments alone), hint drops and
@@ -293,6 +293,24 @@ fn an_older_nodes_segments_are_read_back() {
     let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
     assert_eq!(storage.merkle_source(), MerkleSource::Saved);
     assert_eq!(held(&storage), before);
+}
+
+/// A marker of a format this binary does not know (a newer binary's) is
+/// not trusted, and is removed: left standing, the newer binary would
+/// trust its own copy after this one wrote data.
+#[test]
+fn a_marker_of_an_unknown_format_is_removed_and_the_segments_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+        run(&storage, &puts(100));
+        storage.save_merkle().unwrap();
+        storage.set_merkle_format_for_tests(9);
+    }
+    let (storage, _) = Storage::open(dir.path(), 16 << 20).unwrap();
+    assert_eq!(storage.merkle_source(), MerkleSource::Rebuilt);
+    assert_eq!(storage.merkle_marker_for_tests(), None);
+    assert_eq!(held(&storage), from_data(&storage));
 }
 
 /// Emptying a partition takes it out of memory: a partition dropped after

@@ -106,6 +106,9 @@ pub enum WriteOp {
         doc: Membership,
         /// The document an admin's change was built on (compare-and-set).
         base: Option<MembershipVersion>,
+        /// The serial of the certificate that signed it (checked against
+        /// the held document's revocations in the write).
+        signer: Option<quire_shared::access::Serial>,
     },
 }
 
@@ -121,8 +124,8 @@ pub enum WriteOutcome {
         held: Membership,
         /// The offer named a base the node does not hold.
         conflict: bool,
-        /// Why a later epoch was refused whoever signed it (it dropped a
-        /// revocation, or claims an earlier signing time), if it was.
+        /// Why the offer was refused (the held document revokes its
+        /// signer, or it claims an earlier signing time), if it was.
         refused: Option<Box<quire_shared::SuccessorError>>,
     },
     /// Hints dropped.

@@ -214,6 +214,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
             WriteOp::Membership {
                 doc: newer,
                 base: None,
+                signer: None,
             },
             true,
         )
@@ -224,6 +225,7 @@ async fn replicate_syncs_and_an_older_membership_is_ignored() {
             WriteOp::Membership {
                 doc: older,
                 base: None,
+                signer: None,
             },
             true,
         )
