@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{test_timeouts, TestCluster};
+use common::{cluster_ca, quire_json, test_timeouts, TestCluster};
 use quire::admin::AdminError;
 use quire::shared::access::{Access, Role};
 use quire::shared::wire::{ErrorCode, Reply, Request};
@@ -36,6 +36,19 @@ fn new_store(name: &str) -> quire::shared::StoreConfig {
     let mut store = quire::admin::default_store(3);
     store.name = name.into();
     store
+}
+
+/// Offers `doc` to the node at `addr` as gossip (no compare-and-set base).
+async fn offer(
+    t: &Transport,
+    addr: &str,
+    doc: &quire::shared::Membership,
+) -> quire::shared::wire::Response {
+    let put = Request::PutMembership {
+        membership: Box::new(doc.clone()),
+        base: None,
+    };
+    t.call(addr, &put, T).await.expect("the node answers")
 }
 
 /// Grants one access, asserting that every member took the document (so
@@ -118,17 +131,7 @@ async fn only_an_admin_changes_the_cluster() {
     forged.epoch = u64::MAX - 1;
     forged.stores.clear();
     for addr in &cluster.node_addrs {
-        let answer = t
-            .call(
-                &addr.to_string(),
-                &Request::PutMembership {
-                    membership: Box::new(forged.clone()),
-                    base: None,
-                },
-                T,
-            )
-            .await
-            .unwrap();
+        let answer = offer(&t, &addr.to_string(), &forged).await;
         let refusal = answer.result.expect_err("refused");
         assert_eq!(refusal.code, ErrorCode::Forbidden, "{refusal:?}");
         assert_eq!(answer.epoch, cluster.membership.epoch, "document unchanged");
@@ -229,14 +232,6 @@ async fn a_client_talks_to_a_member_address_only_if_that_member_answers() {
         .await
         .expect("the right node is talked to");
     assert!(answer.result.is_ok());
-}
-
-/// The cluster CA, loaded from the test cluster's directory.
-fn cluster_ca(cluster: &TestCluster) -> quire::certs::ClusterCa {
-    let layout = cluster.layout();
-    let file = layout.read().unwrap().expect("a cluster file");
-    let key = std::fs::read_to_string(layout.dir.join("ca-key.pem")).unwrap();
-    quire::certs::ClusterCa::load(&file.cluster_id, &key).unwrap()
 }
 
 /// Writes `pem` into `dir` and returns client TLS files using it.
@@ -354,18 +349,7 @@ async fn certificates_outside_their_validity_fail_the_handshake() {
 async fn status_warns_about_a_certificate_that_expires_soon() {
     let cluster = TestCluster::start(1).await;
     let issued = cluster.layout().issue(Role::Client, "soon", 10).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["--json", "--config"])
-        .arg(issued.config.unwrap())
-        .arg("status")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = quire_json(&issued.config.unwrap(), &["status"]);
     let expiring = status["expiring_certificates"].as_array().unwrap();
     assert_eq!(expiring.len(), 1, "{status}");
     assert_eq!(expiring[0]["certificate"], "client");
@@ -381,27 +365,10 @@ async fn status_warns_about_a_node_certificate_that_expires_soon() {
     let mut cluster = TestCluster::start(1).await;
     let ca = cluster_ca(&cluster);
     let id = cluster.membership.members[0].id;
-    let dir = cluster.layout().node_dir(1);
     cluster.stop(1).await;
-    std::fs::remove_file(dir.join("node.pem")).unwrap();
-    std::fs::remove_file(dir.join("node-key.pem")).unwrap();
-    ca.node(id, 10)
-        .unwrap()
-        .write(&dir.join("node.pem"), &dir.join("node-key.pem"))
-        .unwrap();
+    common::replace_node_certificate(&cluster, 1, &ca.node(id, 10).unwrap());
     cluster.restart(1).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quire"))
-        .args(["--json", "--config"])
-        .arg(cluster.layout().client_config())
-        .arg("status")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = quire_json(&cluster.layout().client_config(), &["status"]);
     let expiring = status["expiring_certificates"].as_array().unwrap();
     assert_eq!(expiring.len(), 1, "only the node's: {status}");
     assert_eq!(expiring[0]["certificate"], format!("node {id}"));
@@ -527,17 +494,7 @@ async fn a_revoked_admin_cannot_sign_its_revocation_away() {
         ),
     ] {
         for addr in &cluster.node_addrs {
-            let answer = t
-                .call(
-                    &addr.to_string(),
-                    &Request::PutMembership {
-                        membership: Box::new(doc.clone()),
-                        base: None,
-                    },
-                    T,
-                )
-                .await
-                .unwrap();
+            let answer = offer(&t, &addr.to_string(), doc).await;
             let refusal = answer.result.expect_err("refused");
             assert_eq!(refusal.code, ErrorCode::Forbidden, "{refusal:?}");
             assert!(refusal.message.contains(expect), "{}", refusal.message);

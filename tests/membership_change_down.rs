@@ -101,18 +101,7 @@ async fn a_change_whose_new_node_died_is_aborted_and_nothing_is_lost() {
         put(&client, i).await;
     }
     cluster.kill(joiner).await;
-    let out = std::process::Command::new(common::QUIRE)
-        .arg("--config")
-        .arg(cluster.layout().client_config())
-        .args(["cluster", "abort", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answer = common::quire_json(&cluster.layout().client_config(), &["cluster", "abort"]);
     assert_eq!(answer["ok"], true, "{answer}");
     // A client that starts now learns the aborting document.
     let client = cluster.client().await;

@@ -371,19 +371,10 @@ async fn the_ca_rotates_under_quire_bench_load_without_a_failed_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_naming_another_node_is_refused_at_reload_and_at_restart() {
     let mut cluster = TestCluster::processes(1, false).await;
-    let layout = cluster.layout();
-    let file = layout.read().unwrap().expect("a cluster file");
-    let key = std::fs::read_to_string(layout.dir.join("ca-key.pem")).unwrap();
-    let ca = quire::certs::ClusterCa::load(&file.cluster_id, &key).unwrap();
+    let ca = common::cluster_ca(&cluster);
     let me = cluster.membership.members[0].id;
     let stranger = quire::shared::NodeId(me.0 ^ 0x5a5a);
-    let dir = layout.node_dir(1);
-    std::fs::remove_file(dir.join("node.pem")).unwrap();
-    std::fs::remove_file(dir.join("node-key.pem")).unwrap();
-    ca.node(stranger, 30)
-        .unwrap()
-        .write(&dir.join("node.pem"), &dir.join("node-key.pem"))
-        .unwrap();
+    common::replace_node_certificate(&cluster, 1, &ca.node(stranger, 30).unwrap());
     let pid = cluster.pid(1).expect("a node process");
     kill_process(Pid::from_raw(pid as i32).unwrap(), Signal::HUP).unwrap();
     let log = cluster.log(1);

@@ -286,3 +286,39 @@ pub async fn place_on(t: &Transport, doc: &Membership, nodes: &[NodeId], store: 
         assert!(matches!(answer, Ok(Reply::Stored(_))), "{answer:?}");
     }
 }
+
+/// Runs `quire --json --config CONFIG ARGS` as its own process, asserts
+/// it succeeded, and returns what it printed.
+pub fn quire_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(QUIRE)
+        .arg("--json")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("quire runs");
+    assert!(
+        out.status.success(),
+        "quire {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("quire printed JSON")
+}
+
+/// The cluster CA, loaded from the test cluster's directory.
+pub fn cluster_ca(cluster: &TestCluster) -> quire::certs::ClusterCa {
+    let layout = cluster.layout();
+    let file = layout.read().unwrap().expect("a cluster file");
+    let key = std::fs::read_to_string(layout.dir.join("ca-key.pem")).unwrap();
+    quire::certs::ClusterCa::load(&file.cluster_id, &key).unwrap()
+}
+
+/// Replaces node K's certificate and key with `pem` (key files are
+/// written create-new, so the old ones go first).
+pub fn replace_node_certificate(cluster: &TestCluster, k: usize, pem: &quire::certs::Pem) {
+    let dir = cluster.layout().node_dir(k);
+    std::fs::remove_file(dir.join("node.pem")).unwrap();
+    std::fs::remove_file(dir.join("node-key.pem")).unwrap();
+    pem.write(&dir.join("node.pem"), &dir.join("node-key.pem"))
+        .unwrap();
+}
