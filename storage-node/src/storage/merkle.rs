@@ -92,7 +92,11 @@ impl Index {
         let mut index = self.lock();
         for p in pending {
             let key = (p.store.clone(), p.partition);
-            if p.apply_to(index.entry(key.clone()).or_default()) {
+            let emptied = match index.get_mut(&key) {
+                Some(summary) => p.apply_to(summary),
+                None => p.apply_to(index.entry(key.clone()).or_default()),
+            };
+            if emptied {
                 // A partition emptied (dropped after a move) costs nothing.
                 index.remove(&key);
             }

@@ -245,9 +245,7 @@ pub(super) fn apply(
         )?)),
         WriteOp::Membership { doc, base, signer } => {
             let current = txn.get_membership()?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = crate::handler::now_ms() / 1000;
             match replica::accept_membership(current.as_ref(), doc, *base, (signer.as_ref(), now)) {
                 MembershipOffer::Accept => {
                     txn.put_membership(doc)?;
