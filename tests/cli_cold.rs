@@ -23,11 +23,7 @@ fn quire(cluster: &TestCluster, args: &[&str]) {
         .args(args)
         .output()
         .expect("run quire");
-    assert!(
-        out.status.success(),
-        "quire {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ran(&out, &format!("quire {args:?}"));
 }
 
 /// The nodes holding `key` in their own data.

@@ -6,13 +6,12 @@
 
 mod common;
 
-use common::{TestCluster, QUIRE};
+use common::TestCluster;
 use quire::shared::wire::{ErrorCode, Request};
 use quire::Context;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 const KEYS: usize = 20;
@@ -105,18 +104,7 @@ fn assert_well_formed(body: &str) {
 /// What `quire status --json` says each node's metrics URL is, in the
 /// order of `cluster.nodes`.
 fn metrics_urls(cluster: &TestCluster) -> Vec<String> {
-    let out = Command::new(QUIRE)
-        .arg("--config")
-        .arg(cluster.layout().client_config())
-        .args(["status", "--json"])
-        .output()
-        .expect("run quire status");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = common::quire_json(&cluster.layout().client_config(), &["status"]);
     let nodes = status["nodes"].as_array().unwrap();
     cluster
         .nodes

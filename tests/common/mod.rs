@@ -287,6 +287,15 @@ pub async fn place_on(t: &Transport, doc: &Membership, nodes: &[NodeId], store: 
     }
 }
 
+/// Panics with `what` and the command's stderr unless it succeeded.
+pub fn assert_ran(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `quire --json --config CONFIG ARGS` as its own process, asserts
 /// it succeeded, and returns what it printed.
 pub fn quire_json(config: &Path, args: &[&str]) -> serde_json::Value {
@@ -297,11 +306,7 @@ pub fn quire_json(config: &Path, args: &[&str]) -> serde_json::Value {
         .args(args)
         .output()
         .expect("quire runs");
-    assert!(
-        out.status.success(),
-        "quire {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ran(&out, &format!("quire {args:?}"));
     serde_json::from_slice(&out.stdout).expect("quire printed JSON")
 }
 

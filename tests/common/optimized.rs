@@ -36,11 +36,7 @@ pub fn quire() -> PathBuf {
                 .env("CARGO_TARGET_DIR", &target)
                 .output()
                 .expect("cargo runs");
-            assert!(
-                out.status.success(),
-                "building the optimized quire binary failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            super::assert_ran(&out, "building the optimized quire binary failed");
             eprintln!(
                 "optimized quire binary ready in {:.1} s ({})",
                 started.elapsed().as_secs_f64(),

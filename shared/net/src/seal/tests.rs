@@ -169,12 +169,7 @@ fn flips_nested_in_flips_are_refused_without_recursion() {
 /// The serial of the certificate that signed `doc`.
 fn signer_serial(doc: &Membership) -> Serial {
     let der = CertificateDer::from(doc.seal.as_ref().unwrap().admin().cert.clone());
-    Serial(
-        webpki::EndEntityCert::try_from(&der)
-            .unwrap()
-            .serial()
-            .to_vec(),
-    )
+    crate::identity::serial_of(&der).unwrap()
 }
 
 /// A revoked admin cannot sign the next epoch with its serial left out,
