@@ -8,6 +8,7 @@ use common::TestCluster;
 use quire::shared::wire::{Reply, Request};
 use quire::shared::{Change, MemberState, Membership, NodeId};
 use quire::{Client, Context};
+use quire_client::transport::Transport;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,11 +66,12 @@ async fn held_where_home(
     (doc, id, addr): (&Membership, NodeId, &str),
     keys: &[Vec<u8>],
 ) -> u64 {
+    let raw = cluster.transport();
     let mut held = 0;
     for key in keys {
         if doc.preference_list("default", key, 3).home().contains(&id) {
             assert!(
-                holds(cluster, addr, key).await,
+                holds(&raw, addr, key).await,
                 "{} not on the new node",
                 String::from_utf8_lossy(key)
             );
@@ -79,20 +81,16 @@ async fn held_where_home(
     held
 }
 
-/// Node `addr`'s own copy of `key` exists (a raw local read).
-async fn holds(cluster: &TestCluster, addr: &str, key: &[u8]) -> bool {
+/// Node `addr`'s own copy of `key` exists (a raw local read through
+/// `raw`: one transport for a whole check, so that a loop over many keys
+/// makes one handshake per node, not one per key).
+async fn holds(raw: &Transport, addr: &str, key: &[u8]) -> bool {
     let get = Request::Get {
         store: "default".into(),
         key: key.to_vec(),
         hint: None,
     };
-    match cluster
-        .transport()
-        .call(addr, &get, T)
-        .await
-        .unwrap()
-        .result
-    {
+    match raw.call(addr, &get, T).await.unwrap().result {
         Ok(Reply::Object(o)) => o.is_some(),
         other => panic!("expected an object, got {other:?}"),
     }
@@ -288,16 +286,14 @@ async fn a_dead_node_is_replaced_and_its_partitions_rebuilt_from_the_others() {
     assert!(report.flipped, "{report:?}");
     let after = client.membership();
     assert_eq!(after.state_of(dead.id), MemberState::Idle);
+    let raw = cluster.transport();
     for key in &keys {
         if after
             .preference_list("default", key, 3)
             .home()
             .contains(&member.id)
         {
-            assert!(
-                holds(&cluster, &addr, key).await,
-                "not rebuilt on the new node"
-            );
+            assert!(holds(&raw, &addr, key).await, "not rebuilt on the new node");
         }
     }
     all_readable_keys(&client, &keys).await;
@@ -475,10 +471,11 @@ async fn hints_for_a_node_that_left_go_to_the_new_home_replicas() {
             stats.hints
         );
     }
+    let raw = cluster.transport();
     for key in &keys {
         for home in after.preference_list("default", key, 3).home() {
             let addr = &after.member(*home).unwrap().addr;
-            assert!(holds(&cluster, addr, key).await, "a new home lacks a key");
+            assert!(holds(&raw, addr, key).await, "a new home lacks a key");
         }
     }
 }
@@ -556,6 +553,7 @@ async fn old_owners_drop_their_copies_once_the_change_has_flipped() {
     assert!(dropped.partitions_dropped > 0, "{dropped:?}");
     assert!(dropped.unreachable.is_empty(), "{dropped:?}");
     let doc = client.membership();
+    let raw = cluster.transport();
     for m in &doc.members {
         let home_of = keys
             .iter()
@@ -570,7 +568,7 @@ async fn old_owners_drop_their_copies_once_the_change_has_flipped() {
                 .home()
                 .contains(&m.id)
             {
-                assert!(holds(&cluster, &m.addr, key).await);
+                assert!(holds(&raw, &m.addr, key).await);
             }
         }
     }
@@ -972,7 +970,7 @@ async fn a_put_during_a_move_waits_for_w_among_the_owners_to_come() {
     );
     let direct = cluster.node_addrs[cluster.k_of(slow) - 1].to_string();
     assert!(
-        holds(&cluster, &direct, &key).await,
+        holds(&cluster.transport(), &direct, &key).await,
         "the incoming replica holds the write when it is acknowledged"
     );
 
