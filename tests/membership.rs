@@ -276,3 +276,40 @@ async fn a_change_already_in_the_majority_document_heals_a_lone_rival() {
         "the grant to {kept} was lost"
     );
 }
+
+/// A new epoch shows in every answer at once: a client busy with many
+/// gets when an admin changes the membership fetches the new document
+/// about once, not once per answer (which queued its gets behind a
+/// burst of fetches and signature checks at every commit and flip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_client_fetches_a_new_epoch_once_not_once_per_answer() {
+    let cluster = TestCluster::start(3).await;
+    let client = cluster.client().await;
+    client
+        .put("default", b"k", b"v".to_vec(), &quire::Context::empty())
+        .await
+        .unwrap();
+    let before = client.stats().membership_exchanges;
+    let admin = cluster.client().await;
+    admin.create_store(store("new")).await.expect("lands");
+    let epoch = agreed(&cluster).await.epoch;
+    assert!(client.membership().epoch < epoch);
+    let mut answers = 0;
+    while client.membership().epoch < epoch {
+        assert!(answers < 20_000, "the client never took the new epoch");
+        let mut gets = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let client = client.clone();
+            gets.spawn(async move { client.get("default", b"k").await.map(|_| ()) });
+        }
+        while let Some(read) = gets.join_next().await {
+            read.unwrap().expect("a get");
+            answers += 2;
+        }
+    }
+    let exchanges = client.stats().membership_exchanges - before;
+    assert!(
+        (1..=4).contains(&exchanges),
+        "{exchanges} exchanges for one new epoch seen in {answers}+ answers"
+    );
+}

@@ -18,6 +18,7 @@ use quire_net::seal::Sealer;
 use quire_net::tls::TlsMaterial;
 use quire_shared::wire::{Reply, Request, Response, PROTOCOL_VERSION};
 use quire_shared::{Membership, NodeId, PreferenceList, StoreConfig};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,10 @@ pub struct ClientStats {
     /// Gets that asked more replicas because their first `R` answers
     /// were slower than this client's 99th percentile.
     pub speculative_reads: u64,
+    /// Membership documents fetched from, or pushed to, a node whose
+    /// answer carried another epoch: about one per epoch change and
+    /// node behind, however many answers showed it.
+    pub membership_exchanges: u64,
 }
 
 /// What every clone of a [`Client`] shares.
@@ -57,6 +62,13 @@ pub(crate) struct Inner {
     pub(crate) speculation: Speculation,
     pub(crate) health: Health,
     pub(crate) background: Background,
+    /// True while a membership exchange started by an answer runs. A new
+    /// epoch shows in every answer at once (a commit, a flip): without
+    /// this, each of them started its own fetch and verification, and a
+    /// busy client sent hundreds in a millisecond, its gets queued behind
+    /// them. Answers that disagree while one runs start none; the next
+    /// answer after it ends starts another if still needed.
+    pub(crate) exchanging: AtomicBool,
 }
 
 /// A handle on a cluster; cheap to clone and share between tasks.
@@ -69,6 +81,15 @@ pub struct Client {
 /// transport presents, loaded by the same rules.
 pub(crate) fn load_sealer(tls: &TlsSource) -> Result<Sealer, SetupError> {
     Ok(Sealer::from_material(&TlsMaterial::load(tls)?)?)
+}
+
+/// Marks the running membership exchange ended when dropped.
+struct Exchanging(Client);
+
+impl Drop for Exchanging {
+    fn drop(&mut self) {
+        self.0.inner.exchanging.store(false, Ordering::Release);
+    }
 }
 
 /// Probes down nodes with backoff until the client is dropped.
@@ -146,6 +167,7 @@ impl Client {
                 speculation: Speculation::new(Duration::from_millis(config.timeouts.attempt_ms)),
                 health: Health::default(),
                 background: Background::default(),
+                exchanging: AtomicBool::new(false),
                 config,
             }),
         };
@@ -257,9 +279,18 @@ impl Client {
                 let Some(addr) = mine.member(node).map(|m| m.addr.clone()) else {
                     return;
                 };
+                if client.inner.exchanging.swap(true, Ordering::AcqRel) {
+                    return; // one is running; a later answer retries
+                }
                 let client = client.clone();
                 let behind = response.epoch < mine.epoch;
-                tokio::spawn(async move { client.exchange_membership(&addr, behind).await });
+                tokio::spawn(async move {
+                    // Cleared however the exchange ends (even dropped
+                    // with the runtime), so the next answer may start one.
+                    let _running = Exchanging(client.clone());
+                    client.inner.metrics.membership_exchanges.inc();
+                    client.exchange_membership(&addr, behind).await
+                });
             },
         )
     }
@@ -313,30 +344,44 @@ impl Client {
     /// Keeps `doc` if it is valid, of our cluster, supersedes ours (see
     /// [`Membership::supersedes`]: the same rule as the nodes') and may
     /// follow it (`Verifier::verify_successor`: the nodes' rule too).
+    /// The checks run before the write lock is taken, so that gets, which
+    /// read the membership on every call, do not wait for a signature
+    /// check; they run again under the lock only if another document was
+    /// adopted meanwhile.
     fn adopt(&self, doc: Membership) {
+        let held = self.membership();
+        if doc.cluster_id != held.cluster_id
+            || !doc.supersedes(&held)
+            || doc.validate().is_err()
+            || !self.may_follow(&doc, &held)
+        {
+            return;
+        }
         let mut current = self
             .inner
             .membership
             .write()
             .unwrap_or_else(|e| e.into_inner());
-        if doc.cluster_id != current.cluster_id
-            || !doc.supersedes(&current)
-            || doc.validate().is_err()
-        {
+        if !Arc::ptr_eq(&current, &held) && !self.may_follow(&doc, &current) {
             return;
         }
-        if let Err(e) = self
-            .sealer()
-            .verifier()
-            .verify_successor(&doc, Some(&current))
-        {
-            tracing::warn!(epoch = doc.epoch, error = %e, "refused a membership document");
-            return;
+        tracing::info!(epoch = doc.epoch, "adopted newer membership");
+        self.inner.transport.expect_members(&doc);
+        *current = Arc::new(doc);
+    }
+
+    /// Whether `doc` may take the place of `held`: same cluster, newer
+    /// by the nodes' rule, sealed by an admin `held` does not revoke.
+    fn may_follow(&self, doc: &Membership, held: &Membership) -> bool {
+        if doc.cluster_id != held.cluster_id || !doc.supersedes(held) {
+            return false;
         }
-        {
-            tracing::info!(epoch = doc.epoch, "adopted newer membership");
-            self.inner.transport.expect_members(&doc);
-            *current = Arc::new(doc);
+        match self.sealer().verifier().verify_successor(doc, Some(held)) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(epoch = doc.epoch, error = %e, "refused a membership document");
+                false
+            }
         }
     }
 

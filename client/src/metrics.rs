@@ -115,6 +115,7 @@ pub struct ClientMetrics {
     series: [KindSeries; 3],
     pub(crate) read_repairs: Counter,
     pub(crate) speculative_reads: Counter,
+    pub(crate) membership_exchanges: Counter,
     pub(crate) nodes_marked_down: Counter,
     pub(crate) hints_written: Counter,
 }
@@ -145,6 +146,7 @@ impl Default for ClientMetrics {
             series,
             read_repairs: Counter::default(),
             speculative_reads: Counter::default(),
+            membership_exchanges: Counter::default(),
             nodes_marked_down: Counter::default(),
             hints_written: Counter::default(),
         }
@@ -214,6 +216,11 @@ impl ClientMetrics {
             self.speculative_reads.clone(),
         );
         r.register(
+            "membership_exchanges",
+            "Membership documents fetched from, or pushed to, a node whose answer carried another epoch",
+            self.membership_exchanges.clone(),
+        );
+        r.register(
             "nodes_marked_down",
             "Times this client took a node for down after a failed call",
             self.nodes_marked_down.clone(),
@@ -254,6 +261,7 @@ impl Client {
         ClientStats {
             read_repairs: m.read_repairs.get(),
             speculative_reads: m.speculative_reads.get(),
+            membership_exchanges: m.membership_exchanges.get(),
             nodes_marked_down: m.nodes_marked_down.get(),
             hints_written: m.hints_written.get(),
             quorum_failures: KINDS.iter().map(|&k| m.quorum_failures(k)).sum(),
