@@ -12,10 +12,11 @@
 # Steps: `quire up` (3 nodes, its maintenance loop running), `quire bench`
 # loads RECORDS uniform records of 1 KiB and runs WORKLOAD (c: reads
 # only, the default; a: half updates) closed loop for STEADY_S seconds
-# (the steady state); then `quire node new`, node 4 started, `cluster
-# join`, `plan`, `commit`, and at once `cluster transfers --wait
-# [--parallel PARALLEL]` beside a second WORKLOAD run of MOVE_S seconds
-# (none when MOVE_S=0). Uses the release binaries; builds nothing.
+# (the steady state, after `quire bench`'s 1 s warm-up); then `quire
+# node new`, node 4 started, `cluster join`, `plan`; a second WORKLOAD
+# run of MOVE_S seconds starts (none when MOVE_S=0), and once it has
+# warmed up, `commit` and at once `cluster transfers --wait [--parallel
+# PARALLEL]`. Uses the release binaries; builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -98,6 +99,18 @@ if [ -z "$joined_ok" ]; then
 fi
 q cluster plan >"$WORK/plan.txt"
 tail -n 1 "$WORK/plan.txt"
+
+# The workload beside the move warms up (its connections open, 1 s, not
+# recorded) before the commit, so that its measured window starts with
+# the commit and the move, not with its own cold start.
+if [ "$MOVE_S" != 0 ]; then
+    echo "== during the move: workload $WORKLOAD, closed, $CONCURRENCY concurrent, $MOVE_S s =="
+    q bench --workloads "$WORKLOAD" --records "$RECORDS" --distribution uniform --mode closed \
+        --concurrency "$CONCURRENCY" --duration-s "$MOVE_S" --warmup-s 1 --no-load \
+        >"$WORK/during.txt" 2>"$WORK/during.err" &
+    BENCH=$!
+    sleep 1.2
+fi
 q cluster commit
 
 WAIT=(cluster transfers --wait)
@@ -111,9 +124,8 @@ start=$(date +%s.%N)
 ) &
 MOVER=$!
 if [ "$MOVE_S" != 0 ]; then
-    echo "== during the move: workload $WORKLOAD, closed, $CONCURRENCY concurrent, $MOVE_S s =="
-    q bench --workloads "$WORKLOAD" --records "$RECORDS" --distribution uniform --mode closed \
-        --concurrency "$CONCURRENCY" --duration-s "$MOVE_S" --no-load
+    wait "$BENCH" || { cat "$WORK/during.err" >&2; exit 1; }
+    cat "$WORK/during.txt"
 fi
 wait "$MOVER"
 end=$(cat "$WORK/moved.end")

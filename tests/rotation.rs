@@ -151,14 +151,17 @@ fn errors_in(v: &serde_json::Value) -> u64 {
     }
 }
 
-/// `quire bench` (workload A, 8 concurrent, `secs` seconds) as the
-/// directory's operator, its JSON report on stdout.
+/// `quire bench` (workload A, 8 concurrent, `secs` seconds, no warm-up)
+/// as the directory's operator, its JSON report on stdout.
 fn spawn_bench(layout: &quire::cluster::layout::Layout, secs: u32) -> std::process::Child {
     std::process::Command::new(common::QUIRE)
         .arg("--config")
         .arg(layout.client_config())
         .args(["--json", "bench", "--workloads", "a", "--records", "200"])
         .args(["--concurrency", "8", "--duration-s", &secs.to_string()])
+        // Every request counts: a failure during a warm-up would go
+        // unreported.
+        .args(["--warmup-s", "0"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -43,6 +43,12 @@ pub struct BenchArgs {
     /// Seconds per workload run.
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
+    /// Seconds of the first workload run as a warm-up, not recorded,
+    /// before each target's measured runs: its connections open and its
+    /// latency estimates settle first, so no run's tail is the client's
+    /// own cold start.
+    #[arg(long, default_value_t = 1)]
+    warmup_s: u64,
     /// How operations are paced.
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
@@ -300,6 +306,15 @@ async fn measure(
             .map_err(|e| anyhow!(e))?
             .as_secs_f64()
     };
+    if let (Some(&workload), true) = (args.workloads.first(), args.warmup_s > 0) {
+        progress(format!("warming up for {} s", args.warmup_s));
+        let warmup = RunSpec {
+            workload,
+            duration: Duration::from_secs(args.warmup_s),
+            ..base.clone()
+        };
+        run_workload(target, &warmup, args.seed ^ 0x5741_524d, &contexts).await;
+    }
     let mut runs: Vec<WorkloadReport> = Vec::new();
     for &workload in &args.workloads {
         let mut spec = RunSpec {
