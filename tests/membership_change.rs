@@ -793,8 +793,23 @@ async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
 
     let waited = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut drives = tokio::task::JoinSet::new();
-    for _ in 0..2 {
+    // The second driver starts once the first holds the new node's slot:
+    // its transfers then find the slot held by another client, which is
+    // what makes a transfer wait (one of its own driver's simply queues).
+    // Started together, one driver could finish every transfer before
+    // the other's first claim on a loaded machine.
+    for second in [false, true] {
         let (driver, waited) = (cluster.client().await, waited.clone());
+        if second {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while slots_held(&cluster, &addr).await == 0 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no slot was ever held"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
         drives.spawn(async move {
             driver
                 .drive_transfers(8, Duration::from_secs(60), |r| {
