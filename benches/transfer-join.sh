@@ -41,6 +41,8 @@ DIR=$WORK/cluster
 CONFIG=$DIR/client.toml
 
 cleanup() {
+    [ -n "${BENCH:-}" ] && kill "$BENCH" 2>/dev/null || true
+    [ -n "${MOVER:-}" ] && { pkill -P "$MOVER" 2>/dev/null; kill "$MOVER" 2>/dev/null; } || true
     [ -n "${NODE4:-}" ] && kill "$NODE4" 2>/dev/null || true
     [ -n "${UP:-}" ] && kill -TERM "$UP" 2>/dev/null && wait "$UP" 2>/dev/null || true
     rm -rf "$WORK"
@@ -109,7 +111,14 @@ if [ "$MOVE_S" != 0 ]; then
         --concurrency "$CONCURRENCY" --duration-s "$MOVE_S" --warmup-s 1 --no-load \
         >"$WORK/during.txt" 2>"$WORK/during.err" &
     BENCH=$!
-    sleep 1.2
+    # Its progress line says the warm-up is over and the window begins.
+    until grep -q "closed loop" "$WORK/during.err"; do
+        if ! kill -0 "$BENCH" 2>/dev/null; then
+            cat "$WORK/during.err" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
 fi
 q cluster commit
 

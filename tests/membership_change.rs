@@ -10,6 +10,7 @@ use quire::shared::{Change, MemberState, Membership, NodeId};
 use quire::{Client, Context};
 use quire_client::transport::Transport;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -730,22 +731,19 @@ async fn parallel_transfers_resume_and_flip_with_every_key_readable() {
     assert!(held > 100, "only {held} keys moved to the new node");
 }
 
-/// The transfer slots node `addr` holds now
-/// (`quire_node_transfers_receiving`, from its metrics endpoint, which
-/// the node names in `Hello`).
-async fn slots_held(cluster: &TestCluster, addr: &str) -> u64 {
-    metric(cluster, addr, "quire_node_transfers_receiving ").await
+/// The transfer slots the node whose metrics endpoint is `metrics` holds
+/// now (`quire_node_transfers_receiving`).
+async fn slots_held(metrics: SocketAddr) -> u64 {
+    scrape(metrics, "quire_node_transfers_receiving ").await
 }
 
-/// The value of the metric line starting `prefix` (name and labels) on
-/// the node at `addr`, found through its `Hello`; 0 if it has no such
-/// line yet (a counter not yet counted).
-async fn metric(cluster: &TestCluster, addr: &str, prefix: &'static str) -> u64 {
+/// The metrics endpoint the node at `addr` names in its `Hello`.
+async fn metrics_of(raw: &Transport, addr: &str) -> SocketAddr {
     let hello = Request::Hello {
         protocol_version: quire::shared::wire::PROTOCOL_VERSION,
         cluster_id: None,
     };
-    let metrics = match cluster.transport().call(addr, &hello, T).await {
+    match raw.call(addr, &hello, T).await {
         Ok(quire::shared::wire::Response {
             result: Ok(Reply::Hello {
                 metrics: Some(m), ..
@@ -753,7 +751,19 @@ async fn metric(cluster: &TestCluster, addr: &str, prefix: &'static str) -> u64 
             ..
         }) => m,
         other => panic!("no metrics address from {addr}: {other:?}"),
-    };
+    }
+}
+
+/// The value of the metric line starting `prefix` (name and labels) on
+/// the node at `addr`, found through its `Hello`; 0 if it has no such
+/// line yet (a counter not yet counted).
+async fn metric(cluster: &TestCluster, addr: &str, prefix: &'static str) -> u64 {
+    scrape(metrics_of(&cluster.transport(), addr).await, prefix).await
+}
+
+/// The value of the line starting `prefix` at the metrics endpoint
+/// `metrics`; 0 if there is none.
+async fn scrape(metrics: SocketAddr, prefix: &'static str) -> u64 {
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(metrics).expect("metrics listener");
@@ -798,11 +808,22 @@ async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
     // what makes a transfer wait (one of its own driver's simply queues).
     // Started together, one driver could finish every transfer before
     // the other's first claim on a loaded machine.
+    // Each node's metrics endpoint, asked once: the loops below read
+    // them every few milliseconds.
+    let raw = cluster.transport();
+    let mut nodes = Vec::new();
+    for m in &client.membership().members {
+        nodes.push((m.addr.clone(), metrics_of(&raw, &m.addr).await));
+    }
+    let new_node = nodes.iter().find(|(a, _)| *a == addr).expect("node 4").1;
     for second in [false, true] {
         let (driver, waited) = (cluster.client().await, waited.clone());
         if second {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-            while slots_held(&cluster, &addr).await == 0 {
+            while slots_held(new_node).await == 0 {
+                if let Some(done) = drives.try_join_next() {
+                    panic!("the first drive ended before a slot was seen held: {done:?}");
+                }
                 assert!(
                     tokio::time::Instant::now() < deadline,
                     "no slot was ever held"
@@ -818,17 +839,11 @@ async fn a_node_receives_no_more_partitions_at_once_than_its_limit() {
                 .await
         });
     }
-    let nodes: Vec<String> = client
-        .membership()
-        .members
-        .iter()
-        .map(|m| m.addr.clone())
-        .collect();
     // Reads that saw a slot held: the check below had something to check.
     let mut watched = 0;
     while !drives.is_empty() {
-        for node in &nodes {
-            let held = slots_held(&cluster, node).await;
+        for (node, metrics) in &nodes {
+            let held = slots_held(*metrics).await;
             assert!(held <= 1, "{node} held {held} transfer slots at once");
             watched += u32::from(held == 1);
         }

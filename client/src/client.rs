@@ -38,9 +38,9 @@ pub struct ClientStats {
     /// Gets that asked more replicas because their first `R` answers
     /// were slower than this client's 99th percentile.
     pub speculative_reads: u64,
-    /// Membership documents fetched from, or pushed to, a node whose
-    /// answer carried another epoch: about one per epoch change and
-    /// node behind, however many answers showed it.
+    /// Membership exchanges (a fetch or a push) started because an
+    /// answer carried another epoch, whatever their outcome: about one
+    /// per new epoch and per node behind, however many answers showed it.
     pub membership_exchanges: u64,
 }
 
@@ -62,13 +62,16 @@ pub(crate) struct Inner {
     pub(crate) speculation: Speculation,
     pub(crate) health: Health,
     pub(crate) background: Background,
-    /// True while a membership exchange started by an answer runs. A new
-    /// epoch shows in every answer at once (a commit, a flip): without
-    /// this, each of them started its own fetch and verification, and a
-    /// busy client sent hundreds in a millisecond, its gets queued behind
-    /// them. Answers that disagree while one runs start none; the next
-    /// answer after it ends starts another if still needed.
-    pub(crate) exchanging: AtomicBool,
+    /// Whether a membership exchange started by an answer runs: index 0
+    /// a fetch (the node is ahead), 1 a push (it is behind). A new epoch
+    /// shows in every answer at once (a commit, a flip): without these,
+    /// each answer started its own fetch and verification, and a busy
+    /// client sent hundreds in a millisecond, its gets queued behind
+    /// them. Answers that disagree while one of their kind runs start
+    /// none; the next answer after it ends starts another if still
+    /// needed. Two flags, so that learning a newer document never waits
+    /// behind pushing ours to a slow node.
+    pub(crate) exchanging: [AtomicBool; 2],
 }
 
 /// A handle on a cluster; cheap to clone and share between tasks.
@@ -83,12 +86,13 @@ pub(crate) fn load_sealer(tls: &TlsSource) -> Result<Sealer, SetupError> {
     Ok(Sealer::from_material(&TlsMaterial::load(tls)?)?)
 }
 
-/// Marks the running membership exchange ended when dropped.
-struct Exchanging(Client);
+/// Marks the running membership exchange of its kind (a fetch or a
+/// push, [`Inner::exchanging`]) ended when dropped.
+struct Exchanging(Client, usize);
 
 impl Drop for Exchanging {
     fn drop(&mut self) {
-        self.0.inner.exchanging.store(false, Ordering::Release);
+        self.0.inner.exchanging[self.1].store(false, Ordering::Release);
     }
 }
 
@@ -167,7 +171,7 @@ impl Client {
                 speculation: Speculation::new(Duration::from_millis(config.timeouts.attempt_ms)),
                 health: Health::default(),
                 background: Background::default(),
-                exchanging: AtomicBool::new(false),
+                exchanging: [AtomicBool::new(false), AtomicBool::new(false)],
                 config,
             }),
         };
@@ -279,16 +283,19 @@ impl Client {
                 let Some(addr) = mine.member(node).map(|m| m.addr.clone()) else {
                     return;
                 };
-                if client.inner.exchanging.swap(true, Ordering::AcqRel) {
+                let behind = response.epoch < mine.epoch;
+                let kind = usize::from(behind);
+                if client.inner.exchanging[kind].swap(true, Ordering::AcqRel) {
                     return; // one is running; a later answer retries
                 }
+                // Made before the task: cleared however the exchange ends,
+                // even if the task is dropped unpolled with its runtime,
+                // so the next answer may start one.
+                let running = Exchanging(client.clone(), kind);
                 let client = client.clone();
-                let behind = response.epoch < mine.epoch;
+                client.inner.metrics.membership_exchanges.inc();
                 tokio::spawn(async move {
-                    // Cleared however the exchange ends (even dropped
-                    // with the runtime), so the next answer may start one.
-                    let _running = Exchanging(client.clone());
-                    client.inner.metrics.membership_exchanges.inc();
+                    let _running = running;
                     client.exchange_membership(&addr, behind).await
                 });
             },

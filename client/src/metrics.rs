@@ -217,7 +217,7 @@ impl ClientMetrics {
         );
         r.register(
             "membership_exchanges",
-            "Membership documents fetched from, or pushed to, a node whose answer carried another epoch",
+            "Membership exchanges (a fetch or a push) started because an answer carried another epoch",
             self.membership_exchanges.clone(),
         );
         r.register(

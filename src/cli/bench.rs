@@ -313,7 +313,14 @@ async fn measure(
             duration: Duration::from_secs(args.warmup_s),
             ..base.clone()
         };
-        run_workload(target, &warmup, args.seed ^ 0x5741_524d, &contexts).await;
+        let warm = run_workload(target, &warmup, args.seed ^ 0x5741_524d, &contexts).await;
+        if warm.errors > 0 {
+            // Not in the report, but not hidden either.
+            eprintln!(
+                "quire bench: {name}: {} of the warm-up's operations failed",
+                warm.errors
+            );
+        }
     }
     let mut runs: Vec<WorkloadReport> = Vec::new();
     for &workload in &args.workloads {
