@@ -56,8 +56,9 @@ pub enum SealError {
     Tls(#[from] TlsError),
 }
 
-/// Seconds since the Unix epoch, now.
-fn now_unix() -> u64 {
+/// Seconds since the Unix epoch, now: the clock seals are made and
+/// checked by, wherever a signing time is compared with the present.
+pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -11,7 +11,7 @@ use quire_shared::{ConflictPolicy, Durability, NodeId, Object, StoreLimits, Valu
 /// This node's wall clock in milliseconds since the Unix epoch (0 if the
 /// clock is before it: the replica rule still orders writes after what is
 /// stored), shifted by [`crate::CLOCK_SKEW_ENV`] in test builds.
-pub(crate) fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

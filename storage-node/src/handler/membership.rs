@@ -3,6 +3,7 @@
 
 use super::{refuse, unexpected, NodeState};
 use crate::writer::{WriteOp, WriteOutcome};
+use quire_shared::replica::MembershipOffer;
 use quire_shared::wire::{ErrorCode, ErrorReply, Reply, PROTOCOL_VERSION};
 use quire_shared::{ClusterId, Membership, MembershipVersion};
 use std::sync::Arc;
@@ -80,16 +81,12 @@ impl NodeState {
             signer: Some(signer),
         };
         match self.write(op).await? {
-            WriteOutcome::Membership {
-                held,
-                conflict,
-                refused,
-            } => {
-                if let Some(why) = refused {
+            WriteOutcome::Membership { held, verdict } => {
+                if let MembershipOffer::Refused(why) = verdict {
                     return Err(refuse(ErrorCode::Forbidden, why.to_string()));
                 }
                 let epoch = held.epoch;
-                if conflict {
+                if verdict == MembershipOffer::Conflict {
                     return Err(refuse(
                         ErrorCode::EpochConflict,
                         format!(
@@ -99,7 +96,7 @@ impl NodeState {
                 }
                 let mut cache = self.membership.write().unwrap_or_else(|e| e.into_inner());
                 if cache.as_ref().is_none_or(|c| held.supersedes(c)) {
-                    *cache = Some(Arc::new(held));
+                    *cache = Some(Arc::new(*held));
                 }
                 Ok(Reply::MembershipEpoch(epoch))
             }

@@ -13,7 +13,6 @@
 //! - [`membership`]: hello and the membership document.
 
 mod data;
-pub(crate) use data::now_ms;
 mod hints;
 mod membership;
 mod merkle;

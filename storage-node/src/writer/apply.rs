@@ -245,25 +245,21 @@ pub(super) fn apply(
         )?)),
         WriteOp::Membership { doc, base, signer } => {
             let current = txn.get_membership()?;
-            let now = crate::handler::now_ms() / 1000;
-            match replica::accept_membership(current.as_ref(), doc, *base, (signer.as_ref(), now)) {
-                MembershipOffer::Accept => {
+            // The clock the seal was checked by before the write.
+            let now = quire_net::seal::now_unix();
+            let verdict =
+                replica::accept_membership(current.as_ref(), doc, *base, (signer.as_ref(), now));
+            let held = match (verdict, current) {
+                (MembershipOffer::Accept, _) => {
                     txn.put_membership(doc)?;
-                    Ok(WriteOutcome::Membership {
-                        held: doc.clone(),
-                        conflict: false,
-                        refused: None,
-                    })
+                    doc.clone()
                 }
-                verdict => Ok(WriteOutcome::Membership {
-                    held: current.unwrap_or_else(|| doc.clone()),
-                    conflict: verdict == MembershipOffer::Conflict,
-                    refused: match verdict {
-                        MembershipOffer::Refused(why) => Some(Box::new(why)),
-                        _ => None,
-                    },
-                }),
-            }
+                (_, current) => current.unwrap_or_else(|| doc.clone()),
+            };
+            Ok(WriteOutcome::Membership {
+                held: Box::new(held),
+                verdict,
+            })
         }
     }
 }

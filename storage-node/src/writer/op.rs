@@ -118,15 +118,15 @@ pub enum WriteOutcome {
     /// The object now stored under the key (or hint).
     Stored(Object),
     /// The membership document now held (the offered one or the one kept),
-    /// and whether a compare-and-set offer conflicted with it.
+    /// and what became of the offer.
     Membership {
-        /// The document held after the offer.
-        held: Membership,
-        /// The offer named a base the node does not hold.
-        conflict: bool,
-        /// Why the offer was refused (the held document revokes its
-        /// signer, or it claims an earlier signing time), if it was.
-        refused: Option<Box<quire_shared::SuccessorError>>,
+        /// The document held after the offer (boxed: it is most of the
+        /// size of every outcome).
+        held: Box<Membership>,
+        /// Taken, kept out, a compare-and-set conflict, or refused (the
+        /// held document revokes its signer, or it claims an earlier
+        /// signing time).
+        verdict: quire_shared::replica::MembershipOffer,
     },
     /// Hints dropped.
     Dropped(u32),
