@@ -357,11 +357,7 @@ impl Client {
     /// adopted meanwhile.
     fn adopt(&self, doc: Membership) {
         let held = self.membership();
-        if doc.cluster_id != held.cluster_id
-            || !doc.supersedes(&held)
-            || doc.validate().is_err()
-            || !self.may_follow(&doc, &held)
-        {
+        if !self.may_follow(&doc, &held) {
             return;
         }
         let mut current = self
@@ -378,9 +374,10 @@ impl Client {
     }
 
     /// Whether `doc` may take the place of `held`: same cluster, newer
-    /// by the nodes' rule, sealed by an admin `held` does not revoke.
+    /// by the nodes' rule, valid, sealed by an admin `held` does not
+    /// revoke (the cheap checks first).
     fn may_follow(&self, doc: &Membership, held: &Membership) -> bool {
-        if doc.cluster_id != held.cluster_id || !doc.supersedes(held) {
+        if doc.cluster_id != held.cluster_id || !doc.supersedes(held) || doc.validate().is_err() {
             return false;
         }
         match self.sealer().verifier().verify_successor(doc, Some(held)) {
