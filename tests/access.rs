@@ -12,6 +12,7 @@ use quire::shared::wire::{ErrorCode, Reply, Request};
 use quire::shared::{Context, Object, Value};
 use quire_client::transport::{Transport, TransportError};
 use quire_client::{Client, ClientConfig, ClientError};
+use std::path::Path;
 use std::time::Duration;
 
 const STORE: &str = "default";
@@ -478,11 +479,9 @@ async fn a_revoked_admin_cannot_sign_its_revocation_away() {
     let sealer = quire_net::seal::Sealer::from_material(&material).unwrap();
     let mut kept = comeback.clone();
     kept.revoked = vec![serial.clone()];
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let backdated = sealer.sign_at(kept, now - 3_600).unwrap();
+    let backdated = sealer
+        .sign_at(kept, quire_net::seal::now_unix() - 3_600)
+        .unwrap();
 
     let t = cluster.transport();
     for (doc, expect) in [
@@ -508,28 +507,11 @@ async fn a_revoked_admin_cannot_sign_its_revocation_away() {
     assert!(doc.revoked.contains(&serial));
 }
 
-/// Runs `quire ARGS` as its own process and returns (success, stdout,
-/// stderr).
-fn cli(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
-    let out = std::process::Command::new(common::QUIRE)
-        .args(args)
-        .output()
-        .expect("quire runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Seconds from now until the first certificate in `pem_file` expires.
-fn days_left(pem_file: &std::path::Path) -> f64 {
+/// Days from now until the first certificate in `pem_file` expires.
+fn days_left(pem_file: &Path) -> f64 {
     let chain = quire_net::tls::load_certs(pem_file, "certificate").unwrap();
     let not_after = quire_net::validity::not_after_unix(&chain[0]).expect("a validity");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as f64;
+    let now = quire_net::seal::now_unix() as f64;
     (not_after as f64 - now) / 86_400.0
 }
 
@@ -542,53 +524,44 @@ async fn the_cli_issues_identities_and_grants_and_revokes_access() {
     let cluster = TestCluster::start(3).await;
     let dir = cluster.layout().dir.clone();
     let operator = cluster.layout().client_config();
-    let os = |s: &str| std::ffi::OsString::from(s);
-    let run = |args: Vec<std::ffi::OsString>| {
-        let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
-        cli(&refs)
+    // Each command a process of its own: how it ended and what it said.
+    let run = |config: Option<&Path>, args: &[&str]| {
+        let out = common::quire_cli(config, args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
+    let dir_arg = dir.to_str().expect("a UTF-8 path");
 
-    let (ok, _, err) = run(vec![
-        os("cert"),
-        os("issue"),
-        os("client"),
-        os("app"),
-        os("--dir"),
-        dir.clone().into(),
-        os("--days"),
-        os("10"),
-        os("--grant"),
-        os("default:rw"),
-    ]);
+    let issue = [
+        "cert",
+        "issue",
+        "client",
+        "app",
+        "--dir",
+        dir_arg,
+        "--days",
+        "10",
+        "--grant",
+        "default:rw",
+    ];
+    let (ok, _, err) = run(None, &issue);
     assert!(ok, "{err}");
     let app_dir = dir.join("clients").join("app");
     let app = app_dir.join("client.toml");
     let left = days_left(&app_dir.join("client.pem"));
     assert!((9.9..=10.1).contains(&left), "{left} days");
-    let (ok, _, err) = run(vec![
-        os("cert"),
-        os("issue"),
-        os("admin"),
-        os("ops2"),
-        os("--dir"),
-        dir.clone().into(),
-    ]);
+    let (ok, _, err) = run(None, &["cert", "issue", "admin", "ops2", "--dir", dir_arg]);
     assert!(ok, "{err}");
     let left = days_left(&dir.join("clients").join("ops2").join("client.pem"));
     assert!((364.9..=365.1).contains(&left), "{left} days");
     let left = days_left(&dir.join("ca.pem"));
     assert!((3649.9..=3650.1).contains(&left), "{left} days");
 
-    let as_app = |args: &[&str]| {
-        let mut all = vec![os("--config"), app.clone().into()];
-        all.extend(args.iter().map(|a| os(a)));
-        run(all)
-    };
-    let as_operator = |args: &[&str]| {
-        let mut all = vec![os("--config"), operator.clone().into()];
-        all.extend(args.iter().map(|a| os(a)));
-        run(all)
-    };
+    let as_app = |args: &[&str]| run(Some(&app), args);
+    let as_operator = |args: &[&str]| run(Some(&operator), args);
     let (ok, _, err) = as_app(&["put", "default", "k", "v"]);
     assert!(ok, "granted read and write at issue: {err}");
 

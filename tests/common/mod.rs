@@ -296,16 +296,21 @@ pub fn assert_ran(out: &std::process::Output, what: &str) {
     );
 }
 
+/// Runs `quire ARGS` as its own process (a cold client, as a user's
+/// every command is), with `--config CONFIG` when given; how it ended
+/// and what it printed.
+pub fn quire_cli(config: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(QUIRE);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command.args(args).output().expect("quire runs")
+}
+
 /// Runs `quire --json --config CONFIG ARGS` as its own process, asserts
 /// it succeeded, and returns what it printed.
 pub fn quire_json(config: &Path, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(QUIRE)
-        .arg("--json")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("quire runs");
+    let out = quire_cli(Some(config), &[&["--json"], args].concat());
     assert_ran(&out, &format!("quire {args:?}"));
     serde_json::from_slice(&out.stdout).expect("quire printed JSON")
 }
