@@ -20,10 +20,10 @@
 //! it: these are bounds on the product, and a debug build spends several
 //! times longer on each refused connection attempt (against a debug node
 //! the connection burst measured 1.0x to 2.35x; against a release node,
-//! 1.22x to 1.64x in fifteen runs with the windows below). The attacker, the honest client and the
-//! node share two cores here; a control neighbour that is as busy as an
-//! attacker but never talks to the node shows what that sharing alone
-//! does (`a_busy_neighbour_that_never_talks_to_the_node_is_the_floor`:
+//! 1.22x to 1.64x in fifteen runs with the windows below). The attacker,
+//! the honest client and the node share two cores here; a control
+//! neighbour that is as busy as an attacker but never talks to the node
+//! shows what that sharing alone does (`a_busy_neighbour_that_never_talks_to_the_node_is_the_floor`:
 //! 0.86x to 1.43x against a release node, six and twelve windows).
 
 mod common;
