@@ -144,7 +144,10 @@ impl TestCluster {
     }
 
     /// A bare transport with the client certificate, for single-node
-    /// requests.
+    /// requests. Each call binds a new endpoint, whose first request to
+    /// each node makes a handshake under the tests' 1 s connect budget:
+    /// make one for a whole check and reuse it, never one per request in
+    /// a loop (about 600 handshakes in one check once timed out on CI).
     pub fn transport(&self) -> Transport {
         Transport::new(&self.client_config.tls, &test_timeouts()).expect("transport")
     }
