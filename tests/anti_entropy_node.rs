@@ -69,6 +69,7 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
         tombstones_only: false,
         listing,
         after,
+        bytes_max: None,
     };
     let scan = |segments, after| listing(segments, Listing::Objects, after);
     assert_eq!(
@@ -201,4 +202,76 @@ async fn digests_scans_totals_and_conditional_deletes_follow_the_data() {
         panic!("stats answered");
     };
     assert!(stats.stores.iter().all(|s| s.objects == 0));
+}
+
+/// A scan's page holds no more than the bytes its asker names (a paced
+/// transfer's small pages), at least one key, and the pages together
+/// every key once; without a bound the frame limit alone applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_page_holds_no_more_than_the_bytes_asked_for() {
+    let cluster = TestCluster::start(1).await;
+    let t = cluster.transport();
+    let addr = cluster.membership.members[0].addr.clone();
+    let partition = 0;
+    let mut keys: Vec<Vec<u8>> = (0u32..)
+        .map(|i| format!("k{i}").into_bytes())
+        .filter(|k| cluster.membership.partition_of("default", k) == partition)
+        .take(12)
+        .collect();
+    keys.sort();
+    for key in &keys {
+        let put = Request::Put {
+            store: "default".into(),
+            key: key.clone(),
+            value: Value::bytes(vec![b'v'; 1000], 1),
+            context: VersionVector::new(),
+            hint: None,
+        };
+        assert!(matches!(ask(&t, &addr, put).await, Ok(Reply::Stored(_))));
+    }
+    // Every page of a scan asking for `bytes_max`, in order.
+    let count = keys.len();
+    let pages = |bytes_max: Option<u32>| {
+        let t = &t;
+        let addr = &addr;
+        async move {
+            let (mut pages, mut after) = (Vec::new(), None);
+            loop {
+                let scan = Request::ScanSegment {
+                    store: "default".into(),
+                    partition,
+                    segments: Vec::new(),
+                    tombstones_only: false,
+                    listing: Listing::Objects,
+                    after: after.take(),
+                    bytes_max,
+                };
+                let Ok(Reply::Segment { entries, next }) = ask(t, addr, scan).await else {
+                    panic!("scan answered");
+                };
+                pages.push(entries.into_iter().map(|e| e.key).collect::<Vec<_>>());
+                match next {
+                    Some(n) => after = Some(n),
+                    None => return pages,
+                }
+                assert!(pages.len() <= count + 1, "a scan that never ends");
+            }
+        }
+    };
+    let sizes = |pages: &[Vec<Vec<u8>>]| pages.iter().map(Vec::len).collect::<Vec<_>>();
+    // Each record is over 1000 bytes: two fit in 2500, one in 1500; a
+    // bound below one record still returns one per page.
+    for (bytes_max, most) in [(Some(2500), 2), (Some(1500), 1), (Some(0), 1), (None, 12)] {
+        let got = pages(bytes_max).await;
+        assert!(
+            got.iter().all(|p| !p.is_empty() && p.len() <= most),
+            "{bytes_max:?}: pages of {:?} keys",
+            sizes(&got)
+        );
+        assert_eq!(
+            got.concat(),
+            keys,
+            "{bytes_max:?}: every key once, in order"
+        );
+    }
 }

@@ -571,17 +571,41 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
     let committed = quire_json(&config, &["--json", "cluster", "commit"]);
     assert!(committed["transfers"].as_u64().unwrap() > 0, "{committed}");
 
-    // --parallel is checked before anything is asked: 1 to 64, and only
-    // with --wait.
-    for bad in [
-        &["cluster", "transfers", "--wait", "--parallel", "0"][..],
-        &["cluster", "transfers", "--wait", "--parallel", "65"],
-        &["cluster", "transfers", "--parallel", "2"],
+    // --parallel and --max-rate are checked before anything is asked:
+    // 1 to 64 transfers, a rate above 0 or `unlimited`, and only with
+    // --wait.
+    for (bad, option) in [
+        (
+            &["cluster", "transfers", "--wait", "--parallel", "0"][..],
+            "--parallel",
+        ),
+        (
+            &["cluster", "transfers", "--wait", "--parallel", "65"],
+            "--parallel",
+        ),
+        (&["cluster", "transfers", "--parallel", "2"], "--parallel"),
+        (
+            &["cluster", "transfers", "--wait", "--max-rate", "0"],
+            "--max-rate",
+        ),
+        (
+            &["cluster", "transfers", "--wait", "--max-rate=-3"],
+            "--max-rate",
+        ),
+        (
+            &["cluster", "transfers", "--wait", "--max-rate", "fast"],
+            "--max-rate",
+        ),
+        (
+            &["cluster", "transfers", "--wait", "--max-rate", "NaN"],
+            "--max-rate",
+        ),
+        (&["cluster", "transfers", "--max-rate", "8"], "--max-rate"),
     ] {
         let refused = quire(&config, bad);
         assert!(!refused.status.success(), "{bad:?} was accepted");
         let why = String::from_utf8_lossy(&refused.stderr);
-        assert!(why.contains("--parallel"), "{bad:?}: {why}");
+        assert!(why.contains(option), "{bad:?}: {why}");
     }
     let moved = quire_json(
         &config,
@@ -592,6 +616,8 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
             "--wait",
             "--parallel",
             "3",
+            "--max-rate",
+            "0.5",
         ],
     );
     assert_eq!(moved["flipped"], true, "{moved}");

@@ -166,7 +166,7 @@ async fn nodes_serve_prometheus_metrics_of_real_traffic() {
         assert_well_formed(&a.body);
         let get = |series: &str| sample(&a.body, series);
         assert_eq!(
-            get(r#"quire_node_build_info{version="0.1.0",protocol="9"}"#),
+            get(r#"quire_node_build_info{version="0.1.0",protocol="10"}"#),
             Some(1.0),
             "{}",
             a.body

@@ -91,12 +91,13 @@ pub mod transport;
 pub(crate) mod transport;
 
 pub use change::{
-    DropReport, TransferReport, TransferStatus, DEFAULT_PARALLEL_TRANSFERS, MAX_PARALLEL_TRANSFERS,
+    DropReport, TransferPace, TransferReport, TransferStatus, DEFAULT_PARALLEL_TRANSFERS,
+    DEFAULT_TRANSFER_PACE, MAX_PARALLEL_TRANSFERS,
 };
 pub use client::{Client, ClientStats};
 pub use config::ClientConfig;
 pub use error::ClientError;
-pub use maintain::MaintenanceReport;
+pub use maintain::{MaintenanceReport, BACKGROUND_TRANSFER_PACE};
 pub use metrics::{ClientMetrics, OperationKind};
 pub use operations::{GetResult, NodeStatus, PutResult};
 pub use options::RequestOptions;

@@ -1,7 +1,7 @@
 //! Maintenance any client may run: hint delivery (Dynamo §4.6), a
 //! partition per interval of Merkle anti-entropy ([`crate::repair`]), and
-//! a few pages per interval of a membership change's transfers
-//! ([`crate::change`]).
+//! a second's worth of paced pages per interval of a membership change's
+//! transfers ([`crate::change`]).
 //!
 //! Stand-ins keep objects for home replicas that were down. A pass asks
 //! every node for the hints it holds for each other node (in pages the
@@ -11,6 +11,7 @@
 //! drop stays for the next pass, so nothing acknowledged is lost on the
 //! way.
 
+use crate::change::TransferPace;
 use crate::client::Client;
 use crate::repair::{NoReply, Replicas};
 use quire_shared::wire::{DeliveredHint, Reply, Request};
@@ -20,10 +21,18 @@ use std::time::Duration;
 /// Hints asked for per page.
 const HINTS_PAGE: u32 = 256;
 
-/// Pages of a membership change's transfers copied per maintenance
-/// interval: the transfers' rate limit (a page is bounded by the source's
-/// frame limit).
-const TRANSFER_PAGES_PER_STEP: usize = 4;
+/// The pace of the maintenance loop's transfers: gentle enough that the
+/// foreground does not notice them (docs/benchmarks.md, "Pacing
+/// transfers by bytes"). An operator who wants the data moved sooner runs
+/// `quire cluster transfers --wait` beside it.
+pub const BACKGROUND_TRANSFER_PACE: TransferPace = TransferPace {
+    bytes_per_s: Some(2_000_000),
+};
+
+/// Pages of a membership change's transfers copied per maintenance step:
+/// a second at [`BACKGROUND_TRANSFER_PACE`] (a page is a hundredth of a
+/// second of it), so a step does not hold up the loop's other work long.
+const TRANSFER_PAGES_PER_STEP: usize = 100;
 
 /// How long a membership epoch stands before the maintenance loop drops
 /// old owners' copies: time for clients on the older document to learn
@@ -153,7 +162,9 @@ impl Client {
                         "anti-entropy exchange reaped deleted keys"
                     );
                 }
-                let moved = client.transfer_step(TRANSFER_PAGES_PER_STEP).await;
+                let moved = client
+                    .transfer_step(TRANSFER_PAGES_PER_STEP, BACKGROUND_TRANSFER_PACE)
+                    .await;
                 if moved.keys_copied > 0 || moved.flipped {
                     tracing::info!(
                         keys = moved.keys_copied,

@@ -14,7 +14,7 @@ use crate::ring::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// ALPN protocol id; a peer speaking another version fails the handshake.
-pub const ALPN: &[u8] = b"quire/9";
+pub const ALPN: &[u8] = b"quire/10";
 /// Protocol version carried in `Hello`, equal to the ALPN's. 2: stores
 /// carry object limits, `DropHints` carries clocks instead of objects. 3:
 /// anti-entropy (Merkle digests, segment scans), `Stats`, `DeleteIfEqual`.
@@ -26,8 +26,9 @@ pub const ALPN: &[u8] = b"quire/9";
 /// node's metrics address and clock; `TransferPage` (entries and the
 /// mark in one write) replaces `TransferMark`. 9: a stream may carry
 /// several request frames, answered in order (a client batches requests
-/// to one node).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// to one node). 10: a `ScanSegment` names the most bytes its page may
+/// hold (paced transfers).
+pub const PROTOCOL_VERSION: u32 = 10;
 /// Bytes of the length prefix.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -156,6 +157,12 @@ pub enum Request {
         /// Resume after this cursor (the previous page's `next`).
         #[serde(with = "serde_bytes")]
         after: Option<Vec<u8>>,
+        /// Most bytes of records the asker wants in the page, below the
+        /// frame limit that bounds every page: a transfer paced by bytes
+        /// asks for small pages, so that no single reply holds the
+        /// source's runtime (and the reads behind it) for long. `None`:
+        /// the frame limit alone.
+        bytes_max: Option<u32>,
     },
     /// The node's totals: objects, bytes and tombstones per store, hints
     /// held per home node, anti-entropy exchanges served.

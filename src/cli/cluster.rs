@@ -11,7 +11,7 @@ use super::output::{line, print, unreachable_suffix, Report};
 use super::{client_config_path, connect, ConfigArg};
 use anyhow::{bail, Context as _};
 use quire::shared::{Change, ChangeError, Membership, MembershipVersion, NodeId};
-use quire_client::Client;
+use quire_client::{Client, TransferPace};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -92,6 +92,14 @@ pub enum ClusterCommand {
         /// maintenance loop keeps its own gentle rate whatever this says.
         #[arg(long, requires = "wait", value_parser = transfers::parse_parallel)]
         parallel: Option<usize>,
+        /// With --wait: most megabytes (10^6 bytes) per second moved,
+        /// summed over the transfers in flight, or `unlimited` (pages as
+        /// large as the sources allow, no pause). The default keeps the
+        /// foreground's read tail near its steady state; unlimited moves
+        /// several times faster and costs the foreground several times
+        /// its tail.
+        #[arg(long, requires = "wait", value_name = "MB/S|unlimited", value_parser = transfers::parse_rate)]
+        max_rate: Option<TransferPace>,
     },
     /// Abandon the committed change that is moving data (say, its new node
     /// died): the owners stay as they are, joining nodes become idle, and
@@ -260,8 +268,14 @@ async fn run(
             wait,
             timeout_s,
             parallel,
+            max_rate,
         } => {
-            let wait = wait.then(|| parallel.unwrap_or(quire_client::DEFAULT_PARALLEL_TRANSFERS));
+            let wait = wait.then(|| {
+                (
+                    parallel.unwrap_or(quire_client::DEFAULT_PARALLEL_TRANSFERS),
+                    max_rate.unwrap_or(quire_client::DEFAULT_TRANSFER_PACE),
+                )
+            });
             transfers::transfers(client, wait, Duration::from_secs(timeout_s), json).await
         }
         ClusterCommand::Form(_) => unreachable!("formed before connecting"),

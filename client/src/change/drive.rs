@@ -1,18 +1,20 @@
 //! Driving a membership change's transfers when an operator asks to move
-//! now (`quire cluster transfers --wait`): several transfers at once, no
-//! pause while they make progress, then the closing exchanges (as many at
-//! once) and the flip.
+//! now (`quire cluster transfers --wait`): several transfers at once at a
+//! byte rate shared by all of them ([`super::pace`], 8 MB/s unless the
+//! operator names another or none), then the closing exchanges (as many
+//! at once) and the flip.
 //!
-//! The background maintenance loop does not use this: it keeps its rate
-//! limit of a few pages per interval ([`Client::transfer_step`]), so the
-//! foreground does not notice it. Driving trades some foreground latency
-//! for speed, bounded by the number of transfers in flight.
+//! The background maintenance loop does not use this: it moves a
+//! second's worth of pages per interval at a gentler rate
+//! ([`Client::transfer_step`]). Driving trades some foreground latency
+//! for speed, bounded by its rate and the transfers in flight.
 //!
 //! Every guarantee of a single transfer holds for each of the parallel
 //! ones: each runs the same pages (the receiver's cursor, at most one page
 //! sent twice after an interruption, refusals), and the flip still waits
 //! for every transfer to be done and every closing exchange to complete.
 
+use super::pace::{Pacer, TransferPace};
 use super::queue::TransferQueue;
 use super::report::TransferReport;
 use super::slot::Stalled;
@@ -29,6 +31,13 @@ use tokio::task::JoinSet;
 /// steady state where 2 stayed near 1.5x.
 pub const DEFAULT_PARALLEL_TRANSFERS: usize = 2;
 
+/// The pace of `quire cluster transfers --wait` when the operator names
+/// none: measured beside a join on two cores (docs/benchmarks.md,
+/// "Pacing transfers by bytes").
+pub const DEFAULT_TRANSFER_PACE: TransferPace = TransferPace {
+    bytes_per_s: Some(8_000_000),
+};
+
 /// Most transfers in flight at once: each holds up to a page (bounded by
 /// the source's frame limit, 16 MiB by default) in this client's memory.
 pub const MAX_PARALLEL_TRANSFERS: usize = 64;
@@ -40,19 +49,22 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 impl Client {
     /// Moves the pending change's data with up to `parallel` transfers in
-    /// flight (clamped to 1..=[`MAX_PARALLEL_TRANSFERS`]), without pausing
-    /// while transfers succeed, then closes every moving partition (as
+    /// flight (clamped to 1..=[`MAX_PARALLEL_TRANSFERS`]) at `pace` (summed
+    /// over them), without pausing otherwise while transfers succeed, then
+    /// closes every moving partition (as
     /// many exchanges at once) and flips; returns when the change has
     /// flipped (whoever flipped it), nothing is pending, or after
     /// `limit`. `progress` is called as transfers finish, with `done`
     /// counting those this client saw done and `active` those in flight.
     pub async fn drive_transfers(
         &self,
-        parallel: usize,
+        (parallel, pace): (usize, TransferPace),
         limit: Duration,
         mut progress: impl FnMut(&TransferReport),
     ) -> TransferReport {
         let parallel = parallel.clamp(1, MAX_PARALLEL_TRANSFERS);
+        // One schedule for every round: the rate holds across them.
+        let pacer = Arc::new(Pacer::new(pace));
         let deadline = tokio::time::Instant::now() + limit;
         let waiting_on = self.membership().pending.as_ref().map(|p| p.since);
         let mut copied = 0;
@@ -74,7 +86,7 @@ impl Client {
             let started = std::time::Instant::now();
             // A round stops at the deadline: its transfers are dropped
             // mid-page, and resume from the receivers' marks next time.
-            let round = self.transfer_round(&doc, change, parallel, &mut progress);
+            let round = self.transfer_round(&doc, (change, &pacer), parallel, &mut progress);
             let (keys, failed, waiting) = match tokio::time::timeout_at(deadline, round).await {
                 Ok(round) => round,
                 Err(_) => (0, vec![format!("gave up after {} s", limit.as_secs())], 0),
@@ -88,7 +100,7 @@ impl Client {
                 parallel,
                 "transfer round"
             );
-            let mut report = self.transfers().await;
+            let mut report = self.transfers_report(false).await;
             report.keys_copied = copied;
             report.waiting = waiting;
             report.unreachable.extend(failed);
@@ -134,7 +146,7 @@ impl Client {
     async fn transfer_round(
         &self,
         doc: &Arc<Membership>,
-        change: u64,
+        (change, pacer): (u64, &Arc<Pacer>),
         parallel: usize,
         progress: &mut impl FnMut(&TransferReport),
     ) -> (u64, Vec<String>, u64) {
@@ -144,11 +156,17 @@ impl Client {
         loop {
             while running.len() < parallel {
                 let Some(t) = queue.start_next() else { break };
-                let (client, doc) = (self.clone(), doc.clone());
+                let (client, doc, pacer) = (self.clone(), doc.clone(), pacer.clone());
                 running.spawn(async move {
                     let mut budget = usize::MAX;
-                    let result =
-                        super::pages::run_transfer(&client, &doc, &t, change, &mut budget).await;
+                    let result = super::pages::run_transfer(
+                        &client,
+                        &doc,
+                        &t,
+                        (change, &pacer),
+                        &mut budget,
+                    )
+                    .await;
                     (t, result)
                 });
             }

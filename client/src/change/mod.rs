@@ -32,6 +32,7 @@
 //!   the simulation runs them too;
 //! - `drive`: an operator's "move now" (`quire cluster transfers --wait`):
 //!   several transfers at once, no pause while they make progress;
+//! - `pace`: the byte rate a client's transfers share, and their pages;
 //! - `report`: where the transfers stand (rate, time left);
 //! - `slot`: a transfer's slot on its receiver, which limits the
 //!   partitions a node receives at once;
@@ -39,18 +40,21 @@
 
 mod drive;
 mod drop;
+mod pace;
 mod pages;
 mod queue;
 mod report;
 mod slot;
 mod transfer;
 
-pub use drive::{DEFAULT_PARALLEL_TRANSFERS, MAX_PARALLEL_TRANSFERS};
+pub use drive::{DEFAULT_PARALLEL_TRANSFERS, DEFAULT_TRANSFER_PACE, MAX_PARALLEL_TRANSFERS};
 pub use drop::DropReport;
+pub use pace::TransferPace;
 pub use report::{TransferReport, TransferStatus};
 #[cfg(test)]
 pub(crate) use {
     drop::hand_off_and_drop,
+    pace::Pacer,
     pages::{progress_of, run_transfer},
     slot::Stalled,
     transfer::closing_nodes,

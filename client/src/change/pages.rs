@@ -11,11 +11,14 @@
 //! receiver: a transfer interrupted anywhere (this client, the source,
 //! the receiver) resumes from the last page marked, so at most one page
 //! is sent twice. Before its first page a transfer claims a slot on its
-//! receiver ([`super::slot`]).
+//! receiver ([`super::slot`]). Pages are scanned at the client's pace
+//! ([`super::pace`]): each waits for its slot of the byte rate, and asks
+//! the source for a page of that many bytes.
 //!
 //! Written against [`Replicas`], so the simulation moves partitions with
 //! this very code.
 
+use super::pace::Pacer;
 use super::slot::{claim_slot, judged, Stalled};
 use crate::repair::Replicas;
 use quire_shared::wire::{Entry, Listing, Reply, Request, TransferProgress};
@@ -54,12 +57,13 @@ pub(crate) async fn progress_of(
 /// returns the keys copied. The transfer first claims its slot on the
 /// receiver ([`super::slot`]). The scan of the next page runs while the
 /// current one is stored; a page is stored only once the one before
-/// it is, so the receiver's mark never passes a page not stored.
+/// it is, so the receiver's mark never passes a page not stored. Each
+/// scan waits for its slot of `pacer`'s rate.
 pub(crate) async fn run_transfer(
     replicas: &impl Replicas,
     doc: &Membership,
     t: &Transfer,
-    change: u64,
+    (change, pacer): (u64, &Pacer),
     budget: &mut usize,
 ) -> Result<u64, Stalled> {
     let to = doc
@@ -78,17 +82,13 @@ pub(crate) async fn run_transfer(
     }
     claim_slot(replicas, &to, t, change).await?;
     *budget -= 1;
-    let mut page = source_page(replicas, doc, t, progress.after.clone()).await?;
+    let mut page = paced_page(replicas, doc, t, progress.after.clone(), pacer).await?;
     let mut copied = 0;
     loop {
         let (entries, next) = page;
         let keys = entries.len() as u64;
         progress.keys += keys;
-        // The objects' encoded size, counted without encoding them.
-        progress.bytes += entries
-            .iter()
-            .map(|e| postcard::experimental::serialized_size(&e.object).unwrap_or(0) as u64)
-            .sum::<u64>();
+        progress.bytes += objects_bytes(&entries);
         let now = replicas.wall_ms();
         if progress.started_ms == 0 {
             progress.started_ms = now;
@@ -100,7 +100,7 @@ pub(crate) async fn run_transfer(
         match next.filter(|_| *budget > 0) {
             Some(after) => {
                 *budget -= 1;
-                let scan = source_page(replicas, doc, t, Some(after));
+                let scan = paced_page(replicas, doc, t, Some(after), pacer);
                 let (stored, scanned) = tokio::join!(store, scan);
                 copied += keys;
                 if stored? {
@@ -166,13 +166,41 @@ async fn store_page(
     Ok(false)
 }
 
-/// The next page of `t`'s partition after `after`, from the first
-/// current home replica that answers.
+/// The objects' encoded size, counted without encoding them: what a
+/// transfer reports as moved, and what its pace counts.
+fn objects_bytes(entries: &[Entry]) -> u64 {
+    entries
+        .iter()
+        .map(|e| postcard::experimental::serialized_size(&e.object).unwrap_or(0) as u64)
+        .sum()
+}
+
+/// [`source_page`] in its slot of `pacer`'s rate, the slot corrected to
+/// the bytes the page held.
+async fn paced_page(
+    replicas: &impl Replicas,
+    doc: &Membership,
+    t: &Transfer,
+    after: Option<Vec<u8>>,
+    pacer: &Pacer,
+) -> Result<(Vec<Entry>, Option<Vec<u8>>), String> {
+    let bytes_max = pacer.pace().page_bytes();
+    let reserved = bytes_max.map_or(0, u64::from);
+    pacer.reserve(reserved).await;
+    let page = source_page(replicas, doc, t, after, bytes_max).await?;
+    pacer.settle(reserved, objects_bytes(&page.0));
+    Ok(page)
+}
+
+/// The next page of `t`'s partition after `after`, of at most
+/// `bytes_max` bytes (the source's frame limit when `None`), from the
+/// first current home replica that answers.
 async fn source_page(
     replicas: &impl Replicas,
     doc: &Membership,
     t: &Transfer,
     after: Option<Vec<u8>>,
+    bytes_max: Option<u32>,
 ) -> Result<(Vec<Entry>, Option<Vec<u8>>), String> {
     let scan = Request::ScanSegment {
         store: t.store.clone(),
@@ -181,6 +209,7 @@ async fn source_page(
         tombstones_only: false,
         listing: Listing::Objects,
         after,
+        bytes_max,
     };
     let mut why = Vec::new();
     // Healthy sources first: a dead one would cost a timeout per page.

@@ -130,8 +130,16 @@ pub(super) fn state_of(progress: &TransferProgress, change: u64) -> &'static str
 
 impl Client {
     /// Where every transfer of the pending change stands, as the receivers
-    /// recorded it (`quire cluster transfers`).
+    /// recorded it (`quire cluster transfers`), with each active
+    /// transfer's time left.
     pub async fn transfers(&self) -> TransferReport {
+        self.transfers_report(true).await
+    }
+
+    /// [`Client::transfers`], with the time left (`eta`) only if asked:
+    /// it needs each source's totals (`Stats`, a pass over all its data),
+    /// a cost for an operator's look, not for every step of a move.
+    pub(super) async fn transfers_report(&self, eta: bool) -> TransferReport {
         let doc = self.membership();
         let Some(change) = doc.pending.as_ref().map(|p| p.since) else {
             return TransferReport::default();
@@ -152,7 +160,7 @@ impl Client {
             let seconds = p.updated_ms.saturating_sub(p.started_ms) / 1000;
             let rate = p.bytes.checked_div(seconds).unwrap_or(0);
             let eta_s = match state {
-                "active" if rate > 0 => {
+                "active" if eta && rate > 0 => {
                     let size = sizes.estimate(self, &doc, &t).await;
                     Some(size.saturating_sub(p.bytes) / rate)
                 }

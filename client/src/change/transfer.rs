@@ -4,6 +4,7 @@
 //! replicas, then the new epoch. A transfer's pages are [`super::pages`].
 
 use super::super::repair::RepairReport;
+use super::pace::{Pacer, TransferPace};
 use super::pages::run_transfer;
 use super::report::TransferReport;
 use super::slot::Stalled;
@@ -14,23 +15,24 @@ use std::time::Duration;
 
 impl Client {
     /// Moves data for the pending change, at most `pages_max` pages in
-    /// this step (the rate limit: maintenance takes a step per interval);
-    /// once every transfer is done, closes each moving partition with an
+    /// this step at `pace` (maintenance takes a step per interval); once
+    /// every transfer is done, closes each moving partition with an
     /// exchange between its current and incoming replicas and flips the
     /// change.
-    pub async fn transfer_step(&self, pages_max: usize) -> TransferReport {
+    pub async fn transfer_step(&self, pages_max: usize, pace: TransferPace) -> TransferReport {
         let doc = self.membership();
         let Some(change) = doc.pending.as_ref().map(|p| p.since) else {
             return TransferReport::default();
         };
         let mut budget = pages_max;
+        let pacer = Pacer::new(pace);
         let (mut copied, mut waiting) = (0, 0);
         let mut unreachable = Vec::new();
         for t in doc.transfers() {
             if budget == 0 {
                 break;
             }
-            match run_transfer(self, &doc, &t, change, &mut budget).await {
+            match run_transfer(self, &doc, &t, (change, &pacer), &mut budget).await {
                 Ok(keys) => copied += keys,
                 Err(Stalled::Waiting(why)) => {
                     tracing::debug!(%why, "transfer waits for a slot on its receiver");
@@ -39,7 +41,7 @@ impl Client {
                 Err(Stalled::Failed(e)) => unreachable.push(e),
             }
         }
-        let mut report = self.transfers().await;
+        let mut report = self.transfers_report(false).await;
         report.keys_copied = copied;
         report.waiting = waiting;
         report.unreachable.extend(unreachable);
@@ -122,10 +124,11 @@ impl Client {
         }
     }
 
-    /// Runs transfer steps until the change has flipped (or nothing is
-    /// pending), pausing `pause` between steps, for at most `limit`. The
-    /// last step's report, with `keys_copied` summed over every step and
-    /// `flipped` set when the change waited on flipped, whoever flipped it.
+    /// Runs transfer steps (unpaced) until the change has flipped (or
+    /// nothing is pending), pausing `pause` between steps, for at most
+    /// `limit`. The last step's report, with `keys_copied` summed over
+    /// every step and `flipped` set when the change waited on flipped,
+    /// whoever flipped it.
     pub async fn transfer_until_flipped(
         &self,
         pages_per_step: usize,
@@ -149,7 +152,9 @@ impl Client {
         let waiting_on = self.membership().pending.as_ref().map(|p| p.since);
         let mut copied = 0;
         loop {
-            let mut report = self.transfer_step(pages_per_step).await;
+            let mut report = self
+                .transfer_step(pages_per_step, TransferPace::UNLIMITED)
+                .await;
             progress(&report);
             copied += report.keys_copied;
             report.keys_copied = copied;

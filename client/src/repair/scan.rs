@@ -49,6 +49,7 @@ async fn scan_pages<T>(
             tombstones_only,
             listing,
             after: after.take(),
+            bytes_max: None,
         };
         match replicas.call(node, &request, report).await.map(&page) {
             Ok(Some((entries, next))) => {

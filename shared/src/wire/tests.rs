@@ -107,10 +107,11 @@ fn request() -> impl Strategy<Value = Request> {
             prop::collection::vec(any::<u16>(), 0..5),
             any::<bool>(),
             any::<bool>(),
-            prop::option::of(key.clone())
+            prop::option::of(key.clone()),
+            prop::option::of(any::<u32>())
         )
             .prop_map(
-                |(store, partition, segments, tombstones_only, digests, after)| {
+                |(store, partition, segments, tombstones_only, digests, after, bytes_max)| {
                     Request::ScanSegment {
                         store,
                         partition,
@@ -122,6 +123,7 @@ fn request() -> impl Strategy<Value = Request> {
                             Listing::Objects
                         },
                         after,
+                        bytes_max,
                     }
                 }
             ),

@@ -155,6 +155,7 @@ pub fn request(rng: &mut Rng) -> Request {
             tombstones_only: rng.bool(),
             listing: *rng.pick(&[Listing::Objects, Listing::Digests]),
             after: maybe(rng, key),
+            bytes_max: rng.bool().then(|| rng.number() as u32),
         },
         10 => Request::Stats,
         11 => Request::DeleteIfEqual {

@@ -1,11 +1,11 @@
-//! `quire cluster transfers [--wait [--parallel N]]`: where each transfer
-//! of the pending change stands, or, with `--wait`, moving the data now
-//! (several transfers at once, no pause while they make progress) until
+//! `quire cluster transfers [--wait [--parallel N] [--max-rate MB/S]]`:
+//! where each transfer of the pending change stands, or, with `--wait`,
+//! moving the data now (several transfers at once, at a byte rate) until
 //! the change flips.
 
 use crate::cli::output::{line, print, unreachable_suffix, Report};
 use anyhow::bail;
-use quire_client::{Client, TransferReport, MAX_PARALLEL_TRANSFERS};
+use quire_client::{Client, TransferPace, TransferReport, MAX_PARALLEL_TRANSFERS};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -18,6 +18,20 @@ pub(super) fn parse_parallel(text: &str) -> Result<usize, String> {
         _ => Err(format!(
             "expected a number of transfers from 1 to {MAX_PARALLEL_TRANSFERS}"
         )),
+    }
+}
+
+/// `--max-rate`: megabytes (10^6 bytes) per second, a positive decimal
+/// number, or `unlimited`.
+pub(super) fn parse_rate(text: &str) -> Result<TransferPace, String> {
+    if text == "unlimited" {
+        return Ok(TransferPace::UNLIMITED);
+    }
+    match text.parse::<f64>() {
+        Ok(mb) if mb.is_finite() && mb > 0.0 && mb * 1e6 >= 1.0 && mb * 1e6 < u64::MAX as f64 => {
+            Ok(TransferPace::per_second((mb * 1e6) as u64))
+        }
+        _ => Err("expected megabytes per second above 0 (such as 8 or 0.5), or `unlimited`".into()),
     }
 }
 
@@ -80,10 +94,11 @@ impl Report for Transfers {
 }
 
 /// Prints where the transfers stand; with `wait` (transfers in flight at
-/// once), drives them until the change flips or `limit` passes.
+/// once, and their pace), drives them until the change flips or `limit`
+/// passes.
 pub(super) async fn transfers(
     client: &Client,
-    wait: Option<usize>,
+    wait: Option<(usize, TransferPace)>,
     limit: Duration,
     json: bool,
 ) -> anyhow::Result<()> {

@@ -110,7 +110,7 @@ impl NodeState {
         (store, partition): (&str, u32),
         segments: &[u16],
         (tombstones_only, listing): (bool, Listing),
-        after: Option<&[u8]>,
+        (after, asked_bytes): (Option<&[u8]>, Option<u32>),
     ) -> Result<Reply, ErrorReply> {
         self.known_partition(store, partition)?;
         if segments.len() > usize::from(SEGMENTS) || segments.iter().any(|&s| s >= SEGMENTS) {
@@ -125,7 +125,11 @@ impl NodeState {
                 format!("a scan cursor is a key of 1 to {KEY_BYTES_MAX} bytes"),
             ));
         }
-        let bytes_max = (self.limits.frame_bytes_max as usize).saturating_sub(FRAME_ENVELOPE_BYTES);
+        // The asker's bound, if smaller; a page still holds at least one
+        // key, so a bound of 0 or below one record only makes pages small.
+        let bytes_max = (self.limits.frame_bytes_max as usize)
+            .saturating_sub(FRAME_ENVELOPE_BYTES)
+            .min(asked_bytes.map_or(usize::MAX, |b| b as usize));
         let storage = self.storage.clone();
         let (store, segments, after) = (
             store.to_owned(),
@@ -175,9 +179,21 @@ impl NodeState {
         })
     }
 
-    /// The node's totals.
-    pub(super) fn stats(&self) -> Result<Reply, ErrorReply> {
-        let StorageStats { stores, hints } = self.storage.stats().map_err(storage_failed)?;
+    /// The node's totals. A pass over every record (tens of ms per
+    /// 100 000), so it runs on a blocking thread like a scan: on a runtime
+    /// worker it held up every read queued there (measured beside a
+    /// join, whose status reports asked each source for its totals).
+    pub(super) async fn stats(&self) -> Result<Reply, ErrorReply> {
+        let storage = self.storage.clone();
+        let StorageStats { stores, hints } = tokio::task::spawn_blocking(move || storage.stats())
+            .await
+            .map_err(|e| {
+                refuse(
+                    ErrorCode::Storage,
+                    format!("the totals pass ended without an answer: {e}"),
+                )
+            })?
+            .map_err(storage_failed)?;
         Ok(Reply::Stats(NodeStats {
             stores: stores
                 .into_iter()

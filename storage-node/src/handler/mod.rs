@@ -251,16 +251,17 @@ impl NodeState {
                 tombstones_only,
                 listing,
                 after,
+                bytes_max,
             } => {
                 self.scan_segment(
                     (&store, partition),
                     &segments,
                     (tombstones_only, listing),
-                    after.as_deref(),
+                    (after.as_deref(), bytes_max),
                 )
                 .await
             }
-            Request::Stats => self.stats(),
+            Request::Stats => self.stats().await,
             Request::DeleteIfEqual { store, key, object } => {
                 self.delete_if_equal(&store, &key, object).await
             }

@@ -26,7 +26,9 @@
 use super::config::ChangeKind;
 use super::tasks::{OverLine, TaskEnd};
 use super::world::{lists_of, member, World};
-use crate::change::{closing_nodes, hand_off_and_drop, progress_of, run_transfer, Stalled};
+use crate::change::{
+    closing_nodes, hand_off_and_drop, progress_of, run_transfer, Pacer, Stalled, TransferPace,
+};
 use crate::repair::{exchange, RepairReport, Replicas};
 use quire_shared::{Change, NodeId};
 use std::collections::BTreeSet;
@@ -95,8 +97,10 @@ impl World {
         let task = async move {
             let mut keys = 0;
             let mut budget = pages;
+            // The simulation's pages are bounded by keys, and unpaced.
+            let pacer = Pacer::new(TransferPace::UNLIMITED);
             for t in doc.transfers() {
-                match run_transfer(&replicas, &doc, &t, change, &mut budget).await {
+                match run_transfer(&replicas, &doc, &t, (change, &pacer), &mut budget).await {
                     Ok(k) => keys += k,
                     Err(Stalled::Waiting(why) | Stalled::Failed(why)) => {
                         replicas

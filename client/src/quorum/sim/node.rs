@@ -360,7 +360,9 @@ impl SimNode {
                 tombstones_only,
                 listing,
                 after,
+                bytes_max: _,
             } => {
+                // Pages of the simulation are bounded by keys alone.
                 let ask = ScanAsk {
                     partition: *partition,
                     segments,
