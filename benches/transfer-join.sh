@@ -6,6 +6,7 @@
 #   benches/transfer-join.sh                     # defaults below
 #   RECORDS=1000000 MOVE_S=0 benches/transfer-join.sh   # move time alone
 #   PARALLEL=1 benches/transfer-join.sh          # one transfer at a time
+#   MAX_RATE=unlimited benches/transfer-join.sh  # `--max-rate` (MB/s)
 #   SNAPSHOT=/big/disk/loaded benches/transfer-join.sh  # load once, reuse
 #   WORKLOAD=a benches/transfer-join.sh          # writes during the move
 #
@@ -16,13 +17,14 @@
 # node new`, node 4 started, `cluster join`, `plan`; a second WORKLOAD
 # run of MOVE_S seconds starts (none when MOVE_S=0), and once it has
 # warmed up, `commit` and at once `cluster transfers --wait [--parallel
-# PARALLEL]`. Uses the release binaries; builds nothing.
+# PARALLEL] [--max-rate MAX_RATE]`. Uses the release binaries; builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RECORDS=${RECORDS:-200000}
 WORKLOAD=${WORKLOAD:-c}
 PARALLEL=${PARALLEL:-}
+MAX_RATE=${MAX_RATE:-}
 CONCURRENCY=${CONCURRENCY:-16}
 STEADY_S=${STEADY_S:-10}
 MOVE_S=${MOVE_S:-10}
@@ -124,6 +126,7 @@ q cluster commit
 
 WAIT=(cluster transfers --wait)
 [ -n "$PARALLEL" ] && WAIT+=(--parallel "$PARALLEL")
+[ -n "$MAX_RATE" ] && WAIT+=(--max-rate "$MAX_RATE")
 start=$(date +%s.%N)
 # The mover notes when it is done: the workload beside it may run longer.
 (
