@@ -589,6 +589,10 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
             "--max-rate",
         ),
         (
+            &["cluster", "transfers", "--wait", "--max-rate", "0.01"],
+            "--max-rate",
+        ),
+        (
             &["cluster", "transfers", "--wait", "--max-rate=-3"],
             "--max-rate",
         ),

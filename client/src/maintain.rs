@@ -25,9 +25,7 @@ const HINTS_PAGE: u32 = 256;
 /// foreground does not notice them (docs/benchmarks.md, "Pacing
 /// transfers by bytes"). An operator who wants the data moved sooner runs
 /// `quire cluster transfers --wait` beside it.
-pub const BACKGROUND_TRANSFER_PACE: TransferPace = TransferPace {
-    bytes_per_s: Some(2_000_000),
-};
+pub const BACKGROUND_TRANSFER_PACE: TransferPace = TransferPace::per_second(2_000_000);
 
 /// Pages of a membership change's transfers copied per maintenance step:
 /// a second at [`BACKGROUND_TRANSFER_PACE`] (a page is a hundredth of a
@@ -111,8 +109,9 @@ impl Client {
     }
 
     /// Runs [`Client::maintain_once`], one anti-entropy exchange (the
-    /// next partition in turn, [`Client::repair_step`]) and a few pages of
-    /// a membership change's transfers ([`Client::transfer_step`]) every
+    /// next partition in turn, [`Client::repair_step`]) and a second's
+    /// worth of a membership change's transfers at
+    /// [`BACKGROUND_TRANSFER_PACE`] ([`Client::transfer_step`]) every
     /// `interval` in the background until the returned handle is aborted
     /// or the runtime stops; once per membership epoch, [`DROP_GRACE`]
     /// after it appeared, old owners' copies are handed off and dropped

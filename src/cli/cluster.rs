@@ -83,13 +83,14 @@ pub enum ClusterCommand {
         /// and the change has flipped.
         #[arg(long)]
         wait: bool,
-        /// Give up waiting after this many seconds.
-        #[arg(long, default_value_t = 3600)]
-        timeout_s: u64,
+        /// Give up waiting after this many seconds. Default: an hour, plus
+        /// twice the time the change's estimated bytes take at --max-rate.
+        #[arg(long)]
+        timeout_s: Option<u64>,
         /// With --wait: transfers in flight at once (1 to 64; default 2).
-        /// More moves data faster, up to what the nodes' disks and this
-        /// client can carry, and costs the foreground more; the
-        /// maintenance loop keeps its own gentle rate whatever this says.
+        /// More moves data faster, up to --max-rate and what the nodes'
+        /// disks and this client can carry; the maintenance loop keeps its
+        /// own gentle rate whatever this says.
         #[arg(long, requires = "wait", value_parser = transfers::parse_parallel)]
         parallel: Option<usize>,
         /// With --wait: most megabytes (10^6 bytes) per second moved,
@@ -276,7 +277,7 @@ async fn run(
                     max_rate.unwrap_or(quire_client::DEFAULT_TRANSFER_PACE),
                 )
             });
-            transfers::transfers(client, wait, Duration::from_secs(timeout_s), json).await
+            transfers::transfers(client, wait, timeout_s.map(Duration::from_secs), json).await
         }
         ClusterCommand::Form(_) => unreachable!("formed before connecting"),
         ClusterCommand::Abort => {

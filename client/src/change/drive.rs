@@ -36,9 +36,7 @@ pub const DEFAULT_PARALLEL_TRANSFERS: usize = 2;
 /// "Pacing transfers by bytes"): at 4 MB/s the reads' p99.9 stayed within
 /// 2x of its steady state beside a read-only and a half-update workload;
 /// at 8 MB/s only beside the read-only one.
-pub const DEFAULT_TRANSFER_PACE: TransferPace = TransferPace {
-    bytes_per_s: Some(4_000_000),
-};
+pub const DEFAULT_TRANSFER_PACE: TransferPace = TransferPace::per_second(4_000_000);
 
 /// Most transfers in flight at once: each holds up to a page (bounded by
 /// the source's frame limit, 16 MiB by default) in this client's memory.

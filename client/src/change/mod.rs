@@ -10,8 +10,8 @@
 //!   as well as `W` for the current ones, when the incoming replicas can
 //!   take it (`quorum::put::Moving`): a read of the new owners
 //!   right after the flip then meets every acknowledged write;
-//! - maintenance ([`Client::transfer_step`], run by `quire maintain`, the
-//!   loop of `quire up` and any application's maintenance task) copies
+//! - maintenance ([`Client::transfer_step`], run by the loop of `quire
+//!   up` and any application's `spawn_maintenance`) copies
 //!   each partition from a current home replica to each incoming one, a
 //!   page at a time, recording progress on the receiver so that whoever
 //!   runs the transfer next resumes where it stopped;
@@ -31,7 +31,7 @@
 //! - `pages`: one transfer's pages, written against the repair seam so
 //!   the simulation runs them too;
 //! - `drive`: an operator's "move now" (`quire cluster transfers --wait`):
-//!   several transfers at once, no pause while they make progress;
+//!   several transfers at once, at the operator's byte rate;
 //! - `pace`: the byte rate a client's transfers share, and their pages;
 //! - `report`: where the transfers stand (rate, time left);
 //! - `slot`: a transfer's slot on its receiver, which limits the

@@ -23,27 +23,34 @@ use tokio::time::Instant;
 const PAGE_BYTES_MIN: u64 = 16 << 10;
 
 /// How fast a client's transfers move data, summed over all of them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// No `Default`: the SDK's default for an operator's move is
+/// [`crate::DEFAULT_TRANSFER_PACE`], not "unlimited".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransferPace {
-    /// Most bytes per second, or `None`: as fast as the nodes go (pages
-    /// as large as the sources' frame limit, no pause between them).
-    pub bytes_per_s: Option<u64>,
+    /// Most bytes per second (never 0), or `None`: as fast as the nodes
+    /// go (pages as large as the sources' frame limit, no pause).
+    bytes_per_s: Option<u64>,
 }
 
 impl TransferPace {
     /// No limit: an operator's "move it now" on an idle cluster.
     pub const UNLIMITED: TransferPace = TransferPace { bytes_per_s: None };
 
-    /// At most `bytes_per_s` (at least 1).
-    pub fn per_second(bytes_per_s: u64) -> Self {
+    /// At most `bytes_per_s` bytes per second (1 if given 0).
+    pub const fn per_second(bytes_per_s: u64) -> Self {
         TransferPace {
-            bytes_per_s: Some(bytes_per_s.max(1)),
+            bytes_per_s: Some(if bytes_per_s == 0 { 1 } else { bytes_per_s }),
         }
     }
 
+    /// The rate, or `None` when unlimited.
+    pub fn bytes_per_s(&self) -> Option<u64> {
+        self.bytes_per_s
+    }
+
     /// The page bound to ask sources for: a hundredth of a second at the
-    /// rate, at least [`PAGE_BYTES_MIN`]; `None` (the source's frame
-    /// limit) when unlimited.
+    /// rate, at least 16 KiB; `None` (the source's frame limit) when
+    /// unlimited.
     pub fn page_bytes(&self) -> Option<u32> {
         self.bytes_per_s
             .map(|rate| (rate / 100).clamp(PAGE_BYTES_MIN, u64::from(u32::MAX)) as u32)
@@ -88,9 +95,10 @@ impl Pacer {
         tokio::time::sleep_until(start).await;
     }
 
-    /// Corrects the last reservation of `reserved` bytes to the `moved`
-    /// bytes the page really held (a partition's last page is short), so
-    /// the rate counts bytes moved, not bounds asked for.
+    /// Corrects the schedule for a page that reserved `reserved` bytes
+    /// and held `moved` (a partition's last page is short; a failed scan
+    /// moved nothing): the end of the shared schedule moves by the
+    /// difference, so the rate counts bytes moved, not bounds asked for.
     pub(crate) fn settle(&self, reserved: u64, moved: u64) {
         let Some(rate) = self.pace.bytes_per_s else {
             return;
@@ -108,9 +116,11 @@ impl Pacer {
     }
 }
 
-/// How long `bytes` take at `rate` bytes per second.
+/// How long `bytes` take at `rate` bytes per second (a rate of 0 counts
+/// as 1; the longest span is about 585 years, far below `Duration`'s
+/// limit).
 fn span(bytes: u64, rate: u64) -> Duration {
-    Duration::from_secs_f64(bytes as f64 / rate as f64)
+    Duration::from_secs_f64(bytes as f64 / rate.max(1) as f64)
 }
 
 #[cfg(test)]
@@ -132,7 +142,7 @@ mod tests {
             TransferPace::per_second(u64::MAX).page_bytes(),
             Some(u32::MAX)
         );
-        assert_eq!(TransferPace::per_second(0).bytes_per_s, Some(1));
+        assert_eq!(TransferPace::per_second(0).bytes_per_s(), Some(1));
     }
 
     #[tokio::test(start_paused = true)]

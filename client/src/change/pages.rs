@@ -2,7 +2,8 @@
 //! to an incoming one.
 //!
 //! A transfer copies `store`'s `partition` page by page: a `ScanSegment`
-//! page (objects, bounded by the source's frame limit), stored on the
+//! page (objects, bounded by the bytes the pace asks for and by the
+//! source's frame limit), stored on the
 //! receiver by `TransferPage` requests of up to [`PART_KEYS`] keys and
 //! [`PART_BYTES`] bytes each (each key synced in, so a copy never
 //! replaces a newer write that reached the receiver directly), the last
@@ -176,7 +177,7 @@ fn objects_bytes(entries: &[Entry]) -> u64 {
 }
 
 /// [`source_page`] in its slot of `pacer`'s rate, the slot corrected to
-/// the bytes the page held.
+/// the bytes the page held (nothing when the scan failed).
 async fn paced_page(
     replicas: &impl Replicas,
     doc: &Membership,
@@ -187,9 +188,13 @@ async fn paced_page(
     let bytes_max = pacer.pace().page_bytes();
     let reserved = bytes_max.map_or(0, u64::from);
     pacer.reserve(reserved).await;
-    let page = source_page(replicas, doc, t, after, bytes_max).await?;
-    pacer.settle(reserved, objects_bytes(&page.0));
-    Ok(page)
+    let page = source_page(replicas, doc, t, after, bytes_max).await;
+    // Counted as the source bounds the page: keys and records.
+    let moved = page.as_ref().map_or(0, |(entries, _)| {
+        objects_bytes(entries) + entries.iter().map(|e| e.key.len() as u64).sum::<u64>()
+    });
+    pacer.settle(reserved, moved);
+    page
 }
 
 /// The next page of `t`'s partition after `after`, of at most

@@ -26,7 +26,9 @@ pub struct TransferStatus {
     pub rate_bytes_per_s: u64,
     /// Seconds left at that rate, against an estimate of the partition's
     /// size (its source's bytes in the store over the partitions it
-    /// holds); `None` when done, not started, or not estimable.
+    /// holds); `None` when done, not started, or not estimable, and in
+    /// the reports of transfer steps and `--wait` rounds, which do not
+    /// ask the sources for their totals.
     pub eta_s: Option<u64>,
 }
 

@@ -21,19 +21,31 @@ pub(super) fn parse_parallel(text: &str) -> Result<usize, String> {
     }
 }
 
-/// `--max-rate`: megabytes (10^6 bytes) per second, a positive decimal
-/// number, or `unlimited`.
+/// Slowest `--max-rate`, in MB/s: below it a transfer's pages (16 KiB at
+/// least) come further apart than a receiver keeps an idle transfer's
+/// slot (10 s), and transfers would take each other's slots in turn.
+const RATE_MIN_MB: f64 = 0.1;
+
+/// `--max-rate`: megabytes (10^6 bytes) per second, a decimal number of
+/// at least [`RATE_MIN_MB`], or `unlimited`.
 pub(super) fn parse_rate(text: &str) -> Result<TransferPace, String> {
     if text == "unlimited" {
         return Ok(TransferPace::UNLIMITED);
     }
     match text.parse::<f64>() {
-        Ok(mb) if mb.is_finite() && mb > 0.0 && mb * 1e6 >= 1.0 && mb * 1e6 < u64::MAX as f64 => {
+        Ok(mb) if (RATE_MIN_MB..1e12).contains(&mb) => {
             Ok(TransferPace::per_second((mb * 1e6) as u64))
         }
-        _ => Err("expected megabytes per second above 0 (such as 8 or 0.5), or `unlimited`".into()),
+        _ => Err(format!(
+            "expected megabytes per second from {RATE_MIN_MB} (such as 4 or 0.5), or `unlimited`"
+        )),
     }
 }
+
+/// When the operator names no limit, `--wait` gives up after this long
+/// without a key moved: a paced move of 100 GB at 4 MB/s takes about 7
+/// hours, and must not be cut off for being long, only for being stuck.
+const STALL_LIMIT: Duration = Duration::from_secs(3600);
 
 /// What `transfers` prints.
 #[derive(Serialize)]
@@ -95,25 +107,41 @@ impl Report for Transfers {
 
 /// Prints where the transfers stand; with `wait` (transfers in flight at
 /// once, and their pace), drives them until the change flips or `limit`
-/// passes.
+/// passes (if `None`: until [`STALL_LIMIT`] passes with nothing moved).
 pub(super) async fn transfers(
     client: &Client,
     wait: Option<(usize, TransferPace)>,
-    limit: Duration,
+    limit: Option<Duration>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let report = if let Some(parallel) = wait {
+    let report = if let Some((parallel, pace)) = wait {
         let bar = quire::progress::bar("transfers done", 0);
-        let report = client
-            .drive_transfers(parallel, limit, |r| {
-                bar.set_length(r.pending + r.active + r.done);
-                bar.set_position(r.done);
-            })
-            .await;
+        // The bytes the receivers recorded, to tell a long move from a
+        // stuck one: a round cut off by the limit reports no keys copied.
+        let mut recorded = 0;
+        let report = loop {
+            let report = client
+                .drive_transfers((parallel, pace), limit.unwrap_or(STALL_LIMIT), |r| {
+                    bar.set_length(r.pending + r.active + r.done);
+                    bar.set_position(r.done);
+                })
+                .await;
+            let moving = report.change.is_some() && !report.flipped;
+            if !moving || limit.is_some() || report.bytes <= recorded {
+                break report;
+            }
+            recorded = report.bytes;
+        };
         bar.finish_and_clear();
         if report.change.is_some() && !report.flipped {
             print(&Transfers(report), json)?;
-            bail!("the change did not finish within {} s", limit.as_secs());
+            match limit {
+                Some(limit) => bail!("the change did not finish within {} s", limit.as_secs()),
+                None => bail!(
+                    "the change stopped moving: nothing moved for {} s",
+                    STALL_LIMIT.as_secs()
+                ),
+            }
         }
         report
     } else {

@@ -21,7 +21,8 @@ use std::sync::OnceLock;
 /// Keys per scan page.
 const SCAN_PAGE: usize = 1;
 
-/// What a scan asks for (the fields of `Request::ScanSegment`).
+/// What a scan asks for (the fields of `Request::ScanSegment` but its
+/// byte bound: the simulation's pages are bounded by keys alone).
 pub struct ScanAsk<'a> {
     /// Partition.
     pub partition: u32,

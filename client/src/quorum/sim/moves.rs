@@ -82,8 +82,8 @@ impl World {
 
     /// Starts a moves task for the pending change (unless one runs): the
     /// transfers, at most `pages` pages in all (the maintenance loop's
-    /// rate limit: a few pages per interval, so a move spans many ticks of
-    /// the faults), then, if all are done, the closing exchanges.
+    /// rate limit, in pages of a key each here, so a move spans many ticks
+    /// of the faults), then, if all are done, the closing exchanges.
     pub(super) fn start_moves(&mut self, pages: usize) -> Result<(), String> {
         let Some(change) = self.doc.pending.as_ref().map(|p| p.since) else {
             return Ok(());
