@@ -25,7 +25,8 @@ pub struct TransferStatus {
     /// Bytes per second since the transfer started (0 before it has).
     pub rate_bytes_per_s: u64,
     /// Seconds left at that rate, against an estimate of the partition's
-    /// size (its source's bytes in the store over the partitions it
+    /// size (the mean of its store's transfers already done, or before
+    /// any is, its source's bytes in the store over the partitions it
     /// holds); `None` when done, not started, or not estimable, and in
     /// the reports of transfer steps and `--wait` rounds, which do not
     /// ask the sources for their totals.
@@ -79,6 +80,15 @@ impl TransferReport {
     pub fn is_idle(&self) -> bool {
         self.pending == 0 && self.active == 0
     }
+}
+
+/// The mean bytes of `store`'s transfers that are done, if any are: a
+/// partition's size, since partitions hold about equal shares of a store.
+fn done_mean<'a>(statuses: impl Iterator<Item = &'a TransferStatus>, store: &str) -> Option<u64> {
+    let (count, bytes) = statuses
+        .filter(|s| s.state == "done" && s.store == store)
+        .fold((0u64, 0u64), |(n, b), s| (n + 1, b.saturating_add(s.bytes)));
+    bytes.checked_div(count)
 }
 
 /// Estimated bytes of a partition, per (source node, store): the store's
@@ -138,9 +148,12 @@ impl Client {
         self.transfers_report(true).await
     }
 
-    /// [`Client::transfers`], with the time left (`eta`) only if asked:
-    /// it needs each source's totals (`Stats`, a pass over all its data),
-    /// a cost for an operator's look, not for every step of a move.
+    /// [`Client::transfers`], with the time left (`eta`) only if asked.
+    /// A partition's size is estimated from the transfers of its store
+    /// already done (partitions hold about equal shares of a store's keys),
+    /// or, before any is, from each source's totals (`Stats`, a pass over
+    /// all its data): a cost for an operator's look, not for every step of
+    /// a move.
     pub(super) async fn transfers_report(&self, eta: bool) -> TransferReport {
         let doc = self.membership();
         let Some(change) = doc.pending.as_ref().map(|p| p.since) else {
@@ -150,7 +163,7 @@ impl Client {
             change: Some(change),
             ..TransferReport::default()
         };
-        let mut sizes = PartitionSizes::default();
+        let mut statuses = Vec::new();
         for t in doc.transfers() {
             let (state, p) = match super::pages::progress_of(self, &doc, &t).await {
                 Ok(p) => (state_of(&p, change), p),
@@ -160,24 +173,37 @@ impl Client {
                 }
             };
             let seconds = p.updated_ms.saturating_sub(p.started_ms) / 1000;
-            let rate = p.bytes.checked_div(seconds).unwrap_or(0);
-            let eta_s = match state {
-                "active" if eta && rate > 0 => {
-                    let size = sizes.estimate(self, &doc, &t).await;
-                    Some(size.saturating_sub(p.bytes) / rate)
-                }
-                _ => None,
-            };
-            report.count(TransferStatus {
-                store: t.store,
+            let status = TransferStatus {
+                store: t.store.clone(),
                 partition: t.partition,
                 to: t.to,
                 state,
                 keys: p.keys,
                 bytes: p.bytes,
-                rate_bytes_per_s: rate,
-                eta_s,
-            });
+                rate_bytes_per_s: p.bytes.checked_div(seconds).unwrap_or(0),
+                eta_s: None,
+            };
+            statuses.push((t, status));
+        }
+        if eta {
+            let mut sizes = PartitionSizes::default();
+            let means: Vec<Option<u64>> = statuses
+                .iter()
+                .map(|(t, _)| done_mean(statuses.iter().map(|(_, s)| s), &t.store))
+                .collect();
+            for ((t, s), mean) in statuses.iter_mut().zip(means) {
+                if s.state != "active" || s.rate_bytes_per_s == 0 {
+                    continue;
+                }
+                let size = match mean {
+                    Some(mean) => mean,
+                    None => sizes.estimate(self, &doc, t).await,
+                };
+                s.eta_s = Some(size.saturating_sub(s.bytes) / s.rate_bytes_per_s);
+            }
+        }
+        for (_, status) in statuses {
+            report.count(status);
         }
         report
     }
@@ -192,5 +218,39 @@ impl Client {
             total += sizes.estimate(self, doc, &t).await;
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(store: &str, state: &'static str, bytes: u64) -> TransferStatus {
+        TransferStatus {
+            store: store.into(),
+            partition: 0,
+            to: NodeId(1),
+            state,
+            keys: 0,
+            bytes,
+            rate_bytes_per_s: 0,
+            eta_s: None,
+        }
+    }
+
+    #[test]
+    fn a_partitions_size_is_the_mean_of_its_stores_done_transfers() {
+        let all = [
+            status("carts", "done", 1000),
+            status("carts", "done", 3000),
+            status("carts", "active", 500),
+            status("users", "done", 80),
+            status("users", "pending", 0),
+        ];
+        assert_eq!(done_mean(all.iter(), "carts"), Some(2000));
+        assert_eq!(done_mean(all.iter(), "users"), Some(80));
+        // Nothing done yet: no estimate from here (the sources' totals then).
+        assert_eq!(done_mean(all.iter(), "orders"), None);
+        assert_eq!(done_mean(all[2..3].iter(), "carts"), None);
     }
 }
