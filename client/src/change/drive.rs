@@ -51,8 +51,8 @@ impl Client {
     /// Moves the pending change's data with up to `parallel` transfers in
     /// flight (clamped to 1..=[`MAX_PARALLEL_TRANSFERS`]) at `pace` (summed
     /// over them), without pausing otherwise while transfers succeed, then
-    /// closes every moving partition (as
-    /// many exchanges at once) and flips; returns when the change has
+    /// closes every moving partition (as many exchanges at once) and
+    /// flips; returns when the change has
     /// flipped (whoever flipped it), nothing is pending, or after
     /// `limit`. `progress` is called as transfers finish, with `done`
     /// counting those this client saw done and `active` those in flight.

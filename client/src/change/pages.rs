@@ -86,10 +86,14 @@ pub(crate) async fn run_transfer(
     let mut page = paced_page(replicas, doc, t, progress.after.clone(), pacer).await?;
     let mut copied = 0;
     loop {
-        let (entries, next) = page;
+        let Scanned {
+            entries,
+            next,
+            object_bytes,
+        } = page;
         let keys = entries.len() as u64;
         progress.keys += keys;
-        progress.bytes += objects_bytes(&entries);
+        progress.bytes += object_bytes;
         let now = replicas.wall_ms();
         if progress.started_ms == 0 {
             progress.started_ms = now;
@@ -167,13 +171,14 @@ async fn store_page(
     Ok(false)
 }
 
-/// The objects' encoded size, counted without encoding them: what a
-/// transfer reports as moved, and what its pace counts.
-fn objects_bytes(entries: &[Entry]) -> u64 {
-    entries
-        .iter()
-        .map(|e| postcard::experimental::serialized_size(&e.object).unwrap_or(0) as u64)
-        .sum()
+/// A page scanned from a source.
+struct Scanned {
+    entries: Vec<Entry>,
+    /// Where the next page starts; `None` after the partition's last.
+    next: Option<Vec<u8>>,
+    /// The objects' encoded size, counted once without encoding them:
+    /// what a transfer reports as moved.
+    object_bytes: u64,
 }
 
 /// [`source_page`] in its slot of `pacer`'s rate, the slot corrected to
@@ -184,17 +189,29 @@ async fn paced_page(
     t: &Transfer,
     after: Option<Vec<u8>>,
     pacer: &Pacer,
-) -> Result<(Vec<Entry>, Option<Vec<u8>>), String> {
+) -> Result<Scanned, String> {
     let bytes_max = pacer.pace().page_bytes();
     let reserved = bytes_max.map_or(0, u64::from);
     pacer.reserve(reserved).await;
-    let page = source_page(replicas, doc, t, after, bytes_max).await;
+    let (entries, next) = match source_page(replicas, doc, t, after, bytes_max).await {
+        Ok(page) => page,
+        Err(why) => {
+            pacer.settle(reserved, 0);
+            return Err(why);
+        }
+    };
+    let object_bytes = entries
+        .iter()
+        .map(|e| postcard::experimental::serialized_size(&e.object).unwrap_or(0) as u64)
+        .sum();
     // Counted as the source bounds the page: keys and records.
-    let moved = page.as_ref().map_or(0, |(entries, _)| {
-        objects_bytes(entries) + entries.iter().map(|e| e.key.len() as u64).sum::<u64>()
-    });
-    pacer.settle(reserved, moved);
-    page
+    let keys_bytes: u64 = entries.iter().map(|e| e.key.len() as u64).sum();
+    pacer.settle(reserved, object_bytes + keys_bytes);
+    Ok(Scanned {
+        entries,
+        next,
+        object_bytes,
+    })
 }
 
 /// The next page of `t`'s partition after `after`, of at most

@@ -5,6 +5,7 @@
 use crate::client::Client;
 use quire_shared::wire::TransferProgress;
 use quire_shared::{Membership, NodeId, Transfer};
+use std::collections::BTreeMap;
 
 /// Where one transfer stands.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -82,20 +83,26 @@ impl TransferReport {
     }
 }
 
-/// The mean bytes of `store`'s transfers that are done, if any are: a
-/// partition's size, since partitions hold about equal shares of a store.
-fn done_mean<'a>(statuses: impl Iterator<Item = &'a TransferStatus>, store: &str) -> Option<u64> {
-    let (count, bytes) = statuses
-        .filter(|s| s.state == "done" && s.store == store)
-        .fold((0u64, 0u64), |(n, b), s| (n + 1, b.saturating_add(s.bytes)));
-    bytes.checked_div(count)
+/// The mean bytes of each store's transfers that are done, for the stores
+/// with any: a partition's size, since partitions hold about equal shares
+/// of a store.
+fn done_means<'a>(statuses: impl Iterator<Item = &'a TransferStatus>) -> BTreeMap<String, u64> {
+    let mut sums: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for s in statuses.filter(|s| s.state == "done") {
+        let (count, bytes) = sums.entry(s.store.clone()).or_default();
+        *count += 1;
+        *bytes = bytes.saturating_add(s.bytes);
+    }
+    sums.into_iter()
+        .map(|(store, (count, bytes))| (store, bytes / count))
+        .collect()
 }
 
 /// Estimated bytes of a partition, per (source node, store): the store's
 /// bytes on the source (`Stats`) over the partitions it is a home
 /// replica of.
 #[derive(Default)]
-pub(super) struct PartitionSizes(std::collections::BTreeMap<(NodeId, String), u64>);
+pub(super) struct PartitionSizes(BTreeMap<(NodeId, String), u64>);
 
 impl PartitionSizes {
     pub(super) async fn estimate(
@@ -187,16 +194,13 @@ impl Client {
         }
         if eta {
             let mut sizes = PartitionSizes::default();
-            let means: Vec<Option<u64>> = statuses
-                .iter()
-                .map(|(t, _)| done_mean(statuses.iter().map(|(_, s)| s), &t.store))
-                .collect();
-            for ((t, s), mean) in statuses.iter_mut().zip(means) {
+            let means = done_means(statuses.iter().map(|(_, s)| s));
+            for (t, s) in &mut statuses {
                 if s.state != "active" || s.rate_bytes_per_s == 0 {
                     continue;
                 }
-                let size = match mean {
-                    Some(mean) => mean,
+                let size = match means.get(&s.store) {
+                    Some(&mean) => mean,
                     None => sizes.estimate(self, &doc, t).await,
                 };
                 s.eta_s = Some(size.saturating_sub(s.bytes) / s.rate_bytes_per_s);
@@ -247,10 +251,11 @@ mod tests {
             status("users", "done", 80),
             status("users", "pending", 0),
         ];
-        assert_eq!(done_mean(all.iter(), "carts"), Some(2000));
-        assert_eq!(done_mean(all.iter(), "users"), Some(80));
+        let means = done_means(all.iter());
+        assert_eq!(means.get("carts"), Some(&2000));
+        assert_eq!(means.get("users"), Some(&80));
         // Nothing done yet: no estimate from here (the sources' totals then).
-        assert_eq!(done_mean(all.iter(), "orders"), None);
-        assert_eq!(done_mean(all[2..3].iter(), "carts"), None);
+        assert_eq!(means.get("orders"), None);
+        assert_eq!(done_means(all[2..3].iter()).get("carts"), None);
     }
 }
