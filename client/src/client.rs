@@ -62,16 +62,30 @@ pub(crate) struct Inner {
     pub(crate) speculation: Speculation,
     pub(crate) health: Health,
     pub(crate) background: Background,
-    /// Whether a membership exchange started by an answer runs: index 0
-    /// a fetch (the node is ahead), 1 a push (it is behind). A new epoch
+    /// Whether a membership exchange started by an answer runs: a fetch
+    /// (the node is ahead) or a push (it is behind). A new epoch
     /// shows in every answer at once (a commit, a flip): without these,
     /// each answer started its own fetch and verification, and a busy
     /// client sent hundreds in a millisecond, its gets queued behind
     /// them. Answers that disagree while one of their kind runs start
     /// none; the next answer after it ends starts another if still
     /// needed. Two flags, so that learning a newer document never waits
-    /// behind pushing ours to a slow node.
-    pub(crate) exchanging: [AtomicBool; 2],
+    /// behind pushing ours to a slow node: this one for fetches...
+    pub(crate) fetching: AtomicBool,
+    /// ...and this one for pushes.
+    pub(crate) pushing: AtomicBool,
+}
+
+impl Inner {
+    /// The flag of a running membership exchange: a push of ours to a
+    /// node that is behind, or a fetch from one that is ahead.
+    fn exchange_flag(&self, push: bool) -> &AtomicBool {
+        if push {
+            &self.pushing
+        } else {
+            &self.fetching
+        }
+    }
 }
 
 /// A handle on a cluster; cheap to clone and share between tasks.
@@ -86,13 +100,16 @@ pub(crate) fn load_sealer(tls: &TlsSource) -> Result<Sealer, SetupError> {
     Ok(Sealer::from_material(&TlsMaterial::load(tls)?)?)
 }
 
-/// Marks the running membership exchange of its kind (a fetch or a
-/// push, [`Inner::exchanging`]) ended when dropped.
-struct Exchanging(Client, usize);
+/// Marks the running membership exchange of its kind (a push if true,
+/// else a fetch: [`Inner::fetching`]) ended when dropped.
+struct Exchanging(Client, bool);
 
 impl Drop for Exchanging {
     fn drop(&mut self) {
-        self.0.inner.exchanging[self.1].store(false, Ordering::Release);
+        self.0
+            .inner
+            .exchange_flag(self.1)
+            .store(false, Ordering::Release);
     }
 }
 
@@ -171,7 +188,8 @@ impl Client {
                 speculation: Speculation::new(Duration::from_millis(config.timeouts.attempt_ms)),
                 health: Health::default(),
                 background: Background::default(),
-                exchanging: [AtomicBool::new(false), AtomicBool::new(false)],
+                fetching: AtomicBool::new(false),
+                pushing: AtomicBool::new(false),
                 config,
             }),
         };
@@ -284,20 +302,19 @@ impl Client {
                     return;
                 };
                 let behind = response.epoch < mine.epoch;
-                let kind = usize::from(behind);
-                if client.inner.exchanging[kind].swap(true, Ordering::AcqRel) {
+                if client
+                    .inner
+                    .exchange_flag(behind)
+                    .swap(true, Ordering::AcqRel)
+                {
                     return; // one is running; a later answer retries
                 }
+                client.inner.metrics.membership_exchanges.inc();
                 // Made before the task: cleared however the exchange ends,
                 // even if the task is dropped unpolled with its runtime,
                 // so the next answer may start one.
-                let running = Exchanging(client.clone(), kind);
-                let client = client.clone();
-                client.inner.metrics.membership_exchanges.inc();
-                tokio::spawn(async move {
-                    let _running = running;
-                    client.exchange_membership(&addr, behind).await
-                });
+                let running = Exchanging(client.clone(), behind);
+                tokio::spawn(async move { running.0.exchange_membership(&addr, behind).await });
             },
         )
     }

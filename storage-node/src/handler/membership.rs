@@ -82,17 +82,20 @@ impl NodeState {
         };
         match self.write(op).await? {
             WriteOutcome::Membership { held, verdict } => {
-                if let MembershipOffer::Refused(why) = verdict {
-                    return Err(refuse(ErrorCode::Forbidden, why.to_string()));
-                }
                 let epoch = held.epoch;
-                if verdict == MembershipOffer::Conflict {
-                    return Err(refuse(
-                        ErrorCode::EpochConflict,
-                        format!(
-                            "the change was built on another document; the node holds epoch {epoch}: re-read and retry"
-                        ),
-                    ));
+                match verdict {
+                    MembershipOffer::Refused(why) => {
+                        return Err(refuse(ErrorCode::Forbidden, why.to_string()));
+                    }
+                    MembershipOffer::Conflict => {
+                        return Err(refuse(
+                            ErrorCode::EpochConflict,
+                            format!(
+                                "the change was built on another document; the node holds epoch {epoch}: re-read and retry"
+                            ),
+                        ));
+                    }
+                    MembershipOffer::Accept | MembershipOffer::Keep => {}
                 }
                 let mut cache = self.membership.write().unwrap_or_else(|e| e.into_inner());
                 if cache.as_ref().is_none_or(|c| held.supersedes(c)) {
