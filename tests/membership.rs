@@ -289,6 +289,7 @@ async fn a_busy_client_fetches_a_new_epoch_once_not_once_per_answer() {
         .put("default", b"k", b"v".to_vec(), &quire::Context::empty())
         .await
         .unwrap();
+    // The put's replication past W lands before the count is taken.
     client.settle(Duration::from_secs(5)).await;
     let before = client.stats().membership_exchanges;
     let admin = cluster.client().await;

@@ -310,7 +310,7 @@ pub fn quire_cli(config: Option<&Path>, args: &[&str]) -> std::process::Output {
     command.args(args).output().expect("quire runs")
 }
 
-/// Runs `quire --json --config CONFIG ARGS` as its own process, asserts
+/// Runs `quire --config CONFIG --json ARGS` as its own process, asserts
 /// it succeeded, and returns what it printed.
 pub fn quire_json(config: &Path, args: &[&str]) -> serde_json::Value {
     let out = quire_cli(Some(config), &[&["--json"], args].concat());
