@@ -1066,3 +1066,53 @@ async fn a_put_during_a_move_waits_for_w_among_the_owners_to_come() {
         .expect("read after the flip");
     assert!(read.siblings.iter().any(|s| s.value == b"joint"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flip_that_waits_for_a_down_replica_says_which_and_follows_once_it_is_back() {
+    let mut cluster = TestCluster::from(common::builder(3).partitions(16), false).await;
+    let client = cluster.client().await;
+    let keys = put_keys(&client, 60, b"cart").await;
+    let (_, member, committed) = join_a_fourth_node(&mut cluster, &client).await;
+    // A member that stays a home replica of the partitions it holds goes
+    // down before the move: its closing exchanges cannot run.
+    let down = committed
+        .members
+        .iter()
+        .find(|m| m.id != member.id)
+        .expect("an old member")
+        .clone();
+    let k = cluster.k_of(down.id);
+    cluster.stop(k).await;
+    let report = client
+        .drive_transfers((2, TransferPace::UNLIMITED), Duration::from_secs(6), |_| {})
+        .await;
+    assert!(!report.flipped, "{report:?}");
+    assert!(report.is_idle(), "every transfer is done: {report:?}");
+    assert!(
+        !report.flip_waits_for.is_empty()
+            && report
+                .flip_waits_for
+                .iter()
+                .all(|why| why.contains(&down.addr)),
+        "the flip names the replica it waits for: {:?}",
+        report.flip_waits_for
+    );
+    assert_eq!(
+        client.membership().pending.as_ref().map(|p| p.since),
+        committed.pending.as_ref().map(|p| p.since)
+    );
+    // Back with its data: the closing exchanges run and the change flips.
+    cluster.restart(k).await;
+    let report = client
+        .drive_transfers(
+            (2, TransferPace::UNLIMITED),
+            Duration::from_secs(60),
+            |_| {},
+        )
+        .await;
+    assert!(report.flipped, "{report:?}");
+    assert!(report.flip_waits_for.is_empty(), "{report:?}");
+    assert!(client.membership().partitions_owned(member.id).0 > 0);
+    let acked = keys.into_iter().map(|k| (k, b"cart".to_vec())).collect();
+    all_readable(&client, &acked).await;
+}

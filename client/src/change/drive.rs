@@ -87,10 +87,12 @@ impl Client {
             // A round stops at the deadline: its transfers are dropped
             // mid-page, and resume from the receivers' marks next time.
             let round = self.transfer_round(&doc, (change, &pacer), parallel, &mut progress);
-            let (keys, failed, waiting) = match tokio::time::timeout_at(deadline, round).await {
-                Ok(round) => round,
-                Err(_) => (0, vec![format!("gave up after {} s", limit.as_secs())], 0),
-            };
+            // Cut off by the deadline: reported as it stands, not closed.
+            let (keys, failed, waiting, cut_off) =
+                match tokio::time::timeout_at(deadline, round).await {
+                    Ok((keys, failed, waiting)) => (keys, failed, waiting, false),
+                    Err(_) => (0, Vec::new(), 0, true),
+                };
             copied += keys;
             tracing::info!(
                 keys,
@@ -104,23 +106,31 @@ impl Client {
             report.keys_copied = copied;
             report.waiting = waiting;
             report.unreachable.extend(failed);
+            if cut_off {
+                // Why the flip waited when it was last tried still holds.
+                report.flip_waits_for = last.flip_waits_for.clone();
+            }
             last = report.clone();
-            if report.is_idle() && report.unreachable.is_empty() && report.change == Some(change) {
+            if !cut_off
+                && report.is_idle()
+                && report.unreachable.is_empty()
+                && report.change == Some(change)
+            {
                 self.refresh_membership().await;
                 if self.membership().pending != doc.pending {
                     continue; // flipped meanwhile: reported at the top
                 }
                 let started = std::time::Instant::now();
-                let (flipped, repaired) = self.close_and_flip(&doc, change, parallel).await;
+                let closing = self.close_and_flip(&doc, change, parallel).await;
                 tracing::info!(
-                    flipped,
-                    repaired,
+                    flipped = closing.flipped,
+                    repaired = closing.repaired,
                     seconds = started.elapsed().as_secs_f64(),
                     "closing exchanges and flip"
                 );
-                report.flipped = flipped;
-                report.keys_repaired_at_close = repaired;
-                if flipped {
+                closing.into_report(&mut report);
+                last.flip_waits_for.clone_from(&report.flip_waits_for);
+                if report.flipped {
                     progress(&report);
                     return report;
                 }

@@ -63,6 +63,13 @@ pub struct TransferReport {
     pub transfers: Vec<TransferStatus>,
     /// Nodes that could not be asked, with why.
     pub unreachable: Vec<String>,
+    /// When every transfer is done but the change did not flip: why the
+    /// flip waits (replicas the closing exchanges could not reach, with
+    /// why). Each current and incoming replica of a moving partition
+    /// must answer its closing exchange, except a leaving one that is
+    /// down; the flip follows once they do, or `quire cluster abort`
+    /// abandons the change.
+    pub flip_waits_for: Vec<String>,
 }
 
 impl TransferReport {

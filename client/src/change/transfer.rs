@@ -55,9 +55,8 @@ impl Client {
                 report.change = None;
                 return report;
             }
-            let (flipped, repaired) = self.close_and_flip(&doc, change, 1).await;
-            report.flipped = flipped;
-            report.keys_repaired_at_close = repaired;
+            let closing = self.close_and_flip(&doc, change, 1).await;
+            closing.into_report(&mut report);
         }
         report
     }
@@ -71,10 +70,10 @@ impl Client {
         doc: &Membership,
         change: u64,
         parallel: usize,
-    ) -> (bool, u64) {
+    ) -> Closing {
         let mut seen = BTreeSet::new();
         let mut closing = tokio::task::JoinSet::new();
-        let (mut complete, mut repaired) = (true, 0);
+        let mut outcome = Closing::default();
         for t in doc.transfers() {
             if !seen.insert((t.store.clone(), t.partition)) {
                 continue;
@@ -85,43 +84,48 @@ impl Client {
             let up = |id| crate::repair::Replicas::believed_up(self, id);
             let nodes = closing_nodes(doc, &t, usize::from(config.n), up);
             if closing.len() >= parallel.max(1) {
-                let (done, keys) = joined(closing.join_next().await);
-                repaired += keys;
-                complete &= done;
+                outcome.add(joined(closing.join_next().await));
             }
-            if !complete {
+            if !outcome.complete() {
                 break;
             }
             let client = self.clone();
             closing.spawn(async move {
                 let mut report = RepairReport::default();
-                let outcome =
+                let exchanged =
                     crate::repair::exchange(&client, &config, t.partition, &nodes, None, &mut report)
                         .await;
-                if !outcome.complete {
+                let mut waits = Vec::new();
+                if !exchanged.complete {
                     tracing::info!(partition = t.partition, store = %t.store, "closing exchange incomplete; the flip waits");
+                    waits = report.unreachable;
+                    if waits.is_empty() {
+                        waits.push(format!(
+                            "the closing exchange of partition {} of {:?} did not complete",
+                            t.partition, t.store
+                        ));
+                    }
                 }
-                (outcome.complete, report.keys_repaired)
+                (report.keys_repaired, waits)
             });
         }
         while let Some(result) = closing.join_next().await {
-            let (done, keys) = joined(Some(result));
-            repaired += keys;
-            complete &= done;
+            outcome.add(joined(Some(result)));
         }
-        if !complete {
-            return (false, repaired);
+        if !outcome.complete() {
+            return outcome;
         }
         let Some(pending) = doc.pending.as_ref().filter(|p| p.since == change) else {
-            return (false, repaired);
+            return outcome;
         };
         match self.flip_change(pending).await {
-            Ok(flipped) => (flipped, repaired),
+            Ok(flipped) => outcome.flipped = flipped,
             Err(e) => {
                 tracing::warn!(error = %e, "flipping the membership change failed; the next step retries");
-                (false, repaired)
+                outcome.waits_for.push(format!("the flip itself: {e}"));
             }
         }
+        outcome
     }
 
     /// Runs transfer steps (unpaced) until the change has flipped (or
@@ -176,14 +180,55 @@ impl Client {
 
 /// A closing exchange's outcome from its task: a task that ended without
 /// one (it panicked) counts as incomplete, so the flip waits.
-fn joined(result: Option<Result<(bool, u64), tokio::task::JoinError>>) -> (bool, u64) {
+fn joined(
+    result: Option<Result<(u64, Vec<String>), tokio::task::JoinError>>,
+) -> (u64, Vec<String>) {
     match result {
         Some(Ok(outcome)) => outcome,
         Some(Err(e)) => {
             tracing::warn!(error = %e, "a closing exchange ended without an outcome; the flip waits");
-            (false, 0)
+            (
+                0,
+                vec![format!("a closing exchange ended without an outcome: {e}")],
+            )
         }
-        None => (true, 0),
+        None => (0, Vec::new()),
+    }
+}
+
+/// What the closing exchanges and the flip came to.
+#[derive(Debug, Default)]
+pub(super) struct Closing {
+    /// True when the change flipped.
+    pub(super) flipped: bool,
+    /// Keys the exchanges repaired.
+    pub(super) repaired: u64,
+    /// Why the flip waits (replicas an exchange could not reach, with
+    /// why), each once; empty when every exchange completed.
+    pub(super) waits_for: Vec<String>,
+}
+
+impl Closing {
+    /// Counts one exchange's repairs and what it could not reach.
+    fn add(&mut self, (repaired, waits): (u64, Vec<String>)) {
+        self.repaired += repaired;
+        for why in waits {
+            if !self.waits_for.contains(&why) {
+                self.waits_for.push(why);
+            }
+        }
+    }
+
+    /// True while every exchange so far completed.
+    fn complete(&self) -> bool {
+        self.waits_for.is_empty()
+    }
+
+    /// Writes the outcome into `report`.
+    pub(super) fn into_report(self, report: &mut TransferReport) {
+        report.flipped = self.flipped;
+        report.keys_repaired_at_close = self.repaired;
+        report.flip_waits_for = self.waits_for;
     }
 }
 

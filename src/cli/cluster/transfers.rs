@@ -102,7 +102,23 @@ impl Report for Transfers {
                 unreachable_suffix(&r.unreachable)
             ),
         );
+        if let Some(why) = flip_waits(r) {
+            line(out, format_args!("{why}"));
+        }
     }
+}
+
+/// Why a change whose transfers are all done has not flipped, and what
+/// the operator can do; `None` unless the closing exchanges were tried
+/// and could not finish.
+fn flip_waits(r: &TransferReport) -> Option<String> {
+    if r.flipped || r.flip_waits_for.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "every transfer is done, but the flip waits: the closing exchanges need every current and incoming replica of a moving partition to answer (a leaving one that is down excepted), and could not reach: {}. The flip follows once they answer; or `quire cluster abort` abandons the change (nothing acknowledged is lost), and a dead node is then replaced with `quire cluster replace`",
+        r.flip_waits_for.join("; ")
+    ))
 }
 
 /// Prints where the transfers stand; with `wait` (transfers in flight at
@@ -119,11 +135,19 @@ pub(super) async fn transfers(
         // The bytes the receivers recorded, to tell a long move from a
         // stuck one: a round cut off by the limit reports no keys copied.
         let mut recorded = 0;
+        // Said once per distinct reason, on stderr, while `--wait` goes on.
+        let mut told = None;
         let report = loop {
             let report = client
                 .drive_transfers((parallel, pace), limit.unwrap_or(STALL_LIMIT), |r| {
                     bar.set_length(r.pending + r.active + r.done);
                     bar.set_position(r.done);
+                    if let Some(why) = flip_waits(r) {
+                        if told.as_ref() != Some(&r.flip_waits_for) {
+                            bar.suspend(|| eprintln!("quire: {why}"));
+                            told = Some(r.flip_waits_for.clone());
+                        }
+                    }
                 })
                 .await;
             let moving = report.change.is_some() && !report.flipped;
