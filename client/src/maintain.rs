@@ -173,6 +173,12 @@ impl Client {
                         "membership change transfer step"
                     );
                 }
+                if !moved.flip_waits_for.is_empty() {
+                    tracing::warn!(
+                        waits_for = moved.flip_waits_for.join("; "),
+                        "membership change: every transfer is done, but the flip waits for replicas its closing exchanges could not finish with (`quire cluster abort` abandons the change)"
+                    );
+                }
                 let report = client.maintain_once().await;
                 if report.hints_delivered > 0 || report.hints_pending > 0 {
                     tracing::info!(

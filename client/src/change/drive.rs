@@ -80,6 +80,8 @@ impl Client {
                 last.change = waiting_on;
                 last.flipped = waiting_on.is_some();
                 last.keys_copied = copied;
+                // Whatever held the flip back no longer does.
+                last.flip_waits_for.clear();
                 return last;
             }
             let change = change.expect("pending");

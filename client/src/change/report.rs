@@ -63,12 +63,14 @@ pub struct TransferReport {
     pub transfers: Vec<TransferStatus>,
     /// Nodes that could not be asked, with why.
     pub unreachable: Vec<String>,
-    /// When every transfer is done but the change did not flip: why the
-    /// flip waits (replicas the closing exchanges could not reach, with
-    /// why). Each current and incoming replica of a moving partition
-    /// must answer its closing exchange, except a leaving one that is
+    /// When every transfer is done but the closing exchanges this step
+    /// ran could not finish: why the flip waits (replicas they could not
+    /// ask or that refused, with why; at least these). Each current and
+    /// incoming replica of a moving partition must answer its closing
+    /// exchange, except one that leaves the partition and is believed
     /// down; the flip follows once they do, or `quire cluster abort`
-    /// abandons the change.
+    /// abandons the change. Empty in reports that ran no closing
+    /// exchange (`Client::transfers`).
     pub flip_waits_for: Vec<String>,
 }
 

@@ -122,7 +122,6 @@ impl Client {
             Ok(flipped) => outcome.flipped = flipped,
             Err(e) => {
                 tracing::warn!(error = %e, "flipping the membership change failed; the next step retries");
-                outcome.waits_for.push(format!("the flip itself: {e}"));
             }
         }
         outcome
@@ -203,8 +202,10 @@ pub(super) struct Closing {
     pub(super) flipped: bool,
     /// Keys the exchanges repaired.
     pub(super) repaired: u64,
-    /// Why the flip waits (replicas an exchange could not reach, with
-    /// why), each once; empty when every exchange completed.
+    /// Why the flip waits (replicas an exchange could not ask or that
+    /// refused it, with why), each once; empty when every exchange
+    /// completed. The exchanges stop at the first incomplete one, so
+    /// there may be more.
     pub(super) waits_for: Vec<String>,
 }
 
@@ -224,8 +225,10 @@ impl Closing {
         self.waits_for.is_empty()
     }
 
-    /// Writes the outcome into `report`.
-    pub(super) fn into_report(self, report: &mut TransferReport) {
+    /// Writes the outcome into `report`, the reasons sorted (exchanges
+    /// finish in any order).
+    pub(super) fn into_report(mut self, report: &mut TransferReport) {
+        self.waits_for.sort();
         report.flipped = self.flipped;
         report.keys_repaired_at_close = self.repaired;
         report.flip_waits_for = self.waits_for;

@@ -104,6 +104,13 @@ impl Report for Transfers {
         );
         if let Some(why) = flip_waits(r) {
             line(out, format_args!("{why}"));
+        } else if !r.flipped && r.is_idle() && r.done > 0 {
+            line(
+                out,
+                format_args!(
+                    "every transfer is done; the change flips after its closing exchanges, which `quire cluster transfers --wait` (or the maintenance loop of `quire up`) runs, and `--wait` says what they wait for"
+                ),
+            );
         }
     }
 }
@@ -116,7 +123,7 @@ fn flip_waits(r: &TransferReport) -> Option<String> {
         return None;
     }
     Some(format!(
-        "every transfer is done, but the flip waits: the closing exchanges need every current and incoming replica of a moving partition to answer (a leaving one that is down excepted), and could not reach: {}. The flip follows once they answer; or `quire cluster abort` abandons the change (nothing acknowledged is lost), and a dead node is then replaced with `quire cluster replace`",
+        "every transfer is done, but the flip waits for: {}. Each current and incoming replica of a moving partition must answer its closing exchange (except one that leaves the partition and is down), and the flip follows once they do; if a node is gone for good, `quire cluster abort` abandons the change (nothing acknowledged is lost) and `quire cluster replace` then rebuilds it",
         r.flip_waits_for.join("; ")
     ))
 }
@@ -136,16 +143,15 @@ pub(super) async fn transfers(
         // stuck one: a round cut off by the limit reports no keys copied.
         let mut recorded = 0;
         // Said once per distinct reason, on stderr, while `--wait` goes on.
-        let mut told = None;
+        let mut told = std::collections::BTreeSet::new();
         let report = loop {
             let report = client
                 .drive_transfers((parallel, pace), limit.unwrap_or(STALL_LIMIT), |r| {
                     bar.set_length(r.pending + r.active + r.done);
                     bar.set_position(r.done);
                     if let Some(why) = flip_waits(r) {
-                        if told.as_ref() != Some(&r.flip_waits_for) {
+                        if told.insert(r.flip_waits_for.clone()) {
                             bar.suspend(|| eprintln!("quire: {why}"));
-                            told = Some(r.flip_waits_for.clone());
                         }
                     }
                 })
@@ -172,4 +178,39 @@ pub(super) async fn transfers(
         client.transfers().await
     };
     print(&Transfers(report), json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_says_why_the_flip_waits_only_when_it_does() {
+        let mut r = TransferReport {
+            change: Some(4),
+            done: 3,
+            ..TransferReport::default()
+        };
+        assert_eq!(flip_waits(&r), None, "no closing exchange ran");
+        r.flip_waits_for = vec!["127.0.0.1:7801: cannot connect".into()];
+        let why = flip_waits(&r).expect("a reason");
+        assert!(
+            why.contains("waits for: 127.0.0.1:7801: cannot connect")
+                && why.contains("quire cluster abort"),
+            "{why}"
+        );
+        let mut text = String::new();
+        Transfers(r.clone()).text(&mut text);
+        assert!(text.contains(&why), "{text}");
+        r.flipped = true;
+        assert_eq!(flip_waits(&r), None, "a flipped change waits for nothing");
+        r.flipped = false;
+        r.flip_waits_for.clear();
+        let mut text = String::new();
+        Transfers(r).text(&mut text);
+        assert!(
+            text.contains("--wait"),
+            "the plain report points to --wait: {text}"
+        );
+    }
 }
