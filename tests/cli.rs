@@ -572,8 +572,8 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
     assert!(committed["transfers"].as_u64().unwrap() > 0, "{committed}");
 
     // --parallel and --max-rate are checked before anything is asked:
-    // 1 to 64 transfers, a rate above 0 or `unlimited`, and only with
-    // --wait.
+    // 1 to 64 transfers, a rate of at least 0.1 or `unlimited`, a
+    // timeout, each only with --wait.
     for (bad, option) in [
         (
             &["cluster", "transfers", "--wait", "--parallel", "0"][..],
@@ -605,6 +605,7 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
             "--max-rate",
         ),
         (&["cluster", "transfers", "--max-rate", "8"], "--max-rate"),
+        (&["cluster", "transfers", "--timeout-s", "5"], "--timeout-s"),
     ] {
         let refused = quire(&config, bad);
         assert!(!refused.status.success(), "{bad:?} was accepted");

@@ -80,12 +80,13 @@ pub enum ClusterCommand {
     /// also moves the data (any client may) until the change flips.
     Transfers {
         /// Drive the transfers and return when nothing is pending or active
-        /// and the change has flipped.
+        /// and the change has flipped; says so if the flip waits for a
+        /// replica that does not answer.
         #[arg(long)]
         wait: bool,
-        /// Give up waiting after this many seconds. Default: an hour, plus
-        /// twice the time the change's estimated bytes take at --max-rate.
-        #[arg(long)]
+        /// With --wait: give up after this many seconds. Default: give up
+        /// only after an hour in which no byte moved.
+        #[arg(long, requires = "wait")]
         timeout_s: Option<u64>,
         /// With --wait: transfers in flight at once (1 to 64; default 2).
         /// More moves data faster, up to --max-rate and what the nodes'
