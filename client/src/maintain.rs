@@ -128,6 +128,9 @@ impl Client {
             // The epoch last seen, since when, and whether its old copies
             // were dropped.
             let mut epoch = (0u64, tokio::time::Instant::now(), false);
+            // Why the last step's flip waited: said again only when it
+            // changes, not at every interval while a node stays down.
+            let mut flip_waited = Vec::new();
             loop {
                 tokio::time::sleep(interval).await;
                 let now = client.membership().epoch;
@@ -173,12 +176,13 @@ impl Client {
                         "membership change transfer step"
                     );
                 }
-                if !moved.flip_waits_for.is_empty() {
+                if !moved.flip_waits_for.is_empty() && moved.flip_waits_for != flip_waited {
                     tracing::warn!(
                         waits_for = moved.flip_waits_for.join("; "),
                         "membership change: every transfer is done, but the flip waits for replicas its closing exchanges could not finish with (`quire cluster abort` abandons the change)"
                     );
                 }
+                flip_waited = moved.flip_waits_for;
                 let report = client.maintain_once().await;
                 if report.hints_delivered > 0 || report.hints_pending > 0 {
                     tracing::info!(

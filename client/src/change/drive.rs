@@ -110,9 +110,8 @@ impl Client {
             report.unreachable.extend(failed);
             if cut_off {
                 // Why the flip waited when it was last tried still holds.
-                report.flip_waits_for = last.flip_waits_for.clone();
+                report.flip_waits_for = std::mem::take(&mut last.flip_waits_for);
             }
-            last = report.clone();
             if !cut_off
                 && report.is_idle()
                 && report.unreachable.is_empty()
@@ -120,6 +119,7 @@ impl Client {
             {
                 self.refresh_membership().await;
                 if self.membership().pending != doc.pending {
+                    last = report;
                     continue; // flipped meanwhile: reported at the top
                 }
                 let started = std::time::Instant::now();
@@ -131,12 +131,12 @@ impl Client {
                     "closing exchanges and flip"
                 );
                 closing.into_report(&mut report);
-                last.flip_waits_for.clone_from(&report.flip_waits_for);
                 if report.flipped {
                     progress(&report);
                     return report;
                 }
             }
+            last = report.clone();
             progress(&report);
             if tokio::time::Instant::now() >= deadline {
                 return report;

@@ -203,21 +203,17 @@ pub(super) struct Closing {
     /// Keys the exchanges repaired.
     pub(super) repaired: u64,
     /// Why the flip waits (replicas an exchange could not ask or that
-    /// refused it, with why), each once; empty when every exchange
-    /// completed. The exchanges stop at the first incomplete one, so
-    /// there may be more.
-    pub(super) waits_for: Vec<String>,
+    /// refused it, with why), each once and in order whatever order the
+    /// exchanges finished in; empty when every exchange completed. The
+    /// exchanges stop at the first incomplete one, so there may be more.
+    pub(super) waits_for: BTreeSet<String>,
 }
 
 impl Closing {
     /// Counts one exchange's repairs and what it could not reach.
     fn add(&mut self, (repaired, waits): (u64, Vec<String>)) {
         self.repaired += repaired;
-        for why in waits {
-            if !self.waits_for.contains(&why) {
-                self.waits_for.push(why);
-            }
-        }
+        self.waits_for.extend(waits);
     }
 
     /// True while every exchange so far completed.
@@ -225,13 +221,11 @@ impl Closing {
         self.waits_for.is_empty()
     }
 
-    /// Writes the outcome into `report`, the reasons sorted (exchanges
-    /// finish in any order).
-    pub(super) fn into_report(mut self, report: &mut TransferReport) {
-        self.waits_for.sort();
+    /// Writes the outcome into `report`.
+    pub(super) fn into_report(self, report: &mut TransferReport) {
         report.flipped = self.flipped;
         report.keys_repaired_at_close = self.repaired;
-        report.flip_waits_for = self.waits_for;
+        report.flip_waits_for = self.waits_for.into_iter().collect();
     }
 }
 
