@@ -7,9 +7,10 @@
 //! therefore asks its sources for small pages (`ScanSegment::bytes_max`,
 //! a hundredth of a second of the rate) and spaces them evenly, with no
 //! credit saved up for a burst. Measured beside a join on two cores
-//! (docs/benchmarks.md, "Pacing transfers by bytes"): unpaced, the reads'
-//! p99.9 went to 2.8 to 3.7x its steady state; paced at 4 to 16 MB/s, to
-//! 1.1 to 1.8x.
+//! (docs/benchmarks.md, "Pacing transfers by bytes"), beside a read-only
+//! workload: unpaced, the reads' p99.9 went to 2.8 and 3.7x its steady
+//! state; paced at 4 to 16 MB/s, to 1.1 to 1.6x. Beside half updates it
+//! was 1.6 and 1.8x at 4 MB/s, 2.2 and 2.6x at 8.
 //!
 //! The spacing is a virtual schedule (the generic cell rate algorithm of
 //! ATM traffic shaping, ITU-T I.371): each page reserves the slot after
