@@ -451,6 +451,52 @@ fn bench_with_a_config_creates_its_store_in_that_cluster() {
     up.stop(Signal::INT);
 }
 
+/// Benchmarks run again against the same cluster, with a load and with
+/// `--no-load`, replace the records of the earlier run: no read of a
+/// later run sees siblings (one worker, so no two updates of a record
+/// meet), and a record holds one value. Loads and updates without the
+/// records' contexts once added a sibling to every record at every run.
+#[test]
+fn bench_runs_against_one_cluster_replace_their_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let up = Up::start(&dir);
+    let config = dir.join("client.toml");
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "--records",
+            "40",
+            "--duration-s",
+            "1",
+            "--warmup-s",
+            "0",
+            "--concurrency",
+            "1",
+            "--workloads",
+            "a,c",
+            "--mode",
+            "closed",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let reports = quire_json(&config, &args);
+        let runs = reports[0]["runs"].as_array().expect("runs").clone();
+        assert_eq!(runs.len(), 2, "{reports}");
+        runs
+    };
+    bench(&[]);
+    for extra in [&[][..], &["--no-load"][..]] {
+        for run in bench(extra) {
+            assert!(run["ops_per_sec"].as_f64().unwrap() > 0.0, "{run}");
+            assert_eq!(run["siblings_seen"], 0, "{extra:?}: {run}");
+        }
+    }
+    let got = quire_json(&config, &["get", "default", "user000000000007", "--json"]);
+    assert_eq!(got["values"].as_array().map(Vec::len), Some(1), "{got}");
+    up.stop(Signal::INT);
+}
+
 /// `quire repair --once --json` against a running `quire up` cluster:
 /// every partition checked, nothing to repair on a converged cluster; a
 /// deleted key of a store without grace period is reaped.

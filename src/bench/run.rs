@@ -154,7 +154,9 @@ async fn echo(client: &EchoClient, req: &Request) -> Result<(), String> {
 }
 
 /// Writes every record once, `concurrency` at a time, keeping each
-/// write's context in `contexts`.
+/// write's context in `contexts`. A record whose context is already in
+/// `contexts` (see [`read_contexts`]) is replaced rather than given a
+/// sibling.
 pub async fn load(
     target: &Target,
     spec: &RunSpec,
@@ -162,28 +164,99 @@ pub async fn load(
     progress: &indicatif::ProgressBar,
 ) -> Result<Duration, String> {
     let started = Instant::now();
+    let value_bytes = spec.value_bytes;
+    let errors = for_each_record(
+        target,
+        spec,
+        contexts,
+        progress,
+        move |target, i, known| async move {
+            let value = vec![b'v'; value_bytes];
+            let context = known.unwrap_or_else(Context::empty);
+            write(&target, &record_key(i), value, &context)
+                .await
+                .map(Some)
+        },
+    )
+    .await;
+    if errors > spec.records / 100 {
+        return Err(format!("{errors} of {} loads failed", spec.records));
+    }
+    Ok(started.elapsed())
+}
+
+/// Reads every record's context into `contexts`, `concurrency` at a time,
+/// so that a load over records an earlier run left, or a run with
+/// `--no-load`, replaces their values as a writer holding a context would
+/// instead of adding a blind write's sibling at each update (which would
+/// make every later read and write carry more values). Records not found
+/// are left out.
+pub async fn read_contexts(
+    target: &Target,
+    spec: &RunSpec,
+    contexts: &Contexts,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), String> {
+    let errors = for_each_record(
+        target,
+        spec,
+        contexts,
+        progress,
+        |target, i, _| async move {
+            let (_, context) = read(&target, &record_key(i)).await?;
+            Ok((!context.is_empty()).then_some(context))
+        },
+    )
+    .await;
+    if errors > spec.records / 100 {
+        return Err(format!(
+            "{errors} of {} reads of the records' contexts failed",
+            spec.records
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `op` once for every record, `spec.concurrency` at a time, with
+/// the record's known context; keeps the context `op` returns and counts
+/// its failures.
+async fn for_each_record<F, Fut>(
+    target: &Target,
+    spec: &RunSpec,
+    contexts: &Contexts,
+    progress: &indicatif::ProgressBar,
+    op: F,
+) -> u64
+where
+    F: Fn(Target, u64, Option<Context>) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Option<Context>, String>> + Send,
+{
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..spec.concurrency)
         .map(|_| {
             let (target, next, errors) = (target.clone(), next.clone(), errors.clone());
-            let progress = progress.clone();
-            let contexts = contexts.clone();
-            let (records, value_bytes) = (spec.records, spec.value_bytes);
+            let (progress, contexts, op) = (progress.clone(), contexts.clone(), op.clone());
+            let records = spec.records;
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= records {
                         return;
                     }
-                    let value = vec![b'v'; value_bytes];
-                    match write(&target, &record_key(i), value, &Context::empty()).await {
-                        Ok(ctx) => {
+                    let known = contexts
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&i)
+                        .cloned();
+                    match op(target.clone(), i, known).await {
+                        Ok(Some(ctx)) => {
                             contexts
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
                                 .insert(i, ctx);
                         }
+                        Ok(None) => {}
                         Err(_) => {
                             errors.fetch_add(1, Ordering::Relaxed);
                         }
@@ -197,11 +270,7 @@ pub async fn load(
         let _ = w.await;
     }
     progress.finish_and_clear();
-    let errors = errors.load(Ordering::Relaxed);
-    if errors > spec.records / 100 {
-        return Err(format!("{errors} of {} loads failed", spec.records));
-    }
-    Ok(started.elapsed())
+    errors.load(Ordering::Relaxed)
 }
 
 struct Recorder {

@@ -6,7 +6,9 @@ use super::{connect, ConfigArg};
 use anyhow::{anyhow, bail, Context as _};
 use clap::ValueEnum;
 use quire::bench::keys::KeyChooser;
-use quire::bench::run::{load, run as run_workload, Contexts, Pace, RunSpec, Target};
+use quire::bench::run::{
+    load, read_contexts, run as run_workload, Contexts, Pace, RunSpec, Target,
+};
 use quire::bench::{write_table, BenchReport, Workload, WorkloadReport};
 use quire::cluster::process::{anon_memory_bytes, peak_memory_bytes};
 use quire::cluster::{ClusterBuilder, LocalCluster};
@@ -66,7 +68,9 @@ pub struct BenchArgs {
     /// Also measure a baseline.
     #[arg(long, value_enum)]
     baseline: Option<Baseline>,
-    /// Skip loading (the records are there from an earlier run).
+    /// Skip loading (the records are there from an earlier run). Against
+    /// an existing cluster the records' contexts are read first either
+    /// way, so updates replace values instead of adding siblings.
     #[arg(long)]
     no_load: bool,
     /// Draw the latency percentiles per workload into this PNG.
@@ -295,11 +299,20 @@ async fn measure(
         pace: Pace::Closed,
         keys: args.distribution.keys(args.records),
     };
-    progress(format!("loading {} records", args.records));
     let contexts = Contexts::default();
+    // A fresh local cluster holds nothing; any other store may hold the
+    // records of an earlier run, which updates must replace.
+    if args.local_nodes.is_none() && matches!(target, Target::Store { .. }) {
+        progress(format!("reading the contexts of {} records", args.records));
+        let bar = quire::progress::bar("reading contexts", args.records);
+        read_contexts(target, &base, &contexts, &bar)
+            .await
+            .map_err(|e| anyhow!(e))?;
+    }
     let load_secs = if args.no_load {
         0.0
     } else {
+        progress(format!("loading {} records", args.records));
         let bar = quire::progress::bar("loading", args.records);
         load(target, &base, &contexts, &bar)
             .await
