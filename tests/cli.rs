@@ -497,6 +497,54 @@ fn bench_runs_against_one_cluster_replace_their_records() {
     up.stop(Signal::INT);
 }
 
+/// `quire node compact` on a running node is refused and leaves it be;
+/// on the stopped cluster it rewrites each node's data file no larger
+/// than before, and the cluster started again reads every key back.
+#[test]
+fn node_compact_is_refused_while_the_node_runs_and_keeps_every_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let up = Up::start(&dir);
+    let config = dir.join("client.toml");
+    let keys: Vec<String> = (0..60).map(|i| format!("key-{i:03}")).collect();
+    for key in &keys {
+        quire_json(
+            &config,
+            &["put", "default", key, &format!("v-{key}"), "--json"],
+        );
+    }
+    quire_json(&config, &["delete", "default", &keys[0], "--json"]);
+    let node_config = |k: usize| dir.join(format!("node-{k}/node.toml"));
+    let running = quire(&node_config(1), &["node", "compact"]);
+    assert!(!running.status.success(), "compacted a running node");
+    let stderr = String::from_utf8_lossy(&running.stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+    quire_json(&config, &["get", "default", &keys[1], "--json"]);
+    assert!(up.stop(Signal::INT).success());
+
+    for k in 1..=3 {
+        let report = quire_json(&node_config(k), &["node", "compact", "--json"]);
+        let (before, after) = (
+            report["bytes_before"].as_u64().unwrap(),
+            report["bytes_after"].as_u64().unwrap(),
+        );
+        assert!(after > 0 && after <= before, "{report}");
+        assert_eq!(report["databases"], 4, "{report}");
+    }
+    let up = Up::start(&dir);
+    for key in &keys[1..] {
+        let got = quire_json(&config, &["get", "default", key, "--json"]);
+        assert_eq!(
+            got["values"],
+            serde_json::json!([format!("v-{key}")]),
+            "{got}"
+        );
+    }
+    let gone = quire_json(&config, &["get", "default", &keys[0], "--json"]);
+    assert_eq!(gone["found"], false, "{gone}");
+    up.stop(Signal::INT);
+}
+
 /// `quire repair --once --json` against a running `quire up` cluster:
 /// every partition checked, nothing to repair on a converged cluster; a
 /// deleted key of a store without grace period is reaped.

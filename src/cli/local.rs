@@ -74,6 +74,14 @@ pub async fn node(args: NodeArgs, config: ConfigArg, json: bool) -> anyhow::Resu
     }
     let path = config.ok_or_else(|| anyhow!("`quire node` needs --config NODE.toml"))?;
     let node_config = quire_node::config::NodeConfig::load(&path)?;
+    if let Some(NodeCommand::Compact) = args.command {
+        let (dir, map_size) = (node_config.data_dir, node_config.storage.map_size_bytes);
+        let done = tokio::task::spawn_blocking(move || {
+            quire_node::storage::compact::compact(&dir, map_size)
+        })
+        .await??;
+        return print(&Compaction(done), json);
+    }
     // On a runtime of its own, with the threads its config asks for; this
     // command's runtime only waits for it.
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -101,6 +109,28 @@ pub enum NodeCommand {
     /// start it (`quire node --config DIR/node-K/node.toml`, or a later
     /// `quire up --dir DIR`), then `quire cluster join ADDR`.
     New(NewNodeArgs),
+    /// Rewrite a stopped node's data file (`--config NODE.toml`) with full
+    /// pages, giving the space it does not need back to the file system.
+    ///
+    /// LMDB never shrinks its file: space freed by deletes, or by
+    /// partitions dropped after a membership change, is otherwise only
+    /// reused. The copy is written in key order, checked against the data
+    /// file record by record, and then replaces it; an interruption leaves
+    /// the old file as it was. Needs free disk space for the copy, up to
+    /// the data file's size. Refused while the node runs. Same as
+    /// `quire-node --config NODE.toml compact`.
+    Compact,
+}
+
+/// What `node compact` prints.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Compaction(quire_node::storage::compact::Compacted);
+
+impl Report for Compaction {
+    fn text(&self, out: &mut String) {
+        line(out, format_args!("{}", self.0));
+    }
 }
 
 /// `quire node new`.

@@ -48,7 +48,8 @@ pub enum Command {
     Down(local::DownArgs),
     /// Run one storage node from its config (`--config node.toml`); the same
     /// as the `quire-node` binary. `quire node new` creates the next node
-    /// of a local cluster.
+    /// of a local cluster; `quire node compact` rewrites a stopped node's
+    /// data file with full pages.
     Node(local::NodeArgs),
     /// Write VALUE under KEY. Without --context the write is blind: it does
     /// not replace any value already there, they become siblings.

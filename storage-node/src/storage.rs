@@ -15,6 +15,8 @@
 //! transaction; all writes go through [`crate::writer`], which batches them
 //! into one transaction each.
 
+pub mod compact;
+pub mod dirlock;
 mod drop;
 mod hints;
 mod keys;
@@ -98,6 +100,17 @@ pub enum StorageError {
         /// The node id the certificate names.
         certificate: NodeId,
     },
+    /// Another process (a running node, or `quire-node compact`) holds
+    /// the data directory.
+    #[error("data directory {path} is in use by another process (a running quire-node?): stop it first; one node per data directory")]
+    Locked {
+        /// The directory.
+        path: String,
+    },
+    /// `quire-node compact` found what it cannot copy, or a copy that does
+    /// not match its source; the data file was left as it was.
+    #[error("compaction: {0}; the data file was left as it was")]
+    Compaction(String),
 }
 
 /// The node's identity, made once per data directory.
@@ -146,6 +159,8 @@ pub struct Storage {
     index: merkle::Index,
     /// Where the open found the segments (see [`Storage::merkle_source`]).
     merkle_source: merkle::MerkleSource,
+    /// The data directory's lock, held while any handle is alive.
+    _lock: std::sync::Arc<dirlock::DirLock>,
 }
 
 /// The data file's fsyncs, one at a time, and the first that failed.
@@ -314,6 +329,7 @@ impl Storage {
             path: dir.display().to_string(),
             source,
         })?;
+        let lock = dirlock::DirLock::take(dir)?;
         let env = Environment::new()
             // A commit fsyncs the pages it wrote, then writes its meta
             // page (the root that makes the commit current) without a
@@ -349,6 +365,7 @@ impl Storage {
             flushes: Default::default(),
             index: Default::default(),
             merkle_source: merkle::MerkleSource::Rebuilt,
+            _lock: std::sync::Arc::new(lock),
         };
         storage.load_merkle()?;
         let identity = storage.load_or_create_identity(node_id)?;

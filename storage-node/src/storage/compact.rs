@@ -1,0 +1,382 @@
+//! Offline compaction: the data file rewritten with full pages.
+//!
+//! LMDB never gives a page back to the file system: a node that dropped
+//! partitions after a membership change, or deleted many keys, keeps its
+//! largest data file for good (freed pages are only reused). And the pages
+//! it fills are often half empty: with 1 KiB values a 4 KiB page holds at
+//! most three records, and a B-tree split leaves two in each page behind
+//! an insert in key order (2.05× the values held at 1 000 000 records, see
+//! `docs/benchmarks.md`).
+//!
+//! Compaction copies every database, in key order, into a new environment
+//! with LMDB's `MDB_APPEND`, which starts a new page only when the last one
+//! is full; checks the copy against the source entry by entry; flushes it;
+//! and renames it over the data file. The node must be stopped: the data
+//! directory's lock ([`super::dirlock`]) is held throughout, so a running
+//! node refuses to start and compaction refuses to run beside one. Until
+//! the rename, the old file is untouched; the rename replaces it whole, so
+//! an interruption at any point leaves one complete data file or the other.
+
+use super::dirlock::DirLock;
+use super::{private_dir, StorageError, DATA_FILE_MODE};
+use lmdb::{
+    Cursor, Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags,
+};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The data file's name in an LMDB environment.
+const DATA_FILE: &str = "data.mdb";
+/// LMDB's lock file (its reader table): made again at the next open.
+const LMDB_LOCK_FILE: &str = "lock.mdb";
+/// Where the copy is built, inside the data directory (the same file
+/// system, so the rename is atomic).
+const WORK_DIR: &str = "compact.tmp";
+/// Bytes copied per write transaction: bounds the copy's dirty pages in
+/// memory.
+const BYTES_PER_COMMIT: usize = 64 << 20;
+/// Databases the node keeps; more than these is refused, not guessed at.
+const DATABASES_MAX: u32 = 16;
+
+/// What a compaction did.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Compacted {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The data file's size before.
+    pub bytes_before: u64,
+    /// Its size after.
+    pub bytes_after: u64,
+    /// Records copied, all databases together.
+    pub records: u64,
+    /// Named databases copied.
+    pub databases: usize,
+    /// How long it took, in seconds.
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for Compacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        write!(
+            f,
+            "compacted {}: data file {:.1} MiB -> {:.1} MiB ({:.2}x), {} records in {} databases, {:.1} s",
+            self.dir.display(),
+            mib(self.bytes_before),
+            mib(self.bytes_after),
+            self.bytes_after as f64 / self.bytes_before.max(1) as f64,
+            self.records,
+            self.databases,
+            self.seconds
+        )
+    }
+}
+
+/// Compacts the stopped node's data directory `dir`, whose map may grow
+/// to `map_size_bytes` (the node's `storage.map_size_bytes`).
+pub fn compact(dir: &Path, map_size_bytes: u64) -> Result<Compacted, StorageError> {
+    let began = Instant::now();
+    let source_file = dir.join(DATA_FILE);
+    if !source_file.is_file() {
+        return Err(StorageError::Compaction(format!(
+            "{} holds no data file ({DATA_FILE})",
+            dir.display()
+        )));
+    }
+    let _lock = DirLock::take(dir)?;
+    let bytes_before = file_len(&source_file)?;
+    let work = dir.join(WORK_DIR);
+    // Left by an interrupted compaction: never renamed, so never used.
+    remove_dir_if_there(&work)?;
+    private_dir(&work).map_err(|source| io_error(&work, source))?;
+
+    let (records, databases) = match copy_and_verify(dir, &work, map_size_bytes) {
+        Ok(done) => done,
+        Err(e) => {
+            // A full disk is the likeliest cause: give the space back.
+            let _ = remove_dir_if_there(&work);
+            return Err(e);
+        }
+    };
+    std::fs::rename(work.join(DATA_FILE), &source_file)
+        .map_err(|source| io_error(&source_file, source))?;
+    sync_dir(dir)?;
+    // The reader table of the old file; LMDB makes a new one at the next
+    // open (nobody has it open: the directory's lock is held).
+    remove_file_if_there(&dir.join(LMDB_LOCK_FILE))?;
+    remove_dir_if_there(&work)?;
+    Ok(Compacted {
+        dir: dir.to_owned(),
+        bytes_before,
+        bytes_after: file_len(&source_file)?,
+        records,
+        databases,
+        seconds: began.elapsed().as_secs_f64(),
+    })
+}
+
+/// Copies every database of the environment in `dir` into a new one in
+/// `work`, checks the copy and flushes it; returns the records and
+/// databases copied.
+fn copy_and_verify(
+    dir: &Path,
+    work: &Path,
+    map_size_bytes: u64,
+) -> Result<(u64, usize), StorageError> {
+    let source = open_env(dir, map_size_bytes, EnvironmentFlags::READ_ONLY)?;
+    // NO_SYNC while copying: one flush at the end covers every page.
+    let copy = open_env(work, map_size_bytes, EnvironmentFlags::NO_SYNC)?;
+    let names = database_names(&source)?;
+    let mut records = 0;
+    for name in &names {
+        records += copy_database(&source, &copy, name)?;
+    }
+    for name in &names {
+        verify_database(&source, &copy, name)?;
+    }
+    copy.sync(true)?;
+    Ok((records, names.len()))
+}
+
+fn open_env(
+    dir: &Path,
+    map_size_bytes: u64,
+    flags: EnvironmentFlags,
+) -> Result<Environment, StorageError> {
+    Ok(Environment::new()
+        .set_flags(EnvironmentFlags::NO_TLS | flags)
+        .set_max_dbs(DATABASES_MAX)
+        .set_map_size(map_size_bytes as usize)
+        .open_with_permissions(dir, DATA_FILE_MODE)?)
+}
+
+/// The named databases of `env`: the keys of its main database.
+fn database_names(env: &Environment) -> Result<Vec<String>, StorageError> {
+    let main = env.open_db(None)?;
+    let txn = env.begin_ro_txn()?;
+    let mut cursor = txn.open_ro_cursor(main)?;
+    let mut names = Vec::new();
+    for entry in cursor.iter_start() {
+        let (name, _) = entry?;
+        let name = std::str::from_utf8(name).map_err(|_| {
+            StorageError::Compaction(format!(
+                "the main database holds a record that is not a database name: {}",
+                String::from_utf8_lossy(name)
+            ))
+        })?;
+        names.push(name.to_string());
+    }
+    if names.len() as u32 > DATABASES_MAX {
+        return Err(StorageError::Compaction(format!(
+            "{} databases, more than the {DATABASES_MAX} a node keeps",
+            names.len()
+        )));
+    }
+    Ok(names)
+}
+
+/// Copies database `name` of `source` into `copy` in key order, a
+/// transaction per [`BYTES_PER_COMMIT`]; returns the records copied.
+fn copy_database(
+    source: &Environment,
+    copy: &Environment,
+    name: &str,
+) -> Result<u64, StorageError> {
+    let from = open_plain_db(source, name)?;
+    let to = copy.create_db(Some(name), DatabaseFlags::empty())?;
+    let read = source.begin_ro_txn()?;
+    let mut cursor = read.open_ro_cursor(from)?;
+    let mut write = copy.begin_rw_txn()?;
+    let (mut records, mut pending) = (0u64, 0usize);
+    for entry in cursor.iter_start() {
+        let (key, value) = entry?;
+        write.put(to, &key, &value, WriteFlags::APPEND)?;
+        records += 1;
+        pending += key.len() + value.len();
+        if pending >= BYTES_PER_COMMIT {
+            write.commit()?;
+            write = copy.begin_rw_txn()?;
+            pending = 0;
+        }
+    }
+    write.commit()?;
+    Ok(records)
+}
+
+/// Checks that database `name` holds the same records in `copy` as in
+/// `source`, in the same order.
+fn verify_database(
+    source: &Environment,
+    copy: &Environment,
+    name: &str,
+) -> Result<(), StorageError> {
+    let (from, to) = (open_plain_db(source, name)?, copy.open_db(Some(name))?);
+    let (a, b) = (source.begin_ro_txn()?, copy.begin_ro_txn()?);
+    let (mut ca, mut cb) = (a.open_ro_cursor(from)?, b.open_ro_cursor(to)?);
+    let mut copied = cb.iter_start();
+    for (n, original) in ca.iter_start().enumerate() {
+        let original = original?;
+        match copied.next().transpose()? {
+            Some(c) if c == original => {}
+            _ => {
+                return Err(StorageError::Compaction(format!(
+                    "record {n} of database {name} differs in the copy"
+                )))
+            }
+        }
+    }
+    if copied.next().is_some() {
+        return Err(StorageError::Compaction(format!(
+            "the copy of database {name} holds more records than its source"
+        )));
+    }
+    Ok(())
+}
+
+/// Opens database `name`, refusing one with flags (sorted duplicates and
+/// the like) that a plain copy would not keep: the node makes none.
+fn open_plain_db(env: &Environment, name: &str) -> Result<Database, StorageError> {
+    let db = env.open_db(Some(name))?;
+    let flags = env.begin_ro_txn()?.db_flags(db)?;
+    if !flags.is_empty() {
+        return Err(StorageError::Compaction(format!(
+            "database {name} has flags {flags:?}, which this version does not copy"
+        )));
+    }
+    Ok(db)
+}
+
+fn file_len(path: &Path) -> Result<u64, StorageError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| io_error(path, source))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| io_error(dir, source))
+}
+
+fn remove_dir_if_there(dir: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(dir, e)),
+        _ => Ok(()),
+    }
+}
+
+fn remove_file_if_there(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StorageError {
+    StorageError::Dir {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{data_key, Storage};
+    use quire_shared::{ActorId, NodeId, Object, Value, VersionVector};
+
+    const MAP: u64 = 256 << 20;
+
+    fn object(i: u32) -> Object {
+        let value = Value::bytes(vec![(i % 251) as u8; 1024], u64::from(i));
+        Object::new().update(&VersionVector::new(), ActorId(7), value)
+    }
+
+    /// A node's directory as an ascending load leaves it (records in key
+    /// order, a few per transaction, so pages split as they do under
+    /// load), with a hint, and every third record deleted.
+    fn filled(dir: &Path) -> (NodeId, Vec<(Vec<u8>, Option<Object>)>) {
+        let (storage, identity) = Storage::open(dir, MAP).unwrap();
+        let keys: Vec<Vec<u8>> = (0..1200u32)
+            .map(|i| data_key("s", i % 4, format!("k{i:06}").as_bytes()))
+            .collect();
+        for (n, chunk) in keys.chunks(8).enumerate() {
+            let mut txn = storage.begin_write().unwrap();
+            for (m, key) in chunk.iter().enumerate() {
+                txn.put_object(key, &object((n * 8 + m) as u32)).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut txn = storage.begin_write().unwrap();
+        txn.put_hint(NodeId(42), &keys[0], &object(9)).unwrap();
+        for key in keys.iter().step_by(3) {
+            txn.del_object(key).unwrap();
+        }
+        txn.commit().unwrap();
+        storage.sync().unwrap();
+        let held = keys
+            .iter()
+            .map(|k| (k.clone(), storage.get(k).unwrap()))
+            .collect();
+        (identity.node_id, held)
+    }
+
+    #[test]
+    fn a_compacted_node_holds_the_same_records_in_a_smaller_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (node_id, held) = filled(dir.path());
+        assert_eq!(held.iter().filter(|(_, o)| o.is_none()).count(), 400);
+        // An interrupted compaction's leftovers are cleared, not used.
+        std::fs::create_dir(dir.path().join(WORK_DIR)).unwrap();
+        std::fs::write(dir.path().join(WORK_DIR).join(DATA_FILE), b"junk").unwrap();
+
+        let done = compact(dir.path(), MAP).unwrap();
+        assert!(
+            done.bytes_after * 10 < done.bytes_before * 7,
+            "the file shrank by less than 30 %: {done}"
+        );
+        assert_eq!(done.databases, 4, "{done}");
+        assert!(!dir.path().join(WORK_DIR).exists());
+
+        let (storage, identity) = Storage::open(dir.path(), MAP).unwrap();
+        assert_eq!(identity.node_id, node_id, "the node keeps its identity");
+        for (key, object) in &held {
+            assert_eq!(&storage.get(key).unwrap(), object);
+        }
+        let hints = storage.hints_page(NodeId(42), None, 10, 1 << 20).unwrap();
+        assert_eq!(
+            hints.hints,
+            vec![(held[0].0.clone(), object(9))],
+            "the hint is kept"
+        );
+        // And it takes writes as before.
+        let mut txn = storage.begin_write().unwrap();
+        txn.put_object(&held[0].0, &object(1)).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(storage.get(&held[0].0).unwrap(), Some(object(1)));
+    }
+
+    #[test]
+    fn compaction_is_refused_while_the_node_has_its_storage_open() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        let before = std::fs::read(dir.path().join(DATA_FILE)).unwrap();
+        let (_storage, _) = Storage::open(dir.path(), MAP).unwrap();
+        let refused = compact(dir.path(), MAP).unwrap_err();
+        assert!(matches!(refused, StorageError::Locked { .. }), "{refused}");
+        assert!(refused.to_string().contains("in use"), "{refused}");
+        assert_eq!(std::fs::read(dir.path().join(DATA_FILE)).unwrap(), before);
+        // A second storage of the same directory is refused the same way.
+        assert!(matches!(
+            Storage::open(dir.path(), MAP),
+            Err(StorageError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn a_directory_without_a_data_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let refused = compact(dir.path(), MAP).unwrap_err();
+        assert!(refused.to_string().contains("no data file"), "{refused}");
+    }
+}
