@@ -57,18 +57,27 @@ pub struct Compacted {
 
 impl std::fmt::Display for Compacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mib = |b: u64| b as f64 / f64::from(1 << 20);
         write!(
             f,
-            "compacted {}: data file {:.1} MiB -> {:.1} MiB ({:.2}x), {} records in {} databases, {:.1} s",
+            "compacted {}: data file {} -> {} ({:.2}x), {} records in {} databases, {:.1} s",
             self.dir.display(),
-            mib(self.bytes_before),
-            mib(self.bytes_after),
+            size(self.bytes_before),
+            size(self.bytes_after),
             self.bytes_after as f64 / self.bytes_before.max(1) as f64,
             self.records,
             self.databases,
             self.seconds
         )
+    }
+}
+
+/// `bytes` in KiB, MiB or GiB, whichever reads best.
+fn size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        ..0x10_0000 => format!("{:.1} KiB", b / 1024.0),
+        ..0x4000_0000 => format!("{:.1} MiB", b / f64::from(1 << 20)),
+        _ => format!("{:.2} GiB", b / f64::from(1 << 30)),
     }
 }
 
@@ -371,6 +380,13 @@ mod tests {
             Storage::open(dir.path(), MAP),
             Err(StorageError::Locked { .. })
         ));
+    }
+
+    #[test]
+    fn sizes_read_in_the_unit_that_fits() {
+        assert_eq!(size(49_152), "48.0 KiB");
+        assert_eq!(size(1_388_634_112), "1.29 GiB");
+        assert_eq!(size(300 << 20), "300.0 MiB");
     }
 
     #[test]
