@@ -74,10 +74,12 @@ impl std::fmt::Display for Compacted {
 /// `bytes` in KiB, MiB or GiB, whichever reads best.
 fn size(bytes: u64) -> String {
     let b = bytes as f64;
-    match bytes {
-        ..0x10_0000 => format!("{:.1} KiB", b / 1024.0),
-        ..0x4000_0000 => format!("{:.1} MiB", b / f64::from(1 << 20)),
-        _ => format!("{:.2} GiB", b / f64::from(1 << 30)),
+    if bytes < 1 << 20 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else if bytes < 1 << 30 {
+        format!("{:.1} MiB", b / f64::from(1 << 20))
+    } else {
+        format!("{:.2} GiB", b / f64::from(1 << 30))
     }
 }
 
