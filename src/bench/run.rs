@@ -165,7 +165,7 @@ pub async fn load(
 ) -> Result<Duration, String> {
     let started = Instant::now();
     let value_bytes = spec.value_bytes;
-    let errors = for_each_record(
+    let failures = for_each_record(
         target,
         spec,
         contexts,
@@ -179,9 +179,7 @@ pub async fn load(
         },
     )
     .await;
-    if errors > spec.records / 100 {
-        return Err(format!("{errors} of {} loads failed", spec.records));
-    }
+    failures.check(spec.records, "loads")?;
     Ok(started.elapsed())
 }
 
@@ -190,14 +188,14 @@ pub async fn load(
 /// `--no-load`, replaces their values as a writer holding a context would
 /// instead of adding a blind write's sibling at each update (which would
 /// make every later read and write carry more values). Records not found
-/// are left out.
+/// are left out; returns how many were found.
 pub async fn read_contexts(
     target: &Target,
     spec: &RunSpec,
     contexts: &Contexts,
     progress: &indicatif::ProgressBar,
-) -> Result<(), String> {
-    let errors = for_each_record(
+) -> Result<u64, String> {
+    let failures = for_each_record(
         target,
         spec,
         contexts,
@@ -208,13 +206,29 @@ pub async fn read_contexts(
         },
     )
     .await;
-    if errors > spec.records / 100 {
-        return Err(format!(
-            "{errors} of {} reads of the records' contexts failed",
-            spec.records
-        ));
+    failures.check(spec.records, "reads of the records' contexts")?;
+    Ok(contexts.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+}
+
+/// Failures of a pass over the records: how many, and the first one's
+/// cause.
+struct Failures {
+    count: u64,
+    first: Option<String>,
+}
+
+impl Failures {
+    /// An error if more than 1 % of `records` failed.
+    fn check(self, records: u64, what: &str) -> Result<(), String> {
+        if self.count > records / 100 {
+            let first = self.first.unwrap_or_default();
+            return Err(format!(
+                "{} of {records} {what} failed; the first: {first}",
+                self.count
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Runs `op` once for every record, `spec.concurrency` at a time, with
@@ -226,17 +240,19 @@ async fn for_each_record<F, Fut>(
     contexts: &Contexts,
     progress: &indicatif::ProgressBar,
     op: F,
-) -> u64
+) -> Failures
 where
     F: Fn(Target, u64, Option<Context>) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<Option<Context>, String>> + Send,
 {
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(Mutex::new(None::<String>));
     let workers: Vec<_> = (0..spec.concurrency)
         .map(|_| {
             let (target, next, errors) = (target.clone(), next.clone(), errors.clone());
             let (progress, contexts, op) = (progress.clone(), contexts.clone(), op.clone());
+            let first_error = first_error.clone();
             let records = spec.records;
             tokio::spawn(async move {
                 loop {
@@ -257,8 +273,12 @@ where
                                 .insert(i, ctx);
                         }
                         Ok(None) => {}
-                        Err(_) => {
+                        Err(e) => {
                             errors.fetch_add(1, Ordering::Relaxed);
+                            first_error
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get_or_insert(e);
                         }
                     }
                     progress.inc(1);
@@ -270,7 +290,11 @@ where
         let _ = w.await;
     }
     progress.finish_and_clear();
-    errors.load(Ordering::Relaxed)
+    let first = first_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+    Failures {
+        count: errors.load(Ordering::Relaxed),
+        first,
+    }
 }
 
 struct Recorder {

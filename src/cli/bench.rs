@@ -305,9 +305,16 @@ async fn measure(
     if args.local_nodes.is_none() && matches!(target, Target::Store { .. }) {
         progress(format!("reading the contexts of {} records", args.records));
         let bar = quire::progress::bar("reading contexts", args.records);
-        read_contexts(target, &base, &contexts, &bar)
+        let found = read_contexts(target, &base, &contexts, &bar)
             .await
-            .map_err(|e| anyhow!(e))?;
+            .map_err(|e| anyhow!("{name}: {e}"))?;
+        if args.no_load && found < args.records {
+            eprintln!(
+                "quire bench: {name}: --no-load, but only {found} of the {} records are there: \
+                 reads of the others find nothing",
+                args.records
+            );
+        }
     }
     let load_secs = if args.no_load {
         0.0
@@ -316,7 +323,7 @@ async fn measure(
         let bar = quire::progress::bar("loading", args.records);
         load(target, &base, &contexts, &bar)
             .await
-            .map_err(|e| anyhow!(e))?
+            .map_err(|e| anyhow!("{name}: {e}"))?
             .as_secs_f64()
     };
     if let (Some(&workload), true) = (args.workloads.first(), args.warmup_s > 0) {

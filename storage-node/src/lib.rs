@@ -97,6 +97,7 @@ pub struct RunningNode {
     pub storage: storage::Storage,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    lock_watch: storage::dirlock::DirLockWatch,
 }
 
 impl RunningNode {
@@ -105,6 +106,18 @@ impl RunningNode {
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+        #[cfg(any(test, feature = "fault-injection"))]
+        drop(self.storage);
+        // Work that outlived its request (a scan on a blocking thread)
+        // may still hold a storage handle for a moment.
+        let watch = self.lock_watch;
+        let released =
+            tokio::task::spawn_blocking(move || watch.released_within(Duration::from_secs(10)))
+                .await
+                .unwrap_or(false);
+        if !released {
+            tracing::warn!("storage still open 10 s after the node stopped");
+        }
     }
 }
 
@@ -160,6 +173,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         config.storage.map_size_bytes,
         Some(node_id),
     )?;
+    let lock_watch = storage.lock_watch();
     let (writer, writer_thread) = writer::Writer::start(
         storage.clone(),
         identity.actor_id,
@@ -267,6 +281,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         storage: test_storage,
         stop,
         task,
+        lock_watch,
     })
 }
 

@@ -37,7 +37,8 @@ enum Command {
     /// reused. The copy is written in key order, checked against the data
     /// file record by record, and then replaces it; an interruption leaves
     /// the old file as it was. Needs free disk space for the copy, up to
-    /// the data file's size. Refused while the node runs.
+    /// the data file's size. Refused while the node (or anything else) has the
+    /// data file open, and when run as another user than its owner.
     Compact,
 }
 

@@ -102,15 +102,21 @@ pub enum StorageError {
     },
     /// Another process (a running node, or `quire-node compact`) holds
     /// the data directory.
-    #[error("data directory {path} is in use by another process (a running quire-node?): stop it first; one node per data directory")]
+    #[error("data directory {path} is in use by {} (a running quire-node?): stop it first; one node per data directory", holder.map_or("another process".to_string(), |pid| format!("process {pid}")))]
     Locked {
         /// The directory.
         path: String,
+        /// The holder's process id, when it is known.
+        holder: Option<u32>,
     },
-    /// `quire-node compact` found what it cannot copy, or a copy that does
-    /// not match its source; the data file was left as it was.
+    /// `quire-node compact` could not compact; the data file was left as
+    /// it was.
     #[error("compaction: {0}; the data file was left as it was")]
     Compaction(String),
+    /// `quire-node compact` replaced the data file with its checked copy,
+    /// and then failed to tidy up.
+    #[error("compaction: the data file was replaced by its checked copy, but then: {0}")]
+    AfterCompaction(String),
 }
 
 /// The node's identity, made once per data directory.
@@ -161,6 +167,8 @@ pub struct Storage {
     merkle_source: merkle::MerkleSource,
     /// The data directory's lock, held while any handle is alive.
     _lock: std::sync::Arc<dirlock::DirLock>,
+    /// Tells when the last handle is gone.
+    lock_watch: dirlock::DirLockWatch,
 }
 
 /// The data file's fsyncs, one at a time, and the first that failed.
@@ -329,7 +337,13 @@ impl Storage {
             path: dir.display().to_string(),
             source,
         })?;
-        let lock = dirlock::DirLock::take(dir)?;
+        let (lock, lock_watch) = dirlock::DirLock::take(dir, dirlock::NODE_WAIT)?.shared();
+        // An interrupted compaction's copy: never renamed, so never used,
+        // and up to a data file's size.
+        compact::remove_leftover(dir)?;
+        // A compaction's rename made durable before this node writes on
+        // top of the file it put there.
+        compact::sync_dir(dir)?;
         let env = Environment::new()
             // A commit fsyncs the pages it wrote, then writes its meta
             // page (the root that makes the commit current) without a
@@ -365,7 +379,8 @@ impl Storage {
             flushes: Default::default(),
             index: Default::default(),
             merkle_source: merkle::MerkleSource::Rebuilt,
-            _lock: std::sync::Arc::new(lock),
+            _lock: lock,
+            lock_watch,
         };
         storage.load_merkle()?;
         let identity = storage.load_or_create_identity(node_id)?;
@@ -467,6 +482,12 @@ impl Storage {
     pub fn inject_sync_failure(&self) {
         self.sync_fault
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Tells when every handle of this storage is gone and the data
+    /// directory may be opened again.
+    pub fn lock_watch(&self) -> dirlock::DirLockWatch {
+        self.lock_watch.clone()
     }
 
     /// The stored membership document, if any.

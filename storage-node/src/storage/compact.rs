@@ -22,8 +22,10 @@ use super::{private_dir, StorageError, DATA_FILE_MODE};
 use lmdb::{
     Cursor, Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags,
 };
+use rustix::process::{fcntl_getlk, Flock, FlockOffsetType, FlockType};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The data file's name in an LMDB environment.
 const DATA_FILE: &str = "data.mdb";
@@ -88,42 +90,103 @@ fn size(bytes: u64) -> String {
 pub fn compact(dir: &Path, map_size_bytes: u64) -> Result<Compacted, StorageError> {
     let began = Instant::now();
     let source_file = dir.join(DATA_FILE);
-    if !source_file.is_file() {
+    let meta = std::fs::metadata(&source_file).map_err(|e| {
+        StorageError::Compaction(match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("{} holds no data file ({DATA_FILE})", dir.display())
+            }
+            _ => format!("{}: {e}", source_file.display()),
+        })
+    })?;
+    // Files made as another user (root, by `sudo`) would keep the node,
+    // running as the data's owner, from opening them.
+    let me = rustix::process::geteuid().as_raw();
+    if me != meta.uid() {
         return Err(StorageError::Compaction(format!(
-            "{} holds no data file ({DATA_FILE})",
-            dir.display()
+            "{} belongs to user {}, and this runs as user {me}: run it as the node's user \
+             (for example `sudo -u quire quire-node --config … compact`)",
+            source_file.display(),
+            meta.uid()
         )));
     }
-    let _lock = DirLock::take(dir)?;
-    let bytes_before = file_len(&source_file)?;
+    let _lock = DirLock::take(dir, Duration::ZERO)?;
+    refuse_other_lmdb_users(dir)?;
+    let bytes_before = meta.len();
     let work = dir.join(WORK_DIR);
-    // Left by an interrupted compaction: never renamed, so never used.
-    remove_dir_if_there(&work)?;
+    remove_leftover(dir)?;
     private_dir(&work).map_err(|source| io_error(&work, source))?;
 
-    let (records, databases) = match copy_and_verify(dir, &work, map_size_bytes) {
+    // The copy's map: LMDB maps a file at least as large as it is, so the
+    // copy gets the same room even if the setting was lowered since.
+    let map = map_size_bytes.max(bytes_before);
+    let (records, databases) = match copy_and_verify(dir, &work, map) {
         Ok(done) => done,
         Err(e) => {
             // A full disk is the likeliest cause: give the space back.
             let _ = remove_dir_if_there(&work);
-            return Err(e);
+            return Err(StorageError::Compaction(e.to_string()));
         }
     };
+    // Our own environments are closed; a process that opened the data
+    // file meanwhile (a node of a version without `node.lock`) would keep
+    // writing to the old file: refuse, keep the old file.
+    if let Err(e) = refuse_other_lmdb_users(dir) {
+        let _ = remove_dir_if_there(&work);
+        return Err(e);
+    }
+    // The old reader table goes first: the next open makes a new one.
+    remove_file_if_there(&dir.join(LMDB_LOCK_FILE))
+        .map_err(|e| StorageError::Compaction(e.to_string()))?;
     std::fs::rename(work.join(DATA_FILE), &source_file)
-        .map_err(|source| io_error(&source_file, source))?;
-    sync_dir(dir)?;
-    // The reader table of the old file; LMDB makes a new one at the next
-    // open (nobody has it open: the directory's lock is held).
-    remove_file_if_there(&dir.join(LMDB_LOCK_FILE))?;
-    remove_dir_if_there(&work)?;
+        .map_err(|e| StorageError::Compaction(io_error(&source_file, e).to_string()))?;
+    let after = |e: StorageError| StorageError::AfterCompaction(e.to_string());
+    sync_dir(dir).map_err(after)?;
+    remove_dir_if_there(&work).map_err(after)?;
     Ok(Compacted {
         dir: dir.to_owned(),
         bytes_before,
-        bytes_after: file_len(&source_file)?,
+        bytes_after: file_len(&source_file).map_err(after)?,
         records,
         databases,
         seconds: began.elapsed().as_secs_f64(),
     })
+}
+
+/// Removes what an interrupted compaction left in `dir`: a copy never
+/// renamed, so never used, of up to the data file's size.
+pub(crate) fn remove_leftover(dir: &Path) -> Result<(), StorageError> {
+    let work = dir.join(WORK_DIR);
+    if work.exists() {
+        tracing::warn!(dir = %work.display(), "removing what an interrupted compaction left");
+    }
+    remove_dir_if_there(&work)
+}
+
+/// Refuses when another process has the LMDB environment in `dir` open:
+/// every process that opens it holds a lock on the first byte of its lock
+/// file (LMDB's `mdb_env_excl_lock`), and `F_GETLK` reports another's
+/// without taking one.
+fn refuse_other_lmdb_users(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join(LMDB_LOCK_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(&path, e)),
+    };
+    let probe = Flock {
+        start: 0,
+        length: 1,
+        pid: None,
+        typ: FlockType::WriteLock,
+        offset_type: FlockOffsetType::Set,
+    };
+    match fcntl_getlk(&file, &probe).map_err(|e| io_error(&path, e.into()))? {
+        None => Ok(()),
+        Some(held) => Err(StorageError::Locked {
+            path: dir.display().to_string(),
+            holder: held.pid.map(|p| p.as_raw_nonzero().get() as u32),
+        }),
+    }
 }
 
 /// Copies every database of the environment in `dir` into a new one in
@@ -263,7 +326,8 @@ fn file_len(path: &Path) -> Result<u64, StorageError> {
         .map_err(|source| io_error(path, source))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+/// Makes the renames in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| io_error(dir, source))
@@ -348,6 +412,11 @@ mod tests {
         );
         assert_eq!(done.databases, 4, "{done}");
         assert!(!dir.path().join(WORK_DIR).exists());
+        let mode = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&dir.path().join(DATA_FILE)), DATA_FILE_MODE);
 
         let (storage, identity) = Storage::open(dir.path(), MAP).unwrap();
         assert_eq!(identity.node_id, node_id, "the node keeps its identity");
@@ -374,14 +443,113 @@ mod tests {
         let before = std::fs::read(dir.path().join(DATA_FILE)).unwrap();
         let (_storage, _) = Storage::open(dir.path(), MAP).unwrap();
         let refused = compact(dir.path(), MAP).unwrap_err();
-        assert!(matches!(refused, StorageError::Locked { .. }), "{refused}");
-        assert!(refused.to_string().contains("in use"), "{refused}");
+        let me = std::process::id();
+        assert!(
+            matches!(refused, StorageError::Locked { holder: Some(pid), .. } if pid == me),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("in use by process"),
+            "{refused}"
+        );
         assert_eq!(std::fs::read(dir.path().join(DATA_FILE)).unwrap(), before);
         // A second storage of the same directory is refused the same way.
         assert!(matches!(
             Storage::open(dir.path(), MAP),
             Err(StorageError::Locked { .. })
         ));
+    }
+
+    /// Not a test of its own: `an_lmdb_user_without_the_node_lock_is_refused`
+    /// runs it in a child process, as a node of a version without
+    /// `node.lock` would hold the environment.
+    #[test]
+    #[ignore]
+    fn lmdb_user_child() {
+        let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let env = open_env(&dir, MAP, EnvironmentFlags::empty()).unwrap();
+        std::fs::write(dir.join("child-ready"), b"").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(env);
+    }
+
+    const CHILD_DIR_ENV: &str = "QUIRE_TEST_LMDB_USER_DIR";
+
+    #[test]
+    fn an_lmdb_user_without_the_node_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        let before = std::fs::read(dir.path().join(DATA_FILE)).unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "storage::compact::tests::lmdb_user_child"])
+            .args(["--ignored", "--test-threads", "1"])
+            .env(CHILD_DIR_ENV, dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let began = Instant::now();
+        while !dir.path().join("child-ready").exists() {
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "the child never opened the environment"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let refused = compact(dir.path(), MAP).unwrap_err();
+        let pid = child.id();
+        let _ = child.kill();
+        let _ = child.wait();
+        match refused {
+            StorageError::Locked { holder, .. } => assert_eq!(holder, Some(pid)),
+            other => panic!("not refused as in use: {other}"),
+        }
+        assert_eq!(std::fs::read(dir.path().join(DATA_FILE)).unwrap(), before);
+        assert!(!dir.path().join(WORK_DIR).exists());
+        compact(dir.path(), MAP).expect("compacts once the other user is gone");
+    }
+
+    #[test]
+    fn a_copy_that_fails_leaves_the_data_file_and_no_leftover() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        {
+            // A database this version does not copy (the node makes none).
+            let env = open_env(dir.path(), MAP, EnvironmentFlags::empty()).unwrap();
+            let db = env
+                .create_db(Some("zz-dup"), DatabaseFlags::DUP_SORT)
+                .unwrap();
+            let mut txn = env.begin_rw_txn().unwrap();
+            txn.put(db, b"k", b"v", WriteFlags::empty()).unwrap();
+            txn.commit().unwrap();
+        }
+        let before = std::fs::read(dir.path().join(DATA_FILE)).unwrap();
+        let refused = compact(dir.path(), MAP).unwrap_err();
+        assert!(matches!(refused, StorageError::Compaction(_)), "{refused}");
+        assert!(refused.to_string().contains("zz-dup"), "{refused}");
+        assert!(refused.to_string().contains("left as it was"), "{refused}");
+        assert_eq!(std::fs::read(dir.path().join(DATA_FILE)).unwrap(), before);
+        assert!(!dir.path().join(WORK_DIR).exists());
+    }
+
+    #[test]
+    fn a_data_file_of_another_user_is_refused() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: only root can give the data file to another user");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        let file = dir.path().join(DATA_FILE);
+        std::os::unix::fs::chown(&file, Some(65_534), None).unwrap();
+        let refused = compact(dir.path(), MAP).unwrap_err();
+        assert!(
+            refused.to_string().contains("belongs to user 65534"),
+            "{refused}"
+        );
+        assert!(!dir.path().join(WORK_DIR).exists());
     }
 
     #[test]
