@@ -367,10 +367,13 @@ mod tests {
         Object::new().update(&VersionVector::new(), ActorId(7), value)
     }
 
+    /// Each key and what it holds.
+    type Held = Vec<(Vec<u8>, Option<Object>)>;
+
     /// A node's directory as an ascending load leaves it (records in key
     /// order, a few per transaction, so pages split as they do under
     /// load), with a hint, and every third record deleted.
-    fn filled(dir: &Path) -> (NodeId, Vec<(Vec<u8>, Option<Object>)>) {
+    fn filled(dir: &Path) -> (NodeId, Held) {
         let (storage, identity) = Storage::open(dir, MAP).unwrap();
         let keys: Vec<Vec<u8>> = (0..1200u32)
             .map(|i| data_key("s", i % 4, format!("k{i:06}").as_bytes()))
