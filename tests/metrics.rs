@@ -180,6 +180,10 @@ async fn nodes_serve_prometheus_metrics_of_real_traffic() {
         assert!(get("quire_node_writer_fsync_seconds_count").unwrap() >= 1.0);
         assert!(get(r#"quire_node_request_seconds_count{kind="hello"}"#).unwrap() >= 1.0);
         assert!(get("quire_node_connections_open").unwrap() >= 1.0);
+        // The data file holds at least the records it stores.
+        let held = get(r#"quire_node_store_bytes{store="default"}"#).unwrap();
+        let file = get("quire_node_data_file_bytes").unwrap();
+        assert!(held > 0.0 && file >= held, "file {file}, records {held}");
         if i == 0 {
             assert_eq!(
                 get(r#"quire_node_requests_total{kind="get",outcome="UnknownStore"}"#),

@@ -169,6 +169,8 @@ pub struct Storage {
     _lock: std::sync::Arc<dirlock::DirLock>,
     /// Tells when the last handle is gone.
     lock_watch: dirlock::DirLockWatch,
+    /// LMDB's data file, for its size.
+    data_file: std::sync::Arc<std::path::PathBuf>,
 }
 
 /// The data file's fsyncs, one at a time, and the first that failed.
@@ -381,6 +383,7 @@ impl Storage {
             merkle_source: merkle::MerkleSource::Rebuilt,
             _lock: lock,
             lock_watch,
+            data_file: std::sync::Arc::new(dir.join("data.mdb")),
         };
         storage.load_merkle()?;
         let identity = storage.load_or_create_identity(node_id)?;
@@ -482,6 +485,13 @@ impl Storage {
     pub fn inject_sync_failure(&self) {
         self.sync_fault
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The size of LMDB's data file on disk. LMDB never shrinks it:
+    /// against the bytes of the records held (`StorageStats`), it says
+    /// what `quire-node compact` would give back.
+    pub fn data_file_bytes(&self) -> std::io::Result<u64> {
+        std::fs::metadata(&*self.data_file).map(|m| m.len())
     }
 
     /// Tells when every handle of this storage is gone and the data
