@@ -310,7 +310,7 @@ async fn measure(
             .map_err(|e| anyhow!("{name}: {e}"))?;
         if args.no_load && found < args.records {
             eprintln!(
-                "quire bench: {name}: --no-load, but only {found} of the {} records are there: \
+                "quire bench: {name}: --no-load, but only {found} of the {} records were found: \
                  reads of the others find nothing",
                 args.records
             );

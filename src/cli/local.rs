@@ -117,9 +117,9 @@ pub enum NodeCommand {
     /// reused. The copy is written in key order, checked against the data
     /// file record by record, and then replaces it; an interruption leaves
     /// the old file as it was. Needs free disk space for the copy, up to
-    /// the data file's size. Refused while the node (or anything else) has the
-    /// data file open, and when run as another user than its owner. Same as
-    /// `quire-node --config NODE.toml compact`.
+    /// the data file's size. Refused while the node (or another process)
+    /// has the LMDB environment open, and when run as another user than
+    /// its owner. Same as `quire-node --config NODE.toml compact`.
     Compact,
 }
 

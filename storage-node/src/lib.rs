@@ -102,7 +102,8 @@ pub struct RunningNode {
 
 impl RunningNode {
     /// Stops serving, drains in-flight requests and closes storage. When
-    /// this returns the data directory may be opened again.
+    /// this returns the data directory may be opened again, unless some
+    /// work held storage 10 s past the stop (logged as a warning).
     pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;

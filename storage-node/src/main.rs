@@ -37,8 +37,9 @@ enum Command {
     /// reused. The copy is written in key order, checked against the data
     /// file record by record, and then replaces it; an interruption leaves
     /// the old file as it was. Needs free disk space for the copy, up to
-    /// the data file's size. Refused while the node (or anything else) has the
-    /// data file open, and when run as another user than its owner.
+    /// the data file's size. Refused while the node (or another process)
+    /// has the LMDB environment open, and when run as another user than
+    /// its owner.
     Compact,
 }
 

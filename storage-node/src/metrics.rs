@@ -201,7 +201,7 @@ impl NodeMetrics {
         let data_file_bytes = Gauge::default();
         registry.register(
             "data_file_bytes",
-            "Size of the LMDB data file; well above the sum of store_bytes, `quire-node compact` gives the difference back (read at most every 30 s)",
+            "Size of the LMDB data file; well above the sum of store_bytes (the values held), `quire-node compact` gives part of the difference back (read at most every 30 s)",
             data_file_bytes.clone(),
         );
         let hints_held = Family::<TargetLabel, Gauge>::default();

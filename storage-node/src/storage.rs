@@ -102,7 +102,7 @@ pub enum StorageError {
     },
     /// Another process (a running node, or `quire-node compact`) holds
     /// the data directory.
-    #[error("data directory {path} is in use by {} (a running quire-node?): stop it first; one node per data directory", holder.map_or("another process".to_string(), |pid| format!("process {pid}")))]
+    #[error("data directory {path} is in use by another process{} (a running quire-node?): stop it first; one node per data directory", holder.map_or(String::new(), |pid| format!(" (last recorded holder: process {pid})")))]
     Locked {
         /// The directory.
         path: String,
@@ -341,11 +341,18 @@ impl Storage {
         })?;
         let (lock, lock_watch) = dirlock::DirLock::take(dir, dirlock::NODE_WAIT)?.shared();
         // An interrupted compaction's copy: never renamed, so never used,
-        // and up to a data file's size.
-        compact::remove_leftover(dir)?;
+        // and up to a data file's size. Not a reason to stay down.
+        if let Err(e) = compact::remove_leftover(dir) {
+            tracing::warn!(error = %e, "could not remove an interrupted compaction's copy");
+        }
         // A compaction's rename made durable before this node writes on
-        // top of the file it put there.
-        compact::sync_dir(dir)?;
+        // top of the file it put there (a file system that cannot flush a
+        // directory says so with EINVAL: nothing to make durable there).
+        match compact::sync_dir(dir) {
+            Err(StorageError::Dir { source, .. })
+                if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {}
+            other => other?,
+        }
         let env = Environment::new()
             // A commit fsyncs the pages it wrote, then writes its meta
             // page (the root that makes the commit current) without a

@@ -98,20 +98,15 @@ pub fn compact(dir: &Path, map_size_bytes: u64) -> Result<Compacted, StorageErro
             _ => format!("{}: {e}", source_file.display()),
         })
     })?;
-    // Files made as another user (root, by `sudo`) would keep the node,
-    // running as the data's owner, from opening them.
-    let me = rustix::process::geteuid().as_raw();
-    if me != meta.uid() {
-        return Err(StorageError::Compaction(format!(
-            "{} belongs to user {}, and this runs as user {me}: run it as the node's user \
-             (for example `sudo -u quire quire-node --config … compact`)",
-            source_file.display(),
-            meta.uid()
-        )));
-    }
+    check_owner(
+        &source_file,
+        meta.uid(),
+        rustix::process::geteuid().as_raw(),
+    )?;
     let _lock = DirLock::take(dir, Duration::ZERO)?;
     refuse_other_lmdb_users(dir)?;
     let bytes_before = meta.len();
+    let unchanged = Unchanged::of(&source_file)?;
     let work = dir.join(WORK_DIR);
     remove_leftover(dir)?;
     private_dir(&work).map_err(|source| io_error(&work, source))?;
@@ -124,13 +119,18 @@ pub fn compact(dir: &Path, map_size_bytes: u64) -> Result<Compacted, StorageErro
         Err(e) => {
             // A full disk is the likeliest cause: give the space back.
             let _ = remove_dir_if_there(&work);
-            return Err(StorageError::Compaction(e.to_string()));
+            return Err(match e {
+                e @ StorageError::Compaction(_) => e,
+                e => StorageError::Compaction(e.to_string()),
+            });
         }
     };
-    // Our own environments are closed; a process that opened the data
-    // file meanwhile (a node of a version without `node.lock`) would keep
-    // writing to the old file: refuse, keep the old file.
-    if let Err(e) = refuse_other_lmdb_users(dir) {
+    // Our own environments are closed. A process that opened the data
+    // file meanwhile without `node.lock` (a node of an older version)
+    // would keep writing to the old file, or may have written to it and
+    // left: refuse either way, keep the old file.
+    let check = refuse_other_lmdb_users(dir).and_then(|()| unchanged.check(&source_file));
+    if let Err(e) = check {
         let _ = remove_dir_if_there(&work);
         return Err(e);
     }
@@ -150,6 +150,50 @@ pub fn compact(dir: &Path, map_size_bytes: u64) -> Result<Compacted, StorageErro
         databases,
         seconds: began.elapsed().as_secs_f64(),
     })
+}
+
+/// Refuses a run as `me` on a data file of user `owner`: files made as
+/// another user (root, by `sudo`) would keep the node, running as the
+/// data's owner, from opening them.
+fn check_owner(file: &Path, owner: u32, me: u32) -> Result<(), StorageError> {
+    if me == owner {
+        return Ok(());
+    }
+    Err(StorageError::Compaction(format!(
+        "{} belongs to user {owner}, and this runs as user {me}: run it as the node's user \
+         (for example `sudo -u quire quire-node --config … compact`)",
+        file.display()
+    )))
+}
+
+/// What the data file looked like when the copy began: a commit by a
+/// process that ignored `node.lock` changes its size or time.
+struct Unchanged {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl Unchanged {
+    fn of(file: &Path) -> Result<Self, StorageError> {
+        let meta = std::fs::metadata(file).map_err(|e| io_error(file, e))?;
+        Ok(Self {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode: meta.ino(),
+        })
+    }
+
+    fn check(&self, file: &Path) -> Result<(), StorageError> {
+        let now = Self::of(file)?;
+        if (now.len, now.modified, now.inode) == (self.len, self.modified, self.inode) {
+            return Ok(());
+        }
+        Err(StorageError::Compaction(format!(
+            "{} was written to while it was copied, by a process that does not take node.lock",
+            file.display()
+        )))
+    }
 }
 
 /// Removes what an interrupted compaction left in `dir`: a copy never
@@ -452,7 +496,9 @@ mod tests {
             "{refused}"
         );
         assert!(
-            refused.to_string().contains("in use by process"),
+            refused
+                .to_string()
+                .contains(&format!("last recorded holder: process {me}")),
             "{refused}"
         );
         assert_eq!(std::fs::read(dir.path().join(DATA_FILE)).unwrap(), before);
@@ -481,18 +527,36 @@ mod tests {
 
     const CHILD_DIR_ENV: &str = "QUIRE_TEST_LMDB_USER_DIR";
 
+    /// The child, killed and reaped however the test ends.
+    struct KillOnDrop(std::process::Child);
+
+    impl KillOnDrop {
+        fn stop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
     #[test]
     fn an_lmdb_user_without_the_node_lock_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         filled(dir.path());
         let before = std::fs::read(dir.path().join(DATA_FILE)).unwrap();
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "storage::compact::tests::lmdb_user_child"])
             .args(["--ignored", "--test-threads", "1"])
             .env(CHILD_DIR_ENV, dir.path())
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let mut child = KillOnDrop(child);
         let began = Instant::now();
         while !dir.path().join("child-ready").exists() {
             assert!(
@@ -502,9 +566,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         let refused = compact(dir.path(), MAP).unwrap_err();
-        let pid = child.id();
-        let _ = child.kill();
-        let _ = child.wait();
+        let pid = child.0.id();
+        child.stop();
         match refused {
             StorageError::Locked { holder, .. } => assert_eq!(holder, Some(pid)),
             other => panic!("not refused as in use: {other}"),
@@ -532,8 +595,39 @@ mod tests {
         let refused = compact(dir.path(), MAP).unwrap_err();
         assert!(matches!(refused, StorageError::Compaction(_)), "{refused}");
         assert!(refused.to_string().contains("zz-dup"), "{refused}");
-        assert!(refused.to_string().contains("left as it was"), "{refused}");
+        assert_eq!(
+            refused.to_string().matches("left as it was").count(),
+            1,
+            "{refused}"
+        );
+        assert!(
+            !refused.to_string().contains("compaction: compaction"),
+            "{refused}"
+        );
         assert_eq!(std::fs::read(dir.path().join(DATA_FILE)).unwrap(), before);
+        assert!(!dir.path().join(WORK_DIR).exists());
+    }
+
+    #[test]
+    fn a_run_as_another_user_than_the_owner_is_refused() {
+        let file = Path::new("/x/data.mdb");
+        assert!(check_owner(file, 998, 998).is_ok());
+        let refused = check_owner(file, 998, 0).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("belongs to user 998, and this runs as user 0"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_node_removes_an_interrupted_compactions_copy_when_it_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path());
+        std::fs::create_dir(dir.path().join(WORK_DIR)).unwrap();
+        std::fs::write(dir.path().join(WORK_DIR).join(DATA_FILE), b"junk").unwrap();
+        let (_storage, _) = Storage::open(dir.path(), MAP).unwrap();
         assert!(!dir.path().join(WORK_DIR).exists());
     }
 
