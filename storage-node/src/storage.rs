@@ -43,6 +43,8 @@ const FORMAT_V1: u8 = 1;
 /// formats 1 to 4 decode through `legacy`.
 const MEMBERSHIP_FORMAT_V5: u8 = 5;
 const META_NODE_ID: &[u8] = b"node_id";
+/// LMDB's data file in the data directory.
+const DATA_FILE: &str = "data.mdb";
 const META_RESET_SECRET: &[u8] = b"reset_secret";
 const META_MEMBERSHIP: &[u8] = b"membership";
 
@@ -119,6 +121,16 @@ pub enum StorageError {
     AfterCompaction(String),
 }
 
+impl StorageError {
+    /// A file or directory of the data directory failed with `source`.
+    fn dir(path: &Path, source: std::io::Error) -> Self {
+        Self::Dir {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// The node's identity, made once per data directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -166,9 +178,7 @@ pub struct Storage {
     /// Where the open found the segments (see [`Storage::merkle_source`]).
     merkle_source: merkle::MerkleSource,
     /// The data directory's lock, held while any handle is alive.
-    _lock: std::sync::Arc<dirlock::DirLock>,
-    /// Tells when the last handle is gone.
-    lock_watch: dirlock::DirLockWatch,
+    lock: std::sync::Arc<dirlock::DirLock>,
     /// LMDB's data file, for its size.
     data_file: std::sync::Arc<std::path::PathBuf>,
 }
@@ -335,24 +345,16 @@ impl Storage {
         node_id: Option<NodeId>,
         extra: EnvironmentFlags,
     ) -> Result<(Self, Identity), StorageError> {
-        private_dir(dir).map_err(|source| StorageError::Dir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let (lock, lock_watch) = dirlock::DirLock::take(dir, dirlock::NODE_WAIT)?.shared();
+        private_dir(dir).map_err(|source| StorageError::dir(dir, source))?;
+        let lock = dirlock::DirLock::take(dir, dirlock::NODE_WAIT)?;
         // An interrupted compaction's copy: never renamed, so never used,
         // and up to a data file's size. Not a reason to stay down.
         if let Err(e) = compact::remove_leftover(dir) {
             tracing::warn!(error = %e, "could not remove an interrupted compaction's copy");
         }
         // A compaction's rename made durable before this node writes on
-        // top of the file it put there (a file system that cannot flush a
-        // directory says so with EINVAL: nothing to make durable there).
-        match compact::sync_dir(dir) {
-            Err(StorageError::Dir { source, .. })
-                if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {}
-            other => other?,
-        }
+        // top of the file it put there.
+        compact::sync_dir(dir)?;
         let env = Environment::new()
             // A commit fsyncs the pages it wrote, then writes its meta
             // page (the root that makes the commit current) without a
@@ -388,9 +390,8 @@ impl Storage {
             flushes: Default::default(),
             index: Default::default(),
             merkle_source: merkle::MerkleSource::Rebuilt,
-            _lock: lock,
-            lock_watch,
-            data_file: std::sync::Arc::new(dir.join("data.mdb")),
+            lock: std::sync::Arc::new(lock),
+            data_file: std::sync::Arc::new(dir.join(DATA_FILE)),
         };
         storage.load_merkle()?;
         let identity = storage.load_or_create_identity(node_id)?;
@@ -504,7 +505,7 @@ impl Storage {
     /// Tells when every handle of this storage is gone and the data
     /// directory may be opened again.
     pub fn lock_watch(&self) -> dirlock::DirLockWatch {
-        self.lock_watch.clone()
+        dirlock::DirLockWatch::of(&self.lock)
     }
 
     /// The stored membership document, if any.

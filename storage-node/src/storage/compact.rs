@@ -18,7 +18,7 @@
 //! an interruption at any point leaves one complete data file or the other.
 
 use super::dirlock::DirLock;
-use super::{private_dir, StorageError, DATA_FILE_MODE};
+use super::{private_dir, StorageError, DATA_FILE, DATA_FILE_MODE};
 use lmdb::{
     Cursor, Database, DatabaseFlags, Environment, EnvironmentFlags, Transaction, WriteFlags,
 };
@@ -27,8 +27,6 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The data file's name in an LMDB environment.
-const DATA_FILE: &str = "data.mdb";
 /// LMDB's lock file (its reader table): made again at the next open.
 const LMDB_LOCK_FILE: &str = "lock.mdb";
 /// Where the copy is built, inside the data directory (the same file
@@ -105,11 +103,11 @@ pub fn compact(dir: &Path, map_size_bytes: u64) -> Result<Compacted, StorageErro
     )?;
     let _lock = DirLock::take(dir, Duration::ZERO)?;
     refuse_other_lmdb_users(dir)?;
-    let bytes_before = meta.len();
     let unchanged = Unchanged::of(&source_file)?;
+    let bytes_before = unchanged.len;
     let work = dir.join(WORK_DIR);
     remove_leftover(dir)?;
-    private_dir(&work).map_err(|source| io_error(&work, source))?;
+    private_dir(&work).map_err(|source| StorageError::dir(&work, source))?;
 
     // The copy's map: LMDB maps a file at least as large as it is, so the
     // copy gets the same room even if the setting was lowered since.
@@ -138,7 +136,7 @@ pub fn compact(dir: &Path, map_size_bytes: u64) -> Result<Compacted, StorageErro
     remove_file_if_there(&dir.join(LMDB_LOCK_FILE))
         .map_err(|e| StorageError::Compaction(e.to_string()))?;
     std::fs::rename(work.join(DATA_FILE), &source_file)
-        .map_err(|e| StorageError::Compaction(io_error(&source_file, e).to_string()))?;
+        .map_err(|e| StorageError::Compaction(StorageError::dir(&source_file, e).to_string()))?;
     let after = |e: StorageError| StorageError::AfterCompaction(e.to_string());
     sync_dir(dir).map_err(after)?;
     remove_dir_if_there(&work).map_err(after)?;
@@ -176,7 +174,7 @@ struct Unchanged {
 
 impl Unchanged {
     fn of(file: &Path) -> Result<Self, StorageError> {
-        let meta = std::fs::metadata(file).map_err(|e| io_error(file, e))?;
+        let meta = std::fs::metadata(file).map_err(|e| StorageError::dir(file, e))?;
         Ok(Self {
             len: meta.len(),
             modified: meta.modified().ok(),
@@ -215,7 +213,7 @@ fn refuse_other_lmdb_users(dir: &Path) -> Result<(), StorageError> {
     let file = match std::fs::File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_error(&path, e)),
+        Err(e) => return Err(StorageError::dir(&path, e)),
     };
     let probe = Flock {
         start: 0,
@@ -224,7 +222,7 @@ fn refuse_other_lmdb_users(dir: &Path) -> Result<(), StorageError> {
         typ: FlockType::WriteLock,
         offset_type: FlockOffsetType::Set,
     };
-    match fcntl_getlk(&file, &probe).map_err(|e| io_error(&path, e.into()))? {
+    match fcntl_getlk(&file, &probe).map_err(|e| StorageError::dir(&path, e.into()))? {
         None => Ok(()),
         Some(held) => Err(StorageError::Locked {
             path: dir.display().to_string(),
@@ -367,34 +365,31 @@ fn open_plain_db(env: &Environment, name: &str) -> Result<Database, StorageError
 fn file_len(path: &Path) -> Result<u64, StorageError> {
     std::fs::metadata(path)
         .map(|m| m.len())
-        .map_err(|source| io_error(path, source))
+        .map_err(|source| StorageError::dir(path, source))
 }
 
-/// Makes the renames in `dir` durable.
+/// Makes the renames in `dir` durable. A file system that cannot flush a
+/// directory says so with EINVAL: there is nothing to make durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| io_error(dir, source))
+    match std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        Err(e) if e.raw_os_error() != Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            Err(StorageError::dir(dir, e))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn remove_dir_if_there(dir: &Path) -> Result<(), StorageError> {
     match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(dir, e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::dir(dir, e)),
         _ => Ok(()),
     }
 }
 
 fn remove_file_if_there(path: &Path) -> Result<(), StorageError> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(path, e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StorageError::dir(path, e)),
         _ => Ok(()),
-    }
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::Dir {
-        path: path.display().to_string(),
-        source,
     }
 }
 

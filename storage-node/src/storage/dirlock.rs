@@ -38,6 +38,11 @@ pub struct DirLock {
 pub struct DirLockWatch(Weak<DirLock>);
 
 impl DirLockWatch {
+    /// A watch on `lock`.
+    pub fn of(lock: &Arc<DirLock>) -> Self {
+        Self(Arc::downgrade(lock))
+    }
+
     /// Waits (blocking, polling) up to `limit` for the lock to be
     /// released; true if it was.
     pub fn released_within(&self, limit: Duration) -> bool {
@@ -59,10 +64,7 @@ impl DirLock {
     /// keeps it.
     pub fn take(dir: &Path, wait: Duration) -> Result<Self, StorageError> {
         let path = dir.join(LOCK_FILE);
-        let io = |source| StorageError::Dir {
-            path: path.display().to_string(),
-            source,
-        };
+        let io = |source| StorageError::dir(&path, source);
         let mut file = OpenOptions::new()
             .mode(DATA_FILE_MODE)
             .read(true)
@@ -93,12 +95,5 @@ impl DirLock {
             .and_then(|()| writeln!(file, "{}", std::process::id()))
             .map_err(io)?;
         Ok(Self { _file: file })
-    }
-
-    /// The lock, shared by every handle of one storage, and a watch on it.
-    pub fn shared(self) -> (Arc<Self>, DirLockWatch) {
-        let shared = Arc::new(self);
-        let watch = DirLockWatch(Arc::downgrade(&shared));
-        (shared, watch)
     }
 }
