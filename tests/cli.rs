@@ -21,6 +21,17 @@ struct Up {
 }
 
 impl Up {
+    /// A new cluster in a temporary directory: the directory's guard (it
+    /// goes when dropped), the cluster directory, the running cluster and
+    /// its client config.
+    fn in_tempdir() -> (tempfile::TempDir, PathBuf, Self, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cluster");
+        let up = Up::start(&dir);
+        let config = dir.join("client.toml");
+        (tmp, dir, up, config)
+    }
+
     /// Starts `quire up` and waits for its `ready` line.
     fn start(dir: &Path) -> Self {
         let mut child = Command::new(QUIRE)
@@ -403,10 +414,7 @@ fn a_second_up_on_a_running_directory_is_refused() {
 /// reconnected without the config after creating the store).
 #[test]
 fn bench_with_a_config_creates_its_store_in_that_cluster() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cluster");
-    let up = Up::start(&dir);
-    let config = dir.join("client.toml");
+    let (_tmp, _, up, config) = Up::in_tempdir();
     let reports = quire_json(
         &config,
         &[
@@ -458,10 +466,7 @@ fn bench_with_a_config_creates_its_store_in_that_cluster() {
 /// records' contexts once added a sibling to every record at every run.
 #[test]
 fn bench_runs_against_one_cluster_replace_their_records() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cluster");
-    let up = Up::start(&dir);
-    let config = dir.join("client.toml");
+    let (_tmp, _, up, config) = Up::in_tempdir();
     let bench = |extra: &[&str]| {
         let mut args = vec![
             "bench",
@@ -502,10 +507,7 @@ fn bench_runs_against_one_cluster_replace_their_records() {
 /// than before, and the cluster started again reads every key back.
 #[test]
 fn node_compact_is_refused_while_the_node_runs_and_keeps_every_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cluster");
-    let up = Up::start(&dir);
-    let config = dir.join("client.toml");
+    let (_tmp, dir, up, config) = Up::in_tempdir();
     let keys: Vec<String> = (0..60).map(|i| format!("key-{i:03}")).collect();
     for key in &keys {
         quire_json(
@@ -556,10 +558,7 @@ fn node_compact_is_refused_while_the_node_runs_and_keeps_every_key() {
 /// deleted key of a store without grace period is reaped.
 #[test]
 fn repair_once_prints_its_counts_as_json() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cluster");
-    let up = Up::start(&dir);
-    let config = dir.join("client.toml");
+    let (_tmp, _, up, config) = Up::in_tempdir();
     let put = quire_json(&config, &["put", "default", "k", "v", "--json"]);
     assert!(put.is_object());
     let report = quire_json(&config, &["repair", "--once", "--json"]);
