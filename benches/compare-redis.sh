@@ -10,7 +10,9 @@
 # stores). Quire runs 3 local nodes, (N,R,W) = (3,2,2), `sync` durability,
 # workloads C (read only) and A (50/50), closed loop, uniform keys (as
 # redis-benchmark's -r), with the quic-echo baseline (a bare QUIC server:
-# the transport's ceiling) in the same run. Prints one side-by-side table
+# the transport's ceiling) in the same run. Both clients run one thread:
+# redis-benchmark's default, and `quire bench --threads 1` (on a small
+# machine the nodes need the other cores). Prints one side-by-side table
 # and the ratios the performance targets are stated in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,12 +55,12 @@ redis_run() { # name, extra redis-server args...
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "value ${VALUE_BYTES} B, concurrency ${CONCURRENCY}, ${RECORDS} records, uniform keys"
-echo "Redis: redis-benchmark; Quire and quic-echo: quire bench (3 local nodes, (3,2,2), sync), closed loop"
+echo "Redis: redis-benchmark; Quire and quic-echo: quire bench --threads 1 (3 local nodes, (3,2,2), sync), closed loop"
 redis_run memory --appendonly no
 redis_run fsync --appendonly yes --appendfsync always
 "$QUIRE" bench --local-nodes 3 --workloads c,a --mode closed --records "$RECORDS" \
     --distribution uniform --value-bytes "$VALUE_BYTES" --concurrency "$CONCURRENCY" \
-    --duration-s "$DURATION_S" --baseline quic-echo --json >"$WORK/quire.json"
+    --duration-s "$DURATION_S" --baseline quic-echo --threads 1 --json >"$WORK/quire.json"
 python3 - "$WORK/redis.csv" "$WORK/quire.json" <<'PY'
 import csv, json, sys
 redis = {}

@@ -49,7 +49,12 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     quire_node::logging::init(cli.log_format, default_level);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = cli.command.runtime_threads() {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("quire: cannot start the async runtime: {e}");

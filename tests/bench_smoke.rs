@@ -33,6 +33,8 @@ fn bench_runs_workloads_in_both_modes_with_baselines() {
         "1,1,1",
         "--baseline",
         "quic-echo",
+        "--threads",
+        "1",
         "--json",
     ]);
     if font {
@@ -59,6 +61,8 @@ fn bench_runs_workloads_in_both_modes_with_baselines() {
         ]
     );
     for r in reports {
+        // `--threads 1`: the client's runtime had the one thread asked for.
+        assert_eq!(r["client_threads"], 1, "{}", r["target"]);
         let runs = r["runs"].as_array().unwrap();
         let paces: Vec<&str> = runs.iter().map(|x| x["pace"].as_str().unwrap()).collect();
         assert_eq!(paces.len(), 4, "A and F, closed and open: {paces:?}");

@@ -108,6 +108,8 @@ pub struct BenchReport {
     pub value_bytes: usize,
     /// Concurrent workers.
     pub concurrency: usize,
+    /// Worker threads of the benchmark client's runtime (`--threads`).
+    pub client_threads: usize,
     /// `uniform` or `zipfian`.
     pub distribution: String,
     /// How long loading took, seconds.
@@ -131,11 +133,12 @@ pub fn write_table(report: &BenchReport, out: &mut String) {
     // Writing into a String cannot fail.
     let _ = writeln!(
         out,
-        "target {}: {} records of {} B, {} workers, {} keys, load {:.1} s",
+        "target {}: {} records of {} B, {} workers on {} client thread(s), {} keys, load {:.1} s",
         report.target,
         report.records,
         report.value_bytes,
         report.concurrency,
+        report.client_threads,
         report.distribution,
         report.load_secs
     );

@@ -79,6 +79,21 @@ pub struct BenchArgs {
     /// Seed of the operation mix and key choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Threads of the benchmark client's async runtime (0: one per core).
+    /// With the nodes on the same cores (--local-nodes, `quire up`), one
+    /// thread leaves more of them to the nodes and switches less: on 2
+    /// cores workload C ran 1.04 to 1.28x faster with it in alternating
+    /// rounds, quic-echo too, at a lower p99 (docs/benchmarks.md).
+    /// redis-benchmark runs one thread unless told otherwise.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    threads: usize,
+}
+
+impl BenchArgs {
+    /// The worker threads `--threads` asks for, if any.
+    pub fn runtime_threads(&self) -> Option<usize> {
+        (self.threads > 0).then_some(self.threads)
+    }
 }
 
 /// `--distribution`.
@@ -375,6 +390,7 @@ async fn measure(
         records: args.records,
         value_bytes: args.value_bytes,
         concurrency: args.concurrency,
+        client_threads: tokio::runtime::Handle::current().metrics().num_workers(),
         distribution: args.distribution.name().to_string(),
         load_secs,
         node_peak_memory_bytes: Vec::new(),

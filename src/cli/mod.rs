@@ -96,6 +96,17 @@ pub enum Command {
     Revoke(access::RevokeArgs),
 }
 
+impl Command {
+    /// Worker threads the command's runtime should have, if it says
+    /// (`quire bench --threads`); else one per core.
+    pub fn runtime_threads(&self) -> Option<usize> {
+        match self {
+            Command::Bench(args) => args.runtime_threads(),
+            _ => None,
+        }
+    }
+}
+
 /// Runs one command.
 pub async fn run(command: Command, config: ConfigArg, json: bool) -> anyhow::Result<()> {
     match command {
