@@ -456,6 +456,10 @@ fn bench_with_a_config_creates_its_store_in_that_cluster() {
     let bad = quire(&config, &["bench", "--mode", "sideways"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("closed"));
+    // A thread count no runtime should start is refused, not attempted.
+    let bad = quire(&config, &["bench", "--threads", "5000"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("0..=1024"));
     up.stop(Signal::INT);
 }
 

@@ -80,19 +80,22 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Threads of the benchmark client's async runtime (0: one per core).
+    ///
     /// With the nodes on the same cores (--local-nodes, `quire up`), one
-    /// thread leaves more of them to the nodes and switches less: on 2
-    /// cores workload C ran 1.04 to 1.28x faster with it in alternating
-    /// rounds, quic-echo too, at a lower p99 (docs/benchmarks.md).
-    /// redis-benchmark runs one thread unless told otherwise.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    threads: usize,
+    /// thread leaves more of them to the nodes and switches threads less:
+    /// on 2 cores workload C ran 1.04 to 1.28x faster with it in
+    /// alternating rounds, quic-echo too, at a lower p99
+    /// (docs/benchmarks.md). redis-benchmark runs one thread unless told
+    /// otherwise.
+    #[arg(long, default_value_t = 0, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    threads: u16,
 }
 
 impl BenchArgs {
     /// The worker threads `--threads` asks for, if any.
     pub fn runtime_threads(&self) -> Option<usize> {
-        (self.threads > 0).then_some(self.threads)
+        (self.threads > 0).then_some(self.threads.into())
     }
 }
 
