@@ -3,17 +3,19 @@
 # only. Installs redis-server (Debian) if missing.
 #
 #   benches/compare-redis.sh            # defaults below
-#   VALUE_BYTES=1024 CONCURRENCY=32 DURATION_S=10 benches/compare-redis.sh
+#   VALUE_BYTES=1024 CONCURRENCY=32 DURATION_S=10 THREADS=1 benches/compare-redis.sh
 #
 # Redis runs in memory with persistence off (its usual benchmark setup) and
 # again with appendfsync always (every write fsynced, like Quire's `sync`
 # stores). Quire runs 3 local nodes, (N,R,W) = (3,2,2), `sync` durability,
 # workloads C (read only) and A (50/50), closed loop, uniform keys (as
 # redis-benchmark's -r), with the quic-echo baseline (a bare QUIC server:
-# the transport's ceiling) in the same run. Both clients run one thread:
-# redis-benchmark's default, and `quire bench --threads 1` (on a small
-# machine the nodes need the other cores). Prints one side-by-side table
-# and the ratios the performance targets are stated in.
+# the transport's ceiling) in the same run. THREADS sets `quire bench
+# --threads` (default 0: one runtime thread per core, as in every earlier
+# run of this script); that runtime runs the Quire client and both ends
+# of quic-echo, while redis-benchmark and redis-server are one thread
+# each. Prints one side-by-side table and the ratios the performance
+# targets are stated in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,7 @@ CONCURRENCY=${CONCURRENCY:-32}
 DURATION_S=${DURATION_S:-10}
 RECORDS=${RECORDS:-20000}
 REQUESTS=${REQUESTS:-200000}
+THREADS=${THREADS:-0}
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
     echo "installing redis-server (Debian package) ..." >&2
@@ -55,12 +58,12 @@ redis_run() { # name, extra redis-server args...
 echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "value ${VALUE_BYTES} B, concurrency ${CONCURRENCY}, ${RECORDS} records, uniform keys"
-echo "Redis: redis-benchmark; Quire and quic-echo: quire bench --threads 1 (3 local nodes, (3,2,2), sync), closed loop"
+echo "Redis: redis-benchmark; Quire and quic-echo: quire bench --threads $THREADS (0: one per core; 3 local nodes, (3,2,2), sync), closed loop"
 redis_run memory --appendonly no
 redis_run fsync --appendonly yes --appendfsync always
 "$QUIRE" bench --local-nodes 3 --workloads c,a --mode closed --records "$RECORDS" \
     --distribution uniform --value-bytes "$VALUE_BYTES" --concurrency "$CONCURRENCY" \
-    --duration-s "$DURATION_S" --baseline quic-echo --threads 1 --json >"$WORK/quire.json"
+    --duration-s "$DURATION_S" --baseline quic-echo --threads "$THREADS" --json >"$WORK/quire.json"
 python3 - "$WORK/redis.csv" "$WORK/quire.json" <<'PY'
 import csv, json, sys
 redis = {}

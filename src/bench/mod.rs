@@ -108,7 +108,9 @@ pub struct BenchReport {
     pub value_bytes: usize,
     /// Concurrent workers.
     pub concurrency: usize,
-    /// Worker threads of the benchmark client's runtime (`--threads`).
+    /// Worker threads of the benchmark's runtime (`--threads`), which
+    /// runs the client and, for quic-echo, the server too: a figure
+    /// depends on it, so each report names it.
     pub client_threads: usize,
     /// `uniform` or `zipfian`.
     pub distribution: String,

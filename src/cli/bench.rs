@@ -79,21 +79,24 @@ pub struct BenchArgs {
     /// Seed of the operation mix and key choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Threads of the benchmark client's async runtime (0: one per core).
+    /// Worker threads of this process's async runtime (0: one per core).
     ///
-    /// With the nodes on the same cores (--local-nodes, `quire up`), one
-    /// thread leaves more of them to the nodes and switches threads less:
-    /// on 2 cores workload C ran 1.04 to 1.28x faster with it in
-    /// alternating rounds, quic-echo too, at a lower p99
-    /// (docs/benchmarks.md). redis-benchmark runs one thread unless told
-    /// otherwise.
+    /// They run the Quire client and the quic-echo baseline, client and
+    /// server alike (local nodes are processes of their own). With the
+    /// nodes on the same cores (--local-nodes, `quire up`), fewer threads
+    /// leave more of the cores to the nodes; docs/benchmarks.md has what
+    /// one thread changed on 2 cores. A multi-thread runtime with N
+    /// workers, unlike a node's `worker_threads = 1` (a current-thread
+    /// runtime). At most 1024, as for a node.
     #[arg(long, default_value_t = 0, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(0..=1024))]
+          value_parser = clap::value_parser!(u16).range(0..=quire_node::config::WORKER_THREADS_MAX as i64))]
     threads: u16,
 }
 
 impl BenchArgs {
-    /// The worker threads `--threads` asks for, if any.
+    /// The worker threads `--threads` asks for; `None` leaves tokio's
+    /// default, one per core, so a run without the option measures what
+    /// an application's default runtime would do.
     pub fn runtime_threads(&self) -> Option<usize> {
         (self.threads > 0).then_some(self.threads.into())
     }
