@@ -63,7 +63,7 @@ fn bench_runs_workloads_in_both_modes_with_baselines() {
     for r in reports {
         // `--threads 3`: the client's runtime had the three threads asked
         // for (not one per core, as without the option).
-        assert_eq!(r["client_threads"], 3, "{}", r["target"]);
+        assert_eq!(r["runtime_threads"], 3, "{}", r["target"]);
         let runs = r["runs"].as_array().unwrap();
         let paces: Vec<&str> = runs.iter().map(|x| x["pace"].as_str().unwrap()).collect();
         assert_eq!(paces.len(), 4, "A and F, closed and open: {paces:?}");

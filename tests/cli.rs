@@ -447,7 +447,7 @@ fn bench_with_a_config_creates_its_store_in_that_cluster() {
     // Without --threads the client's runtime has one thread per core.
     let cores = std::thread::available_parallelism().unwrap().get();
     for r in reports.as_array().unwrap() {
-        assert_eq!(r["client_threads"], cores, "{}", r["target"]);
+        assert_eq!(r["runtime_threads"], cores, "{}", r["target"]);
     }
     let status = quire_json(&config, &["status", "--json"]);
     let stores: Vec<&str> = status["stores"]

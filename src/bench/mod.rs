@@ -111,7 +111,7 @@ pub struct BenchReport {
     /// Worker threads of the benchmark's runtime (`--threads`), which
     /// runs the client and, for quic-echo, the server too: a figure
     /// depends on it, so each report names it.
-    pub client_threads: usize,
+    pub runtime_threads: usize,
     /// `uniform` or `zipfian`.
     pub distribution: String,
     /// How long loading took, seconds.
@@ -135,12 +135,12 @@ pub fn write_table(report: &BenchReport, out: &mut String) {
     // Writing into a String cannot fail.
     let _ = writeln!(
         out,
-        "target {}: {} records of {} B, {} workers on {} client thread(s), {} keys, load {:.1} s",
+        "target {}: {} records of {} B, {} workers on {} runtime thread(s), {} keys, load {:.1} s",
         report.target,
         report.records,
         report.value_bytes,
         report.concurrency,
-        report.client_threads,
+        report.runtime_threads,
         report.distribution,
         report.load_secs
     );

@@ -396,7 +396,7 @@ async fn measure(
         records: args.records,
         value_bytes: args.value_bytes,
         concurrency: args.concurrency,
-        client_threads: tokio::runtime::Handle::current().metrics().num_workers(),
+        runtime_threads: tokio::runtime::Handle::current().metrics().num_workers(),
         distribution: args.distribution.name().to_string(),
         load_secs,
         node_peak_memory_bytes: Vec::new(),
