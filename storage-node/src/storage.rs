@@ -1,7 +1,11 @@
 //! LMDB storage: the only module that knows LMDB.
 //!
 //! One environment per node with named databases:
-//! - `data`: `store length ‖ store ‖ partition (u32 BE) ‖ key` → object
+//! - `data`: `store length ‖ store ‖ partition (u32 BE) ‖ key` → the slot
+//!   of `objects` holding its object (or, as older nodes wrote it, the
+//!   object itself: see `records`)
+//! - `objects`: slot (u64 BE) → object, slots in the order keys arrived
+//! - `free`: slots of deleted objects, for the next new keys
 //! - `hints`: `home node (u64 BE) ‖ data key` → object held for another
 //!   node (a hashed form when that is too long for LMDB: see `keys`)
 //! - `merkle`: `store length ‖ store ‖ partition ‖ segment (u16 BE)` →
@@ -22,7 +26,10 @@ mod hints;
 mod keys;
 mod legacy;
 mod merkle;
+mod records;
 mod scan;
+#[cfg(test)]
+mod slot_tests;
 #[cfg(test)]
 mod tests;
 mod transfer;
@@ -161,6 +168,8 @@ pub fn fresh_id() -> u64 {
 pub struct Storage {
     env: std::sync::Arc<Environment>,
     data: Database,
+    objects: Database,
+    free: Database,
     hints: Database,
     merkle: Database,
     meta: Database,
@@ -376,12 +385,16 @@ impl Storage {
             // umask of whoever started it.
             .open_with_permissions(dir, DATA_FILE_MODE)?;
         let data = env.create_db(Some("data"), DatabaseFlags::empty())?;
+        let objects = env.create_db(Some(records::OBJECTS_DB), DatabaseFlags::empty())?;
+        let free = env.create_db(Some(records::FREE_DB), DatabaseFlags::empty())?;
         let hints = env.create_db(Some("hints"), DatabaseFlags::empty())?;
         let merkle = env.create_db(Some("merkle"), DatabaseFlags::empty())?;
         let meta = env.create_db(Some("meta"), DatabaseFlags::empty())?;
         let mut storage = Self {
             env: std::sync::Arc::new(env),
             data,
+            objects,
+            free,
             hints,
             merkle,
             meta,
@@ -457,7 +470,10 @@ impl Storage {
     /// The stored object under `data_key`, if any.
     pub fn get(&self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
         let txn = self.env.begin_ro_txn()?;
-        get_in(&txn, self.data, data_key)
+        match records::record_at(&txn, (self.data, self.objects), data_key)? {
+            Some(record) => decode(record, data_key).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Flushes every committed transaction to disk (fsync). After a
@@ -520,6 +536,7 @@ impl Storage {
             txn: self.env.begin_rw_txn()?,
             storage: self,
             merkle_pending: Vec::new(),
+            next_slot: None,
         })
     }
 }
@@ -531,12 +548,19 @@ pub(crate) struct WriteTxn<'env> {
     /// Segment changes of this transaction, applied to the in-memory
     /// index once it commits.
     merkle_pending: Vec<merkle::Pending>,
+    /// The slot after the last of `objects`, once this transaction has
+    /// looked it up (see `records`).
+    next_slot: Option<u64>,
 }
 
 impl WriteTxn<'_> {
     /// The object under `data_key`, seeing this transaction's own writes.
     pub fn get_object(&self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
-        get_in(&self.txn, self.storage.data, data_key)
+        let dbs = (self.storage.data, self.storage.objects);
+        match records::record_at(&self.txn, dbs, data_key)? {
+            Some(record) => decode(record, data_key).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Stores `object` under `data_key`, and its change in the key's
@@ -544,10 +568,7 @@ impl WriteTxn<'_> {
     pub fn put_object(&mut self, data_key: &[u8], object: &Object) -> Result<(), StorageError> {
         let before = self.get_object(data_key)?;
         self.merkle_change(data_key, before.as_ref(), Some(object))?;
-        let bytes = encode(object);
-        Ok(self
-            .txn
-            .put(self.storage.data, &data_key, &bytes, WriteFlags::empty())?)
+        self.put_record(data_key, &encode(object))
     }
 
     /// Removes the object under `data_key` (and its entry from its Merkle
@@ -556,7 +577,7 @@ impl WriteTxn<'_> {
         let before = self.get_object(data_key)?;
         if let Some(object) = &before {
             self.merkle_change(data_key, Some(object), None)?;
-            self.txn.del(self.storage.data, &data_key, None)?;
+            self.del_record(data_key)?;
         }
         Ok(before)
     }

@@ -245,9 +245,15 @@ fn copy_and_verify(
     let names = database_names(&source)?;
     let mut records = 0;
     for name in &names {
+        if name == super::records::FREE_DB {
+            // The copy packs every record into full pages: no hole is
+            // left for a free slot to fill, so new keys go at the end.
+            copy.create_db(Some(name), DatabaseFlags::empty())?;
+            continue;
+        }
         records += copy_database(&source, &copy, name)?;
     }
-    for name in &names {
+    for name in names.iter().filter(|n| *n != super::records::FREE_DB) {
         verify_database(&source, &copy, name)?;
     }
     copy.sync(true)?;
@@ -452,7 +458,7 @@ mod tests {
             done.bytes_after * 10 < done.bytes_before * 7,
             "the file shrank by less than 30 %: {done}"
         );
-        assert_eq!(done.databases, 4, "{done}");
+        assert_eq!(done.databases, 6, "{done}");
         assert!(!dir.path().join(WORK_DIR).exists());
         let mode = |p: &Path| {
             use std::os::unix::fs::PermissionsExt as _;

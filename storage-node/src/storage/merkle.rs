@@ -307,7 +307,7 @@ impl Storage {
             let Some((_, summary)) = current.as_mut() else {
                 unreachable!("set just above")
             };
-            let object: Object = decode(v, k)?;
+            let object: Object = decode(super::records::record_of(&txn, self.objects, k, v)?, k)?;
             summary.segments.apply(&store, &key, None, Some(&object));
             summary.tombstones += u64::from(only_tombstones(&object));
         }
@@ -362,7 +362,7 @@ impl Storage {
     #[cfg(any(test, feature = "fault-injection"))]
     pub fn wipe_data(&self) -> Result<(), StorageError> {
         let mut txn = self.env.begin_rw_txn()?;
-        for db in [self.data, self.merkle, self.hints] {
+        for db in [self.data, self.objects, self.free, self.merkle, self.hints] {
             txn.clear_db(db)?;
         }
         // In turn with the writer's commits, so none applies its segment

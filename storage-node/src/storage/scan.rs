@@ -9,6 +9,7 @@
 //! the last key examined.
 
 use super::keys::partition_prefix;
+use super::records::record_of;
 use super::{corrupt, decode, Storage, StorageError};
 use lmdb::{Cursor, Transaction};
 use quire_shared::merkle::{segment_of, SEGMENTS};
@@ -98,22 +99,28 @@ impl Storage {
             if req.after == Some(key) {
                 continue; // the cursor itself was in the previous page
             }
+            if examined >= req.examined_max.max(1) {
+                page.next = last.map(<[u8]>::to_vec);
+                break;
+            }
+            if !wanted[usize::from(segment_of(&key_position(req.store, key)))] {
+                examined += 1;
+                last = Some(key);
+                continue;
+            }
+            let record = record_of(&txn, self.objects, k, v)?;
             let size = key.len()
                 + match req.listing {
-                    Listing::Objects => v.len(),
+                    Listing::Objects => record.len(),
                     Listing::Digests => 16,
                 };
-            let full = !page.entries.is_empty() && bytes + size > req.bytes_max;
-            if examined >= req.examined_max.max(1) || full {
+            if !page.entries.is_empty() && bytes + size > req.bytes_max {
                 page.next = last.map(<[u8]>::to_vec);
                 break;
             }
             examined += 1;
             last = Some(key);
-            if !wanted[usize::from(segment_of(&key_position(req.store, key)))] {
-                continue;
-            }
-            let object: Object = decode(v, k)?;
+            let object: Object = decode(record, k)?;
             if req.tombstones_only && !only_tombstones(&object) {
                 continue;
             }
@@ -132,10 +139,11 @@ impl Storage {
         for item in cursor.iter_start() {
             let (k, v) = item?;
             let (store, _, _) = super::split_data_key(k).ok_or_else(|| corrupt(k))?;
-            let object: Object = decode(v, k)?;
+            let record = record_of(&txn, self.objects, k, v)?;
+            let object: Object = decode(record, k)?;
             let entry = out.stores.entry(store).or_default();
             entry.objects += 1;
-            entry.bytes += v.len() as u64;
+            entry.bytes += record.len() as u64;
             entry.tombstones += u64::from(only_tombstones(&object));
         }
         let mut cursor = txn.open_ro_cursor(self.hints)?;

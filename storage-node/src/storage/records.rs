@@ -1,0 +1,208 @@
+//! Where an object's record lives: the `data` entry of its key points at a
+//! slot of the `objects` database, numbered in the order keys arrived.
+//!
+//! Why: with 1 KiB values a 4 KiB LMDB page holds at most three records,
+//! and a B-tree split leaves two behind whatever the order of the inserts
+//! (LMDB's `mdb_page_split` keeps all but the last record on the old page
+//! when the new one goes at its end, and halves it otherwise). Records
+//! kept under their keys filled their pages to two thirds at best: the
+//! data file was 2.05× the values held after a load (docs/benchmarks.md,
+//! "1 000 000 records again"). A new key's record instead goes to a fresh
+//! slot after every other, written with `MDB_APPEND`, which starts a new
+//! page only when the last is full, so pages hold three. The `data` entry
+//! of a key, its data key and a 9-byte pointer, is small: about ninety fit
+//! a page.
+//!
+//! An update rewrites its record in place (same slot, about the same size,
+//! so no split). A delete frees its slot: the slot's number is kept in the
+//! `free` database, and the next new key takes the lowest free slot, so its
+//! record lands in the page the deleted one left room in (a partition drop
+//! after a membership change frees slots all over the file; new keys fill
+//! those holes before the file grows).
+//!
+//! A `data` entry is either a pointer (`POINTER ‖ slot (u64 BE)`) or, as
+//! every node before this layout wrote it, the record itself (format byte
+//! 1): those are read as they are and move to a slot when next written.
+//! An older binary reading a pointer finds no record format it knows and
+//! refuses it as damaged, rather than taking the key for absent.
+
+use super::{corrupt, StorageError, WriteTxn, FORMAT_V1};
+use lmdb::{Cursor, Database, Transaction, WriteFlags};
+
+/// First byte of a `data` entry that points at a slot of `objects`.
+const POINTER: u8 = 2;
+/// Bytes of a pointer entry.
+const POINTER_BYTES: usize = 9;
+/// The database of free slots; compaction leaves it empty (its copy has no
+/// holes for them to fill).
+pub(super) const FREE_DB: &str = "free";
+/// The database of records by slot.
+pub(super) const OBJECTS_DB: &str = "objects";
+
+/// What a `data` entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry<'a> {
+    /// The record itself (the layout before slots).
+    Inline(&'a [u8]),
+    /// The slot of `objects` holding the record.
+    Slot(u64),
+}
+
+fn entry_of<'a>(data_key: &[u8], value: &'a [u8]) -> Result<Entry<'a>, StorageError> {
+    match value.split_first() {
+        Some((&FORMAT_V1, _)) => Ok(Entry::Inline(value)),
+        Some((&POINTER, slot)) if value.len() == POINTER_BYTES => Ok(Entry::Slot(
+            u64::from_be_bytes(slot.try_into().expect("eight bytes")),
+        )),
+        _ => Err(corrupt(data_key)),
+    }
+}
+
+fn pointer(slot: u64) -> [u8; POINTER_BYTES] {
+    let mut p = [POINTER; POINTER_BYTES];
+    p[1..].copy_from_slice(&slot.to_be_bytes());
+    p
+}
+
+/// The record that `data_key`'s entry `value` names.
+pub(super) fn record_of<'t>(
+    txn: &'t impl Transaction,
+    objects: Database,
+    data_key: &[u8],
+    value: &'t [u8],
+) -> Result<&'t [u8], StorageError> {
+    match entry_of(data_key, value)? {
+        Entry::Inline(record) => Ok(record),
+        Entry::Slot(slot) => match txn.get(objects, &slot.to_be_bytes()) {
+            Ok(record) => Ok(record),
+            // A pointer to nothing: damaged, never "absent".
+            Err(lmdb::Error::NotFound) => Err(corrupt(data_key)),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
+/// The record of `data_key`, if it has one.
+pub(super) fn record_at<'t>(
+    txn: &'t impl Transaction,
+    (data, objects): (Database, Database),
+    data_key: &[u8],
+) -> Result<Option<&'t [u8]>, StorageError> {
+    match txn.get(data, &data_key) {
+        Ok(value) => record_of(txn, objects, data_key, value).map(Some),
+        Err(lmdb::Error::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl WriteTxn<'_> {
+    /// Stores `record` as `data_key`'s: in its slot if it has one, else in
+    /// a new slot that its entry then points at.
+    pub(super) fn put_record(
+        &mut self,
+        data_key: &[u8],
+        record: &[u8],
+    ) -> Result<(), StorageError> {
+        let (data, objects) = (self.storage.data, self.storage.objects);
+        let held = match self.txn.get(data, &data_key) {
+            Ok(value) => Some(entry_of(data_key, value)?),
+            Err(lmdb::Error::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(Entry::Slot(slot)) = held {
+            return Ok(self
+                .txn
+                .put(objects, &slot.to_be_bytes(), &record, WriteFlags::empty())?);
+        }
+        let (slot, last) = self.new_slot()?;
+        let flags = if last {
+            WriteFlags::APPEND
+        } else {
+            WriteFlags::empty()
+        };
+        self.txn.put(objects, &slot.to_be_bytes(), &record, flags)?;
+        Ok(self
+            .txn
+            .put(data, &data_key, &pointer(slot), WriteFlags::empty())?)
+    }
+
+    /// Removes `data_key`'s entry and frees its slot.
+    pub(super) fn del_record(&mut self, data_key: &[u8]) -> Result<(), StorageError> {
+        let (data, objects) = (self.storage.data, self.storage.objects);
+        let slot = match self.txn.get(data, &data_key) {
+            Ok(value) => match entry_of(data_key, value)? {
+                Entry::Slot(slot) => Some(slot),
+                Entry::Inline(_) => None,
+            },
+            Err(lmdb::Error::NotFound) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        self.txn.del(data, &data_key, None)?;
+        if let Some(slot) = slot {
+            self.txn.del(objects, &slot.to_be_bytes(), None)?;
+            self.txn.put(
+                self.storage.free,
+                &slot.to_be_bytes(),
+                b"",
+                WriteFlags::empty(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A slot for a new record: the lowest free one, else the one after
+    /// the last (`true`: it goes at the end, so `MDB_APPEND` applies).
+    fn new_slot(&mut self) -> Result<(u64, bool), StorageError> {
+        let free = {
+            let mut cursor = self.txn.open_ro_cursor(self.storage.free)?;
+            match cursor.iter_start().next() {
+                Some(item) => Some(slot_of(item?.0)?),
+                None => None,
+            }
+        };
+        if let Some(slot) = free {
+            self.txn.del(self.storage.free, &slot.to_be_bytes(), None)?;
+            return Ok((slot, false));
+        }
+        let next = match self.next_slot {
+            Some(next) => next,
+            None => {
+                let cursor = self.txn.open_ro_cursor(self.storage.objects)?;
+                match cursor.get(None, None, lmdb_sys::MDB_LAST) {
+                    Ok((Some(key), _)) => slot_of(key)? + 1,
+                    Ok((None, _)) | Err(lmdb::Error::NotFound) => 0,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        self.next_slot = Some(next + 1);
+        Ok((next, true))
+    }
+}
+
+/// The slot a key of `objects` or `free` names.
+fn slot_of(key: &[u8]) -> Result<u64, StorageError> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_is_a_record_or_a_pointer_and_nothing_else() {
+        assert_eq!(
+            entry_of(b"k", &[FORMAT_V1, 7, 7]).unwrap(),
+            Entry::Inline(&[FORMAT_V1, 7, 7])
+        );
+        assert_eq!(entry_of(b"k", &pointer(513)).unwrap(), Entry::Slot(513));
+        for bad in [&[][..], &[POINTER, 1, 2], &[0, 0, 0], &[POINTER; 10]] {
+            assert!(
+                matches!(entry_of(b"k", bad), Err(StorageError::Corrupt(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}

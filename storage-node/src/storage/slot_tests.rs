@@ -1,0 +1,224 @@
+//! Records in slots (see `records`): pages filled whatever the order keys
+//! arrive in, freed slots filled again, and records of the layout before
+//! slots read, rewritten and deleted.
+
+use super::*;
+use quire_shared::{Value, VersionVector};
+
+const MAP: u64 = 256 << 20;
+/// Records per test load.
+const RECORDS: u32 = 3000;
+/// Bytes of each value: the benchmark's size, where a page holds three.
+const VALUE_BYTES: usize = 1024;
+
+fn object(i: u32) -> Object {
+    let value = Value::bytes(vec![(i % 251) as u8; VALUE_BYTES], u64::from(i));
+    Object::new().update(&VersionVector::new(), ActorId(7), value)
+}
+
+fn key(i: u32) -> Vec<u8> {
+    data_key("s", i % 8, format!("k{i:07}").as_bytes())
+}
+
+/// Puts keys `order` in transactions of eight, as the writer's batches do.
+fn load(storage: &Storage, order: impl Iterator<Item = u32>) {
+    let order: Vec<u32> = order.collect();
+    for chunk in order.chunks(8) {
+        let mut txn = storage.begin_write().unwrap();
+        for &i in chunk {
+            txn.put_object(&key(i), &object(i)).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+}
+
+/// Pages that the records and their keys take (`data` and `objects`).
+fn pages(storage: &Storage) -> usize {
+    let txn = storage.env.begin_ro_txn().unwrap();
+    [storage.data, storage.objects]
+        .into_iter()
+        .map(|db| {
+            let s = txn.stat(db).unwrap();
+            s.branch_pages() + s.leaf_pages() + s.overflow_pages()
+        })
+        .sum()
+}
+
+/// `pages` against the pages the values alone would take.
+fn fill_ratio(storage: &Storage, records: u32) -> f64 {
+    let page = storage.env.stat().unwrap().page_size() as f64;
+    pages(storage) as f64 * page / (f64::from(records) * VALUE_BYTES as f64)
+}
+
+fn free_slots(storage: &Storage) -> usize {
+    let txn = storage.env.begin_ro_txn().unwrap();
+    txn.stat(storage.free).unwrap().entries()
+}
+
+#[test]
+fn a_load_fills_its_pages_in_key_order_and_in_random_order() {
+    // Keyed by their data keys, these loads took 2.0x the values (two
+    // records per page); in slots, three records share a page.
+    for (name, order) in [
+        ("ascending", (0..RECORDS).collect::<Vec<_>>()),
+        // A permutation: 1237 is prime to RECORDS.
+        (
+            "scattered",
+            (0..RECORDS).map(|i| i * 1237 % RECORDS).collect(),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+        load(&storage, order.into_iter());
+        let ratio = fill_ratio(&storage, RECORDS);
+        assert!(ratio < 1.45, "{name}: {ratio:.2}x the values");
+        for i in [0, 1, RECORDS / 2, RECORDS - 1] {
+            assert_eq!(storage.get(&key(i)).unwrap(), Some(object(i)), "{name}");
+        }
+    }
+}
+
+#[test]
+fn an_update_stays_in_its_slot_and_a_deleted_slot_takes_the_next_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+    load(&storage, 0..RECORDS);
+    let loaded = pages(&storage);
+
+    // Updates (same size) rewrite their slots: no page is added.
+    load(&storage, (0..RECORDS).step_by(2));
+    assert_eq!(pages(&storage), loaded);
+
+    // Every third key deleted: a third of the slots are free ...
+    let mut txn = storage.begin_write().unwrap();
+    for i in (0..RECORDS).step_by(3) {
+        assert_eq!(txn.del_object(&key(i)).unwrap(), Some(object(i)));
+    }
+    txn.commit().unwrap();
+    assert_eq!(free_slots(&storage), RECORDS.div_ceil(3) as usize);
+    // ... and new keys fill them again before the file grows.
+    load(&storage, RECORDS..RECORDS + RECORDS.div_ceil(3));
+    assert_eq!(free_slots(&storage), 0);
+    assert!(
+        pages(&storage) <= loaded + loaded / 50,
+        "{} pages after refilling, {loaded} after the load",
+        pages(&storage)
+    );
+    for i in 0..RECORDS + RECORDS.div_ceil(3) {
+        let want = (i >= RECORDS || i % 3 != 0).then(|| object(i));
+        assert_eq!(storage.get(&key(i)).unwrap(), want, "key {i}");
+    }
+    let stats = storage.stats().unwrap();
+    assert_eq!(stats.stores["s"].objects, u64::from(RECORDS));
+}
+
+/// Writes `object` under `data_key` as nodes before slots did: the record
+/// in the `data` entry itself.
+fn put_inline(storage: &Storage, data_key: &[u8], object: &Object) {
+    let mut txn = storage.env.begin_rw_txn().unwrap();
+    txn.put(
+        storage.data,
+        &data_key,
+        &encode(object),
+        WriteFlags::empty(),
+    )
+    .unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn records_written_before_slots_are_read_moved_when_written_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+        for i in 0..6 {
+            put_inline(&storage, &key(i), &object(i));
+        }
+    }
+    // Reopened: the segments are rebuilt from the inline records too.
+    let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+    storage.rebuild_merkle().unwrap();
+    let summary = |p| storage.partition_summary("s", p).unwrap_or_default();
+    let before: Vec<_> = (0..6).map(|p| summary(p).segments.root()).collect();
+    for i in 0..6 {
+        assert_eq!(storage.get(&key(i)).unwrap(), Some(object(i)));
+    }
+    let page = storage
+        .scan_segments(&ScanRequest {
+            store: "s",
+            partition: 1,
+            segments: &[],
+            tombstones_only: false,
+            listing: quire_shared::wire::Listing::Objects,
+            after: None,
+            bytes_max: 1 << 20,
+            examined_max: 100,
+        })
+        .unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].1, object(1));
+
+    let mut txn = storage.begin_write().unwrap();
+    txn.put_object(&key(0), &object(100)).unwrap();
+    assert_eq!(txn.del_object(&key(1)).unwrap(), Some(object(1)));
+    txn.commit().unwrap();
+    assert_eq!(storage.get(&key(0)).unwrap(), Some(object(100)));
+    assert_eq!(storage.get(&key(1)).unwrap(), None);
+    // The rewritten key took a slot; the inline one deleted frees none.
+    let txn = storage.env.begin_ro_txn().unwrap();
+    assert_eq!(txn.stat(storage.objects).unwrap().entries(), 1);
+    drop(txn);
+    assert_eq!(free_slots(&storage), 0);
+    // The segments followed: what a rebuild finds is what the writes kept.
+    let kept: Vec<_> = (0..6).map(|p| summary(p).segments.root()).collect();
+    storage.rebuild_merkle().unwrap();
+    let rebuilt: Vec<_> = (0..6).map(|p| summary(p).segments.root()).collect();
+    assert_eq!(kept, rebuilt);
+    assert_ne!(kept[0], before[0]);
+    assert_eq!(kept[2..], before[2..]);
+}
+
+#[test]
+fn a_pointer_to_a_missing_slot_is_damage_not_absence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+    load(&storage, 0..2);
+    let mut txn = storage.env.begin_rw_txn().unwrap();
+    txn.clear_db(storage.objects).unwrap();
+    txn.commit().unwrap();
+    assert!(matches!(
+        storage.get(&key(0)),
+        Err(StorageError::Corrupt(_))
+    ));
+    let txn = storage.begin_write().unwrap();
+    assert!(matches!(
+        txn.get_object(&key(1)),
+        Err(StorageError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn compaction_keeps_every_record_and_forgets_the_free_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+        load(&storage, 0..RECORDS);
+        let mut txn = storage.begin_write().unwrap();
+        for i in (0..RECORDS).step_by(2) {
+            txn.del_object(&key(i)).unwrap();
+        }
+        txn.commit().unwrap();
+        assert_eq!(free_slots(&storage), RECORDS as usize / 2);
+    }
+    compact::compact(dir.path(), MAP).unwrap();
+    let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+    assert_eq!(free_slots(&storage), 0);
+    let ratio = fill_ratio(&storage, RECORDS / 2);
+    assert!(ratio < 1.45, "{ratio:.2}x the values after compaction");
+    // New keys go after the last slot, and every record reads back.
+    load(&storage, RECORDS..RECORDS + 10);
+    for i in 0..RECORDS + 10 {
+        let want = (i >= RECORDS || i % 2 == 1).then(|| object(i));
+        assert_eq!(storage.get(&key(i)).unwrap(), want, "key {i}");
+    }
+}
