@@ -2,11 +2,10 @@
 //!
 //! LMDB never gives a page back to the file system: a node that dropped
 //! partitions after a membership change, or deleted many keys, keeps its
-//! largest data file for good (freed pages are only reused). And the pages
-//! it fills are often half empty: with 1 KiB values a 4 KiB page holds at
-//! most three records, and a B-tree split leaves two in each page behind
-//! an insert in key order (2.05× the values held at 1 000 000 records, see
-//! `docs/benchmarks.md`).
+//! largest data file for good (freed pages are only reused). And deletes
+//! leave holes in pages: records sit in slots numbered by arrival (see
+//! `records`), so a dropped partition frees slots all over the file, which
+//! only new keys fill again.
 //!
 //! Compaction copies every database, in key order, into a new environment
 //! with LMDB's `MDB_APPEND`, which starts a new page only when the last one
