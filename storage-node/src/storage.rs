@@ -470,10 +470,7 @@ impl Storage {
     /// The stored object under `data_key`, if any.
     pub fn get(&self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
         let txn = self.env.begin_ro_txn()?;
-        match records::record_at(&txn, (self.data, self.objects), data_key)? {
-            Some(record) => decode(record, data_key).map(Some),
-            None => Ok(None),
-        }
+        records::object_at(&txn, (self.data, self.objects), data_key)
     }
 
     /// Flushes every committed transaction to disk (fsync). After a
@@ -556,11 +553,11 @@ pub(crate) struct WriteTxn<'env> {
 impl WriteTxn<'_> {
     /// The object under `data_key`, seeing this transaction's own writes.
     pub fn get_object(&self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
-        let dbs = (self.storage.data, self.storage.objects);
-        match records::record_at(&self.txn, dbs, data_key)? {
-            Some(record) => decode(record, data_key).map(Some),
-            None => Ok(None),
-        }
+        records::object_at(
+            &self.txn,
+            (self.storage.data, self.storage.objects),
+            data_key,
+        )
     }
 
     /// Stores `object` under `data_key`, and its change in the key's

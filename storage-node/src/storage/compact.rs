@@ -7,10 +7,11 @@
 //! `records`), so a dropped partition frees slots all over the file, which
 //! only new keys fill again.
 //!
-//! Compaction copies every database, in key order, into a new environment
-//! with LMDB's `MDB_APPEND`, which starts a new page only when the last one
-//! is full; checks the copy against the source entry by entry; flushes it;
-//! and renames it over the data file. The node must be stopped: the data
+//! Compaction copies every database (but the free slots, see `records`),
+//! in key order, into a new environment with LMDB's `MDB_APPEND`, which
+//! starts a new page only when the last one is full; checks the copy
+//! against the source entry by entry; flushes it; and renames it over the
+//! data file. The node must be stopped: the data
 //! directory's lock ([`super::dirlock`]) is held throughout, so a running
 //! node refuses to start and compaction refuses to run beside one. Until
 //! the rename, the old file is untouched; the rename replaces it whole, so
@@ -48,7 +49,7 @@ pub struct Compacted {
     pub bytes_after: u64,
     /// Records copied, all databases together.
     pub records: u64,
-    /// Named databases copied.
+    /// Named databases in the copy (the free slots' one made empty).
     pub databases: usize,
     /// How long it took, in seconds.
     pub seconds: f64,
@@ -231,8 +232,8 @@ fn refuse_other_lmdb_users(dir: &Path) -> Result<(), StorageError> {
 }
 
 /// Copies every database of the environment in `dir` into a new one in
-/// `work`, checks the copy and flushes it; returns the records and
-/// databases copied.
+/// `work` (but the free slots: see `records`), checks the copy and
+/// flushes it; returns the records copied and the databases made.
 fn copy_and_verify(
     dir: &Path,
     work: &Path,
@@ -242,17 +243,20 @@ fn copy_and_verify(
     // NO_SYNC while copying: one flush at the end covers every page.
     let copy = open_env(work, map_size_bytes, EnvironmentFlags::NO_SYNC)?;
     let names = database_names(&source)?;
+    // The copy packs every record into full pages: no hole is left for a
+    // free slot to fill, so the free slots' database starts empty and new
+    // keys go at the end.
+    let (free, copied): (Vec<&String>, Vec<&String>) = names
+        .iter()
+        .partition(|n| n.as_str() == super::records::FREE_DB);
+    for name in free {
+        copy.create_db(Some(name), DatabaseFlags::empty())?;
+    }
     let mut records = 0;
-    for name in &names {
-        if name == super::records::FREE_DB {
-            // The copy packs every record into full pages: no hole is
-            // left for a free slot to fill, so new keys go at the end.
-            copy.create_db(Some(name), DatabaseFlags::empty())?;
-            continue;
-        }
+    for name in &copied {
         records += copy_database(&source, &copy, name)?;
     }
-    for name in names.iter().filter(|n| *n != super::records::FREE_DB) {
+    for name in &copied {
         verify_database(&source, &copy, name)?;
     }
     copy.sync(true)?;
@@ -401,22 +405,16 @@ fn remove_file_if_there(path: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::slot_tests::{object, MAP};
     use crate::storage::{data_key, Storage};
-    use quire_shared::{ActorId, NodeId, Object, Value, VersionVector};
-
-    const MAP: u64 = 256 << 20;
-
-    fn object(i: u32) -> Object {
-        let value = Value::bytes(vec![(i % 251) as u8; 1024], u64::from(i));
-        Object::new().update(&VersionVector::new(), ActorId(7), value)
-    }
+    use quire_shared::{NodeId, Object};
 
     /// Each key and what it holds.
     type Held = Vec<(Vec<u8>, Option<Object>)>;
 
-    /// A node's directory as an ascending load leaves it (records in key
-    /// order, a few per transaction, so pages split as they do under
-    /// load), with a hint, and every third record deleted.
+    /// A node's directory after a load in key order (a few records per
+    /// transaction) with a hint, and every third record deleted: holes
+    /// in the pages, which only compaction closes.
     fn filled(dir: &Path) -> (NodeId, Held) {
         let (storage, identity) = Storage::open(dir, MAP).unwrap();
         let keys: Vec<Vec<u8>> = (0..1200u32)

@@ -13,12 +13,16 @@
 //! of a key, its data key and a 9-byte pointer, is small: about ninety fit
 //! a page.
 //!
-//! An update rewrites its record in place (same slot, about the same size,
-//! so no split). A delete frees its slot: the slot's number is kept in the
-//! `free` database, and the next new key takes the lowest free slot, so its
+//! An update rewrites its record in place (same slot; a record that grows
+//! past its page's room, as one gaining siblings may, splits the page). A
+//! delete frees its slot: the slot's number is kept in the `free`
+//! database, and the next new key takes the lowest free slot, so its
 //! record lands in the page the deleted one left room in (a partition drop
 //! after a membership change frees slots all over the file; new keys fill
-//! those holes before the file grows).
+//! those holes before the file grows). Where deletes empty a whole page,
+//! LMDB frees the page, and the new keys that take its slots go to the
+//! end of a full neighbour, which splits as before slots: two records a
+//! page there.
 //!
 //! A `data` entry is either a pointer (`POINTER ‖ slot (u64 BE)`) or, as
 //! every node before this layout wrote it, the record itself (format byte
@@ -26,8 +30,9 @@
 //! An older binary reading a pointer finds no record format it knows and
 //! refuses it as damaged, rather than taking the key for absent.
 
-use super::{corrupt, StorageError, WriteTxn, FORMAT_V1};
+use super::{corrupt, decode, StorageError, WriteTxn, FORMAT_V1};
 use lmdb::{Cursor, Database, Transaction, WriteFlags};
+use quire_shared::Object;
 
 /// First byte of a `data` entry that points at a slot of `objects`.
 const POINTER: u8 = 2;
@@ -48,6 +53,8 @@ enum Entry<'a> {
     Slot(u64),
 }
 
+/// Reads a `data` entry; anything but a record or a pointer is damage,
+/// never guessed at.
 fn entry_of<'a>(data_key: &[u8], value: &'a [u8]) -> Result<Entry<'a>, StorageError> {
     match value.split_first() {
         Some((&FORMAT_V1, _)) => Ok(Entry::Inline(value)),
@@ -58,20 +65,44 @@ fn entry_of<'a>(data_key: &[u8], value: &'a [u8]) -> Result<Entry<'a>, StorageEr
     }
 }
 
+/// The `data` entry that points at `slot`.
 fn pointer(slot: u64) -> [u8; POINTER_BYTES] {
     let mut p = [POINTER; POINTER_BYTES];
     p[1..].copy_from_slice(&slot.to_be_bytes());
     p
 }
 
-/// The record that `data_key`'s entry `value` names.
+/// `data_key`'s entry, if it has one.
+fn entry_at<'t>(
+    txn: &'t impl Transaction,
+    data: Database,
+    data_key: &[u8],
+) -> Result<Option<Entry<'t>>, StorageError> {
+    match txn.get(data, &data_key) {
+        Ok(value) => entry_of(data_key, value).map(Some),
+        Err(lmdb::Error::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The record that `data_key`'s entry `value` names: for the scans, which
+/// walk `data` in key order and hold each entry already.
 pub(super) fn record_of<'t>(
     txn: &'t impl Transaction,
     objects: Database,
     data_key: &[u8],
     value: &'t [u8],
 ) -> Result<&'t [u8], StorageError> {
-    match entry_of(data_key, value)? {
+    resolve(txn, objects, data_key, entry_of(data_key, value)?)
+}
+
+fn resolve<'t>(
+    txn: &'t impl Transaction,
+    objects: Database,
+    data_key: &[u8],
+    entry: Entry<'t>,
+) -> Result<&'t [u8], StorageError> {
+    match entry {
         Entry::Inline(record) => Ok(record),
         Entry::Slot(slot) => match txn.get(objects, &slot.to_be_bytes()) {
             Ok(record) => Ok(record),
@@ -82,16 +113,24 @@ pub(super) fn record_of<'t>(
     }
 }
 
-/// The record of `data_key`, if it has one.
-pub(super) fn record_at<'t>(
-    txn: &'t impl Transaction,
+/// The object of `data_key`, if it has one, wherever its record lives:
+/// what every read of one key (a get, a write's read before it) asks.
+pub(super) fn object_at(
+    txn: &impl Transaction,
     (data, objects): (Database, Database),
     data_key: &[u8],
-) -> Result<Option<&'t [u8]>, StorageError> {
-    match txn.get(data, &data_key) {
-        Ok(value) => record_of(txn, objects, data_key, value).map(Some),
-        Err(lmdb::Error::NotFound) => Ok(None),
-        Err(e) => Err(e.into()),
+) -> Result<Option<Object>, StorageError> {
+    match entry_at(txn, data, data_key)? {
+        Some(entry) => decode(resolve(txn, objects, data_key, entry)?, data_key).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The slot of an entry; `None` for a record of the layout before slots.
+fn slot_of_entry(entry: Entry<'_>) -> Option<u64> {
+    match entry {
+        Entry::Slot(slot) => Some(slot),
+        Entry::Inline(_) => None,
     }
 }
 
@@ -104,12 +143,8 @@ impl WriteTxn<'_> {
         record: &[u8],
     ) -> Result<(), StorageError> {
         let (data, objects) = (self.storage.data, self.storage.objects);
-        let held = match self.txn.get(data, &data_key) {
-            Ok(value) => Some(entry_of(data_key, value)?),
-            Err(lmdb::Error::NotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(Entry::Slot(slot)) = held {
+        let held = entry_at(&self.txn, data, data_key)?.and_then(slot_of_entry);
+        if let Some(slot) = held {
             return Ok(self
                 .txn
                 .put(objects, &slot.to_be_bytes(), &record, WriteFlags::empty())?);
@@ -129,13 +164,8 @@ impl WriteTxn<'_> {
     /// Removes `data_key`'s entry and frees its slot.
     pub(super) fn del_record(&mut self, data_key: &[u8]) -> Result<(), StorageError> {
         let (data, objects) = (self.storage.data, self.storage.objects);
-        let slot = match self.txn.get(data, &data_key) {
-            Ok(value) => match entry_of(data_key, value)? {
-                Entry::Slot(slot) => Some(slot),
-                Entry::Inline(_) => None,
-            },
-            Err(lmdb::Error::NotFound) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some(slot) = entry_at(&self.txn, data, data_key)?.map(slot_of_entry) else {
+            return Ok(());
         };
         self.txn.del(data, &data_key, None)?;
         if let Some(slot) = slot {
@@ -152,6 +182,8 @@ impl WriteTxn<'_> {
 
     /// A slot for a new record: the lowest free one, else the one after
     /// the last (`true`: it goes at the end, so `MDB_APPEND` applies).
+    /// Every free slot was taken from `objects` below the last, so the
+    /// count kept for the rest of the transaction never meets one.
     fn new_slot(&mut self) -> Result<(u64, bool), StorageError> {
         let free = {
             let mut cursor = self.txn.open_ro_cursor(self.storage.free)?;
@@ -170,7 +202,9 @@ impl WriteTxn<'_> {
                 let cursor = self.txn.open_ro_cursor(self.storage.objects)?;
                 match cursor.get(None, None, lmdb_sys::MDB_LAST) {
                     Ok((Some(key), _)) => slot_of(key)? + 1,
-                    Ok((None, _)) | Err(lmdb::Error::NotFound) => 0,
+                    Err(lmdb::Error::NotFound) => 0,
+                    // LMDB always names the key it lands on.
+                    Ok((None, _)) => return Err(corrupt(b"the last slot")),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -178,6 +212,14 @@ impl WriteTxn<'_> {
         self.next_slot = Some(next + 1);
         Ok((next, true))
     }
+}
+
+/// The last slot of `objects`, if any (tests: where new keys went).
+#[cfg(test)]
+pub(super) fn last_slot(txn: &impl Transaction, objects: Database) -> Option<u64> {
+    let cursor = txn.open_ro_cursor(objects).ok()?;
+    let (key, _) = cursor.get(None, None, lmdb_sys::MDB_LAST).ok()?;
+    slot_of(key?).ok()
 }
 
 /// The slot a key of `objects` or `free` names.
