@@ -222,6 +222,47 @@ pub(super) fn last_slot(txn: &impl Transaction, objects: Database) -> Option<u64
     slot_of(key?).ok()
 }
 
+/// Checks the layout's invariants (tests): every pointer names a record,
+/// no two entries share a slot, every record has its pointer, and no free
+/// slot holds a record. Returns the number of records in slots.
+#[cfg(test)]
+pub(super) fn check_slots(
+    txn: &impl Transaction,
+    (data, objects, free): (Database, Database, Database),
+) -> Result<usize, String> {
+    let keys = |db| -> Result<Vec<Vec<u8>>, String> {
+        let mut cursor = txn.open_ro_cursor(db).map_err(|e| e.to_string())?;
+        cursor
+            .iter_start()
+            .map(|item| item.map(|(k, _)| k.to_vec()).map_err(|e| e.to_string()))
+            .collect()
+    };
+    let mut pointed = std::collections::BTreeSet::new();
+    let mut cursor = txn.open_ro_cursor(data).map_err(|e| e.to_string())?;
+    for item in cursor.iter_start() {
+        let (k, v) = item.map_err(|e| e.to_string())?;
+        if let Entry::Slot(slot) = entry_of(k, v).map_err(|e| e.to_string())? {
+            if !pointed.insert(slot) {
+                return Err(format!("slot {slot} named twice"));
+            }
+        }
+    }
+    let held: std::collections::BTreeSet<u64> = keys(objects)?
+        .iter()
+        .map(|k| slot_of(k).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    if held != pointed {
+        return Err(format!("records {held:?}, pointers {pointed:?}"));
+    }
+    for k in keys(free)? {
+        let slot = slot_of(&k).map_err(|e| e.to_string())?;
+        if held.contains(&slot) {
+            return Err(format!("free slot {slot} holds a record"));
+        }
+    }
+    Ok(held.len())
+}
+
 /// The slot a key of `objects` or `free` names.
 fn slot_of(key: &[u8]) -> Result<u64, StorageError> {
     <[u8; 8]>::try_from(key)

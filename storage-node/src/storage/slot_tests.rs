@@ -3,7 +3,9 @@
 //! slots read, rewritten and deleted.
 
 use super::*;
+use proptest::prelude::*;
 use quire_shared::{Value, VersionVector};
+use std::collections::BTreeMap;
 
 /// LMDB map of the storage tests.
 pub(super) const MAP: u64 = 256 << 20;
@@ -252,4 +254,90 @@ fn deletes_and_new_keys_in_one_transaction_never_share_a_slot() {
         assert_eq!(storage.get(&key(i)).unwrap(), want, "key {i}");
     }
     assert_eq!(storage.get(&key(100)).unwrap(), None);
+}
+
+/// One step of a random history of writes.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Put a record of `bytes` bytes under key `k`, in the open batch.
+    Put { k: u8, bytes: u16 },
+    /// Delete key `k`, in the open batch.
+    Del { k: u8 },
+    /// Commit the open batch.
+    Commit,
+    /// Drop the open batch: none of it is written.
+    Abort,
+    /// Write key `k` as a node before slots did (only when it is absent).
+    Inline { k: u8, bytes: u16 },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0u8..40, 1u16..3000).prop_map(|(k, bytes)| Step::Put { k, bytes }),
+        3 => (0u8..40).prop_map(|k| Step::Del { k }),
+        2 => Just(Step::Commit),
+        1 => Just(Step::Abort),
+        1 => (0u8..40, 1u16..1500).prop_map(|(k, bytes)| Step::Inline { k, bytes }),
+    ]
+}
+
+fn sized(k: u8, bytes: u16) -> Object {
+    let value = Value::bytes(vec![k; usize::from(bytes)], u64::from(bytes));
+    Object::new().update(&VersionVector::new(), ActorId(3), value)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the order of puts, deletes, commits and aborts, every key
+    /// reads back what the last committed write left, and the slots stay
+    /// consistent: no slot shared, none lost, no free slot in use.
+    #[test]
+    fn any_history_of_writes_reads_back_and_keeps_its_slots_consistent(
+        steps in prop::collection::vec(step(), 1..120),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+        let mut committed: BTreeMap<u8, Object> = BTreeMap::new();
+        let mut pending = committed.clone();
+        let mut txn = Some(storage.begin_write().unwrap());
+        for step in steps.iter().chain([&Step::Commit]) {
+            match step.clone() {
+                Step::Put { k, bytes } => {
+                    let t = txn.get_or_insert_with(|| storage.begin_write().unwrap());
+                    t.put_object(&key(k.into()), &sized(k, bytes)).unwrap();
+                    pending.insert(k, sized(k, bytes));
+                }
+                Step::Del { k } => {
+                    let t = txn.get_or_insert_with(|| storage.begin_write().unwrap());
+                    let before = t.del_object(&key(k.into())).unwrap();
+                    prop_assert_eq!(before, pending.remove(&k));
+                }
+                Step::Commit => {
+                    if let Some(t) = txn.take() {
+                        t.commit().unwrap();
+                    }
+                    committed = pending.clone();
+                }
+                Step::Abort => {
+                    drop(txn.take());
+                    pending = committed.clone();
+                }
+                Step::Inline { k, bytes } => {
+                    if txn.is_none() && !committed.contains_key(&k) {
+                        put_inline(&storage, &key(k.into()), &sized(k, bytes));
+                        committed.insert(k, sized(k, bytes));
+                        pending = committed.clone();
+                    }
+                }
+            }
+        }
+        for k in 0u8..40 {
+            prop_assert_eq!(storage.get(&key(k.into())).unwrap(), committed.get(&k).cloned());
+        }
+        let ro = storage.env.begin_ro_txn().unwrap();
+        let dbs = (storage.data, storage.objects, storage.free);
+        let in_slots = records::check_slots(&ro, dbs).map_err(TestCaseError::fail)?;
+        prop_assert!(in_slots <= committed.len());
+    }
 }
