@@ -287,34 +287,19 @@ impl Storage {
 
     /// Rebuilds the segments from the data. Only at open, before the
     /// writer starts (or in tests): the rebuild must see every data
-    /// write. Data keys are ordered by store and partition, so the
-    /// segments are built one partition at a time.
+    /// write. Records come in slot order (see `records`), so each one's
+    /// partition is looked up.
     pub(crate) fn rebuild_merkle(&self) -> Result<(), StorageError> {
-        let mut built = HashMap::new();
+        let mut built: HashMap<(String, u32), PartitionSummary> = HashMap::new();
         let txn = self.env.begin_ro_txn()?;
-        let mut cursor = txn.open_ro_cursor(self.data)?;
-        let mut current: Option<((String, u32), PartitionSummary)> = None;
-        for item in cursor.iter_start() {
-            let (k, v) = item?;
+        super::records::for_each_record(&txn, (self.data, self.objects), |k, record| {
             let (store, p, key) = split_data_key(k).ok_or_else(|| corrupt(k))?;
-            let same = matches!(&current, Some(((s, q), _)) if *s == store && *q == p);
-            if !same {
-                if let Some((at, summary)) = current.take() {
-                    built.insert(at, summary);
-                }
-                current = Some(((store.clone(), p), PartitionSummary::default()));
-            }
-            let Some((_, summary)) = current.as_mut() else {
-                unreachable!("set just above")
-            };
-            let object: Object = decode(super::records::record_of(&txn, self.objects, k, v)?, k)?;
+            let object: Object = decode(record, k)?;
+            let summary = built.entry((store.clone(), p)).or_default();
             summary.segments.apply(&store, &key, None, Some(&object));
             summary.tombstones += u64::from(only_tombstones(&object));
-        }
-        if let Some((at, summary)) = current {
-            built.insert(at, summary);
-        }
-        drop(cursor);
+            Ok(())
+        })?;
         drop(txn);
         *self.index.lock() = built;
         Ok(())

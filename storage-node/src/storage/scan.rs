@@ -9,7 +9,7 @@
 //! the last key examined.
 
 use super::keys::partition_prefix;
-use super::records::record_of;
+use super::records::{for_each_record, record_of};
 use super::{corrupt, decode, Storage, StorageError};
 use lmdb::{Cursor, Transaction};
 use quire_shared::merkle::{segment_of, SEGMENTS};
@@ -135,17 +135,15 @@ impl Storage {
     pub fn stats(&self) -> Result<StorageStats, StorageError> {
         let txn = self.env.begin_ro_txn()?;
         let mut out = StorageStats::default();
-        let mut cursor = txn.open_ro_cursor(self.data)?;
-        for item in cursor.iter_start() {
-            let (k, v) = item?;
+        for_each_record(&txn, (self.data, self.objects), |k, record| {
             let (store, _, _) = super::split_data_key(k).ok_or_else(|| corrupt(k))?;
-            let record = record_of(&txn, self.objects, k, v)?;
             let object: Object = decode(record, k)?;
             let entry = out.stores.entry(store).or_default();
             entry.objects += 1;
             entry.bytes += record.len() as u64;
             entry.tombstones += u64::from(only_tombstones(&object));
-        }
+            Ok(())
+        })?;
         let mut cursor = txn.open_ro_cursor(self.hints)?;
         for item in cursor.iter_start() {
             let (k, _) = item?;

@@ -117,6 +117,44 @@ fn an_update_stays_in_its_slot_and_a_deleted_slot_takes_the_next_new_key() {
     assert_eq!(stats.stores["s"].objects, u64::from(RECORDS));
 }
 
+#[test]
+fn a_pass_over_all_records_visits_each_once_across_its_sorted_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+    // Inline records between slotted ones, slots reused out of key order.
+    load(&storage, (0..200).rev());
+    for i in 200..210 {
+        put_inline(&storage, &key(i), &object(i));
+    }
+    let mut txn = storage.begin_write().unwrap();
+    for i in (0..200).step_by(7) {
+        txn.del_object(&key(i)).unwrap();
+    }
+    txn.commit().unwrap();
+    load(&storage, 300..320);
+    let want: Vec<u32> = (0..210)
+        .filter(|i| *i >= 200 || i % 7 != 0)
+        .chain(300..320)
+        .collect();
+    for chunk in [1, 7, 64, 1 << 20] {
+        let txn = storage.env.begin_ro_txn().unwrap();
+        let mut seen = Vec::new();
+        records::for_each_record_sorting(&txn, (storage.data, storage.objects), chunk, |k, r| {
+            let i = want
+                .iter()
+                .copied()
+                .find(|&i| key(i) == k)
+                .expect("a key that was written");
+            assert_eq!(decode::<Object>(r, k).unwrap(), object(i));
+            seen.push(i);
+            Ok(())
+        })
+        .unwrap();
+        seen.sort_unstable();
+        assert_eq!(seen, want, "sorting {chunk} at a time");
+    }
+}
+
 /// Writes `object` under `data_key` as nodes before slots did: the record
 /// in the `data` entry itself.
 fn put_inline(storage: &Storage, data_key: &[u8], object: &Object) {
