@@ -653,15 +653,24 @@ fn a_node_created_started_and_joined_from_the_cli_takes_its_partitions() {
             let _ = self.0.wait();
         }
     }
+    // Its log, to say why when it does not answer.
+    let log_path = tmp.path().join("node-4.log");
     let _node = Node(
         Command::new(QUIRE)
             .args(["node", "--config", &node_config])
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
             .spawn()
             .expect("start node 4"),
     );
 
-    let staged = quire_json(&config, &["--json", "cluster", "join", &addr]);
+    let join = quire(&config, &["--json", "cluster", "join", &addr]);
+    assert!(
+        join.status.success(),
+        "quire cluster join {addr} failed: {}\nnode 4's log:\n{}",
+        String::from_utf8_lossy(&join.stderr),
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    let staged: Json = serde_json::from_slice(&join.stdout).unwrap();
     assert_eq!(staged["staged"].as_array().unwrap().len(), 1, "{staged}");
     // A commit needs a plan first.
     assert!(!quire(&config, &["cluster", "commit"]).status.success());
