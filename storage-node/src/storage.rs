@@ -553,30 +553,32 @@ pub(crate) struct WriteTxn<'env> {
 impl WriteTxn<'_> {
     /// The object under `data_key`, seeing this transaction's own writes.
     pub fn get_object(&self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
-        records::object_at(
-            &self.txn,
-            (self.storage.data, self.storage.objects),
-            data_key,
-        )
+        Ok(self.held(data_key)?.map(|held| held.object))
+    }
+
+    /// What `data_key` holds: its object and its slot (see `records`).
+    fn held(&self, data_key: &[u8]) -> Result<Option<records::Held>, StorageError> {
+        let dbs = (self.storage.data, self.storage.objects);
+        records::held_at(&self.txn, dbs, data_key)
     }
 
     /// Stores `object` under `data_key`, and its change in the key's
     /// Merkle segment, in this transaction.
     pub fn put_object(&mut self, data_key: &[u8], object: &Object) -> Result<(), StorageError> {
-        let before = self.get_object(data_key)?;
-        self.merkle_change(data_key, before.as_ref(), Some(object))?;
-        self.put_record(data_key, &encode(object))
+        let held = self.held(data_key)?;
+        self.merkle_change(data_key, held.as_ref().map(|h| &h.object), Some(object))?;
+        self.put_record(data_key, held.and_then(|h| h.slot), &encode(object))
     }
 
     /// Removes the object under `data_key` (and its entry from its Merkle
     /// segment); returns what was there.
     pub fn del_object(&mut self, data_key: &[u8]) -> Result<Option<Object>, StorageError> {
-        let before = self.get_object(data_key)?;
-        if let Some(object) = &before {
-            self.merkle_change(data_key, Some(object), None)?;
-            self.del_record(data_key)?;
-        }
-        Ok(before)
+        let Some(held) = self.held(data_key)? else {
+            return Ok(None);
+        };
+        self.merkle_change(data_key, Some(&held.object), None)?;
+        self.del_record(data_key, held.slot)?;
+        Ok(Some(held.object))
     }
 
     /// The membership document as this transaction sees it.

@@ -114,16 +114,41 @@ fn resolve<'t>(
 }
 
 /// The object of `data_key`, if it has one, wherever its record lives:
-/// what every read of one key (a get, a write's read before it) asks.
+/// what a get asks.
 pub(super) fn object_at(
+    txn: &impl Transaction,
+    dbs: (Database, Database),
+    data_key: &[u8],
+) -> Result<Option<Object>, StorageError> {
+    Ok(held_at(txn, dbs, data_key)?.map(|held| held.object))
+}
+
+/// What a key holds: its object, and the slot its record is in (`None`
+/// for a record of the layout before slots). A write reads it once and
+/// hands the slot back to [`WriteTxn::put_record`] or
+/// [`WriteTxn::del_record`].
+pub(super) struct Held {
+    /// The stored object.
+    pub object: Object,
+    /// Its record's slot.
+    pub slot: Option<u64>,
+}
+
+/// What `data_key` holds, if anything.
+pub(super) fn held_at(
     txn: &impl Transaction,
     (data, objects): (Database, Database),
     data_key: &[u8],
-) -> Result<Option<Object>, StorageError> {
-    match entry_at(txn, data, data_key)? {
-        Some(entry) => decode(resolve(txn, objects, data_key, entry)?, data_key).map(Some),
-        None => Ok(None),
-    }
+) -> Result<Option<Held>, StorageError> {
+    let Some(entry) = entry_at(txn, data, data_key)? else {
+        return Ok(None);
+    };
+    let object = decode(resolve(txn, objects, data_key, entry)?, data_key)?;
+    let slot = match entry {
+        Entry::Slot(slot) => Some(slot),
+        Entry::Inline(_) => None,
+    };
+    Ok(Some(Held { object, slot }))
 }
 
 /// Keys whose slots [`for_each_record`] sorts at a time: 24 bytes each
@@ -185,25 +210,17 @@ fn visit_in_slot_order<'t>(
     Ok(())
 }
 
-/// The slot of an entry; `None` for a record of the layout before slots.
-fn slot_of_entry(entry: Entry<'_>) -> Option<u64> {
-    match entry {
-        Entry::Slot(slot) => Some(slot),
-        Entry::Inline(_) => None,
-    }
-}
-
 impl WriteTxn<'_> {
-    /// Stores `record` as `data_key`'s: in its slot if it has one, else in
-    /// a new slot that its entry then points at.
+    /// Stores `record` as `data_key`'s: in `slot`, the one it holds (see
+    /// [`held_at`]), else in a new slot that its entry then points at.
     pub(super) fn put_record(
         &mut self,
         data_key: &[u8],
+        slot: Option<u64>,
         record: &[u8],
     ) -> Result<(), StorageError> {
         let (data, objects) = (self.storage.data, self.storage.objects);
-        let held = entry_at(&self.txn, data, data_key)?.and_then(slot_of_entry);
-        if let Some(slot) = held {
+        if let Some(slot) = slot {
             return Ok(self
                 .txn
                 .put(objects, &slot.to_be_bytes(), &record, WriteFlags::empty())?);
@@ -220,15 +237,17 @@ impl WriteTxn<'_> {
             .put(data, &data_key, &pointer(slot), WriteFlags::empty())?)
     }
 
-    /// Removes `data_key`'s entry and frees its slot.
-    pub(super) fn del_record(&mut self, data_key: &[u8]) -> Result<(), StorageError> {
-        let (data, objects) = (self.storage.data, self.storage.objects);
-        let Some(slot) = entry_at(&self.txn, data, data_key)?.map(slot_of_entry) else {
-            return Ok(());
-        };
-        self.txn.del(data, &data_key, None)?;
+    /// Removes `data_key`'s entry, which holds `slot` (see [`held_at`]),
+    /// and frees the slot.
+    pub(super) fn del_record(
+        &mut self,
+        data_key: &[u8],
+        slot: Option<u64>,
+    ) -> Result<(), StorageError> {
+        self.txn.del(self.storage.data, &data_key, None)?;
         if let Some(slot) = slot {
-            self.txn.del(objects, &slot.to_be_bytes(), None)?;
+            self.txn
+                .del(self.storage.objects, &slot.to_be_bytes(), None)?;
             self.txn.put(
                 self.storage.free,
                 &slot.to_be_bytes(),
