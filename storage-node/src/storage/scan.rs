@@ -103,23 +103,28 @@ impl Storage {
                 page.next = last.map(<[u8]>::to_vec);
                 break;
             }
-            if !wanted[usize::from(segment_of(&key_position(req.store, key)))] {
-                examined += 1;
-                last = Some(key);
-                continue;
-            }
-            let record = record_of(&txn, self.objects, k, v)?;
-            let size = key.len()
-                + match req.listing {
-                    Listing::Objects => record.len(),
-                    Listing::Digests => 16,
-                };
-            if !page.entries.is_empty() && bytes + size > req.bytes_max {
+            // Only a kept key's record is read: it may sit anywhere in
+            // the file (see `records`).
+            let kept = wanted[usize::from(segment_of(&key_position(req.store, key)))];
+            let record = kept
+                .then(|| record_of(&txn, self.objects, k, v))
+                .transpose()?;
+            let size = record.map_or(0, |record| {
+                key.len()
+                    + match req.listing {
+                        Listing::Objects => record.len(),
+                        Listing::Digests => 16,
+                    }
+            });
+            if record.is_some() && !page.entries.is_empty() && bytes + size > req.bytes_max {
                 page.next = last.map(<[u8]>::to_vec);
                 break;
             }
             examined += 1;
             last = Some(key);
+            let Some(record) = record else {
+                continue;
+            };
             let object: Object = decode(record, k)?;
             if req.tombstones_only && !only_tombstones(&object) {
                 continue;
