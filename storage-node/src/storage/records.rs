@@ -260,44 +260,47 @@ impl WriteTxn<'_> {
 
     /// A slot for a new record: the lowest free one, else the one after
     /// the last (`true`: it goes at the end, so `MDB_APPEND` applies).
-    /// Every free slot was taken from `objects` below the last, so the
-    /// count kept for the rest of the transaction never meets one.
+    /// Free slots go first, so the slot after the last is never a free
+    /// one, and the count kept for the rest of the transaction stays
+    /// right: a slot freed later in it is taken from `free` again.
     fn new_slot(&mut self) -> Result<(u64, bool), StorageError> {
-        let free = {
-            let mut cursor = self.txn.open_ro_cursor(self.storage.free)?;
-            match cursor.iter_start().next() {
-                Some(item) => Some(slot_of(item?.0)?),
-                None => None,
-            }
-        };
-        if let Some(slot) = free {
-            self.txn.del(self.storage.free, &slot.to_be_bytes(), None)?;
+        let (free, objects) = (self.storage.free, self.storage.objects);
+        if let Some(slot) = slot_at_end(&self.txn, free, lmdb_sys::MDB_FIRST)? {
+            self.txn.del(free, &slot.to_be_bytes(), None)?;
             return Ok((slot, false));
         }
         let next = match self.next_slot {
             Some(next) => next,
-            None => {
-                let cursor = self.txn.open_ro_cursor(self.storage.objects)?;
-                match cursor.get(None, None, lmdb_sys::MDB_LAST) {
-                    Ok((Some(key), _)) => slot_of(key)? + 1,
-                    Err(lmdb::Error::NotFound) => 0,
-                    // LMDB always names the key it lands on.
-                    Ok((None, _)) => return Err(corrupt(b"the last slot")),
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            None => last_slot(&self.txn, objects)?.map_or(0, |last| last + 1),
         };
         self.next_slot = Some(next + 1);
         Ok((next, true))
     }
 }
 
-/// The last slot of `objects`, if any (tests: where new keys went).
-#[cfg(test)]
-pub(super) fn last_slot(txn: &impl Transaction, objects: Database) -> Option<u64> {
-    let cursor = txn.open_ro_cursor(objects).ok()?;
-    let (key, _) = cursor.get(None, None, lmdb_sys::MDB_LAST).ok()?;
-    slot_of(key?).ok()
+/// The last slot of `objects`, if any: new keys go after it.
+pub(super) fn last_slot(
+    txn: &impl Transaction,
+    objects: Database,
+) -> Result<Option<u64>, StorageError> {
+    slot_at_end(txn, objects, lmdb_sys::MDB_LAST)
+}
+
+/// The first (`MDB_FIRST`) or last (`MDB_LAST`) slot of `db`, a database
+/// keyed by slot (`objects` or `free`), if it has any.
+fn slot_at_end(
+    txn: &impl Transaction,
+    db: Database,
+    end: lmdb_sys::MDB_cursor_op,
+) -> Result<Option<u64>, StorageError> {
+    let cursor = txn.open_ro_cursor(db)?;
+    match cursor.get(None, None, end) {
+        Ok((Some(key), _)) => slot_of(key).map(Some),
+        Err(lmdb::Error::NotFound) => Ok(None),
+        // LMDB always names the key it lands on.
+        Ok((None, _)) => Err(corrupt(b"a slot at the end of its database")),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Checks the layout's invariants (tests): every pointer names a record,
