@@ -118,6 +118,24 @@ fn an_update_stays_in_its_slot_and_a_deleted_slot_takes_the_next_new_key() {
 }
 
 #[test]
+fn an_update_that_outgrows_its_page_splits_that_page_only() {
+    // What the README says of updates: in place, unless the record grows
+    // past its page's room (a record gaining siblings may).
+    let dir = tempfile::tempdir().unwrap();
+    let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
+    load(&storage, 0..RECORDS);
+    let loaded = pages(&storage);
+    let mut txn = storage.begin_write().unwrap();
+    txn.put_object(&key(1500), &sized(1, 2500)).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(pages(&storage), loaded + 1);
+    assert_eq!(storage.get(&key(1500)).unwrap(), Some(sized(1, 2500)));
+    for i in [1499, 1501] {
+        assert_eq!(storage.get(&key(i)).unwrap(), Some(object(i)));
+    }
+}
+
+#[test]
 fn a_pass_over_all_records_visits_each_once_across_its_sorted_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let (storage, _) = Storage::open(dir.path(), MAP).unwrap();
